@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages kvpack builds and tests with. Idempotent: packages already
+# present are skipped, so a second run costs a dpkg query.
+set -euo pipefail
+packages=(
+  bazel-bootstrap g++ pkg-config
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  librocksdb-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libzstd-dev liblz4-dev libxxhash-dev
+  prometheus redis-server redis-tools curl python3-numpy
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
