@@ -7,7 +7,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   librocksdb-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   libzstd-dev liblz4-dev libxxhash-dev
-  prometheus redis-server redis-tools curl python3-numpy
+  prometheus redis-server redis-tools libhiredis-dev curl python3-numpy
 )
 missing=()
 for p in "${packages[@]}"; do
