@@ -1,0 +1,125 @@
+#include "codec/hadamard.h"
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "codec/random.h"
+
+namespace kvpack {
+namespace {
+
+void ExpandBits(const std::vector<uint64_t>& bits, uint32_t D, std::vector<float>* sign,
+                std::vector<uint32_t>* mask) {
+  sign->resize(D);
+  mask->resize(D);
+  for (uint32_t i = 0; i < D; ++i) {
+    const bool neg = (bits[i / 64] >> (i % 64)) & 1;
+    (*sign)[i] = neg ? -1.0f : 1.0f;
+    (*mask)[i] = neg ? 0x80000000u : 0u;
+  }
+}
+
+void ScalarWalshHadamard(float* x, uint32_t D) {
+  for (uint32_t h = 1; h < D; h *= 2) {
+    for (uint32_t i = 0; i < D; i += 2 * h) {
+      for (uint32_t j = i; j < i + h; ++j) {
+        const float a = x[j], b = x[j + h];
+        x[j] = a + b;
+        x[j + h] = a - b;
+      }
+    }
+  }
+}
+
+// One register's three in-lane stages (strides 1, 2, 4). Each output lane is the same single
+// add or subtract of the same two operands as the scalar butterfly (x + y == y + x and
+// x + (−y) == x − y exactly), so the result is bit-identical.
+inline __m256 InRegisterStages(__m256 v) {
+  const __m256 neg1 = _mm256_castsi256_ps(_mm256_setr_epi32(0, INT32_MIN, 0, INT32_MIN, 0,
+                                                            INT32_MIN, 0, INT32_MIN));
+  const __m256 neg2 = _mm256_castsi256_ps(_mm256_setr_epi32(0, 0, INT32_MIN, INT32_MIN, 0, 0,
+                                                            INT32_MIN, INT32_MIN));
+  const __m256 neg4 = _mm256_castsi256_ps(_mm256_setr_epi32(0, 0, 0, 0, INT32_MIN, INT32_MIN,
+                                                            INT32_MIN, INT32_MIN));
+  v = _mm256_add_ps(_mm256_permute_ps(v, 0xB1), _mm256_xor_ps(v, neg1));
+  v = _mm256_add_ps(_mm256_permute_ps(v, 0x4E), _mm256_xor_ps(v, neg2));
+  v = _mm256_add_ps(_mm256_permute2f128_ps(v, v, 0x01), _mm256_xor_ps(v, neg4));
+  return v;
+}
+
+void VectorWalshHadamard(float* x, uint32_t D) {
+  const uint32_t regs = D / 8;
+  for (uint32_t r = 0; r < regs; ++r) {
+    _mm256_storeu_ps(x + 8 * r, InRegisterStages(_mm256_loadu_ps(x + 8 * r)));
+  }
+  for (uint32_t h = 8; h < D; h *= 2) {
+    for (uint32_t i = 0; i < D; i += 2 * h) {
+      for (uint32_t j = i; j < i + h; j += 8) {
+        const __m256 a = _mm256_loadu_ps(x + j), b = _mm256_loadu_ps(x + j + h);
+        _mm256_storeu_ps(x + j, _mm256_add_ps(a, b));
+        _mm256_storeu_ps(x + j + h, _mm256_sub_ps(a, b));
+      }
+    }
+  }
+}
+
+void ApplyXor(const uint32_t* mask, const float* in, float* out, uint32_t D) {
+  for (uint32_t i = 0; i < D; ++i) {
+    uint32_t u;
+    std::memcpy(&u, in + i, 4);
+    u ^= mask[i];
+    std::memcpy(out + i, &u, 4);
+  }
+}
+
+void ScaleXor(const uint32_t* mask, float scale, float* x, uint32_t D) {
+  for (uint32_t i = 0; i < D; ++i) {
+    float v = x[i] * scale;
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    u ^= mask[i];
+    std::memcpy(x + i, &u, 4);
+  }
+}
+
+}  // namespace
+
+HadamardSigns RotationSigns(uint64_t segment_seed, uint32_t chunk_pos, uint32_t D) {
+  HadamardSigns s;
+  s.size = D;
+  const uint32_t words = (D + 63) / 64;
+  uint64_t state = segment_seed + chunk_pos;
+  for (uint32_t w = 0; w < words; ++w) s.s1_bits.push_back(SplitMix64Next(&state));
+  for (uint32_t w = 0; w < words; ++w) s.s2_bits.push_back(SplitMix64Next(&state));
+  ExpandBits(s.s1_bits, D, &s.s1, &s.s1_xor);
+  ExpandBits(s.s2_bits, D, &s.s2, &s.s2_xor);
+  return s;
+}
+
+float HadamardScale(uint32_t D) { return 1.0f / std::sqrt(static_cast<float>(D)); }
+
+void WalshHadamardInPlace(float* x, uint32_t D) {
+  if (D >= 8) {
+    VectorWalshHadamard(x, D);
+  } else {
+    ScalarWalshHadamard(x, D);
+  }
+}
+
+void HadamardRotate(const HadamardSigns& signs, const float* z, float* y) {
+  const uint32_t D = signs.size;
+  ApplyXor(signs.s1_xor.data(), z, y, D);
+  WalshHadamardInPlace(y, D);
+  ScaleXor(signs.s2_xor.data(), HadamardScale(D), y, D);
+}
+
+void HadamardUnrotate(const HadamardSigns& signs, const float* y, float* z) {
+  const uint32_t D = signs.size;
+  ApplyXor(signs.s2_xor.data(), y, z, D);
+  WalshHadamardInPlace(z, D);
+  ScaleXor(signs.s1_xor.data(), HadamardScale(D), z, D);
+}
+
+}  // namespace kvpack
