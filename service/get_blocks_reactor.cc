@@ -1,0 +1,171 @@
+#include "service/get_blocks_reactor.h"
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "codec/block_format.h"
+#include "common/status_macros.h"
+#include "service/grpc_status.h"
+#include "service/request_validation.h"
+
+namespace kvpack {
+namespace {
+
+class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> {
+ public:
+  GetBlocksReactor(const ServiceContext* context, grpc::CallbackServerContext* call,
+                   const v1::GetBlocksRequest* request)
+      : context_(context), call_(call), request_(request),
+        timer_(context->metrics, "GetBlocks") {
+    absl::Status status = Validate();
+    if (!status.ok()) {
+      Fail(status);
+      return;
+    }
+    context_->pool->Schedule([this] { NextBlock(); });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Fail(absl::CancelledError("the client stopped reading"));
+    if (offset_ < current_size()) return WriteChunk();
+    ++next_key_;
+    context_->pool->Schedule([this] { NextBlock(); });
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  absl::Status Validate() {
+    RETURN_IF_ERROR(ValidateNamespace(request_->namespace_()));
+    RETURN_IF_ERROR(ValidateKeys(request_->keys()));
+    if (request_->want() != v1::WANT_DECODED && request_->want() != v1::WANT_ENCODED) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("want ", request_->want(), " is neither DECODED nor ENCODED"));
+    }
+    if (!context_->store->HasNamespace(request_->namespace_())) {
+      return absl::NotFoundError(absl::StrCat("namespace '", request_->namespace_(),
+                                              "' does not exist (nothing was ever put in it)"));
+    }
+    return absl::OkStatus();
+  }
+
+  // Runs on a worker: prepares the next key's block (or its miss) and starts writing it.
+  void NextBlock() {
+    if (next_key_ == request_->keys_size()) return Succeed();
+    if (call_->IsCancelled()) return Fail(absl::CancelledError("the client cancelled the get"));
+    if (call_->deadline() < std::chrono::system_clock::now()) {
+      return Fail(absl::DeadlineExceededError(absl::StrCat(
+          "the deadline passed after ", next_key_, " of ", request_->keys_size(), " blocks")));
+    }
+    const std::string& key = request_->keys(next_key_);
+    response_.Clear();
+    response_.set_key(key);
+    response_.set_encoding(request_->want());
+    decoded_.clear();
+    stored_.reset();
+    offset_ = 0;
+
+    Tier tier = Tier::kNone;
+    absl::StatusOr<BlockBytes> stored = context_->store->Get(request_->namespace_(), key, &tier);
+    if (!stored.ok()) {
+      if (stored.status().code() == absl::StatusCode::kDataLoss) {
+        context_->metrics->RecordCorruptBlock();
+        response_.set_error(std::string(stored.status().message()));
+      } else if (stored.status().code() != absl::StatusCode::kNotFound) {
+        return Fail(stored.status());
+      }
+      response_.set_found(false);
+      StartWrite(&response_);
+      return;
+    }
+    const std::string& encoded = **stored;
+    const auto encoded_span =
+        absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size());
+    absl::StatusOr<BlockInfo> info = ParseBlock(encoded_span);
+    if (!info.ok()) {
+      // The store's checksum passed but the block does not parse: report, never serve.
+      context_->metrics->RecordCorruptBlock();
+      response_.set_found(false);
+      response_.set_error(absl::StrCat("stored block is unreadable: ", info.status().message()));
+      StartWrite(&response_);
+      return;
+    }
+    response_.set_found(true);
+    LayoutToProto(info->layout, response_.mutable_layout());
+    response_.set_codec(info->policy);
+    response_.set_tier(tier == Tier::kRam ? v1::TIER_RAM : v1::TIER_DISK);
+    if (request_->want() == v1::WANT_DECODED) {
+      BlockCodec* codec = context_->DecoderFor(encoded.size());
+      const absl::Time start = absl::Now();
+      absl::StatusOr<std::string> decoded = codec->Decode(encoded_span);
+      context_->metrics->RecordDecode(codec->device(), absl::Now() - start);
+      if (!decoded.ok()) {
+        context_->metrics->RecordCorruptBlock();
+        response_.set_found(false);
+        response_.set_error(absl::StrCat("stored block does not decode: ",
+                                         decoded.status().message()));
+        StartWrite(&response_);
+        return;
+      }
+      decoded_ = *std::move(decoded);
+    } else {
+      stored_ = *std::move(stored);
+    }
+    response_.set_total_bytes(current_size());
+    context_->metrics->RecordBlockOut(current_size(), request_->want() == v1::WANT_ENCODED);
+    WriteChunk();
+  }
+
+  size_t current_size() const { return stored_ ? stored_->size() : decoded_.size(); }
+  const char* current_data() const { return stored_ ? stored_->data() : decoded_.data(); }
+
+  // Writes the next piece of the current block; the first piece carries the block's header
+  // fields, already set in response_.
+  void WriteChunk() {
+    const size_t n = std::min(kGetChunkBytes, current_size() - offset_);
+    if (offset_ > 0) {
+      response_.Clear();
+      response_.set_key(request_->keys(next_key_));
+      response_.set_found(true);
+    }
+    response_.set_offset(offset_);
+    response_.set_data(current_data() + offset_, n);
+    offset_ += n;
+    StartWrite(&response_);
+  }
+
+  void Fail(const absl::Status& status) {
+    timer_.Finish(status.code());
+    Finish(ToGrpcStatus(status));
+  }
+
+  void Succeed() {
+    timer_.Finish(absl::StatusCode::kOk);
+    Finish(grpc::Status::OK);
+  }
+
+  const ServiceContext* const context_;
+  grpc::CallbackServerContext* const call_;
+  const v1::GetBlocksRequest* const request_;
+  RpcTimer timer_;
+
+  int next_key_ = 0;
+  v1::GetBlocksResponse response_;
+  BlockBytes stored_;     // the block being sent, when sent encoded
+  std::string decoded_;   // the block being sent, when sent decoded
+  size_t offset_ = 0;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::GetBlocksResponse>* NewGetBlocksReactor(
+    const ServiceContext* context, grpc::CallbackServerContext* call,
+    const v1::GetBlocksRequest* request) {
+  return new GetBlocksReactor(context, call, request);
+}
+
+}  // namespace kvpack

@@ -1,0 +1,27 @@
+// The GetBlocks stream: for each requested key in order, fetches the block from the store on
+// a worker thread, decodes it there when the client wants raw bytes, and streams it in
+// pieces of at most kGetChunkBytes. A key that is not stored (or whose stored bytes failed
+// their checksum and were dropped) is answered by one message with found = false; the
+// stream itself fails only for a bad request, an unknown namespace or a cancelled call.
+//
+// Lifetime: created by the service for one call; deletes itself in OnDone.
+#ifndef KVPACK_SERVICE_GET_BLOCKS_REACTOR_H_
+#define KVPACK_SERVICE_GET_BLOCKS_REACTOR_H_
+
+#include <cstddef>
+
+#include "grpcpp/grpcpp.h"
+#include "kvpack/v1/kvpack.pb.h"
+#include "service/service_context.h"
+
+namespace kvpack {
+
+inline constexpr size_t kGetChunkBytes = 1 << 20;
+
+grpc::ServerWriteReactor<v1::GetBlocksResponse>* NewGetBlocksReactor(
+    const ServiceContext* context, grpc::CallbackServerContext* call,
+    const v1::GetBlocksRequest* request);
+
+}  // namespace kvpack
+
+#endif  // KVPACK_SERVICE_GET_BLOCKS_REACTOR_H_

@@ -1,0 +1,126 @@
+#include "service/kv_cache_service.h"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "service/get_blocks_reactor.h"
+#include "service/grpc_status.h"
+#include "service/put_blocks_reactor.h"
+#include "service/request_validation.h"
+
+namespace kvpack {
+namespace {
+
+v1::Tier ToProtoTier(Tier tier) {
+  switch (tier) {
+    case Tier::kRam: return v1::TIER_RAM;
+    case Tier::kDisk: return v1::TIER_DISK;
+    default: return v1::TIER_UNSPECIFIED;
+  }
+}
+
+// Runs `work` on the worker pool and finishes the unary call with its status.
+grpc::ServerUnaryReactor* RunUnary(const ServiceContext* context,
+                                   grpc::CallbackServerContext* call, absl::string_view method,
+                                   std::function<absl::Status()> work) {
+  grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
+  auto timer = std::make_shared<RpcTimer>(context->metrics, method);
+  context->pool->Schedule([reactor, call, timer, work = std::move(work)] {
+    absl::Status status = call->IsCancelled() ? absl::CancelledError("the call was cancelled")
+                                              : work();
+    timer->Finish(status.code());
+    reactor->Finish(ToGrpcStatus(status));
+  });
+  return reactor;
+}
+
+absl::Status RequireNamespace(const ServiceContext* context, const std::string& ns) {
+  RETURN_IF_ERROR(ValidateNamespace(ns));
+  if (!context->store->HasNamespace(ns)) {
+    return absl::NotFoundError(
+        absl::StrCat("namespace '", ns, "' does not exist (nothing was ever put in it)"));
+  }
+  return absl::OkStatus();
+}
+
+void FillTierStats(const TierStats& stats, v1::TierStats* proto) {
+  proto->set_bytes(stats.bytes);
+  proto->set_blocks(stats.blocks);
+  proto->set_capacity_bytes(stats.capacity_bytes);
+  proto->set_hits(stats.hits);
+  proto->set_evictions(stats.evictions);
+}
+
+}  // namespace
+
+grpc::ServerReadReactor<v1::PutBlocksRequest>* KvCacheService::PutBlocks(
+    grpc::CallbackServerContext* call, v1::PutBlocksResponse* response) {
+  return NewPutBlocksReactor(context_, call, response);
+}
+
+grpc::ServerWriteReactor<v1::GetBlocksResponse>* KvCacheService::GetBlocks(
+    grpc::CallbackServerContext* call, const v1::GetBlocksRequest* request) {
+  return NewGetBlocksReactor(context_, call, request);
+}
+
+grpc::ServerUnaryReactor* KvCacheService::Lookup(grpc::CallbackServerContext* call,
+                                                 const v1::LookupRequest* request,
+                                                 v1::LookupResponse* response) {
+  const ServiceContext* context = context_;
+  return RunUnary(context, call, "Lookup", [context, request, response]() -> absl::Status {
+    RETURN_IF_ERROR(RequireNamespace(context, request->namespace_()));
+    RETURN_IF_ERROR(ValidateKeys(request->keys()));
+    const std::vector<std::string> keys(request->keys().begin(), request->keys().end());
+    const std::vector<Tier> tiers = context->store->LookupPrefix(request->namespace_(), keys);
+    response->set_prefix_length(static_cast<uint32_t>(tiers.size()));
+    for (Tier tier : tiers) response->add_tiers(ToProtoTier(tier));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* KvCacheService::DeleteBlocks(grpc::CallbackServerContext* call,
+                                                       const v1::DeleteBlocksRequest* request,
+                                                       v1::DeleteBlocksResponse* response) {
+  const ServiceContext* context = context_;
+  return RunUnary(context, call, "DeleteBlocks", [context, request, response]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateNamespace(request->namespace_()));
+    RETURN_IF_ERROR(ValidateKeys(request->keys()));
+    if (!context->store->HasNamespace(request->namespace_())) {
+      response->set_deleted(0);  // deleting from an empty namespace deletes nothing
+      return absl::OkStatus();
+    }
+    const std::vector<std::string> keys(request->keys().begin(), request->keys().end());
+    ASSIGN_OR_RETURN(const uint32_t deleted,
+                     context->store->Delete(request->namespace_(), keys));
+    response->set_deleted(deleted);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* KvCacheService::GetStats(grpc::CallbackServerContext* call,
+                                                   const v1::GetStatsRequest* /*request*/,
+                                                   v1::GetStatsResponse* response) {
+  const ServiceContext* context = context_;
+  return RunUnary(context, call, "GetStats", [context, response]() -> absl::Status {
+    FillTierStats(context->store->RamStats(), response->mutable_ram());
+    FillTierStats(context->store->DiskStats(), response->mutable_disk());
+    response->set_misses(context->store->Misses());
+    const ServiceMetrics::Totals totals = context->metrics->totals();
+    response->set_raw_bytes_in(totals.raw_bytes_in);
+    response->set_encoded_bytes_in(totals.encoded_bytes_in);
+    response->set_compression_ratio(totals.encoded_bytes_in > 0
+                                        ? static_cast<double>(totals.raw_bytes_in) /
+                                              static_cast<double>(totals.encoded_bytes_in)
+                                        : 0.0);
+    response->set_default_codec(context->default_policy.ToString());
+    response->set_device(
+        std::string(context->EncoderFor(BlockLayout())->device()));
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace kvpack

@@ -1,0 +1,38 @@
+// kvpack.v1.KvCacheService on gRPC's callback API. Streaming RPCs are handled by their own
+// reactors (put_blocks_reactor.h, get_blocks_reactor.h); the unary ones hand their work to
+// the worker pool and finish from there, so no gRPC thread ever waits on disk or a codec.
+//
+// Thread-safe; borrows the ServiceContext, which must outlive it.
+#ifndef KVPACK_SERVICE_KV_CACHE_SERVICE_H_
+#define KVPACK_SERVICE_KV_CACHE_SERVICE_H_
+
+#include "kvpack/v1/kvpack.grpc.pb.h"
+#include "service/service_context.h"
+
+namespace kvpack {
+
+class KvCacheService final : public v1::KvCacheService::CallbackService {
+ public:
+  explicit KvCacheService(const ServiceContext* context) : context_(context) {}
+
+  grpc::ServerReadReactor<v1::PutBlocksRequest>* PutBlocks(
+      grpc::CallbackServerContext* call, v1::PutBlocksResponse* response) override;
+  grpc::ServerWriteReactor<v1::GetBlocksResponse>* GetBlocks(
+      grpc::CallbackServerContext* call, const v1::GetBlocksRequest* request) override;
+  grpc::ServerUnaryReactor* Lookup(grpc::CallbackServerContext* call,
+                                   const v1::LookupRequest* request,
+                                   v1::LookupResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteBlocks(grpc::CallbackServerContext* call,
+                                         const v1::DeleteBlocksRequest* request,
+                                         v1::DeleteBlocksResponse* response) override;
+  grpc::ServerUnaryReactor* GetStats(grpc::CallbackServerContext* call,
+                                     const v1::GetStatsRequest* request,
+                                     v1::GetStatsResponse* response) override;
+
+ private:
+  const ServiceContext* const context_;
+};
+
+}  // namespace kvpack
+
+#endif  // KVPACK_SERVICE_KV_CACHE_SERVICE_H_

@@ -1,0 +1,100 @@
+// kvpack_server: the KV-cache compression and storage service.
+//
+// With no flags it listens on 127.0.0.1:50051 (gRPC) and 127.0.0.1:9464 (/metrics), keeps
+// up to 1GiB of encoded blocks in RAM and 16GiB in RocksDB under ./kvpack-data, and encodes
+// with the default codec policy. SIGTERM or SIGINT drains in-flight calls and exits 0.
+#include <csignal>
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "service/byte_size.h"
+#include "service/server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC address host:port (port 0 = any)");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
+          "address of the Prometheus /metrics endpoint; empty to disable");
+ABSL_FLAG(std::string, data_dir, "./kvpack-data", "directory of the RocksDB disk tier");
+ABSL_FLAG(std::string, ram_capacity, "1GiB", "bytes of encoded blocks kept in RAM (e.g. 64MiB)");
+ABSL_FLAG(std::string, disk_capacity, "16GiB",
+          "bytes of encoded blocks kept on disk; 0 disables the disk tier");
+ABSL_FLAG(std::string, codec, "int8",
+          "default codec policy: a codec (raw, int8, ...), a preset, or "
+          "k=CODEC,v=CODEC[,boundary=N:CODEC]");
+ABSL_FLAG(std::string, max_block_bytes, "256MiB", "largest raw block a put may send");
+ABSL_FLAG(std::string, max_inflight_bytes, "1GiB",
+          "raw put bytes buffered at once across all streams; beyond it puts get "
+          "RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, worker_threads, 0, "encode/decode/disk worker threads; 0 = one per core");
+ABSL_FLAG(std::string, device, "auto", "where to run codecs: auto, cpu or cuda:N");
+ABSL_FLAG(int, shutdown_grace_seconds, 10,
+          "on SIGTERM, how long in-flight calls may run before they are cancelled");
+
+namespace {
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "kvpack_server: %s\n", status.ToString().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "kvpack_server [flags]: stores and serves compressed KV-cache blocks over gRPC.");
+  absl::ParseCommandLine(argc, argv);
+
+  // Block the stop signals in every thread; main waits for them with sigwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  kvpack::ServerOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.codec = absl::GetFlag(FLAGS_codec);
+  options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  options.device = absl::GetFlag(FLAGS_device);
+  struct SizeFlag {
+    const char* name;
+    std::string text;
+    uint64_t* target;
+  } sizes[] = {
+      {"--ram_capacity", absl::GetFlag(FLAGS_ram_capacity), &options.ram_capacity},
+      {"--disk_capacity", absl::GetFlag(FLAGS_disk_capacity), &options.disk_capacity},
+      {"--max_block_bytes", absl::GetFlag(FLAGS_max_block_bytes), &options.max_block_bytes},
+      {"--max_inflight_bytes", absl::GetFlag(FLAGS_max_inflight_bytes),
+       &options.max_inflight_bytes},
+  };
+  for (const SizeFlag& flag : sizes) {
+    absl::StatusOr<uint64_t> bytes = kvpack::ParseByteSize(flag.text);
+    if (!bytes.ok()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat(flag.name, ": ", bytes.status().message())));
+    }
+    *flag.target = *bytes;
+  }
+
+  absl::StatusOr<std::unique_ptr<kvpack::Server>> server = kvpack::Server::Start(options);
+  if (!server.ok()) return Fail(server.status());
+  std::fprintf(stderr,
+               "kvpack_server: serving on port %d (metrics on %d), data in %s, codec %s, "
+               "device %s, ram %s, disk %s\n",
+               (*server)->port(), (*server)->metrics_port(), options.data_dir.c_str(),
+               options.codec.c_str(), std::string((*server)->device()).c_str(),
+               kvpack::FormatByteSize(options.ram_capacity).c_str(),
+               kvpack::FormatByteSize(options.disk_capacity).c_str());
+
+  int signal = 0;
+  sigwait(&stop_signals, &signal);
+  std::fprintf(stderr, "kvpack_server: signal %d, draining in-flight calls\n", signal);
+  (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
+  std::fprintf(stderr, "kvpack_server: stopped cleanly\n");
+  return 0;
+}

@@ -1,0 +1,192 @@
+#include "service/metrics.h"
+
+#include <exception>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "prometheus/collectable.h"
+#include "prometheus/metric_family.h"
+#include "prometheus/text_serializer.h"
+
+namespace kvpack {
+namespace {
+
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+      0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
+  return *buckets;
+}
+
+// Storage-tier figures, read from the store whenever /metrics is scraped.
+class StoreCollector : public prometheus::Collectable {
+ public:
+  explicit StoreCollector(const TieredStore* store) : store_(store) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    const TierStats ram = store_->RamStats();
+    const TierStats disk = store_->DiskStats();
+    std::vector<prometheus::MetricFamily> families;
+    auto add = [&families](const char* name, const char* help, prometheus::MetricType type,
+                           double ram_value, double disk_value) {
+      prometheus::MetricFamily family;
+      family.name = name;
+      family.help = help;
+      family.type = type;
+      for (const auto& [tier, value] : {std::pair<const char*, double>{"ram", ram_value},
+                                        std::pair<const char*, double>{"disk", disk_value}}) {
+        prometheus::ClientMetric metric;
+        metric.label.push_back({"tier", tier});
+        if (type == prometheus::MetricType::Counter) {
+          metric.counter.value = value;
+        } else {
+          metric.gauge.value = value;
+        }
+        family.metric.push_back(std::move(metric));
+      }
+      families.push_back(std::move(family));
+    };
+    add("kvpack_tier_bytes", "Encoded bytes held by each storage tier.",
+        prometheus::MetricType::Gauge, ram.bytes, disk.bytes);
+    add("kvpack_tier_blocks", "Blocks held by each storage tier.", prometheus::MetricType::Gauge,
+        ram.blocks, disk.blocks);
+    add("kvpack_tier_capacity_bytes", "Configured byte capacity of each storage tier.",
+        prometheus::MetricType::Gauge, ram.capacity_bytes, disk.capacity_bytes);
+    add("kvpack_tier_hits_total", "Reads answered by each storage tier.",
+        prometheus::MetricType::Counter, ram.hits, disk.hits);
+    add("kvpack_tier_evictions_total",
+        "Blocks evicted from each tier (RAM evictions spill to disk; disk evictions are lost).",
+        prometheus::MetricType::Counter, ram.evictions, disk.evictions);
+
+    prometheus::MetricFamily misses;
+    misses.name = "kvpack_store_misses_total";
+    misses.help = "Reads of keys that no tier holds.";
+    misses.type = prometheus::MetricType::Counter;
+    prometheus::ClientMetric metric;
+    metric.counter.value = static_cast<double>(store_->Misses());
+    misses.metric.push_back(std::move(metric));
+    families.push_back(std::move(misses));
+    return families;
+  }
+
+ private:
+  const TieredStore* store_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ServiceMetrics>> ServiceMetrics::Create(
+    const std::string& listen, const TieredStore* store) {
+  std::unique_ptr<ServiceMetrics> m(new ServiceMetrics());
+  m->registry_ = std::make_shared<prometheus::Registry>();
+  prometheus::Registry& r = *m->registry_;
+
+  m->requests_ = &prometheus::BuildCounter()
+                      .Name("kvpack_requests_total")
+                      .Help("Finished RPCs by method and gRPC status code.")
+                      .Register(r);
+  m->latency_ = &prometheus::BuildHistogram()
+                     .Name("kvpack_request_duration_seconds")
+                     .Help("RPC latency from start to final status, by method and status code.")
+                     .Register(r);
+  auto& bytes_in = prometheus::BuildCounter()
+                       .Name("kvpack_block_bytes_in_total")
+                       .Help("Bytes of blocks stored, raw (as received) and encoded (as kept).")
+                       .Register(r);
+  m->raw_bytes_in_ = &bytes_in.Add({{"form", "raw"}});
+  m->encoded_bytes_in_ = &bytes_in.Add({{"form", "encoded"}});
+  m->blocks_in_ = &prometheus::BuildCounter()
+                       .Name("kvpack_blocks_in_total")
+                       .Help("Blocks stored.")
+                       .Register(r)
+                       .Add({});
+  auto& bytes_out = prometheus::BuildCounter()
+                        .Name("kvpack_block_bytes_out_total")
+                        .Help("Bytes of blocks served, decoded or still encoded.")
+                        .Register(r);
+  m->decoded_bytes_out_ = &bytes_out.Add({{"form", "decoded"}});
+  m->encoded_bytes_out_ = &bytes_out.Add({{"form", "encoded"}});
+  m->compression_ratio_ = &prometheus::BuildGauge()
+                               .Name("kvpack_compression_ratio")
+                               .Help("Raw bytes stored divided by encoded bytes stored, since start.")
+                               .Register(r)
+                               .Add({});
+  m->encode_seconds_ = &prometheus::BuildHistogram()
+                            .Name("kvpack_codec_encode_seconds")
+                            .Help("Time to encode one block, by device.")
+                            .Register(r);
+  m->decode_seconds_ = &prometheus::BuildHistogram()
+                            .Name("kvpack_codec_decode_seconds")
+                            .Help("Time to decode one block, by device.")
+                            .Register(r);
+  m->corrupt_blocks_ = &prometheus::BuildCounter()
+                            .Name("kvpack_corrupt_blocks_total")
+                            .Help("Stored blocks that failed their checksum and were dropped.")
+                            .Register(r)
+                            .Add({});
+  m->store_collector_ = std::make_shared<StoreCollector>(store);
+
+  if (!listen.empty()) {
+    try {
+      m->exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve /metrics on ", listen, ": ", e.what()));
+    }
+    m->exposer_->RegisterCollectable(m->registry_);
+    m->exposer_->RegisterCollectable(m->store_collector_);
+    const std::vector<int> ports = m->exposer_->GetListeningPorts();
+    m->port_ = ports.empty() ? 0 : ports[0];
+  }
+  return m;
+}
+
+ServiceMetrics::~ServiceMetrics() = default;
+
+void ServiceMetrics::RecordRequest(absl::string_view method, absl::StatusCode code,
+                                   absl::Duration latency) {
+  const prometheus::Labels labels = {{"method", std::string(method)},
+                                     {"code", absl::StatusCodeToString(code)}};
+  requests_->Add(labels).Increment();
+  latency_->Add(labels, LatencyBuckets()).Observe(absl::ToDoubleSeconds(latency));
+}
+
+void ServiceMetrics::RecordBlockIn(uint64_t raw_bytes, uint64_t encoded_bytes) {
+  raw_bytes_in_->Increment(static_cast<double>(raw_bytes));
+  encoded_bytes_in_->Increment(static_cast<double>(encoded_bytes));
+  blocks_in_->Increment();
+  const double encoded = encoded_bytes_in_->Value();
+  if (encoded > 0) compression_ratio_->Set(raw_bytes_in_->Value() / encoded);
+}
+
+ServiceMetrics::Totals ServiceMetrics::totals() const {
+  Totals totals;
+  totals.raw_bytes_in = static_cast<uint64_t>(raw_bytes_in_->Value());
+  totals.encoded_bytes_in = static_cast<uint64_t>(encoded_bytes_in_->Value());
+  return totals;
+}
+
+void ServiceMetrics::RecordBlockOut(uint64_t bytes, bool encoded) {
+  (encoded ? encoded_bytes_out_ : decoded_bytes_out_)->Increment(static_cast<double>(bytes));
+}
+
+void ServiceMetrics::RecordEncode(absl::string_view device, absl::Duration elapsed) {
+  encode_seconds_->Add({{"device", std::string(device)}}, LatencyBuckets())
+      .Observe(absl::ToDoubleSeconds(elapsed));
+}
+
+void ServiceMetrics::RecordDecode(absl::string_view device, absl::Duration elapsed) {
+  decode_seconds_->Add({{"device", std::string(device)}}, LatencyBuckets())
+      .Observe(absl::ToDoubleSeconds(elapsed));
+}
+
+void ServiceMetrics::RecordCorruptBlock() { corrupt_blocks_->Increment(); }
+
+std::string ServiceMetrics::Scrape() const {
+  std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  for (auto& family : store_collector_->Collect()) families.push_back(std::move(family));
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+}  // namespace kvpack

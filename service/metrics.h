@@ -1,0 +1,85 @@
+// The server's Prometheus metrics and the HTTP endpoint that serves them (/metrics in the
+// text exposition format, on its own port). Counters and histograms are updated by the RPC
+// handlers as they go; storage-tier figures are read from the store at scrape time, so they
+// are never stale.
+//
+// Thread-safe: every Record* method may be called concurrently.
+#ifndef KVPACK_SERVICE_METRICS_H_
+#define KVPACK_SERVICE_METRICS_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "prometheus/counter.h"
+#include "prometheus/exposer.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "storage/tiered_store.h"
+
+namespace kvpack {
+
+class ServiceMetrics {
+ public:
+  // `listen` is "host:port" for the HTTP endpoint ("" = no endpoint; port 0 = any free
+  // port, see port()). `store` is read at scrape time and must outlive the metrics.
+  // Unavailable if the endpoint cannot bind.
+  static absl::StatusOr<std::unique_ptr<ServiceMetrics>> Create(const std::string& listen,
+                                                                const TieredStore* store);
+  ~ServiceMetrics();
+
+  // One finished RPC: `method` is the RPC name ("PutBlocks"), `code` its final status.
+  void RecordRequest(absl::string_view method, absl::StatusCode code, absl::Duration latency);
+  // One block stored: its raw size and its encoded size.
+  void RecordBlockIn(uint64_t raw_bytes, uint64_t encoded_bytes);
+  // One block served: bytes sent, and whether they were the encoded form.
+  void RecordBlockOut(uint64_t bytes, bool encoded);
+  // Time spent encoding / decoding one block on `device` ("cpu", "cuda:0").
+  void RecordEncode(absl::string_view device, absl::Duration elapsed);
+  void RecordDecode(absl::string_view device, absl::Duration elapsed);
+  // A stored block failed its checksum and was dropped.
+  void RecordCorruptBlock();
+
+  struct Totals {
+    uint64_t raw_bytes_in = 0;
+    uint64_t encoded_bytes_in = 0;
+  };
+  // Bytes stored since start, raw and encoded.
+  Totals totals() const;
+
+  // Port of the HTTP endpoint, 0 when there is none.
+  int port() const { return port_; }
+  // The text a scrape of /metrics returns now.
+  std::string Scrape() const;
+
+ private:
+  ServiceMetrics() = default;
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<prometheus::Collectable> store_collector_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  int port_ = 0;
+
+  prometheus::Family<prometheus::Counter>* requests_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* latency_ = nullptr;
+  prometheus::Counter* raw_bytes_in_ = nullptr;
+  prometheus::Counter* encoded_bytes_in_ = nullptr;
+  prometheus::Counter* blocks_in_ = nullptr;
+  prometheus::Counter* decoded_bytes_out_ = nullptr;
+  prometheus::Counter* encoded_bytes_out_ = nullptr;
+  prometheus::Gauge* compression_ratio_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* encode_seconds_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* decode_seconds_ = nullptr;
+  prometheus::Counter* corrupt_blocks_ = nullptr;
+};
+
+}  // namespace kvpack
+
+#endif  // KVPACK_SERVICE_METRICS_H_

@@ -1,0 +1,22 @@
+// The PutBlocks stream: assembles blocks from their parts, encodes each on a worker thread
+// as soon as it is complete, stores it, then reads on. Blocks are committed one at a time in
+// stream order: when the stream fails, the blocks before the failing one are stored (the
+// status message says how many) and the failing one is not; nothing stored is touched.
+//
+// Lifetime: created by the service for one call; deletes itself in OnDone.
+#ifndef KVPACK_SERVICE_PUT_BLOCKS_REACTOR_H_
+#define KVPACK_SERVICE_PUT_BLOCKS_REACTOR_H_
+
+#include "grpcpp/grpcpp.h"
+#include "kvpack/v1/kvpack.pb.h"
+#include "service/service_context.h"
+
+namespace kvpack {
+
+grpc::ServerReadReactor<v1::PutBlocksRequest>* NewPutBlocksReactor(
+    const ServiceContext* context, grpc::CallbackServerContext* call,
+    v1::PutBlocksResponse* response);
+
+}  // namespace kvpack
+
+#endif  // KVPACK_SERVICE_PUT_BLOCKS_REACTOR_H_

@@ -1,0 +1,94 @@
+#include "service/server.h"
+
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+
+namespace kvpack {
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+  std::unique_ptr<Server> server(new Server());
+
+  absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(options.codec);
+  if (!policy.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--codec: ", policy.status().message()));
+  }
+  if (options.device != "auto" && options.device != "cpu") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--device=", options.device, ": this build has no GPU support; use auto or cpu"));
+  }
+
+  TieredStoreOptions store_options;
+  store_options.ram_capacity_bytes = options.ram_capacity;
+  store_options.disk_capacity_bytes = options.disk_capacity;
+  store_options.data_dir = options.data_dir;
+  ASSIGN_OR_RETURN(server->store_, TieredStore::Open(store_options));
+  ASSIGN_OR_RETURN(server->metrics_,
+                   ServiceMetrics::Create(options.metrics_listen, server->store_.get()));
+
+  server->cpu_codec_ = NewCpuBlockCodec();
+  server->inflight_ = std::make_unique<InflightBudget>(options.max_inflight_bytes);
+  const int threads = options.worker_threads > 0
+                          ? options.worker_threads
+                          : std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
+  server->pool_ = std::make_unique<ThreadPool>(threads);
+
+  ServiceContext& context = server->context_;
+  context.store = server->store_.get();
+  context.metrics = server->metrics_.get();
+  context.pool = server->pool_.get();
+  context.cpu_codec = server->cpu_codec_.get();
+  context.gpu_codec = server->gpu_codec_.get();
+  context.default_policy = *std::move(policy);
+  context.max_block_bytes = options.max_block_bytes;
+  context.inflight = server->inflight_.get();
+  server->service_ = std::make_unique<KvCacheService>(&server->context_);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.RegisterService(server->service_.get());
+  // Blocks travel in pieces (PutBlocksRequest.data, GetBlocksResponse.data); a message
+  // carries at most one piece plus small headers.
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxSendMessageSize(64 << 20);
+  server->grpc_server_ = builder.BuildAndStart();
+  if (server->grpc_server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen,
+                                               " (address in use or not local?)"));
+  }
+  grpc::HealthCheckServiceInterface* health = server->grpc_server_->GetHealthCheckService();
+  if (health != nullptr) {
+    health->SetServingStatus(true);
+    health->SetServingStatus("kvpack.v1.KvCacheService", true);
+  }
+  return server;
+}
+
+Server::~Server() { Shutdown(absl::ZeroDuration()); }
+
+void Server::Shutdown(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&shutdown_mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  if (grpc_server_ != nullptr) {
+    grpc::HealthCheckServiceInterface* health = grpc_server_->GetHealthCheckService();
+    if (health != nullptr) health->SetServingStatus(false);
+    grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    grpc_server_->Wait();
+  }
+  pool_.reset();  // runs what is left of in-flight work
+  grpc_server_.reset();
+  service_.reset();
+  metrics_.reset();
+  store_.reset();
+}
+
+}  // namespace kvpack
