@@ -1,0 +1,79 @@
+#include "codec/codec_registry.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "absl/strings/str_join.h"
+#include "codec/int8.h"
+#include "codec/raw.h"
+
+namespace kvpack {
+namespace {
+
+// Every codec of this build, one line each. Ids and names must be unique (checked once when
+// the table is built).
+std::vector<const SegmentCodec*> MakeCodecs() {
+  return {
+      new RawCodec(),
+      new Int8Codec(),
+  };
+}
+
+// A duplicate id or name is a programming error in MakeCodecs(): stop at startup rather
+// than decode blocks with the wrong codec.
+void CheckUnique(bool unique, const SegmentCodec* codec, const char* what) {
+  if (unique) return;
+  std::fprintf(stderr, "kvpack codec registry: duplicate codec %s for codec '%.*s'\n", what,
+               static_cast<int>(codec->name().size()), codec->name().data());
+  std::abort();
+}
+
+struct Registry {
+  std::vector<const SegmentCodec*> by_id_order;
+  std::array<const SegmentCodec*, 256> by_id{};
+};
+
+const Registry& GetRegistry() {
+  static const Registry* const registry = [] {
+    auto* r = new Registry;
+    r->by_id_order = MakeCodecs();
+    std::sort(r->by_id_order.begin(), r->by_id_order.end(),
+              [](const SegmentCodec* a, const SegmentCodec* b) { return a->id() < b->id(); });
+    for (const SegmentCodec* codec : r->by_id_order) {
+      const size_t id = static_cast<size_t>(codec->id());
+      CheckUnique(r->by_id[id] == nullptr, codec, "id");
+      for (const SegmentCodec* other : r->by_id_order) {
+        CheckUnique(other == codec || other->name() != codec->name(), codec, "name");
+      }
+      r->by_id[id] = codec;
+    }
+    return r;
+  }();
+  return *registry;
+}
+
+}  // namespace
+
+const SegmentCodec* FindCodec(absl::string_view name) {
+  for (const SegmentCodec* codec : GetRegistry().by_id_order) {
+    if (codec->name() == name) return codec;
+  }
+  return nullptr;
+}
+
+const SegmentCodec* FindCodecById(CodecId id) {
+  return GetRegistry().by_id[static_cast<size_t>(id)];
+}
+
+std::vector<absl::string_view> CodecNames() {
+  std::vector<absl::string_view> names;
+  for (const SegmentCodec* codec : GetRegistry().by_id_order) names.push_back(codec->name());
+  return names;
+}
+
+std::string CodecNameList() { return absl::StrJoin(CodecNames(), ", "); }
+
+}  // namespace kvpack
