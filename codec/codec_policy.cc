@@ -1,0 +1,222 @@
+#include "codec/codec_policy.h"
+
+#include <cstdint>
+#include <set>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "codec/codec_registry.h"
+
+namespace kvpack {
+namespace {
+
+struct Preset {
+  const char* name;
+  const char* policy;  // items only: k=, v=, boundary= (no names, so no recursion)
+};
+
+// Named policies. A preset whose codecs this build lacks is rejected by Parse.
+constexpr Preset kPresets[] = {
+    {"raw", "k=raw,v=raw"},
+    {"int8", "k=int8,v=int8"},
+    {"k8v4", "k=int8,v=turbo4"},
+    {"k8v3", "k=int8,v=turbo3"},
+    {"turbo4", "k=turbo4,v=turbo4"},
+    {"turbo3", "k=turbo3,v=turbo3"},
+    {"turbo25", "k=turbo25,v=turbo25"},
+};
+
+const Preset* FindPreset(absl::string_view name) {
+  for (const Preset& preset : kPresets) {
+    if (name == preset.name) return &preset;
+  }
+  return nullptr;
+}
+
+absl::Status PolicyError(absl::string_view text, absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat("codec policy '", text, "': ", problem,
+                                                 "; valid codecs: ", CodecNameList()));
+}
+
+// What parsing has collected so far.
+struct PolicyParts {
+  const SegmentCodec* key = nullptr;
+  const SegmentCodec* value = nullptr;
+  bool has_boundary = false;
+  uint32_t boundary_layers = 0;
+  const SegmentCodec* boundary = nullptr;
+};
+
+class PolicyParser {
+ public:
+  explicit PolicyParser(absl::string_view text) : text_(text) {}
+
+  absl::Status ParseList(absl::string_view list, bool names_allowed) {
+    for (absl::string_view item : absl::StrSplit(list, ',')) {
+      item = absl::StripAsciiWhitespace(item);
+      if (item.empty()) return PolicyError(text_, "empty item (stray comma?)");
+      absl::Status status = ParseItem(item, names_allowed);
+      if (!status.ok()) return status;
+    }
+    return absl::OkStatus();
+  }
+
+  const PolicyParts& parts() const { return parts_; }
+
+ private:
+  absl::Status ParseItem(absl::string_view item, bool names_allowed) {
+    const size_t eq = item.find('=');
+    if (eq == absl::string_view::npos) {
+      if (names_allowed) return ParseName(item);
+      return PolicyError(text_, absl::StrCat("item '", item, "' is not key=value"));
+    }
+    const absl::string_view key = absl::StripAsciiWhitespace(item.substr(0, eq));
+    const absl::string_view value = absl::StripAsciiWhitespace(item.substr(eq + 1));
+    if (key == "k" || key == "v") {
+      const SegmentCodec* codec;
+      absl::Status status = LookUp(value, &codec);
+      if (!status.ok()) return status;
+      return Assign(key == "k" ? &parts_.key : &parts_.value, key, codec);
+    }
+    if (key == "boundary") return ParseBoundary(value);
+    return PolicyError(text_, absl::StrCat("unknown key '", key, "' (keys: k, v, boundary)"));
+  }
+
+  // A bare name: a preset, or a codec for both K and V.
+  absl::Status ParseName(absl::string_view name) {
+    if (const Preset* preset = FindPreset(name)) {
+      for (absl::string_view preset_item : absl::StrSplit(preset->policy, ',')) {
+        const absl::string_view codec = preset_item.substr(preset_item.find_last_of("=:") + 1);
+        if (FindCodec(codec) == nullptr) {
+          return PolicyError(text_, absl::StrCat("preset '", name, "' (", preset->policy,
+                                                 ") needs codec '", codec,
+                                                 "', which this build does not have"));
+        }
+      }
+      return ParseList(preset->policy, /*names_allowed=*/false);
+    }
+    const SegmentCodec* codec = FindCodec(name);
+    if (codec == nullptr) {
+      std::string presets;
+      for (const Preset& preset : kPresets) absl::StrAppend(&presets, " ", preset.name);
+      return PolicyError(text_, absl::StrCat("unknown codec or preset '", name,
+                                             "' (presets:", presets, ")"));
+    }
+    absl::Status status = Assign(&parts_.key, "k", codec);
+    if (status.ok()) status = Assign(&parts_.value, "v", codec);
+    return status;
+  }
+
+  absl::Status ParseBoundary(absl::string_view value) {
+    if (parts_.has_boundary) return PolicyError(text_, "key 'boundary' given twice");
+    const size_t colon = value.find(':');
+    if (colon == absl::string_view::npos) {
+      return PolicyError(text_,
+                         absl::StrCat("boundary '", value, "' is not of the form N:CODEC"));
+    }
+    const absl::string_view count = absl::StripAsciiWhitespace(value.substr(0, colon));
+    int64_t layers = -1;
+    if (!absl::SimpleAtoi(count, &layers) || layers < 0 || layers > kMaxLayers) {
+      return PolicyError(text_, absl::StrCat("boundary layer count '", count,
+                                             "' is not an integer in [0, ", kMaxLayers, "]"));
+    }
+    const SegmentCodec* codec;
+    absl::Status status = LookUp(absl::StripAsciiWhitespace(value.substr(colon + 1)), &codec);
+    if (!status.ok()) return status;
+    parts_.has_boundary = true;
+    parts_.boundary_layers = static_cast<uint32_t>(layers);
+    parts_.boundary = layers > 0 ? codec : nullptr;
+    return absl::OkStatus();
+  }
+
+  absl::Status LookUp(absl::string_view name, const SegmentCodec** codec) {
+    *codec = FindCodec(name);
+    if (*codec == nullptr) return PolicyError(text_, absl::StrCat("unknown codec '", name, "'"));
+    return absl::OkStatus();
+  }
+
+  absl::Status Assign(const SegmentCodec** slot, absl::string_view key,
+                      const SegmentCodec* codec) {
+    if (*slot != nullptr) {
+      return PolicyError(text_, absl::StrCat("key '", key, "' given twice"));
+    }
+    *slot = codec;
+    return absl::OkStatus();
+  }
+
+  const absl::string_view text_;
+  PolicyParts parts_;
+};
+
+}  // namespace
+
+CodecPolicy::CodecPolicy()
+    : key_(FindCodecById(CodecId::kRaw)), value_(FindCodecById(CodecId::kRaw)) {}
+
+absl::StatusOr<CodecPolicy> CodecPolicy::Parse(absl::string_view text) {
+  const absl::string_view trimmed = absl::StripAsciiWhitespace(text);
+  if (trimmed.empty()) return PolicyError(text, "empty policy");
+  PolicyParser parser(text);
+  absl::Status status = parser.ParseList(trimmed, /*names_allowed=*/true);
+  if (!status.ok()) return status;
+  const PolicyParts& parts = parser.parts();
+  if (parts.key == nullptr) return PolicyError(text, "no codec for k (add k=CODEC)");
+  if (parts.value == nullptr) return PolicyError(text, "no codec for v (add v=CODEC)");
+  CodecPolicy policy;
+  policy.key_ = parts.key;
+  policy.value_ = parts.value;
+  policy.boundary_layers_ = parts.boundary_layers;
+  policy.boundary_ = parts.boundary;
+  return policy;
+}
+
+const SegmentCodec* CodecPolicy::CodecFor(uint32_t layer, uint32_t layers, bool is_key) const {
+  if (boundary_layers_ > 0 &&
+      (layer < boundary_layers_ || uint64_t{layer} + boundary_layers_ >= layers)) {
+    return boundary_;
+  }
+  return is_key ? key_ : value_;
+}
+
+std::string CodecPolicy::ToString() const {
+  std::string text = absl::StrCat("k=", key_->name(), ",v=", value_->name());
+  if (boundary_layers_ > 0) {
+    absl::StrAppend(&text, ",boundary=", boundary_layers_, ":", boundary_->name());
+  }
+  return text;
+}
+
+absl::Status CodecPolicy::Supports(const BlockLayout& layout) const {
+  std::set<std::pair<const SegmentCodec*, bool>> checked;
+  for (uint32_t layer = 0; layer < layout.layers; ++layer) {
+    for (const bool is_key : {true, false}) {
+      const SegmentCodec* codec = CodecFor(layer, layout.layers, is_key);
+      if (!checked.insert({codec, is_key}).second) continue;
+      SegmentShape shape;
+      shape.tokens = layout.tokens;
+      shape.kv_heads = layout.kv_heads;
+      shape.head_dim = layout.head_dim;
+      shape.dtype = layout.dtype;
+      shape.is_key = is_key;
+      absl::Status status = codec->Supports(shape);
+      if (!status.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "codec policy '", ToString(), "': codec ", codec->name(), " cannot encode layer ",
+            layer, (is_key ? " K" : " V"), " of ", layout.DebugString(), ": ",
+            status.message()));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::vector<absl::string_view> PolicyPresetNames() {
+  std::vector<absl::string_view> names;
+  for (const Preset& preset : kPresets) names.push_back(preset.name);
+  return names;
+}
+
+}  // namespace kvpack
