@@ -1,0 +1,129 @@
+// kvpack's C++ client: stores KV-cache blocks on a kvpack server and fetches them back.
+//
+//   ClientOptions options;
+//   options.target = "kvpack.local:50051";
+//   ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Client::Connect(options));
+//   std::vector<std::string> keys = KeyChain(ns, prompt_tokens, layout.tokens);
+//   RETURN_IF_ERROR(client->Put(ns, {{keys[0], layout, block0_bytes}}).status());
+//   ASSIGN_OR_RETURN(LookupResult hit, client->Lookup(ns, keys));  // how much is cached
+//   ASSIGN_OR_RETURN(std::vector<GetResult> got, client->Get(ns, keys, Want::kDecoded));
+//
+// Every call has a deadline (ClientOptions::timeout, covering all of its attempts). A call
+// that fails with UNAVAILABLE (server down, restarting, draining) is retried with
+// exponential backoff and jitter until it succeeds, max_retries is spent or the deadline
+// would pass; all kvpack calls are safe to repeat (a put replaces whole blocks). While the
+// server is away the client waits for the connection to come back rather than spinning, so a
+// restarted server is picked up within one backoff step. Other errors return at once with
+// the server's canonical code and message:
+//   INVALID_ARGUMENT    a bad key, layout, data size or codec name (checked before sending
+//                       where the client can)
+//   RESOURCE_EXHAUSTED  the server is at its memory bound; try later or with less
+//   DEADLINE_EXCEEDED   the call did not finish within ClientOptions::timeout
+//   UNAVAILABLE         the server stayed unreachable through every retry
+//   DATA_LOSS           the server's answer was malformed or truncated
+//
+// A Client is thread-safe: share one among threads; concurrent calls run concurrently over
+// ClientOptions::connections connections.
+#ifndef KVPACK_CLIENT_KVPACK_CLIENT_H_
+#define KVPACK_CLIENT_KVPACK_CLIENT_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "client/key_chain.h"
+#include "client/kvpack_types.h"
+#include "codec/block_layout.h"
+
+namespace kvpack {
+
+struct ClientOptions {
+  // The server, as "host:port" (any gRPC target string works, e.g. "dns:///kvpack:50051").
+  std::string target = "127.0.0.1:50051";
+  // Deadline of each call, covering all of its attempts and the backoff between them.
+  absl::Duration timeout = absl::Seconds(30);
+  // How long Connect() waits for the server to accept a connection; zero connects lazily on
+  // the first call instead.
+  absl::Duration connect_timeout = absl::Seconds(10);
+  // Extra attempts after a call fails with UNAVAILABLE.
+  int max_retries = 5;
+  // Backoff before the first retry; it doubles per retry up to max_backoff, with jitter.
+  absl::Duration initial_backoff = absl::Milliseconds(50);
+  absl::Duration max_backoff = absl::Seconds(2);
+  // Bytes of block data per PutBlocks message. Blocks larger than this are split.
+  size_t chunk_bytes = size_t{1} << 20;
+  // Largest gRPC message sent or accepted; must leave room for chunk_bytes plus a key.
+  size_t max_message_bytes = size_t{64} << 20;
+  // Independent TCP connections to the server; calls take them in turn. More than one helps
+  // when many threads stream large blocks at once.
+  int connections = 1;
+};
+
+class Client {
+ public:
+  // Checks `options` (InvalidArgument naming a bad field) and opens the connections. With a
+  // non-zero connect_timeout, UNAVAILABLE if the server does not accept within it.
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(const ClientOptions& options);
+
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Stores `blocks` in namespace `ns` in one stream, replacing any block stored under the
+  // same key. Blocks are split into ClientOptions::chunk_bytes messages, so any block size
+  // the layout limits allow works. On success returns one PutResult per block, in order.
+  // InvalidArgument (before anything is sent) for an empty `blocks`, an empty key, an
+  // invalid layout, or data whose size is not layout.RawBytes(); the server's
+  // InvalidArgument for an unknown codec. On error none, some or all blocks may be stored.
+  absl::StatusOr<std::vector<PutResult>> Put(absl::string_view ns,
+                                             absl::Span<const PutBlock> blocks,
+                                             const PutOptions& options = PutOptions());
+
+  // Fetches `keys` from namespace `ns`: one GetResult per key, in the order of `keys`. A
+  // key that is not stored gives found = false (not an error). With Want::kEncoded the
+  // bytes are the stored encoded block; DecodeLocally() turns them into the raw tensor.
+  absl::StatusOr<std::vector<GetResult>> Get(absl::string_view ns,
+                                             absl::Span<const std::string> keys,
+                                             Want want = Want::kDecoded);
+
+  // How many leading keys of the chain `keys` (head first) are stored in `ns`, and where.
+  absl::StatusOr<LookupResult> Lookup(absl::string_view ns, absl::Span<const std::string> keys);
+
+  // Deletes `keys` from `ns`; returns how many were stored. Keys that are not stored are
+  // skipped. (If a retry repeats a delete that had already succeeded, the count covers only
+  // what the repeat found.)
+  absl::StatusOr<uint32_t> Delete(absl::string_view ns, absl::Span<const std::string> keys);
+
+  // The server's counters.
+  absl::StatusOr<ServerStats> Stats();
+
+  const ClientOptions& options() const { return options_; }
+
+ private:
+  struct Connection;
+
+  Client(const ClientOptions& options, std::vector<std::unique_ptr<Connection>> connections);
+
+  // Runs `attempt` (one try of an RPC against a connection, with the call's deadline) until
+  // it returns anything but UNAVAILABLE, the retries are spent or the deadline would pass.
+  template <typename Attempt>
+  absl::Status WithRetries(absl::string_view rpc, Attempt attempt);
+
+  // Constant after construction.
+  const ClientOptions options_;
+  const std::vector<std::unique_ptr<Connection>> connections_;
+
+  std::atomic<uint64_t> calls_{0};  // counts calls: picks their connection, seeds jitter
+};
+
+}  // namespace kvpack
+
+#endif  // KVPACK_CLIENT_KVPACK_CLIENT_H_
