@@ -1,0 +1,308 @@
+#include "codec/turbo_kernel.h"
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "codec/float_convert.h"
+#include "codec/lloyd_max.h"
+
+namespace kvpack {
+namespace {
+
+// Boundaries broadcast per register, padded to 15 with +inf (never exceeded).
+struct QuantTables {
+  int count = 0;
+  __m256 boundary[15];
+  __m256 centroid_lo;  // γ_0..γ_7 (levels beyond 2^b unused)
+  __m256 centroid_hi;  // γ_8..γ_15 for b = 4
+};
+
+QuantTables MakeTables(int bits) {
+  const LloydMaxCodebook& book = GaussianCodebook(bits);
+  QuantTables t;
+  t.count = static_cast<int>(book.boundaries.size());
+  for (int j = 0; j < 15; ++j) {
+    t.boundary[j] = _mm256_set1_ps(j < t.count ? book.boundaries[j] : INFINITY);
+  }
+  float lo[8] = {0}, hi[8] = {0};
+  for (size_t j = 0; j < book.centroids.size(); ++j) (j < 8 ? lo[j] : hi[j - 8]) = book.centroids[j];
+  t.centroid_lo = _mm256_loadu_ps(lo);
+  t.centroid_hi = _mm256_loadu_ps(hi);
+  return t;
+}
+
+const QuantTables& Tables(int bits) {
+  static const QuantTables* const tables = [] {
+    auto* t = new QuantTables[4];
+    for (int b = 1; b <= 4; ++b) t[b - 1] = MakeTables(b);
+    return t;
+  }();
+  return tables[bits - 1];
+}
+
+inline __m256i QuantizeLanes(const QuantTables& q, __m256 t) {
+  __m256i idx = _mm256_setzero_si256();
+  for (int j = 0; j < q.count; ++j) {
+    // cmp yields all-ones (−1) where t > β_j; subtracting it counts.
+    idx = _mm256_sub_epi32(idx, _mm256_castps_si256(_mm256_cmp_ps(t, q.boundary[j], _CMP_GT_OQ)));
+  }
+  return idx;
+}
+
+inline __m256 LookupCentroids(const QuantTables& q, int bits, __m256i idx) {
+  const __m256 lo = _mm256_permutevar8x32_ps(q.centroid_lo, idx);
+  if (bits < 4) return lo;
+  const __m256 hi = _mm256_permutevar8x32_ps(q.centroid_hi, idx);
+  return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+}
+
+// Eight indices of element 8i..8i+7 as int32 lanes.
+inline __m256i UnpackEight(int bits, const uint8_t* packed, uint32_t D, uint32_t i) {
+  switch (bits) {
+    case 1: {
+      const __m256i v = _mm256_set1_epi32(packed[i]);
+      return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+                              _mm256_set1_epi32(1));
+    }
+    case 2: {
+      uint16_t w;
+      std::memcpy(&w, packed + 2 * i, 2);
+      const __m256i v = _mm256_set1_epi32(w);
+      return _mm256_and_si256(
+          _mm256_srlv_epi32(v, _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)), _mm256_set1_epi32(3));
+    }
+    case 3: {
+      uint16_t w;
+      std::memcpy(&w, packed + 2 * i, 2);
+      const __m256i lo = _mm256_and_si256(
+          _mm256_srlv_epi32(_mm256_set1_epi32(w), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+          _mm256_set1_epi32(3));
+      const __m256i hi = _mm256_and_si256(
+          _mm256_srlv_epi32(_mm256_set1_epi32(packed[D / 4 + i]),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+          _mm256_set1_epi32(1));
+      return _mm256_or_si256(lo, _mm256_slli_epi32(hi, 2));
+    }
+    default: {
+      uint32_t w;
+      std::memcpy(&w, packed + 4 * i, 4);
+      return _mm256_and_si256(
+          _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)),
+                            _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+          _mm256_set1_epi32(15));
+    }
+  }
+}
+
+// Four registers of int32 indices (32 elements in order) → 32 bytes.
+inline __m256i NarrowToBytes(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+  return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// 32 two-bit values (bytes < 4) → 8 bytes, element i in bits 2·(i mod 4).
+inline void PackTwoBit32(__m256i v, uint8_t* out) {
+  const __m256i pairs = _mm256_maddubs_epi16(v, _mm256_set1_epi16(0x0401));
+  const __m256i quads = _mm256_madd_epi16(pairs, _mm256_set1_epi32(0x00100001));
+  const __m256i bytes = _mm256_shuffle_epi8(
+      quads, _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4,
+                              8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1));
+  const __m256i joined = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm256_castsi256_si128(joined));
+}
+
+void ScalarPack(int bits, const uint8_t* idx, uint32_t D, uint8_t* out) {
+  std::memset(out, 0, TurboPackedBytes(D, bits));
+  for (uint32_t i = 0; i < D; ++i) {
+    const uint32_t v = idx[i];
+    switch (bits) {
+      case 1: out[i / 8] |= static_cast<uint8_t>(v << (i % 8)); break;
+      case 2: out[i / 4] |= static_cast<uint8_t>(v << (2 * (i % 4))); break;
+      case 3:
+        out[i / 4] |= static_cast<uint8_t>((v & 3) << (2 * (i % 4)));
+        out[D / 4 + i / 8] |= static_cast<uint8_t>((v >> 2) << (i % 8));
+        break;
+      default: out[i / 2] |= static_cast<uint8_t>(v << (4 * (i % 2))); break;
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<uint32_t> TurboChunkSizes(uint32_t d) {
+  std::vector<uint32_t> sizes;
+  for (int bit = 31; bit >= 0; --bit) {
+    if ((d >> bit) & 1u) sizes.push_back(1u << bit);
+  }
+  return sizes;
+}
+
+float TurboChunkNorm(const float* z, uint32_t D) {
+  __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+  uint32_t i = 0;
+  for (; i + 8 <= D; i += 8) {
+    const __m256 v = _mm256_loadu_ps(z + i);
+    const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+    const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+    // The products are exact in double, so the fused multiply-add rounds only the sum.
+    acc0 = _mm256_fmadd_pd(lo, lo, acc0);
+    acc1 = _mm256_fmadd_pd(hi, hi, acc1);
+  }
+  double parts[4];
+  _mm256_storeu_pd(parts, _mm256_add_pd(acc0, acc1));
+  double sumsq = (parts[0] + parts[1]) + (parts[2] + parts[3]);
+  for (; i < D; ++i) sumsq += double{z[i]} * z[i];
+  return std::sqrt(static_cast<float>(sumsq));
+}
+
+void TurboQuantizeChunk(const HadamardSigns& signs, int bits, const float* z, float norm,
+                        float* y, uint8_t* idx) {
+  const uint32_t D = signs.size;
+  HadamardRotate(signs, z, y);
+  const float k = norm == 0.0f ? 0.0f : std::sqrt(static_cast<float>(D)) / norm;
+  const QuantTables& q = Tables(bits);
+  const __m256 kv = _mm256_set1_ps(k);
+  uint32_t i = 0;
+  for (; i + 32 <= D; i += 32) {
+    const __m256i a = QuantizeLanes(q, _mm256_mul_ps(_mm256_loadu_ps(y + i), kv));
+    const __m256i b = QuantizeLanes(q, _mm256_mul_ps(_mm256_loadu_ps(y + i + 8), kv));
+    const __m256i c = QuantizeLanes(q, _mm256_mul_ps(_mm256_loadu_ps(y + i + 16), kv));
+    const __m256i d = QuantizeLanes(q, _mm256_mul_ps(_mm256_loadu_ps(y + i + 24), kv));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + i), NarrowToBytes(a, b, c, d));
+  }
+  const LloydMaxCodebook& book = GaussianCodebook(bits);
+  for (; i < D; ++i) idx[i] = static_cast<uint8_t>(LloydMaxIndex(book, y[i] * k));
+}
+
+double TurboCentroidEnergy(int bits, const uint8_t* idx, uint32_t D) {
+  const QuantTables& q = Tables(bits);
+  __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+  uint32_t i = 0;
+  for (; i + 8 <= D; i += 8) {
+    const __m256i lanes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(idx + i)));
+    const __m256 c = LookupCentroids(q, bits, lanes);
+    const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(c));
+    const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(c, 1));
+    acc0 = _mm256_fmadd_pd(lo, lo, acc0);
+    acc1 = _mm256_fmadd_pd(hi, hi, acc1);
+  }
+  double parts[4];
+  _mm256_storeu_pd(parts, _mm256_add_pd(acc0, acc1));
+  double sum = (parts[0] + parts[1]) + (parts[2] + parts[3]);
+  const LloydMaxCodebook& book = GaussianCodebook(bits);
+  for (; i < D; ++i) sum += double{book.centroids[idx[i]]} * book.centroids[idx[i]];
+  return sum;
+}
+
+void TurboPack(int bits, const uint8_t* idx, uint32_t D, uint8_t* out) {
+  if (D % 32 != 0) {
+    ScalarPack(bits, idx, D, out);
+    return;
+  }
+  for (uint32_t i = 0; i < D; i += 32) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx + i));
+    switch (bits) {
+      case 1: {
+        const uint32_t m = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(v, 7)));
+        std::memcpy(out + i / 8, &m, 4);
+        break;
+      }
+      case 2:
+        PackTwoBit32(v, out + i / 4);
+        break;
+      case 3: {
+        PackTwoBit32(_mm256_and_si256(v, _mm256_set1_epi8(3)), out + i / 4);
+        const uint32_t m = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(v, 5)));
+        std::memcpy(out + D / 4 + i / 8, &m, 4);
+        break;
+      }
+      default: {
+        const __m256i pairs = _mm256_maddubs_epi16(v, _mm256_set1_epi16(0x1001));
+        const __m256i bytes = _mm256_permute4x64_epi64(_mm256_packus_epi16(pairs, pairs), 0x08);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i / 2), _mm256_castsi256_si128(bytes));
+        break;
+      }
+    }
+  }
+}
+
+void TurboUnpack(int bits, const uint8_t* packed, uint32_t D, uint8_t* idx) {
+  for (uint32_t i = 0; i < D; i += 8) {
+    alignas(32) int32_t lanes[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), UnpackEight(bits, packed, D, i / 8));
+    for (int k = 0; k < 8; ++k) idx[i + k] = static_cast<uint8_t>(lanes[k]);
+  }
+}
+
+void TurboDequantizeChunk(int bits, const uint8_t* packed, uint32_t D, float scale, float* y) {
+  const QuantTables& q = Tables(bits);
+  const __m256 s = _mm256_set1_ps(scale);
+  for (uint32_t i = 0; i < D; i += 8) {
+    const __m256i idx = UnpackEight(bits, packed, D, i / 8);
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(LookupCentroids(q, bits, idx), s));
+  }
+}
+
+bool TurboEncodeChunk(const HadamardSigns& signs, int bits, const float* z, float* scratch,
+                      uint16_t* g, uint8_t* packed) {
+  const uint32_t D = signs.size;
+  const float norm = TurboChunkNorm(z, D);
+  uint8_t idx[kMaxTurboChunk];
+  TurboQuantizeChunk(signs, bits, z, norm, scratch, idx);
+  if (norm == 0.0f) {
+    *g = 0;
+  } else {
+    const float c = std::sqrt(static_cast<float>(TurboCentroidEnergy(bits, idx, D)));
+    *g = FloatToHalf(norm / c);
+    if ((*g & 0x7c00u) == 0x7c00u) return false;
+  }
+  TurboPack(bits, idx, D, packed);
+  return true;
+}
+
+void TurboDecodeChunk(const HadamardSigns& signs, int bits, const uint8_t* packed, float g,
+                      float* out) {
+  TurboDequantizeChunk(bits, packed, signs.size, g, out);
+  HadamardUnrotate(signs, out, out);
+}
+
+void AppendTurboChunks(uint32_t d, int bits, TurboChunkPlan* plan) {
+  for (uint32_t size : TurboChunkSizes(d)) {
+    plan->offsets.push_back(plan->elements);
+    plan->sizes.push_back(size);
+    plan->bits.push_back(bits);
+    plan->elements += size;
+    plan->packed_bytes += TurboPackedBytes(size, bits);
+  }
+}
+
+void SeedTurboChunks(uint64_t segment_seed, TurboChunkPlan* plan) {
+  plan->signs.clear();
+  for (size_t c = 0; c < plan->sizes.size(); ++c) {
+    plan->signs.push_back(RotationSigns(segment_seed, static_cast<uint32_t>(c), plan->sizes[c]));
+  }
+}
+
+bool TurboEncodeVector(const TurboChunkPlan& plan, const float* x, float* scratch, uint16_t* g,
+                       uint8_t* packed) {
+  for (size_t c = 0; c < plan.sizes.size(); ++c) {
+    if (!TurboEncodeChunk(plan.signs[c], plan.bits[c], x + plan.offsets[c], scratch, &g[c],
+                          packed)) {
+      return false;
+    }
+    packed += TurboPackedBytes(plan.sizes[c], plan.bits[c]);
+  }
+  return true;
+}
+
+void TurboDecodeVector(const TurboChunkPlan& plan, const float* g, const uint8_t* packed,
+                       float* x) {
+  for (size_t c = 0; c < plan.sizes.size(); ++c) {
+    TurboDecodeChunk(plan.signs[c], plan.bits[c], packed, g[c], x + plan.offsets[c]);
+    packed += TurboPackedBytes(plan.sizes[c], plan.bits[c]);
+  }
+}
+
+}  // namespace kvpack

@@ -1,0 +1,89 @@
+// The per-chunk arithmetic of the TurboQuant-MSE codecs (codec/FORMAT.md, "turbo2/3/4"
+// steps 1–4 and decode): chunking a head_dim vector into power-of-two pieces, the norm,
+// rotation, Lloyd–Max quantization, norm correction, and the bit packing of indices.
+// turbo.h, turbo_outlier.h and turbo_prod.h assemble segments from these pieces.
+//
+// Vectorized with AVX2; each function produces exactly the bytes/values of the scalar
+// definition in FORMAT.md. Stateless functions; safe from any thread.
+#ifndef KVPACK_CODEC_TURBO_KERNEL_H_
+#define KVPACK_CODEC_TURBO_KERNEL_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "codec/hadamard.h"
+
+namespace kvpack {
+
+// Largest chunk a turbo codec uses (the largest power of two <= kMaxHeadDim).
+inline constexpr uint32_t kMaxTurboChunk = 1024;
+
+// The power-of-two chunk sizes of a run of d elements, largest first, one per set bit of d
+// (128 → {128}; 80 → {64, 16}; 192 → {128, 64}). Empty for d == 0.
+std::vector<uint32_t> TurboChunkSizes(uint32_t d);
+
+// Bytes of the packed indices of one chunk of D values at `bits` bits (D·bits/8).
+// Precondition: D a multiple of 8, 1 <= bits <= 4.
+inline uint32_t TurboPackedBytes(uint32_t D, int bits) { return D * static_cast<uint32_t>(bits) / 8; }
+
+// Σ z_i² accumulated in double, as a float square root (FORMAT.md step 1).
+float TurboChunkNorm(const float* z, uint32_t D);
+
+// Steps 2–3: y = rotation of z (written to `y`, D floats), then index_i = #{β_j < y_i·k}
+// with k = sqrtf(D)/norm (0 when norm == 0), written to idx[0..D) as bytes.
+// Precondition: signs.size == D, D a multiple of 8.
+void TurboQuantizeChunk(const HadamardSigns& signs, int bits, const float* z, float norm,
+                        float* y, uint8_t* idx);
+
+// Σ γ_{idx_i}² in double over the b-bit centroids (the ‖c‖² of norm correction).
+double TurboCentroidEnergy(int bits, const uint8_t* idx, uint32_t D);
+
+// Packs D indices of `bits` bits into TurboPackedBytes(D, bits) bytes (FORMAT.md layouts;
+// b = 1 is 8 per byte, element i in bit i mod 8). Indices must be < 2^bits.
+void TurboPack(int bits, const uint8_t* idx, uint32_t D, uint8_t* out);
+// The inverse of TurboPack.
+void TurboUnpack(int bits, const uint8_t* packed, uint32_t D, uint8_t* idx);
+
+// Writes y_i = γ_{index_i} · scale for the D indices packed in `packed`.
+void TurboDequantizeChunk(int bits, const uint8_t* packed, uint32_t D, float scale, float* y);
+
+// The whole MSE chunk encode (steps 1–4): writes the fp16 norm-corrected scale to *g and the
+// packed indices to `packed`. `scratch` holds 2·D floats. Returns false when g overflows
+// fp16 (the caller reports InvalidArgument).
+bool TurboEncodeChunk(const HadamardSigns& signs, int bits, const float* z, float* scratch,
+                      uint16_t* g, uint8_t* packed);
+
+// The MSE chunk decode: z = unrotate(γ_index · g), D floats to `out`.
+void TurboDecodeChunk(const HadamardSigns& signs, int bits, const uint8_t* packed, float g,
+                      float* out);
+
+// The chunk list of one vector with the rotation of each chunk: chunk c covers elements
+// [offsets[c], offsets[c] + sizes[c]) of the (possibly permuted) vector at bits[c] bits,
+// rotated with RotationSigns(segment_seed, c, sizes[c]). Immutable once built.
+struct TurboChunkPlan {
+  std::vector<uint32_t> offsets;
+  std::vector<uint32_t> sizes;
+  std::vector<int> bits;
+  std::vector<HadamardSigns> signs;
+  uint32_t packed_bytes = 0;  // packed index bytes of one vector, all chunks
+  uint32_t elements = 0;      // Σ sizes
+};
+
+// Appends the power-of-two chunks of a run of `d` elements at `bits` bits to `plan`.
+void AppendTurboChunks(uint32_t d, int bits, TurboChunkPlan* plan);
+// Fills in plan->signs for `segment_seed` (chunk positions in list order).
+void SeedTurboChunks(uint64_t segment_seed, TurboChunkPlan* plan);
+
+// Encodes one vector x[0..plan.elements): g[c] and the packed indices of every chunk, back to
+// back, into packed[0..plan.packed_bytes). `scratch` holds 2·kMaxTurboChunk floats. Returns
+// false when a chunk's g overflows fp16.
+bool TurboEncodeVector(const TurboChunkPlan& plan, const float* x, float* scratch, uint16_t* g,
+                       uint8_t* packed);
+// Decodes one vector into x[0..plan.elements) from the fp16 scales g[c] (as floats) and the
+// packed indices.
+void TurboDecodeVector(const TurboChunkPlan& plan, const float* g, const uint8_t* packed,
+                       float* x);
+
+}  // namespace kvpack
+
+#endif  // KVPACK_CODEC_TURBO_KERNEL_H_
