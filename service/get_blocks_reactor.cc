@@ -74,7 +74,7 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
     if (!stored.ok()) {
       if (stored.status().code() == absl::StatusCode::kDataLoss) {
         context_->metrics->RecordCorruptBlock();
-        response_.set_error(std::string(stored.status().message()));
+        response_.set_error(stored.status().ToString());  // "DATA_LOSS: ..."
       } else if (stored.status().code() != absl::StatusCode::kNotFound) {
         return Fail(stored.status());
       }
@@ -90,7 +90,9 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
       // The store's checksum passed but the block does not parse: report, never serve.
       context_->metrics->RecordCorruptBlock();
       response_.set_found(false);
-      response_.set_error(absl::StrCat("stored block is unreadable: ", info.status().message()));
+      response_.set_error(
+          absl::DataLossError(absl::StrCat("stored block is unreadable: ", info.status().message()))
+              .ToString());
       StartWrite(&response_);
       return;
     }
@@ -106,8 +108,9 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
       if (!decoded.ok()) {
         context_->metrics->RecordCorruptBlock();
         response_.set_found(false);
-        response_.set_error(absl::StrCat("stored block does not decode: ",
-                                         decoded.status().message()));
+        response_.set_error(absl::DataLossError(absl::StrCat("stored block does not decode: ",
+                                                             decoded.status().message()))
+                                .ToString());
         StartWrite(&response_);
         return;
       }
