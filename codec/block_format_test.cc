@@ -1,0 +1,396 @@
+#include "codec/block_format.h"
+
+#include <xxhash.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "codec/codec_registry.h"
+#include "codec/float_convert.h"
+#include "codec/random.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace kvpack {
+namespace {
+
+using ::testing::HasSubstr;
+
+BlockLayout Layout(uint32_t layers, uint32_t heads, uint32_t dim, uint32_t tokens,
+                   DType dtype) {
+  BlockLayout layout;
+  layout.layers = layers;
+  layout.kv_heads = heads;
+  layout.head_dim = dim;
+  layout.tokens = tokens;
+  layout.dtype = dtype;
+  return layout;
+}
+
+// Normal values (finite in every dtype) stored as layout.dtype.
+std::vector<uint8_t> RandomRaw(const BlockLayout& layout, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const size_t elements = layout.RawBytes() / DTypeSize(layout.dtype);
+  std::vector<uint8_t> raw(layout.RawBytes());
+  for (size_t i = 0; i < elements; ++i) {
+    const float x = normal(rng);
+    if (layout.dtype == DType::kFloat32) {
+      std::memcpy(&raw[4 * i], &x, 4);
+    } else {
+      const uint16_t h =
+          layout.dtype == DType::kFloat16 ? FloatToHalf(x) : FloatToBFloat16(x);
+      std::memcpy(&raw[2 * i], &h, 2);
+    }
+  }
+  return raw;
+}
+
+absl::Span<const uint8_t> Bytes(const std::string& s) {
+  return absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+std::vector<uint8_t> ToVector(const std::string& s) { return {s.begin(), s.end()}; }
+
+CodecPolicy Policy(absl::string_view text) {
+  absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(text);
+  EXPECT_TRUE(policy.ok()) << policy.status();
+  return *policy;
+}
+
+const uint32_t kShapes[][4] = {
+    {2, 8, 128, 16}, {3, 2, 80, 5}, {1, 1, 40, 1}, {4, 3, 33, 7}, {2, 2, 96, 3}};
+const DType kDTypes[] = {DType::kFloat16, DType::kBFloat16, DType::kFloat32};
+
+TEST(BlockFormatTest, RawPolicyRoundTripsBitExactIncludingNanPayloads) {
+  uint64_t seed = 1;
+  for (DType dtype : kDTypes) {
+    for (const auto& s : kShapes) {
+      const BlockLayout layout = Layout(s[0], s[1], s[2], s[3], dtype);
+      std::vector<uint8_t> raw(layout.RawBytes());
+      std::mt19937_64 rng(seed);
+      for (uint8_t& b : raw) b = static_cast<uint8_t>(rng());  // NaNs and Infs included
+      absl::StatusOr<std::string> encoded = EncodeBlock(layout, CodecPolicy(), raw, seed++);
+      ASSERT_TRUE(encoded.ok()) << encoded.status();
+      absl::StatusOr<std::string> decoded = DecodeBlock(Bytes(*encoded));
+      ASSERT_TRUE(decoded.ok()) << decoded.status();
+      EXPECT_EQ(ToVector(*decoded), raw) << layout.DebugString();
+    }
+  }
+}
+
+// The block path decodes to exactly what the int8 codec gives for each segment alone, and
+// that stays within the int8 error bound (checked in detail by int8_test).
+TEST(BlockFormatTest, Int8PolicyMatchesTheSegmentCodec) {
+  const SegmentCodec* int8 = FindCodec("int8");
+  ASSERT_NE(int8, nullptr);
+  uint64_t seed = 50;
+  for (DType dtype : kDTypes) {
+    for (const auto& s : kShapes) {
+      const BlockLayout layout = Layout(s[0], s[1], s[2], s[3], dtype);
+      const std::vector<uint8_t> raw = RandomRaw(layout, seed);
+      absl::StatusOr<std::string> encoded = EncodeBlock(layout, Policy("int8"), raw, seed++);
+      ASSERT_TRUE(encoded.ok()) << encoded.status();
+      std::vector<uint8_t> decoded(layout.RawBytes());
+      ASSERT_TRUE(DecodeBlock(Bytes(*encoded), absl::MakeSpan(decoded)).ok());
+      const uint64_t seg = layout.SegmentRawBytes();
+      for (uint32_t i = 0; i < 2 * layout.layers; ++i) {
+        SegmentShape shape;
+        shape.tokens = layout.tokens;
+        shape.kv_heads = layout.kv_heads;
+        shape.head_dim = layout.head_dim;
+        shape.dtype = dtype;
+        shape.is_key = i % 2 == 0;
+        std::vector<uint8_t> alone(int8->EncodedSize(shape));
+        ASSERT_TRUE(int8->Encode(shape, {}, absl::MakeSpan(raw).subspan(i * seg, seg),
+                                 absl::MakeSpan(alone))
+                        .ok());
+        std::vector<uint8_t> alone_decoded(seg);
+        ASSERT_TRUE(int8->Decode(shape, alone, absl::MakeSpan(alone_decoded)).ok());
+        ASSERT_TRUE(std::equal(alone_decoded.begin(), alone_decoded.end(),
+                               decoded.begin() + i * seg))
+            << layout.DebugString() << " segment " << i;
+      }
+      if (dtype == DType::kFloat32) {
+        // N(0,1) data: group amax is below ~4.5, so the error stays below 4.5/254.
+        for (size_t i = 0; i < raw.size(); i += 4) {
+          float x, y;
+          std::memcpy(&x, &raw[i], 4);
+          std::memcpy(&y, &decoded[i], 4);
+          ASSERT_LE(std::fabs(x - y), 0.02f);
+        }
+      }
+    }
+  }
+}
+
+TEST(BlockFormatTest, MixedPolicyPicksTheCodecPerSegment) {
+  const BlockLayout layout = Layout(4, 2, 64, 8, DType::kBFloat16);
+  const std::vector<uint8_t> raw = RandomRaw(layout, 9);
+  absl::StatusOr<std::string> encoded =
+      EncodeBlock(layout, Policy("k=int8,v=raw,boundary=1:raw"), raw, 77);
+  ASSERT_TRUE(encoded.ok()) << encoded.status();
+  absl::StatusOr<BlockInfo> info = ParseBlock(Bytes(*encoded));
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->layout, layout);
+  EXPECT_EQ(info->policy, "k=int8,v=raw,boundary=1:raw");
+  EXPECT_EQ(info->seed, 77u);
+  ASSERT_EQ(info->segments.size(), 8u);
+  const CodecId kExpected[] = {CodecId::kRaw,  CodecId::kRaw, CodecId::kInt8, CodecId::kRaw,
+                               CodecId::kInt8, CodecId::kRaw, CodecId::kRaw,  CodecId::kRaw};
+  for (size_t i = 0; i < 8; ++i) EXPECT_EQ(info->segments[i].codec, kExpected[i]) << i;
+  absl::StatusOr<std::string> decoded = DecodeBlock(Bytes(*encoded));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  const uint64_t seg = layout.SegmentRawBytes();
+  for (size_t i = 0; i < 8; ++i) {
+    const bool same = std::memcmp(decoded->data() + i * seg, raw.data() + i * seg, seg) == 0;
+    EXPECT_EQ(same, kExpected[i] == CodecId::kRaw) << "segment " << i;
+  }
+}
+
+// The bytes sit exactly where codec/FORMAT.md puts them.
+TEST(BlockFormatTest, HeaderFieldsFollowTheFormatSpec) {
+  const BlockLayout layout = Layout(2, 3, 40, 5, DType::kFloat16);
+  const std::vector<uint8_t> raw = RandomRaw(layout, 3);
+  absl::StatusOr<std::string> encoded =
+      EncodeBlock(layout, Policy("k=int8,v=raw"), raw, 0x0123456789abcdefull);
+  ASSERT_TRUE(encoded.ok()) << encoded.status();
+  const std::vector<uint8_t> b = ToVector(*encoded);
+  auto u16 = [&](size_t o) { return b[o] | b[o + 1] << 8; };
+  auto u32 = [&](size_t o) { return uint32_t{b[o]} | b[o + 1] << 8 | b[o + 2] << 16 |
+                                    uint32_t{b[o + 3]} << 24; };
+  auto u64 = [&](size_t o) { return uint64_t{u32(o)} | uint64_t{u32(o + 4)} << 32; };
+  EXPECT_EQ(std::string(b.begin(), b.begin() + 4), "KVPB");
+  EXPECT_EQ(u16(4), 1);
+  EXPECT_EQ(b[6], 1);  // fp16
+  EXPECT_EQ(b[7], 0);
+  EXPECT_EQ(u32(8), 2u);
+  EXPECT_EQ(u32(12), 3u);
+  EXPECT_EQ(u32(16), 40u);
+  EXPECT_EQ(u32(20), 5u);
+  EXPECT_EQ(u64(24), 0x0123456789abcdefull);
+  const std::string policy = "k=int8,v=raw";
+  ASSERT_EQ(u16(32), policy.size());
+  EXPECT_EQ(std::string(b.begin() + 34, b.begin() + 34 + policy.size()), policy);
+  const size_t table = 34 + policy.size();
+  const uint64_t int8_len = 2 * 15 * 2 + 15 * 40;  // 15 vectors, 2 groups each
+  const uint64_t raw_len = 15 * 40 * 2;
+  for (int i = 0; i < 4; ++i) {
+    const size_t e = table + 16 * i;
+    EXPECT_EQ(b[e], i % 2 == 0 ? 1 : 0) << i;
+    for (int r = 1; r < 8; ++r) EXPECT_EQ(b[e + r], 0);
+    EXPECT_EQ(u64(e + 8), i % 2 == 0 ? int8_len : raw_len) << i;
+  }
+  const size_t payload = table + 16 * 4;
+  ASSERT_EQ(b.size(), payload + 2 * int8_len + 2 * raw_len + 8);
+  // Layer 0 V is raw: its payload is the raw segment verbatim.
+  EXPECT_TRUE(std::equal(raw.begin() + raw_len, raw.begin() + 2 * raw_len,
+                         b.begin() + payload + int8_len));
+  EXPECT_EQ(u64(b.size() - 8), XXH3_64bits(b.data(), b.size() - 8));
+  EXPECT_EQ(BlockHeaderSize(layout, policy), payload);
+}
+
+TEST(BlockFormatTest, PlanGivesEachSegmentItsSeedAndPlace) {
+  const BlockLayout layout = Layout(3, 2, 64, 4, DType::kBFloat16);
+  absl::StatusOr<BlockPlan> plan = PlanBlock(layout, Policy("int8,boundary=1:raw"), 42);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->segments.size(), 6u);
+  uint64_t offset = plan->header_size;
+  for (size_t i = 0; i < 6; ++i) {
+    const BlockPlan::Segment& s = plan->segments[i];
+    EXPECT_EQ(s.layer, i / 2);
+    EXPECT_EQ(s.is_key, i % 2 == 0);
+    EXPECT_EQ(s.context.seed, SegmentSeed(42, s.layer, i % 2));
+    EXPECT_EQ(s.raw_offset, i * layout.SegmentRawBytes());
+    EXPECT_EQ(s.ref.offset, offset);
+    EXPECT_EQ(s.ref.codec, s.layer == 1 ? CodecId::kInt8 : CodecId::kRaw);
+    offset += s.ref.length;
+  }
+  EXPECT_EQ(plan->total_size, offset + 8);
+}
+
+// Another implementation can fill the payloads itself: plan, header, payloads, seal.
+TEST(BlockFormatTest, PiecewiseEncodingGivesTheSameBytes) {
+  const BlockLayout layout = Layout(3, 4, 80, 6, DType::kFloat32);
+  const std::vector<uint8_t> raw = RandomRaw(layout, 11);
+  const CodecPolicy policy = Policy("k=int8,v=int8,boundary=1:raw");
+  absl::StatusOr<std::string> whole = EncodeBlock(layout, policy, raw, 5);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  absl::StatusOr<BlockPlan> plan = PlanBlock(layout, policy, 5);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  std::vector<uint8_t> block(plan->total_size, 0xCC);
+  EXPECT_EQ(WriteBlockHeader(*plan, absl::MakeSpan(block).subspan(1)).code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(WriteBlockHeader(*plan, absl::MakeSpan(block)).ok());
+  // Segments in reverse order, as a parallel encoder might finish them.
+  for (auto it = plan->segments.rbegin(); it != plan->segments.rend(); ++it) {
+    ASSERT_TRUE(it->codec
+                    ->Encode(it->shape, it->context,
+                             absl::MakeSpan(raw).subspan(it->raw_offset, layout.SegmentRawBytes()),
+                             absl::MakeSpan(block).subspan(it->ref.offset, it->ref.length))
+                    .ok());
+  }
+  ASSERT_TRUE(SealBlock(absl::MakeSpan(block)).ok());
+  EXPECT_EQ(block, ToVector(*whole));
+}
+
+TEST(BlockFormatTest, EncodeRejectsBadInput) {
+  const BlockLayout layout = Layout(2, 1, 32, 2, DType::kFloat32);
+  std::vector<uint8_t> raw = RandomRaw(layout, 1);
+  BlockLayout bad_layout = layout;
+  bad_layout.head_dim = 0;
+  absl::StatusOr<std::string> encoded = EncodeBlock(bad_layout, CodecPolicy(), raw, 0);
+  EXPECT_EQ(encoded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(encoded.status().message(), HasSubstr("head_dim"));
+  encoded = EncodeBlock(layout, CodecPolicy(), absl::MakeSpan(raw).subspan(4), 0);
+  EXPECT_EQ(encoded.status().code(), absl::StatusCode::kInvalidArgument);
+  const float nan = std::nanf("");
+  std::memcpy(&raw[layout.SegmentRawBytes() * 3 + 8], &nan, 4);  // layer 1 V, element 2
+  encoded = EncodeBlock(layout, Policy("int8"), raw, 0);
+  EXPECT_EQ(encoded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(encoded.status().message(), HasSubstr("layer 1 V"));
+  EXPECT_THAT(encoded.status().message(), HasSubstr("non-finite"));
+  // Raw keeps the NaN.
+  EXPECT_TRUE(EncodeBlock(layout, Policy("k=int8,v=raw"), raw, 0).ok());
+}
+
+TEST(BlockFormatTest, DecodeRejectsAWrongOutputSize) {
+  const BlockLayout layout = Layout(1, 1, 32, 2, DType::kBFloat16);
+  absl::StatusOr<std::string> encoded =
+      EncodeBlock(layout, CodecPolicy(), RandomRaw(layout, 1), 0);
+  ASSERT_TRUE(encoded.ok());
+  std::vector<uint8_t> out(layout.RawBytes() + 2);
+  EXPECT_EQ(DecodeBlock(Bytes(*encoded), absl::MakeSpan(out)).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// Rewrites a block's checksum after a change, so that the structural checks behind it are
+// what catches the change.
+std::vector<uint8_t> Resealed(std::vector<uint8_t> block) {
+  EXPECT_TRUE(SealBlock(absl::MakeSpan(block)).ok());
+  return block;
+}
+
+TEST(BlockFormatTest, ParseNamesWhatIsWrong) {
+  const BlockLayout layout = Layout(2, 2, 32, 2, DType::kBFloat16);
+  absl::StatusOr<std::string> encoded =
+      EncodeBlock(layout, Policy("k=int8,v=raw"), RandomRaw(layout, 2), 0);
+  ASSERT_TRUE(encoded.ok());
+  const std::vector<uint8_t> good = ToVector(*encoded);
+  const size_t table = 34 + std::string("k=int8,v=raw").size();
+  struct Case {
+    size_t offset;
+    uint8_t value;
+    bool reseal;
+    const char* message;
+  };
+  const Case kCases[] = {
+      {0, 'X', false, "magic"},
+      {4, 2, false, "format version 2"},
+      {6, 9, false, "dtype"},
+      {7, 1, false, "reserved header byte"},
+      {8, 0, true, "layers = 0"},
+      {18, 1, true, "head_dim"},  // head_dim = 32 + 65536
+      {33, 0xff, true, "truncated"},
+      {34, 'x', true, "recorded policy is invalid"},
+      {table, 0, true, "disagrees with the recorded policy"},
+      {table, 77, true, "unknown codec id 77"},
+      {table + 3, 1, true, "reserved byte"},
+      {table + 8, 1, true, "length"},
+      {table + 8 + 16, 1, true, "length"},
+      {table + 64 + 5, 0xAB, false, "checksum mismatch"},
+      {good.size() - 1, 0, false, "checksum mismatch"},
+  };
+  for (const Case& c : kCases) {
+    std::vector<uint8_t> bad = good;
+    bad[c.offset] = c.value;
+    if (c.reseal) bad = Resealed(bad);
+    absl::StatusOr<BlockInfo> info = ParseBlock(bad);
+    ASSERT_FALSE(info.ok()) << c.message;
+    EXPECT_EQ(info.status().code(), absl::StatusCode::kDataLoss) << c.message;
+    EXPECT_THAT(info.status().message(), HasSubstr(c.message)) << info.status();
+  }
+}
+
+// A garbage block must come back as an error (or, were the checksum ever to match by chance,
+// a well-formed decode); it must never crash or read out of bounds (run under ASan too).
+void ExpectNoCrash(absl::Span<const uint8_t> bytes, bool must_fail) {
+  absl::StatusOr<std::string> decoded = DecodeBlock(bytes);
+  if (must_fail) {
+    ASSERT_FALSE(decoded.ok());
+    ASSERT_EQ(decoded.status().code(), absl::StatusCode::kDataLoss) << decoded.status();
+  } else if (decoded.ok()) {
+    absl::StatusOr<BlockInfo> info = ParseBlock(bytes);
+    ASSERT_TRUE(info.ok());
+    ASSERT_EQ(decoded->size(), info->layout.RawBytes());
+  }
+}
+
+class BlockFormatFuzzTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const BlockLayout layout = Layout(3, 2, 40, 3, DType::kFloat16);
+    absl::StatusOr<std::string> encoded =
+        EncodeBlock(layout, Policy("k=int8,v=int8,boundary=1:raw"), RandomRaw(layout, 4), 8);
+    ASSERT_TRUE(encoded.ok());
+    good_ = ToVector(*encoded);
+    ASSERT_TRUE(DecodeBlock(good_).ok());
+  }
+  std::vector<uint8_t> good_;
+  std::mt19937_64 rng_{123};
+};
+
+TEST_F(BlockFormatFuzzTest, EveryTruncationFails) {
+  for (size_t length = 0; length < good_.size(); ++length) {
+    // A copy of exactly `length` bytes, so ASan sees any read past it.
+    std::vector<uint8_t> prefix(good_.begin(), good_.begin() + length);
+    ExpectNoCrash(prefix, /*must_fail=*/true);
+  }
+}
+
+TEST_F(BlockFormatFuzzTest, SingleByteMutationsFail) {
+  for (int i = 0; i < 20000; ++i) {
+    std::vector<uint8_t> bad = good_;
+    bad[rng_() % bad.size()] ^= static_cast<uint8_t>(1 + rng_() % 255);
+    ExpectNoCrash(bad, /*must_fail=*/true);
+  }
+}
+
+// With the checksum recomputed, only the structural checks stand between corrupt bytes and
+// the decoders: mutations of header and table must still never crash.
+TEST_F(BlockFormatFuzzTest, ResealedMutationsNeverCrash) {
+  const size_t header = BlockHeaderSize(Layout(3, 2, 40, 3, DType::kFloat16),
+                                        "k=int8,v=int8,boundary=1:raw");
+  int failures = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::vector<uint8_t> bad = good_;
+    const int mutations = 1 + static_cast<int>(rng_() % 3);
+    for (int m = 0; m < mutations; ++m) {
+      // Mostly the header and table, sometimes the payloads (int8 scales and codes).
+      const size_t at = rng_() % 4 ? rng_() % header : rng_() % (bad.size() - 8);
+      bad[at] = static_cast<uint8_t>(rng_());
+    }
+    bad = Resealed(bad);
+    ExpectNoCrash(bad, /*must_fail=*/false);
+    failures += DecodeBlock(bad).ok() ? 0 : 1;
+  }
+  EXPECT_GT(failures, 1000);  // the structural checks do catch most of them
+}
+
+TEST_F(BlockFormatFuzzTest, RandomGarbageFails) {
+  for (int i = 0; i < 5000; ++i) {
+    std::vector<uint8_t> garbage(rng_() % 600);
+    for (uint8_t& b : garbage) b = static_cast<uint8_t>(rng_());
+    if (i % 2 == 0 && garbage.size() >= 8) {
+      // Valid magic and version, so parsing gets past the first checks.
+      std::copy(good_.begin(), good_.begin() + 8, garbage.begin());
+    }
+    ExpectNoCrash(garbage, /*must_fail=*/true);
+  }
+}
+
+}  // namespace
+}  // namespace kvpack
