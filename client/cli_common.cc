@@ -1,0 +1,86 @@
+#include "client/cli_common.h"
+
+#include <cstdio>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace kvpack {
+namespace cli {
+
+void AddGlobalFlags(GlobalFlags* flags, FlagSet* set) {
+  set->String("server", &flags->server, "kvpack server address, host:port");
+  set->String("namespace", &flags->ns,
+              "namespace (tenant/model) the blocks belong to; requests see only their own");
+  set->Double("timeout", &flags->timeout_s,
+              "deadline of each call in seconds, covering retries while the server is away");
+  set->Double("connect_timeout", &flags->connect_timeout_s,
+              "seconds to wait for the server to accept a connection");
+}
+
+absl::StatusOr<std::unique_ptr<Client>> ConnectClient(const GlobalFlags& flags,
+                                                      int connections) {
+  if (!(flags.timeout_s > 0) || !(flags.connect_timeout_s >= 0)) {
+    return absl::InvalidArgumentError("--timeout must be positive, --connect_timeout >= 0");
+  }
+  ClientOptions options;
+  options.target = flags.server;
+  options.timeout = absl::Seconds(flags.timeout_s);
+  options.connect_timeout = absl::Seconds(flags.connect_timeout_s);
+  options.connections = connections;
+  return Client::Connect(options);
+}
+
+absl::StatusOr<std::string> ParseHexKey(absl::string_view hex, absl::string_view what) {
+  if (hex.empty() || hex.size() % 2 != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " '", hex, "' must be a non-empty, even number of hex digits"));
+  }
+  for (char c : hex) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " '", hex, "' has a character that is not a hex digit"));
+    }
+  }
+  return absl::HexStringToBytes(hex);
+}
+
+absl::StatusOr<std::vector<std::string>> ParseHexKeys(absl::string_view list,
+                                                      absl::string_view what) {
+  std::vector<std::string> keys;
+  for (absl::string_view hex : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
+    absl::StatusOr<std::string> key = ParseHexKey(hex, what);
+    if (!key.ok()) return key.status();
+    keys.push_back(*std::move(key));
+  }
+  if (keys.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " is empty"));
+  return keys;
+}
+
+int ParseCommandLine(FlagSet& set, const std::vector<std::string>& args, bool* done) {
+  bool help = false;
+  const absl::Status status = set.Parse(args, &help);
+  *done = true;
+  if (!status.ok()) {
+    std::fprintf(stderr, "%s\n\n%s", std::string(status.message()).c_str(), set.Usage().c_str());
+    return kExitUsage;
+  }
+  if (help) {
+    std::fputs(set.Usage().c_str(), stdout);
+    return kExitOk;
+  }
+  *done = false;
+  return kExitOk;
+}
+
+int ReportError(absl::string_view command, const absl::Status& status) {
+  std::fprintf(stderr, "kvpack %s: %s: %s\n", std::string(command).c_str(),
+               absl::StatusCodeToString(status.code()).c_str(),
+               std::string(status.message()).c_str());
+  return kExitFailure;
+}
+
+}  // namespace cli
+}  // namespace kvpack

@@ -1,0 +1,58 @@
+// Pieces the `kvpack` subcommands share: the global flags (server, namespace, deadlines)
+// and how they become a connected Client, hex keys, and how errors are reported (the
+// server's code and message on stderr, a non-zero exit).
+//
+// Functions only; thread-compatible.
+#ifndef KVPACK_CLIENT_CLI_COMMON_H_
+#define KVPACK_CLIENT_CLI_COMMON_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "client/cli_flags.h"
+#include "client/kvpack_client.h"
+
+namespace kvpack {
+namespace cli {
+
+// Exit codes of the tool.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;  // the operation failed (server error, not found, I/O)
+inline constexpr int kExitUsage = 2;    // bad command line
+
+struct GlobalFlags {
+  std::string server = "127.0.0.1:50051";
+  std::string ns = "default";
+  double timeout_s = 30;
+  double connect_timeout_s = 5;
+};
+
+// Registers --server, --namespace, --timeout and --connect_timeout writing to *flags.
+void AddGlobalFlags(GlobalFlags* flags, FlagSet* set);
+
+// A client for `flags`; `connections` independent connections.
+absl::StatusOr<std::unique_ptr<Client>> ConnectClient(const GlobalFlags& flags,
+                                                      int connections = 1);
+
+// Hex text (even length, [0-9a-fA-F]) to bytes; InvalidArgument naming `what` otherwise.
+absl::StatusOr<std::string> ParseHexKey(absl::string_view hex, absl::string_view what);
+
+// Comma-separated hex keys.
+absl::StatusOr<std::vector<std::string>> ParseHexKeys(absl::string_view list,
+                                                      absl::string_view what);
+
+// Parses `args` with `set`; prints usage on --help. Returns kExitOk to continue, or the exit
+// code to end with (*done = true then).
+int ParseCommandLine(FlagSet& set, const std::vector<std::string>& args, bool* done);
+
+// Prints "kvpack <command>: <CODE>: <message>" to stderr and returns kExitFailure.
+int ReportError(absl::string_view command, const absl::Status& status);
+
+}  // namespace cli
+}  // namespace kvpack
+
+#endif  // KVPACK_CLIENT_CLI_COMMON_H_
