@@ -1,0 +1,54 @@
+// BlockStore: the interface of the persistent tier below the RAM tier, a byte-capacity-bounded
+// map from (namespace, key) to an immutable block plus a registry of namespaces. DiskTier is the
+// RocksDB implementation; FaultInjectingBlockStore wraps any BlockStore to make chosen calls
+// fail. TieredStore owns one and talks to it only through this interface.
+//
+// Implementations are thread-safe. Namespaces and keys are arbitrary non-empty byte strings;
+// callers validate them (TieredStore does).
+#ifndef KVPACK_STORAGE_BLOCK_STORE_H_
+#define KVPACK_STORAGE_BLOCK_STORE_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "storage/tier.h"
+
+namespace kvpack {
+
+class BlockStore {
+ public:
+  virtual ~BlockStore() = default;
+
+  // Stores `value` (non-null) under (ns, key), replacing any previous value, evicting other
+  // blocks if the implementation does so when full. sync=true: returns only once the write is
+  // durable (survives a crash of the process and of the machine). ResourceExhausted if the block
+  // cannot be stored for lack of capacity; other codes for I/O failures. On error the previous
+  // value, if any, is unchanged.
+  virtual absl::Status Put(absl::string_view ns, absl::string_view key, const BlockBytes& value,
+                           bool sync) = 0;
+
+  // The block under (ns, key). NotFound if absent. DataLoss if the stored bytes fail their
+  // checksum: the entry is deleted and counted in Stats().corrupt_dropped before returning.
+  virtual absl::StatusOr<BlockBytes> Get(absl::string_view ns, absl::string_view key) = 0;
+
+  // Whether (ns, key) is stored, without reading the value or touching counters.
+  virtual bool Contains(absl::string_view ns, absl::string_view key) const = 0;
+
+  // Removes (ns, key). Returns whether it was present.
+  virtual absl::StatusOr<bool> Delete(absl::string_view ns, absl::string_view key) = 0;
+
+  // Records that `ns` has held blocks. Idempotent; sync as for Put.
+  virtual absl::Status RegisterNamespace(absl::string_view ns, bool sync) = 0;
+
+  // Every namespace ever registered, in byte order.
+  virtual absl::StatusOr<std::vector<std::string>> ListNamespaces() const = 0;
+
+  virtual TierStats Stats() const = 0;
+};
+
+}  // namespace kvpack
+
+#endif  // KVPACK_STORAGE_BLOCK_STORE_H_

@@ -1,0 +1,352 @@
+#include "storage/disk_tier.h"
+
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/iterator.h"
+#include "rocksdb/table.h"
+#include "storage/block_frame.h"
+#include "storage/key_schema.h"
+
+namespace kvpack {
+namespace {
+
+// The one adapter from rocksdb::Status to absl::Status.
+absl::Status FromRocksDb(const rocksdb::Status& s, absl::string_view context) {
+  if (s.ok()) return absl::OkStatus();
+  const std::string message = absl::StrCat(context, ": ", s.ToString());
+  if (s.IsNotFound()) return absl::NotFoundError(message);
+  if (s.IsCorruption()) return absl::DataLossError(message);
+  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(message);
+  if (s.IsNotSupported()) return absl::UnimplementedError(message);
+  if (s.IsNoSpace() || s.IsMemoryLimit()) return absl::ResourceExhaustedError(message);
+  if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain()) return absl::UnavailableError(message);
+  if (s.IsAborted()) return absl::AbortedError(message);
+  return absl::InternalError(message);
+}
+
+}  // namespace
+
+uint64_t DiskTier::Charge(absl::string_view ns, absl::string_view key, uint64_t value_size) {
+  return EncodeBlockKey(ns, key).size() + kFrameHeaderSize + value_size;
+}
+
+rocksdb::Options DiskTier::RocksDbOptions(const DiskTierOptions& options) {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.max_background_jobs = 2;
+  o.keep_log_file_num = 5;
+  o.write_buffer_size = options.write_buffer_bytes;
+  o.level_compaction_dynamic_level_bytes = true;
+  // Blocks arrive already encoded by a codec: compressing them again wastes CPU.
+  o.compression = rocksdb::kNoCompression;
+  o.enable_blob_files = true;
+  o.min_blob_size = options.min_blob_size;
+  o.blob_file_size = 256ull << 20;
+  o.blob_compression_type = rocksdb::kNoCompression;
+  o.enable_blob_garbage_collection = true;
+  o.blob_garbage_collection_age_cutoff = 0.25;
+  // The LSM tree is tiny next to the blobs, so ordinary compactions are rare; force the ones
+  // that reclaim blob files once half of the oldest ones are garbage.
+  o.blob_garbage_collection_force_threshold = 0.5;
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  table.cache_index_and_filter_blocks = true;
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return o;
+}
+
+absl::StatusOr<std::unique_ptr<DiskTier>> DiskTier::Open(const DiskTierOptions& options) {
+  if (options.path.empty()) return absl::InvalidArgumentError("disk tier needs a directory path");
+  if (options.capacity_bytes == 0) {
+    return absl::InvalidArgumentError("disk tier capacity must be positive");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options.path, ec);
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("cannot create disk tier directory ", options.path, ": ", ec.message()));
+  }
+  rocksdb::DB* raw = nullptr;
+  RETURN_IF_ERROR(FromRocksDb(rocksdb::DB::Open(RocksDbOptions(options), options.path, &raw),
+                              absl::StrCat("opening RocksDB in ", options.path)));
+  std::unique_ptr<DiskTier> tier(new DiskTier(options, std::unique_ptr<rocksdb::DB>(raw)));
+  RETURN_IF_ERROR(tier->CheckSchemaVersion());
+  RETURN_IF_ERROR(tier->LoadIndex());
+  return tier;
+}
+
+DiskTier::DiskTier(const DiskTierOptions& options, std::unique_ptr<rocksdb::DB> db)
+    : options_(options), db_(std::move(db)) {}
+
+DiskTier::~DiskTier() {
+  // Close flushes nothing it must not; an error here leaves the WAL to replay at the next open.
+  db_->Close().PermitUncheckedError();
+}
+
+absl::Status DiskTier::CheckSchemaVersion() {
+  const std::string key = FormatVersionKey();
+  std::string version;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), key, &version);
+  if (s.ok()) {
+    if (version != kSchemaVersion) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("disk tier in ", options_.path, " has schema version '", version,
+                       "'; this build reads version ", kSchemaVersion));
+    }
+    return absl::OkStatus();
+  }
+  if (!s.IsNotFound()) return FromRocksDb(s, "reading the schema version");
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  it->SeekToFirst();
+  if (it->Valid()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(options_.path, " holds a RocksDB database that is not a kvpack disk tier"));
+  }
+  RETURN_IF_ERROR(FromRocksDb(it->status(), "scanning a new database"));
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  return FromRocksDb(
+      db_->Put(sync, key, rocksdb::Slice(kSchemaVersion.data(), kSchemaVersion.size())),
+      "writing the schema version");
+}
+
+absl::Status DiskTier::LoadIndex() {
+  absl::MutexLock write_lock(&write_mu_);
+  absl::MutexLock lock(&mu_);
+  rocksdb::WriteBatch cleanup;
+  const std::string upper(1, static_cast<char>(kOrderTag + 1));
+  const rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options));
+  for (it->Seek(rocksdb::Slice(&kOrderTag, 1)); it->Valid(); it->Next()) {
+    const absl::string_view key(it->key().data(), it->key().size());
+    absl::StatusOr<uint64_t> seq = DecodeOrderKey(key);
+    if (!seq.ok()) {
+      return absl::DataLossError(absl::StrCat("disk tier index: ", seq.status().message()));
+    }
+    absl::StatusOr<OrderValue> value =
+        DecodeOrderValue(absl::string_view(it->value().data(), it->value().size()));
+    if (!value.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("disk tier index record ", *seq, ": ", value.status().message()));
+    }
+    std::string block_key(value->block_key);
+    // Records come in increasing seq order; a block listed twice (which a complete write batch
+    // never leaves behind) keeps its newest record.
+    if (auto old = index_.find(block_key); old != index_.end()) {
+      cleanup.Delete(EncodeOrderKey(old->second.seq));
+      bytes_ -= old->second.charge;
+      by_seq_.erase(old->second.seq);
+    }
+    index_[block_key] = IndexEntry{*seq, value->charge};
+    by_seq_[*seq] = OrderEntry{block_key, value->charge};
+    bytes_ += value->charge;
+    next_seq_ = *seq + 1;
+  }
+  RETURN_IF_ERROR(FromRocksDb(it->status(), "scanning the disk tier index"));
+  // A smaller capacity than the directory was written with: evict the oldest writes.
+  while (bytes_ > options_.capacity_bytes && !by_seq_.empty()) {
+    auto oldest = by_seq_.begin();
+    const std::string block_key = oldest->second.block_key;
+    AddRemoval(block_key, index_.at(block_key), &cleanup);
+    ForgetLocked(block_key);
+    ++evictions_;
+  }
+  if (cleanup.Count() == 0) return absl::OkStatus();
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  return FromRocksDb(db_->Write(sync, &cleanup), "trimming the disk tier at open");
+}
+
+void DiskTier::AddRemoval(absl::string_view block_key, const IndexEntry& entry,
+                          rocksdb::WriteBatch* batch) {
+  batch->Delete(rocksdb::Slice(block_key.data(), block_key.size()));
+  batch->Delete(EncodeOrderKey(entry.seq));
+}
+
+void DiskTier::ForgetLocked(absl::string_view block_key) {
+  auto found = index_.find(block_key);
+  if (found == index_.end()) return;
+  bytes_ -= found->second.charge;
+  by_seq_.erase(found->second.seq);
+  index_.erase(found);
+}
+
+absl::Status DiskTier::Put(absl::string_view ns, absl::string_view key, const BlockBytes& value,
+                           bool sync) {
+  const std::string block_key = EncodeBlockKey(ns, key);
+  const std::string header = EncodeFrameHeader(BlockChecksum(block_key, *value));
+  const uint64_t charge = block_key.size() + header.size() + value->size();
+  if (charge > options_.capacity_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("block of ", charge,
+                                                     " bytes exceeds the disk tier capacity of ",
+                                                     options_.capacity_bytes, " bytes"));
+  }
+
+  absl::MutexLock write_lock(&write_mu_);
+  const uint64_t seq = next_seq_;
+  rocksdb::WriteBatch batch;
+  const rocksdb::Slice key_slice(block_key);
+  const rocksdb::Slice value_parts[2] = {rocksdb::Slice(header), rocksdb::Slice(*value)};
+  RETURN_IF_ERROR(FromRocksDb(
+      batch.Put(rocksdb::SliceParts(&key_slice, 1), rocksdb::SliceParts(value_parts, 2)),
+      "building a disk tier write"));
+  batch.Put(EncodeOrderKey(seq), EncodeOrderValue(charge, block_key));
+  std::vector<std::string> victims;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    uint64_t bytes_after = bytes_ + charge;
+    if (auto old = index_.find(block_key); old != index_.end()) {
+      batch.Delete(EncodeOrderKey(old->second.seq));
+      bytes_after -= old->second.charge;
+    }
+    for (auto it = by_seq_.begin(); bytes_after > options_.capacity_bytes && it != by_seq_.end();
+         ++it) {
+      if (it->second.block_key == block_key) continue;  // being replaced, already subtracted
+      AddRemoval(it->second.block_key, IndexEntry{it->first, it->second.charge}, &batch);
+      bytes_after -= it->second.charge;
+      victims.push_back(it->second.block_key);
+    }
+  }
+  rocksdb::WriteOptions write_options;
+  write_options.sync = sync;
+  RETURN_IF_ERROR(FromRocksDb(db_->Write(write_options, &batch), "writing a block to disk"));
+  ++next_seq_;
+
+  absl::MutexLock lock(&mu_);
+  ForgetLocked(block_key);
+  for (const std::string& victim : victims) ForgetLocked(victim);
+  evictions_ += victims.size();
+  index_[block_key] = IndexEntry{seq, charge};
+  by_seq_[seq] = OrderEntry{block_key, charge};
+  bytes_ += charge;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BlockBytes> DiskTier::ReadVerified(const std::string& block_key) {
+  rocksdb::PinnableSlice pinned;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), block_key, &pinned);
+  if (!s.ok()) return FromRocksDb(s, "reading a block from disk");
+  ASSIGN_OR_RETURN(absl::string_view payload,
+                   VerifyFrame(block_key, absl::string_view(pinned.data(), pinned.size())));
+  return std::make_shared<const std::string>(payload);
+}
+
+absl::StatusOr<BlockBytes> DiskTier::Get(absl::string_view ns, absl::string_view key) {
+  const std::string block_key = EncodeBlockKey(ns, key);
+  absl::StatusOr<BlockBytes> value = ReadVerified(block_key);
+  if (value.ok()) {
+    hits_.fetch_add(1, std::memory_order_relaxed);
+    return value;
+  }
+  if (absl::IsNotFound(value.status())) {
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    return absl::NotFoundError("block not in the disk tier");
+  }
+  if (absl::IsDataLoss(value.status())) return DropCorrupt(block_key, value.status().message());
+  return value.status();
+}
+
+absl::StatusOr<BlockBytes> DiskTier::DropCorrupt(const std::string& block_key,
+                                                 absl::string_view reason) {
+  absl::MutexLock write_lock(&write_mu_);
+  // A writer may have replaced or deleted the entry since it was read.
+  absl::StatusOr<BlockBytes> again = ReadVerified(block_key);
+  if (again.ok()) {
+    hits_.fetch_add(1, std::memory_order_relaxed);
+    return again;
+  }
+  if (absl::IsNotFound(again.status())) {
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    return absl::NotFoundError("block not in the disk tier");
+  }
+  if (!absl::IsDataLoss(again.status())) return again.status();
+  rocksdb::WriteBatch batch;
+  batch.Delete(block_key);
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (auto found = index_.find(block_key); found != index_.end()) {
+      batch.Delete(EncodeOrderKey(found->second.seq));
+    }
+  }
+  RETURN_IF_ERROR(FromRocksDb(db_->Write(rocksdb::WriteOptions(), &batch),
+                              absl::StrCat("deleting a corrupt block (", reason, ")")));
+  {
+    absl::MutexLock lock(&mu_);
+    ForgetLocked(block_key);
+  }
+  misses_.fetch_add(1, std::memory_order_relaxed);
+  corrupt_dropped_.fetch_add(1, std::memory_order_relaxed);
+  return absl::DataLossError(
+      absl::StrCat("corrupt block on the disk tier (", reason, "); the entry was deleted"));
+}
+
+bool DiskTier::Contains(absl::string_view ns, absl::string_view key) const {
+  const std::string block_key = EncodeBlockKey(ns, key);
+  absl::ReaderMutexLock lock(&mu_);
+  return index_.contains(block_key);
+}
+
+absl::StatusOr<bool> DiskTier::Delete(absl::string_view ns, absl::string_view key) {
+  const std::string block_key = EncodeBlockKey(ns, key);
+  absl::MutexLock write_lock(&write_mu_);
+  rocksdb::WriteBatch batch;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto found = index_.find(block_key);
+    if (found == index_.end()) return false;
+    AddRemoval(block_key, found->second, &batch);
+  }
+  RETURN_IF_ERROR(
+      FromRocksDb(db_->Write(rocksdb::WriteOptions(), &batch), "deleting a block from disk"));
+  absl::MutexLock lock(&mu_);
+  ForgetLocked(block_key);
+  return true;
+}
+
+absl::Status DiskTier::RegisterNamespace(absl::string_view ns, bool sync) {
+  rocksdb::WriteOptions write_options;
+  write_options.sync = sync;
+  return FromRocksDb(db_->Put(write_options, EncodeNamespaceKey(ns), rocksdb::Slice()),
+                     "registering a namespace");
+}
+
+absl::StatusOr<std::vector<std::string>> DiskTier::ListNamespaces() const {
+  const std::string upper(1, static_cast<char>(kNamespaceTag + 1));
+  const rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options));
+  std::vector<std::string> namespaces;
+  for (it->Seek(rocksdb::Slice(&kNamespaceTag, 1)); it->Valid(); it->Next()) {
+    ASSIGN_OR_RETURN(absl::string_view ns,
+                     DecodeNamespaceKey(absl::string_view(it->key().data(), it->key().size())));
+    namespaces.emplace_back(ns);
+  }
+  RETURN_IF_ERROR(FromRocksDb(it->status(), "listing namespaces"));
+  return namespaces;
+}
+
+TierStats DiskTier::Stats() const {
+  TierStats stats;
+  stats.capacity_bytes = options_.capacity_bytes;
+  stats.hits = hits_.load(std::memory_order_relaxed);
+  stats.misses = misses_.load(std::memory_order_relaxed);
+  stats.corrupt_dropped = corrupt_dropped_.load(std::memory_order_relaxed);
+  absl::ReaderMutexLock lock(&mu_);
+  stats.bytes = bytes_;
+  stats.blocks = index_.size();
+  stats.evictions = evictions_;
+  return stats;
+}
+
+}  // namespace kvpack

@@ -1,0 +1,140 @@
+// DiskTier: the persistent tier, a BlockStore on RocksDB (schema in storage/FORMAT.md).
+//
+// - Values are framed with an XXH3-64 checksum (block_frame.h) and verified on every Get; a value
+//   that fails (or that RocksDB itself reports corrupt) is deleted and reported as DataLoss.
+// - Capacity is a bound on logical bytes: a block costs its RocksDB key plus its framed value
+//   (Charge). When a Put would exceed capacity_bytes the tier evicts least-recently-WRITTEN
+//   blocks (oldest Put first; reads do not refresh a block) in the same atomic write batch as
+//   the Put. A block larger than the whole capacity is rejected with ResourceExhausted. The
+//   physical size of the directory can exceed the bound by RocksDB's overhead (WAL, memtables,
+//   blob garbage not yet collected).
+// - A write-order index ('o' records, written atomically with each block) makes the accounting
+//   survive restarts: Open rebuilds the in-memory index (key -> write sequence, charge), the
+//   byte total and the eviction order from it without reading any value, and evicts down to a
+//   smaller capacity if the directory was written with a larger one.
+// - Contains answers from the in-memory index: no disk access.
+// - Tuned for values of 100 KB - 10 MB: values of min_blob_size or more go to RocksDB blob
+//   files (the LSM tree holds only keys and blob references), no compression (blocks arrive
+//   compressed), bloom filters on the keys. Note that a value sits in the memtable until flush,
+//   so up to ~2 x write_buffer_bytes of recent values live in RAM as well.
+//
+// Thread-safe. Writers (Put, Delete, corrupt-entry drops) are serialized among themselves by
+// one mutex held across the RocksDB write; readers (Get, Contains, Stats) never wait for a
+// write to reach the disk.
+#ifndef KVPACK_STORAGE_DISK_TIER_H_
+#define KVPACK_STORAGE_DISK_TIER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "rocksdb/db.h"
+#include "rocksdb/options.h"
+#include "rocksdb/write_batch.h"
+#include "storage/block_store.h"
+#include "storage/tier.h"
+
+namespace kvpack {
+
+struct DiskTierOptions {
+  std::string path;  // RocksDB directory; created (with parents) if missing. Required.
+  uint64_t capacity_bytes = 16ull << 30;
+  uint64_t min_blob_size = 64ull << 10;  // values at least this large go to blob files
+  uint64_t write_buffer_bytes = 64ull << 20;
+  uint64_t block_cache_bytes = 32ull << 20;  // caches index, filter and small-value blocks
+};
+
+class DiskTier : public BlockStore {
+ public:
+  // Opens (creating if missing) the tier in options.path. InvalidArgument if the path is empty
+  // or capacity is 0; FailedPrecondition if the directory holds a RocksDB database that is not a
+  // kvpack disk tier of a known schema version; DataLoss if the write-order index is corrupt;
+  // other codes for RocksDB/I/O failures.
+  static absl::StatusOr<std::unique_ptr<DiskTier>> Open(const DiskTierOptions& options);
+
+  // Closes the database (recent writes with sync=false are in the WAL and survive a process
+  // exit; they may be lost if the machine crashes).
+  ~DiskTier() override;
+
+  DiskTier(const DiskTier&) = delete;
+  DiskTier& operator=(const DiskTier&) = delete;
+
+  // What a block of `value_size` bytes under (ns, key) is charged.
+  static uint64_t Charge(absl::string_view ns, absl::string_view key, uint64_t value_size);
+
+  // The options RocksDB is opened with. Exposed so that tools and tests can open the directory
+  // directly (e.g. to inspect or damage a stored value).
+  static rocksdb::Options RocksDbOptions(const DiskTierOptions& options);
+
+  // BlockStore. Put evicts least-recently-written blocks when full (see the class comment).
+  absl::Status Put(absl::string_view ns, absl::string_view key, const BlockBytes& value,
+                   bool sync) override;
+  absl::StatusOr<BlockBytes> Get(absl::string_view ns, absl::string_view key) override;
+  bool Contains(absl::string_view ns, absl::string_view key) const override;
+  absl::StatusOr<bool> Delete(absl::string_view ns, absl::string_view key) override;
+  absl::Status RegisterNamespace(absl::string_view ns, bool sync) override;
+  absl::StatusOr<std::vector<std::string>> ListNamespaces() const override;
+  TierStats Stats() const override;
+
+ private:
+  struct IndexEntry {
+    uint64_t seq;
+    uint64_t charge;
+  };
+  struct OrderEntry {
+    std::string block_key;
+    uint64_t charge;
+  };
+
+  DiskTier(const DiskTierOptions& options, std::unique_ptr<rocksdb::DB> db);
+
+  // Checks or writes the schema version record.
+  absl::Status CheckSchemaVersion();
+  // Rebuilds index_, by_seq_, bytes_ and next_seq_ from the 'o' records, then evicts down to
+  // capacity.
+  absl::Status LoadIndex();
+  // Handles a value under `block_key` that failed verification with `reason`: re-reads it under
+  // write_mu_ and, if it still fails, deletes it. Returns the value if a concurrent writer
+  // replaced it with a valid one, DataLoss otherwise.
+  absl::StatusOr<BlockBytes> DropCorrupt(const std::string& block_key, absl::string_view reason);
+  // Reads and verifies the value under `block_key`; NotFound, DataLoss or a RocksDB error.
+  absl::StatusOr<BlockBytes> ReadVerified(const std::string& block_key);
+  // Appends to `batch` the deletes of the block and order records of `block_key`.
+  static void AddRemoval(absl::string_view block_key, const IndexEntry& entry,
+                         rocksdb::WriteBatch* batch);
+  // Removes `block_key` from the in-memory index.
+  void ForgetLocked(absl::string_view block_key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Constant after construction.
+  const DiskTierOptions options_;
+  const std::unique_ptr<rocksdb::DB> db_;
+
+  // Held across every RocksDB write of blocks, so that an eviction plan made from the index
+  // stays valid until it is committed. Acquired before mu_.
+  absl::Mutex write_mu_;
+  uint64_t next_seq_ ABSL_GUARDED_BY(write_mu_) = 1;
+
+  // Guards the in-memory index; written only while write_mu_ is held too.
+  mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(write_mu_);
+  absl::flat_hash_map<std::string, IndexEntry> index_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, OrderEntry> by_seq_ ABSL_GUARDED_BY(mu_);  // oldest write first
+  uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t evictions_ ABSL_GUARDED_BY(mu_) = 0;
+
+  std::atomic<uint64_t> hits_{0};
+  std::atomic<uint64_t> misses_{0};
+  std::atomic<uint64_t> corrupt_dropped_{0};
+};
+
+}  // namespace kvpack
+
+#endif  // KVPACK_STORAGE_DISK_TIER_H_

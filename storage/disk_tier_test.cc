@@ -1,0 +1,317 @@
+#include "storage/disk_tier.h"
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "rocksdb/db.h"
+#include "storage/key_schema.h"
+
+namespace kvpack {
+namespace {
+
+constexpr size_t kValueSize = 100 << 10;  // above min_blob_size: stored in blob files
+
+BlockBytes Value(char fill, size_t size = kValueSize) {
+  return std::make_shared<const std::string>(size, fill);
+}
+
+class DiskTierTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ = std::filesystem::path(::testing::TempDir()) / "disk_tier_test" / info->name();
+    std::filesystem::remove_all(path_);
+  }
+  void TearDown() override { std::filesystem::remove_all(path_); }
+
+  std::unique_ptr<DiskTier> Open(uint64_t capacity) {
+    DiskTierOptions options;
+    options.path = path_.string();
+    options.capacity_bytes = capacity;
+    absl::StatusOr<std::unique_ptr<DiskTier>> tier = DiskTier::Open(options);
+    EXPECT_TRUE(tier.ok()) << tier.status();
+    return tier.ok() ? *std::move(tier) : nullptr;
+  }
+
+  // Opens the directory with plain RocksDB and XORs `mask` into byte `offset` of the stored
+  // (framed) value of (ns, key).
+  void CorruptStoredValue(absl::string_view ns, absl::string_view key, size_t offset,
+                          uint8_t mask) {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(
+        rocksdb::DB::Open(DiskTier::RocksDbOptions(DiskTierOptions()), path_.string(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    const std::string block_key = EncodeBlockKey(ns, key);
+    std::string value;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), block_key, &value).ok());
+    ASSERT_LT(offset, value.size());
+    value[offset] = static_cast<char>(value[offset] ^ mask);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), block_key, value).ok());
+    ASSERT_TRUE(db->Close().ok());
+  }
+
+  static uint64_t Charge(absl::string_view key, size_t size = kValueSize) {
+    return DiskTier::Charge("ns", key, size);
+  }
+
+  std::filesystem::path path_;
+};
+
+TEST_F(DiskTierTest, PutThenGetReturnsTheBytes) {
+  auto tier = Open(1 << 30);
+  ASSERT_TRUE(tier->Put("ns", "k", Value('x'), /*sync=*/false).ok());
+  auto value = tier->Get("ns", "k");
+  ASSERT_TRUE(value.ok()) << value.status();
+  EXPECT_EQ(**value, std::string(kValueSize, 'x'));
+  EXPECT_TRUE(tier->Contains("ns", "k"));
+  EXPECT_EQ(tier->Get("ns", "other").status().code(), absl::StatusCode::kNotFound);
+  const TierStats stats = tier->Stats();
+  EXPECT_EQ(stats.hits, 1u);
+  EXPECT_EQ(stats.misses, 1u);
+  EXPECT_EQ(stats.blocks, 1u);
+  EXPECT_EQ(stats.bytes, Charge("k"));
+}
+
+TEST_F(DiskTierTest, SmallValuesStayInlineAndWork) {
+  auto tier = Open(1 << 30);
+  ASSERT_TRUE(tier->Put("ns", "small", Value('s', 10), false).ok());
+  ASSERT_TRUE(tier->Put("ns", "empty", Value('e', 0), false).ok());
+  auto value = tier->Get("ns", "small");
+  ASSERT_TRUE(value.ok());
+  EXPECT_EQ(**value, std::string(10, 's'));
+  value = tier->Get("ns", "empty");
+  ASSERT_TRUE(value.ok());
+  EXPECT_TRUE((*value)->empty());
+}
+
+TEST_F(DiskTierTest, RejectsMissingPathAndZeroCapacity) {
+  DiskTierOptions options;
+  EXPECT_EQ(DiskTier::Open(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options.path = path_.string();
+  options.capacity_bytes = 0;
+  EXPECT_EQ(DiskTier::Open(options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(DiskTierTest, RestartKeepsBlocksNamespacesAndAccounting) {
+  TierStats before;
+  {
+    auto tier = Open(1 << 30);
+    ASSERT_TRUE(tier->RegisterNamespace("tenant-a", true).ok());
+    ASSERT_TRUE(tier->RegisterNamespace("tenant-b", true).ok());
+    for (int i = 0; i < 10; ++i) {
+      ASSERT_TRUE(tier->Put("tenant-a", "k" + std::to_string(i), Value('a' + i, kValueSize + i),
+                            /*sync=*/i % 2 == 0)
+                      .ok());
+    }
+    ASSERT_TRUE(tier->Delete("tenant-a", "k3").value());
+    before = tier->Stats();
+  }
+  auto tier = Open(1 << 30);
+  const TierStats after = tier->Stats();
+  EXPECT_EQ(after.bytes, before.bytes);
+  EXPECT_EQ(after.blocks, 9u);
+  for (int i = 0; i < 10; ++i) {
+    auto value = tier->Get("tenant-a", "k" + std::to_string(i));
+    if (i == 3) {
+      EXPECT_EQ(value.status().code(), absl::StatusCode::kNotFound);
+      continue;
+    }
+    ASSERT_TRUE(value.ok()) << i << ": " << value.status();
+    EXPECT_EQ(**value, std::string(kValueSize + i, 'a' + i));
+  }
+  auto namespaces = tier->ListNamespaces();
+  ASSERT_TRUE(namespaces.ok());
+  EXPECT_EQ(*namespaces, (std::vector<std::string>{"tenant-a", "tenant-b"}));
+}
+
+TEST_F(DiskTierTest, EvictsLeastRecentlyWrittenWhenFull) {
+  auto tier = Open(3 * Charge("k0"));
+  for (const char* key : {"k0", "k1", "k2"})
+    ASSERT_TRUE(tier->Put("ns", key, Value('v'), false).ok());
+  // A read does not refresh: k0 is still the oldest write.
+  ASSERT_TRUE(tier->Get("ns", "k0").ok());
+  ASSERT_TRUE(tier->Put("ns", "k3", Value('v'), false).ok());
+  EXPECT_FALSE(tier->Contains("ns", "k0"));
+  EXPECT_EQ(tier->Get("ns", "k0").status().code(), absl::StatusCode::kNotFound);
+  for (const char* key : {"k1", "k2", "k3"}) EXPECT_TRUE(tier->Contains("ns", key)) << key;
+  // Rewriting k1 makes it the newest; k2 goes next.
+  ASSERT_TRUE(tier->Put("ns", "k1", Value('w'), false).ok());
+  ASSERT_TRUE(tier->Put("ns", "k4", Value('v'), false).ok());
+  EXPECT_FALSE(tier->Contains("ns", "k2"));
+  EXPECT_TRUE(tier->Contains("ns", "k1"));
+  const TierStats stats = tier->Stats();
+  EXPECT_EQ(stats.evictions, 2u);
+  EXPECT_EQ(stats.blocks, 3u);
+  EXPECT_LE(stats.bytes, stats.capacity_bytes);
+}
+
+TEST_F(DiskTierTest, EvictionOrderSurvivesRestart) {
+  {
+    auto tier = Open(3 * Charge("k0"));
+    for (const char* key : {"k0", "k1", "k2"})
+      ASSERT_TRUE(tier->Put("ns", key, Value('v'), true).ok());
+  }
+  auto tier = Open(3 * Charge("k0"));
+  ASSERT_TRUE(tier->Put("ns", "k3", Value('v'), false).ok());
+  EXPECT_FALSE(tier->Contains("ns", "k0"));
+  EXPECT_TRUE(tier->Contains("ns", "k1"));
+}
+
+TEST_F(DiskTierTest, ReopeningWithSmallerCapacityEvictsOldest) {
+  {
+    auto tier = Open(10 * Charge("k0"));
+    for (const char* key : {"k0", "k1", "k2", "k3"})
+      ASSERT_TRUE(tier->Put("ns", key, Value('v'), true).ok());
+  }
+  {
+    auto tier = Open(2 * Charge("k0"));
+    const TierStats stats = tier->Stats();
+    EXPECT_EQ(stats.blocks, 2u);
+    EXPECT_EQ(stats.evictions, 2u);
+    EXPECT_FALSE(tier->Contains("ns", "k1"));
+    EXPECT_TRUE(tier->Contains("ns", "k2"));
+  }
+  auto tier = Open(10 * Charge("k0"));
+  EXPECT_EQ(tier->Stats().blocks, 2u);
+  EXPECT_EQ(tier->Get("ns", "k0").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(DiskTierTest, BlockLargerThanCapacityIsRejectedWithoutEvicting) {
+  auto tier = Open(2 * Charge("k0"));
+  ASSERT_TRUE(tier->Put("ns", "k0", Value('v'), false).ok());
+  absl::Status status = tier->Put("ns", "huge", Value('h', 3 * kValueSize), false);
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+  EXPECT_TRUE(tier->Contains("ns", "k0"));
+  EXPECT_EQ(tier->Stats().evictions, 0u);
+}
+
+TEST_F(DiskTierTest, ReplacingABlockChargesItOnce) {
+  auto tier = Open(1 << 30);
+  ASSERT_TRUE(tier->Put("ns", "k", Value('a'), false).ok());
+  ASSERT_TRUE(tier->Put("ns", "k", Value('b', 2 * kValueSize), false).ok());
+  EXPECT_EQ(tier->Stats().bytes, Charge("k", 2 * kValueSize));
+  EXPECT_EQ(tier->Stats().blocks, 1u);
+  auto value = tier->Get("ns", "k");
+  ASSERT_TRUE(value.ok());
+  EXPECT_EQ((**value)[0], 'b');
+}
+
+TEST_F(DiskTierTest, DeleteReportsPresenceAndReleasesBytes) {
+  auto tier = Open(1 << 30);
+  ASSERT_TRUE(tier->Put("ns", "k", Value('a'), false).ok());
+  EXPECT_TRUE(tier->Delete("ns", "k").value());
+  EXPECT_FALSE(tier->Delete("ns", "k").value());
+  EXPECT_EQ(tier->Stats().bytes, 0u);
+  EXPECT_EQ(tier->Get("ns", "k").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(DiskTierTest, FlippedValueByteIsDataLossAndTheEntryIsDeleted) {
+  {
+    auto tier = Open(1 << 30);
+    ASSERT_TRUE(tier->Put("ns", "bad", Value('x'), true).ok());
+    ASSERT_TRUE(tier->Put("ns", "good", Value('y'), true).ok());
+  }
+  CorruptStoredValue("ns", "bad", /*offset=*/5000, /*mask=*/0x01);
+  auto tier = Open(1 << 30);
+  absl::Status status = tier->Get("ns", "bad").status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+  EXPECT_NE(status.message().find("deleted"), absl::string_view::npos) << status;
+  EXPECT_FALSE(tier->Contains("ns", "bad"));
+  EXPECT_EQ(tier->Get("ns", "bad").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(tier->Get("ns", "good").ok());
+  const TierStats stats = tier->Stats();
+  EXPECT_EQ(stats.corrupt_dropped, 1u);
+  EXPECT_EQ(stats.blocks, 1u);
+  EXPECT_EQ(stats.bytes, Charge("good"));
+}
+
+TEST_F(DiskTierTest, FlippedHeaderByteIsDataLoss) {
+  {
+    auto tier = Open(1 << 30);
+    ASSERT_TRUE(tier->Put("ns", "k", Value('x'), true).ok());
+  }
+  CorruptStoredValue("ns", "k", /*offset=*/0, /*mask=*/0x80);  // frame version
+  auto tier = Open(1 << 30);
+  EXPECT_EQ(tier->Get("ns", "k").status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(tier->Contains("ns", "k"));
+}
+
+TEST_F(DiskTierTest, FlippedByteInABlobFileIsDataLoss) {
+  {
+    auto tier = Open(1 << 30);
+    ASSERT_TRUE(tier->Put("ns", "k", Value('x', 1 << 20), true).ok());
+  }
+  { auto tier = Open(1 << 30); }  // WAL recovery flushes the memtable: the value lands in a blob
+  std::vector<std::filesystem::path> blobs;
+  for (const auto& entry : std::filesystem::directory_iterator(path_)) {
+    if (entry.path().extension() == ".blob") blobs.push_back(entry.path());
+  }
+  ASSERT_EQ(blobs.size(), 1u);
+  {
+    std::fstream file(blobs[0], std::ios::in | std::ios::out | std::ios::binary);
+    file.seekg(512 << 10);
+    char byte = 0;
+    file.read(&byte, 1);
+    byte ^= 0x10;
+    file.seekp(512 << 10);
+    file.write(&byte, 1);
+  }
+  auto tier = Open(1 << 30);
+  absl::Status status = tier->Get("ns", "k").status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+  EXPECT_FALSE(tier->Contains("ns", "k"));
+  EXPECT_EQ(tier->Stats().corrupt_dropped, 1u);
+}
+
+TEST_F(DiskTierTest, RefusesADatabaseThatIsNotADiskTier) {
+  std::filesystem::create_directories(path_);
+  {
+    rocksdb::Options options;
+    options.create_if_missing = true;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(options, path_.string(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "someone else's", "data").ok());
+  }
+  DiskTierOptions options;
+  options.path = path_.string();
+  EXPECT_EQ(DiskTier::Open(options).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(DiskTierTest, ConcurrentWritersKeepAccountingConsistentAcrossRestart) {
+  const uint64_t capacity = 40 * Charge("t0-00");
+  TierStats before;
+  {
+    auto tier = Open(capacity);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&tier, t] {
+        for (int i = 0; i < 60; ++i) {
+          const std::string key = "t" + std::to_string(t) + "-" + std::to_string(10 + i % 25);
+          if (i % 5 == 4) {
+            ASSERT_TRUE(tier->Delete("ns", key).ok());
+          } else if (i % 3 == 2) {
+            auto value = tier->Get("ns", key);
+            ASSERT_TRUE(value.ok() || absl::IsNotFound(value.status())) << value.status();
+          } else {
+            ASSERT_TRUE(tier->Put("ns", key, Value('c'), false).ok());
+          }
+        }
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+    before = tier->Stats();
+    EXPECT_LE(before.bytes, capacity);
+    EXPECT_EQ(before.bytes, before.blocks * Charge("t0-00"));
+  }
+  auto tier = Open(capacity);
+  EXPECT_EQ(tier->Stats().bytes, before.bytes);
+  EXPECT_EQ(tier->Stats().blocks, before.blocks);
+}
+
+}  // namespace
+}  // namespace kvpack

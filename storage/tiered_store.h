@@ -1,0 +1,150 @@
+// TieredStore: the block store the service uses. A RamTier in front of a persistent BlockStore
+// (a DiskTier on RocksDB): blocks evicted from RAM spill to disk, disk hits are promoted back to
+// RAM, durable puts are acknowledged only once on disk, and every read verifies the block's
+// checksum (a corrupt copy is dropped and never served). Values are opaque byte strings.
+//
+// Block state machine, for one (ns, key):
+//
+//   state      where the bytes are
+//   ---------  ----------------------------------------------------------------------------
+//   Absent     nowhere
+//   RamOnly    RAM LRU list only (not yet on disk)
+//   Both       RAM LRU list and disk, identical bytes
+//   Spilling   evicted from the RAM LRU list, still found in RAM's spilling set while it is
+//              being written to disk (transient; Get and LookupPrefix report it as RAM)
+//   DiskOnly   disk only
+//
+//   event                                   transition
+//   --------------------------------------  -------------------------------------------------
+//   Put, durable=false, fits RAM            any -> RamOnly (an older disk copy is deleted first)
+//   Put, durable=true, fits RAM             any -> Both (written with sync, then cached)
+//   Put, does not fit RAM / no RAM tier     any -> DiskOnly (an older RAM copy is erased)
+//   RAM eviction                            RamOnly -> Spilling -> DiskOnly, or -> Absent if
+//                                           the disk write fails (counted in SpillFailures) or
+//                                           there is no disk tier;  Both -> DiskOnly (no write)
+//   Get that hits disk                      DiskOnly -> Both (promotion; stays DiskOnly if the
+//                                           block does not fit a RAM shard)
+//   disk eviction (disk full)               DiskOnly -> Absent;  Both -> RamOnly (RAM eviction
+//                                           later spills it again)
+//   Delete                                  any -> Absent
+//   Get finds the RAM copy corrupt          the RAM copy is dropped; the Get goes on to disk
+//   Get finds the disk copy corrupt         DiskOnly -> Absent, Get returns DataLoss
+//   restart                                 RamOnly -> Absent;  Both, DiskOnly -> DiskOnly;
+//                                           Spilling -> DiskOnly if its write had completed
+//
+// Invariant: a block in both tiers has identical bytes there. All transitions of one key are
+// serialized by a per-key lock stripe (a RAM hit needs only the RAM shard's lock); evicted blocks
+// are spilled after the Put or Get that evicted them releases its own stripe, so stripes are
+// never nested.
+//
+// Thread-safe.
+#ifndef KVPACK_STORAGE_TIERED_STORE_H_
+#define KVPACK_STORAGE_TIERED_STORE_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "storage/block_store.h"
+#include "storage/ram_tier.h"
+#include "storage/tier.h"
+
+namespace kvpack {
+
+struct TieredStoreOptions {
+  uint64_t ram_capacity_bytes = 1ull << 30;    // 0 = no RAM tier (everything goes to disk)
+  uint64_t disk_capacity_bytes = 16ull << 30;  // 0 = no disk tier (RAM only, nothing survives)
+  std::string data_dir;                        // RocksDB directory; required when disk capacity > 0
+  int ram_shards = 16;  // a block must fit in one shard: ram_capacity_bytes / ram_shards
+  bool verify_ram_checksums = true;
+};
+
+class TieredStore {
+ public:
+  // Opens the tiers the options ask for (a DiskTier in data_dir when disk_capacity_bytes > 0).
+  // InvalidArgument for ram_shards < 1 or a missing data_dir; DiskTier::Open's errors otherwise.
+  static absl::StatusOr<std::unique_ptr<TieredStore>> Open(const TieredStoreOptions& options);
+
+  // Like Open, over a caller-supplied persistent tier (e.g. a FaultInjectingBlockStore); null =
+  // no disk tier. disk_capacity_bytes and data_dir are not used.
+  static absl::StatusOr<std::unique_ptr<TieredStore>> OpenWith(const TieredStoreOptions& options,
+                                                               std::unique_ptr<BlockStore> disk);
+
+  TieredStore(const TieredStore&) = delete;
+  TieredStore& operator=(const TieredStore&) = delete;
+
+  // Stores value under (ns, key), replacing any previous value. durable=true: returns only once
+  // the value is on the disk tier (RocksDB write with sync=true; the block is cached in RAM as
+  // well); FailedPrecondition if there is no disk tier. durable=false: goes to RAM (spilling
+  // evicted blocks to disk), or to disk directly if there is no RAM tier. A value larger than a
+  // RAM shard goes straight to disk. ResourceExhausted if it fits no tier. InvalidArgument for an
+  // empty ns or key or a null value. Returns the tier where the value landed. On error the
+  // previous value, if any, is still readable.
+  absl::StatusOr<Tier> Put(absl::string_view ns, absl::string_view key, BlockBytes value,
+                           bool durable);
+
+  // NotFound if absent. DataLoss if the stored checksum fails (the entry is deleted, counted in
+  // the tier's corrupt_dropped, and the message says so). A disk hit is promoted to RAM.
+  // *tier (optional) = where it was found, kNone on error. InvalidArgument for an empty ns/key.
+  absl::StatusOr<BlockBytes> Get(absl::string_view ns, absl::string_view key, Tier* tier = nullptr);
+
+  // Tier of each leading key of the chain that is stored (stops at the first missing one; kRam
+  // for a block in both tiers). Does not promote, does not read values, does not count hits.
+  // An empty ns or key counts as missing.
+  std::vector<Tier> LookupPrefix(absl::string_view ns, absl::Span<const std::string> keys);
+
+  // Deletes from every tier; returns how many of the keys were present. InvalidArgument (and
+  // nothing deleted) for an empty ns or key; a disk error stops the deletion part way.
+  absl::StatusOr<uint32_t> Delete(absl::string_view ns, absl::Span<const std::string> keys);
+
+  // True once any block has ever been put into ns (persisted: survives restart when there is a
+  // disk tier).
+  bool HasNamespace(absl::string_view ns) const;
+
+  TierStats RamStats() const;   // all zero without a RAM tier
+  TierStats DiskStats() const;  // all zero without a disk tier
+
+  // Gets that returned NotFound or DataLoss.
+  uint64_t Misses() const { return misses_.load(std::memory_order_relaxed); }
+
+  // Blocks evicted from RAM that could not be written to disk and were therefore lost.
+  uint64_t SpillFailures() const { return spill_failures_.load(std::memory_order_relaxed); }
+
+ private:
+  static constexpr size_t kStripes = 256;
+
+  TieredStore(std::unique_ptr<RamTier> ram, std::unique_ptr<BlockStore> disk,
+              std::vector<std::string> namespaces);
+
+  absl::Mutex& StripeFor(absl::string_view block_key);
+  bool FitsRam(absl::string_view ns, absl::string_view key, uint64_t size) const;
+  absl::Status EnsureNamespace(absl::string_view ns, bool sync);
+  // Writes evicted blocks that are still wanted to disk (see the state machine).
+  void Spill(const std::vector<RamTier::Evicted>& evicted);
+
+  // Constant after construction; either may be null (tier disabled), not both.
+  const std::unique_ptr<RamTier> ram_;
+  const std::unique_ptr<BlockStore> disk_;
+
+  std::array<absl::Mutex, kStripes> stripes_;
+
+  mutable absl::Mutex ns_mu_;
+  absl::flat_hash_set<std::string> namespaces_ ABSL_GUARDED_BY(ns_mu_);
+
+  std::atomic<uint64_t> misses_{0};
+  std::atomic<uint64_t> spill_failures_{0};
+};
+
+}  // namespace kvpack
+
+#endif  // KVPACK_STORAGE_TIERED_STORE_H_

@@ -1,0 +1,443 @@
+#include "storage/tiered_store.h"
+
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "rocksdb/db.h"
+#include "storage/disk_tier.h"
+#include "storage/fault_injecting_block_store.h"
+#include "storage/key_schema.h"
+
+namespace kvpack {
+namespace {
+
+constexpr size_t kValueSize = 100 << 10;
+
+// The bytes stored under `key` in these tests: derived from the key, so a reader can check that
+// it got the right block and not merely some block.
+std::string Content(absl::string_view key, size_t size = kValueSize) {
+  std::string s(size, '\0');
+  for (size_t i = 0; i < size; ++i) s[i] = key[i % key.size()] ^ static_cast<char>(i >> 8);
+  return s;
+}
+
+BlockBytes Value(absl::string_view key, size_t size = kValueSize) {
+  return std::make_shared<const std::string>(Content(key, size));
+}
+
+uint64_t RamCharge(absl::string_view ns, absl::string_view key) {
+  return RamTier::Charge(ns, key, kValueSize);
+}
+
+class TieredStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = std::filesystem::path(::testing::TempDir()) / "tiered_store_test" / info->name();
+    std::filesystem::remove_all(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // RAM holding `ram_blocks` blocks of kValueSize in one shard, and a disk tier.
+  TieredStoreOptions Options(uint64_t ram_blocks, uint64_t disk_bytes = 1ull << 30) {
+    TieredStoreOptions options;
+    options.ram_capacity_bytes = ram_blocks * RamCharge("ns", "k0");
+    options.ram_shards = 1;
+    options.disk_capacity_bytes = disk_bytes;
+    options.data_dir = dir_.string();
+    return options;
+  }
+
+  std::unique_ptr<TieredStore> Open(const TieredStoreOptions& options) {
+    absl::StatusOr<std::unique_ptr<TieredStore>> store = TieredStore::Open(options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  // A store over a fault-injecting wrapper of a real DiskTier; *faults stays valid while the
+  // store lives.
+  std::unique_ptr<TieredStore> OpenWithFaults(const TieredStoreOptions& options,
+                                              FaultInjectingBlockStore** faults) {
+    DiskTierOptions disk_options;
+    disk_options.path = options.data_dir;
+    disk_options.capacity_bytes = options.disk_capacity_bytes;
+    absl::StatusOr<std::unique_ptr<DiskTier>> disk = DiskTier::Open(disk_options);
+    EXPECT_TRUE(disk.ok()) << disk.status();
+    auto wrapper = std::make_unique<FaultInjectingBlockStore>(*std::move(disk));
+    *faults = wrapper.get();
+    absl::StatusOr<std::unique_ptr<TieredStore>> store =
+        TieredStore::OpenWith(options, std::move(wrapper));
+    EXPECT_TRUE(store.ok()) << store.status();
+    return *std::move(store);
+  }
+
+  static void ExpectBlock(TieredStore& store, absl::string_view ns, absl::string_view key,
+                          Tier want_tier) {
+    Tier tier = Tier::kNone;
+    absl::StatusOr<BlockBytes> value = store.Get(ns, key, &tier);
+    ASSERT_TRUE(value.ok()) << key << ": " << value.status();
+    EXPECT_EQ(**value, Content(key)) << key;
+    EXPECT_EQ(tier, want_tier) << key;
+  }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(TieredStoreTest, RamEvictionSpillsToDiskAndGetPromotesBack) {
+  auto store = Open(Options(/*ram_blocks=*/2));
+  for (const char* key : {"k0", "k1", "k2"}) {
+    absl::StatusOr<Tier> tier = store->Put("ns", key, Value(key), /*durable=*/false);
+    ASSERT_TRUE(tier.ok()) << tier.status();
+    EXPECT_EQ(*tier, Tier::kRam);
+  }
+  EXPECT_EQ(store->RamStats().evictions, 1u);
+  EXPECT_EQ(store->DiskStats().blocks, 1u);  // k0, spilled
+  ExpectBlock(*store, "ns", "k0", Tier::kDisk);
+  // The promotion evicted k1 (least recently used), which spilled in turn.
+  ExpectBlock(*store, "ns", "k0", Tier::kRam);
+  ExpectBlock(*store, "ns", "k1", Tier::kDisk);
+  EXPECT_EQ(store->DiskStats().hits, 2u);
+  EXPECT_LE(store->RamStats().bytes, store->RamStats().capacity_bytes);
+}
+
+TEST_F(TieredStoreTest, LookupPrefixOfAPartlyStoredChain) {
+  auto store = Open(Options(/*ram_blocks=*/2));
+  // c0 ends up on disk (evicted), c1 and c2 in RAM, c3 missing, c4 stored.
+  for (const char* key : {"c0", "c1", "c2", "c4"}) {
+    ASSERT_TRUE(store->Put("ns", key, Value(key), false).ok());
+  }
+  ASSERT_TRUE(store->Get("ns", "c1").ok());  // c1, c4 in RAM; c0, c2 on disk
+  const std::vector<std::string> chain = {"c0", "c1", "c2", "c3", "c4"};
+  const uint64_t disk_hits = store->DiskStats().hits;
+  EXPECT_EQ(store->LookupPrefix("ns", chain),
+            (std::vector<Tier>{Tier::kDisk, Tier::kRam, Tier::kDisk}));
+  // No promotion, no value read.
+  EXPECT_EQ(store->DiskStats().hits, disk_hits);
+  EXPECT_EQ(store->LookupPrefix("ns", chain).size(), 3u);
+  EXPECT_TRUE(store->LookupPrefix("ns", {"c3", "c0"}).empty());
+  EXPECT_TRUE(store->LookupPrefix("other", chain).empty());
+  EXPECT_TRUE(store->LookupPrefix("", chain).empty());
+}
+
+TEST_F(TieredStoreTest, CapacityIsNeverExceeded) {
+  const uint64_t disk_capacity = 12 * DiskTier::Charge("ns", "key00", kValueSize);
+  TieredStoreOptions options = Options(/*ram_blocks=*/4, disk_capacity);
+  options.ram_shards = 2;
+  auto store = Open(options);
+  for (int i = 0; i < 60; ++i) {
+    const std::string key = "key" + std::to_string(10 + i);
+    const size_t size = kValueSize / 2 + (i * 7919) % kValueSize;
+    ASSERT_TRUE(store->Put("ns", key, Value(key, size), i % 4 == 0).ok());
+    if (i % 3 == 0) store->Get("ns", "key" + std::to_string(10 + i / 2)).status().IgnoreError();
+    const TierStats ram = store->RamStats();
+    const TierStats disk = store->DiskStats();
+    ASSERT_LE(ram.bytes, ram.capacity_bytes) << i;
+    ASSERT_LE(disk.bytes, disk.capacity_bytes) << i;
+  }
+  EXPECT_GT(store->RamStats().evictions, 0u);
+  EXPECT_GT(store->DiskStats().evictions, 0u);
+}
+
+TEST_F(TieredStoreTest, RestartKeepsDurableBlocksNamespacesAndDiskAccounting) {
+  TierStats disk_before;
+  {
+    auto store = Open(Options(/*ram_blocks=*/8));
+    for (int i = 0; i < 5; ++i) {
+      const std::string key = "d" + std::to_string(i);
+      absl::StatusOr<Tier> tier = store->Put("durable-ns", key, Value(key), /*durable=*/true);
+      ASSERT_TRUE(tier.ok()) << tier.status();
+      EXPECT_EQ(*tier, Tier::kDisk);
+    }
+    ASSERT_TRUE(store->Put("ram-ns", "r0", Value("r0"), /*durable=*/false).ok());
+    ExpectBlock(*store, "durable-ns", "d0", Tier::kRam);  // durable puts are cached in RAM too
+    disk_before = store->DiskStats();
+  }
+  auto store = Open(Options(/*ram_blocks=*/8));
+  for (int i = 0; i < 5; ++i)
+    ExpectBlock(*store, "durable-ns", "d" + std::to_string(i), Tier::kDisk);
+  EXPECT_TRUE(store->HasNamespace("durable-ns"));
+  EXPECT_TRUE(store->HasNamespace("ram-ns"));
+  EXPECT_FALSE(store->HasNamespace("never-used"));
+  EXPECT_EQ(store->Get("ram-ns", "r0").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store->DiskStats().bytes, disk_before.bytes);
+  EXPECT_EQ(store->DiskStats().blocks, disk_before.blocks);
+}
+
+TEST_F(TieredStoreTest, FlippedByteOnDiskIsDataLossThenNotFound) {
+  {
+    auto store = Open(Options(/*ram_blocks=*/8));
+    ASSERT_TRUE(store->Put("ns", "k0", Value("k0"), /*durable=*/true).ok());
+  }
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(
+        rocksdb::DB::Open(DiskTier::RocksDbOptions(DiskTierOptions()), dir_.string(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::string stored;
+    const std::string block_key = EncodeBlockKey("ns", "k0");
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), block_key, &stored).ok());
+    stored[stored.size() / 2] ^= 0x20;
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), block_key, stored).ok());
+  }
+  auto store = Open(Options(/*ram_blocks=*/8));
+  EXPECT_EQ(store->LookupPrefix("ns", {"k0"}).size(), 1u);
+  Tier tier = Tier::kRam;
+  absl::Status status = store->Get("ns", "k0", &tier).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+  EXPECT_NE(status.message().find("deleted"), absl::string_view::npos) << status;
+  EXPECT_EQ(tier, Tier::kNone);
+  EXPECT_EQ(store->Get("ns", "k0").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store->LookupPrefix("ns", {"k0"}).empty());
+  EXPECT_EQ(store->DiskStats().corrupt_dropped, 1u);
+  EXPECT_EQ(store->Misses(), 2u);
+}
+
+TEST_F(TieredStoreTest, CorruptRamCopyIsDroppedAndTheDiskCopyServed) {
+  auto store = Open(Options(/*ram_blocks=*/8));
+  auto bytes = std::make_shared<std::string>(Content("k0"));
+  ASSERT_TRUE(store->Put("ns", "k0", bytes, /*durable=*/true).ok());  // disk + RAM
+  (*bytes)[100] ^= 0x01;  // the RAM tier shares these bytes: a stand-in for memory corruption
+  Tier tier = Tier::kNone;
+  absl::StatusOr<BlockBytes> value = store->Get("ns", "k0", &tier);
+  ASSERT_TRUE(value.ok()) << value.status();
+  EXPECT_EQ(**value, Content("k0"));
+  EXPECT_EQ(tier, Tier::kDisk);
+  EXPECT_EQ(store->RamStats().corrupt_dropped, 1u);
+}
+
+TEST_F(TieredStoreTest, CorruptRamOnlyBlockIsDataLoss) {
+  auto store = Open(Options(/*ram_blocks=*/8));
+  auto bytes = std::make_shared<std::string>(Content("k0"));
+  ASSERT_TRUE(store->Put("ns", "k0", bytes, /*durable=*/false).ok());
+  (*bytes)[0] ^= 0x01;
+  EXPECT_EQ(store->Get("ns", "k0").status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->Get("ns", "k0").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(TieredStoreTest, NamespacesAreIsolated) {
+  auto store = Open(Options(/*ram_blocks=*/8));
+  ASSERT_TRUE(store->Put("tenant-a", "k", Value("aaaa"), false).ok());
+  ASSERT_TRUE(store->Put("tenant-b", "k", Value("bbbb"), true).ok());
+  auto a = store->Get("tenant-a", "k");
+  auto b = store->Get("tenant-b", "k");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(**a, Content("aaaa"));
+  EXPECT_EQ(**b, Content("bbbb"));
+  const std::vector<std::string> keys = {"k"};
+  EXPECT_EQ(store->Delete("tenant-a", keys).value(), 1u);
+  EXPECT_EQ(store->Get("tenant-a", "k").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store->Get("tenant-b", "k").ok());
+  EXPECT_EQ(store->LookupPrefix("tenant-b", keys).size(), 1u);
+  EXPECT_TRUE(store->LookupPrefix("tenant-a", keys).empty());
+}
+
+TEST_F(TieredStoreTest, DeleteRemovesFromEveryTierAndCountsPresentKeys) {
+  auto store = Open(Options(/*ram_blocks=*/1));
+  ASSERT_TRUE(store->Put("ns", "k0", Value("k0"), false).ok());
+  ASSERT_TRUE(store->Put("ns", "k1", Value("k1"), false).ok());  // k0 spills to disk
+  ASSERT_TRUE(store->Put("ns", "k2", Value("k2"), true).ok());   // disk + RAM, k1 spills
+  const std::vector<std::string> keys = {"k0", "k1", "k2", "missing"};
+  EXPECT_EQ(store->Delete("ns", keys).value(), 3u);
+  for (const std::string& key : keys) {
+    EXPECT_EQ(store->Get("ns", key).status().code(), absl::StatusCode::kNotFound) << key;
+  }
+  EXPECT_EQ(store->RamStats().blocks, 0u);
+  EXPECT_EQ(store->DiskStats().blocks, 0u);
+  EXPECT_EQ(store->Delete("ns", keys).value(), 0u);
+}
+
+TEST_F(TieredStoreTest, DiskFullEvictsOldestWritesAndOversizedBlocksAreRejected) {
+  const uint64_t disk_capacity = 3 * DiskTier::Charge("ns", "k0", kValueSize);
+  TieredStoreOptions options = Options(/*ram_blocks=*/0, disk_capacity);
+  options.ram_capacity_bytes = 0;
+  auto store = Open(options);
+  for (const char* key : {"k0", "k1", "k2", "k3"}) {
+    absl::StatusOr<Tier> tier = store->Put("ns", key, Value(key), false);
+    ASSERT_TRUE(tier.ok());
+    EXPECT_EQ(*tier, Tier::kDisk);
+  }
+  EXPECT_EQ(store->Get("ns", "k0").status().code(), absl::StatusCode::kNotFound);
+  ExpectBlock(*store, "ns", "k3", Tier::kDisk);
+  EXPECT_EQ(store->DiskStats().evictions, 1u);
+  absl::StatusOr<Tier> huge = store->Put("ns", "huge", Value("huge", 4 * kValueSize), true);
+  EXPECT_EQ(huge.status().code(), absl::StatusCode::kResourceExhausted) << huge.status();
+  ExpectBlock(*store, "ns", "k1", Tier::kDisk);
+}
+
+TEST_F(TieredStoreTest, DurablePutWithoutDiskTierIsFailedPrecondition) {
+  TieredStoreOptions options = Options(/*ram_blocks=*/4);
+  options.disk_capacity_bytes = 0;
+  options.data_dir.clear();
+  auto store = Open(options);
+  EXPECT_EQ(store->Put("ns", "k", Value("k"), /*durable=*/true).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->Get("ns", "k").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(TieredStoreTest, RamOnlyStoreDropsEvictionsAndRejectsOversizedBlocks) {
+  TieredStoreOptions options = Options(/*ram_blocks=*/2);
+  options.disk_capacity_bytes = 0;
+  auto store = Open(options);
+  for (const char* key : {"k0", "k1", "k2"})
+    ASSERT_TRUE(store->Put("ns", key, Value(key), false).ok());
+  EXPECT_EQ(store->Get("ns", "k0").status().code(), absl::StatusCode::kNotFound);
+  ExpectBlock(*store, "ns", "k2", Tier::kRam);
+  EXPECT_EQ(store->Put("ns", "big", Value("big", 3 * kValueSize), false).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(store->DiskStats().capacity_bytes, 0u);
+  EXPECT_TRUE(store->HasNamespace("ns"));
+}
+
+TEST_F(TieredStoreTest, BlockLargerThanARamShardGoesStraightToDisk) {
+  auto store = Open(Options(/*ram_blocks=*/2));
+  ASSERT_TRUE(store->Put("ns", "big", Value("big", 1 * kValueSize), false).ok());
+  absl::StatusOr<Tier> tier = store->Put("ns", "big", Value("big", 3 * kValueSize), false);
+  ASSERT_TRUE(tier.ok());
+  EXPECT_EQ(*tier, Tier::kDisk);
+  EXPECT_EQ(store->RamStats().blocks, 0u);  // the smaller, older RAM copy is gone
+  Tier where = Tier::kNone;
+  auto value = store->Get("ns", "big", &where);
+  ASSERT_TRUE(value.ok());
+  EXPECT_EQ(**value, Content("big", 3 * kValueSize));
+  EXPECT_EQ(where, Tier::kDisk);
+  EXPECT_EQ(store->LookupPrefix("ns", {"big"}), std::vector<Tier>{Tier::kDisk});
+}
+
+TEST_F(TieredStoreTest, ReplacingADurableBlockInRamDoesNotResurrectTheOldValue) {
+  {
+    auto store = Open(Options(/*ram_blocks=*/8));
+    ASSERT_TRUE(store->Put("ns", "k", Value("old!"), /*durable=*/true).ok());
+    ASSERT_TRUE(store->Put("ns", "k", Value("new!"), /*durable=*/false).ok());
+    auto value = store->Get("ns", "k");
+    ASSERT_TRUE(value.ok());
+    EXPECT_EQ(**value, Content("new!"));
+  }
+  auto store = Open(Options(/*ram_blocks=*/8));
+  EXPECT_EQ(store->Get("ns", "k").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(TieredStoreTest, InvalidNamespacesAndKeysAreRejected) {
+  auto store = Open(Options(/*ram_blocks=*/8));
+  EXPECT_EQ(store->Put("", "k", Value("k"), false).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Put("ns", "", Value("k"), false).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Put("ns", "k", nullptr, false).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Get("", "k").status().code(), absl::StatusCode::kInvalidArgument);
+  const std::vector<std::string> keys = {"k", ""};
+  EXPECT_EQ(store->Delete("ns", keys).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(store->HasNamespace(""));
+}
+
+TEST_F(TieredStoreTest, OpenRejectsBadOptions) {
+  TieredStoreOptions options = Options(4);
+  options.data_dir.clear();
+  EXPECT_EQ(TieredStore::Open(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options = Options(4);
+  options.ram_shards = 0;
+  EXPECT_EQ(TieredStore::Open(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options = Options(4);
+  options.ram_capacity_bytes = 0;
+  options.disk_capacity_bytes = 0;
+  EXPECT_EQ(TieredStore::Open(options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(TieredStoreTest, FailedSpillLosesOnlyTheEvictedBlock) {
+  FaultInjectingBlockStore* faults = nullptr;
+  auto store = OpenWithFaults(Options(/*ram_blocks=*/2), &faults);
+  ASSERT_TRUE(store->Put("ns", "k0", Value("k0"), false).ok());
+  ASSERT_TRUE(store->Put("ns", "k1", Value("k1"), false).ok());
+  faults->FailNext(FaultInjectingBlockStore::Op::kPut, absl::InternalError("injected I/O error"));
+  absl::StatusOr<Tier> tier = store->Put("ns", "k2", Value("k2"), false);
+  ASSERT_TRUE(tier.ok()) << tier.status();  // k2 itself landed in RAM
+  EXPECT_EQ(store->SpillFailures(), 1u);
+  EXPECT_EQ(store->Get("ns", "k0").status().code(), absl::StatusCode::kNotFound);
+  ExpectBlock(*store, "ns", "k1", Tier::kRam);
+  ExpectBlock(*store, "ns", "k2", Tier::kRam);
+}
+
+TEST_F(TieredStoreTest, FailedDurablePutLeavesThePreviousValue) {
+  FaultInjectingBlockStore* faults = nullptr;
+  auto store = OpenWithFaults(Options(/*ram_blocks=*/4), &faults);
+  ASSERT_TRUE(store->Put("ns", "k", Value("v1v1"), true).ok());
+  faults->FailNext(FaultInjectingBlockStore::Op::kPut, absl::InternalError("injected I/O error"));
+  absl::Status status = store->Put("ns", "k", Value("v2v2"), true).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal);
+  auto value = store->Get("ns", "k");
+  ASSERT_TRUE(value.ok());
+  EXPECT_EQ(**value, Content("v1v1"));
+}
+
+TEST_F(TieredStoreTest, FailedNamespaceRegistrationFailsThePut) {
+  FaultInjectingBlockStore* faults = nullptr;
+  auto store = OpenWithFaults(Options(/*ram_blocks=*/4), &faults);
+  faults->FailNext(FaultInjectingBlockStore::Op::kRegisterNamespace,
+                   absl::UnavailableError("injected"));
+  EXPECT_EQ(store->Put("ns", "k", Value("k"), false).status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(store->HasNamespace("ns"));
+  EXPECT_TRUE(store->Put("ns", "k", Value("k"), false).ok());
+  EXPECT_TRUE(store->HasNamespace("ns"));
+}
+
+TEST_F(TieredStoreTest, ConcurrentPutsGetsAndDeletesStayConsistent) {
+  TieredStoreOptions options = Options(/*ram_blocks=*/16);
+  options.ram_shards = 4;
+  options.disk_capacity_bytes = 64 * DiskTier::Charge("ns", "t0-k00", kValueSize);
+  auto store = Open(options);
+  constexpr int kThreads = 4;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&store, t] {
+      for (int i = 0; i < 150; ++i) {
+        // Threads share keys, so puts, gets, spills and deletes of one key interleave.
+        const std::string key = "t" + std::to_string(i % 2) + "-k" + std::to_string(10 + i % 40);
+        switch ((i + t) % 4) {
+          case 0:
+          case 1:
+            ASSERT_TRUE(store->Put("ns", key, Value(key), /*durable=*/i % 10 == 0).ok());
+            break;
+          case 2: {
+            absl::StatusOr<BlockBytes> value = store->Get("ns", key);
+            if (value.ok()) {
+              ASSERT_EQ(**value, Content(key)) << key;
+            } else {
+              ASSERT_TRUE(absl::IsNotFound(value.status())) << value.status();
+            }
+            break;
+          }
+          default: {
+            const std::vector<std::string> keys = {key};
+            ASSERT_TRUE(store->Delete("ns", keys).ok());
+          }
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  const TierStats ram = store->RamStats();
+  const TierStats disk = store->DiskStats();
+  EXPECT_LE(ram.bytes, ram.capacity_bytes);
+  EXPECT_LE(disk.bytes, disk.capacity_bytes);
+  EXPECT_EQ(ram.bytes, ram.blocks * RamCharge("ns", "t0-k00"));
+  EXPECT_EQ(disk.bytes, disk.blocks * DiskTier::Charge("ns", "t0-k00", kValueSize));
+  EXPECT_EQ(ram.corrupt_dropped + disk.corrupt_dropped, 0u);
+  EXPECT_EQ(store->SpillFailures(), 0u);
+  // Every key the chain lookup reports is readable with the right bytes.
+  for (int p = 0; p < 2; ++p) {
+    for (int i = 0; i < 40; ++i) {
+      const std::string key = "t" + std::to_string(p) + "-k" + std::to_string(10 + i);
+      if (store->LookupPrefix("ns", {key}).empty()) continue;
+      absl::StatusOr<BlockBytes> value = store->Get("ns", key);
+      ASSERT_TRUE(value.ok()) << key << ": " << value.status();
+      EXPECT_EQ(**value, Content(key));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kvpack
