@@ -124,6 +124,12 @@ class Client {
   std::atomic<uint64_t> calls_{0};  // counts calls: picks their connection, seeds jitter
 };
 
+// The raw tensor bytes of a found result: `result.bytes` itself for Want::kDecoded, the
+// decoded block for Want::kEncoded (decoded on this machine's CPU; the result's layout must
+// match the one recorded in the block). FailedPrecondition when `result` was not found;
+// DataLoss when the encoded bytes are corrupt or truncated.
+absl::StatusOr<std::string> DecodeLocally(const GetResult& result);
+
 }  // namespace kvpack
 
 #endif  // KVPACK_CLIENT_KVPACK_CLIENT_H_
