@@ -92,19 +92,25 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint32_t AbsMaxBits(const float* x, uint32_t
   return m;
 }
 
-// q = clamp(roundf(x * inv), -127, 127) without calling roundf, so that it vectorizes:
-// |y| is clamped first (roundf of anything >= 127 clamps to 127 anyway), then rounded half
-// away from zero by comparing the exact fraction |y| - trunc(|y|) with 0.5.
+// q = clamp(roundf(x * inv), -127, 127) without calling roundf and without float compares
+// (which keep GCC from if-converting, hence from vectorizing, the loop): |y| is clamped to 127
+// first (roundf of anything >= 127 clamps to 127 anyway) by comparing bit patterns, which
+// order like the values for non-negative floats; then rounded half away from zero by
+// comparing the exact fraction |y| - trunc(|y|) with 0.5 the same way; the sign comes back
+// from y's sign bit.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void QuantizeGroup(const float* x, uint32_t n, float inv,
                                                        int8_t* q) {
+  constexpr uint32_t k127Bits = 0x42fe0000u;  // 127.0f
+  constexpr uint32_t kHalfBits = 0x3f000000u;  // 0.5f
   for (uint32_t i = 0; i < n; ++i) {
-    const float y = x[i] * inv;
-    float a = std::fabs(y);
-    a = a < 127.0f ? a : 127.0f;
-    const float t = static_cast<float>(static_cast<int32_t>(a));
-    const float r = (a - t) >= 0.5f ? t + 1.0f : t;
-    const int32_t m = static_cast<int32_t>(r);
-    q[i] = static_cast<int8_t>(y < 0.0f ? -m : m);
+    const uint32_t y = FloatBits(x[i] * inv);
+    uint32_t abs_bits = y & 0x7fffffffu;
+    abs_bits = abs_bits < k127Bits ? abs_bits : k127Bits;
+    const float a = BitsToFloat(abs_bits);
+    int32_t m = static_cast<int32_t>(a);
+    m += FloatBits(a - static_cast<float>(m)) >= kHalfBits;
+    const int32_t negative = -static_cast<int32_t>(y >> 31);
+    q[i] = static_cast<int8_t>((m ^ negative) - negative);
   }
 }
 
@@ -116,6 +122,24 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void DequantizeGroup(const int8_t* q, uint32
     bad |= static_cast<uint8_t>(q[i] == -128);
   }
   *saw_min |= bad;
+}
+
+// fp16 <-> float for the per-group scale, one F16C instruction each where the target has it
+// (same round-to-nearest-even results as float_convert.h).
+inline uint16_t ScaleToHalf(float f) {
+#if defined(__F16C__)
+  return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+#else
+  return FloatToHalf(f);
+#endif
+}
+
+inline float ScaleFromHalf(uint16_t h) {
+#if defined(__F16C__)
+  return _cvtsh_ss(h);
+#else
+  return HalfToFloat(h);
+#endif
 }
 
 std::string Where(const SegmentShape& shape, uint64_t vector, uint32_t element) {
@@ -148,41 +172,50 @@ absl::Status Int8Codec::Encode(const SegmentShape& shape, const SegmentContext& 
   const size_t elem = DTypeSize(shape.dtype);
   uint8_t* scales = out.data();
   int8_t* codes = reinterpret_cast<int8_t*>(out.data() + 2 * vectors * groups);
+  constexpr uint32_t kMaxGroups = (kMaxHeadDim + kGroup - 1) / kGroup;
   float x[kMaxHeadDim];
+  uint32_t amax_bits[kMaxGroups];
+  float inv[kMaxGroups];
   for (uint64_t v = 0; v < vectors; ++v) {
     LoadFloats(shape.dtype, raw.data() + v * d * elem, d, x);
     int8_t* q = codes + v * d;
     uint8_t* s_out = scales + 2 * v * groups;
+    // Three passes over the vector's groups, so that the groups' independent reductions and
+    // divisions overlap instead of forming one long dependency chain per group.
+    uint32_t vector_amax_bits = 0;
     for (uint32_t g = 0; g < groups; ++g) {
       const uint32_t start = g * kGroup;
       const uint32_t n = d - start < kGroup ? d - start : kGroup;
-      const uint32_t amax_bits = n == kGroup ? AbsMaxBits(x + start, kGroup)
-                                             : AbsMaxBits(x + start, n);
-      if (amax_bits >= 0x7f800000u) {
-        for (uint32_t i = start; i < start + n; ++i) {
-          if (!std::isfinite(x[i])) {
-            return absl::InvalidArgumentError(
-                absl::StrCat("int8: non-finite value ", x[i], " at ", Where(shape, v, i)));
-          }
+      amax_bits[g] = n == kGroup ? AbsMaxBits(x + start, kGroup) : AbsMaxBits(x + start, n);
+      vector_amax_bits = amax_bits[g] > vector_amax_bits ? amax_bits[g] : vector_amax_bits;
+    }
+    if (vector_amax_bits >= 0x7f800000u) {
+      for (uint32_t i = 0; i < d; ++i) {
+        if (!std::isfinite(x[i])) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("int8: non-finite value ", x[i], " at ", Where(shape, v, i)));
         }
       }
-      const uint16_t scale_half = FloatToHalf(BitsToFloat(amax_bits) / 127.0f);
+    }
+    for (uint32_t g = 0; g < groups; ++g) {
+      const uint16_t scale_half = ScaleToHalf(BitsToFloat(amax_bits[g]) / 127.0f);
       if (scale_half >= 0x7c00u) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "int8: group of ", Where(shape, v, start), " has max |x| = ",
-            BitsToFloat(amax_bits), ", whose scale overflows fp16 (limit about 8.3e6)"));
+            "int8: group of ", Where(shape, v, g * kGroup), " has max |x| = ",
+            BitsToFloat(amax_bits[g]), ", whose scale overflows fp16 (limit about 8.3e6)"));
       }
       StoreLE16(s_out + 2 * g, scale_half);
-      const float scale = HalfToFloat(scale_half);
-      if (scale == 0.0f) {
-        std::memset(q + start, 0, n);
-        continue;
-      }
-      const float inv = 1.0f / scale;
+      const float scale = ScaleFromHalf(scale_half);
+      // A zero scale quantizes every (finite) x to round(x * 0) = 0, as the format asks.
+      inv[g] = scale == 0.0f ? 0.0f : 1.0f / scale;
+    }
+    for (uint32_t g = 0; g < groups; ++g) {
+      const uint32_t start = g * kGroup;
+      const uint32_t n = d - start < kGroup ? d - start : kGroup;
       if (n == kGroup) {
-        QuantizeGroup(x + start, kGroup, inv, q + start);
+        QuantizeGroup(x + start, kGroup, inv[g], q + start);
       } else {
-        QuantizeGroup(x + start, n, inv, q + start);
+        QuantizeGroup(x + start, n, inv[g], q + start);
       }
     }
   }
@@ -217,7 +250,7 @@ absl::Status Int8Codec::Decode(const SegmentShape& shape, absl::Span<const uint8
         return absl::DataLossError(absl::StrCat("int8: invalid scale 0x", absl::Hex(scale_half),
                                                 " for the group at ", Where(shape, v, start)));
       }
-      const float scale = HalfToFloat(scale_half);
+      const float scale = ScaleFromHalf(scale_half);
       if (scale == 0.0f) {
         for (uint32_t i = start; i < start + n; ++i) {
           if (q[i] != 0) {
