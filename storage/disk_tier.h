@@ -13,6 +13,7 @@
 //   byte total and the eviction order from it without reading any value, and evicts down to a
 //   smaller capacity if the directory was written with a larger one.
 // - Contains answers from the in-memory index: no disk access.
+// - Writes with sync=false skip the WAL unless log_unsynced_writes is set (see the option).
 // - Tuned for values of 100 KB - 10 MB: values of min_blob_size or more go to RocksDB blob
 //   files (the LSM tree holds only keys and blob references), no compression (blocks arrive
 //   compressed), bloom filters on the keys. Note that a value sits in the memtable until flush,
@@ -51,6 +52,11 @@ struct DiskTierOptions {
   uint64_t min_blob_size = 64ull << 10;  // values at least this large go to blob files
   uint64_t write_buffer_bytes = 64ull << 20;
   uint64_t block_cache_bytes = 32ull << 20;  // caches index, filter and small-value blocks
+  // Whether writes with sync=false (spills, non-durable puts, deletes) go through the WAL. When
+  // false they skip it, halving the bytes written per block (a blob is otherwise written twice:
+  // WAL, then blob file); they reach disk at the next memtable flush or at a clean close, and a
+  // crash of the process loses the ones not yet flushed. Synced writes always use the WAL.
+  bool log_unsynced_writes = false;
 };
 
 class DiskTier : public BlockStore {
@@ -108,6 +114,8 @@ class DiskTier : public BlockStore {
   absl::StatusOr<BlockBytes> DropCorrupt(const std::string& block_key, absl::string_view reason);
   // Reads and verifies the value under `block_key`; NotFound, DataLoss or a RocksDB error.
   absl::StatusOr<BlockBytes> ReadVerified(const std::string& block_key);
+  // Write options for block records: sync as asked, WAL per options_.log_unsynced_writes.
+  rocksdb::WriteOptions BlockWriteOptions(bool sync) const;
   // Appends to `batch` the deletes of the block and order records of `block_key`.
   static void AddRemoval(absl::string_view block_key, const IndexEntry& entry,
                          rocksdb::WriteBatch* batch);
