@@ -27,6 +27,8 @@ constexpr Preset kPresets[] = {
     {"turbo4", "k=turbo4,v=turbo4"},
     {"turbo3", "k=turbo3,v=turbo3"},
     {"turbo25", "k=turbo25,v=turbo25"},
+    {"turbo35", "k=turbo35,v=turbo35"},
+    {"k8v2", "k=int8,v=turbo2,boundary=2:int8"},
 };
 
 const Preset* FindPreset(absl::string_view name) {

@@ -7,8 +7,13 @@
 #include <vector>
 
 #include "absl/strings/str_join.h"
+#include "codec/fp8.h"
+#include "codec/int4.h"
 #include "codec/int8.h"
 #include "codec/raw.h"
+#include "codec/turbo.h"
+#include "codec/turbo_outlier.h"
+#include "codec/turbo_prod.h"
 
 namespace kvpack {
 namespace {
@@ -19,6 +24,16 @@ std::vector<const SegmentCodec*> MakeCodecs() {
   return {
       new RawCodec(),
       new Int8Codec(),
+      new Int4Codec(),
+      new Fp8E4M3Codec(),
+      new TurboCodec(2),
+      new TurboCodec(3),
+      new TurboCodec(4),
+      new TurboOutlierCodec(3, 2),
+      new TurboOutlierCodec(4, 3),
+      new TurboProdCodec(2),
+      new TurboProdCodec(3),
+      new TurboProdCodec(4),
   };
 }
 

@@ -1,0 +1,53 @@
+// Outlier-channel split TurboQuant codecs turbo25 and turbo35 (codec/FORMAT.md, ids 13–14):
+// per segment and head, the d/4 channels with the most energy over the segment's tokens are
+// chosen from the data, recorded in a bit mask, and coded with one more bit (turbo25: 3 bits
+// for outliers, 2 for the rest = 2.25 + 16·chunks/d bits per value; turbo35: 4 and 3).
+//
+// Stateless after construction; safe to use from many threads.
+#ifndef KVPACK_CODEC_TURBO_OUTLIER_H_
+#define KVPACK_CODEC_TURBO_OUTLIER_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "codec/segment_codec.h"
+
+namespace kvpack {
+
+class TurboOutlierCodec final : public SegmentCodec {
+ public:
+  // Precondition: (high_bits, low_bits) is (3, 2) (turbo25) or (4, 3) (turbo35); aborts
+  // otherwise.
+  TurboOutlierCodec(int high_bits, int low_bits);
+
+  CodecId id() const override;
+  absl::string_view name() const override;
+
+  // OK when head_dim is a positive multiple of 32 (so every chunk of both parts holds at
+  // least 8 values) no larger than kMaxHeadDim and the dtype is known.
+  absl::Status Supports(const SegmentShape& shape) const override;
+  // 8 + kv_heads·d/8 + 2·n·chunks + n·(d/4·b_hi + 3d/4·b_lo)/8.
+  uint64_t EncodedSize(const SegmentShape& shape) const override;
+  // InvalidArgument for wrong buffer sizes, non-finite input or an fp16 scale overflow.
+  absl::Status Encode(const SegmentShape& shape, const SegmentContext& context,
+                      absl::Span<const uint8_t> raw, absl::Span<uint8_t> out) const override;
+  // DataLoss for a wrong size, a mask without exactly d/4 channels per head, or an invalid
+  // scale.
+  absl::Status Decode(const SegmentShape& shape, absl::Span<const uint8_t> encoded,
+                      absl::Span<uint8_t> raw) const override;
+
+  // The outlier channels of one head: the d/4 largest of `energy` (ties → lower channel),
+  // ascending. Exposed for tests and the GPU cross-check.
+  static std::vector<uint32_t> SelectOutliers(const std::vector<double>& energy);
+
+ private:
+  const int high_bits_;
+  const int low_bits_;
+};
+
+}  // namespace kvpack
+
+#endif  // KVPACK_CODEC_TURBO_OUTLIER_H_
