@@ -1,0 +1,563 @@
+#include "gpu/gpu_codec.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/status_macros.h"
+#include "gpu/cuda_status.h"
+#include "gpu/memory_pool.h"
+#include "gpu/segment_launcher.h"
+
+namespace kvpack {
+namespace gpu {
+namespace {
+
+// RAII CUDA stream and event (created on the current device).
+class Stream {
+ public:
+  ~Stream() {
+    if (s_ != nullptr) cudaStreamDestroy(s_);
+  }
+  absl::Status Init() {
+    return CudaStatus(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking), "cudaStreamCreate");
+  }
+  cudaStream_t get() const { return s_; }
+
+ private:
+  cudaStream_t s_ = nullptr;
+};
+
+class Event {
+ public:
+  ~Event() {
+    if (e_ != nullptr) cudaEventDestroy(e_);
+  }
+  absl::Status Init() {
+    return CudaStatus(cudaEventCreateWithFlags(&e_, cudaEventDisableTiming), "cudaEventCreate");
+  }
+  cudaEvent_t get() const { return e_; }
+
+ private:
+  cudaEvent_t e_ = nullptr;
+};
+
+// One kernel launch worth of segments: the same codec and shape, entries
+// [first, first + count) of the SegmentIo table.
+struct LaunchGroup {
+  CodecId codec;
+  SegmentShape shape;
+  uint32_t first;
+  uint32_t count;
+};
+
+// Segments of one pipelined piece: [seg_begin, seg_end) in table order.
+struct Piece {
+  uint32_t seg_begin;
+  uint32_t seg_end;
+  std::vector<LaunchGroup> groups;
+};
+
+class DeviceBufferImpl final : public GpuCodec::DeviceBuffer {
+ public:
+  explicit DeviceBufferImpl(MemoryBlock block) : block_(std::move(block)) {}
+  void* data() const override { return block_.data(); }
+  size_t size() const override { return block_.size(); }
+
+ private:
+  MemoryBlock block_;
+};
+
+absl::Status CheckView(const BlockLayout& layout, const DeviceBlockView& view) {
+  if (view.segments.size() != 2 * size_t{layout.layers}) {
+    return absl::InvalidArgumentError(absl::StrCat("device view has ", view.segments.size(),
+                                                   " segment pointers, the layout needs ",
+                                                   2 * size_t{layout.layers}));
+  }
+  for (size_t i = 0; i < view.segments.size(); ++i) {
+    if (view.segments[i] == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("device view segment ", i, " is null"));
+    }
+  }
+  const uint64_t dense = uint64_t{layout.kv_heads} * layout.head_dim;
+  if (view.token_stride != 0 && view.token_stride < dense) {
+    return absl::InvalidArgumentError(absl::StrCat("device view token stride ", view.token_stride,
+                                                   " is below kv_heads * head_dim = ", dense));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckGpuPlan(const BlockPlan& plan) {
+  for (const BlockPlan::Segment& s : plan.segments) {
+    absl::Status st = GpuSupports(s.codec->id(), s.shape);
+    if (!st.ok()) {
+      return absl::UnimplementedError(absl::StrCat(s.codec->name(), " for layer ", s.layer,
+                                                   s.is_key ? " K" : " V", ": ", st.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+class GpuCodec::Impl {
+ public:
+  Impl(int device, const GpuCodecOptions& options)
+      : device_(device),
+        options_(options),
+        device_pool_(MemoryPool::Kind::kDevice, device, options.max_cached_device_bytes),
+        pinned_pool_(MemoryPool::Kind::kPinnedHost, device, options.max_cached_pinned_bytes) {}
+
+  absl::Status Init() {
+    CUDA_RETURN_IF_ERROR(cudaSetDevice(device_), "cudaSetDevice");
+    RETURN_IF_ERROR(compute_.Init());
+    RETURN_IF_ERROR(copy_in_.Init());
+    RETURN_IF_ERROR(copy_out_.Init());
+    ASSIGN_OR_RETURN(flags_, device_pool_.Allocate(sizeof(uint32_t)));
+    ASSIGN_OR_RETURN(host_flags_, pinned_pool_.Allocate(sizeof(uint32_t)));
+    cudaDeviceProp prop;
+    CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, device_), "cudaGetDeviceProperties");
+    description_ = absl::StrCat(prop.name, " (sm_", prop.major, prop.minor, ", ",
+                                prop.multiProcessorCount, " SMs)");
+    return absl::OkStatus();
+  }
+
+  int device() const { return device_; }
+  const std::string& description() const { return description_; }
+  MemoryPool& device_pool() { return device_pool_; }
+  absl::Mutex& mu() { return mu_; }
+
+  // Builds the SegmentIo table of segments [begin, end) of `plan` over every block, grouped
+  // into launches (same codec and K|V), appending to *ios and returning the groups.
+  static std::vector<LaunchGroup> Group(const BlockPlan& plan, uint32_t begin, uint32_t end,
+                                        absl::Span<const DeviceBlockView> views,
+                                        absl::Span<uint8_t* const> blocks,
+                                        std::vector<SegmentIo>* ios) {
+    std::vector<LaunchGroup> groups;
+    std::vector<bool> done(end - begin, false);
+    for (uint32_t i = begin; i < end; ++i) {
+      if (done[i - begin]) continue;
+      const BlockPlan::Segment& lead = plan.segments[i];
+      LaunchGroup g{lead.codec->id(), lead.shape, static_cast<uint32_t>(ios->size()), 0};
+      for (uint32_t j = i; j < end; ++j) {
+        const BlockPlan::Segment& s = plan.segments[j];
+        if (done[j - begin] || s.codec != lead.codec || s.is_key != lead.is_key) continue;
+        done[j - begin] = true;
+        for (size_t b = 0; b < views.size(); ++b) {
+          SegmentIo io;
+          io.raw = views[b].segments[j];
+          io.token_stride = views[b].token_stride != 0
+                                ? views[b].token_stride
+                                : uint64_t{plan.layout.kv_heads} * plan.layout.head_dim;
+          io.encoded = blocks[b] + s.ref.offset;
+          io.seed = s.context.seed;
+          ios->push_back(io);
+          ++g.count;
+        }
+      }
+      groups.push_back(g);
+    }
+    return groups;
+  }
+
+  // Splits the plan into pieces of `layers_per_piece` layers and groups each piece.
+  std::vector<Piece> MakePieces(const BlockPlan& plan, uint32_t layers_per_piece,
+                                absl::Span<const DeviceBlockView> views,
+                                absl::Span<uint8_t* const> blocks, std::vector<SegmentIo>* ios) {
+    std::vector<Piece> pieces;
+    const uint32_t segs = static_cast<uint32_t>(plan.segments.size());
+    const uint32_t step = 2 * std::max<uint32_t>(1, layers_per_piece);
+    for (uint32_t b = 0; b < segs; b += step) {
+      Piece p{b, std::min(segs, b + step), {}};
+      p.groups = Group(plan, p.seg_begin, p.seg_end, views, blocks, ios);
+      pieces.push_back(std::move(p));
+    }
+    return pieces;
+  }
+
+  // Copies the SegmentIo table to the device (through pinned memory) on `stream`.
+  absl::StatusOr<MemoryBlock> UploadIos(const std::vector<SegmentIo>& ios, cudaStream_t stream,
+                                        MemoryBlock* pinned) {
+    const size_t bytes = std::max<size_t>(1, ios.size() * sizeof(SegmentIo));
+    ASSIGN_OR_RETURN(*pinned, pinned_pool_.Allocate(bytes));
+    ASSIGN_OR_RETURN(MemoryBlock dev, device_pool_.Allocate(bytes));
+    if (!ios.empty()) std::memcpy(pinned->data(), ios.data(), ios.size() * sizeof(SegmentIo));
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dev.data(), pinned->data(), bytes,
+                                         cudaMemcpyHostToDevice, stream),
+                         "segment table upload");
+    return dev;
+  }
+
+  absl::Status LaunchGroups(bool encode, const std::vector<LaunchGroup>& groups,
+                            const std::vector<SegmentIo>& ios, const MemoryBlock& dev_ios,
+                            cudaStream_t stream) {
+    const SegmentIo* dev = static_cast<const SegmentIo*>(dev_ios.data());
+    for (const LaunchGroup& g : groups) {
+      RETURN_IF_ERROR(LaunchSegments(encode, g.codec, g.shape, ios.data() + g.first,
+                                     dev + g.first, g.count, flags(), stream));
+    }
+    return absl::OkStatus();
+  }
+
+  uint32_t* flags() { return static_cast<uint32_t*>(flags_.data()); }
+
+  absl::Status ResetFlags(cudaStream_t stream) {
+    return CudaStatus(cudaMemsetAsync(flags(), 0, sizeof(uint32_t), stream), "flag reset");
+  }
+
+  // Waits for `stream` and turns the kernels' error bits into a status.
+  absl::Status FinishFlags(cudaStream_t stream, bool encode) {
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_flags_.data(), flags(), sizeof(uint32_t),
+                                         cudaMemcpyDeviceToHost, stream),
+                         "flag download");
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream), "stream synchronize");
+    return KernelFlagsToStatus(*static_cast<uint32_t*>(host_flags_.data()), encode);
+  }
+
+  uint32_t LayersPerPiece(const BlockLayout& layout) const {
+    if (options_.layers_per_piece != 0) return options_.layers_per_piece;
+    return std::max<uint32_t>(1, (layout.layers + 3) / 4);
+  }
+
+  // Host raw → encoded block, pipelined by pieces over three streams.
+  absl::StatusOr<std::string> EncodeHost(const BlockPlan& plan, absl::Span<const uint8_t> raw) {
+    const uint64_t seg_raw = plan.layout.SegmentRawBytes();
+    ASSIGN_OR_RETURN(MemoryBlock pin_raw, pinned_pool_.Allocate(raw.size()));
+    ASSIGN_OR_RETURN(MemoryBlock dev_raw, device_pool_.Allocate(raw.size()));
+    ASSIGN_OR_RETURN(MemoryBlock dev_enc, device_pool_.Allocate(plan.total_size));
+    ASSIGN_OR_RETURN(MemoryBlock pin_enc, pinned_pool_.Allocate(plan.total_size));
+    const DeviceBlockView view = DeviceBlockView::Contiguous(dev_raw.data(), plan.layout);
+    uint8_t* const block = dev_enc.bytes();
+    std::vector<SegmentIo> ios;
+    const std::vector<Piece> pieces =
+        MakePieces(plan, LayersPerPiece(plan.layout), {&view, 1}, {&block, 1}, &ios);
+    MemoryBlock pin_ios;
+    RETURN_IF_ERROR(ResetFlags(compute_.get()));
+    ASSIGN_OR_RETURN(MemoryBlock dev_ios, UploadIos(ios, compute_.get(), &pin_ios));
+    std::vector<Event> copied(pieces.size()), computed(pieces.size());
+    for (size_t p = 0; p < pieces.size(); ++p) {
+      const Piece& piece = pieces[p];
+      RETURN_IF_ERROR(copied[p].Init());
+      RETURN_IF_ERROR(computed[p].Init());
+      const uint64_t r0 = piece.seg_begin * seg_raw, r1 = piece.seg_end * seg_raw;
+      std::memcpy(pin_raw.bytes() + r0, raw.data() + r0, r1 - r0);
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dev_raw.bytes() + r0, pin_raw.bytes() + r0, r1 - r0,
+                                           cudaMemcpyHostToDevice, copy_in_.get()),
+                           "raw upload");
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(copied[p].get(), copy_in_.get()), "event record");
+      CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(compute_.get(), copied[p].get(), 0), "event wait");
+      RETURN_IF_ERROR(LaunchGroups(true, piece.groups, ios, dev_ios, compute_.get()));
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(computed[p].get(), compute_.get()), "event record");
+      CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_out_.get(), computed[p].get(), 0),
+                           "event wait");
+      const uint64_t e0 = plan.segments[piece.seg_begin].ref.offset;
+      const BlockPlan::Segment& last = plan.segments[piece.seg_end - 1];
+      const uint64_t e1 = last.ref.offset + last.ref.length;
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pin_enc.bytes() + e0, block + e0, e1 - e0,
+                                           cudaMemcpyDeviceToHost, copy_out_.get()),
+                           "encoded download");
+    }
+    absl::Status flags = FinishFlags(compute_.get(), true);
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_out_.get()), "stream synchronize");
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_in_.get()), "stream synchronize");
+    RETURN_IF_ERROR(flags);
+    return Seal(plan, pin_enc.bytes());
+  }
+
+  // Device raw → encoded block (one piece).
+  absl::StatusOr<std::string> EncodeDevice(const BlockPlan& plan, const DeviceBlockView& view) {
+    ASSIGN_OR_RETURN(MemoryBlock dev_enc, device_pool_.Allocate(plan.total_size));
+    ASSIGN_OR_RETURN(MemoryBlock pin_enc, pinned_pool_.Allocate(plan.total_size));
+    uint8_t* const block = dev_enc.bytes();
+    RETURN_IF_ERROR(RunBatch(true, plan, {&view, 1}, {&block, 1}, compute_.get()));
+    const uint64_t payload = plan.total_size - plan.header_size - 8;
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pin_enc.bytes() + plan.header_size,
+                                         block + plan.header_size, payload,
+                                         cudaMemcpyDeviceToHost, compute_.get()),
+                         "encoded download");
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(compute_.get()), "stream synchronize");
+    return Seal(plan, pin_enc.bytes());
+  }
+
+  // Runs every segment of every block (device buffers) and waits; kernel errors → status.
+  absl::Status RunBatch(bool encode, const BlockPlan& plan, absl::Span<const DeviceBlockView> views,
+                        absl::Span<uint8_t* const> blocks, cudaStream_t stream) {
+    std::vector<SegmentIo> ios;
+    const std::vector<LaunchGroup> groups =
+        Group(plan, 0, static_cast<uint32_t>(plan.segments.size()), views, blocks, &ios);
+    RETURN_IF_ERROR(ResetFlags(stream));
+    MemoryBlock pin_ios;
+    ASSIGN_OR_RETURN(MemoryBlock dev_ios, UploadIos(ios, stream, &pin_ios));
+    RETURN_IF_ERROR(LaunchGroups(encode, groups, ios, dev_ios, stream));
+    return FinishFlags(stream, encode);
+  }
+
+  // The plan of an encoded block, checked against what ParseBlock read.
+  static absl::StatusOr<BlockPlan> PlanFromEncoded(absl::Span<const uint8_t> encoded) {
+    ASSIGN_OR_RETURN(BlockInfo info, ParseBlock(encoded));
+    absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(info.policy);
+    if (!policy.ok()) {
+      return absl::DataLossError(absl::StrCat("encoded block policy: ", policy.status().message()));
+    }
+    absl::StatusOr<BlockPlan> plan = PlanBlock(info.layout, *policy, info.seed);
+    if (!plan.ok()) {
+      return absl::DataLossError(absl::StrCat("encoded block plan: ", plan.status().message()));
+    }
+    if (plan->segments.size() != info.segments.size() || plan->total_size != encoded.size()) {
+      return absl::DataLossError("encoded block: segment table does not match its policy");
+    }
+    for (size_t i = 0; i < info.segments.size(); ++i) {
+      const SegmentRef& a = plan->segments[i].ref;
+      const SegmentRef& b = info.segments[i];
+      if (a.codec != b.codec || a.offset != b.offset || a.length != b.length) {
+        return absl::DataLossError(absl::StrCat("encoded block: segment ", i,
+                                                " does not match the recorded policy"));
+      }
+    }
+    return plan;
+  }
+
+  absl::Status DecodeHost(const BlockPlan& plan, absl::Span<const uint8_t> encoded,
+                          absl::Span<uint8_t> raw_out) {
+    const uint64_t seg_raw = plan.layout.SegmentRawBytes();
+    ASSIGN_OR_RETURN(MemoryBlock pin_enc, pinned_pool_.Allocate(plan.total_size));
+    ASSIGN_OR_RETURN(MemoryBlock dev_enc, device_pool_.Allocate(plan.total_size));
+    ASSIGN_OR_RETURN(MemoryBlock dev_raw, device_pool_.Allocate(raw_out.size()));
+    ASSIGN_OR_RETURN(MemoryBlock pin_raw, pinned_pool_.Allocate(raw_out.size()));
+    const DeviceBlockView view = DeviceBlockView::Contiguous(dev_raw.data(), plan.layout);
+    uint8_t* const block = dev_enc.bytes();
+    std::vector<SegmentIo> ios;
+    const std::vector<Piece> pieces =
+        MakePieces(plan, LayersPerPiece(plan.layout), {&view, 1}, {&block, 1}, &ios);
+    MemoryBlock pin_ios;
+    RETURN_IF_ERROR(ResetFlags(compute_.get()));
+    ASSIGN_OR_RETURN(MemoryBlock dev_ios, UploadIos(ios, compute_.get(), &pin_ios));
+    std::vector<Event> copied(pieces.size()), computed(pieces.size());
+    for (size_t p = 0; p < pieces.size(); ++p) {
+      const Piece& piece = pieces[p];
+      RETURN_IF_ERROR(copied[p].Init());
+      RETURN_IF_ERROR(computed[p].Init());
+      const uint64_t e0 = plan.segments[piece.seg_begin].ref.offset;
+      const BlockPlan::Segment& last = plan.segments[piece.seg_end - 1];
+      const uint64_t e1 = last.ref.offset + last.ref.length;
+      std::memcpy(pin_enc.bytes() + e0, encoded.data() + e0, e1 - e0);
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(block + e0, pin_enc.bytes() + e0, e1 - e0,
+                                           cudaMemcpyHostToDevice, copy_in_.get()),
+                           "encoded upload");
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(copied[p].get(), copy_in_.get()), "event record");
+      CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(compute_.get(), copied[p].get(), 0), "event wait");
+      RETURN_IF_ERROR(LaunchGroups(false, piece.groups, ios, dev_ios, compute_.get()));
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(computed[p].get(), compute_.get()), "event record");
+      CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_out_.get(), computed[p].get(), 0),
+                           "event wait");
+      const uint64_t r0 = piece.seg_begin * seg_raw, r1 = piece.seg_end * seg_raw;
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pin_raw.bytes() + r0, dev_raw.bytes() + r0, r1 - r0,
+                                           cudaMemcpyDeviceToHost, copy_out_.get()),
+                           "raw download");
+    }
+    absl::Status flags = FinishFlags(compute_.get(), false);
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_out_.get()), "stream synchronize");
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_in_.get()), "stream synchronize");
+    RETURN_IF_ERROR(flags);
+    std::memcpy(raw_out.data(), pin_raw.data(), raw_out.size());
+    return absl::OkStatus();
+  }
+
+  absl::Status DecodeDevice(const BlockPlan& plan, absl::Span<const uint8_t> encoded,
+                            const DeviceBlockView& view) {
+    ASSIGN_OR_RETURN(MemoryBlock pin_enc, pinned_pool_.Allocate(plan.total_size));
+    ASSIGN_OR_RETURN(MemoryBlock dev_enc, device_pool_.Allocate(plan.total_size));
+    std::memcpy(pin_enc.data(), encoded.data(), encoded.size());
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dev_enc.data(), pin_enc.data(), encoded.size(),
+                                         cudaMemcpyHostToDevice, compute_.get()),
+                         "encoded upload");
+    uint8_t* const block = dev_enc.bytes();
+    return RunBatch(false, plan, {&view, 1}, {&block, 1}, compute_.get());
+  }
+
+  cudaStream_t compute_stream() const { return compute_.get(); }
+  MemoryPool& pinned_pool() { return pinned_pool_; }
+
+ private:
+  // Header, table and checksum around the payload bytes at pinned + header_size.
+  static absl::StatusOr<std::string> Seal(const BlockPlan& plan, const uint8_t* pinned) {
+    std::string out(plan.total_size, '\0');
+    uint8_t* data = reinterpret_cast<uint8_t*>(out.data());
+    std::memcpy(data + plan.header_size, pinned + plan.header_size,
+                plan.total_size - plan.header_size - 8);
+    RETURN_IF_ERROR(WriteBlockHeader(plan, {data, out.size()}));
+    RETURN_IF_ERROR(SealBlock({data, out.size()}));
+    return out;
+  }
+
+  const int device_;
+  const GpuCodecOptions options_;
+  std::string description_;
+  MemoryPool device_pool_;
+  MemoryPool pinned_pool_;
+  Stream compute_, copy_in_, copy_out_;
+  MemoryBlock flags_, host_flags_;
+  absl::Mutex mu_;
+};
+
+DeviceBlockView DeviceBlockView::Contiguous(void* base, const BlockLayout& layout) {
+  DeviceBlockView v;
+  const uint64_t seg = layout.SegmentRawBytes();
+  for (uint64_t i = 0; i < 2 * uint64_t{layout.layers}; ++i) {
+    v.segments.push_back(static_cast<uint8_t*>(base) + i * seg);
+  }
+  return v;
+}
+
+DeviceBlockView DeviceBlockView::PerLayer(absl::Span<void* const> keys,
+                                          absl::Span<void* const> values, uint64_t token_stride) {
+  DeviceBlockView v;
+  for (size_t l = 0; l < keys.size() && l < values.size(); ++l) {
+    v.segments.push_back(keys[l]);
+    v.segments.push_back(values[l]);
+  }
+  v.token_stride = token_stride;
+  return v;
+}
+
+absl::StatusOr<std::unique_ptr<GpuCodec>> GpuCodec::Create(int device,
+                                                           const GpuCodecOptions& options) {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    return absl::UnavailableError(absl::StrCat("no usable CUDA GPU: ",
+                                               CudaStatus(err, "cudaGetDeviceCount").message()));
+  }
+  if (count == 0) return absl::UnavailableError("no usable CUDA GPU: no device found");
+  if (device < 0 || device >= count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CUDA device ", device, " does not exist (", count, " present)"));
+  }
+  cudaDeviceProp prop;
+  CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
+  if (prop.major != 9) {
+    return absl::UnavailableError(absl::StrCat(
+        "kvpack's GPU kernels are built for sm_90a (Hopper); device ", device, " (", prop.name,
+        ") is sm_", prop.major, prop.minor));
+  }
+  auto impl = std::make_unique<Impl>(device, options);
+  RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<GpuCodec>(new GpuCodec(std::move(impl)));
+}
+
+GpuCodec::GpuCodec(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+GpuCodec::~GpuCodec() = default;
+
+int GpuCodec::device() const { return impl_->device(); }
+std::string GpuCodec::DeviceDescription() const { return impl_->description(); }
+
+absl::Status GpuCodec::SupportsPolicy(const BlockLayout& layout, const CodecPolicy& policy) const {
+  ASSIGN_OR_RETURN(BlockPlan plan, PlanBlock(layout, policy, 0));
+  return CheckGpuPlan(plan);
+}
+
+absl::StatusOr<std::string> GpuCodec::EncodeBlock(const BlockLayout& layout,
+                                                  const CodecPolicy& policy,
+                                                  absl::Span<const uint8_t> host_raw,
+                                                  uint64_t seed) {
+  ASSIGN_OR_RETURN(BlockPlan plan, PlanBlock(layout, policy, seed));
+  if (host_raw.size() != layout.RawBytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("raw block is ", host_raw.size(),
+                                                   " bytes, the layout needs ", layout.RawBytes()));
+  }
+  RETURN_IF_ERROR(CheckGpuPlan(plan));
+  absl::MutexLock lock(&impl_->mu());
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
+  return impl_->EncodeHost(plan, host_raw);
+}
+
+absl::Status GpuCodec::DecodeBlock(absl::Span<const uint8_t> encoded,
+                                   absl::Span<uint8_t> host_raw_out) {
+  ASSIGN_OR_RETURN(BlockPlan plan, Impl::PlanFromEncoded(encoded));
+  if (host_raw_out.size() != plan.layout.RawBytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("decode output is ", host_raw_out.size(),
+                                                   " bytes, the block needs ",
+                                                   plan.layout.RawBytes()));
+  }
+  RETURN_IF_ERROR(CheckGpuPlan(plan));
+  absl::MutexLock lock(&impl_->mu());
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
+  return impl_->DecodeHost(plan, encoded, host_raw_out);
+}
+
+absl::StatusOr<std::string> GpuCodec::EncodeBlockFromDevice(const BlockLayout& layout,
+                                                            const CodecPolicy& policy,
+                                                            const DeviceBlockView& src,
+                                                            uint64_t seed) {
+  ASSIGN_OR_RETURN(BlockPlan plan, PlanBlock(layout, policy, seed));
+  RETURN_IF_ERROR(CheckView(layout, src));
+  RETURN_IF_ERROR(CheckGpuPlan(plan));
+  absl::MutexLock lock(&impl_->mu());
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
+  return impl_->EncodeDevice(plan, src);
+}
+
+absl::Status GpuCodec::DecodeBlockToDevice(absl::Span<const uint8_t> encoded,
+                                           const DeviceBlockView& dst) {
+  ASSIGN_OR_RETURN(BlockPlan plan, Impl::PlanFromEncoded(encoded));
+  RETURN_IF_ERROR(CheckView(plan.layout, dst));
+  RETURN_IF_ERROR(CheckGpuPlan(plan));
+  absl::MutexLock lock(&impl_->mu());
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
+  return impl_->DecodeDevice(plan, encoded, dst);
+}
+
+absl::Status GpuCodec::EncodeBatchOnDevice(const BlockPlan& plan,
+                                           absl::Span<const DeviceBlockView> srcs,
+                                           absl::Span<uint8_t* const> dst_blocks, void* stream) {
+  if (srcs.size() != dst_blocks.size()) {
+    return absl::InvalidArgumentError("EncodeBatchOnDevice: srcs and dst_blocks differ in size");
+  }
+  for (const DeviceBlockView& v : srcs) RETURN_IF_ERROR(CheckView(plan.layout, v));
+  RETURN_IF_ERROR(CheckGpuPlan(plan));
+  absl::MutexLock lock(&impl_->mu());
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
+  cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : impl_->compute_stream();
+  return impl_->RunBatch(true, plan, srcs, dst_blocks, s);
+}
+
+absl::Status GpuCodec::DecodeBatchOnDevice(const BlockPlan& plan,
+                                           absl::Span<const uint8_t* const> src_blocks,
+                                           absl::Span<const DeviceBlockView> dsts, void* stream) {
+  if (src_blocks.size() != dsts.size()) {
+    return absl::InvalidArgumentError("DecodeBatchOnDevice: src_blocks and dsts differ in size");
+  }
+  for (const DeviceBlockView& v : dsts) RETURN_IF_ERROR(CheckView(plan.layout, v));
+  RETURN_IF_ERROR(CheckGpuPlan(plan));
+  absl::MutexLock lock(&impl_->mu());
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
+  cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : impl_->compute_stream();
+  // Decoding only reads the encoded blocks; the SegmentIo table has one pointer type.
+  std::vector<uint8_t*> blocks(src_blocks.size());
+  for (size_t i = 0; i < src_blocks.size(); ++i) blocks[i] = const_cast<uint8_t*>(src_blocks[i]);
+  return impl_->RunBatch(false, plan, dsts, blocks, s);
+}
+
+absl::StatusOr<std::unique_ptr<GpuCodec::DeviceBuffer>> GpuCodec::AllocateDevice(size_t bytes) {
+  ASSIGN_OR_RETURN(MemoryBlock block, impl_->device_pool().Allocate(bytes));
+  return std::unique_ptr<DeviceBuffer>(new DeviceBufferImpl(std::move(block)));
+}
+
+absl::Status GpuCodec::CopyToDevice(absl::Span<const uint8_t> host, void* device_dst) {
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
+  return CudaStatus(cudaMemcpy(device_dst, host.data(), host.size(), cudaMemcpyHostToDevice),
+                    "CopyToDevice");
+}
+
+absl::Status GpuCodec::CopyToHost(const void* device_src, absl::Span<uint8_t> host_dst) {
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
+  return CudaStatus(cudaMemcpy(host_dst.data(), device_src, host_dst.size(), cudaMemcpyDeviceToHost),
+                    "CopyToHost");
+}
+
+}  // namespace gpu
+}  // namespace kvpack

@@ -1,0 +1,92 @@
+// Host-callable launchers for kvpack's batched GPU codec kernels. Each launch encodes or
+// decodes many segments of one shape and one codec (codec/FORMAT.md payloads, byte for byte
+// those of the CPU codecs in codec/) on one CUDA stream. Plain C++ types only, so host code
+// compiled by the C++ compiler includes this header; the kernels live in the .cu files of
+// this folder.
+//
+// Launchers are asynchronous: they enqueue work on `stream` and return the launch error (if
+// any). Arguments and the device arrays they point to must stay valid until the stream has
+// run the work. Kernels report bad data by OR-ing KernelError bits into *error_flags, which
+// the caller reads after synchronizing. Launchers are thread-safe; device buffers are not
+// shared between concurrent launches unless the caller orders them.
+#ifndef KVPACK_GPU_KERNELS_CODEC_KERNELS_H_
+#define KVPACK_GPU_KERNELS_CODEC_KERNELS_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace kvpack {
+namespace gpu {
+
+// Element type of raw (decoded) data; the values equal kvpack::DType's.
+enum class ElemType : uint8_t { kFloat16 = 1, kBFloat16 = 2, kFloat32 = 3 };
+
+// Bits kernels OR into *error_flags.
+enum KernelError : uint32_t {
+  kErrNonFinite = 1u << 0,     // encode: a NaN or infinite input element
+  kErrScaleOverflow = 1u << 1, // encode: a scale that does not fit fp16
+  kErrCorrupt = 1u << 2,       // decode: bytes no encoder produces (bad scale, code -128, ...)
+};
+
+// One segment's device buffers. Vector v = (token t, head h) of the segment's raw data
+// starts at element t * token_stride + h * head_dim of `raw`, so the same launch reads or
+// writes a contiguous [tokens][kv_heads][head_dim] slice (token_stride = kv_heads *
+// head_dim) or a caller's strided layout (a paged KV cache page, say).
+struct SegmentIo {
+  void* raw = nullptr;             // element (0, 0, 0) of the segment's raw data
+  uint64_t token_stride = 0;       // elements between consecutive tokens
+  uint8_t* encoded = nullptr;      // first byte of the segment's encoded payload
+  uint64_t seed = 0;               // the segment seed (randomized codecs)
+};
+
+// What every launch needs: the segment shape and a device array of `count` SegmentIo.
+struct SegmentBatch {
+  uint32_t tokens = 0;
+  uint32_t kv_heads = 0;
+  uint32_t head_dim = 0;
+  ElemType elem = ElemType::kBFloat16;
+  bool is_key = false;
+  // True when every segment's raw pointer is 16-byte aligned and token_stride and head_dim
+  // are multiples of 16 bytes' worth of elements: the kernels then use 16-byte accesses.
+  bool raw_aligned = false;
+  uint32_t count = 0;               // segments in this launch
+  const SegmentIo* ios = nullptr;   // device array of `count` entries
+  uint32_t* error_flags = nullptr;  // device word the kernels OR KernelError bits into
+};
+
+// The b-bit Lloyd–Max quantizer for N(0, 1) as the CPU codecs use it (codec/lloyd_max.h):
+// 2^b − 1 ascending boundaries and 2^b centroids, as floats.
+struct Codebook {
+  int bits = 0;
+  float boundaries[15] = {};
+  float centroids[16] = {};
+};
+
+// int8 (codec id 1): groups of 32 along head_dim, fp16 scale per group.
+cudaError_t LaunchInt8Encode(const SegmentBatch& batch, cudaStream_t stream);
+cudaError_t LaunchInt8Decode(const SegmentBatch& batch, cudaStream_t stream);
+
+// fp8_e4m3 (codec id 3): one fp32 scale per vector.
+cudaError_t LaunchFp8Encode(const SegmentBatch& batch, cudaStream_t stream);
+cudaError_t LaunchFp8Decode(const SegmentBatch& batch, cudaStream_t stream);
+
+// int4 (codec id 2): per-token groups for V segments, per-channel groups of 32 tokens for K
+// segments (batch.is_key). A K launch writes the nibbles with 32-bit atomics and needs the
+// segments' nibble sections zeroed first (LaunchInt4Encode does that on `stream`).
+cudaError_t LaunchInt4Encode(const SegmentBatch& batch, cudaStream_t stream);
+cudaError_t LaunchInt4Decode(const SegmentBatch& batch, cudaStream_t stream);
+
+// turbo2/3/4 (codec ids 10–12) at `codebook.bits`. Needs head_dim a multiple of 16 and at
+// most kMaxGpuTurboHeadDim (TurboSupported).
+inline constexpr uint32_t kMaxGpuTurboHeadDim = 512;
+bool TurboSupported(uint32_t head_dim);
+cudaError_t LaunchTurboEncode(const SegmentBatch& batch, const Codebook& codebook,
+                              cudaStream_t stream);
+cudaError_t LaunchTurboDecode(const SegmentBatch& batch, const Codebook& codebook,
+                              cudaStream_t stream);
+
+}  // namespace gpu
+}  // namespace kvpack
+
+#endif  // KVPACK_GPU_KERNELS_CODEC_KERNELS_H_

@@ -1,0 +1,233 @@
+// Device helpers shared by kvpack's codec kernels: element conversions that round exactly
+// as codec/float_convert.h does, vector loads and stores of raw elements, and the staging
+// of a tile's encoded bytes through shared memory so that every global access is coalesced
+// and 16-byte aligned whatever the byte offset of a segment inside a block.
+#ifndef KVPACK_GPU_KERNELS_KERNEL_COMMON_CUH_
+#define KVPACK_GPU_KERNELS_KERNEL_COMMON_CUH_
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "gpu/kernels/codec_kernels.h"
+
+namespace kvpack {
+namespace gpu {
+
+inline constexpr int kThreads = 256;  // every codec kernel runs 256-thread blocks
+
+// ---- element conversions ---------------------------------------------------------------
+
+template <typename T>
+struct Elem;
+
+template <>
+struct Elem<__half> {
+  static constexpr int kBytes = 2;
+  __device__ static float ToFloat(uint16_t bits) { return __half2float(__ushort_as_half(bits)); }
+  __device__ static uint16_t FromFloat(float f) { return __half_as_ushort(__float2half_rn(f)); }
+};
+
+template <>
+struct Elem<__nv_bfloat16> {
+  static constexpr int kBytes = 2;
+  __device__ static float ToFloat(uint16_t bits) { return __uint_as_float(uint32_t{bits} << 16); }
+  __device__ static uint16_t FromFloat(float f) {
+    return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+  }
+};
+
+template <>
+struct Elem<float> {
+  static constexpr int kBytes = 4;
+};
+
+// Loads N consecutive elements starting at `p` as floats. `aligned`: p is 16-byte aligned
+// (and N elements a multiple of 16 bytes), so vector loads are used.
+template <typename T, int N>
+__device__ __forceinline__ void LoadRun(const T* p, bool aligned, float* x) {
+  if constexpr (sizeof(T) == 4) {
+    if (aligned && N % 4 == 0) {
+#pragma unroll
+      for (int i = 0; i < N; i += 4) {
+        const float4 v = __ldg(reinterpret_cast<const float4*>(p) + i / 4);
+        x[i] = v.x;
+        x[i + 1] = v.y;
+        x[i + 2] = v.z;
+        x[i + 3] = v.w;
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < N; ++i) x[i] = __ldg(reinterpret_cast<const float*>(p) + i);
+    }
+  } else {
+    if (aligned && N % 8 == 0) {
+#pragma unroll
+      for (int i = 0; i < N; i += 8) {
+        const uint4 v = __ldg(reinterpret_cast<const uint4*>(p) + i / 8);
+        const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          x[i + 2 * k] = Elem<T>::ToFloat(static_cast<uint16_t>(w[k] & 0xffffu));
+          x[i + 2 * k + 1] = Elem<T>::ToFloat(static_cast<uint16_t>(w[k] >> 16));
+        }
+      }
+    } else {
+      const uint16_t* q = reinterpret_cast<const uint16_t*>(p);
+#pragma unroll
+      for (int i = 0; i < N; ++i) x[i] = Elem<T>::ToFloat(__ldg(q + i));
+    }
+  }
+}
+
+// Loads element i of a run (scalar path with a bound).
+template <typename T>
+__device__ __forceinline__ float LoadOne(const T* p, uint32_t i) {
+  if constexpr (sizeof(T) == 4) {
+    return __ldg(reinterpret_cast<const float*>(p) + i);
+  } else {
+    return Elem<T>::ToFloat(__ldg(reinterpret_cast<const uint16_t*>(p) + i));
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ void StoreOne(T* p, uint32_t i, float v) {
+  if constexpr (sizeof(T) == 4) {
+    reinterpret_cast<float*>(p)[i] = v;
+  } else {
+    reinterpret_cast<uint16_t*>(p)[i] = Elem<T>::FromFloat(v);
+  }
+}
+
+// Stores N floats as consecutive elements at `p` (rounding to nearest even).
+template <typename T, int N>
+__device__ __forceinline__ void StoreRun(T* p, bool aligned, const float* x) {
+  if constexpr (sizeof(T) == 4) {
+    if (aligned && N % 4 == 0) {
+#pragma unroll
+      for (int i = 0; i < N; i += 4) {
+        reinterpret_cast<float4*>(p)[i / 4] = make_float4(x[i], x[i + 1], x[i + 2], x[i + 3]);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < N; ++i) reinterpret_cast<float*>(p)[i] = x[i];
+    }
+  } else {
+    if (aligned && N % 8 == 0) {
+#pragma unroll
+      for (int i = 0; i < N; i += 8) {
+        uint32_t w[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          w[k] = uint32_t{Elem<T>::FromFloat(x[i + 2 * k])} |
+                 (uint32_t{Elem<T>::FromFloat(x[i + 2 * k + 1])} << 16);
+        }
+        reinterpret_cast<uint4*>(p)[i / 8] = make_uint4(w[0], w[1], w[2], w[3]);
+      }
+    } else {
+      uint16_t* q = reinterpret_cast<uint16_t*>(p);
+#pragma unroll
+      for (int i = 0; i < N; ++i) q[i] = Elem<T>::FromFloat(x[i]);
+    }
+  }
+}
+
+__device__ __forceinline__ bool IsFiniteBits(float x) {
+  return (__float_as_uint(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+// ---- raw element addressing ----------------------------------------------------------
+
+// First element of vector v (token v / kv_heads, head v % kv_heads) of a segment.
+template <typename T>
+__device__ __forceinline__ T* VectorPtr(const SegmentIo& io, uint64_t v, uint32_t kv_heads,
+                                        uint32_t head_dim) {
+  const uint64_t t = v / kv_heads;
+  const uint64_t h = v - t * kv_heads;
+  return reinterpret_cast<T*>(io.raw) + t * io.token_stride + h * head_dim;
+}
+
+// ---- shared-memory staging of encoded bytes ---------------------------------------------
+//
+// A tile's bytes for global range [g, g + n) live in shared memory at s[shift + k] for
+// byte k, with shift = g mod 16, so that global 16-byte words map onto aligned shared
+// words. Staging buffers therefore need n + 32 bytes and 16-byte alignment.
+
+__device__ __forceinline__ uint32_t StageShift(const uint8_t* g) {
+  return static_cast<uint32_t>(reinterpret_cast<uintptr_t>(g) & 15u);
+}
+
+// Bytes of shared memory a staging buffer for n bytes takes (16-byte multiple).
+__host__ __device__ constexpr uint32_t StageBytes(uint32_t n) { return (n + 32u + 15u) & ~15u; }
+
+// Block-wide copy of the staged bytes to global memory [g, g + n). Every thread of the
+// block calls it (after a barrier that made the staged bytes visible).
+__device__ inline void FlushStage(const uint8_t* s, uint8_t* g, uint32_t n) {
+  if (n == 0) return;
+  const uint32_t shift = StageShift(g);
+  uint8_t* base = g - shift;
+  const uint32_t end = shift + n;
+  const uint32_t words = (end + 15u) / 16u;
+  for (uint32_t w = threadIdx.x; w < words; w += blockDim.x) {
+    const uint32_t lo = w * 16u;
+    if (lo >= shift && lo + 16u <= end) {
+      reinterpret_cast<uint4*>(base)[w] = reinterpret_cast<const uint4*>(s)[w];
+    } else {
+      for (uint32_t k = lo; k < lo + 16u; ++k) {
+        if (k >= shift && k < end) base[k] = s[k];
+      }
+    }
+  }
+}
+
+// Block-wide copy of global [g, g + n) into a staging buffer (then a barrier is needed).
+// Reads nothing outside [g, g + n).
+__device__ inline void FillStage(uint8_t* s, const uint8_t* g, uint32_t n) {
+  if (n == 0) return;
+  const uint32_t shift = StageShift(g);
+  const uint8_t* base = g - shift;
+  const uint32_t end = shift + n;
+  const uint32_t words = (end + 15u) / 16u;
+  for (uint32_t w = threadIdx.x; w < words; w += blockDim.x) {
+    const uint32_t lo = w * 16u;
+    if (lo >= shift && lo + 16u <= end) {
+      reinterpret_cast<uint4*>(s)[w] = __ldg(reinterpret_cast<const uint4*>(base) + w);
+    } else {
+      for (uint32_t k = lo; k < lo + 16u; ++k) {
+        if (k >= shift && k < end) s[k] = base[k];
+      }
+    }
+  }
+}
+
+// Writes the `bytes` low bytes of v at s[off..off+bytes) (any alignment).
+__device__ __forceinline__ void StageBytesLE(uint8_t* s, uint32_t off, uint64_t v, int bytes) {
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    if (k < bytes) s[off + k] = static_cast<uint8_t>(v >> (8 * k));
+  }
+}
+
+// Reads `bytes` bytes at s[off..off+bytes) as a little-endian integer (any alignment).
+__device__ __forceinline__ uint64_t ReadBytesLE(const uint8_t* s, uint32_t off, int bytes) {
+  uint64_t v = 0;
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    if (k < bytes) v |= uint64_t{s[off + k]} << (8 * k);
+  }
+  return v;
+}
+
+__device__ __forceinline__ void FlagError(uint32_t* flags, uint32_t bits) {
+  atomicOr(flags, bits);
+}
+
+// Rounds up to a multiple of 16 (shared-memory carving).
+__host__ __device__ constexpr uint32_t Align16(uint32_t n) { return (n + 15u) & ~15u; }
+
+}  // namespace gpu
+}  // namespace kvpack
+
+#endif  // KVPACK_GPU_KERNELS_KERNEL_COMMON_CUH_

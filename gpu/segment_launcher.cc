@@ -1,0 +1,157 @@
+#include "gpu/segment_launcher.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "codec/block_layout.h"
+#include "codec/lloyd_max.h"
+#include "gpu/cuda_status.h"
+
+namespace kvpack {
+namespace gpu {
+namespace {
+
+int TurboBits(CodecId codec) {
+  switch (codec) {
+    case CodecId::kTurbo2:
+      return 2;
+    case CodecId::kTurbo3:
+      return 3;
+    case CodecId::kTurbo4:
+      return 4;
+    default:
+      return 0;
+  }
+}
+
+Codebook MakeCodebook(int bits) {
+  const LloydMaxCodebook& book = GaussianCodebook(bits);
+  Codebook cb;
+  cb.bits = bits;
+  for (size_t i = 0; i < book.boundaries.size() && i < 15; ++i) cb.boundaries[i] = book.boundaries[i];
+  for (size_t i = 0; i < book.centroids.size() && i < 16; ++i) cb.centroids[i] = book.centroids[i];
+  return cb;
+}
+
+const Codebook& CodebookFor(int bits) {
+  static const Codebook* const books = [] {
+    auto* b = new Codebook[5];
+    for (int i = 1; i <= 4; ++i) b[i] = MakeCodebook(i);
+    return b;
+  }();
+  return books[bits];
+}
+
+}  // namespace
+
+size_t RawElemBytes(const SegmentShape& shape) { return DTypeSize(shape.dtype); }
+
+absl::Status GpuSupports(CodecId codec, const SegmentShape& shape) {
+  if (DTypeSize(shape.dtype) == 0) {
+    return absl::UnimplementedError("GPU codecs: unknown dtype");
+  }
+  if (shape.head_dim == 0 || shape.head_dim > kMaxHeadDim) {
+    return absl::UnimplementedError(absl::StrCat("GPU codecs: head_dim ", shape.head_dim,
+                                                 " outside [1, ", kMaxHeadDim, "]"));
+  }
+  switch (codec) {
+    case CodecId::kRaw:
+    case CodecId::kInt8:
+      return absl::OkStatus();
+    case CodecId::kTurbo2:
+    case CodecId::kTurbo3:
+    case CodecId::kTurbo4:
+      if (!TurboSupported(shape.head_dim)) {
+        return absl::UnimplementedError(absl::StrCat(
+            "GPU turbo codecs need head_dim a multiple of 16 up to ", kMaxGpuTurboHeadDim,
+            ", got ", shape.head_dim));
+      }
+      return absl::OkStatus();
+    default:
+      return absl::UnimplementedError(absl::StrCat("codec id ", static_cast<int>(codec),
+                                                   " has no GPU kernel in this build"));
+  }
+}
+
+bool RawAligned(const SegmentShape& shape, const SegmentIo& io) {
+  const uint64_t e = DTypeSize(shape.dtype);
+  return reinterpret_cast<uintptr_t>(io.raw) % 16 == 0 && (io.token_stride * e) % 16 == 0 &&
+         (uint64_t{shape.head_dim} * e) % 16 == 0;
+}
+
+absl::Status LaunchSegments(bool encode, CodecId codec, const SegmentShape& shape,
+                            const SegmentIo* host_ios, const SegmentIo* device_ios,
+                            uint32_t count, uint32_t* device_flags, cudaStream_t stream) {
+  if (count == 0) return absl::OkStatus();
+  if (codec == CodecId::kRaw) {
+    // The payload is the segment's raw bytes verbatim: one 2-D copy per segment (rows are
+    // tokens, strided in the caller's layout).
+    const size_t e = DTypeSize(shape.dtype);
+    const size_t row = size_t{shape.kv_heads} * shape.head_dim * e;
+    for (uint32_t i = 0; i < count; ++i) {
+      const SegmentIo& io = host_ios[i];
+      const size_t pitch = io.token_stride * e;
+      if (encode) {
+        CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(io.encoded, row, io.raw, pitch, row, shape.tokens,
+                                               cudaMemcpyDeviceToDevice, stream),
+                             "raw encode copy");
+      } else {
+        CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(io.raw, pitch, io.encoded, row, row, shape.tokens,
+                                               cudaMemcpyDeviceToDevice, stream),
+                             "raw decode copy");
+      }
+    }
+    return absl::OkStatus();
+  }
+  SegmentBatch b;
+  b.tokens = shape.tokens;
+  b.kv_heads = shape.kv_heads;
+  b.head_dim = shape.head_dim;
+  b.elem = static_cast<ElemType>(shape.dtype);
+  b.is_key = shape.is_key;
+  b.raw_aligned = std::all_of(host_ios, host_ios + count,
+                              [&](const SegmentIo& io) { return RawAligned(shape, io); });
+  b.error_flags = device_flags;
+  // One launch takes at most 65535 segments (grid.y).
+  for (uint32_t first = 0; first < count; first += 65535) {
+    b.count = std::min<uint32_t>(65535, count - first);
+    b.ios = device_ios + first;
+    cudaError_t err = cudaSuccess;
+    const char* what = "";
+    if (codec == CodecId::kInt8) {
+      err = encode ? LaunchInt8Encode(b, stream) : LaunchInt8Decode(b, stream);
+      what = encode ? "int8 encode launch" : "int8 decode launch";
+    } else if (const int bits = TurboBits(codec); bits != 0) {
+      err = encode ? LaunchTurboEncode(b, CodebookFor(bits), stream)
+                   : LaunchTurboDecode(b, CodebookFor(bits), stream);
+      what = encode ? "turbo encode launch" : "turbo decode launch";
+    } else {
+      return absl::UnimplementedError(absl::StrCat("codec id ", static_cast<int>(codec),
+                                                   " has no GPU kernel in this build"));
+    }
+    CUDA_RETURN_IF_ERROR(err, what);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status KernelFlagsToStatus(uint32_t flags, bool encode) {
+  if (flags == 0) return absl::OkStatus();
+  if (encode) {
+    if (flags & kErrNonFinite) {
+      return absl::InvalidArgumentError(
+          "GPU encode: the block holds a NaN or infinite value, which quantizing codecs reject");
+    }
+    if (flags & kErrScaleOverflow) {
+      return absl::InvalidArgumentError(
+          "GPU encode: a group or vector scale overflows fp16 (values too large for the codec)");
+    }
+  } else if (flags & kErrCorrupt) {
+    return absl::DataLossError(
+        "GPU decode: a segment holds bytes no encoder produces (bad scale or code)");
+  }
+  return absl::InternalError(absl::StrCat("GPU codec kernels reported error bits 0x",
+                                          absl::Hex(flags)));
+}
+
+}  // namespace gpu
+}  // namespace kvpack
