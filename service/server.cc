@@ -1,5 +1,6 @@
 #include "service/server.h"
 
+#include <algorithm>
 #include <thread>
 #include <utility>
 
@@ -26,6 +27,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   store_options.ram_capacity_bytes = options.ram_capacity;
   store_options.disk_capacity_bytes = options.disk_capacity;
   store_options.data_dir = options.data_dir;
+  // The RAM tier is sharded to spread lock contention, and a block must fit in one shard:
+  // keep shards at least kMinRamShardBytes so that large blocks still stay in RAM.
+  constexpr uint64_t kMinRamShardBytes = uint64_t{64} << 20;
+  store_options.ram_shards = static_cast<int>(
+      std::clamp<uint64_t>(options.ram_capacity / kMinRamShardBytes, 1, 16));
   ASSIGN_OR_RETURN(server->store_, TieredStore::Open(store_options));
   ASSIGN_OR_RETURN(server->metrics_,
                    ServiceMetrics::Create(options.metrics_listen, server->store_.get()));

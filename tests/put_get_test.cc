@@ -89,7 +89,7 @@ TEST_F(PutGetTest, BlockLargerThanTheMessageLimitRoundTrips) {
   layout.layers = 32;
   layout.kv_heads = 8;
   layout.head_dim = 128;
-  layout.tokens = 32;
+  layout.tokens = 64;
   layout.dtype = DType::kBFloat16;  // 8 MiB: twice gRPC's default 4 MiB message limit
   ASSERT_GT(layout.RawBytes(), 4u << 20);
   const std::string raw = RandomBlock(layout, 3);
