@@ -54,7 +54,8 @@ TEST(KeySchemaTest, OrderKeysSortByWriteSequence) {
 
 TEST(KeySchemaTest, OrderValueRoundTripsAndRejectsGarbage) {
   const std::string block_key = EncodeBlockKey("ns", "key");
-  absl::StatusOr<OrderValue> value = DecodeOrderValue(EncodeOrderValue(123456, block_key));
+  const std::string encoded = EncodeOrderValue(123456, block_key);  // the result views into it
+  absl::StatusOr<OrderValue> value = DecodeOrderValue(encoded);
   ASSERT_TRUE(value.ok());
   EXPECT_EQ(value->charge, 123456u);
   EXPECT_EQ(value->block_key, block_key);
@@ -64,7 +65,8 @@ TEST(KeySchemaTest, OrderValueRoundTripsAndRejectsGarbage) {
 }
 
 TEST(KeySchemaTest, NamespaceKeyRoundTrips) {
-  absl::StatusOr<absl::string_view> ns = DecodeNamespaceKey(EncodeNamespaceKey("model-7"));
+  const std::string encoded = EncodeNamespaceKey("model-7");
+  absl::StatusOr<absl::string_view> ns = DecodeNamespaceKey(encoded);
   ASSERT_TRUE(ns.ok());
   EXPECT_EQ(*ns, "model-7");
   EXPECT_FALSE(DecodeNamespaceKey("bxyz").ok());
