@@ -15,7 +15,9 @@ bazel test "${bazel_flags[@]}" //... ; test_rc=$?
 # Count test cases from the gtest XML reports that Bazel keeps for every test target.
 passed=0; failed=0
 while IFS= read -r xml; do
-  header=$(grep -o -m1 '<testsuites [^>]*>' "$xml" || true)
+  # gtest fills in <testsuites ...>; Bazel's own report for other tests has the figures on
+  # its single <testsuite ...>.
+  header=$(grep -o -m1 '<testsuites [^>]*>' "$xml" || grep -o -m1 '<testsuite [^>]*>' "$xml" || true)
   [ -n "$header" ] || continue
   tests=$(sed -n 's/.* tests="\([0-9]*\)".*/\1/p' <<<"$header")
   failures=$(sed -n 's/.* failures="\([0-9]*\)".*/\1/p' <<<"$header")
