@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <malloc.h>
 #include <thread>
 
 #include "absl/strings/str_format.h"
@@ -178,6 +179,12 @@ std::string FormatPhase(absl::string_view name, const PhaseStats& stats) {
   return absl::StrFormat("%s: %.3f GB/s  p50 %.3f ms  p99 %.3f ms  (%d ops, %.3f s)", name,
                          stats.GigabytesPerSecond(), stats.PercentileMicros(50) / 1e3,
                          stats.PercentileMicros(99) / 1e3, stats.operations, stats.seconds);
+}
+
+void KeepLargeBuffersOnHeap() {
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 64 << 20);
 }
 
 std::string DescribeBlocks(uint64_t blocks, const BlockLayout& layout) {

@@ -73,6 +73,12 @@ absl::StatusOr<PhaseStats> RunPhase(uint64_t operations, uint32_t concurrency,
 // "put: 1.234 GB/s  p50 0.812 ms  p99 2.504 ms  (256 ops, 0.218 s)". run_e2e.sh parses it.
 std::string FormatPhase(absl::string_view name, const PhaseStats& stats);
 
+// Makes glibc's malloc serve multi-MiB buffers from its heap instead of a fresh mmap each
+// time: benchmark drivers allocate a block-sized buffer per operation, and with the default
+// (mmap above a threshold, munmap on free) each operation pays page faults and page zeroing
+// for every byte. Process-wide; call once at the start of a driver's main, before threads.
+void KeepLargeBuffersOnHeap();
+
 // "256 blocks of layers=32 kv_heads=8 head_dim=128 tokens=16 dtype=bf16 (1.00 MiB each)"
 std::string DescribeBlocks(uint64_t blocks, const BlockLayout& layout);
 

@@ -73,6 +73,7 @@ int RunBench(GlobalFlags globals, const std::vector<std::string>& args) {
   }
   if (connections == 0) connections = concurrency;
 
+  bench::KeepLargeBuffersOnHeap();
   absl::StatusOr<std::unique_ptr<Client>> connected =
       ConnectClient(globals, static_cast<int>(connections));
   if (!connected.ok()) return ReportError("bench", connected.status());
