@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Builds kvpack's GPU test and benchmark on this machine (nvcc, no GPU needed), bundles them
+# with the shared libraries the GPU machine lacks into .device-bundle/, and prints the exact
+# command to run there (through the workplace's device tool, carrying .device-bundle).
+#
+# usage: tests/gpu/run_on_device.sh            build + bundle + print the device command
+# On the GPU machine (repository root, .device-bundle carried):
+#   bash tests/gpu/run_on_device.sh --device    runs the tests, then the benchmark
+#   bash tests/gpu/run_on_device.sh --profile   Nsight Compute summaries of the int8/turbo3
+#                                              kernels (one launch each)
+set -euo pipefail
+cd "$(git rev-parse --show-toplevel)"
+
+if [ "${1:-}" = "--device" ]; then
+  export LD_LIBRARY_PATH=.device-bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  out=${OUT:-/tmp/kvpack-gpu-out}
+  mkdir -p "$out"
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv || true
+  status=0
+  .device-bundle/bin/gpu_codec_test --gtest_brief=1 2>&1 | tee "$out/gpu_codec_test.log" || status=1
+  .device-bundle/bin/gpu_codec_benchmark "${@:2}" 2>&1 | tee "$out/gpu_codec_benchmark.log" || status=1
+  exit $status
+fi
+
+if [ "${1:-}" = "--profile" ]; then
+  export LD_LIBRARY_PATH=.device-bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  out=${OUT:-/tmp/kvpack-gpu-out}
+  mkdir -p "$out"
+  for k in Int8EncodeKernel Int8DecodeKernel TurboEncodeKernel TurboDecodeKernel; do
+    codec=int8; case $k in Turbo*) codec=turbo3;; esac
+    timeout 120 ncu --section SpeedOfLight --section Occupancy --section LaunchStats \
+      -k "regex:$k" --launch-skip 2 -c 1 \
+      .device-bundle/bin/gpu_codec_benchmark --reps=1 --codecs=$codec >"$out/ncu_$k.txt" 2>&1 || true
+    echo "== $k"
+    grep -E "Memory Throughput|DRAM Throughput|Duration|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Grid Size|Theoretical Occupancy" "$out/ncu_$k.txt" | head -12
+  done
+  exit 0
+fi
+
+bazel build --jobs=2 //gpu:gpu_codec_test //gpu:gpu_codec_benchmark
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for b in gpu_codec_test gpu_codec_benchmark; do
+  cp bazel-bin/gpu/$b "$tmp/$b"
+  chmod u+w "$tmp/$b"
+  strip -g "$tmp/$b"
+done
+/work/shared/tools/device-bundle "$tmp/gpu_codec_test" "$tmp/gpu_codec_benchmark"
+echo
+echo "device command (carry [\".device-bundle\"], kind nvidia-h100-x1):"
+echo "  bash tests/gpu/run_on_device.sh --device"
