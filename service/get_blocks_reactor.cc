@@ -69,7 +69,7 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
     stored_.reset();
     offset_ = 0;
 
-    Tier tier = Tier::kNone;
+    StorageTier tier = StorageTier::kNone;
     absl::StatusOr<BlockBytes> stored = context_->store->Get(request_->namespace_(), key, &tier);
     if (!stored.ok()) {
       if (stored.status().code() == absl::StatusCode::kDataLoss) {
@@ -99,7 +99,7 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
     response_.set_found(true);
     LayoutToProto(info->layout, response_.mutable_layout());
     response_.set_codec(info->policy);
-    response_.set_tier(tier == Tier::kRam ? v1::TIER_RAM : v1::TIER_DISK);
+    response_.set_tier(ToProtoTier(tier));
     if (request_->want() == v1::WANT_DECODED) {
       BlockCodec* codec = context_->DecoderFor(encoded.size());
       const absl::Time start = absl::Now();

@@ -15,14 +15,6 @@
 namespace kvpack {
 namespace {
 
-v1::Tier ToProtoTier(Tier tier) {
-  switch (tier) {
-    case Tier::kRam: return v1::TIER_RAM;
-    case Tier::kDisk: return v1::TIER_DISK;
-    default: return v1::TIER_UNSPECIFIED;
-  }
-}
-
 // Runs `work` on the worker pool and finishes the unary call with its status.
 grpc::ServerUnaryReactor* RunUnary(const ServiceContext* context,
                                    grpc::CallbackServerContext* call, absl::string_view method,
@@ -47,7 +39,7 @@ absl::Status RequireNamespace(const ServiceContext* context, const std::string& 
   return absl::OkStatus();
 }
 
-void FillTierStats(const TierStats& stats, v1::TierStats* proto) {
+void FillTierStats(const StorageTierStats& stats, v1::TierStats* proto) {
   proto->set_bytes(stats.bytes);
   proto->set_blocks(stats.blocks);
   proto->set_capacity_bytes(stats.capacity_bytes);
@@ -75,9 +67,9 @@ grpc::ServerUnaryReactor* KvCacheService::Lookup(grpc::CallbackServerContext* ca
     RETURN_IF_ERROR(RequireNamespace(context, request->namespace_()));
     RETURN_IF_ERROR(ValidateKeys(request->keys()));
     const std::vector<std::string> keys(request->keys().begin(), request->keys().end());
-    const std::vector<Tier> tiers = context->store->LookupPrefix(request->namespace_(), keys);
+    const std::vector<StorageTier> tiers = context->store->LookupPrefix(request->namespace_(), keys);
     response->set_prefix_length(static_cast<uint32_t>(tiers.size()));
-    for (Tier tier : tiers) response->add_tiers(ToProtoTier(tier));
+    for (StorageTier tier : tiers) response->add_tiers(ToProtoTier(tier));
     return absl::OkStatus();
   });
 }

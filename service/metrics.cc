@@ -25,8 +25,8 @@ class StoreCollector : public prometheus::Collectable {
   explicit StoreCollector(const TieredStore* store) : store_(store) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
-    const TierStats ram = store_->RamStats();
-    const TierStats disk = store_->DiskStats();
+    const StorageTierStats ram = store_->RamStats();
+    const StorageTierStats disk = store_->DiskStats();
     std::vector<prometheus::MetricFamily> families;
     auto add = [&families](const char* name, const char* help, prometheus::MetricType type,
                            double ram_value, double disk_value) {

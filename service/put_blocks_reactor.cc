@@ -15,14 +15,6 @@
 namespace kvpack {
 namespace {
 
-v1::Tier ToProtoTier(Tier tier) {
-  switch (tier) {
-    case Tier::kRam: return v1::TIER_RAM;
-    case Tier::kDisk: return v1::TIER_DISK;
-    default: return v1::TIER_UNSPECIFIED;
-  }
-}
-
 // The seed of a block's randomized codecs: a function of where it is stored, so that the
 // same put always produces the same bytes.
 uint64_t BlockSeed(absl::string_view ns, absl::string_view key) {
@@ -197,7 +189,7 @@ class PutBlocksReactor : public grpc::ServerReadReactor<v1::PutBlocksRequest> {
                                        StoredSoFar()));
     }
     const uint64_t encoded_bytes = encoded->size();
-    absl::StatusOr<Tier> tier = context_->store->Put(
+    absl::StatusOr<StorageTier> tier = context_->store->Put(
         ns, block.key, std::make_shared<const std::string>(*std::move(encoded)),
         options_->durable());
     if (!tier.ok()) {

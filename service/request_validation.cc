@@ -70,6 +70,14 @@ void LayoutToProto(const BlockLayout& layout, v1::BlockLayout* proto) {
   }
 }
 
+v1::Tier ToProtoTier(StorageTier tier) {
+  switch (tier) {
+    case StorageTier::kRam: return v1::TIER_RAM;
+    case StorageTier::kDisk: return v1::TIER_DISK;
+    default: return v1::TIER_UNSPECIFIED;
+  }
+}
+
 std::string KeyForMessage(absl::string_view key) {
   if (key.size() <= 32) return absl::BytesToHexString(key);
   return absl::StrCat(absl::BytesToHexString(key.substr(0, 32)), "...");

@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "codec/block_layout.h"
 #include "kvpack/v1/kvpack.pb.h"
+#include "storage/tier.h"
 
 namespace kvpack {
 
@@ -29,6 +30,9 @@ absl::Status ValidateKeys(const google::protobuf::RepeatedPtrField<std::string>&
 // The wire layout as a validated BlockLayout.
 absl::StatusOr<BlockLayout> LayoutFromProto(const v1::BlockLayout& proto);
 void LayoutToProto(const BlockLayout& layout, v1::BlockLayout* proto);
+
+// The wire name of a storage tier.
+v1::Tier ToProtoTier(StorageTier tier);
 
 // Hex of a key for messages, shortened past 32 bytes.
 std::string KeyForMessage(absl::string_view key);

@@ -46,7 +46,7 @@ class BlockStore {
   // Every namespace ever registered, in byte order.
   virtual absl::StatusOr<std::vector<std::string>> ListNamespaces() const = 0;
 
-  virtual TierStats Stats() const = 0;
+  virtual StorageTierStats Stats() const = 0;
 };
 
 }  // namespace kvpack

@@ -345,8 +345,8 @@ absl::StatusOr<std::vector<std::string>> DiskTier::ListNamespaces() const {
   return namespaces;
 }
 
-TierStats DiskTier::Stats() const {
-  TierStats stats;
+StorageTierStats DiskTier::Stats() const {
+  StorageTierStats stats;
   stats.capacity_bytes = options_.capacity_bytes;
   stats.hits = hits_.load(std::memory_order_relaxed);
   stats.misses = misses_.load(std::memory_order_relaxed);

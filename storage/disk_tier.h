@@ -89,7 +89,7 @@ class DiskTier : public BlockStore {
   absl::StatusOr<bool> Delete(absl::string_view ns, absl::string_view key) override;
   absl::Status RegisterNamespace(absl::string_view ns, bool sync) override;
   absl::StatusOr<std::vector<std::string>> ListNamespaces() const override;
-  TierStats Stats() const override;
+  StorageTierStats Stats() const override;
 
  private:
   struct IndexEntry {

@@ -69,7 +69,7 @@ TEST_F(DiskTierTest, PutThenGetReturnsTheBytes) {
   EXPECT_EQ(**value, std::string(kValueSize, 'x'));
   EXPECT_TRUE(tier->Contains("ns", "k"));
   EXPECT_EQ(tier->Get("ns", "other").status().code(), absl::StatusCode::kNotFound);
-  const TierStats stats = tier->Stats();
+  const StorageTierStats stats = tier->Stats();
   EXPECT_EQ(stats.hits, 1u);
   EXPECT_EQ(stats.misses, 1u);
   EXPECT_EQ(stats.blocks, 1u);
@@ -97,7 +97,7 @@ TEST_F(DiskTierTest, RejectsMissingPathAndZeroCapacity) {
 }
 
 TEST_F(DiskTierTest, RestartKeepsBlocksNamespacesAndAccounting) {
-  TierStats before;
+  StorageTierStats before;
   {
     auto tier = Open(1 << 30);
     ASSERT_TRUE(tier->RegisterNamespace("tenant-a", true).ok());
@@ -111,7 +111,7 @@ TEST_F(DiskTierTest, RestartKeepsBlocksNamespacesAndAccounting) {
     before = tier->Stats();
   }
   auto tier = Open(1 << 30);
-  const TierStats after = tier->Stats();
+  const StorageTierStats after = tier->Stats();
   EXPECT_EQ(after.bytes, before.bytes);
   EXPECT_EQ(after.blocks, 9u);
   for (int i = 0; i < 10; ++i) {
@@ -143,7 +143,7 @@ TEST_F(DiskTierTest, EvictsLeastRecentlyWrittenWhenFull) {
   ASSERT_TRUE(tier->Put("ns", "k4", Value('v'), false).ok());
   EXPECT_FALSE(tier->Contains("ns", "k2"));
   EXPECT_TRUE(tier->Contains("ns", "k1"));
-  const TierStats stats = tier->Stats();
+  const StorageTierStats stats = tier->Stats();
   EXPECT_EQ(stats.evictions, 2u);
   EXPECT_EQ(stats.blocks, 3u);
   EXPECT_LE(stats.bytes, stats.capacity_bytes);
@@ -169,7 +169,7 @@ TEST_F(DiskTierTest, ReopeningWithSmallerCapacityEvictsOldest) {
   }
   {
     auto tier = Open(2 * Charge("k0"));
-    const TierStats stats = tier->Stats();
+    const StorageTierStats stats = tier->Stats();
     EXPECT_EQ(stats.blocks, 2u);
     EXPECT_EQ(stats.evictions, 2u);
     EXPECT_FALSE(tier->Contains("ns", "k1"));
@@ -223,7 +223,7 @@ TEST_F(DiskTierTest, FlippedValueByteIsDataLossAndTheEntryIsDeleted) {
   EXPECT_FALSE(tier->Contains("ns", "bad"));
   EXPECT_EQ(tier->Get("ns", "bad").status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(tier->Get("ns", "good").ok());
-  const TierStats stats = tier->Stats();
+  const StorageTierStats stats = tier->Stats();
   EXPECT_EQ(stats.corrupt_dropped, 1u);
   EXPECT_EQ(stats.blocks, 1u);
   EXPECT_EQ(stats.bytes, Charge("good"));
@@ -284,7 +284,7 @@ TEST_F(DiskTierTest, RefusesADatabaseThatIsNotADiskTier) {
 
 TEST_F(DiskTierTest, ConcurrentWritersKeepAccountingConsistentAcrossRestart) {
   const uint64_t capacity = 40 * Charge("t0-00");
-  TierStats before;
+  StorageTierStats before;
   {
     auto tier = Open(capacity);
     std::vector<std::thread> threads;

@@ -64,6 +64,6 @@ absl::StatusOr<std::vector<std::string>> FaultInjectingBlockStore::ListNamespace
   return base_->ListNamespaces();
 }
 
-TierStats FaultInjectingBlockStore::Stats() const { return base_->Stats(); }
+StorageTierStats FaultInjectingBlockStore::Stats() const { return base_->Stats(); }
 
 }  // namespace kvpack

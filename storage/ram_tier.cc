@@ -154,8 +154,8 @@ uint64_t RamTier::SpillingBlocks() const {
   return n;
 }
 
-TierStats RamTier::Stats() const {
-  TierStats stats;
+StorageTierStats RamTier::Stats() const {
+  StorageTierStats stats;
   stats.capacity_bytes = shard_capacity_ * static_cast<uint64_t>(options_.shards);
   for (int i = 0; i < options_.shards; ++i) {
     const Shard& shard = shards_[i];

@@ -89,7 +89,7 @@ class RamTier {
   // Blocks in the spilling set (not counted in Stats().blocks or .bytes).
   uint64_t SpillingBlocks() const;
 
-  TierStats Stats() const;
+  StorageTierStats Stats() const;
 
  private:
   struct Node {

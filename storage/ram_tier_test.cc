@@ -93,7 +93,7 @@ TEST_F(RamTierTest, ReplacingAValueAdjustsTheCharge) {
   auto tier = MakeTier(10 * BlockCharge());
   ASSERT_TRUE(tier->Insert(kNs, "k0", Value('a')).ok());
   ASSERT_TRUE(tier->Insert(kNs, "k0", Value('b', 2 * kValueSize)).ok());
-  TierStats stats = tier->Stats();
+  StorageTierStats stats = tier->Stats();
   EXPECT_EQ(stats.blocks, 1u);
   EXPECT_EQ(stats.bytes, RamTier::Charge(kNs, "k0", 2 * kValueSize));
   auto value = tier->Lookup(kNs, "k0");
@@ -117,7 +117,7 @@ TEST_F(RamTierTest, CapacityIsNeverExceededAcrossShards) {
   for (int i = 0; i < 1000; ++i) {
     const std::string key = "key" + std::to_string(i);
     ASSERT_TRUE(tier->Insert(kNs, key, Value('v', 10 + (i * 37) % 300)).ok());
-    const TierStats stats = tier->Stats();
+    const StorageTierStats stats = tier->Stats();
     ASSERT_LE(stats.bytes, stats.capacity_bytes) << i;
   }
   EXPECT_GT(tier->Stats().evictions, 0u);
@@ -182,7 +182,7 @@ TEST_F(RamTierTest, CorruptedBlockIsDroppedAndReportedAsDataLoss) {
   EXPECT_NE(status.message().find("dropped"), absl::string_view::npos) << status;
   EXPECT_FALSE(tier->Contains(kNs, "k0"));
   EXPECT_EQ(tier->Lookup(kNs, "k0").status().code(), absl::StatusCode::kNotFound);
-  const TierStats stats = tier->Stats();
+  const StorageTierStats stats = tier->Stats();
   EXPECT_EQ(stats.corrupt_dropped, 1u);
   EXPECT_EQ(stats.bytes, 0u);
 }
@@ -216,7 +216,7 @@ TEST_F(RamTierTest, ConcurrentInsertsAndLookupsKeepAccountingConsistent) {
     });
   }
   for (std::thread& thread : threads) thread.join();
-  const TierStats stats = tier->Stats();
+  const StorageTierStats stats = tier->Stats();
   EXPECT_LE(stats.bytes, stats.capacity_bytes);
   EXPECT_GT(stats.blocks, 0u);
   EXPECT_EQ(stats.hits + stats.misses, 4u * 667u);

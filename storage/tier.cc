@@ -2,13 +2,13 @@
 
 namespace kvpack {
 
-absl::string_view TierName(Tier tier) {
+absl::string_view StorageTierName(StorageTier tier) {
   switch (tier) {
-    case Tier::kNone:
+    case StorageTier::kNone:
       return "none";
-    case Tier::kRam:
+    case StorageTier::kRam:
       return "ram";
-    case Tier::kDisk:
+    case StorageTier::kDisk:
       return "disk";
   }
   return "unknown";

@@ -14,10 +14,10 @@
 namespace kvpack {
 
 // Where a block is held. Numeric values are stable (they appear in stats and on the wire).
-enum class Tier : uint8_t { kNone = 0, kRam = 1, kDisk = 2 };
+enum class StorageTier : uint8_t { kNone = 0, kRam = 1, kDisk = 2 };
 
 // "none", "ram" or "disk".
-absl::string_view TierName(Tier tier);
+absl::string_view StorageTierName(StorageTier tier);
 
 // A stored value: immutable, shared so that readers never copy under a lock. A reader that
 // holds one keeps the bytes alive even after the tier has evicted or deleted the block.
@@ -30,7 +30,7 @@ inline BlockBytes MakeBlockBytes(absl::string_view bytes) {
 
 // Counters of one tier. bytes/blocks/capacity_bytes are a snapshot; the others count since the
 // tier was opened.
-struct TierStats {
+struct StorageTierStats {
   uint64_t bytes = 0;            // bytes charged to the blocks held (see each tier's charge rule)
   uint64_t blocks = 0;           // blocks held
   uint64_t capacity_bytes = 0;   // the bound on `bytes`

@@ -88,7 +88,7 @@ absl::Status TieredStore::EnsureNamespace(absl::string_view ns, bool sync) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Tier> TieredStore::Put(absl::string_view ns, absl::string_view key, BlockBytes value,
+absl::StatusOr<StorageTier> TieredStore::Put(absl::string_view ns, absl::string_view key, BlockBytes value,
                                       bool durable) {
   RETURN_IF_ERROR(ValidateKey(ns, key));
   if (value == nullptr) return absl::InvalidArgumentError("block value must not be null");
@@ -105,12 +105,12 @@ absl::StatusOr<Tier> TieredStore::Put(absl::string_view ns, absl::string_view ke
 
   const std::string block_key = EncodeBlockKey(ns, key);
   std::vector<RamTier::Evicted> evicted;
-  Tier landed;
+  StorageTier landed;
   {
     absl::MutexLock stripe(&StripeFor(block_key));
     if (durable || !fits_ram) {
       RETURN_IF_ERROR(disk_->Put(ns, key, value, durable));
-      landed = Tier::kDisk;
+      landed = StorageTier::kDisk;
       if (fits_ram) {
         ASSIGN_OR_RETURN(evicted, ram_->Insert(ns, key, std::move(value)));
       } else if (ram_ != nullptr) {
@@ -123,7 +123,7 @@ absl::StatusOr<Tier> TieredStore::Put(absl::string_view ns, absl::string_view ke
         RETURN_IF_ERROR(disk_->Delete(ns, key).status());
       }
       ASSIGN_OR_RETURN(evicted, ram_->Insert(ns, key, std::move(value)));
-      landed = Tier::kRam;
+      landed = StorageTier::kRam;
     }
   }
   Spill(evicted);
@@ -149,14 +149,14 @@ void TieredStore::Spill(const std::vector<RamTier::Evicted>& evicted) {
 }
 
 absl::StatusOr<BlockBytes> TieredStore::Get(absl::string_view ns, absl::string_view key,
-                                            Tier* tier) {
-  if (tier != nullptr) *tier = Tier::kNone;
+                                            StorageTier* tier) {
+  if (tier != nullptr) *tier = StorageTier::kNone;
   RETURN_IF_ERROR(ValidateKey(ns, key));
   absl::Status ram_status = absl::NotFoundError("block not found");
   if (ram_ != nullptr) {
     absl::StatusOr<BlockBytes> value = ram_->Lookup(ns, key);
     if (value.ok()) {
-      if (tier != nullptr) *tier = Tier::kRam;
+      if (tier != nullptr) *tier = StorageTier::kRam;
       return value;
     }
     ram_status = value.status();  // NotFound, or DataLoss with the corrupt copy already dropped
@@ -184,20 +184,20 @@ absl::StatusOr<BlockBytes> TieredStore::Get(absl::string_view ns, absl::string_v
     }
   }
   Spill(evicted);
-  if (tier != nullptr) *tier = Tier::kDisk;
+  if (tier != nullptr) *tier = StorageTier::kDisk;
   return value;
 }
 
-std::vector<Tier> TieredStore::LookupPrefix(absl::string_view ns,
+std::vector<StorageTier> TieredStore::LookupPrefix(absl::string_view ns,
                                             absl::Span<const std::string> keys) {
-  std::vector<Tier> tiers;
+  std::vector<StorageTier> tiers;
   if (ns.empty()) return tiers;
   for (const std::string& key : keys) {
     if (key.empty()) break;
     if (ram_ != nullptr && ram_->Contains(ns, key)) {
-      tiers.push_back(Tier::kRam);
+      tiers.push_back(StorageTier::kRam);
     } else if (disk_ != nullptr && disk_->Contains(ns, key)) {
-      tiers.push_back(Tier::kDisk);
+      tiers.push_back(StorageTier::kDisk);
     } else {
       break;
     }
@@ -226,8 +226,8 @@ bool TieredStore::HasNamespace(absl::string_view ns) const {
   return namespaces_.contains(ns);
 }
 
-TierStats TieredStore::RamStats() const { return ram_ != nullptr ? ram_->Stats() : TierStats{}; }
+StorageTierStats TieredStore::RamStats() const { return ram_ != nullptr ? ram_->Stats() : StorageTierStats{}; }
 
-TierStats TieredStore::DiskStats() const { return disk_ != nullptr ? disk_->Stats() : TierStats{}; }
+StorageTierStats TieredStore::DiskStats() const { return disk_ != nullptr ? disk_->Stats() : StorageTierStats{}; }
 
 }  // namespace kvpack

@@ -90,18 +90,18 @@ class TieredStore {
   // RAM shard goes straight to disk. ResourceExhausted if it fits no tier. InvalidArgument for an
   // empty ns or key or a null value. Returns the tier where the value landed. On error the
   // previous value, if any, is still readable.
-  absl::StatusOr<Tier> Put(absl::string_view ns, absl::string_view key, BlockBytes value,
+  absl::StatusOr<StorageTier> Put(absl::string_view ns, absl::string_view key, BlockBytes value,
                            bool durable);
 
   // NotFound if absent. DataLoss if the stored checksum fails (the entry is deleted, counted in
   // the tier's corrupt_dropped, and the message says so). A disk hit is promoted to RAM.
   // *tier (optional) = where it was found, kNone on error. InvalidArgument for an empty ns/key.
-  absl::StatusOr<BlockBytes> Get(absl::string_view ns, absl::string_view key, Tier* tier = nullptr);
+  absl::StatusOr<BlockBytes> Get(absl::string_view ns, absl::string_view key, StorageTier* tier = nullptr);
 
-  // Tier of each leading key of the chain that is stored (stops at the first missing one; kRam
+  // StorageTier of each leading key of the chain that is stored (stops at the first missing one; kRam
   // for a block in both tiers). Does not promote, does not read values, does not count hits.
   // An empty ns or key counts as missing.
-  std::vector<Tier> LookupPrefix(absl::string_view ns, absl::Span<const std::string> keys);
+  std::vector<StorageTier> LookupPrefix(absl::string_view ns, absl::Span<const std::string> keys);
 
   // Deletes from every tier; returns how many of the keys were present. InvalidArgument (and
   // nothing deleted) for an empty ns or key; a disk error stops the deletion part way.
@@ -111,8 +111,8 @@ class TieredStore {
   // disk tier).
   bool HasNamespace(absl::string_view ns) const;
 
-  TierStats RamStats() const;   // all zero without a RAM tier
-  TierStats DiskStats() const;  // all zero without a disk tier
+  StorageTierStats RamStats() const;   // all zero without a RAM tier
+  StorageTierStats DiskStats() const;  // all zero without a disk tier
 
   // Gets that returned NotFound or DataLoss.
   uint64_t Misses() const { return misses_.load(std::memory_order_relaxed); }

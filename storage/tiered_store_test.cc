@@ -75,8 +75,8 @@ class TieredStoreTest : public ::testing::Test {
   }
 
   static void ExpectBlock(TieredStore& store, absl::string_view ns, absl::string_view key,
-                          Tier want_tier) {
-    Tier tier = Tier::kNone;
+                          StorageTier want_tier) {
+    StorageTier tier = StorageTier::kNone;
     absl::StatusOr<BlockBytes> value = store.Get(ns, key, &tier);
     ASSERT_TRUE(value.ok()) << key << ": " << value.status();
     EXPECT_EQ(**value, Content(key)) << key;
@@ -89,16 +89,16 @@ class TieredStoreTest : public ::testing::Test {
 TEST_F(TieredStoreTest, RamEvictionSpillsToDiskAndGetPromotesBack) {
   auto store = Open(Options(/*ram_blocks=*/2));
   for (const char* key : {"k0", "k1", "k2"}) {
-    absl::StatusOr<Tier> tier = store->Put("ns", key, Value(key), /*durable=*/false);
+    absl::StatusOr<StorageTier> tier = store->Put("ns", key, Value(key), /*durable=*/false);
     ASSERT_TRUE(tier.ok()) << tier.status();
-    EXPECT_EQ(*tier, Tier::kRam);
+    EXPECT_EQ(*tier, StorageTier::kRam);
   }
   EXPECT_EQ(store->RamStats().evictions, 1u);
   EXPECT_EQ(store->DiskStats().blocks, 1u);  // k0, spilled
-  ExpectBlock(*store, "ns", "k0", Tier::kDisk);
+  ExpectBlock(*store, "ns", "k0", StorageTier::kDisk);
   // The promotion evicted k1 (least recently used), which spilled in turn.
-  ExpectBlock(*store, "ns", "k0", Tier::kRam);
-  ExpectBlock(*store, "ns", "k1", Tier::kDisk);
+  ExpectBlock(*store, "ns", "k0", StorageTier::kRam);
+  ExpectBlock(*store, "ns", "k1", StorageTier::kDisk);
   EXPECT_EQ(store->DiskStats().hits, 2u);
   EXPECT_LE(store->RamStats().bytes, store->RamStats().capacity_bytes);
 }
@@ -113,7 +113,7 @@ TEST_F(TieredStoreTest, LookupPrefixOfAPartlyStoredChain) {
   const std::vector<std::string> chain = {"c0", "c1", "c2", "c3", "c4"};
   const uint64_t disk_hits = store->DiskStats().hits;
   EXPECT_EQ(store->LookupPrefix("ns", chain),
-            (std::vector<Tier>{Tier::kDisk, Tier::kRam, Tier::kDisk}));
+            (std::vector<StorageTier>{StorageTier::kDisk, StorageTier::kRam, StorageTier::kDisk}));
   // No promotion, no value read.
   EXPECT_EQ(store->DiskStats().hits, disk_hits);
   EXPECT_EQ(store->LookupPrefix("ns", chain).size(), 3u);
@@ -132,8 +132,8 @@ TEST_F(TieredStoreTest, CapacityIsNeverExceeded) {
     const size_t size = kValueSize / 2 + (i * 7919) % kValueSize;
     ASSERT_TRUE(store->Put("ns", key, Value(key, size), i % 4 == 0).ok());
     if (i % 3 == 0) store->Get("ns", "key" + std::to_string(10 + i / 2)).status().IgnoreError();
-    const TierStats ram = store->RamStats();
-    const TierStats disk = store->DiskStats();
+    const StorageTierStats ram = store->RamStats();
+    const StorageTierStats disk = store->DiskStats();
     ASSERT_LE(ram.bytes, ram.capacity_bytes) << i;
     ASSERT_LE(disk.bytes, disk.capacity_bytes) << i;
   }
@@ -142,22 +142,22 @@ TEST_F(TieredStoreTest, CapacityIsNeverExceeded) {
 }
 
 TEST_F(TieredStoreTest, RestartKeepsDurableBlocksNamespacesAndDiskAccounting) {
-  TierStats disk_before;
+  StorageTierStats disk_before;
   {
     auto store = Open(Options(/*ram_blocks=*/8));
     for (int i = 0; i < 5; ++i) {
       const std::string key = "d" + std::to_string(i);
-      absl::StatusOr<Tier> tier = store->Put("durable-ns", key, Value(key), /*durable=*/true);
+      absl::StatusOr<StorageTier> tier = store->Put("durable-ns", key, Value(key), /*durable=*/true);
       ASSERT_TRUE(tier.ok()) << tier.status();
-      EXPECT_EQ(*tier, Tier::kDisk);
+      EXPECT_EQ(*tier, StorageTier::kDisk);
     }
     ASSERT_TRUE(store->Put("ram-ns", "r0", Value("r0"), /*durable=*/false).ok());
-    ExpectBlock(*store, "durable-ns", "d0", Tier::kRam);  // durable puts are cached in RAM too
+    ExpectBlock(*store, "durable-ns", "d0", StorageTier::kRam);  // durable puts are cached in RAM too
     disk_before = store->DiskStats();
   }
   auto store = Open(Options(/*ram_blocks=*/8));
   for (int i = 0; i < 5; ++i)
-    ExpectBlock(*store, "durable-ns", "d" + std::to_string(i), Tier::kDisk);
+    ExpectBlock(*store, "durable-ns", "d" + std::to_string(i), StorageTier::kDisk);
   EXPECT_TRUE(store->HasNamespace("durable-ns"));
   EXPECT_TRUE(store->HasNamespace("ram-ns"));
   EXPECT_FALSE(store->HasNamespace("never-used"));
@@ -184,11 +184,11 @@ TEST_F(TieredStoreTest, FlippedByteOnDiskIsDataLossThenNotFound) {
   }
   auto store = Open(Options(/*ram_blocks=*/8));
   EXPECT_EQ(store->LookupPrefix("ns", {"k0"}).size(), 1u);
-  Tier tier = Tier::kRam;
+  StorageTier tier = StorageTier::kRam;
   absl::Status status = store->Get("ns", "k0", &tier).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
   EXPECT_NE(status.message().find("deleted"), absl::string_view::npos) << status;
-  EXPECT_EQ(tier, Tier::kNone);
+  EXPECT_EQ(tier, StorageTier::kNone);
   EXPECT_EQ(store->Get("ns", "k0").status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(store->LookupPrefix("ns", {"k0"}).empty());
   EXPECT_EQ(store->DiskStats().corrupt_dropped, 1u);
@@ -200,11 +200,11 @@ TEST_F(TieredStoreTest, CorruptRamCopyIsDroppedAndTheDiskCopyServed) {
   auto bytes = std::make_shared<std::string>(Content("k0"));
   ASSERT_TRUE(store->Put("ns", "k0", bytes, /*durable=*/true).ok());  // disk + RAM
   (*bytes)[100] ^= 0x01;  // the RAM tier shares these bytes: a stand-in for memory corruption
-  Tier tier = Tier::kNone;
+  StorageTier tier = StorageTier::kNone;
   absl::StatusOr<BlockBytes> value = store->Get("ns", "k0", &tier);
   ASSERT_TRUE(value.ok()) << value.status();
   EXPECT_EQ(**value, Content("k0"));
-  EXPECT_EQ(tier, Tier::kDisk);
+  EXPECT_EQ(tier, StorageTier::kDisk);
   EXPECT_EQ(store->RamStats().corrupt_dropped, 1u);
 }
 
@@ -255,16 +255,16 @@ TEST_F(TieredStoreTest, DiskFullEvictsOldestWritesAndOversizedBlocksAreRejected)
   options.ram_capacity_bytes = 0;
   auto store = Open(options);
   for (const char* key : {"k0", "k1", "k2", "k3"}) {
-    absl::StatusOr<Tier> tier = store->Put("ns", key, Value(key), false);
+    absl::StatusOr<StorageTier> tier = store->Put("ns", key, Value(key), false);
     ASSERT_TRUE(tier.ok());
-    EXPECT_EQ(*tier, Tier::kDisk);
+    EXPECT_EQ(*tier, StorageTier::kDisk);
   }
   EXPECT_EQ(store->Get("ns", "k0").status().code(), absl::StatusCode::kNotFound);
-  ExpectBlock(*store, "ns", "k3", Tier::kDisk);
+  ExpectBlock(*store, "ns", "k3", StorageTier::kDisk);
   EXPECT_EQ(store->DiskStats().evictions, 1u);
-  absl::StatusOr<Tier> huge = store->Put("ns", "huge", Value("huge", 4 * kValueSize), true);
+  absl::StatusOr<StorageTier> huge = store->Put("ns", "huge", Value("huge", 4 * kValueSize), true);
   EXPECT_EQ(huge.status().code(), absl::StatusCode::kResourceExhausted) << huge.status();
-  ExpectBlock(*store, "ns", "k1", Tier::kDisk);
+  ExpectBlock(*store, "ns", "k1", StorageTier::kDisk);
 }
 
 TEST_F(TieredStoreTest, DurablePutWithoutDiskTierIsFailedPrecondition) {
@@ -284,7 +284,7 @@ TEST_F(TieredStoreTest, RamOnlyStoreDropsEvictionsAndRejectsOversizedBlocks) {
   for (const char* key : {"k0", "k1", "k2"})
     ASSERT_TRUE(store->Put("ns", key, Value(key), false).ok());
   EXPECT_EQ(store->Get("ns", "k0").status().code(), absl::StatusCode::kNotFound);
-  ExpectBlock(*store, "ns", "k2", Tier::kRam);
+  ExpectBlock(*store, "ns", "k2", StorageTier::kRam);
   EXPECT_EQ(store->Put("ns", "big", Value("big", 3 * kValueSize), false).status().code(),
             absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(store->DiskStats().capacity_bytes, 0u);
@@ -294,16 +294,16 @@ TEST_F(TieredStoreTest, RamOnlyStoreDropsEvictionsAndRejectsOversizedBlocks) {
 TEST_F(TieredStoreTest, BlockLargerThanARamShardGoesStraightToDisk) {
   auto store = Open(Options(/*ram_blocks=*/2));
   ASSERT_TRUE(store->Put("ns", "big", Value("big", 1 * kValueSize), false).ok());
-  absl::StatusOr<Tier> tier = store->Put("ns", "big", Value("big", 3 * kValueSize), false);
+  absl::StatusOr<StorageTier> tier = store->Put("ns", "big", Value("big", 3 * kValueSize), false);
   ASSERT_TRUE(tier.ok());
-  EXPECT_EQ(*tier, Tier::kDisk);
+  EXPECT_EQ(*tier, StorageTier::kDisk);
   EXPECT_EQ(store->RamStats().blocks, 0u);  // the smaller, older RAM copy is gone
-  Tier where = Tier::kNone;
+  StorageTier where = StorageTier::kNone;
   auto value = store->Get("ns", "big", &where);
   ASSERT_TRUE(value.ok());
   EXPECT_EQ(**value, Content("big", 3 * kValueSize));
-  EXPECT_EQ(where, Tier::kDisk);
-  EXPECT_EQ(store->LookupPrefix("ns", {"big"}), std::vector<Tier>{Tier::kDisk});
+  EXPECT_EQ(where, StorageTier::kDisk);
+  EXPECT_EQ(store->LookupPrefix("ns", {"big"}), std::vector<StorageTier>{StorageTier::kDisk});
 }
 
 TEST_F(TieredStoreTest, ReplacingADurableBlockInRamDoesNotResurrectTheOldValue) {
@@ -352,12 +352,12 @@ TEST_F(TieredStoreTest, FailedSpillLosesOnlyTheEvictedBlock) {
   ASSERT_TRUE(store->Put("ns", "k0", Value("k0"), false).ok());
   ASSERT_TRUE(store->Put("ns", "k1", Value("k1"), false).ok());
   faults->FailNext(FaultInjectingBlockStore::Op::kPut, absl::InternalError("injected I/O error"));
-  absl::StatusOr<Tier> tier = store->Put("ns", "k2", Value("k2"), false);
+  absl::StatusOr<StorageTier> tier = store->Put("ns", "k2", Value("k2"), false);
   ASSERT_TRUE(tier.ok()) << tier.status();  // k2 itself landed in RAM
   EXPECT_EQ(store->SpillFailures(), 1u);
   EXPECT_EQ(store->Get("ns", "k0").status().code(), absl::StatusCode::kNotFound);
-  ExpectBlock(*store, "ns", "k1", Tier::kRam);
-  ExpectBlock(*store, "ns", "k2", Tier::kRam);
+  ExpectBlock(*store, "ns", "k1", StorageTier::kRam);
+  ExpectBlock(*store, "ns", "k2", StorageTier::kRam);
 }
 
 TEST_F(TieredStoreTest, FailedDurablePutLeavesThePreviousValue) {
@@ -419,8 +419,8 @@ TEST_F(TieredStoreTest, ConcurrentPutsGetsAndDeletesStayConsistent) {
     });
   }
   for (std::thread& thread : threads) thread.join();
-  const TierStats ram = store->RamStats();
-  const TierStats disk = store->DiskStats();
+  const StorageTierStats ram = store->RamStats();
+  const StorageTierStats disk = store->DiskStats();
   EXPECT_LE(ram.bytes, ram.capacity_bytes);
   EXPECT_LE(disk.bytes, disk.capacity_bytes);
   EXPECT_EQ(ram.bytes, ram.blocks * RamCharge("ns", "t0-k00"));
