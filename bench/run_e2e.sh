@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end comparison on loopback: starts a kvpack server and a redis-server on free ports,
 # runs the same workload (bench/workload.h: same block bytes, count and concurrency) through
-# `kvpack bench` (codecs raw and int8, gets decoded on the server and, for int8, encoded for
-# local decode) and bench/redis_compare (SET/GET), at concurrency 1 and 8, and prints one
-# table with kvpack/Redis throughput ratios.
+# `kvpack bench` (codecs raw and int8; gets decoded on the server, and for int8 also fetched
+# encoded and decoded on the client inside the timed get) and bench/redis_compare (SET/GET),
+# at concurrency 1 and 8, and prints one table with kvpack/Redis throughput ratios.
 #
 #   bench/run_e2e.sh                       # 256 blocks of 32x8x128x16 bf16 (2 MiB each)
 #   BLOCKS=512 CONCURRENCY="1 4 8" bench/run_e2e.sh

@@ -23,7 +23,7 @@ int RunBench(GlobalFlags globals, const std::vector<std::string>& args) {
   uint32_t layers = 32, kv_heads = 8, head_dim = 128, tokens = 16;
   uint64_t seed = 1;
   std::string dtype = "bf16", codec, want_name = "decoded";
-  bool durable = false, keep = false, verify = true;
+  bool durable = false, keep = false, verify = true, decode_locally = true;
   FlagSet set(
       "kvpack [--server=H:P] [--namespace=NS] bench [--blocks=N] [--concurrency=C] "
       "[--codec=C] [--want=decoded|encoded] [--layers=L --kv_heads=H --head_dim=D --tokens=T "
@@ -44,7 +44,10 @@ int RunBench(GlobalFlags globals, const std::vector<std::string>& args) {
   set.Uint32("tokens", &tokens, "tokens per block");
   set.String("dtype", &dtype, "element type: bf16, fp16 or fp32");
   set.String("codec", &codec, "codec policy for the puts; empty = the server's default");
-  set.String("want", &want_name, "what gets ask for: decoded or encoded");
+  set.String("want", &want_name, "what each get asks for: decoded (the server decodes) or encoded (see --decode_locally)");
+  set.Bool("decode_locally", &decode_locally,
+           "with --want=encoded, decode each block on this machine inside the timed get "
+           "(DecodeLocally), so the get line measures raw tensors delivered");
   set.Bool("durable", &durable, "durable puts (acknowledged once on the disk tier)");
   set.Bool("verify", &verify,
            "check every block that comes back: its size, and with --codec=raw and "
@@ -82,9 +85,12 @@ int RunBench(GlobalFlags globals, const std::vector<std::string>& args) {
   const bench::BlockPool pool(layout, static_cast<uint32_t>(std::min<uint64_t>(distinct, blocks)),
                               seed);
   const uint64_t run_id = static_cast<uint64_t>(absl::GetCurrentTimeNanos());
-  std::printf("kvpack bench: %s, codec=%s, want=%s, %u streams, %u connections, server %s\n",
-              bench::DescribeBlocks(blocks, layout).c_str(), codec.empty() ? "(server default)" : codec.c_str(),
-              want_name.c_str(), concurrency, connections, globals.server.c_str());
+  std::printf("kvpack bench: %s, codec=%s, want=%s%s, %u streams, %u connections, server %s\n",
+              bench::DescribeBlocks(blocks, layout).c_str(),
+              codec.empty() ? "(server default)" : codec.c_str(), want_name.c_str(),
+              want == Want::kEncoded ? (decode_locally ? " (decoded locally)" : " (not decoded)")
+                                     : "",
+              concurrency, connections, globals.server.c_str());
 
   PutOptions put_options;
   put_options.codec = codec;
@@ -102,7 +108,9 @@ int RunBench(GlobalFlags globals, const std::vector<std::string>& args) {
   if (!put.ok()) return ReportError("bench", put.status());
   std::printf("%s\n", bench::FormatPhase("put", *put).c_str());
 
-  const bool compare_bytes = verify && want == Want::kDecoded && codec == "raw";
+  const bool local_decode = want == Want::kEncoded && decode_locally;
+  const bool compare_bytes =
+      verify && codec == "raw" && (want == Want::kDecoded || local_decode);
   absl::StatusOr<bench::PhaseStats> get = bench::RunPhase(
       blocks, concurrency, pool.block_bytes(), [&](uint64_t index, uint32_t) -> absl::Status {
         const std::string key = bench::WorkloadKey(run_id, index);
@@ -114,13 +122,21 @@ int RunBench(GlobalFlags globals, const std::vector<std::string>& args) {
           return absl::NotFoundError(absl::StrCat("block ", index, " was not found",
                                                   result.error.empty() ? "" : ": ", result.error));
         }
+        const std::string* raw = &result.bytes;
+        std::string decoded;
+        if (local_decode) {
+          absl::StatusOr<std::string> local = DecodeLocally(result);
+          if (!local.ok()) return local.status();
+          decoded = *std::move(local);
+          raw = &decoded;
+        }
         if (!verify) return absl::OkStatus();
-        if (want == Want::kDecoded && result.bytes.size() != pool.block_bytes()) {
+        if ((want == Want::kDecoded || local_decode) && raw->size() != pool.block_bytes()) {
           return absl::DataLossError(absl::StrCat("block ", index, " came back with ",
-                                                  result.bytes.size(), " bytes"));
+                                                  raw->size(), " bytes"));
         }
         if (compare_bytes &&
-            std::memcmp(result.bytes.data(), pool.Block(index).data(), pool.block_bytes()) != 0) {
+            std::memcmp(raw->data(), pool.Block(index).data(), pool.block_bytes()) != 0) {
           return absl::DataLossError(absl::StrCat("block ", index, " came back changed"));
         }
         return absl::OkStatus();

@@ -112,15 +112,19 @@ int RunPut(GlobalFlags globals, const std::vector<std::string>& args) {
 
 int RunGet(GlobalFlags globals, const std::vector<std::string>& args) {
   std::string key_hex, output, want_name = "decoded";
+  bool decode_locally = false;
   FlagSet set(
       "kvpack [--server=H:P] [--namespace=NS] get --key=HEX --output=FILE "
-      "[--want=decoded|encoded]",
+      "[--want=decoded|encoded [--decode_locally]]",
       "Fetches one block and writes it to FILE: the raw tensor (decoded on the server), or "
-      "with --want=encoded the stored encoded block (codec/FORMAT.md). Exits 1 when the key "
-      "is not stored.");
+      "with --want=encoded the stored encoded block (codec/FORMAT.md), or with --want=encoded "
+      "--decode_locally the raw tensor decoded on this machine. Exits 1 when the key is not "
+      "stored.");
   set.String("key", &key_hex, "block key as hex (required)");
   set.String("output", &output, "file to write the block's bytes to (required)");
   set.String("want", &want_name, "decoded (raw tensor bytes) or encoded (stored bytes)");
+  set.Bool("decode_locally", &decode_locally,
+           "with --want=encoded, decode the block here and write the raw tensor");
   AddGlobalFlags(&globals, &set);
   bool done = false;
   if (int code = ParseCommandLine(set, args, &done); done) return code;
@@ -149,10 +153,20 @@ int RunGet(GlobalFlags globals, const std::vector<std::string>& args) {
                                   "key ", key_hex, " is not stored in namespace '", globals.ns,
                                   "'", result.error.empty() ? "" : ": ", result.error)));
   }
-  if (absl::Status s = WriteFile(output, result.bytes); !s.ok()) return ReportError("get", s);
-  std::printf("fetched key=%s %s codec=%s tier=%s %s_bytes=%zu -> %s\n", key_hex.c_str(),
+  std::string decoded;
+  const std::string* bytes = &result.bytes;
+  if (decode_locally && result.encoding == Want::kEncoded) {
+    absl::StatusOr<std::string> local = DecodeLocally(result);
+    if (!local.ok()) return ReportError("get", local.status());
+    decoded = *std::move(local);
+    bytes = &decoded;
+  }
+  if (absl::Status s = WriteFile(output, *bytes); !s.ok()) return ReportError("get", s);
+  std::printf("fetched key=%s %s codec=%s tier=%s %s_bytes=%zu%s -> %s\n", key_hex.c_str(),
               result.layout.DebugString().c_str(), result.codec.c_str(), TierName(result.tier),
               result.encoding == Want::kEncoded ? "encoded" : "decoded", result.bytes.size(),
+              bytes == &decoded ? absl::StrCat(" decoded_locally_bytes=", decoded.size()).c_str()
+                                : "",
               output.c_str());
   return kExitOk;
 }
