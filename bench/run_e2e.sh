@@ -6,15 +6,19 @@
 # at concurrency 1 and 8, and prints one table with kvpack/Redis throughput ratios.
 #
 #   bench/run_e2e.sh                       # 256 blocks of 32x8x128x16 bf16 (2 MiB each)
-#   BLOCKS=512 CONCURRENCY="1 4 8" bench/run_e2e.sh
+#   BLOCKS=512 CONCURRENCY="1 4 8" REPEAT=5 bench/run_e2e.sh
 #
-# Environment: BLOCKS (default 256), CONCURRENCY (default "1 8"), KVPACK_SERVER_FLAGS (extra
-# server flags), BAZEL (default bazel). Builds with -c opt first.
+# Every configuration runs REPEAT times, the rounds interleaved so that a burst of load on a
+# shared machine hits all systems alike; the table shows the median of each column.
+#
+# Environment: BLOCKS (default 256), CONCURRENCY (default "1 8"), REPEAT (default 3),
+# KVPACK_SERVER_FLAGS (extra server flags), BAZEL (default bazel). Builds with -c opt first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BLOCKS=${BLOCKS:-256}
 CONCURRENCY=${CONCURRENCY:-"1 8"}
+REPEAT=${REPEAT:-3}
 BAZEL=${BAZEL:-bazel}
 KVPACK_SERVER_FLAGS=${KVPACK_SERVER_FLAGS:-}
 
@@ -74,28 +78,51 @@ record() {  # record SYSTEM CODEC WANT STREAMS < driver output
   echo "$1 $2 $3 $4 $put $get" >>"$ROWS"
 }
 
-for c in $CONCURRENCY; do
-  "$BIN/bench/redis_compare" --redis="127.0.0.1:$REDIS_PORT" --blocks="$BLOCKS" \
-    --concurrency="$c" | record redis - - "$c"
-  for run in "raw decoded" "int8 decoded" "int8 encoded"; do
-    set -- $run
-    "$BIN/client/kvpack" --server="127.0.0.1:$KVPACK_PORT" --namespace=e2e bench \
-      --blocks="$BLOCKS" --concurrency="$c" --codec="$1" --want="$2" | record kvpack "$1" "$2" "$c"
+for round in $(seq 1 "$REPEAT"); do
+  echo "round $round of $REPEAT" >&2
+  for c in $CONCURRENCY; do
+    "$BIN/bench/redis_compare" --redis="127.0.0.1:$REDIS_PORT" --blocks="$BLOCKS" \
+      --concurrency="$c" | record redis - - "$c"
+    for run in "raw decoded" "int8 decoded" "int8 encoded"; do
+      set -- $run
+      "$BIN/client/kvpack" --server="127.0.0.1:$KVPACK_PORT" --namespace=e2e bench \
+        --blocks="$BLOCKS" --concurrency="$c" --codec="$1" --want="$2" |
+        record kvpack "$1" "$2" "$c"
+    done
   done
 done
 
 echo
+echo "median of $REPEAT rounds; load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+echo
 awk '
-  { sys[NR]=$1; codec[NR]=$2; want[NR]=$3; c[NR]=$4
-    pg[NR]=$5; p50[NR]=$6; p99[NR]=$7; gg[NR]=$8; g50[NR]=$9; g99[NR]=$10
-    if ($1 == "redis") { rp[$4]=$5; rg[$4]=$8 } }
+  function median(list,    n, v, i, j, t) {
+    n = split(list, v, " ")
+    for (i = 2; i <= n; i++) {  # insertion sort; n is small
+      t = v[i] + 0
+      for (j = i - 1; j >= 1 && v[j] + 0 > t; j--) v[j + 1] = v[j]
+      v[j + 1] = t
+    }
+    return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+  }
+  {
+    id = $1 " " $2 " " $3 " " $4
+    if (!(id in seen)) { seen[id] = 1; order[++rows] = id }
+    for (f = 5; f <= 10; f++) values[id, f] = values[id, f] " " $f
+  }
   END {
+    for (r = 1; r <= rows; r++)
+      for (f = 5; f <= 10; f++) med[order[r], f] = median(values[order[r], f])
     printf "| system | codec | get | streams | put GB/s | put p50 ms | put p99 ms | get GB/s | get p50 ms | get p99 ms | put vs Redis | get vs Redis |\n"
     printf "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-    for (i = 1; i <= NR; i++) {
-      pr = (rp[c[i]] > 0) ? sprintf("%.2fx", pg[i] / rp[c[i]]) : "-"
-      gr = (rg[c[i]] > 0) ? sprintf("%.2fx", gg[i] / rg[c[i]]) : "-"
+    for (r = 1; r <= rows; r++) {
+      id = order[r]
+      split(id, k, " ")
+      redis = "redis - - " k[4]
+      pr = (med[redis, 5] > 0) ? sprintf("%.2fx", med[id, 5] / med[redis, 5]) : "-"
+      gr = (med[redis, 8] > 0) ? sprintf("%.2fx", med[id, 8] / med[redis, 8]) : "-"
       printf "| %s | %s | %s | %d | %.3f | %.2f | %.2f | %.3f | %.2f | %.2f | %s | %s |\n",
-        sys[i], codec[i], want[i], c[i], pg[i], p50[i], p99[i], gg[i], g50[i], g99[i], pr, gr
+        k[1], k[2], k[3], k[4], med[id, 5], med[id, 6], med[id, 7], med[id, 8], med[id, 9],
+        med[id, 10], pr, gr
     }
   }' "$ROWS"
