@@ -68,15 +68,12 @@ absl::Status TurboCodec::Encode(const SegmentShape& shape, const SegmentContext&
   uint16_t g[32];
   for (uint64_t v = 0; v < n; ++v) {
     LoadElements(shape.dtype, raw.data() + v * d * elem, d, x);
-    if (!AllFinite(x, d)) {
-      return absl::InvalidArgumentError(absl::StrCat(name(), ": non-finite value in vector ", v,
-                                                     " (token ", v / shape.kv_heads, ", head ",
-                                                     v % shape.kv_heads, ")"));
-    }
-    if (!TurboEncodeVector(plan, x, scratch, g, packed + v * plan.packed_bytes)) {
+    const TurboEncodeResult r = TurboEncodeVector(plan, x, scratch, g, packed + v * plan.packed_bytes);
+    if (r != TurboEncodeResult::kOk) {
       return absl::InvalidArgumentError(absl::StrCat(
           name(), ": vector ", v, " (token ", v / shape.kv_heads, ", head ", v % shape.kv_heads,
-          ") has a norm too large for its fp16 scale"));
+          r == TurboEncodeResult::kNonFinite ? ") holds a non-finite value"
+                                             : ") has a norm too large for its fp16 scale"));
     }
     for (size_t c = 0; c < chunks; ++c) StoreLE16(g_out + 2 * (v * chunks + c), g[c]);
   }

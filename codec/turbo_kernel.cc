@@ -15,6 +15,13 @@ namespace {
 struct QuantTables {
   int count = 0;
   __m256 boundary[15];
+  // Binary-search tables: level tables hold, for each possible prefix of the index, the
+  // boundary that decides the next bit.
+  __m256 level1;      // β at the middle (index bit b−1)
+  __m256 level2_lo;   // b >= 2: the boundary deciding bit b−2 when bit b−1 is 0
+  __m256 level2_hi;   //         ... when it is 1
+  __m256 level3;      // b >= 3: indexed by the top two bits
+  __m256 level4;      // b == 4: permute table indexed by idx >> 1
   __m256 centroid_lo;  // γ_0..γ_7 (levels beyond 2^b unused)
   __m256 centroid_hi;  // γ_8..γ_15 for b = 4
 };
@@ -30,6 +37,30 @@ QuantTables MakeTables(int bits) {
   for (size_t j = 0; j < book.centroids.size(); ++j) (j < 8 ? lo[j] : hi[j - 8]) = book.centroids[j];
   t.centroid_lo = _mm256_loadu_ps(lo);
   t.centroid_hi = _mm256_loadu_ps(hi);
+  // Binary search over the 2^b − 1 sorted boundaries β_0..β_{L−2} (L = 2^b): the index is
+  // built from its top bit down; with prefix p of the top k bits fixed, the next bit is
+  // t > β[(2p + 1)·2^(b−k−1) − 1]. Strict comparisons throughout, so the result equals
+  // #{j : t > β_j} exactly (the boundaries are strictly increasing).
+  const std::vector<float>& b = book.boundaries;
+  const int levels = 1 << bits;
+  auto beta = [&](int prefix, int known_bits) {
+    return b[(2 * prefix + 1) * (levels >> (known_bits + 1)) - 1];
+  };
+  t.level1 = _mm256_set1_ps(beta(0, 0));
+  if (bits >= 2) {
+    t.level2_lo = _mm256_set1_ps(beta(0, 1));
+    t.level2_hi = _mm256_set1_ps(beta(1, 1));
+  }
+  if (bits >= 3) {
+    float l3[8] = {0};
+    for (int p = 0; p < 4; ++p) l3[p] = beta(p, 2);
+    t.level3 = _mm256_loadu_ps(l3);
+  }
+  if (bits >= 4) {
+    float l4[8] = {0};
+    for (int p = 0; p < 8; ++p) l4[p] = beta(p, 3);
+    t.level4 = _mm256_loadu_ps(l4);
+  }
   return t;
 }
 
@@ -47,6 +78,27 @@ inline __m256i QuantizeLanes(const QuantTables& q, __m256 t) {
   for (int j = 0; j < q.count; ++j) {
     // cmp yields all-ones (−1) where t > β_j; subtracting it counts.
     idx = _mm256_sub_epi32(idx, _mm256_castps_si256(_mm256_cmp_ps(t, q.boundary[j], _CMP_GT_OQ)));
+  }
+  return idx;
+}
+
+// The same index as QuantizeLanes by binary search: one compare per bit.
+template <int kBits>
+inline __m256i QuantizeLanesBinary(const QuantTables& q, __m256 t) {
+  auto gt = [](__m256 a, __m256 b) { return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_GT_OQ)); };
+  __m256i m = gt(t, q.level1);
+  __m256i idx = _mm256_and_si256(m, _mm256_set1_epi32(1 << (kBits - 1)));
+  if (kBits >= 2) {
+    const __m256 b2 = _mm256_blendv_ps(q.level2_lo, q.level2_hi, _mm256_castsi256_ps(m));
+    idx = _mm256_or_si256(idx, _mm256_and_si256(gt(t, b2), _mm256_set1_epi32(1 << (kBits - 2))));
+  }
+  if (kBits >= 3) {
+    const __m256 b3 = _mm256_permutevar8x32_ps(q.level3, _mm256_srli_epi32(idx, kBits - 2));
+    idx = _mm256_or_si256(idx, _mm256_and_si256(gt(t, b3), _mm256_set1_epi32(1 << (kBits - 3))));
+  }
+  if (kBits >= 4) {
+    const __m256 b4 = _mm256_permutevar8x32_ps(q.level4, _mm256_srli_epi32(idx, 1));
+    idx = _mm256_or_si256(idx, _mm256_and_si256(gt(t, b4), _mm256_set1_epi32(1)));
   }
   return idx;
 }
@@ -126,6 +178,125 @@ void ScalarPack(int bits, const uint8_t* idx, uint32_t D, uint8_t* out) {
         break;
       default: out[i / 2] |= static_cast<uint8_t>(v << (4 * (i % 2))); break;
     }
+  }
+}
+
+// In-register variants for D = 8·R, R >= 4: the rotation, quantization and dequantization
+// of one chunk with every value held in ymm registers (fully unrolled for fixed R). Each
+// element sees exactly the operations of the memory-based path, in the same order, so the
+// bytes are identical.
+inline __m256 InLaneStages(__m256 v) {
+  const __m256 neg1 = _mm256_castsi256_ps(_mm256_setr_epi32(0, INT32_MIN, 0, INT32_MIN, 0,
+                                                            INT32_MIN, 0, INT32_MIN));
+  const __m256 neg2 = _mm256_castsi256_ps(_mm256_setr_epi32(0, 0, INT32_MIN, INT32_MIN, 0, 0,
+                                                            INT32_MIN, INT32_MIN));
+  const __m256 neg4 = _mm256_castsi256_ps(_mm256_setr_epi32(0, 0, 0, 0, INT32_MIN, INT32_MIN,
+                                                            INT32_MIN, INT32_MIN));
+  v = _mm256_add_ps(_mm256_permute_ps(v, 0xB1), _mm256_xor_ps(v, neg1));
+  v = _mm256_add_ps(_mm256_permute_ps(v, 0x4E), _mm256_xor_ps(v, neg2));
+  v = _mm256_add_ps(_mm256_permute2f128_ps(v, v, 0x01), _mm256_xor_ps(v, neg4));
+  return v;
+}
+
+template <int R>
+inline void RegisterWalshHadamard(__m256* v) {
+  for (int r = 0; r < R; ++r) v[r] = InLaneStages(v[r]);
+  for (int h = 1; h < R; h *= 2) {
+    for (int i = 0; i < R; i += 2 * h) {
+      for (int j = i; j < i + h; ++j) {
+        const __m256 a = v[j], b = v[j + h];
+        v[j] = _mm256_add_ps(a, b);
+        v[j + h] = _mm256_sub_ps(a, b);
+      }
+    }
+  }
+}
+
+template <int R, int kBits>
+TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, const float* z, uint16_t* g,
+                          uint8_t* packed) {
+  constexpr int bits = kBits;
+  constexpr uint32_t D = 8 * R;
+  __m256 v[R];
+  __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+  for (int r = 0; r < R; ++r) {
+    v[r] = _mm256_loadu_ps(z + 8 * r);
+    const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v[r]));
+    const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v[r], 1));
+    acc0 = _mm256_fmadd_pd(lo, lo, acc0);
+    acc1 = _mm256_fmadd_pd(hi, hi, acc1);
+  }
+  double parts[4];
+  _mm256_storeu_pd(parts, _mm256_add_pd(acc0, acc1));
+  const double sumsq = (parts[0] + parts[1]) + (parts[2] + parts[3]);
+  // Finite floats cannot overflow a double sum of D squares: a non-finite sum means a
+  // non-finite input, which replaces a separate scan of the input.
+  if (!std::isfinite(sumsq)) return TurboEncodeResult::kNonFinite;
+  const float norm = std::sqrt(static_cast<float>(sumsq));
+  const float* s1 = reinterpret_cast<const float*>(signs.s1_xor.data());
+  const float* s2 = reinterpret_cast<const float*>(signs.s2_xor.data());
+  for (int r = 0; r < R; ++r) v[r] = _mm256_xor_ps(v[r], _mm256_loadu_ps(s1 + 8 * r));
+  RegisterWalshHadamard<R>(v);
+  const __m256 scale = _mm256_set1_ps(HadamardScale(D));
+  const float k = norm == 0.0f ? 0.0f : std::sqrt(static_cast<float>(D)) / norm;
+  const __m256 kv = _mm256_set1_ps(k);
+  const QuantTables& q = Tables(bits);
+  alignas(32) uint8_t idx[D];
+  __m256d e0 = _mm256_setzero_pd(), e1 = _mm256_setzero_pd();
+  for (int r = 0; r < R; r += 4) {
+    __m256i lanes[4];
+    for (int u = 0; u < 4; ++u) {
+      const __m256 y = _mm256_xor_ps(_mm256_mul_ps(v[r + u], scale), _mm256_loadu_ps(s2 + 8 * (r + u)));
+      lanes[u] = QuantizeLanesBinary<kBits>(q, _mm256_mul_ps(y, kv));
+      const __m256 c = LookupCentroids(q, bits, lanes[u]);
+      const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(c));
+      const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(c, 1));
+      e0 = _mm256_fmadd_pd(lo, lo, e0);
+      e1 = _mm256_fmadd_pd(hi, hi, e1);
+    }
+    _mm256_store_si256(reinterpret_cast<__m256i*>(idx + 8 * r),
+                       NarrowToBytes(lanes[0], lanes[1], lanes[2], lanes[3]));
+  }
+  if (norm == 0.0f) {
+    *g = 0;
+  } else {
+    _mm256_storeu_pd(parts, _mm256_add_pd(e0, e1));
+    const double energy = (parts[0] + parts[1]) + (parts[2] + parts[3]);
+    *g = FloatToHalf(norm / std::sqrt(static_cast<float>(energy)));
+    if ((*g & 0x7c00u) == 0x7c00u) return TurboEncodeResult::kScaleOverflow;
+  }
+  TurboPack(bits, idx, D, packed);
+  return TurboEncodeResult::kOk;
+}
+
+template <int R>
+TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, int bits, const float* z,
+                                       uint16_t* g, uint8_t* packed) {
+  switch (bits) {
+    case 1: return EncodeChunkRegisters<R, 1>(signs, z, g, packed);
+    case 2: return EncodeChunkRegisters<R, 2>(signs, z, g, packed);
+    case 3: return EncodeChunkRegisters<R, 3>(signs, z, g, packed);
+    default: return EncodeChunkRegisters<R, 4>(signs, z, g, packed);
+  }
+}
+
+template <int R>
+void DecodeChunkRegisters(const HadamardSigns& signs, int bits, const uint8_t* packed, float g,
+                          float* out) {
+  constexpr uint32_t D = 8 * R;
+  const QuantTables& q = Tables(bits);
+  const __m256 gv = _mm256_set1_ps(g);
+  const float* s1 = reinterpret_cast<const float*>(signs.s1_xor.data());
+  const float* s2 = reinterpret_cast<const float*>(signs.s2_xor.data());
+  __m256 v[R];
+  for (int r = 0; r < R; ++r) {
+    const __m256i idx = UnpackEight(bits, packed, D, r);
+    v[r] = _mm256_xor_ps(_mm256_mul_ps(LookupCentroids(q, bits, idx), gv), _mm256_loadu_ps(s2 + 8 * r));
+  }
+  RegisterWalshHadamard<R>(v);
+  const __m256 scale = _mm256_set1_ps(HadamardScale(D));
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_ps(out + 8 * r, _mm256_xor_ps(_mm256_mul_ps(v[r], scale), _mm256_loadu_ps(s1 + 8 * r)));
   }
 }
 
@@ -245,9 +416,19 @@ void TurboDequantizeChunk(int bits, const uint8_t* packed, uint32_t D, float sca
   }
 }
 
-bool TurboEncodeChunk(const HadamardSigns& signs, int bits, const float* z, float* scratch,
+TurboEncodeResult TurboEncodeChunk(const HadamardSigns& signs, int bits, const float* z, float* scratch,
                       uint16_t* g, uint8_t* packed) {
   const uint32_t D = signs.size;
+  switch (D) {
+    case 32: return EncodeChunkRegisters<4>(signs, bits, z, g, packed);
+    case 64: return EncodeChunkRegisters<8>(signs, bits, z, g, packed);
+    case 128: return EncodeChunkRegisters<16>(signs, bits, z, g, packed);
+    case 256: return EncodeChunkRegisters<32>(signs, bits, z, g, packed);
+    default: break;
+  }
+  for (uint32_t i = 0; i < D; ++i) {
+    if (!std::isfinite(z[i])) return TurboEncodeResult::kNonFinite;
+  }
   const float norm = TurboChunkNorm(z, D);
   uint8_t idx[kMaxTurboChunk];
   TurboQuantizeChunk(signs, bits, z, norm, scratch, idx);
@@ -256,14 +437,21 @@ bool TurboEncodeChunk(const HadamardSigns& signs, int bits, const float* z, floa
   } else {
     const float c = std::sqrt(static_cast<float>(TurboCentroidEnergy(bits, idx, D)));
     *g = FloatToHalf(norm / c);
-    if ((*g & 0x7c00u) == 0x7c00u) return false;
+    if ((*g & 0x7c00u) == 0x7c00u) return TurboEncodeResult::kScaleOverflow;
   }
   TurboPack(bits, idx, D, packed);
-  return true;
+  return TurboEncodeResult::kOk;
 }
 
 void TurboDecodeChunk(const HadamardSigns& signs, int bits, const uint8_t* packed, float g,
                       float* out) {
+  switch (signs.size) {
+    case 32: return DecodeChunkRegisters<4>(signs, bits, packed, g, out);
+    case 64: return DecodeChunkRegisters<8>(signs, bits, packed, g, out);
+    case 128: return DecodeChunkRegisters<16>(signs, bits, packed, g, out);
+    case 256: return DecodeChunkRegisters<32>(signs, bits, packed, g, out);
+    default: break;
+  }
   TurboDequantizeChunk(bits, packed, signs.size, g, out);
   HadamardUnrotate(signs, out, out);
 }
@@ -285,16 +473,15 @@ void SeedTurboChunks(uint64_t segment_seed, TurboChunkPlan* plan) {
   }
 }
 
-bool TurboEncodeVector(const TurboChunkPlan& plan, const float* x, float* scratch, uint16_t* g,
-                       uint8_t* packed) {
+TurboEncodeResult TurboEncodeVector(const TurboChunkPlan& plan, const float* x, float* scratch,
+                                    uint16_t* g, uint8_t* packed) {
   for (size_t c = 0; c < plan.sizes.size(); ++c) {
-    if (!TurboEncodeChunk(plan.signs[c], plan.bits[c], x + plan.offsets[c], scratch, &g[c],
-                          packed)) {
-      return false;
-    }
+    const TurboEncodeResult r =
+        TurboEncodeChunk(plan.signs[c], plan.bits[c], x + plan.offsets[c], scratch, &g[c], packed);
+    if (r != TurboEncodeResult::kOk) return r;
     packed += TurboPackedBytes(plan.sizes[c], plan.bits[c]);
   }
-  return true;
+  return TurboEncodeResult::kOk;
 }
 
 void TurboDecodeVector(const TurboChunkPlan& plan, const float* g, const uint8_t* packed,

@@ -47,10 +47,13 @@ void TurboUnpack(int bits, const uint8_t* packed, uint32_t D, uint8_t* idx);
 // Writes y_i = γ_{index_i} · scale for the D indices packed in `packed`.
 void TurboDequantizeChunk(int bits, const uint8_t* packed, uint32_t D, float scale, float* y);
 
+// Outcome of encoding a chunk or vector; anything but kOk is an InvalidArgument for the caller.
+enum class TurboEncodeResult { kOk, kNonFinite, kScaleOverflow };
+
 // The whole MSE chunk encode (steps 1–4): writes the fp16 norm-corrected scale to *g and the
-// packed indices to `packed`. `scratch` holds 2·D floats. Returns false when g overflows
-// fp16 (the caller reports InvalidArgument).
-bool TurboEncodeChunk(const HadamardSigns& signs, int bits, const float* z, float* scratch,
+// packed indices to `packed`. `scratch` holds 2·D floats. kNonFinite when z holds an Inf or
+// NaN, kScaleOverflow when g overflows fp16.
+TurboEncodeResult TurboEncodeChunk(const HadamardSigns& signs, int bits, const float* z, float* scratch,
                       uint16_t* g, uint8_t* packed);
 
 // The MSE chunk decode: z = unrotate(γ_index · g), D floats to `out`.
@@ -75,9 +78,9 @@ void AppendTurboChunks(uint32_t d, int bits, TurboChunkPlan* plan);
 void SeedTurboChunks(uint64_t segment_seed, TurboChunkPlan* plan);
 
 // Encodes one vector x[0..plan.elements): g[c] and the packed indices of every chunk, back to
-// back, into packed[0..plan.packed_bytes). `scratch` holds 2·kMaxTurboChunk floats. Returns
-// false when a chunk's g overflows fp16.
-bool TurboEncodeVector(const TurboChunkPlan& plan, const float* x, float* scratch, uint16_t* g,
+// back, into packed[0..plan.packed_bytes). `scratch` holds 2·kMaxTurboChunk floats. Stops at
+// the first chunk that does not give kOk and returns its result.
+TurboEncodeResult TurboEncodeVector(const TurboChunkPlan& plan, const float* x, float* scratch, uint16_t* g,
                        uint8_t* packed);
 // Decodes one vector into x[0..plan.elements) from the fp16 scales g[c] (as floats) and the
 // packed indices.
