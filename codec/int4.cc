@@ -1,5 +1,7 @@
 #include "codec/int4.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -39,6 +41,30 @@ inline uint8_t Quantize(float x, float m, float inv) {
   return static_cast<uint8_t>((y - t) >= 0.5f ? t + 1.0f : t);
 }
 
+// Quantize for eight lanes, the same arithmetic: clamp((x − m)·inv) to [0, 15], then add 1
+// to the truncation when the (exact) fraction is at least 0.5.
+inline __m256i QuantizeEight(__m256 x, __m256 m, __m256 inv) {
+  __m256 y = _mm256_mul_ps(_mm256_sub_ps(x, m), inv);
+  y = _mm256_min_ps(_mm256_max_ps(y, _mm256_setzero_ps()), _mm256_set1_ps(15.0f));
+  const __m256 t = _mm256_round_ps(y, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 up = _mm256_cmp_ps(_mm256_sub_ps(y, t), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+  const __m256 r = _mm256_add_ps(t, _mm256_and_ps(up, _mm256_set1_ps(1.0f)));
+  return _mm256_cvttps_epi32(r);
+}
+
+// Quantizes n (a multiple of 8) elements into bytes q.
+inline void QuantizeRun(const float* x, const float* m, const float* inv, uint32_t n, uint8_t* q) {
+  for (uint32_t i = 0; i < n; i += 8) {
+    const __m256i v = QuantizeEight(_mm256_loadu_ps(x + i), _mm256_loadu_ps(m + i),
+                                    _mm256_loadu_ps(inv + i));
+    const __m256i p = _mm256_packus_epi16(_mm256_packus_epi32(v, v), _mm256_setzero_si256());
+    const uint32_t lo = static_cast<uint32_t>(_mm256_extract_epi32(p, 0));
+    const uint32_t hi = static_cast<uint32_t>(_mm256_extract_epi32(p, 4));
+    std::memcpy(q + i, &lo, 4);
+    std::memcpy(q + i + 4, &hi, 4);
+  }
+}
+
 inline void PutNibble(uint8_t* nibbles, uint64_t e, uint8_t q) {
   nibbles[e / 2] |= static_cast<uint8_t>(q << (4 * (e % 2)));
 }
@@ -72,9 +98,24 @@ absl::Status EncodeValues(const SegmentShape& shape, const uint8_t* raw, uint8_t
     for (uint32_t g = 0; g < gpv; ++g) {
       const uint32_t start = g * kGroup, end = std::min(d, start + kGroup);
       float lo = x[start], hi = x[start];
-      for (uint32_t i = start; i < end; ++i) {
-        lo = std::min(lo, x[i]);
-        hi = std::max(hi, x[i]);
+      if (end - start == kGroup) {
+        __m256 vlo = _mm256_loadu_ps(x + start), vhi = vlo;
+        for (uint32_t i = start + 8; i < end; i += 8) {
+          vlo = _mm256_min_ps(vlo, _mm256_loadu_ps(x + i));
+          vhi = _mm256_max_ps(vhi, _mm256_loadu_ps(x + i));
+        }
+        alignas(32) float l8[8], h8[8];
+        _mm256_store_ps(l8, vlo);
+        _mm256_store_ps(h8, vhi);
+        for (int k = 0; k < 8; ++k) {
+          lo = std::min(lo, l8[k]);
+          hi = std::max(hi, h8[k]);
+        }
+      } else {
+        for (uint32_t i = start; i < end; ++i) {
+          lo = std::min(lo, x[i]);
+          hi = std::max(hi, x[i]);
+        }
       }
       uint16_t s_half, m_half;
       if (!GroupParams(lo, hi, &s_half, &m_half)) return Overflow(v * gpv + g);
@@ -85,11 +126,30 @@ absl::Status EncodeValues(const SegmentShape& shape, const uint8_t* raw, uint8_t
         std::memset(q + start, 0, end - start);
       } else {
         const float inv = 1.0f / s;
-        for (uint32_t i = start; i < end; ++i) q[i] = Quantize(x[i], m, inv);
+        uint32_t i = start;
+        if (end - start == kGroup) {
+          const __m256 mv = _mm256_set1_ps(m), iv = _mm256_set1_ps(inv);
+          for (; i < end; i += 8) {
+            const __m256i v = QuantizeEight(_mm256_loadu_ps(x + i), mv, iv);
+            const __m256i p = _mm256_packus_epi16(_mm256_packus_epi32(v, v), _mm256_setzero_si256());
+            const uint32_t lo8 = static_cast<uint32_t>(_mm256_extract_epi32(p, 0));
+            const uint32_t hi8 = static_cast<uint32_t>(_mm256_extract_epi32(p, 4));
+            std::memcpy(q + i, &lo8, 4);
+            std::memcpy(q + i + 4, &hi8, 4);
+          }
+        }
+        for (; i < end; ++i) q[i] = Quantize(x[i], m, inv);
       }
     }
     const uint64_t base = v * d;
-    for (uint32_t i = 0; i < d; ++i) PutNibble(nibbles, base + i, q[i]);
+    if (base % 2 == 0 && d % 2 == 0) {
+      uint8_t* dst = nibbles + base / 2;
+      for (uint32_t i = 0; i < d / 2; ++i) {
+        dst[i] = static_cast<uint8_t>(q[2 * i] | (q[2 * i + 1] << 4));
+      }
+    } else {
+      for (uint32_t i = 0; i < d; ++i) PutNibble(nibbles, base + i, q[i]);
+    }
   }
   return absl::OkStatus();
 }
@@ -101,6 +161,7 @@ absl::Status EncodeKeys(const SegmentShape& shape, const uint8_t* raw, uint8_t* 
   uint8_t* nibbles = out + 4 * GroupCount(shape);
   std::vector<float> x(size_t{kGroup} * row);
   std::vector<float> lo(row), hi(row), m(row), inv(row), s(row);
+  std::vector<uint8_t> qrow(row);
   for (uint32_t t0 = 0, tg = 0; t0 < shape.tokens; t0 += kGroup, ++tg) {
     const uint32_t count = std::min(kGroup, shape.tokens - t0);
     LoadElements(shape.dtype, raw + uint64_t{t0} * row * elem, size_t{count} * row, x.data());
@@ -132,16 +193,17 @@ absl::Status EncodeKeys(const SegmentShape& shape, const uint8_t* raw, uint8_t* 
     for (uint32_t t = 0; t < count; ++t) {
       const float* xt = &x[size_t{t} * row];
       const uint64_t base = uint64_t{t0 + t} * row;
-      for (uint32_t c = 0; c < row; c += 2) {
-        // inv == 0 exactly when s == 0, where FORMAT.md sets q = 0; Quantize gives 0 then.
-        const uint8_t q0 = Quantize(xt[c], m[c], inv[c]);
-        const uint8_t q1 = c + 1 < row ? Quantize(xt[c + 1], m[c + 1], inv[c + 1]) : 0;
-        if ((base + c) % 2 == 0) {
-          nibbles[(base + c) / 2] = static_cast<uint8_t>(q0 | (q1 << 4));
-        } else {
-          PutNibble(nibbles, base + c, q0);
-          if (c + 1 < row) PutNibble(nibbles, base + c + 1, q1);
+      // inv == 0 exactly when s == 0, where FORMAT.md sets q = 0; Quantize gives 0 then.
+      const uint32_t vec = row & ~7u;
+      QuantizeRun(xt, m.data(), inv.data(), vec, qrow.data());
+      for (uint32_t c = vec; c < row; ++c) qrow[c] = Quantize(xt[c], m[c], inv[c]);
+      if (base % 2 == 0 && row % 2 == 0) {
+        uint8_t* dst = nibbles + base / 2;
+        for (uint32_t c = 0; c < row / 2; ++c) {
+          dst[c] = static_cast<uint8_t>(qrow[2 * c] | (qrow[2 * c + 1] << 4));
         }
+      } else {
+        for (uint32_t c = 0; c < row; ++c) PutNibble(nibbles, base + c, qrow[c]);
       }
     }
   }
@@ -194,17 +256,48 @@ absl::Status Int4Codec::Decode(const SegmentShape& shape, absl::Span<const uint8
   const uint8_t* nibbles = params + 4 * groups;
   const uint32_t d = shape.head_dim, heads = shape.kv_heads;
   const size_t elem = DTypeSize(shape.dtype);
+  const uint32_t gpv = (d + kGroup - 1) / kGroup;
+  const uint32_t row = heads * d;
+  // Per-element scale and minimum of the current vector (values) or token group (keys).
+  std::vector<float> sf(shape.is_key ? row : d), mf(shape.is_key ? row : d);
   float x[kMaxHeadDim];
   for (uint64_t v = 0; v < shape.Vectors(); ++v) {
     const uint64_t token = v / heads, head = v % heads;
-    for (uint32_t i = 0; i < d; ++i) {
-      const uint64_t g = shape.is_key
-                             ? (token / kGroup) * heads * d + head * d + i
-                             : v * ((d + kGroup - 1) / kGroup) + i / kGroup;
-      const float s = HalfToFloat(LoadLE16(params + 4 * g));
-      const float m = HalfToFloat(LoadLE16(params + 4 * g + 2));
-      const float q = static_cast<float>(GetNibble(nibbles, v * d + i));
-      x[i] = m + q * s;
+    if (shape.is_key && head == 0 && token % kGroup == 0) {
+      const uint64_t g0 = (token / kGroup) * row;
+      for (uint32_t c = 0; c < row; ++c) {
+        sf[c] = HalfToFloat(LoadLE16(params + 4 * (g0 + c)));
+        mf[c] = HalfToFloat(LoadLE16(params + 4 * (g0 + c) + 2));
+      }
+    }
+    if (!shape.is_key) {
+      for (uint32_t g = 0; g < gpv; ++g) {
+        const float s = HalfToFloat(LoadLE16(params + 4 * (v * gpv + g)));
+        const float m = HalfToFloat(LoadLE16(params + 4 * (v * gpv + g) + 2));
+        for (uint32_t i = g * kGroup; i < std::min(d, (g + 1) * kGroup); ++i) {
+          sf[i] = s;
+          mf[i] = m;
+        }
+      }
+    }
+    const float* s = shape.is_key ? &sf[head * d] : sf.data();
+    const float* m = shape.is_key ? &mf[head * d] : mf.data();
+    const uint64_t base = v * d;
+    uint32_t i = 0;
+    if (base % 2 == 0) {
+      const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+      for (; i + 8 <= d; i += 8) {
+        uint32_t w;
+        std::memcpy(&w, nibbles + (base + i) / 2, 4);
+        const __m256i q = _mm256_and_si256(
+            _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)), shifts), _mm256_set1_epi32(15));
+        // m + q·s: a rounded multiply, then a rounded add (no FMA), as FORMAT.md says.
+        const __m256 prod = _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_loadu_ps(s + i));
+        _mm256_storeu_ps(x + i, _mm256_add_ps(_mm256_loadu_ps(m + i), prod));
+      }
+    }
+    for (; i < d; ++i) {
+      x[i] = m[i] + static_cast<float>(GetNibble(nibbles, base + i)) * s[i];
     }
     StoreElements(shape.dtype, x, d, raw.data() + v * d * elem);
   }

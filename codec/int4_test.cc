@@ -72,6 +72,30 @@ TEST(Int4Test, BytesMatchTheFormatForKeysAndValues) {
   }
 }
 
+TEST(Int4Test, DecodeIsMinimumPlusCodeTimesScale) {
+  const Int4Codec codec;
+  for (bool key : {false, true}) {
+    for (uint32_t d : {7u, 64u, 80u}) {
+      const SegmentShape shape = Shape(45, 3, d, DType::kFloat32, key);
+      const std::vector<float> x = Gaussian(shape.Elements(), d, 2.0f);
+      const std::vector<uint8_t> enc = EncodeOk(codec, shape, AsBytes(x, shape.dtype));
+      const std::vector<float> y = RoundTrip(codec, shape, x);
+      const uint64_t groups = (enc.size() - (shape.Elements() + 1) / 2) / 4;
+      for (uint64_t e = 0; e < shape.Elements(); ++e) {
+        const uint64_t v = e / d, i = e % d, t = v / 3, h = v % 3;
+        const uint64_t g = key ? (t / 32) * 3 * d + h * d + i : v * ((d + 31) / 32) + i / 32;
+        ASSERT_LT(g, groups);
+        uint16_t s, m;
+        std::memcpy(&s, &enc[4 * g], 2);
+        std::memcpy(&m, &enc[4 * g + 2], 2);
+        const int q = (enc[4 * groups + e / 2] >> (4 * (e % 2))) & 15;
+        volatile float prod = static_cast<float>(q) * HalfToFloat(s);
+        ASSERT_EQ(y[e], HalfToFloat(m) + prod) << "key=" << key << " d=" << d << " e=" << e;
+      }
+    }
+  }
+}
+
 TEST(Int4Test, StoredSizeFollowsTheFormat) {
   const Int4Codec codec;
   EXPECT_EQ(codec.EncodedSize(Shape(64, 8, 128, DType::kBFloat16, false)),
