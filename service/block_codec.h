@@ -27,16 +27,26 @@ class BlockCodec {
   virtual absl::string_view device() const = 0;
 
   // The encoded block (codec/FORMAT.md) for `raw` in `layout` under `policy`.
-  // InvalidArgument when the data or layout do not suit the policy.
+  // InvalidArgument when the data or layout do not suit the policy; Unimplemented when this
+  // device has no implementation of one of the policy's codecs. When `ran_on` is not null it
+  // receives the device that did the work (a router answers for the device it picked).
   virtual absl::StatusOr<std::string> Encode(const BlockLayout& layout, const CodecPolicy& policy,
-                                             absl::Span<const uint8_t> raw, uint64_t seed) = 0;
+                                             absl::Span<const uint8_t> raw, uint64_t seed,
+                                             absl::string_view* ran_on = nullptr) = 0;
 
   // The raw tensor bytes of an encoded block; DataLoss when the bytes are corrupt.
-  virtual absl::StatusOr<std::string> Decode(absl::Span<const uint8_t> encoded) = 0;
+  virtual absl::StatusOr<std::string> Decode(absl::Span<const uint8_t> encoded,
+                                             absl::string_view* ran_on = nullptr) = 0;
 };
 
 // The CPU implementation, over codec/block_format.h.
 std::unique_ptr<BlockCodec> NewCpuBlockCodec();
+
+// The GPU implementation on CUDA device `device`, over gpu/gpu_codec.h, with `instances`
+// independent codec instances (each has its own streams and staging buffers) so that that
+// many blocks can be in flight on the GPU at once. Unavailable when there is no usable GPU
+// or the build has no CUDA.
+absl::StatusOr<std::unique_ptr<BlockCodec>> NewGpuBlockCodec(int device, int instances);
 
 }  // namespace kvpack
 

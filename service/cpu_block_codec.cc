@@ -9,11 +9,15 @@ class CpuBlockCodec : public BlockCodec {
   absl::string_view device() const override { return "cpu"; }
 
   absl::StatusOr<std::string> Encode(const BlockLayout& layout, const CodecPolicy& policy,
-                                     absl::Span<const uint8_t> raw, uint64_t seed) override {
+                                     absl::Span<const uint8_t> raw, uint64_t seed,
+                                     absl::string_view* ran_on) override {
+    if (ran_on != nullptr) *ran_on = device();
     return EncodeBlock(layout, policy, raw, seed);
   }
 
-  absl::StatusOr<std::string> Decode(absl::Span<const uint8_t> encoded) override {
+  absl::StatusOr<std::string> Decode(absl::Span<const uint8_t> encoded,
+                                     absl::string_view* ran_on) override {
+    if (ran_on != nullptr) *ran_on = device();
     return DecodeBlock(encoded);
   }
 };

@@ -101,10 +101,10 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
     response_.set_codec(info->policy);
     response_.set_tier(ToProtoTier(tier));
     if (request_->want() == v1::WANT_DECODED) {
-      BlockCodec* codec = context_->DecoderFor(encoded.size());
+      absl::string_view device = "cpu";
       const absl::Time start = absl::Now();
-      absl::StatusOr<std::string> decoded = codec->Decode(encoded_span);
-      context_->metrics->RecordDecode(codec->device(), absl::Now() - start);
+      absl::StatusOr<std::string> decoded = context_->codec->Decode(encoded_span, &device);
+      context_->metrics->RecordDecode(device, absl::Now() - start);
       if (!decoded.ok()) {
         context_->metrics->RecordCorruptBlock();
         response_.set_found(false);

@@ -109,8 +109,7 @@ grpc::ServerUnaryReactor* KvCacheService::GetStats(grpc::CallbackServerContext* 
                                               static_cast<double>(totals.encoded_bytes_in)
                                         : 0.0);
     response->set_default_codec(context->default_policy.ToString());
-    response->set_device(
-        std::string(context->EncoderFor(BlockLayout())->device()));
+    response->set_device(std::string(context->codec->device()));
     return absl::OkStatus();
   });
 }

@@ -31,7 +31,11 @@ ABSL_FLAG(std::string, max_inflight_bytes, "1GiB",
           "raw put bytes buffered at once across all streams; beyond it puts get "
           "RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, worker_threads, 0, "encode/decode/disk worker threads; 0 = one per core");
-ABSL_FLAG(std::string, device, "auto", "where to run codecs: auto, cpu or cuda:N");
+ABSL_FLAG(std::string, device, "auto",
+          "where codecs run: auto (per block, the CPU or the first GPU, whichever was measured "
+          "faster; CPU only without a GPU), cpu, or cuda:N (that GPU for every codec it has "
+          "kernels for)");
+ABSL_FLAG(int, gpu_instances, 4, "blocks in flight on the GPU at once");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "on SIGTERM, how long in-flight calls may run before they are cancelled");
 
@@ -68,6 +72,7 @@ int main(int argc, char** argv) {
   options.codec = absl::GetFlag(FLAGS_codec);
   options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
   options.device = absl::GetFlag(FLAGS_device);
+  options.gpu_instances = absl::GetFlag(FLAGS_gpu_instances);
   struct SizeFlag {
     const char* name;
     std::string text;
@@ -97,6 +102,10 @@ int main(int argc, char** argv) {
                options.codec.c_str(), std::string((*server)->device()).c_str(),
                kvpack::FormatByteSize(options.ram_capacity).c_str(),
                kvpack::FormatByteSize(options.disk_capacity).c_str());
+
+  if (!(*server)->device_note().empty()) {
+    std::fprintf(stderr, "kvpack_server: %s\n", (*server)->device_note().c_str());
+  }
 
   int signal = 0;
   sigwait(&stop_signals, &signal);

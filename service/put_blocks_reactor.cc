@@ -174,14 +174,14 @@ class PutBlocksReactor : public grpc::ServerReadReactor<v1::PutBlocksRequest> {
           absl::StrCat("the deadline passed before block #", blocks_done_, " was stored"));
     }
     const std::string& ns = options_->namespace_();
-    BlockCodec* codec = context_->EncoderFor(block.layout);
+    absl::string_view device = "cpu";
     const absl::Time start = absl::Now();
-    absl::StatusOr<std::string> encoded =
-        codec->Encode(block.layout, policy_,
-                      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(block.data.data()),
-                                          block.data.size()),
-                      BlockSeed(ns, block.key));
-    context_->metrics->RecordEncode(codec->device(), absl::Now() - start);
+    absl::StatusOr<std::string> encoded = context_->codec->Encode(
+        block.layout, policy_,
+        absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(block.data.data()),
+                            block.data.size()),
+        BlockSeed(ns, block.key), &device);
+    context_->metrics->RecordEncode(device, absl::Now() - start);
     if (!encoded.ok()) {
       return absl::Status(encoded.status().code(),
                           absl::StrCat("block #", blocks_done_, " (key ",

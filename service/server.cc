@@ -5,7 +5,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "common/status_macros.h"
+#include "service/codec_router.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 
@@ -17,10 +20,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(options.codec);
   if (!policy.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--codec: ", policy.status().message()));
-  }
-  if (options.device != "auto" && options.device != "cpu") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--device=", options.device, ": this build has no GPU support; use auto or cpu"));
   }
 
   TieredStoreOptions store_options;
@@ -37,6 +36,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                    ServiceMetrics::Create(options.metrics_listen, server->store_.get()));
 
   server->cpu_codec_ = NewCpuBlockCodec();
+  RETURN_IF_ERROR(server->SetUpDevices(options));
   server->inflight_ = std::make_unique<InflightBudget>(options.max_inflight_bytes);
   const int threads = options.worker_threads > 0
                           ? options.worker_threads
@@ -47,8 +47,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   context.store = server->store_.get();
   context.metrics = server->metrics_.get();
   context.pool = server->pool_.get();
-  context.cpu_codec = server->cpu_codec_.get();
-  context.gpu_codec = server->gpu_codec_.get();
+  context.codec = server->router_ != nullptr      ? server->router_.get()
+                  : server->gpu_codec_ != nullptr ? server->gpu_codec_.get()
+                                                  : server->cpu_codec_.get();
   context.default_policy = *std::move(policy);
   context.max_block_bytes = options.max_block_bytes;
   context.inflight = server->inflight_.get();
@@ -74,6 +75,37 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     health->SetServingStatus("kvpack.v1.KvCacheService", true);
   }
   return server;
+}
+
+absl::Status Server::SetUpDevices(const ServerOptions& options) {
+  if (options.device == "cpu") return absl::OkStatus();
+  if (options.device == "auto") {
+    absl::StatusOr<std::unique_ptr<BlockCodec>> gpu = NewGpuBlockCodec(0, options.gpu_instances);
+    if (!gpu.ok()) {
+      device_note_ = absl::StrCat("no GPU in use: ", gpu.status().message());
+      return absl::OkStatus();
+    }
+    gpu_codec_ = *std::move(gpu);
+    router_ = std::make_unique<CodecRouter>(cpu_codec_.get(), gpu_codec_.get(),
+                                            CodecRouter::Mode::kFastest);
+    return absl::OkStatus();
+  }
+  int index = -1;
+  if (!absl::StartsWith(options.device, "cuda:") ||
+      !absl::SimpleAtoi(options.device.substr(5), &index) || index < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--device=", options.device, " is not auto, cpu or cuda:N"));
+  }
+  absl::StatusOr<std::unique_ptr<BlockCodec>> gpu = NewGpuBlockCodec(index, options.gpu_instances);
+  if (!gpu.ok()) {
+    return absl::Status(gpu.status().code(),
+                        absl::StrCat("--device=", options.device, ": ", gpu.status().message()));
+  }
+  gpu_codec_ = *std::move(gpu);
+  // Codecs without GPU kernels still run, on the CPU.
+  router_ = std::make_unique<CodecRouter>(cpu_codec_.get(), gpu_codec_.get(),
+                                          CodecRouter::Mode::kGpuFirst);
+  return absl::OkStatus();
 }
 
 Server::~Server() { Shutdown(absl::ZeroDuration()); }

@@ -36,7 +36,11 @@ struct ServerOptions {
   uint64_t max_block_bytes = uint64_t{256} << 20;  // largest raw block a put may send
   uint64_t max_inflight_bytes = uint64_t{1} << 30; // raw put bytes buffered at once
   int worker_threads = 0;                          // 0 = one per CPU core
-  std::string device = "auto";                     // auto | cpu | cuda:N
+  // auto: route each block to the CPU or the first GPU, whichever was measured faster
+  // (CPU only when no GPU is usable); cpu; cuda:N: that GPU, for every codec it has
+  // kernels for (the CPU for the rest).
+  std::string device = "auto";
+  int gpu_instances = 4;  // blocks in flight on the GPU at once
 };
 
 class Server {
@@ -53,10 +57,15 @@ class Server {
   int port() const { return port_; }
   int metrics_port() const { return metrics_->port(); }
   const ServiceMetrics& metrics() const { return *metrics_; }
-  absl::string_view device() const { return context_.EncoderFor(BlockLayout())->device(); }
+  // Why no GPU is in use under --device=auto ("" when one is, or when none was asked for).
+  const std::string& device_note() const { return device_note_; }
+  // "cpu", "cuda:0", or "auto(cpu,cuda:0)" when blocks are routed per request.
+  absl::string_view device() const { return context_.codec->device(); }
 
  private:
   Server() = default;
+  // Creates gpu_codec_ and router_ as options.device asks.
+  absl::Status SetUpDevices(const ServerOptions& options);
 
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
@@ -66,12 +75,14 @@ class Server {
   std::unique_ptr<ServiceMetrics> metrics_;
   std::unique_ptr<BlockCodec> cpu_codec_;
   std::unique_ptr<BlockCodec> gpu_codec_;
+  std::unique_ptr<BlockCodec> router_;
   std::unique_ptr<InflightBudget> inflight_;
   std::unique_ptr<ThreadPool> pool_;
   ServiceContext context_;
   std::unique_ptr<KvCacheService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;
+  std::string device_note_;
 };
 
 }  // namespace kvpack

@@ -44,16 +44,12 @@ struct ServiceContext {
   TieredStore* store = nullptr;
   ServiceMetrics* metrics = nullptr;
   ThreadPool* pool = nullptr;
-  BlockCodec* cpu_codec = nullptr;
-  BlockCodec* gpu_codec = nullptr;  // null when the server runs without a GPU
+  // Encodes and decodes blocks arriving in host memory: the CPU codec, the GPU codec, or a
+  // CodecRouter choosing between them per block.
+  BlockCodec* codec = nullptr;
   CodecPolicy default_policy;
   uint64_t max_block_bytes = 0;
   InflightBudget* inflight = nullptr;
-
-  // The codec that encodes blocks arriving in host memory.
-  BlockCodec* EncoderFor(const BlockLayout& layout) const;
-  // The codec that decodes blocks for GetBlocks.
-  BlockCodec* DecoderFor(uint64_t encoded_bytes) const;
 };
 
 // Measures one RPC from construction to Finish and records it in the metrics.

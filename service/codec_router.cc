@@ -1,0 +1,87 @@
+#include "service/codec_router.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "codec/block_format.h"
+
+namespace kvpack {
+namespace {
+
+constexpr double kEwmaWeight = 0.2;  // weight of the newest sample
+
+}  // namespace
+
+CodecRouter::CodecRouter(BlockCodec* cpu, BlockCodec* gpu, Mode mode)
+    : codecs_{cpu, gpu},
+      mode_(mode),
+      name_(mode == Mode::kFastest
+                ? absl::StrCat("auto(", cpu->device(), ",", gpu->device(), ")")
+                : absl::StrCat(gpu->device(), "(", cpu->device(), " fallback)")) {}
+
+int CodecRouter::Choose(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  Speeds& s = speeds_[key];
+  ++s.calls;
+  if (s.gpu_unsupported) return 0;
+  if (mode_ == Mode::kGpuFirst) return 1;
+  if (s.seconds_per_byte[1] == 0) return 1;  // measure the GPU first
+  if (s.seconds_per_byte[0] == 0) return 0;
+  const int preferred = s.seconds_per_byte[1] <= s.seconds_per_byte[0] ? 1 : 0;
+  return s.calls % kExploreEvery == 0 ? 1 - preferred : preferred;
+}
+
+void CodecRouter::Record(const std::string& key, int device, double seconds, uint64_t bytes) {
+  if (bytes == 0) return;
+  absl::MutexLock lock(&mu_);
+  double& average = speeds_[key].seconds_per_byte[device];
+  const double sample = seconds / static_cast<double>(bytes);
+  average = average == 0 ? sample : (1 - kEwmaWeight) * average + kEwmaWeight * sample;
+}
+
+absl::string_view CodecRouter::PreferredDevice(const std::string& policy, bool encode) {
+  const std::string key = absl::StrCat(encode ? "e:" : "d:", policy);
+  absl::MutexLock lock(&mu_);
+  const Speeds& s = speeds_[key];
+  const bool cpu_faster = s.seconds_per_byte[0] != 0 && s.seconds_per_byte[1] != 0 &&
+                          s.seconds_per_byte[0] < s.seconds_per_byte[1];
+  const bool use_cpu = s.gpu_unsupported || (mode_ == Mode::kFastest && cpu_faster);
+  return codecs_[use_cpu ? 0 : 1]->device();
+}
+
+absl::StatusOr<std::string> CodecRouter::Route(const std::string& key, uint64_t raw_bytes,
+                                               absl::string_view* ran_on, const Run& run) {
+  int device = Choose(key);
+  while (true) {
+    const absl::Time start = absl::Now();
+    absl::StatusOr<std::string> result = run(codecs_[device]);
+    if (device == 1 && result.status().code() == absl::StatusCode::kUnimplemented) {
+      absl::MutexLock lock(&mu_);
+      speeds_[key].gpu_unsupported = true;
+      device = 0;
+      continue;
+    }
+    if (result.ok()) Record(key, device, absl::ToDoubleSeconds(absl::Now() - start), raw_bytes);
+    if (ran_on != nullptr) *ran_on = codecs_[device]->device();
+    return result;
+  }
+}
+
+absl::StatusOr<std::string> CodecRouter::Encode(const BlockLayout& layout,
+                                                const CodecPolicy& policy,
+                                                absl::Span<const uint8_t> raw, uint64_t seed,
+                                                absl::string_view* ran_on) {
+  return Route(absl::StrCat("e:", policy.ToString()), raw.size(), ran_on,
+               [&](BlockCodec* codec) { return codec->Encode(layout, policy, raw, seed); });
+}
+
+absl::StatusOr<std::string> CodecRouter::Decode(absl::Span<const uint8_t> encoded,
+                                                absl::string_view* ran_on) {
+  absl::StatusOr<BlockInfo> info = ParseBlock(encoded);
+  if (!info.ok()) return info.status();
+  return Route(absl::StrCat("d:", info->policy), info->layout.RawBytes(), ran_on,
+               [&](BlockCodec* codec) { return codec->Decode(encoded); });
+}
+
+}  // namespace kvpack

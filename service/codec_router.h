@@ -1,0 +1,73 @@
+// Chooses, for each block, whether the CPU or the GPU encodes (or decodes) it, by what was
+// measured to be faster. For every (policy, direction) it keeps an exponentially weighted
+// moving average of seconds per raw byte on each device, from the real requests it routes;
+// a device with no sample yet is tried first, and every kExploreEvery-th call goes to the
+// device that is not currently preferred, so the averages follow load changes (a busy GPU,
+// a CPU shared with decode traffic). Policies the GPU has no kernels for go to the CPU.
+// Blocks that already sit in GPU memory never pass through here: they always use the GPU
+// (gpu::GpuCodec's device-pointer calls).
+//
+// Implements BlockCodec, so the service treats it as one more device. Thread-safe.
+#ifndef KVPACK_SERVICE_CODEC_ROUTER_H_
+#define KVPACK_SERVICE_CODEC_ROUTER_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "service/block_codec.h"
+
+namespace kvpack {
+
+class CodecRouter : public BlockCodec {
+ public:
+  static constexpr int kExploreEvery = 64;
+
+  enum class Mode {
+    kFastest,   // by measured speed, as above
+    kGpuFirst,  // the GPU whenever it has kernels for the policy, else the CPU
+  };
+
+  // Borrows both codecs.
+  CodecRouter(BlockCodec* cpu, BlockCodec* gpu, Mode mode);
+
+  // "auto(cpu,cuda:0)" or "cuda:0(cpu fallback)"
+  absl::string_view device() const override { return name_; }
+  absl::StatusOr<std::string> Encode(const BlockLayout& layout, const CodecPolicy& policy,
+                                     absl::Span<const uint8_t> raw, uint64_t seed,
+                                     absl::string_view* ran_on) override;
+  absl::StatusOr<std::string> Decode(absl::Span<const uint8_t> encoded,
+                                     absl::string_view* ran_on) override;
+
+  // The device the router currently prefers for `policy` ("cpu", "cuda:0").
+  absl::string_view PreferredDevice(const std::string& policy, bool encode);
+
+ private:
+  struct Speeds {
+    double seconds_per_byte[2] = {0, 0};  // [cpu, gpu]; 0 = not measured yet
+    bool gpu_unsupported = false;
+    uint64_t calls = 0;
+  };
+  using Run = std::function<absl::StatusOr<std::string>(BlockCodec*)>;
+
+  // Runs `run` on the chosen device for `key`, timing it per `raw_bytes`; falls back to the
+  // CPU (and remembers) when the GPU answers Unimplemented.
+  absl::StatusOr<std::string> Route(const std::string& key, uint64_t raw_bytes,
+                                    absl::string_view* ran_on, const Run& run);
+  int Choose(const std::string& key) ABSL_LOCKS_EXCLUDED(mu_);
+  void Record(const std::string& key, int device, double seconds, uint64_t bytes)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  BlockCodec* const codecs_[2];
+  const Mode mode_;
+  const std::string name_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Speeds> speeds_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace kvpack
+
+#endif  // KVPACK_SERVICE_CODEC_ROUTER_H_

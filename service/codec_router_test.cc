@@ -1,0 +1,128 @@
+#include "service/codec_router.h"
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+
+namespace kvpack {
+namespace {
+
+// A real CPU codec that takes `delay` longer per call and answers to another device name;
+// or, with `unimplemented`, has no implementation at all (as a GPU without a codec's kernel).
+class TimedCodec : public BlockCodec {
+ public:
+  TimedCodec(std::string name, absl::Duration delay, bool unimplemented = false)
+      : name_(std::move(name)), delay_(delay), unimplemented_(unimplemented),
+        cpu_(NewCpuBlockCodec()) {}
+  absl::string_view device() const override { return name_; }
+  absl::StatusOr<std::string> Encode(const BlockLayout& layout, const CodecPolicy& policy,
+                                     absl::Span<const uint8_t> raw, uint64_t seed,
+                                     absl::string_view* ran_on) override {
+    ++calls;
+    if (unimplemented_) return absl::UnimplementedError("no kernel");
+    absl::SleepFor(delay_);
+    if (ran_on != nullptr) *ran_on = name_;
+    return cpu_->Encode(layout, policy, raw, seed);
+  }
+  absl::StatusOr<std::string> Decode(absl::Span<const uint8_t> encoded,
+                                     absl::string_view* ran_on) override {
+    ++calls;
+    if (unimplemented_) return absl::UnimplementedError("no kernel");
+    absl::SleepFor(delay_);
+    if (ran_on != nullptr) *ran_on = name_;
+    return cpu_->Decode(encoded);
+  }
+  int calls = 0;
+
+ private:
+  std::string name_;
+  absl::Duration delay_;
+  bool unimplemented_;
+  std::unique_ptr<BlockCodec> cpu_;
+};
+
+class CodecRouterTest : public ::testing::Test {
+ protected:
+  CodecRouterTest() {
+    layout_.layers = 2;
+    layout_.kv_heads = 2;
+    layout_.head_dim = 32;
+    layout_.tokens = 4;
+    raw_.assign(layout_.RawBytes(), 0x3c);
+    policy_ = *CodecPolicy::Parse("int8");
+  }
+
+  absl::string_view EncodeOnce(CodecRouter& router) {
+    absl::string_view ran_on;
+    auto encoded = router.Encode(layout_, policy_, raw_, 1, &ran_on);
+    EXPECT_TRUE(encoded.ok()) << encoded.status();
+    return ran_on;
+  }
+
+  BlockLayout layout_;
+  std::vector<uint8_t> raw_;
+  CodecPolicy policy_;
+};
+
+TEST_F(CodecRouterTest, SendsBlocksToTheDeviceMeasuredFaster) {
+  TimedCodec cpu("cpu", absl::Milliseconds(5));
+  TimedCodec gpu("cuda:0", absl::ZeroDuration());
+  CodecRouter router(&cpu, &gpu, CodecRouter::Mode::kFastest);
+  int on_gpu = 0;
+  for (int i = 0; i < 2 * CodecRouter::kExploreEvery; ++i) on_gpu += EncodeOnce(router) == "cuda:0";
+  EXPECT_GE(on_gpu, 2 * CodecRouter::kExploreEvery - 3);
+  EXPECT_GE(cpu.calls, 1) << "the slower device was never measured";
+  EXPECT_EQ(router.PreferredDevice(policy_.ToString(), /*encode=*/true), "cuda:0");
+}
+
+TEST_F(CodecRouterTest, FollowsTheCpuWhenItIsFaster) {
+  TimedCodec cpu("cpu", absl::ZeroDuration());
+  TimedCodec gpu("cuda:0", absl::Milliseconds(5));
+  CodecRouter router(&cpu, &gpu, CodecRouter::Mode::kFastest);
+  int on_cpu = 0;
+  for (int i = 0; i < CodecRouter::kExploreEvery; ++i) on_cpu += EncodeOnce(router) == "cpu";
+  EXPECT_GE(on_cpu, CodecRouter::kExploreEvery - 3);
+}
+
+TEST_F(CodecRouterTest, FallsBackToTheCpuForCodecsWithoutGpuKernels) {
+  TimedCodec cpu("cpu", absl::ZeroDuration());
+  TimedCodec gpu("cuda:0", absl::ZeroDuration(), /*unimplemented=*/true);
+  CodecRouter router(&cpu, &gpu, CodecRouter::Mode::kGpuFirst);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(EncodeOnce(router), "cpu");
+  EXPECT_EQ(gpu.calls, 1) << "the router should remember that the GPU cannot do this policy";
+}
+
+TEST_F(CodecRouterTest, GpuFirstModeNeverMeasures) {
+  TimedCodec cpu("cpu", absl::ZeroDuration());
+  TimedCodec gpu("cuda:0", absl::Milliseconds(1));
+  CodecRouter router(&cpu, &gpu, CodecRouter::Mode::kGpuFirst);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(EncodeOnce(router), "cuda:0");
+  EXPECT_EQ(cpu.calls, 0);
+}
+
+TEST_F(CodecRouterTest, DecodeIsRoutedAndCorruptBytesFailBeforeAnyDevice) {
+  TimedCodec cpu("cpu", absl::ZeroDuration());
+  TimedCodec gpu("cuda:0", absl::ZeroDuration());
+  CodecRouter router(&cpu, &gpu, CodecRouter::Mode::kGpuFirst);
+  auto encoded = router.Encode(layout_, policy_, raw_, 1, nullptr);
+  ASSERT_TRUE(encoded.ok());
+  const auto bytes = absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(encoded->data()),
+                                         encoded->size());
+  absl::string_view ran_on;
+  auto decoded = router.Decode(bytes, &ran_on);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(ran_on, "cuda:0");
+  std::string corrupt = *encoded;
+  corrupt[corrupt.size() / 2] ^= 1;
+  const int calls_before = gpu.calls + cpu.calls;
+  auto bad = router.Decode(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(corrupt.data()),
+                                               corrupt.size()),
+                           nullptr);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(gpu.calls + cpu.calls, calls_before);
+}
+
+}  // namespace
+}  // namespace kvpack
