@@ -59,7 +59,7 @@ struct ClientOptions {
   absl::Duration initial_backoff = absl::Milliseconds(50);
   absl::Duration max_backoff = absl::Seconds(2);
   // Bytes of block data per PutBlocks message. Blocks larger than this are split.
-  size_t chunk_bytes = size_t{1} << 20;
+  size_t chunk_bytes = size_t{4} << 20;
   // Largest gRPC message sent or accepted; must leave room for chunk_bytes plus a key.
   size_t max_message_bytes = size_t{64} << 20;
   // Independent TCP connections to the server; calls take them in turn. More than one helps

@@ -67,6 +67,7 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
     response_.set_encoding(request_->want());
     decoded_.clear();
     stored_.reset();
+    current_size_ = 0;
     offset_ = 0;
 
     StorageTier tier = StorageTier::kNone;
@@ -118,12 +119,13 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
     } else {
       stored_ = *std::move(stored);
     }
+    current_size_ = stored_ ? stored_->size() : decoded_.size();
     response_.set_total_bytes(current_size());
     context_->metrics->RecordBlockOut(current_size(), request_->want() == v1::WANT_ENCODED);
     WriteChunk();
   }
 
-  size_t current_size() const { return stored_ ? stored_->size() : decoded_.size(); }
+  size_t current_size() const { return current_size_; }
   const char* current_data() const { return stored_ ? stored_->data() : decoded_.data(); }
 
   // Writes the next piece of the current block; the first piece carries the block's header
@@ -136,7 +138,11 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
       response_.set_found(true);
     }
     response_.set_offset(offset_);
-    response_.set_data(current_data() + offset_, n);
+    if (stored_ == nullptr && offset_ == 0 && n == current_size()) {
+      response_.set_data(std::move(decoded_));  // the whole block in one message: no copy
+    } else {
+      response_.set_data(current_data() + offset_, n);
+    }
     offset_ += n;
     StartWrite(&response_);
   }
@@ -160,6 +166,7 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
   v1::GetBlocksResponse response_;
   BlockBytes stored_;     // the block being sent, when sent encoded
   std::string decoded_;   // the block being sent, when sent decoded
+  size_t current_size_ = 0;  // bytes of the block being sent
   size_t offset_ = 0;
 };
 

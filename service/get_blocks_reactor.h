@@ -16,7 +16,8 @@
 
 namespace kvpack {
 
-inline constexpr size_t kGetChunkBytes = 1 << 20;
+// Blocks up to this size go out in one message, moved into it without a copy.
+inline constexpr size_t kGetChunkBytes = 4 << 20;
 
 grpc::ServerWriteReactor<v1::GetBlocksResponse>* NewGetBlocksReactor(
     const ServiceContext* context, grpc::CallbackServerContext* call,
