@@ -1,5 +1,6 @@
 #include "codec/turbo.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <vector>
 
@@ -63,19 +64,29 @@ absl::Status TurboCodec::Encode(const SegmentShape& shape, const SegmentContext&
   StoreLE64(out.data(), context.seed);
   uint8_t* g_out = out.data() + 8;
   uint8_t* packed = g_out + 2 * n * chunks;
-  float x[kMaxHeadDim];
+  // Vectors go in batches: the sums of squares of a whole batch first (independent, so their
+  // latencies overlap), then the rotation and quantization of each vector.
+  constexpr uint64_t kBatch = 8;
+  std::vector<float> x(kBatch * d);
+  double sumsq[kBatch * 32];
   float scratch[2 * kMaxTurboChunk];
   uint16_t g[32];
-  for (uint64_t v = 0; v < n; ++v) {
-    LoadElements(shape.dtype, raw.data() + v * d * elem, d, x);
-    const TurboEncodeResult r = TurboEncodeVector(plan, x, scratch, g, packed + v * plan.packed_bytes);
-    if (r != TurboEncodeResult::kOk) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          name(), ": vector ", v, " (token ", v / shape.kv_heads, ", head ", v % shape.kv_heads,
-          r == TurboEncodeResult::kNonFinite ? ") holds a non-finite value"
-                                             : ") has a norm too large for its fp16 scale"));
+  for (uint64_t v0 = 0; v0 < n; v0 += kBatch) {
+    const uint64_t batch = std::min(kBatch, n - v0);
+    LoadElements(shape.dtype, raw.data() + v0 * d * elem, batch * d, x.data());
+    for (uint64_t b = 0; b < batch; ++b) TurboVectorSumSq(plan, &x[b * d], &sumsq[b * chunks]);
+    for (uint64_t b = 0; b < batch; ++b) {
+      const uint64_t v = v0 + b;
+      const TurboEncodeResult r = TurboEncodeVector(plan, &x[b * d], &sumsq[b * chunks], scratch,
+                                                    g, packed + v * plan.packed_bytes);
+      if (r != TurboEncodeResult::kOk) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            name(), ": vector ", v, " (token ", v / shape.kv_heads, ", head ", v % shape.kv_heads,
+            r == TurboEncodeResult::kNonFinite ? ") holds a non-finite value"
+                                               : ") has a norm too large for its fp16 scale"));
+      }
+      for (size_t c = 0; c < chunks; ++c) StoreLE16(g_out + 2 * (v * chunks + c), g[c]);
     }
-    for (size_t c = 0; c < chunks; ++c) StoreLE16(g_out + 2 * (v * chunks + c), g[c]);
   }
   return absl::OkStatus();
 }

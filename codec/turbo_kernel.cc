@@ -212,56 +212,96 @@ inline void RegisterWalshHadamard(__m256* v) {
   }
 }
 
+// ‖c‖² from bit planes of the indices (bit i of plane k = bit k of index i, 64 indices a
+// word, `valid` masking the last word): the level-class counts of FORMAT.md by popcount.
+// Level j's class is its distance from the middle: j = half + m or half − 1 − m; in bits,
+// m = the low b−1 bits of j, complemented when the top bit is 0.
+double EnergyFromPlanes(int bits, const uint64_t planes[4][16], int words, uint64_t last_valid) {
+  const int half = 1 << (bits - 1);
+  uint32_t counts[8] = {0};
+  uint32_t total = 0;
+  for (int w = 0; w < words; ++w) {
+    const uint64_t valid = w + 1 == words ? last_valid : ~uint64_t{0};
+    const uint64_t top = planes[bits - 1][w];
+    uint64_t q[3];
+    for (int k = 0; k + 1 < bits; ++k) q[k] = ~(planes[k][w] ^ top);
+    for (int m = 0; m + 1 < half; ++m) {
+      uint64_t sel = valid;
+      for (int k = 0; k + 1 < bits; ++k) sel &= ((m >> k) & 1) ? q[k] : ~q[k];
+      counts[m] += static_cast<uint32_t>(__builtin_popcountll(sel));
+    }
+    total += static_cast<uint32_t>(__builtin_popcountll(valid));
+  }
+  for (int m = 0; m + 1 < half; ++m) total -= counts[m];
+  counts[half - 1] = total;
+  return EnergyFromClassCounts(bits, counts);
+}
+
 template <int R, int kBits>
-TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, const float* z, uint16_t* g,
-                          uint8_t* packed) {
+TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, const float* z, double sumsq,
+                                       uint16_t* g, uint8_t* packed) {
   constexpr int bits = kBits;
   constexpr uint32_t D = 8 * R;
-  __m256 v[R];
-  __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
-  for (int r = 0; r < R; ++r) {
-    v[r] = _mm256_loadu_ps(z + 8 * r);
-    const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v[r]));
-    const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v[r], 1));
-    acc0 = _mm256_fmadd_pd(lo, lo, acc0);
-    acc1 = _mm256_fmadd_pd(hi, hi, acc1);
-  }
-  double parts[4];
-  _mm256_storeu_pd(parts, _mm256_add_pd(acc0, acc1));
-  const double sumsq = (parts[0] + parts[1]) + (parts[2] + parts[3]);
-  // Finite floats cannot overflow a double sum of D squares: a non-finite sum means a
-  // non-finite input, which replaces a separate scan of the input.
-  if (!std::isfinite(sumsq)) return TurboEncodeResult::kNonFinite;
-  const float norm = std::sqrt(static_cast<float>(sumsq));
+  // Blocks of B registers go through the norm, S1 and the butterfly stages with strides up to
+  // 8·B/2 while held in registers (few enough to avoid spills); the remaining stages run over
+  // the L1-resident buffer; the quantization then streams four registers at a time.
+  constexpr int B = R < 8 ? R : 8;
+  alignas(32) float buf[D];
   const float* s1 = reinterpret_cast<const float*>(signs.s1_xor.data());
   const float* s2 = reinterpret_cast<const float*>(signs.s2_xor.data());
-  for (int r = 0; r < R; ++r) v[r] = _mm256_xor_ps(v[r], _mm256_loadu_ps(s1 + 8 * r));
-  RegisterWalshHadamard<R>(v);
+  for (int blk = 0; blk < R; blk += B) {
+    __m256 v[B];
+    for (int r = 0; r < B; ++r) {
+      v[r] = _mm256_xor_ps(_mm256_loadu_ps(z + 8 * (blk + r)), _mm256_loadu_ps(s1 + 8 * (blk + r)));
+    }
+    RegisterWalshHadamard<B>(v);
+    for (int r = 0; r < B; ++r) _mm256_store_ps(buf + 8 * (blk + r), v[r]);
+  }
+  for (int h = B; h < R; h *= 2) {
+    for (int i = 0; i < R; i += 2 * h) {
+      for (int j = i; j < i + h; ++j) {
+        const __m256 a = _mm256_load_ps(buf + 8 * j), b = _mm256_load_ps(buf + 8 * (j + h));
+        _mm256_store_ps(buf + 8 * j, _mm256_add_ps(a, b));
+        _mm256_store_ps(buf + 8 * (j + h), _mm256_sub_ps(a, b));
+      }
+    }
+  }
+  // A non-finite sum means a non-finite input (finite floats cannot overflow a double sum of
+  // D squares), which replaces a separate scan of the input.
+  if (!std::isfinite(sumsq)) return TurboEncodeResult::kNonFinite;
+  const float norm = std::sqrt(static_cast<float>(sumsq));
   const __m256 scale = _mm256_set1_ps(HadamardScale(D));
   const float k = norm == 0.0f ? 0.0f : std::sqrt(static_cast<float>(D)) / norm;
   const __m256 kv = _mm256_set1_ps(k);
   const QuantTables& q = Tables(bits);
   alignas(32) uint8_t idx[D];
-  __m256d e0 = _mm256_setzero_pd(), e1 = _mm256_setzero_pd();
+  uint64_t planes[4][16];
   for (int r = 0; r < R; r += 4) {
     __m256i lanes[4];
     for (int u = 0; u < 4; ++u) {
-      const __m256 y = _mm256_xor_ps(_mm256_mul_ps(v[r + u], scale), _mm256_loadu_ps(s2 + 8 * (r + u)));
+      const __m256 y = _mm256_xor_ps(_mm256_mul_ps(_mm256_load_ps(buf + 8 * (r + u)), scale),
+                                     _mm256_loadu_ps(s2 + 8 * (r + u)));
       lanes[u] = QuantizeLanesBinary<kBits>(q, _mm256_mul_ps(y, kv));
-      const __m256 c = LookupCentroids(q, bits, lanes[u]);
-      const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(c));
-      const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(c, 1));
-      e0 = _mm256_fmadd_pd(lo, lo, e0);
-      e1 = _mm256_fmadd_pd(hi, hi, e1);
     }
-    _mm256_store_si256(reinterpret_cast<__m256i*>(idx + 8 * r),
-                       NarrowToBytes(lanes[0], lanes[1], lanes[2], lanes[3]));
+    const __m256i bytes = NarrowToBytes(lanes[0], lanes[1], lanes[2], lanes[3]);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(idx + 8 * r), bytes);
+    // Bit k of each index byte moved to bit 7 (16-bit shifts never carry into a bit 7 here:
+    // indices are < 16) and gathered 32 at a time.
+    for (int k = 0; k < kBits; ++k) {
+      const uint64_t m = static_cast<uint32_t>(
+          _mm256_movemask_epi8(_mm256_slli_epi16(bytes, 7 - k)));
+      if ((r / 4) % 2 == 0) {
+        planes[k][r / 8] = m;
+      } else {
+        planes[k][r / 8] |= m << 32;
+      }
+    }
   }
   if (norm == 0.0f) {
     *g = 0;
   } else {
-    _mm256_storeu_pd(parts, _mm256_add_pd(e0, e1));
-    const double energy = (parts[0] + parts[1]) + (parts[2] + parts[3]);
+    const double energy = EnergyFromPlanes(
+        bits, planes, (R + 7) / 8, R % 8 == 0 ? ~uint64_t{0} : (uint64_t{1} << (8 * (R % 8))) - 1);
     *g = FloatToHalf(norm / std::sqrt(static_cast<float>(energy)));
     if ((*g & 0x7c00u) == 0x7c00u) return TurboEncodeResult::kScaleOverflow;
   }
@@ -271,12 +311,12 @@ TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, const float* 
 
 template <int R>
 TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, int bits, const float* z,
-                                       uint16_t* g, uint8_t* packed) {
+                                       double sumsq, uint16_t* g, uint8_t* packed) {
   switch (bits) {
-    case 1: return EncodeChunkRegisters<R, 1>(signs, z, g, packed);
-    case 2: return EncodeChunkRegisters<R, 2>(signs, z, g, packed);
-    case 3: return EncodeChunkRegisters<R, 3>(signs, z, g, packed);
-    default: return EncodeChunkRegisters<R, 4>(signs, z, g, packed);
+    case 1: return EncodeChunkRegisters<R, 1>(signs, z, sumsq, g, packed);
+    case 2: return EncodeChunkRegisters<R, 2>(signs, z, sumsq, g, packed);
+    case 3: return EncodeChunkRegisters<R, 3>(signs, z, sumsq, g, packed);
+    default: return EncodeChunkRegisters<R, 4>(signs, z, sumsq, g, packed);
   }
 }
 
@@ -310,22 +350,27 @@ std::vector<uint32_t> TurboChunkSizes(uint32_t d) {
   return sizes;
 }
 
-float TurboChunkNorm(const float* z, uint32_t D) {
-  __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+double TurboChunkSumSq(const float* z, uint32_t D) {
+  // Independent accumulators: FORMAT.md leaves the order free (every product is exact in
+  // double), and one chain would serialize on the add latency.
+  __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(),
+                    _mm256_setzero_pd()};
   uint32_t i = 0;
-  for (; i + 8 <= D; i += 8) {
-    const __m256 v = _mm256_loadu_ps(z + i);
-    const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
-    const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-    // The products are exact in double, so the fused multiply-add rounds only the sum.
-    acc0 = _mm256_fmadd_pd(lo, lo, acc0);
-    acc1 = _mm256_fmadd_pd(hi, hi, acc1);
+  for (; i + 16 <= D; i += 16) {
+    for (int k = 0; k < 4; ++k) {
+      const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(z + i + 4 * k));
+      acc[k] = _mm256_fmadd_pd(v, v, acc[k]);
+    }
   }
   double parts[4];
-  _mm256_storeu_pd(parts, _mm256_add_pd(acc0, acc1));
+  _mm256_storeu_pd(parts, _mm256_add_pd(_mm256_add_pd(acc[0], acc[1]), _mm256_add_pd(acc[2], acc[3])));
   double sumsq = (parts[0] + parts[1]) + (parts[2] + parts[3]);
   for (; i < D; ++i) sumsq += double{z[i]} * z[i];
-  return std::sqrt(static_cast<float>(sumsq));
+  return sumsq;
+}
+
+float TurboChunkNorm(const float* z, uint32_t D) {
+  return std::sqrt(static_cast<float>(TurboChunkSumSq(z, D)));
 }
 
 void TurboQuantizeChunk(const HadamardSigns& signs, int bits, const float* z, float norm,
@@ -347,24 +392,24 @@ void TurboQuantizeChunk(const HadamardSigns& signs, int bits, const float* z, fl
   for (; i < D; ++i) idx[i] = static_cast<uint8_t>(LloydMaxIndex(book, y[i] * k));
 }
 
-double TurboCentroidEnergy(int bits, const uint8_t* idx, uint32_t D) {
-  const QuantTables& q = Tables(bits);
-  __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
-  uint32_t i = 0;
-  for (; i + 8 <= D; i += 8) {
-    const __m256i lanes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(idx + i)));
-    const __m256 c = LookupCentroids(q, bits, lanes);
-    const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(c));
-    const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(c, 1));
-    acc0 = _mm256_fmadd_pd(lo, lo, acc0);
-    acc1 = _mm256_fmadd_pd(hi, hi, acc1);
-  }
-  double parts[4];
-  _mm256_storeu_pd(parts, _mm256_add_pd(acc0, acc1));
-  double sum = (parts[0] + parts[1]) + (parts[2] + parts[3]);
+double EnergyFromClassCounts(int bits, const uint32_t* counts) {
   const LloydMaxCodebook& book = GaussianCodebook(bits);
-  for (; i < D; ++i) sum += double{book.centroids[idx[i]]} * book.centroids[idx[i]];
-  return sum;
+  const int half = 1 << (bits - 1);
+  double energy = 0;
+  for (int m = 0; m < half; ++m) {
+    const double g = book.centroids[half + m];
+    energy += static_cast<double>(counts[m]) * (g * g);
+  }
+  return energy;
+}
+
+double TurboCentroidEnergy(int bits, const uint8_t* idx, uint32_t D) {
+  const int half = 1 << (bits - 1);
+  uint32_t counts[8] = {0};
+  for (uint32_t i = 0; i < D; ++i) {
+    ++counts[idx[i] >= half ? idx[i] - half : half - 1 - idx[i]];
+  }
+  return EnergyFromClassCounts(bits, counts);
 }
 
 void TurboPack(int bits, const uint8_t* idx, uint32_t D, uint8_t* out) {
@@ -416,20 +461,18 @@ void TurboDequantizeChunk(int bits, const uint8_t* packed, uint32_t D, float sca
   }
 }
 
-TurboEncodeResult TurboEncodeChunk(const HadamardSigns& signs, int bits, const float* z, float* scratch,
-                      uint16_t* g, uint8_t* packed) {
+TurboEncodeResult TurboEncodeChunk(const HadamardSigns& signs, int bits, const float* z,
+                                   double sumsq, float* scratch, uint16_t* g, uint8_t* packed) {
   const uint32_t D = signs.size;
   switch (D) {
-    case 32: return EncodeChunkRegisters<4>(signs, bits, z, g, packed);
-    case 64: return EncodeChunkRegisters<8>(signs, bits, z, g, packed);
-    case 128: return EncodeChunkRegisters<16>(signs, bits, z, g, packed);
-    case 256: return EncodeChunkRegisters<32>(signs, bits, z, g, packed);
+    case 32: return EncodeChunkRegisters<4>(signs, bits, z, sumsq, g, packed);
+    case 64: return EncodeChunkRegisters<8>(signs, bits, z, sumsq, g, packed);
+    case 128: return EncodeChunkRegisters<16>(signs, bits, z, sumsq, g, packed);
+    case 256: return EncodeChunkRegisters<32>(signs, bits, z, sumsq, g, packed);
     default: break;
   }
-  for (uint32_t i = 0; i < D; ++i) {
-    if (!std::isfinite(z[i])) return TurboEncodeResult::kNonFinite;
-  }
-  const float norm = TurboChunkNorm(z, D);
+  if (!std::isfinite(sumsq)) return TurboEncodeResult::kNonFinite;
+  const float norm = std::sqrt(static_cast<float>(sumsq));
   uint8_t idx[kMaxTurboChunk];
   TurboQuantizeChunk(signs, bits, z, norm, scratch, idx);
   if (norm == 0.0f) {
@@ -473,11 +516,16 @@ void SeedTurboChunks(uint64_t segment_seed, TurboChunkPlan* plan) {
   }
 }
 
-TurboEncodeResult TurboEncodeVector(const TurboChunkPlan& plan, const float* x, float* scratch,
-                                    uint16_t* g, uint8_t* packed) {
+void TurboVectorSumSq(const TurboChunkPlan& plan, const float* x, double* sumsq) {
+  for (size_t c = 0; c < plan.sizes.size(); ++c) sumsq[c] = TurboChunkSumSq(x + plan.offsets[c], plan.sizes[c]);
+}
+
+TurboEncodeResult TurboEncodeVector(const TurboChunkPlan& plan, const float* x,
+                                    const double* sumsq, float* scratch, uint16_t* g,
+                                    uint8_t* packed) {
   for (size_t c = 0; c < plan.sizes.size(); ++c) {
-    const TurboEncodeResult r =
-        TurboEncodeChunk(plan.signs[c], plan.bits[c], x + plan.offsets[c], scratch, &g[c], packed);
+    const TurboEncodeResult r = TurboEncodeChunk(plan.signs[c], plan.bits[c], x + plan.offsets[c],
+                                                 sumsq[c], scratch, &g[c], packed);
     if (r != TurboEncodeResult::kOk) return r;
     packed += TurboPackedBytes(plan.sizes[c], plan.bits[c]);
   }

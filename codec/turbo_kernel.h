@@ -26,7 +26,10 @@ std::vector<uint32_t> TurboChunkSizes(uint32_t d);
 // Precondition: D a multiple of 8, 1 <= bits <= 4.
 inline uint32_t TurboPackedBytes(uint32_t D, int bits) { return D * static_cast<uint32_t>(bits) / 8; }
 
-// Σ z_i² accumulated in double, as a float square root (FORMAT.md step 1).
+// Σ z_i² accumulated in double (FORMAT.md step 1; the order is free). Not finite exactly when
+// some z_i is not finite.
+double TurboChunkSumSq(const float* z, uint32_t D);
+// sqrtf((float)TurboChunkSumSq(z, D)): the chunk norm.
 float TurboChunkNorm(const float* z, uint32_t D);
 
 // Steps 2–3: y = rotation of z (written to `y`, D floats), then index_i = #{β_j < y_i·k}
@@ -35,7 +38,11 @@ float TurboChunkNorm(const float* z, uint32_t D);
 void TurboQuantizeChunk(const HadamardSigns& signs, int bits, const float* z, float norm,
                         float* y, uint8_t* idx);
 
-// Σ γ_{idx_i}² in double over the b-bit centroids (the ‖c‖² of norm correction).
+// ‖c‖² of norm correction exactly as FORMAT.md fixes it: Σ_m n_m·(γ_{h+m}·γ_{h+m}) over the
+// level classes m = 0 .. h−1 ascending (h = 2^(b−1)), in double, where n_m counts the indices
+// equal to h + m or h − 1 − m (the two levels with centroid ±γ_{h+m}); `counts` has h entries.
+double EnergyFromClassCounts(int bits, const uint32_t* counts);
+// The same from D indices.
 double TurboCentroidEnergy(int bits, const uint8_t* idx, uint32_t D);
 
 // Packs D indices of `bits` bits into TurboPackedBytes(D, bits) bytes (FORMAT.md layouts;
@@ -50,11 +57,12 @@ void TurboDequantizeChunk(int bits, const uint8_t* packed, uint32_t D, float sca
 // Outcome of encoding a chunk or vector; anything but kOk is an InvalidArgument for the caller.
 enum class TurboEncodeResult { kOk, kNonFinite, kScaleOverflow };
 
-// The whole MSE chunk encode (steps 1–4): writes the fp16 norm-corrected scale to *g and the
-// packed indices to `packed`. `scratch` holds 2·D floats. kNonFinite when z holds an Inf or
-// NaN, kScaleOverflow when g overflows fp16.
-TurboEncodeResult TurboEncodeChunk(const HadamardSigns& signs, int bits, const float* z, float* scratch,
-                      uint16_t* g, uint8_t* packed);
+// The whole MSE chunk encode (steps 1–4) given sumsq = TurboChunkSumSq(z, D) (computed
+// beforehand so that a batch of vectors overlaps the norm's latency): writes the fp16
+// norm-corrected scale to *g and the packed indices to `packed`. `scratch` holds 2·D floats.
+// kNonFinite when sumsq is not finite, kScaleOverflow when g overflows fp16.
+TurboEncodeResult TurboEncodeChunk(const HadamardSigns& signs, int bits, const float* z,
+                                   double sumsq, float* scratch, uint16_t* g, uint8_t* packed);
 
 // The MSE chunk decode: z = unrotate(γ_index · g), D floats to `out`.
 void TurboDecodeChunk(const HadamardSigns& signs, int bits, const uint8_t* packed, float g,
@@ -77,11 +85,16 @@ void AppendTurboChunks(uint32_t d, int bits, TurboChunkPlan* plan);
 // Fills in plan->signs for `segment_seed` (chunk positions in list order).
 void SeedTurboChunks(uint64_t segment_seed, TurboChunkPlan* plan);
 
-// Encodes one vector x[0..plan.elements): g[c] and the packed indices of every chunk, back to
-// back, into packed[0..plan.packed_bytes). `scratch` holds 2·kMaxTurboChunk floats. Stops at
-// the first chunk that does not give kOk and returns its result.
-TurboEncodeResult TurboEncodeVector(const TurboChunkPlan& plan, const float* x, float* scratch, uint16_t* g,
-                       uint8_t* packed);
+// TurboChunkSumSq of every chunk of one vector into sumsq[0..chunks).
+void TurboVectorSumSq(const TurboChunkPlan& plan, const float* x, double* sumsq);
+
+// Encodes one vector x[0..plan.elements) given its chunks' sums of squares
+// (TurboVectorSumSq): g[c] and the packed indices of every chunk, back to back, into
+// packed[0..plan.packed_bytes). `scratch` holds 2·kMaxTurboChunk floats. Stops at the first
+// chunk that does not give kOk and returns its result.
+TurboEncodeResult TurboEncodeVector(const TurboChunkPlan& plan, const float* x,
+                                    const double* sumsq, float* scratch, uint16_t* g,
+                                    uint8_t* packed);
 // Decodes one vector into x[0..plan.elements) from the fp16 scales g[c] (as floats) and the
 // packed indices.
 void TurboDecodeVector(const TurboChunkPlan& plan, const float* g, const uint8_t* packed,

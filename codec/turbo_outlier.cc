@@ -119,7 +119,9 @@ absl::Status TurboOutlierCodec::Encode(const SegmentShape& shape, const SegmentC
     LoadElements(shape.dtype, raw.data() + v * d * elem, d, x);
     const uint32_t* perm = &perms[(v % heads) * d];
     for (uint32_t k = 0; k < d; ++k) permuted[k] = x[perm[k]];
-    if (TurboEncodeVector(plan, permuted, scratch, g, packed + v * plan.packed_bytes) !=
+    double sumsq[64];
+    TurboVectorSumSq(plan, permuted, sumsq);
+    if (TurboEncodeVector(plan, permuted, sumsq, scratch, g, packed + v * plan.packed_bytes) !=
         TurboEncodeResult::kOk) {  // inputs were checked finite in pass 1
       return absl::InvalidArgumentError(absl::StrCat(name(), ": vector ", v,
                                                      " has a norm too large for its fp16 scale"));

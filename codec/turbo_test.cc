@@ -138,13 +138,20 @@ std::vector<uint8_t> ReferenceEncode(int b, const std::vector<float>& x, uint32_
       }
       const float k = norm == 0.0f ? 0.0f : sqrtf(static_cast<float>(D)) / norm;
       std::vector<int> idx(D);
-      double csq = 0;
+      const int half = 1 << (b - 1);
+      std::vector<uint32_t> classes(half, 0);
       for (uint32_t i = 0; i < D; ++i) {
         volatile float t = y[i] * k;
         int count = 0;
         for (float beta : book.boundaries) count += t > beta;
         idx[i] = count;
-        csq += double{book.centroids[count]} * double{book.centroids[count]};
+        ++classes[count >= half ? count - half : half - 1 - count];
+      }
+      // ‖c‖² over the level classes m ascending: Σ n_m·γ_{h+m}², in double.
+      double csq = 0;
+      for (int m = 0; m < half; ++m) {
+        const double gm = book.centroids[half + m];
+        csq += static_cast<double>(classes[m]) * (gm * gm);
       }
       const uint16_t g = norm == 0.0f ? 0 : FloatToHalf(norm / sqrtf(static_cast<float>(csq)));
       std::memcpy(&out[8 + 2 * (v * chunks.size() + c)], &g, 2);
