@@ -274,7 +274,6 @@ TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, const float* 
   const float k = norm == 0.0f ? 0.0f : std::sqrt(static_cast<float>(D)) / norm;
   const __m256 kv = _mm256_set1_ps(k);
   const QuantTables& q = Tables(bits);
-  alignas(32) uint8_t idx[D];
   uint64_t planes[4][16];
   for (int r = 0; r < R; r += 4) {
     __m256i lanes[4];
@@ -284,17 +283,31 @@ TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, const float* 
       lanes[u] = QuantizeLanesBinary<kBits>(q, _mm256_mul_ps(y, kv));
     }
     const __m256i bytes = NarrowToBytes(lanes[0], lanes[1], lanes[2], lanes[3]);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(idx + 8 * r), bytes);
     // Bit k of each index byte moved to bit 7 (16-bit shifts never carry into a bit 7 here:
     // indices are < 16) and gathered 32 at a time.
+    uint32_t plane32[kBits];
     for (int k = 0; k < kBits; ++k) {
-      const uint64_t m = static_cast<uint32_t>(
-          _mm256_movemask_epi8(_mm256_slli_epi16(bytes, 7 - k)));
+      plane32[k] = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(bytes, 7 - k)));
+      const uint64_t m = plane32[k];
       if ((r / 4) % 2 == 0) {
         planes[k][r / 8] = m;
       } else {
         planes[k][r / 8] |= m << 32;
       }
+    }
+    // Pack these 32 indices in place (the layouts of TurboPack).
+    const int group = r / 4;
+    if (kBits == 1) {
+      std::memcpy(packed + 4 * group, &plane32[0], 4);
+    } else if (kBits == 2) {
+      PackTwoBit32(bytes, packed + 8 * group);
+    } else if (kBits == 3) {
+      PackTwoBit32(_mm256_and_si256(bytes, _mm256_set1_epi8(3)), packed + 8 * group);
+      std::memcpy(packed + D / 4 + 4 * group, &plane32[2], 4);
+    } else {
+      const __m256i pairs = _mm256_maddubs_epi16(bytes, _mm256_set1_epi16(0x1001));
+      const __m256i nib = _mm256_permute4x64_epi64(_mm256_packus_epi16(pairs, pairs), 0x08);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(packed + 16 * group), _mm256_castsi256_si128(nib));
     }
   }
   if (norm == 0.0f) {
@@ -305,7 +318,6 @@ TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, const float* 
     *g = FloatToHalf(norm / std::sqrt(static_cast<float>(energy)));
     if ((*g & 0x7c00u) == 0x7c00u) return TurboEncodeResult::kScaleOverflow;
   }
-  TurboPack(bits, idx, D, packed);
   return TurboEncodeResult::kOk;
 }
 
