@@ -37,8 +37,10 @@ class Event {
   ~Event() {
     if (e_ != nullptr) cudaEventDestroy(e_);
   }
-  absl::Status Init() {
-    return CudaStatus(cudaEventCreateWithFlags(&e_, cudaEventDisableTiming), "cudaEventCreate");
+  absl::Status Init(bool timing = false) {
+    return CudaStatus(
+        cudaEventCreateWithFlags(&e_, timing ? cudaEventDefault : cudaEventDisableTiming),
+        "cudaEventCreate");
   }
   cudaEvent_t get() const { return e_; }
 
@@ -117,6 +119,8 @@ class GpuCodec::Impl {
     RETURN_IF_ERROR(compute_.Init());
     RETURN_IF_ERROR(copy_in_.Init());
     RETURN_IF_ERROR(copy_out_.Init());
+    RETURN_IF_ERROR(kernels_begin_.Init(true));
+    RETURN_IF_ERROR(kernels_end_.Init(true));
     ASSIGN_OR_RETURN(flags_, device_pool_.Allocate(sizeof(uint32_t)));
     ASSIGN_OR_RETURN(host_flags_, pinned_pool_.Allocate(sizeof(uint32_t)));
     cudaDeviceProp prop;
@@ -179,23 +183,35 @@ class GpuCodec::Impl {
     return pieces;
   }
 
-  // Copies the SegmentIo table to the device (through pinned memory) on `stream`.
-  absl::StatusOr<MemoryBlock> UploadIos(const std::vector<SegmentIo>& ios, cudaStream_t stream,
-                                        MemoryBlock* pinned) {
+  // The SegmentIo table on the device, uploaded through pinned memory on `stream`. A table
+  // equal to the previous call's is not uploaded again (callers that reuse their buffers,
+  // the common case for a serving loop, skip a host-to-device copy per call). Calls are
+  // serialized and each waits for its work, so the buffers are free when the next begins.
+  absl::StatusOr<const SegmentIo*> UploadIos(const std::vector<SegmentIo>& ios,
+                                             cudaStream_t stream) {
     const size_t bytes = std::max<size_t>(1, ios.size() * sizeof(SegmentIo));
-    ASSIGN_OR_RETURN(*pinned, pinned_pool_.Allocate(bytes));
-    ASSIGN_OR_RETURN(MemoryBlock dev, device_pool_.Allocate(bytes));
-    if (!ios.empty()) std::memcpy(pinned->data(), ios.data(), ios.size() * sizeof(SegmentIo));
-    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dev.data(), pinned->data(), bytes,
+    if (!ios_dev_.empty() && ios.size() == ios_host_.size() &&
+        std::memcmp(ios.data(), ios_host_.data(), ios.size() * sizeof(SegmentIo)) == 0) {
+      return static_cast<const SegmentIo*>(ios_dev_.data());
+    }
+    ios_host_.clear();
+    if (ios_dev_.size() < bytes) {
+      ios_dev_.Release();
+      ios_pinned_.Release();
+      ASSIGN_OR_RETURN(ios_dev_, device_pool_.Allocate(bytes));
+      ASSIGN_OR_RETURN(ios_pinned_, pinned_pool_.Allocate(bytes));
+    }
+    if (!ios.empty()) std::memcpy(ios_pinned_.data(), ios.data(), ios.size() * sizeof(SegmentIo));
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(ios_dev_.data(), ios_pinned_.data(), bytes,
                                          cudaMemcpyHostToDevice, stream),
                          "segment table upload");
-    return dev;
+    ios_host_ = ios;
+    return static_cast<const SegmentIo*>(ios_dev_.data());
   }
 
   absl::Status LaunchGroups(bool encode, const std::vector<LaunchGroup>& groups,
-                            const std::vector<SegmentIo>& ios, const MemoryBlock& dev_ios,
+                            const std::vector<SegmentIo>& ios, const SegmentIo* dev,
                             cudaStream_t stream) {
-    const SegmentIo* dev = static_cast<const SegmentIo*>(dev_ios.data());
     for (const LaunchGroup& g : groups) {
       RETURN_IF_ERROR(LaunchSegments(encode, g.codec, g.shape, ios.data() + g.first,
                                      dev + g.first, g.count, flags(), stream));
@@ -235,9 +251,8 @@ class GpuCodec::Impl {
     std::vector<SegmentIo> ios;
     const std::vector<Piece> pieces =
         MakePieces(plan, LayersPerPiece(plan.layout), {&view, 1}, {&block, 1}, &ios);
-    MemoryBlock pin_ios;
     RETURN_IF_ERROR(ResetFlags(compute_.get()));
-    ASSIGN_OR_RETURN(MemoryBlock dev_ios, UploadIos(ios, compute_.get(), &pin_ios));
+    ASSIGN_OR_RETURN(const SegmentIo* dev_ios, UploadIos(ios, compute_.get()));
     std::vector<Event> copied(pieces.size()), computed(pieces.size());
     for (size_t p = 0; p < pieces.size(); ++p) {
       const Piece& piece = pieces[p];
@@ -290,10 +305,16 @@ class GpuCodec::Impl {
     const std::vector<LaunchGroup> groups =
         Group(plan, 0, static_cast<uint32_t>(plan.segments.size()), views, blocks, &ios);
     RETURN_IF_ERROR(ResetFlags(stream));
-    MemoryBlock pin_ios;
-    ASSIGN_OR_RETURN(MemoryBlock dev_ios, UploadIos(ios, stream, &pin_ios));
+    ASSIGN_OR_RETURN(const SegmentIo* dev_ios, UploadIos(ios, stream));
+    CUDA_RETURN_IF_ERROR(cudaEventRecord(kernels_begin_.get(), stream), "event record");
     RETURN_IF_ERROR(LaunchGroups(encode, groups, ios, dev_ios, stream));
-    return FinishFlags(stream, encode);
+    CUDA_RETURN_IF_ERROR(cudaEventRecord(kernels_end_.get(), stream), "event record");
+    RETURN_IF_ERROR(FinishFlags(stream, encode));
+    float ms = 0;
+    CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, kernels_begin_.get(), kernels_end_.get()),
+                         "cudaEventElapsedTime");
+    last_kernel_seconds_ = ms * 1e-3;
+    return absl::OkStatus();
   }
 
   // The plan of an encoded block, checked against what ParseBlock read.
@@ -333,9 +354,8 @@ class GpuCodec::Impl {
     std::vector<SegmentIo> ios;
     const std::vector<Piece> pieces =
         MakePieces(plan, LayersPerPiece(plan.layout), {&view, 1}, {&block, 1}, &ios);
-    MemoryBlock pin_ios;
     RETURN_IF_ERROR(ResetFlags(compute_.get()));
-    ASSIGN_OR_RETURN(MemoryBlock dev_ios, UploadIos(ios, compute_.get(), &pin_ios));
+    ASSIGN_OR_RETURN(const SegmentIo* dev_ios, UploadIos(ios, compute_.get()));
     std::vector<Event> copied(pieces.size()), computed(pieces.size());
     for (size_t p = 0; p < pieces.size(); ++p) {
       const Piece& piece = pieces[p];
@@ -380,6 +400,7 @@ class GpuCodec::Impl {
   }
 
   cudaStream_t compute_stream() const { return compute_.get(); }
+  double last_kernel_seconds() const { return last_kernel_seconds_; }
   MemoryPool& pinned_pool() { return pinned_pool_; }
 
  private:
@@ -401,6 +422,10 @@ class GpuCodec::Impl {
   MemoryPool pinned_pool_;
   Stream compute_, copy_in_, copy_out_;
   MemoryBlock flags_, host_flags_;
+  Event kernels_begin_, kernels_end_;
+  double last_kernel_seconds_ = 0;
+  MemoryBlock ios_dev_, ios_pinned_;
+  std::vector<SegmentIo> ios_host_;  // what ios_dev_ holds
   absl::Mutex mu_;
 };
 
@@ -540,6 +565,11 @@ absl::Status GpuCodec::DecodeBatchOnDevice(const BlockPlan& plan,
   std::vector<uint8_t*> blocks(src_blocks.size());
   for (size_t i = 0; i < src_blocks.size(); ++i) blocks[i] = const_cast<uint8_t*>(src_blocks[i]);
   return impl_->RunBatch(false, plan, dsts, blocks, s);
+}
+
+double GpuCodec::LastKernelSeconds() const {
+  absl::MutexLock lock(&impl_->mu());
+  return impl_->last_kernel_seconds();
 }
 
 absl::StatusOr<std::unique_ptr<GpuCodec::DeviceBuffer>> GpuCodec::AllocateDevice(size_t bytes) {

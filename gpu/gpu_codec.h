@@ -107,6 +107,12 @@ class GpuCodec {
   absl::Status DecodeBatchOnDevice(const BlockPlan& plan, absl::Span<const uint8_t* const> src_blocks,
                                    absl::Span<const DeviceBlockView> dsts, void* stream = nullptr);
 
+  // Device time, in seconds, of the kernels of the most recent EncodeBatchOnDevice /
+  // DecodeBatchOnDevice / EncodeBlockFromDevice / DecodeBlockToDevice call (from the first
+  // launch to the end of the last, CUDA events); 0 before any such call. For metrics and
+  // benchmarks that separate kernel time from per-call host work.
+  double LastKernelSeconds() const;
+
   // Device memory from the codec's pool (for callers without an allocator of their own:
   // tests, benchmarks, the server's staging). Freed when the returned handle is destroyed.
   class DeviceBuffer;

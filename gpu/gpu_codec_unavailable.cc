@@ -70,6 +70,7 @@ absl::Status GpuCodec::DecodeBatchOnDevice(const BlockPlan&, absl::Span<const ui
                                            absl::Span<const DeviceBlockView>, void*) {
   return NoCuda();
 }
+double GpuCodec::LastKernelSeconds() const { return 0; }
 absl::StatusOr<std::unique_ptr<GpuCodec::DeviceBuffer>> GpuCodec::AllocateDevice(size_t) {
   return NoCuda();
 }

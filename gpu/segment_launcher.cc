@@ -83,26 +83,6 @@ absl::Status LaunchSegments(bool encode, CodecId codec, const SegmentShape& shap
                             const SegmentIo* host_ios, const SegmentIo* device_ios,
                             uint32_t count, uint32_t* device_flags, cudaStream_t stream) {
   if (count == 0) return absl::OkStatus();
-  if (codec == CodecId::kRaw) {
-    // The payload is the segment's raw bytes verbatim: one 2-D copy per segment (rows are
-    // tokens, strided in the caller's layout).
-    const size_t e = DTypeSize(shape.dtype);
-    const size_t row = size_t{shape.kv_heads} * shape.head_dim * e;
-    for (uint32_t i = 0; i < count; ++i) {
-      const SegmentIo& io = host_ios[i];
-      const size_t pitch = io.token_stride * e;
-      if (encode) {
-        CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(io.encoded, row, io.raw, pitch, row, shape.tokens,
-                                               cudaMemcpyDeviceToDevice, stream),
-                             "raw encode copy");
-      } else {
-        CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(io.raw, pitch, io.encoded, row, row, shape.tokens,
-                                               cudaMemcpyDeviceToDevice, stream),
-                             "raw decode copy");
-      }
-    }
-    return absl::OkStatus();
-  }
   SegmentBatch b;
   b.tokens = shape.tokens;
   b.kv_heads = shape.kv_heads;
@@ -118,7 +98,10 @@ absl::Status LaunchSegments(bool encode, CodecId codec, const SegmentShape& shap
     b.ios = device_ios + first;
     cudaError_t err = cudaSuccess;
     const char* what = "";
-    if (codec == CodecId::kInt8) {
+    if (codec == CodecId::kRaw) {
+      err = encode ? LaunchRawEncode(b, stream) : LaunchRawDecode(b, stream);
+      what = encode ? "raw encode launch" : "raw decode launch";
+    } else if (codec == CodecId::kInt8) {
       err = encode ? LaunchInt8Encode(b, stream) : LaunchInt8Decode(b, stream);
       what = encode ? "int8 encode launch" : "int8 decode launch";
     } else if (const int bits = TurboBits(codec); bits != 0) {

@@ -30,7 +30,7 @@ bool RawAligned(const SegmentShape& shape, const SegmentIo& io);
 
 // Enqueues the encode (or decode) of `count` segments, all of `codec` and `shape`, whose
 // SegmentIo entries are at `device_ios` (device memory) and `host_ios` (the same entries on
-// the host, used for copies the raw codec makes and for the alignment check). Kernel data
+// the host, used for the alignment check). Kernel data
 // errors are OR-ed into *device_flags. Precondition: GpuSupports(codec, shape).ok().
 absl::Status LaunchSegments(bool encode, CodecId codec, const SegmentShape& shape,
                             const SegmentIo* host_ios, const SegmentIo* device_ios,

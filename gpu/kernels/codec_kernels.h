@@ -63,6 +63,10 @@ struct Codebook {
   float centroids[16] = {};
 };
 
+// raw (codec id 0): the elements verbatim, token rows back to back.
+cudaError_t LaunchRawEncode(const SegmentBatch& batch, cudaStream_t stream);
+cudaError_t LaunchRawDecode(const SegmentBatch& batch, cudaStream_t stream);
+
 // int8 (codec id 1): groups of 32 along head_dim, fp16 scale per group.
 cudaError_t LaunchInt8Encode(const SegmentBatch& batch, cudaStream_t stream);
 cudaError_t LaunchInt8Decode(const SegmentBatch& batch, cudaStream_t stream);

@@ -67,70 +67,82 @@ __global__ void __launch_bounds__(kThreads) Int8EncodeKernel(SegmentBatch b, uin
   const SegmentIo io = b.ios[blockIdx.y];
   const uint32_t d = b.head_dim;
   const uint32_t G = (d + kGroup - 1) / kGroup;
-  const uint64_t n = uint64_t{b.tokens} * b.kv_heads;
-  const uint64_t v0 = uint64_t{blockIdx.x} * tile_vectors;
-  if (v0 >= n) return;
-  const uint32_t tv = static_cast<uint32_t>(min(uint64_t{tile_vectors}, n - v0));
+  const uint32_t n = b.tokens * b.kv_heads;
+  const uint32_t tiles = (n + tile_vectors - 1) / tile_vectors;
   uint8_t* const s_codes = smem;
   uint8_t* const s_scales = smem + StageBytes(tile_vectors * d);
-  uint8_t* const g_scales = io.encoded + 2 * v0 * G;
-  uint8_t* const g_codes = io.encoded + 2 * n * G + v0 * d;
-  const uint32_t shift_s = StageShift(g_scales);
-  const uint32_t shift_q = StageShift(g_codes);
-  const uint32_t tile_groups = tv * G;
   const uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const bool fast = b.raw_aligned && d % kPerLane == 0;
   uint32_t errors = 0;
 
-  for (uint32_t base = warp * kGroupsPerWarp; base < tile_groups;
-       base += (kThreads / 32) * kGroupsPerWarp) {
-    const GroupSlot s = SlotFor(base + lane / kLanesPerGroup, tile_groups, G, d);
-    float x[kPerLane];
+  for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const uint32_t v0 = tile * tile_vectors;
+    const uint32_t tv = min(tile_vectors, n - v0);
+    uint8_t* const g_scales = io.encoded + 2 * uint64_t{v0} * G;
+    uint8_t* const g_codes = io.encoded + 2 * uint64_t{n} * G + uint64_t{v0} * d;
+    const uint32_t tile_groups = tv * G;
+    // Codes and scales are staged unshifted (byte k of the tile's range at smem[k]) so that
+    // whole lanes store with one aligned 8-byte write; the flush does the byte shift.
+    for (uint32_t base = warp * kGroupsPerWarp; base < tile_groups;
+         base += (kThreads / 32) * kGroupsPerWarp) {
+      const GroupSlot s = SlotFor(base + lane / kLanesPerGroup, tile_groups, G, d);
+      float x[kPerLane];
 #pragma unroll
-    for (int i = 0; i < kPerLane; ++i) x[i] = 0.0f;
-    if (s.count > 0) {
-      const T* src = VectorPtr<const T>(io, v0 + s.vl, b.kv_heads, d) + s.e0;
-      if (fast) {
-        LoadRun<T, kPerLane>(src, true, x);
-      } else {
+      for (int i = 0; i < kPerLane; ++i) x[i] = 0.0f;
+      if (s.count > 0) {
+        const T* src = VectorPtr<const T>(io, v0 + s.vl, b.kv_heads, d) + s.e0;
+        if (fast) {
+          LoadRun<T, kPerLane>(src, true, x);
+        } else {
 #pragma unroll
-        for (int i = 0; i < kPerLane; ++i) {
-          if (static_cast<uint32_t>(i) < s.count) x[i] = LoadOne(src, i);
+          for (int i = 0; i < kPerLane; ++i) {
+            if (static_cast<uint32_t>(i) < s.count) x[i] = LoadOne(src, i);
+          }
         }
       }
-    }
-    // Largest |x| as float bits: non-negative floats order like their bit patterns.
-    uint32_t amax = 0;
+      // Largest |x| as float bits: non-negative floats order like their bit patterns.
+      uint32_t amax = 0;
 #pragma unroll
-    for (int i = 0; i < kPerLane; ++i) amax = max(amax, __float_as_uint(x[i]) & 0x7fffffffu);
-    amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-    amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
-    if (!s.valid) continue;
-    if (amax >= 0x7f800000u) errors |= kErrNonFinite;
-    const uint16_t scale_bits = __half_as_ushort(__float2half_rn(__fdiv_rn(__uint_as_float(amax), 127.0f)));
-    if (scale_bits >= 0x7c00u && amax < 0x7f800000u) errors |= kErrScaleOverflow;
-    const float scale = __half2float(__ushort_as_half(scale_bits));
-    const float inv = scale == 0.0f ? 0.0f : __fdiv_rn(1.0f, scale);
-    uint64_t packed = 0;
+      for (int i = 0; i < kPerLane; ++i) amax = max(amax, __float_as_uint(x[i]) & 0x7fffffffu);
+      amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+      amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+      if (!s.valid) continue;
+      if (amax >= 0x7f800000u) errors |= kErrNonFinite;
+      const uint16_t scale_bits =
+          __half_as_ushort(__float2half_rn(__fdiv_rn(__uint_as_float(amax), 127.0f)));
+      if (scale_bits >= 0x7c00u && amax < 0x7f800000u) errors |= kErrScaleOverflow;
+      const float scale = __half2float(__ushort_as_half(scale_bits));
+      const float inv = scale == 0.0f ? 0.0f : __fdiv_rn(1.0f, scale);
+      uint32_t lo = 0, hi = 0;
 #pragma unroll
-    for (int i = 0; i < kPerLane; ++i) {
-      const float y = __fmul_rn(x[i], inv);
-      const float a = fminf(fabsf(y), 127.0f);
-      const int m = static_cast<int>(roundf(a));
-      const int q = y < 0.0f ? -m : m;
-      packed |= uint64_t{static_cast<uint8_t>(static_cast<int8_t>(q))} << (8 * i);
+      for (int i = 0; i < kPerLane; ++i) {
+        const float y = __fmul_rn(x[i], inv);
+        const float a = fminf(fabsf(y), 127.0f);
+        const int m = static_cast<int>(roundf(a));
+        const uint32_t q = static_cast<uint8_t>(static_cast<int8_t>(y < 0.0f ? -m : m));
+        if (i < 4) {
+          lo |= q << (8 * i);
+        } else {
+          hi |= q << (8 * (i - 4));
+        }
+      }
+      const uint64_t packed = lo | (uint64_t{hi} << 32);
+      const uint32_t q_off = s.vl * d + s.e0;
+      if (s.count == kPerLane) {
+        StageWord(s_codes, q_off, packed, 8);
+      } else if (s.count > 0) {
+        StageBytesLE(s_codes, q_off, packed, static_cast<int>(s.count));
+      }
+      if (threadIdx.x % kLanesPerGroup == 0) {
+        StageWord(s_scales, 2 * (s.vl * G + s.gi), scale_bits, 2);
+      }
     }
-    if (s.count > 0) {
-      StageBytesLE(s_codes, shift_q + s.vl * d + s.e0, packed, static_cast<int>(s.count));
-    }
-    if (threadIdx.x % kLanesPerGroup == 0) {
-      StageBytesLE(s_scales, shift_s + 2 * (s.vl * G + s.gi), scale_bits, 2);
-    }
+    __syncthreads();
+    FlushStageUnshifted(s_codes, g_codes, tv * d);
+    FlushStageUnshifted(s_scales, g_scales, tv * G * 2);
+    __syncthreads();  // the staging buffers are refilled by the next tile
   }
   if (errors != 0) FlagError(b.error_flags, errors);
-  __syncthreads();
-  FlushStage(s_codes, g_codes, tv * d);
-  FlushStage(s_scales, g_scales, tv * G * 2);
 }
 
 template <typename T>
@@ -149,49 +161,56 @@ __global__ void __launch_bounds__(kThreads) Int8DecodeKernel(SegmentBatch b, uin
   const SegmentIo io = b.ios[blockIdx.y];
   const uint32_t d = b.head_dim;
   const uint32_t G = (d + kGroup - 1) / kGroup;
-  const uint64_t n = uint64_t{b.tokens} * b.kv_heads;
-  const uint64_t v0 = uint64_t{blockIdx.x} * tile_vectors;
-  if (v0 >= n) return;
-  const uint32_t tv = static_cast<uint32_t>(min(uint64_t{tile_vectors}, n - v0));
+  const uint32_t n = b.tokens * b.kv_heads;
+  const uint32_t tiles = (n + tile_vectors - 1) / tile_vectors;
   uint8_t* const s_codes = smem;
   uint8_t* const s_scales = smem + StageBytes(tile_vectors * d);
-  const uint8_t* const g_scales = io.encoded + 2 * v0 * G;
-  const uint8_t* const g_codes = io.encoded + 2 * n * G + v0 * d;
-  const uint32_t shift_s = StageShift(g_scales);
-  const uint32_t shift_q = StageShift(g_codes);
-  FillStage(s_codes, g_codes, tv * d);
-  FillStage(s_scales, g_scales, tv * G * 2);
-  __syncthreads();
-  const uint32_t tile_groups = tv * G;
   const uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const bool fast = b.raw_aligned && d % kPerLane == 0;
   uint32_t errors = 0;
 
-  for (uint32_t base = warp * kGroupsPerWarp; base < tile_groups;
-       base += (kThreads / 32) * kGroupsPerWarp) {
-    const GroupSlot s = SlotFor(base + lane / kLanesPerGroup, tile_groups, G, d);
-    if (s.count == 0) continue;
-    const uint16_t scale_bits =
-        static_cast<uint16_t>(ReadBytesLE(s_scales, shift_s + 2 * (s.vl * G + s.gi), 2));
-    if (scale_bits >= 0x7c00u) errors |= kErrCorrupt;
-    const float scale = __half2float(__ushort_as_half(scale_bits));
-    const uint64_t packed = ReadBytesLE(s_codes, shift_q + s.vl * d + s.e0, static_cast<int>(s.count));
-    float x[kPerLane];
-#pragma unroll
-    for (int i = 0; i < kPerLane; ++i) {
-      const int8_t q = static_cast<int8_t>(packed >> (8 * i));
-      if (q == -128 || (scale == 0.0f && q != 0)) errors |= kErrCorrupt;
-      x[i] = Int8Output<T>(__fmul_rn(static_cast<float>(q), scale));
-    }
-    T* dst = VectorPtr<T>(io, v0 + s.vl, b.kv_heads, d) + s.e0;
-    if (fast) {
-      StoreRun<T, kPerLane>(dst, true, x);
-    } else {
+  for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const uint32_t v0 = tile * tile_vectors;
+    const uint32_t tv = min(tile_vectors, n - v0);
+    const uint8_t* const g_scales = io.encoded + 2 * uint64_t{v0} * G;
+    const uint8_t* const g_codes = io.encoded + 2 * uint64_t{n} * G + uint64_t{v0} * d;
+    const uint32_t shift_s = StageShift(g_scales);
+    const uint32_t shift_q = StageShift(g_codes);
+    FillStage(s_codes, g_codes, tv * d);
+    FillStage(s_scales, g_scales, tv * G * 2);
+    __syncthreads();
+    const uint32_t tile_groups = tv * G;
+    for (uint32_t base = warp * kGroupsPerWarp; base < tile_groups;
+         base += (kThreads / 32) * kGroupsPerWarp) {
+      const GroupSlot s = SlotFor(base + lane / kLanesPerGroup, tile_groups, G, d);
+      if (s.count == 0) continue;
+      const uint16_t scale_bits =
+          static_cast<uint16_t>(ReadWord32(s_scales, shift_s + 2 * (s.vl * G + s.gi)) & 0xffffu);
+      if (scale_bits >= 0x7c00u) errors |= kErrCorrupt;
+      const float scale = __half2float(__ushort_as_half(scale_bits));
+      const uint32_t q_off = shift_q + s.vl * d + s.e0;
+      const uint64_t packed =
+          s.count == kPerLane
+              ? (uint64_t{ReadWord32(s_codes, q_off)} | (uint64_t{ReadWord32(s_codes, q_off + 4)} << 32))
+              : ReadBytesLE(s_codes, q_off, static_cast<int>(s.count));
+      float x[kPerLane];
 #pragma unroll
       for (int i = 0; i < kPerLane; ++i) {
-        if (static_cast<uint32_t>(i) < s.count) StoreOne(dst, i, x[i]);
+        const int8_t q = static_cast<int8_t>(packed >> (8 * i));
+        if (q == -128 || (scale == 0.0f && q != 0)) errors |= kErrCorrupt;
+        x[i] = Int8Output<T>(__fmul_rn(static_cast<float>(q), scale));
+      }
+      T* dst = VectorPtr<T>(io, v0 + s.vl, b.kv_heads, d) + s.e0;
+      if (fast) {
+        StoreRun<T, kPerLane>(dst, true, x);
+      } else {
+#pragma unroll
+        for (int i = 0; i < kPerLane; ++i) {
+          if (static_cast<uint32_t>(i) < s.count) StoreOne(dst, i, x[i]);
+        }
       }
     }
+    __syncthreads();  // the staging buffers are refilled by the next tile
   }
   if (errors != 0) FlagError(b.error_flags, errors);
 }
@@ -202,13 +221,13 @@ cudaError_t LaunchInt8(const SegmentBatch& b, cudaStream_t stream) {
   if (err != cudaSuccess || b.count == 0) return err;
   const Int8Tile tile = PlanTile(b.head_dim);
   const uint64_t tiles = (Vectors(b) + tile.vectors - 1) / tile.vectors;
-  if (tiles > 0x7fffffffull) return cudaErrorInvalidValue;
-  const dim3 grid(static_cast<uint32_t>(tiles), b.count);
   return DispatchElem(b.elem, [&](auto tag) -> cudaError_t {
     using T = decltype(tag);
     auto kernel = kEncode ? Int8EncodeKernel<T> : Int8DecodeKernel<T>;
     cudaError_t e = PrepareSmem(kernel, tile.smem_bytes);
     if (e != cudaSuccess) return e;
+    const dim3 grid(BlocksPerSegment(tiles, b.count, ResidentBlocks(kernel, tile.smem_bytes)),
+                    b.count);
     kernel<<<grid, kThreads, tile.smem_bytes, stream>>>(b, tile.vectors);
     return cudaGetLastError();
   });

@@ -141,12 +141,25 @@ __device__ __forceinline__ bool IsFiniteBits(float x) {
 // ---- raw element addressing ----------------------------------------------------------
 
 // First element of vector v (token v / kv_heads, head v % kv_heads) of a segment.
+// Segments hold at most kMaxTokens · kMaxKvHeads = 2^30 vectors, so 32-bit arithmetic
+// (a far cheaper division than 64-bit) indexes them.
 template <typename T>
-__device__ __forceinline__ T* VectorPtr(const SegmentIo& io, uint64_t v, uint32_t kv_heads,
+__device__ __forceinline__ T* VectorPtr(const SegmentIo& io, uint32_t v, uint32_t kv_heads,
                                         uint32_t head_dim) {
-  const uint64_t t = v / kv_heads;
-  const uint64_t h = v - t * kv_heads;
-  return reinterpret_cast<T*>(io.raw) + t * io.token_stride + h * head_dim;
+  const uint32_t t = v / kv_heads;
+  const uint32_t h = v - t * kv_heads;
+  return reinterpret_cast<T*>(io.raw) + uint64_t{t} * io.token_stride + h * head_dim;
+}
+
+// Blocks of a launch along x walk the tiles of their segment with a stride, so that the
+// per-block setup (tables, rotation signs) is paid once for many tiles when segments are
+// large, while small segments still get one block per tile. About eight waves of resident
+// blocks keep the last, partial wave short.
+__host__ inline uint32_t BlocksPerSegment(uint64_t tiles, uint32_t segments, uint32_t resident) {
+  const uint64_t target = 8ull * (resident == 0 ? 1 : resident);
+  uint64_t want = (target + segments - 1) / segments;
+  if (want == 0) want = 1;
+  return static_cast<uint32_t>(tiles < want ? tiles : want);
 }
 
 // ---- shared-memory staging of encoded bytes ---------------------------------------------
@@ -177,6 +190,36 @@ __device__ inline void FlushStage(const uint8_t* s, uint8_t* g, uint32_t n) {
     } else {
       for (uint32_t k = lo; k < lo + 16u; ++k) {
         if (k >= shift && k < end) base[k] = s[k];
+      }
+    }
+  }
+}
+
+// Block-wide copy of an unshifted staging buffer (byte k of global [g, g + n) at s[k]; s
+// 16-byte aligned with at least n + 16 bytes) to global memory: full 16-byte global words
+// are assembled from five shared words with funnel shifts, so producers can stage with
+// aligned word stores whatever g's alignment.
+__device__ inline void FlushStageUnshifted(const uint8_t* s, uint8_t* g, uint32_t n) {
+  if (n == 0) return;
+  const uint32_t shift = StageShift(g);
+  uint8_t* base = g - shift;
+  const uint32_t end = shift + n;
+  const uint32_t words = (end + 15u) / 16u;
+  const uint32_t* s32 = reinterpret_cast<const uint32_t*>(s);
+  for (uint32_t w = threadIdx.x; w < words; w += blockDim.x) {
+    const uint32_t lo = w * 16u;
+    if (lo >= shift && lo + 16u <= end) {
+      const uint32_t o = lo - shift;
+      const uint32_t a = o / 4u, r = (o % 4u) * 8u;
+      uint32_t x[5];
+#pragma unroll
+      for (int i = 0; i < 5; ++i) x[i] = s32[a + i];
+      reinterpret_cast<uint4*>(base)[w] =
+          make_uint4(__funnelshift_r(x[0], x[1], r), __funnelshift_r(x[1], x[2], r),
+                     __funnelshift_r(x[2], x[3], r), __funnelshift_r(x[3], x[4], r));
+    } else {
+      for (uint32_t k = lo; k < lo + 16u; ++k) {
+        if (k >= shift && k < end) base[k] = s[k - shift];
       }
     }
   }
@@ -218,6 +261,29 @@ __device__ __forceinline__ uint64_t ReadBytesLE(const uint8_t* s, uint32_t off, 
     if (k < bytes) v |= uint64_t{s[off + k]} << (8 * k);
   }
   return v;
+}
+
+// Stores the low `bytes` (2, 4 or 8) bytes of v at s[off]: one aligned shared store when
+// off allows, else byte stores.
+__device__ __forceinline__ void StageWord(uint8_t* s, uint32_t off, uint64_t v, int bytes) {
+  if ((off & static_cast<uint32_t>(bytes - 1)) == 0) {
+    if (bytes == 8) {
+      *reinterpret_cast<uint64_t*>(s + off) = v;
+    } else if (bytes == 4) {
+      *reinterpret_cast<uint32_t*>(s + off) = static_cast<uint32_t>(v);
+    } else {
+      *reinterpret_cast<uint16_t*>(s + off) = static_cast<uint16_t>(v);
+    }
+  } else {
+    StageBytesLE(s, off, v, bytes);
+  }
+}
+
+// Reads 4 bytes at any offset of a staging buffer (padded by at least 4 bytes).
+__device__ __forceinline__ uint32_t ReadWord32(const uint8_t* s, uint32_t off) {
+  const uint32_t* s32 = reinterpret_cast<const uint32_t*>(s);
+  const uint32_t a = off / 4u, r = (off % 4u) * 8u;
+  return __funnelshift_r(s32[a], s32[a + 1], r);
 }
 
 __device__ __forceinline__ void FlagError(uint32_t* flags, uint32_t bits) {

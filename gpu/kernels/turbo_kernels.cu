@@ -32,7 +32,7 @@ constexpr int kLaneElems = 16;
 constexpr int kMaxChunks = 6;       // head_dim <= 512 and a multiple of 16: bits 4..9
 constexpr int kMaxSignWords = 8;    // ⌈512 / 64⌉
 constexpr uint32_t kSignBytes = kMaxChunks * 2 * kMaxSignWords * 8;
-constexpr uint32_t kTableBytes = 16 * 8 + 16 * 4 + 16 * 4;  // γ² (double), γ, β
+constexpr uint32_t kTableBytes = 16 * 8 + 16 * 4;  // γ² (double), γ
 constexpr uint32_t kHeaderBytes = kSignBytes + kTableBytes;
 constexpr uint32_t kPassesPerTile = 2;
 
@@ -82,7 +82,6 @@ struct TurboSmem {
   uint64_t* signs;  // [chunk][s1, s2][word]
   double* csq;      // γ_i² (exact in double)
   float* cent;      // γ_i
-  float* bound;     // β_j
   uint8_t* g;       // staged scales
   uint8_t* idx;     // staged packed indices
 };
@@ -92,7 +91,6 @@ __device__ __forceinline__ TurboSmem CarveSmem(uint8_t* smem, const TurboPlan& p
   s.signs = reinterpret_cast<uint64_t*>(smem);
   s.csq = reinterpret_cast<double*>(smem + kSignBytes);
   s.cent = reinterpret_cast<float*>(smem + kSignBytes + 128);
-  s.bound = reinterpret_cast<float*>(smem + kSignBytes + 192);
   s.g = smem + kHeaderBytes;
   s.idx = s.g + StageBytes(p.tile_vectors * p.chunks * 2);
   return s;
@@ -110,7 +108,6 @@ __device__ __forceinline__ void FillTables(const TurboSmem& s, const TurboPlan& 
       const float c = cb.centroids[i];
       s.cent[i] = c;
       s.csq[i] = static_cast<double>(c) * static_cast<double>(c);
-      s.bound[i] = i < 15 ? cb.boundaries[i] : 0.0f;
     }
   }
   if (t < p.chunks) {
@@ -157,25 +154,32 @@ __device__ __forceinline__ LaneGeometry LaneFor(const TurboSmem& s, const TurboP
   return g;
 }
 
-__device__ __forceinline__ float FlipSign(float v, uint32_t mask, int i) {
-  return __uint_as_float(__float_as_uint(v) ^ (((mask >> i) & 1u) << 31));
-}
 
 // Sum of `v` over the lanes of this lane's chunk (every lane of the chunk gets the same
 // value: each step adds the same two operands, and double addition is commutative).
+// CL > 0: every chunk of the plan has CL lanes, aligned to CL in the warp (single-chunk
+// head_dims), so xor shuffles with unrolled, unconditional steps suffice.
+template <int CL>
 __device__ __forceinline__ double ChunkSum(double v, const LaneGeometry& g, uint32_t max_cl) {
-  const uint32_t lane = threadIdx.x % 32;
-  for (uint32_t m = 1; m < max_cl; m <<= 1) {
-    const bool use = m < g.cl;
-    const uint32_t src = use ? lane - g.lc + (g.lc ^ m) : lane;
-    const double o = __shfl_sync(0xffffffffu, v, src);
-    if (use) v = __dadd_rn(v, o);
+  if constexpr (CL > 0) {
+#pragma unroll
+    for (int m = 1; m < CL; m <<= 1) v = __dadd_rn(v, __shfl_xor_sync(0xffffffffu, v, m));
+  } else {
+    const uint32_t lane = threadIdx.x % 32;
+    for (uint32_t m = 1; m < max_cl; m <<= 1) {
+      const bool use = m < g.cl;
+      const uint32_t src = use ? lane - g.lc + (g.lc ^ m) : lane;
+      const double o = __shfl_sync(0xffffffffu, v, src);
+      if (use) v = __dadd_rn(v, o);
+    }
   }
   return v;
 }
 
 // Unnormalized Walsh–Hadamard butterfly over the chunk, strides 1, 2, …, D/2 in order,
-// each pair (a, b) → (a + b, a − b) in float.
+// each pair (a, b) → (a + b, a − b) in float. Across lanes the lane holding a computes
+// b + a and the one holding b computes a + (−b): the same single rounded operations.
+template <int CL>
 __device__ __forceinline__ void Butterfly(float (&x)[kLaneElems], const LaneGeometry& g,
                                           uint32_t max_cl) {
 #pragma unroll
@@ -189,29 +193,121 @@ __device__ __forceinline__ void Butterfly(float (&x)[kLaneElems], const LaneGeom
       }
     }
   }
-  const uint32_t lane = threadIdx.x % 32;
-  for (uint32_t m = 1; m < max_cl; m <<= 1) {
-    const bool use = m < g.cl;
-    const uint32_t src = use ? lane - g.lc + (g.lc ^ m) : lane;
-    const bool high = (g.lc & m) != 0;
+  if constexpr (CL > 0) {
 #pragma unroll
-    for (int i = 0; i < kLaneElems; ++i) {
-      const float o = __shfl_sync(0xffffffffu, x[i], src);
-      if (use) x[i] = high ? __fsub_rn(o, x[i]) : __fadd_rn(x[i], o);
+    for (int m = 1; m < CL; m <<= 1) {
+      const uint32_t neg = (g.lc & m) != 0 ? 0x80000000u : 0u;
+#pragma unroll
+      for (int i = 0; i < kLaneElems; ++i) {
+        const float o = __shfl_xor_sync(0xffffffffu, x[i], m);
+        x[i] = __fadd_rn(o, __uint_as_float(__float_as_uint(x[i]) ^ neg));
+      }
+    }
+  } else {
+    const uint32_t lane = threadIdx.x % 32;
+    for (uint32_t m = 1; m < max_cl; m <<= 1) {
+      const bool use = m < g.cl;
+      const uint32_t src = use ? lane - g.lc + (g.lc ^ m) : lane;
+      const uint32_t neg = (g.lc & m) != 0 ? 0x80000000u : 0u;
+#pragma unroll
+      for (int i = 0; i < kLaneElems; ++i) {
+        const float o = __shfl_sync(0xffffffffu, x[i], src);
+        const float r = __fadd_rn(o, __uint_as_float(__float_as_uint(x[i]) ^ neg));
+        x[i] = use ? r : x[i];
+      }
     }
   }
 }
 
-// Number of boundaries strictly below t (branch-free binary search over sorted β).
-template <int BITS>
-__device__ __forceinline__ uint32_t Quantize(float t, const float* bound) {
-  uint32_t idx = 0;
+// Sign masks for pairs of 16-bit elements: word k flips elements 2k (bit 15) and 2k + 1
+// (bit 31) where `signs` has bits 2k, 2k + 1 set.
+__device__ __forceinline__ void PairMasks(uint32_t signs, uint32_t (&pm)[kLaneElems / 2]) {
 #pragma unroll
-  for (int level = BITS - 1; level >= 0; --level) {
-    const uint32_t step = 1u << level;
-    idx += t > bound[idx + step - 1] ? step : 0u;
+  for (int k = 0; k < kLaneElems / 2; ++k) {
+    pm[k] = (((signs >> (2 * k)) & 1u) << 15) | (((signs >> (2 * k + 1)) & 1u) << 31);
   }
-  return idx;
+}
+
+// Loads the lane's 16 elements with the S1 signs applied (a sign flip is exact, so flipping
+// the stored bits equals flipping the float).
+template <typename T>
+__device__ __forceinline__ void LoadSigned(const T* src, bool aligned, uint32_t s1,
+                                           float (&x)[kLaneElems]) {
+  if constexpr (sizeof(T) == 2) {
+    if (aligned) {
+      uint32_t pm[kLaneElems / 2];
+      PairMasks(s1, pm);
+      const uint4 a = __ldg(reinterpret_cast<const uint4*>(src));
+      const uint4 b = __ldg(reinterpret_cast<const uint4*>(src) + 1);
+      const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const uint32_t v = w[k] ^ pm[k];
+        x[2 * k] = Elem<T>::ToFloat(static_cast<uint16_t>(v & 0xffffu));
+        x[2 * k + 1] = Elem<T>::ToFloat(static_cast<uint16_t>(v >> 16));
+      }
+      return;
+    }
+  }
+  LoadRun<T, kLaneElems>(src, aligned, x);
+#pragma unroll
+  for (int i = 0; i < kLaneElems; ++i) {
+    x[i] = __uint_as_float(__float_as_uint(x[i]) ^ (((s1 >> i) & 1u) << 31));
+  }
+}
+
+// Stores the lane's 16 values with the S1 signs applied.
+template <typename T>
+__device__ __forceinline__ void StoreSigned(T* dst, bool aligned, uint32_t s1,
+                                            float (&x)[kLaneElems]) {
+  if constexpr (sizeof(T) == 2) {
+    if (aligned) {
+      uint32_t pm[kLaneElems / 2];
+      PairMasks(s1, pm);
+      uint32_t w[8];
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        w[k] = (uint32_t{Elem<T>::FromFloat(x[2 * k])} |
+                (uint32_t{Elem<T>::FromFloat(x[2 * k + 1])} << 16)) ^ pm[k];
+      }
+      reinterpret_cast<uint4*>(dst)[0] = make_uint4(w[0], w[1], w[2], w[3]);
+      reinterpret_cast<uint4*>(dst)[1] = make_uint4(w[4], w[5], w[6], w[7]);
+      return;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kLaneElems; ++i) {
+    x[i] = __uint_as_float(__float_as_uint(x[i]) ^ (((s1 >> i) & 1u) << 31));
+  }
+  StoreRun<T, kLaneElems>(dst, aligned, x);
+}
+
+// Number of boundaries strictly below t: a binary search over the sorted β whose probes are
+// selected from the codebook (kernel parameters, so uniform registers or constant operands)
+// instead of loaded from shared memory.
+template <int BITS>
+__device__ __forceinline__ uint32_t Quantize(float t, const Codebook& cb) {
+  const float* b = cb.boundaries;
+  if constexpr (BITS == 1) {
+    return t > b[0] ? 1u : 0u;
+  } else if constexpr (BITS == 2) {
+    const bool p1 = t > b[1];
+    const bool p0 = t > (p1 ? b[2] : b[0]);
+    return (p1 ? 2u : 0u) + (p0 ? 1u : 0u);
+  } else if constexpr (BITS == 3) {
+    const bool p2 = t > b[3];
+    const bool p1 = t > (p2 ? b[5] : b[1]);
+    const bool p0 = t > (p2 ? (p1 ? b[6] : b[4]) : (p1 ? b[2] : b[0]));
+    return (p2 ? 4u : 0u) + (p1 ? 2u : 0u) + (p0 ? 1u : 0u);
+  } else {
+    const bool p3 = t > b[7];
+    const bool p2 = t > (p3 ? b[11] : b[3]);
+    const bool p1 = t > (p3 ? (p2 ? b[13] : b[9]) : (p2 ? b[5] : b[1]));
+    const float b0 = p3 ? (p2 ? (p1 ? b[14] : b[12]) : (p1 ? b[10] : b[8]))
+                        : (p2 ? (p1 ? b[6] : b[4]) : (p1 ? b[2] : b[0]));
+    const bool p0 = t > b0;
+    return (p3 ? 8u : 0u) + (p2 ? 4u : 0u) + (p1 ? 2u : 0u) + (p0 ? 1u : 0u);
+  }
 }
 
 // Byte offset, within one vector's packed indices, of this lane's first index byte, and the
@@ -227,77 +323,93 @@ __device__ __forceinline__ uint32_t HighPlaneOffset(const TurboPlan& p, const La
   return p.packed_offset[g.chunk] + p.size[g.chunk] / 4 + g.lc * 2;
 }
 
-template <typename T, int BITS>
-__global__ void __launch_bounds__(kThreads) TurboEncodeKernel(SegmentBatch b, TurboPlan p,
+template <int BITS>
+__host__ __device__ constexpr int LaneLowBytes() {
+  return kLaneElems * (BITS == 3 ? 2 : BITS) / 8;
+}
+
+template <typename T, int BITS, int CL>
+__global__ void __launch_bounds__(kThreads, 3) TurboEncodeKernel(SegmentBatch b, TurboPlan p,
                                                               Codebook cb) {
   extern __shared__ __align__(16) uint8_t smem[];
   const TurboSmem s = CarveSmem(smem, p);
   const SegmentIo io = b.ios[blockIdx.y];
   const uint32_t d = b.head_dim;
-  const uint64_t n = uint64_t{b.tokens} * b.kv_heads;
-  const uint64_t v0 = uint64_t{blockIdx.x} * p.tile_vectors;
-  if (v0 >= n) return;
-  const uint32_t tv = static_cast<uint32_t>(min(uint64_t{p.tile_vectors}, n - v0));
+  const uint32_t n = b.tokens * b.kv_heads;
+  const uint32_t tiles = (n + p.tile_vectors - 1) / p.tile_vectors;
   FillTables(s, p, cb, io.seed);
   if (blockIdx.x == 0 && threadIdx.x < 8) {
     io.encoded[threadIdx.x] = static_cast<uint8_t>(io.seed >> (8 * threadIdx.x));
   }
-  uint8_t* const g_g = io.encoded + 8 + 2 * v0 * p.chunks;
-  uint8_t* const g_idx = io.encoded + 8 + 2 * n * p.chunks + v0 * p.packed_bytes;
-  const uint32_t shift_g = StageShift(g_g), shift_i = StageShift(g_idx);
   __syncthreads();
   const LaneGeometry geo = LaneFor(s, p);
   const uint32_t warp = threadIdx.x / 32;
   const uint32_t warps = kThreads / 32;
+  const float scale = p.inv_sqrt_d[geo.chunk];
+  const float sqrt_d = p.sqrt_d[geo.chunk];
+  const uint32_t low_off = LaneByteOffset<BITS>(p, geo);
+  const uint32_t high_off = HighPlaneOffset<BITS>(p, geo);
   uint32_t errors = 0;
+
+  for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+  const uint32_t v0 = tile * p.tile_vectors;
+  const uint32_t tv = min(p.tile_vectors, n - v0);
+  uint8_t* const g_g = io.encoded + 8 + 2 * uint64_t{v0} * p.chunks;
+  uint8_t* const g_idx = io.encoded + 8 + 2 * uint64_t{n} * p.chunks + uint64_t{v0} * p.packed_bytes;
 
   for (uint32_t pass = 0; pass * warps * p.vectors_per_warp < tv; ++pass) {
     const uint32_t vl = (pass * warps + warp) * p.vectors_per_warp + geo.slot;
     const bool valid = geo.active && vl < tv;
     float x[kLaneElems];
-#pragma unroll
-    for (int i = 0; i < kLaneElems; ++i) x[i] = 0.0f;
     if (valid) {
       const T* src = VectorPtr<const T>(io, v0 + vl, b.kv_heads, d) +
                      (p.start[geo.chunk] + geo.lc * kLaneElems);
-      LoadRun<T, kLaneElems>(src, b.raw_aligned, x);
+      LoadSigned<T>(src, b.raw_aligned, geo.s1, x);
+    } else {
+#pragma unroll
+      for (int i = 0; i < kLaneElems; ++i) x[i] = 0.0f;
     }
-    // Step 1: the chunk norm, Σ z² in double (each product is exact in double).
+    // Step 1: the chunk norm, Σ z² in double. Each product is exact in double, so the fused
+    // multiply-add rounds only the sum. The S1 signs already applied do not change z².
     double ss = 0.0;
-    bool finite = true;
 #pragma unroll
     for (int i = 0; i < kLaneElems; ++i) {
-      finite &= IsFiniteBits(x[i]);
       const double v = static_cast<double>(x[i]);
-      ss = __dadd_rn(ss, __dmul_rn(v, v));
+      ss = __fma_rn(v, v, ss);
     }
+    ss = ChunkSum<CL>(ss, geo, p.max_chunk_lanes);
+    // A NaN or Inf element makes the sum non-finite; finite floats cannot overflow it.
+    const bool finite = isfinite(ss);
     if (valid && !finite) errors |= kErrNonFinite;
-    ss = ChunkSum(ss, geo, p.max_chunk_lanes);
     const float norm = __fsqrt_rn(__double2float_rn(ss));
     // Step 2: y = (1/√D) · S2 ⊙ H(S1 ⊙ z).
-#pragma unroll
-    for (int i = 0; i < kLaneElems; ++i) x[i] = FlipSign(x[i], geo.s1, i);
-    Butterfly(x, geo, p.max_chunk_lanes);
-    const float scale = p.inv_sqrt_d[geo.chunk];
+    Butterfly<CL>(x, geo, p.max_chunk_lanes);
     // Step 3: t = y · k, index = #{β_j < t}.
-    const float k = norm == 0.0f ? 0.0f : __fdiv_rn(p.sqrt_d[geo.chunk], norm);
+    const float k = norm == 0.0f ? 0.0f : __fdiv_rn(sqrt_d, norm);
     double energy = 0.0;
-    uint64_t lo_bits = 0;  // b = 3: low plane; otherwise all bits
-    uint32_t hi_bits = 0;  // b = 3: high plane
+    uint32_t lo_bits = 0, lo_bits2 = 0;  // packed indices (b = 4: 64 bits in two words)
+    uint32_t hi_bits = 0;                // b = 3: the high plane
 #pragma unroll
     for (int i = 0; i < kLaneElems; ++i) {
-      const float y = FlipSign(__fmul_rn(x[i], scale), geo.s2, i);
-      const uint32_t q = Quantize<BITS>(__fmul_rn(y, k), s.bound);
+      const float y = __uint_as_float(__float_as_uint(__fmul_rn(x[i], scale)) ^
+                                      (((geo.s2 >> i) & 1u) << 31));
+      const uint32_t q = Quantize<BITS>(__fmul_rn(y, k), cb);
       energy = __dadd_rn(energy, s.csq[q]);
-      if (BITS == 3) {
-        lo_bits |= uint64_t{q & 3u} << (2 * i);
+      if constexpr (BITS == 3) {
+        lo_bits |= (q & 3u) << (2 * i);
         hi_bits |= (q >> 2) << i;
+      } else if constexpr (BITS == 4) {
+        if (i < 8) {
+          lo_bits |= q << (4 * i);
+        } else {
+          lo_bits2 |= q << (4 * (i - 8));
+        }
       } else {
-        lo_bits |= uint64_t{q} << (BITS * i);
+        lo_bits |= q << (BITS * i);
       }
     }
     // Step 4: norm correction, g = fp16(norm / ‖c‖).
-    energy = ChunkSum(energy, geo, p.max_chunk_lanes);
+    energy = ChunkSum<CL>(energy, geo, p.max_chunk_lanes);
     if (!valid) continue;
     uint16_t g_bits = 0;
     if (norm != 0.0f) {
@@ -305,83 +417,119 @@ __global__ void __launch_bounds__(kThreads) TurboEncodeKernel(SegmentBatch b, Tu
       g_bits = __half_as_ushort(__float2half_rn(__fdiv_rn(norm, c)));
       if ((g_bits & 0x7c00u) == 0x7c00u && finite) errors |= kErrScaleOverflow;
     }
-    const uint32_t vbase = shift_i + vl * p.packed_bytes;
-    StageBytesLE(s.idx, vbase + LaneByteOffset<BITS>(p, geo), lo_bits,
-                 kLaneElems * (BITS == 3 ? 2 : BITS) / 8);
-    if (BITS == 3) StageBytesLE(s.idx, vbase + HighPlaneOffset<BITS>(p, geo), hi_bits, 2);
-    if (geo.lc == 0) StageBytesLE(s.g, shift_g + 2 * (vl * p.chunks + geo.chunk), g_bits, 2);
+    const uint32_t vbase = vl * p.packed_bytes;
+    StageWord(s.idx, vbase + low_off, lo_bits | (uint64_t{lo_bits2} << 32), LaneLowBytes<BITS>());
+    if constexpr (BITS == 3) StageWord(s.idx, vbase + high_off, hi_bits, 2);
+    if (geo.lc == 0) StageWord(s.g, 2 * (vl * p.chunks + geo.chunk), g_bits, 2);
+  }
+  __syncthreads();
+  FlushStageUnshifted(s.g, g_g, tv * p.chunks * 2);
+  FlushStageUnshifted(s.idx, g_idx, tv * p.packed_bytes);
+  __syncthreads();  // the staging buffers are refilled by the next tile
   }
   if (errors != 0) FlagError(b.error_flags, errors);
-  __syncthreads();
-  FlushStage(s.g, g_g, tv * p.chunks * 2);
-  FlushStage(s.idx, g_idx, tv * p.packed_bytes);
 }
 
-template <typename T, int BITS>
-__global__ void __launch_bounds__(kThreads) TurboDecodeKernel(SegmentBatch b, TurboPlan p,
+template <typename T, int BITS, int CL>
+__global__ void __launch_bounds__(kThreads, 3) TurboDecodeKernel(SegmentBatch b, TurboPlan p,
                                                               Codebook cb) {
   extern __shared__ __align__(16) uint8_t smem[];
   const TurboSmem s = CarveSmem(smem, p);
   const SegmentIo io = b.ios[blockIdx.y];
   const uint32_t d = b.head_dim;
-  const uint64_t n = uint64_t{b.tokens} * b.kv_heads;
-  const uint64_t v0 = uint64_t{blockIdx.x} * p.tile_vectors;
-  if (v0 >= n) return;
-  const uint32_t tv = static_cast<uint32_t>(min(uint64_t{p.tile_vectors}, n - v0));
+  const uint32_t n = b.tokens * b.kv_heads;
+  const uint32_t tiles = (n + p.tile_vectors - 1) / p.tile_vectors;
   // The rotation seed is the one recorded in the segment (FORMAT.md: u64 segment_seed).
   uint64_t seed = 0;
 #pragma unroll
   for (int k = 0; k < 8; ++k) seed |= uint64_t{__ldg(io.encoded + k)} << (8 * k);
   FillTables(s, p, cb, seed);
-  const uint8_t* const g_g = io.encoded + 8 + 2 * v0 * p.chunks;
-  const uint8_t* const g_idx = io.encoded + 8 + 2 * n * p.chunks + v0 * p.packed_bytes;
-  const uint32_t shift_g = StageShift(g_g), shift_i = StageShift(g_idx);
-  FillStage(s.g, g_g, tv * p.chunks * 2);
-  FillStage(s.idx, g_idx, tv * p.packed_bytes);
   __syncthreads();
   const LaneGeometry geo = LaneFor(s, p);
   const uint32_t warp = threadIdx.x / 32;
   const uint32_t warps = kThreads / 32;
+  const float scale = p.inv_sqrt_d[geo.chunk];
+  const uint32_t low_off = LaneByteOffset<BITS>(p, geo);
+  const uint32_t high_off = HighPlaneOffset<BITS>(p, geo);
   uint32_t errors = 0;
+
+  for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+  const uint32_t v0 = tile * p.tile_vectors;
+  const uint32_t tv = min(p.tile_vectors, n - v0);
+  const uint8_t* const g_g = io.encoded + 8 + 2 * uint64_t{v0} * p.chunks;
+  const uint8_t* const g_idx =
+      io.encoded + 8 + 2 * uint64_t{n} * p.chunks + uint64_t{v0} * p.packed_bytes;
+  const uint32_t shift_g = StageShift(g_g), shift_i = StageShift(g_idx);
+  FillStage(s.g, g_g, tv * p.chunks * 2);
+  FillStage(s.idx, g_idx, tv * p.packed_bytes);
+  __syncthreads();
 
   for (uint32_t pass = 0; pass * warps * p.vectors_per_warp < tv; ++pass) {
     const uint32_t vl = (pass * warps + warp) * p.vectors_per_warp + geo.slot;
     const bool valid = geo.active && vl < tv;
     float x[kLaneElems];
     if (valid) {
-      const uint16_t g_bits =
-          static_cast<uint16_t>(ReadBytesLE(s.g, shift_g + 2 * (vl * p.chunks + geo.chunk), 2));
+      const uint16_t g_bits = static_cast<uint16_t>(
+          ReadWord32(s.g, shift_g + 2 * (vl * p.chunks + geo.chunk)) & 0xffffu);
       if ((g_bits & 0x7c00u) == 0x7c00u || (g_bits & 0x8000u) != 0) errors |= kErrCorrupt;
       const float g = __half2float(__ushort_as_half(g_bits));
       const uint32_t vbase = shift_i + vl * p.packed_bytes;
-      const uint64_t lo = ReadBytesLE(s.idx, vbase + LaneByteOffset<BITS>(p, geo),
-                                      kLaneElems * (BITS == 3 ? 2 : BITS) / 8);
-      const uint32_t hi =
-          BITS == 3 ? static_cast<uint32_t>(ReadBytesLE(s.idx, vbase + HighPlaneOffset<BITS>(p, geo), 2))
-                    : 0u;
+      uint32_t lo = ReadWord32(s.idx, vbase + low_off);
+      uint32_t lo2 = BITS == 4 ? ReadWord32(s.idx, vbase + low_off + 4) : 0u;
+      if (LaneLowBytes<BITS>() == 2) lo &= 0xffffu;
+      const uint32_t hi = BITS == 3 ? ReadWord32(s.idx, vbase + high_off) : 0u;
 #pragma unroll
       for (int i = 0; i < kLaneElems; ++i) {
         uint32_t q;
-        if (BITS == 3) {
-          q = static_cast<uint32_t>((lo >> (2 * i)) & 3u) | (((hi >> i) & 1u) << 2);
+        if constexpr (BITS == 3) {
+          q = ((lo >> (2 * i)) & 3u) | (((hi >> i) & 1u) << 2);
+        } else if constexpr (BITS == 4) {
+          q = ((i < 8 ? lo : lo2) >> (4 * (i % 8))) & 15u;
         } else {
-          q = static_cast<uint32_t>((lo >> (BITS * i)) & ((1u << BITS) - 1u));
+          q = (lo >> (BITS * i)) & ((1u << BITS) - 1u);
         }
-        x[i] = FlipSign(__fmul_rn(s.cent[q], g), geo.s2, i);
+        x[i] = __uint_as_float(__float_as_uint(__fmul_rn(s.cent[q], g)) ^
+                               (((geo.s2 >> i) & 1u) << 31));
       }
     } else {
 #pragma unroll
       for (int i = 0; i < kLaneElems; ++i) x[i] = 0.0f;
     }
-    Butterfly(x, geo, p.max_chunk_lanes);
+    Butterfly<CL>(x, geo, p.max_chunk_lanes);
     if (!valid) continue;
-    const float scale = p.inv_sqrt_d[geo.chunk];
 #pragma unroll
-    for (int i = 0; i < kLaneElems; ++i) x[i] = FlipSign(__fmul_rn(x[i], scale), geo.s1, i);
+    for (int i = 0; i < kLaneElems; ++i) x[i] = __fmul_rn(x[i], scale);
     T* dst = VectorPtr<T>(io, v0 + vl, b.kv_heads, d) + (p.start[geo.chunk] + geo.lc * kLaneElems);
-    StoreRun<T, kLaneElems>(dst, b.raw_aligned, x);
+    StoreSigned<T>(dst, b.raw_aligned, geo.s1, x);
+  }
+  __syncthreads();  // the staging buffers are refilled by the next tile
   }
   if (errors != 0) FlagError(b.error_flags, errors);
+}
+
+template <bool kEncode, typename T, int BITS>
+cudaError_t LaunchTurboTyped(const SegmentBatch& b, const TurboPlan& plan, const Codebook& cb,
+                             uint64_t tiles, cudaStream_t stream) {
+  auto run = [&](auto kernel) -> cudaError_t {
+    cudaError_t e = PrepareSmem(kernel, plan.smem_bytes);
+    if (e != cudaSuccess) return e;
+    const dim3 grid(BlocksPerSegment(tiles, b.count, ResidentBlocks(kernel, plan.smem_bytes)),
+                    b.count);
+    kernel<<<grid, kThreads, plan.smem_bytes, stream>>>(b, plan, cb);
+    return cudaGetLastError();
+  };
+  // Single-chunk head_dims get the unrolled xor-shuffle variants.
+  const bool single = plan.chunks == 1;
+  switch (single ? plan.max_chunk_lanes : 0u) {
+    case 4:
+      return run(kEncode ? TurboEncodeKernel<T, BITS, 4> : TurboDecodeKernel<T, BITS, 4>);
+    case 8:
+      return run(kEncode ? TurboEncodeKernel<T, BITS, 8> : TurboDecodeKernel<T, BITS, 8>);
+    case 16:
+      return run(kEncode ? TurboEncodeKernel<T, BITS, 16> : TurboDecodeKernel<T, BITS, 16>);
+    default:
+      return run(kEncode ? TurboEncodeKernel<T, BITS, 0> : TurboDecodeKernel<T, BITS, 0>);
+  }
 }
 
 template <bool kEncode>
@@ -391,25 +539,17 @@ cudaError_t LaunchTurbo(const SegmentBatch& b, const Codebook& cb, cudaStream_t 
   if (!TurboSupported(b.head_dim) || cb.bits < 1 || cb.bits > 4) return cudaErrorInvalidValue;
   const TurboPlan plan = MakePlan(b.head_dim, cb.bits);
   const uint64_t tiles = (Vectors(b) + plan.tile_vectors - 1) / plan.tile_vectors;
-  if (tiles > 0x7fffffffull) return cudaErrorInvalidValue;
-  const dim3 grid(static_cast<uint32_t>(tiles), b.count);
   return DispatchElem(b.elem, [&](auto tag) -> cudaError_t {
     using T = decltype(tag);
-    auto pick = [&](auto kernel) -> cudaError_t {
-      cudaError_t e = PrepareSmem(kernel, plan.smem_bytes);
-      if (e != cudaSuccess) return e;
-      kernel<<<grid, kThreads, plan.smem_bytes, stream>>>(b, plan, cb);
-      return cudaGetLastError();
-    };
     switch (cb.bits) {
       case 1:
-        return pick(kEncode ? TurboEncodeKernel<T, 1> : TurboDecodeKernel<T, 1>);
+        return LaunchTurboTyped<kEncode, T, 1>(b, plan, cb, tiles, stream);
       case 2:
-        return pick(kEncode ? TurboEncodeKernel<T, 2> : TurboDecodeKernel<T, 2>);
+        return LaunchTurboTyped<kEncode, T, 2>(b, plan, cb, tiles, stream);
       case 3:
-        return pick(kEncode ? TurboEncodeKernel<T, 3> : TurboDecodeKernel<T, 3>);
+        return LaunchTurboTyped<kEncode, T, 3>(b, plan, cb, tiles, stream);
       default:
-        return pick(kEncode ? TurboEncodeKernel<T, 4> : TurboDecodeKernel<T, 4>);
+        return LaunchTurboTyped<kEncode, T, 4>(b, plan, cb, tiles, stream);
     }
   });
 }

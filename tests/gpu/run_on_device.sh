@@ -29,19 +29,29 @@ if [ "${1:-}" = "--profile" ]; then
   for k in Int8EncodeKernel Int8DecodeKernel TurboEncodeKernel TurboDecodeKernel; do
     codec=int8; case $k in Turbo*) codec=turbo3;; esac
     timeout 120 ncu --section SpeedOfLight --section Occupancy --section LaunchStats \
+      --section ComputeWorkloadAnalysis --section InstructionStats --section WarpStateStats \
       -k "regex:$k" --launch-skip 2 -c 1 \
       .device-bundle/bin/gpu_codec_benchmark --reps=1 --codecs=$codec >"$out/ncu_$k.txt" 2>&1 || true
     echo "== $k"
-    grep -E "Memory Throughput|DRAM Throughput|Duration|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Grid Size|Theoretical Occupancy" "$out/ncu_$k.txt" | head -12
+    grep -E 'Memory Throughput|DRAM Throughput|Duration|Compute [(]SM[)] Throughput|Achieved Occupancy|Registers Per|Executed Ipc Active|Issue Slots Busy|Executed Instructions  ' \
+      "$out/ncu_$k.txt" | head -14
   done
+  # The SASS of the bf16 turbo3 encode kernel (head_dim 128), for instruction-level reading.
+  cuobjdump -sass .device-bundle/bin/gpu_codec_benchmark 2>/dev/null |
+    awk '/Function : .*TurboEncodeKernelI13__nv_bfloat16Li3ELi8E/{f=1; print; next} f&&/Function :/{exit} f{print}' \
+    >"$out/sass_turbo3_encode.txt" || true
+  wc -l "$out/sass_turbo3_encode.txt"
   exit 0
 fi
 
-bazel build --jobs=2 //gpu:gpu_codec_test //gpu:gpu_codec_benchmark
+# Optimized build; the output folder is asked of Bazel (the bazel-bin link follows whichever
+# configuration was built last, possibly by someone else).
+bazel build -c opt --jobs=2 //gpu:gpu_codec_test //gpu:gpu_codec_benchmark
+bin=$(bazel info -c opt bazel-bin 2>/dev/null)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for b in gpu_codec_test gpu_codec_benchmark; do
-  cp bazel-bin/gpu/$b "$tmp/$b"
+  cp "$bin/gpu/$b" "$tmp/$b"
   chmod u+w "$tmp/$b"
   strip -g "$tmp/$b"
 done
