@@ -42,6 +42,8 @@ ABSL_FLAG(std::string, codecs,
           "turbo_prod4,k8v4,k8v3,k8v2",
           "codecs and policies to run, ',' separated (';' when a policy contains commas)");
 ABSL_FLAG(std::string, format, "table", "table | json");
+ABSL_FLAG(uint32_t, timing_repeats, 3,
+          "encode/decode passes per block; GB/s uses the fastest (the first pays page faults)");
 ABSL_FLAG(uint32_t, attn_queries, 256,
           "query positions evaluated per (block, layer, query head), evenly spaced; 0 = all");
 
@@ -84,7 +86,8 @@ int Run() {
     std::fprintf(stderr, "kvpack_eval: %s\n", data.status().ToString().c_str());
     return 1;
   }
-  const Evaluator evaluator(*data, absl::GetFlag(FLAGS_attn_queries));
+  const Evaluator evaluator(*data, absl::GetFlag(FLAGS_attn_queries),
+                            absl::GetFlag(FLAGS_timing_repeats));
   const std::string list = absl::GetFlag(FLAGS_codecs);
   const char sep = list.find(';') != std::string::npos ? ';' : ',';
   std::vector<EvalRow> rows;

@@ -31,15 +31,16 @@ struct EvalRow {
   double attn_rel_err = 0;  // mean ‖o − ô‖ / ‖o‖, o = softmax(qKᵀ/√d)V
   double attn_top1 = 0;     // fraction of queries whose highest-weight key is unchanged
   double attn_top5 = 0;     // mean |top5 ∩ top5̂| / min(5, keys)
-  double encode_gbps = 0;   // raw bytes / EncodeBlock time, one thread
-  double decode_gbps = 0;   // raw bytes / DecodeBlock time, one thread
+  double encode_gbps = 0;   // raw bytes / EncodeBlock time, one thread, fastest of the repeats
+  double decode_gbps = 0;   // raw bytes / DecodeBlock time, one thread, fastest of the repeats
 };
 
 class Evaluator {
  public:
   // `attention_queries`: query positions evaluated per (block, layer, head), evenly spaced and
-  // always including the last token; 0 = every position.
-  Evaluator(const KvDataset& dataset, uint32_t attention_queries);
+  // always including the last token; 0 = every position. `timing_repeats`: encode/decode
+  // passes per block, the fastest timed (0 is taken as 1).
+  Evaluator(const KvDataset& dataset, uint32_t attention_queries, uint32_t timing_repeats = 3);
 
   // Encodes and decodes every block with `policy_text` (anything CodecPolicy::Parse accepts)
   // and `seed`. InvalidArgument for a policy that does not parse or cannot encode the
@@ -58,6 +59,7 @@ class Evaluator {
               std::vector<double>* logits) const;
 
   const KvDataset& data_;
+  const uint32_t timing_repeats_;
   std::vector<uint32_t> positions_;
   std::vector<Reference> reference_;  // [block][layer][query head][position]
 };
