@@ -1,7 +1,11 @@
 // Encode and decode throughput of every CPU codec at head_dim 128, one core, reported as
-// bytes/second of bf16 input (the raw segment size). Segment: 256 tokens × 8 KV heads.
+// bytes/second of bf16 input (the raw segment size). Segment: 256 tokens × 8 KV heads,
+// N(0,1) values. Args: {codec, is_key}; codec 0–9 = turbo2, turbo3, turbo4, turbo25, turbo35,
+// turbo_prod2/3/4, fp8_e4m3, int4 (int4 also as a K segment: per-channel groups).
 //
-//   bazel run -c opt //codec:turbo_benchmark
+//   bazel run -c opt //codec:turbo_benchmark -- --benchmark_min_time=0.2 --benchmark_repetitions=5
+//
+// On a shared machine compare the best repetition as well as the median.
 #include <cstring>
 #include <memory>
 #include <random>
