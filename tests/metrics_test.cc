@@ -26,11 +26,9 @@ class MetricsTest : public ::testing::Test {
     ASSERT_TRUE(client.ok()) << client.status();
     client_ = *std::move(client);
     const std::string raw = RandomBlock(SmallLayout(), 9);
-    const auto bytes = absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(raw.data()),
-                                           raw.size());
     PutOptions int8;
     int8.codec = "int8";
-    ASSERT_TRUE(client_->Put("ns", {PutBlock{"k", SmallLayout(), bytes}}, int8).ok());
+    ASSERT_TRUE(client_->Put("ns", {PutBlock{"k", SmallLayout(), Bytes(raw)}}, int8).ok());
     ASSERT_TRUE(client_->Get("ns", {"k", "missing"}).ok());
     ASSERT_FALSE(client_->Get("unknown-ns", {"k"}).ok());
   }

@@ -11,10 +11,6 @@
 namespace kvpack {
 namespace {
 
-absl::Span<const uint8_t> Bytes(const std::string& s) {
-  return absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(s.data()), s.size());
-}
-
 class NamespaceTest : public ::testing::Test {
  protected:
   void SetUp() override {

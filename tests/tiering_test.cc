@@ -16,10 +16,6 @@
 namespace kvpack {
 namespace {
 
-absl::Span<const uint8_t> Bytes(const std::string& s) {
-  return absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(s.data()), s.size());
-}
-
 class TieringTest : public ::testing::Test {
  protected:
   void StartServer(const TestServerOptions& options) {

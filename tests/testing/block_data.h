@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/types/span.h"
 #include "codec/block_layout.h"
 
 namespace kvpack {
@@ -16,6 +17,11 @@ std::string RandomBlock(const BlockLayout& layout, uint64_t seed);
 
 // Every element of a raw tensor as float.
 std::vector<float> ToFloats(const std::string& raw, DType dtype);
+
+// A view of a string's bytes, as PutBlock takes them.
+inline absl::Span<const uint8_t> Bytes(const std::string& s) {
+  return absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
 
 // A typical small layout: 4 layers x 2 kv heads x 128 head_dim x 16 tokens, bf16.
 BlockLayout SmallLayout(DType dtype = DType::kBFloat16);
