@@ -34,18 +34,17 @@ void ScalarWalshHadamard(float* x, uint32_t D) {
 }
 
 // One register's three in-lane stages (strides 1, 2, 4). Each output lane is the same single
-// add or subtract of the same two operands as the scalar butterfly (x + y == y + x and
-// x + (−y) == x − y exactly), so the result is bit-identical.
+// rounded add or subtract of the same two operands as the scalar butterfly (x + y == y + x,
+// and fma(v, ±1, p) rounds p ± v once), so the result is bit-identical.
 inline __m256 InRegisterStages(__m256 v) {
-  const __m256 neg1 = _mm256_castsi256_ps(_mm256_setr_epi32(0, INT32_MIN, 0, INT32_MIN, 0,
-                                                            INT32_MIN, 0, INT32_MIN));
-  const __m256 neg2 = _mm256_castsi256_ps(_mm256_setr_epi32(0, 0, INT32_MIN, INT32_MIN, 0, 0,
-                                                            INT32_MIN, INT32_MIN));
-  const __m256 neg4 = _mm256_castsi256_ps(_mm256_setr_epi32(0, 0, 0, 0, INT32_MIN, INT32_MIN,
-                                                            INT32_MIN, INT32_MIN));
-  v = _mm256_add_ps(_mm256_permute_ps(v, 0xB1), _mm256_xor_ps(v, neg1));
-  v = _mm256_add_ps(_mm256_permute_ps(v, 0x4E), _mm256_xor_ps(v, neg2));
-  v = _mm256_add_ps(_mm256_permute2f128_ps(v, v, 0x01), _mm256_xor_ps(v, neg4));
+  const __m256 sgn1 = _mm256_setr_ps(1, -1, 1, -1, 1, -1, 1, -1);
+  const __m256 sgn2 = _mm256_setr_ps(1, 1, -1, -1, 1, 1, -1, -1);
+  const __m256 sgn4 = _mm256_setr_ps(1, 1, 1, 1, -1, -1, -1, -1);
+  // p ± v as a fused multiply-add by ±1: the product is exact, so this is the single rounded
+  // sum or difference of the scalar butterfly.
+  v = _mm256_fmadd_ps(v, sgn1, _mm256_permute_ps(v, 0xB1));
+  v = _mm256_fmadd_ps(v, sgn2, _mm256_permute_ps(v, 0x4E));
+  v = _mm256_fmadd_ps(v, sgn4, _mm256_permute2f128_ps(v, v, 0x01));
   return v;
 }
 
@@ -95,6 +94,11 @@ HadamardSigns RotationSigns(uint64_t segment_seed, uint32_t chunk_pos, uint32_t 
   for (uint32_t w = 0; w < words; ++w) s.s2_bits.push_back(SplitMix64Next(&state));
   ExpandBits(s.s1_bits, D, &s.s1, &s.s1_xor);
   ExpandBits(s.s2_bits, D, &s.s2, &s.s2_xor);
+  const float scale = HadamardScale(D);
+  for (uint32_t i = 0; i < D; ++i) {
+    s.s1_scaled.push_back(s.s1[i] * scale);
+    s.s2_scaled.push_back(s.s2[i] * scale);
+  }
   return s;
 }
 

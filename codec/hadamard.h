@@ -25,6 +25,8 @@ struct HadamardSigns {
   std::vector<float> s2;
   std::vector<uint32_t> s1_xor;    // the same as float sign masks (0 or 0x80000000)
   std::vector<uint32_t> s2_xor;
+  std::vector<float> s1_scaled;    // ±HadamardScale(D): (h·scale)⊕S == h·(±scale) exactly
+  std::vector<float> s2_scaled;
 };
 
 // Signs for the chunk at position `chunk_pos` of a segment's chunk list, size D:

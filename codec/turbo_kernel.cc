@@ -186,15 +186,14 @@ void ScalarPack(int bits, const uint8_t* idx, uint32_t D, uint8_t* out) {
 // element sees exactly the operations of the memory-based path, in the same order, so the
 // bytes are identical.
 inline __m256 InLaneStages(__m256 v) {
-  const __m256 neg1 = _mm256_castsi256_ps(_mm256_setr_epi32(0, INT32_MIN, 0, INT32_MIN, 0,
-                                                            INT32_MIN, 0, INT32_MIN));
-  const __m256 neg2 = _mm256_castsi256_ps(_mm256_setr_epi32(0, 0, INT32_MIN, INT32_MIN, 0, 0,
-                                                            INT32_MIN, INT32_MIN));
-  const __m256 neg4 = _mm256_castsi256_ps(_mm256_setr_epi32(0, 0, 0, 0, INT32_MIN, INT32_MIN,
-                                                            INT32_MIN, INT32_MIN));
-  v = _mm256_add_ps(_mm256_permute_ps(v, 0xB1), _mm256_xor_ps(v, neg1));
-  v = _mm256_add_ps(_mm256_permute_ps(v, 0x4E), _mm256_xor_ps(v, neg2));
-  v = _mm256_add_ps(_mm256_permute2f128_ps(v, v, 0x01), _mm256_xor_ps(v, neg4));
+  // Each stage is p ± v as one fused multiply-add by ±1: the product is exact, so the result
+  // is the single rounded a + b or a − b of the scalar butterfly, bit for bit.
+  const __m256 sgn1 = _mm256_setr_ps(1, -1, 1, -1, 1, -1, 1, -1);
+  const __m256 sgn2 = _mm256_setr_ps(1, 1, -1, -1, 1, 1, -1, -1);
+  const __m256 sgn4 = _mm256_setr_ps(1, 1, 1, 1, -1, -1, -1, -1);
+  v = _mm256_fmadd_ps(v, sgn1, _mm256_permute_ps(v, 0xB1));
+  v = _mm256_fmadd_ps(v, sgn2, _mm256_permute_ps(v, 0x4E));
+  v = _mm256_fmadd_ps(v, sgn4, _mm256_permute2f128_ps(v, v, 0x01));
   return v;
 }
 
@@ -248,7 +247,7 @@ TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, const float* 
   constexpr int B = R < 8 ? R : 8;
   alignas(32) float buf[D];
   const float* s1 = reinterpret_cast<const float*>(signs.s1_xor.data());
-  const float* s2 = reinterpret_cast<const float*>(signs.s2_xor.data());
+  const float* s2_scaled = signs.s2_scaled.data();
   for (int blk = 0; blk < R; blk += B) {
     __m256 v[B];
     for (int r = 0; r < B; ++r) {
@@ -270,7 +269,6 @@ TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, const float* 
   // D squares), which replaces a separate scan of the input.
   if (!std::isfinite(sumsq)) return TurboEncodeResult::kNonFinite;
   const float norm = std::sqrt(static_cast<float>(sumsq));
-  const __m256 scale = _mm256_set1_ps(HadamardScale(D));
   const float k = norm == 0.0f ? 0.0f : std::sqrt(static_cast<float>(D)) / norm;
   const __m256 kv = _mm256_set1_ps(k);
   const QuantTables& q = Tables(bits);
@@ -278,8 +276,9 @@ TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, const float* 
   for (int r = 0; r < R; r += 4) {
     __m256i lanes[4];
     for (int u = 0; u < 4; ++u) {
-      const __m256 y = _mm256_xor_ps(_mm256_mul_ps(_mm256_load_ps(buf + 8 * (r + u)), scale),
-                                     _mm256_loadu_ps(s2 + 8 * (r + u)));
+      // (h · 1/√D) ⊕ S2 == h · (±1/√D): round-to-nearest-even is sign symmetric.
+      const __m256 y = _mm256_mul_ps(_mm256_load_ps(buf + 8 * (r + u)),
+                                     _mm256_loadu_ps(s2_scaled + 8 * (r + u)));
       lanes[u] = QuantizeLanesBinary<kBits>(q, _mm256_mul_ps(y, kv));
     }
     const __m256i bytes = NarrowToBytes(lanes[0], lanes[1], lanes[2], lanes[3]);
@@ -338,7 +337,7 @@ void DecodeChunkRegisters(const HadamardSigns& signs, int bits, const uint8_t* p
   constexpr uint32_t D = 8 * R;
   const QuantTables& q = Tables(bits);
   const __m256 gv = _mm256_set1_ps(g);
-  const float* s1 = reinterpret_cast<const float*>(signs.s1_xor.data());
+  const float* s1_scaled = signs.s1_scaled.data();
   const float* s2 = reinterpret_cast<const float*>(signs.s2_xor.data());
   __m256 v[R];
   for (int r = 0; r < R; ++r) {
@@ -346,9 +345,9 @@ void DecodeChunkRegisters(const HadamardSigns& signs, int bits, const uint8_t* p
     v[r] = _mm256_xor_ps(_mm256_mul_ps(LookupCentroids(q, bits, idx), gv), _mm256_loadu_ps(s2 + 8 * r));
   }
   RegisterWalshHadamard<R>(v);
-  const __m256 scale = _mm256_set1_ps(HadamardScale(D));
   for (int r = 0; r < R; ++r) {
-    _mm256_storeu_ps(out + 8 * r, _mm256_xor_ps(_mm256_mul_ps(v[r], scale), _mm256_loadu_ps(s1 + 8 * r)));
+    // (h · 1/√D) ⊕ S1 == h · (±1/√D) exactly.
+    _mm256_storeu_ps(out + 8 * r, _mm256_mul_ps(v[r], _mm256_loadu_ps(s1_scaled + 8 * r)));
   }
 }
 
