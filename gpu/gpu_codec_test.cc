@@ -186,7 +186,7 @@ void CrossCheck(GpuCodec* gpu, const BlockLayout& layout, const std::string& pol
 }
 
 TEST_F(GpuCodecTest, EveryCodecDtypeAndHeadDimMatchesCpu) {
-  const std::vector<std::string> quantizers = {"int8", "turbo2", "turbo3", "turbo4"};
+  const std::vector<std::string> quantizers = {"int8", "fp8_e4m3", "turbo2", "turbo3", "turbo4"};
   const DType dtypes[] = {DType::kBFloat16, DType::kFloat16, DType::kFloat32};
   uint64_t seed = 1;
   for (DType dtype : dtypes) {
@@ -202,7 +202,7 @@ TEST_F(GpuCodecTest, EveryCodecDtypeAndHeadDimMatchesCpu) {
 
 TEST_F(GpuCodecTest, MixedPoliciesAndRaw) {
   for (const std::string policy : {"k=int8,v=turbo3", "k=turbo4,v=turbo2,boundary=1:raw",
-                                   "raw", "k=raw,v=int8"}) {
+                                   "raw", "k=raw,v=int8", "k=fp8_e4m3,v=turbo3"}) {
     const BlockLayout layout = Layout(4, 8, 128, 16, DType::kBFloat16);
     CrossCheck(codec_, layout, policy, RandomBlock(layout, 99), 0x1234);
   }
@@ -222,7 +222,7 @@ TEST_F(GpuCodecTest, OddSizes) {
     }
   }
   for (uint32_t d : {1u, 7u, 33u, 100u, 130u, 1000u}) {
-    for (const char* c : {"int8", "raw"}) {
+    for (const char* c : {"int8", "raw", "fp8_e4m3"}) {
       for (DType dtype : {DType::kBFloat16, DType::kFloat32}) {
         const BlockLayout layout = Layout(2, 3, d, 5, dtype);
         CrossCheck(codec_, layout, c, RandomBlock(layout, d), d);
@@ -237,7 +237,7 @@ TEST_F(GpuCodecTest, OddSizes) {
 }
 
 TEST_F(GpuCodecTest, ZerosHugeAndTinyNorms) {
-  for (const char* c : {"int8", "turbo2", "turbo3", "turbo4"}) {
+  for (const char* c : {"int8", "fp8_e4m3", "turbo2", "turbo3", "turbo4"}) {
     const BlockLayout bf = Layout(1, 4, 128, 8, DType::kBFloat16);
     CrossCheck(codec_, bf, c, std::vector<uint8_t>(bf.RawBytes(), 0), 1);
     CrossCheck(codec_, bf, c, RandomBlock(bf, 2, 1e-30f), 2);   // subnormal-ish bf16
@@ -253,7 +253,7 @@ TEST_F(GpuCodecTest, ZerosHugeAndTinyNorms) {
 
 TEST_F(GpuCodecTest, NonFiniteAndOverflowRejectedLikeCpu) {
   const BlockLayout layout = Layout(1, 2, 128, 4, DType::kFloat32);
-  for (const char* c : {"int8", "turbo3", "turbo4", "turbo2"}) {
+  for (const char* c : {"int8", "fp8_e4m3", "turbo3", "turbo4", "turbo2"}) {
     for (float bad : {std::numeric_limits<float>::quiet_NaN(),
                       std::numeric_limits<float>::infinity(), 3e38f}) {
       std::vector<uint8_t> raw = RandomBlock(layout, 11);
@@ -277,7 +277,7 @@ TEST_F(GpuCodecTest, NonFiniteAndOverflowRejectedLikeCpu) {
 TEST_F(GpuCodecTest, CorruptBytesAreDataLoss) {
   const BlockLayout layout = Layout(2, 2, 128, 8, DType::kBFloat16);
   const std::vector<uint8_t> raw = RandomBlock(layout, 21);
-  for (const char* c : {"int8", "turbo3"}) {
+  for (const char* c : {"int8", "turbo3", "fp8_e4m3"}) {
     const CodecPolicy policy = Policy(c);
     absl::StatusOr<std::string> enc = codec_->EncodeBlock(layout, policy, raw, 1);
     ASSERT_TRUE(enc.ok()) << enc.status();
@@ -296,9 +296,13 @@ TEST_F(GpuCodecTest, CorruptBytesAreDataLoss) {
     absl::StatusOr<BlockInfo> info = ParseBlock(Bytes(*enc));
     ASSERT_TRUE(info.ok());
     bad = *enc;
-    const uint64_t scale_at = info->segments[1].offset + (std::string(c) == "int8" ? 6 : 8 + 6);
+    // int8: the 4th fp16 scale; turbo3: the 4th fp16 g after the seed; fp8: the high half
+    // of the 2nd fp32 scale. 0xfc00 is -Inf in fp16 and makes the fp32 scale negative.
+    const std::string name(c);
+    const uint64_t scale_at =
+        info->segments[1].offset + (name == "int8" ? 6 : name == "turbo3" ? 8 + 6 : 4 + 2);
     bad[scale_at] = '\x00';
-    bad[scale_at + 1] = '\xfc';  // fp16 -Inf
+    bad[scale_at + 1] = '\xfc';
     ASSERT_TRUE(SealBlock({reinterpret_cast<uint8_t*>(bad.data()), bad.size()}).ok());
     const absl::Status cpu = DecodeBlock(Bytes(bad)).status();
     const absl::Status g = codec_->DecodeBlock(Bytes(bad), out_span);
@@ -359,7 +363,7 @@ TEST_F(GpuCodecTest, BatchOnDeviceMatchesPerBlock) {
 TEST_F(GpuCodecTest, UnimplementedCodecsAreReportedNotMisencoded) {
   const BlockLayout layout = Layout(1, 2, 128, 4, DType::kBFloat16);
   const std::vector<uint8_t> raw = RandomBlock(layout, 1);
-  for (const char* c : {"fp8_e4m3", "int4", "turbo35", "turbo_prod3"}) {
+  for (const char* c : {"int4", "turbo25", "turbo35", "turbo_prod3"}) {
     absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(c);
     if (!policy.ok()) continue;  // codec not in this build
     absl::StatusOr<std::string> g = codec_->EncodeBlock(layout, *policy, raw, 1);

@@ -57,6 +57,7 @@ absl::Status GpuSupports(CodecId codec, const SegmentShape& shape) {
   switch (codec) {
     case CodecId::kRaw:
     case CodecId::kInt8:
+    case CodecId::kFp8E4M3:
       return absl::OkStatus();
     case CodecId::kTurbo2:
     case CodecId::kTurbo3:
@@ -101,6 +102,9 @@ absl::Status LaunchSegments(bool encode, CodecId codec, const SegmentShape& shap
     if (codec == CodecId::kRaw) {
       err = encode ? LaunchRawEncode(b, stream) : LaunchRawDecode(b, stream);
       what = encode ? "raw encode launch" : "raw decode launch";
+    } else if (codec == CodecId::kFp8E4M3) {
+      err = encode ? LaunchFp8Encode(b, stream) : LaunchFp8Decode(b, stream);
+      what = encode ? "fp8_e4m3 encode launch" : "fp8_e4m3 decode launch";
     } else if (codec == CodecId::kInt8) {
       err = encode ? LaunchInt8Encode(b, stream) : LaunchInt8Decode(b, stream);
       what = encode ? "int8 encode launch" : "int8 decode launch";

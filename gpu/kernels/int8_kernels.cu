@@ -20,7 +20,7 @@ namespace gpu {
 namespace {
 
 constexpr uint32_t kGroup = 32;
-constexpr int kPerLane = 8;                    // elements per lane
+constexpr int kPerLane = 16;  // elements per lane: two lanes per group
 constexpr uint32_t kLanesPerGroup = kGroup / kPerLane;
 constexpr uint32_t kGroupsPerWarp = 32 / kLanesPerGroup;
 constexpr uint32_t kStageLimit = 8192;  // bytes of codes (and of scales) per tile
@@ -104,8 +104,10 @@ __global__ void __launch_bounds__(kThreads) Int8EncodeKernel(SegmentBatch b, uin
       uint32_t amax = 0;
 #pragma unroll
       for (int i = 0; i < kPerLane; ++i) amax = max(amax, __float_as_uint(x[i]) & 0x7fffffffu);
-      amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-      amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+#pragma unroll
+      for (uint32_t m = 1; m < kLanesPerGroup; m <<= 1) {
+        amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, m));
+      }
       if (!s.valid) continue;
       if (amax >= 0x7f800000u) errors |= kErrNonFinite;
       const uint16_t scale_bits =
@@ -113,25 +115,27 @@ __global__ void __launch_bounds__(kThreads) Int8EncodeKernel(SegmentBatch b, uin
       if (scale_bits >= 0x7c00u && amax < 0x7f800000u) errors |= kErrScaleOverflow;
       const float scale = __half2float(__ushort_as_half(scale_bits));
       const float inv = scale == 0.0f ? 0.0f : __fdiv_rn(1.0f, scale);
-      uint32_t lo = 0, hi = 0;
+      uint32_t w[kPerLane / 4] = {};
 #pragma unroll
       for (int i = 0; i < kPerLane; ++i) {
         const float y = __fmul_rn(x[i], inv);
         const float a = fminf(fabsf(y), 127.0f);
         const int m = static_cast<int>(roundf(a));
         const uint32_t q = static_cast<uint8_t>(static_cast<int8_t>(y < 0.0f ? -m : m));
-        if (i < 4) {
-          lo |= q << (8 * i);
-        } else {
-          hi |= q << (8 * (i - 4));
-        }
+        w[i / 4] |= q << (8 * (i % 4));
       }
-      const uint64_t packed = lo | (uint64_t{hi} << 32);
       const uint32_t q_off = s.vl * d + s.e0;
       if (s.count == kPerLane) {
-        StageWord(s_codes, q_off, packed, 8);
-      } else if (s.count > 0) {
-        StageBytesLE(s_codes, q_off, packed, static_cast<int>(s.count));
+#pragma unroll
+        for (int k = 0; k < kPerLane / 8; ++k) {
+          StageWord(s_codes, q_off + 8 * k, w[2 * k] | (uint64_t{w[2 * k + 1]} << 32), 8);
+        }
+      } else {
+#pragma unroll
+        for (int k = 0; k < kPerLane / 4; ++k) {
+          const int left = static_cast<int>(s.count) - 4 * k;
+          if (left > 0) StageBytesLE(s_codes, q_off + 4 * k, w[k], left < 4 ? left : 4);
+        }
       }
       if (threadIdx.x % kLanesPerGroup == 0) {
         StageWord(s_scales, 2 * (s.vl * G + s.gi), scale_bits, 2);
@@ -189,14 +193,19 @@ __global__ void __launch_bounds__(kThreads) Int8DecodeKernel(SegmentBatch b, uin
       if (scale_bits >= 0x7c00u) errors |= kErrCorrupt;
       const float scale = __half2float(__ushort_as_half(scale_bits));
       const uint32_t q_off = shift_q + s.vl * d + s.e0;
-      const uint64_t packed =
-          s.count == kPerLane
-              ? (uint64_t{ReadWord32(s_codes, q_off)} | (uint64_t{ReadWord32(s_codes, q_off + 4)} << 32))
-              : ReadBytesLE(s_codes, q_off, static_cast<int>(s.count));
+      uint32_t w[kPerLane / 4];
+#pragma unroll
+      for (int k = 0; k < kPerLane / 4; ++k) {
+        const int left = static_cast<int>(s.count) - 4 * k;
+        w[k] = s.count == kPerLane ? ReadWord32(s_codes, q_off + 4 * k)
+               : left > 0          ? static_cast<uint32_t>(
+                                ReadBytesLE(s_codes, q_off + 4 * k, left < 4 ? left : 4))
+                                   : 0u;
+      }
       float x[kPerLane];
 #pragma unroll
       for (int i = 0; i < kPerLane; ++i) {
-        const int8_t q = static_cast<int8_t>(packed >> (8 * i));
+        const int8_t q = static_cast<int8_t>(w[i / 4] >> (8 * (i % 4)));
         if (q == -128 || (scale == 0.0f && q != 0)) errors |= kErrCorrupt;
         x[i] = Int8Output<T>(__fmul_rn(static_cast<float>(q), scale));
       }

@@ -32,7 +32,7 @@ constexpr int kLaneElems = 16;
 constexpr int kMaxChunks = 6;       // head_dim <= 512 and a multiple of 16: bits 4..9
 constexpr int kMaxSignWords = 8;    // ⌈512 / 64⌉
 constexpr uint32_t kSignBytes = kMaxChunks * 2 * kMaxSignWords * 8;
-constexpr uint32_t kTableBytes = 16 * 8 + 16 * 4;  // γ² (double), γ
+constexpr uint32_t kTableBytes = 16 * 8 + 16 * 4 + 16 * 4;  // γ² (double), γ, β
 constexpr uint32_t kHeaderBytes = kSignBytes + kTableBytes;
 constexpr uint32_t kPassesPerTile = 2;
 
@@ -82,6 +82,7 @@ struct TurboSmem {
   uint64_t* signs;  // [chunk][s1, s2][word]
   double* csq;      // γ_i² (exact in double)
   float* cent;      // γ_i
+  float* bound;     // β_j (the 4-bit search reads them from here)
   uint8_t* g;       // staged scales
   uint8_t* idx;     // staged packed indices
 };
@@ -91,6 +92,7 @@ __device__ __forceinline__ TurboSmem CarveSmem(uint8_t* smem, const TurboPlan& p
   s.signs = reinterpret_cast<uint64_t*>(smem);
   s.csq = reinterpret_cast<double*>(smem + kSignBytes);
   s.cent = reinterpret_cast<float*>(smem + kSignBytes + 128);
+  s.bound = reinterpret_cast<float*>(smem + kSignBytes + 192);
   s.g = smem + kHeaderBytes;
   s.idx = s.g + StageBytes(p.tile_vectors * p.chunks * 2);
   return s;
@@ -108,6 +110,7 @@ __device__ __forceinline__ void FillTables(const TurboSmem& s, const TurboPlan& 
       const float c = cb.centroids[i];
       s.cent[i] = c;
       s.csq[i] = static_cast<double>(c) * static_cast<double>(c);
+      s.bound[i] = i < 15 ? cb.boundaries[i] : 0.0f;
     }
   }
   if (t < p.chunks) {
@@ -282,11 +285,11 @@ __device__ __forceinline__ void StoreSigned(T* dst, bool aligned, uint32_t s1,
   StoreRun<T, kLaneElems>(dst, aligned, x);
 }
 
-// Number of boundaries strictly below t: a binary search over the sorted β whose probes are
-// selected from the codebook (kernel parameters, so uniform registers or constant operands)
-// instead of loaded from shared memory.
+// Number of boundaries strictly below t: a binary search over the sorted β. For b <= 3 the
+// probes are selected from the codebook (kernel parameters: uniform registers or constant
+// operands) rather than loaded from shared memory.
 template <int BITS>
-__device__ __forceinline__ uint32_t Quantize(float t, const Codebook& cb) {
+__device__ __forceinline__ uint32_t Quantize(float t, const Codebook& cb, const float* bound) {
   const float* b = cb.boundaries;
   if constexpr (BITS == 1) {
     return t > b[0] ? 1u : 0u;
@@ -300,13 +303,15 @@ __device__ __forceinline__ uint32_t Quantize(float t, const Codebook& cb) {
     const bool p0 = t > (p2 ? (p1 ? b[6] : b[4]) : (p1 ? b[2] : b[0]));
     return (p2 ? 4u : 0u) + (p1 ? 2u : 0u) + (p0 ? 1u : 0u);
   } else {
-    const bool p3 = t > b[7];
-    const bool p2 = t > (p3 ? b[11] : b[3]);
-    const bool p1 = t > (p3 ? (p2 ? b[13] : b[9]) : (p2 ? b[5] : b[1]));
-    const float b0 = p3 ? (p2 ? (p1 ? b[14] : b[12]) : (p1 ? b[10] : b[8]))
-                        : (p2 ? (p1 ? b[6] : b[4]) : (p1 ? b[2] : b[0]));
-    const bool p0 = t > b0;
-    return (p3 ? 8u : 0u) + (p2 ? 4u : 0u) + (p1 ? 2u : 0u) + (p0 ? 1u : 0u);
+    // 4 bits: a select tree would need 11 selects per value and more registers than the
+    // kernel can spare; the probes come from shared memory (no bank conflicts: 15 words).
+    uint32_t idx = 0;
+#pragma unroll
+    for (int level = 3; level >= 0; --level) {
+      const uint32_t step = 1u << level;
+      idx += t > bound[idx + step - 1] ? step : 0u;
+    }
+    return idx;
   }
 }
 
@@ -393,7 +398,7 @@ __global__ void __launch_bounds__(kThreads, 3) TurboEncodeKernel(SegmentBatch b,
     for (int i = 0; i < kLaneElems; ++i) {
       const float y = __uint_as_float(__float_as_uint(__fmul_rn(x[i], scale)) ^
                                       (((geo.s2 >> i) & 1u) << 31));
-      const uint32_t q = Quantize<BITS>(__fmul_rn(y, k), cb);
+      const uint32_t q = Quantize<BITS>(__fmul_rn(y, k), cb, s.bound);
       energy = __dadd_rn(energy, s.csq[q]);
       if constexpr (BITS == 3) {
         lo_bits |= (q & 3u) << (2 * i);
