@@ -75,12 +75,6 @@ cudaError_t LaunchInt8Decode(const SegmentBatch& batch, cudaStream_t stream);
 cudaError_t LaunchFp8Encode(const SegmentBatch& batch, cudaStream_t stream);
 cudaError_t LaunchFp8Decode(const SegmentBatch& batch, cudaStream_t stream);
 
-// int4 (codec id 2): per-token groups for V segments, per-channel groups of 32 tokens for K
-// segments (batch.is_key). A K launch writes the nibbles with 32-bit atomics and needs the
-// segments' nibble sections zeroed first (LaunchInt4Encode does that on `stream`).
-cudaError_t LaunchInt4Encode(const SegmentBatch& batch, cudaStream_t stream);
-cudaError_t LaunchInt4Decode(const SegmentBatch& batch, cudaStream_t stream);
-
 // turbo2/3/4 (codec ids 10–12) at `codebook.bits`. Needs head_dim a multiple of 16 and at
 // most kMaxGpuTurboHeadDim (TurboSupported).
 inline constexpr uint32_t kMaxGpuTurboHeadDim = 512;
