@@ -1,0 +1,446 @@
+// Device building blocks of the TurboQuant chunk codecs (codec/FORMAT.md, turbo steps 1–4 and
+// their decode), shared by every kernel that encodes or decodes turbo-style chunks (turbo2/3/4,
+// the outlier-split turbo25/35, the MSE part of turbo_prod).
+//
+// Work split they assume: a lane owns kLaneElems = 16 consecutive elements of one chunk (a
+// chunk of D elements spans D/16 lanes, CL below), held in a float[16] register array; the
+// chunk's lanes are consecutive in the warp, and lane lc of the chunk holds elements
+// 16·lc … 16·lc + 15. Template parameter CL > 0 says that every chunk of the launch has CL
+// lanes and starts at a lane multiple of CL (unrolled xor shuffles); CL = 0 handles mixed
+// chunk sizes at run time (ChunkLanes::cl lanes, max_cl the largest in the warp). Every
+// lane of the warp must call the cross-lane functions (they use full-warp shuffles); lanes
+// without work pass zeros.
+//
+// Every add, multiply and compare is the single rounded float operation FORMAT.md specifies
+// (the _rn intrinsics; the kernels are also built with -fmad=false), so indices and scales
+// match codec/turbo_kernel.cc bit for bit. Stateless functions: thread-safe.
+#ifndef KVPACK_GPU_KERNELS_TURBO_DEVICE_CUH_
+#define KVPACK_GPU_KERNELS_TURBO_DEVICE_CUH_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "gpu/kernels/codec_kernels.h"
+#include "gpu/kernels/kernel_common.cuh"
+
+namespace kvpack {
+namespace gpu {
+namespace turbo {
+
+inline constexpr int kLaneElems = 16;
+inline constexpr int kMaxSignWords = 8;  // ⌈512 / 64⌉: chunks of up to 512 elements
+
+// A lane's place in its chunk.
+struct ChunkLanes {
+  uint32_t lc = 0;  // lane index within the chunk
+  uint32_t cl = 1;  // lanes of the chunk (D / 16)
+};
+
+// ---- rotation signs ---------------------------------------------------------------------
+
+// The rotation signs of the chunk at position `c` of the chunk list (FORMAT.md: splitmix64
+// seeded with segment_seed + c; ⌈D/64⌉ words of S1, then as many of S2): writes
+// s1[0 .. words) and s2[0 .. words). One thread computes one chunk's words.
+__device__ __forceinline__ void FillChunkSigns(uint64_t segment_seed, uint32_t c, uint32_t D,
+                                               uint64_t* s1, uint64_t* s2) {
+  const uint32_t words = (D + 63) / 64;
+  uint64_t state = segment_seed + c;
+  for (uint32_t w = 0; w < 2 * words; ++w) {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    if (w < words) {
+      s1[w] = z;
+    } else {
+      s2[w - words] = z;
+    }
+  }
+}
+
+// The 16 sign bits (bit i → element 16·lc + i) of lane lc out of a chunk's sign words.
+__device__ __forceinline__ uint32_t LaneSigns(const uint64_t* words, uint32_t lc) {
+  const uint32_t o = lc * kLaneElems;
+  return static_cast<uint32_t>(words[o / 64] >> (o % 64)) & 0xffffu;
+}
+
+// ---- loads and stores with the S1 signs ------------------------------------------------
+
+// Sign masks for pairs of 16-bit elements: word k flips elements 2k (bit 15) and 2k + 1
+// (bit 31) where `signs` has bits 2k, 2k + 1 set.
+__device__ __forceinline__ void PairMasks(uint32_t signs, uint32_t (&pm)[kLaneElems / 2]) {
+#pragma unroll
+  for (int k = 0; k < kLaneElems / 2; ++k) {
+    pm[k] = (((signs >> (2 * k)) & 1u) << 15) | (((signs >> (2 * k + 1)) & 1u) << 31);
+  }
+}
+
+// Loads 16 consecutive raw elements at `src` as floats with the signs `s1` applied (a sign
+// flip is exact, so flipping the stored bits equals flipping the float). `aligned`: src is
+// 16-byte aligned, so 16-byte loads are used.
+template <typename T>
+__device__ __forceinline__ void LoadSigned(const T* src, bool aligned, uint32_t s1,
+                                           float (&x)[kLaneElems]) {
+  if constexpr (sizeof(T) == 2) {
+    if (aligned) {
+      uint32_t pm[kLaneElems / 2];
+      PairMasks(s1, pm);
+      const uint4 a = __ldg(reinterpret_cast<const uint4*>(src));
+      const uint4 b = __ldg(reinterpret_cast<const uint4*>(src) + 1);
+      const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const uint32_t v = w[k] ^ pm[k];
+        x[2 * k] = Elem<T>::ToFloat(static_cast<uint16_t>(v & 0xffffu));
+        x[2 * k + 1] = Elem<T>::ToFloat(static_cast<uint16_t>(v >> 16));
+      }
+      return;
+    }
+  }
+  LoadRun<T, kLaneElems>(src, aligned, x);
+#pragma unroll
+  for (int i = 0; i < kLaneElems; ++i) {
+    x[i] = __uint_as_float(__float_as_uint(x[i]) ^ (((s1 >> i) & 1u) << 31));
+  }
+}
+
+// Stores 16 floats as consecutive raw elements at `dst` (round to nearest even) with the
+// signs `s1` applied. x is clobbered.
+template <typename T>
+__device__ __forceinline__ void StoreSigned(T* dst, bool aligned, uint32_t s1,
+                                            float (&x)[kLaneElems]) {
+  if constexpr (sizeof(T) == 2) {
+    if (aligned) {
+      uint32_t pm[kLaneElems / 2];
+      PairMasks(s1, pm);
+      uint32_t w[8];
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        w[k] = (uint32_t{Elem<T>::FromFloat(x[2 * k])} |
+                (uint32_t{Elem<T>::FromFloat(x[2 * k + 1])} << 16)) ^ pm[k];
+      }
+      reinterpret_cast<uint4*>(dst)[0] = make_uint4(w[0], w[1], w[2], w[3]);
+      reinterpret_cast<uint4*>(dst)[1] = make_uint4(w[4], w[5], w[6], w[7]);
+      return;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kLaneElems; ++i) {
+    x[i] = __uint_as_float(__float_as_uint(x[i]) ^ (((s1 >> i) & 1u) << 31));
+  }
+  StoreRun<T, kLaneElems>(dst, aligned, x);
+}
+
+// ---- reductions over a chunk's lanes ----------------------------------------------------
+
+// Sum of `v` over the lanes of this lane's chunk; every lane of the chunk gets the same
+// value (each step adds the same two operands, and double addition is commutative).
+template <int CL>
+__device__ __forceinline__ double ChunkSum(double v, const ChunkLanes& g, uint32_t max_cl) {
+  if constexpr (CL > 0) {
+#pragma unroll
+    for (int m = 1; m < CL; m <<= 1) v = __dadd_rn(v, __shfl_xor_sync(0xffffffffu, v, m));
+  } else {
+    const uint32_t lane = threadIdx.x % 32;
+    for (uint32_t m = 1; m < max_cl; m <<= 1) {
+      const bool use = m < g.cl;
+      const uint32_t src = use ? lane - g.lc + (g.lc ^ m) : lane;
+      const double o = __shfl_sync(0xffffffffu, v, src);
+      if (use) v = __dadd_rn(v, o);
+    }
+  }
+  return v;
+}
+
+// Integer sum of `v` over the lanes of this lane's chunk (exact; every lane gets it).
+template <int CL>
+__device__ __forceinline__ uint32_t ChunkSumU32(uint32_t v, const ChunkLanes& g,
+                                                uint32_t max_cl) {
+  if constexpr (CL > 0) {
+#pragma unroll
+    for (int m = 1; m < CL; m <<= 1) v += __shfl_xor_sync(0xffffffffu, v, m);
+  } else {
+    const uint32_t lane = threadIdx.x % 32;
+    for (uint32_t m = 1; m < max_cl; m <<= 1) {
+      const bool use = m < g.cl;
+      const uint32_t src = use ? lane - g.lc + (g.lc ^ m) : lane;
+      const uint32_t o = __shfl_sync(0xffffffffu, v, src);
+      if (use) v += o;
+    }
+  }
+  return v;
+}
+
+// ---- step 1: the chunk's sum of squares -------------------------------------------------
+
+// Σ x_i² of the lane's 16 values in double. Each product is exact in double, so the fused
+// multiply-add rounds only the sum (FORMAT.md leaves this sum's order free). Sign flips do
+// not change it. Combine lanes with ChunkSum.
+__device__ __forceinline__ double LaneSumSquares(const float (&x)[kLaneElems]) {
+  double ss = 0.0;
+#pragma unroll
+  for (int i = 0; i < kLaneElems; ++i) {
+    const double v = static_cast<double>(x[i]);
+    ss = __fma_rn(v, v, ss);
+  }
+  return ss;
+}
+
+// ---- step 2: the Hadamard butterfly ------------------------------------------------------
+
+// Unnormalized Walsh–Hadamard butterfly over the chunk, strides 1, 2, …, D/2 in order,
+// each pair (a, b) → (a + b, a − b) in float. Strides 1–8 run in the lane's registers,
+// strides 16 … D/2 across the chunk's lanes: the lane holding a computes b + a and the one
+// holding b computes a + (−b), the same single rounded operations.
+template <int CL>
+__device__ __forceinline__ void Butterfly(float (&x)[kLaneElems], const ChunkLanes& g,
+                                          uint32_t max_cl) {
+#pragma unroll
+  for (int st = 1; st < kLaneElems; st <<= 1) {
+#pragma unroll
+    for (int i = 0; i < kLaneElems; ++i) {
+      if ((i & st) == 0) {
+        const float a = x[i], b = x[i + st];
+        x[i] = __fadd_rn(a, b);
+        x[i + st] = __fsub_rn(a, b);
+      }
+    }
+  }
+  if constexpr (CL > 0) {
+#pragma unroll
+    for (int m = 1; m < CL; m <<= 1) {
+      const uint32_t neg = (g.lc & m) != 0 ? 0x80000000u : 0u;
+#pragma unroll
+      for (int i = 0; i < kLaneElems; ++i) {
+        const float o = __shfl_xor_sync(0xffffffffu, x[i], m);
+        x[i] = __fadd_rn(o, __uint_as_float(__float_as_uint(x[i]) ^ neg));
+      }
+    }
+  } else {
+    const uint32_t lane = threadIdx.x % 32;
+    for (uint32_t m = 1; m < max_cl; m <<= 1) {
+      const bool use = m < g.cl;
+      const uint32_t src = use ? lane - g.lc + (g.lc ^ m) : lane;
+      const uint32_t neg = (g.lc & m) != 0 ? 0x80000000u : 0u;
+#pragma unroll
+      for (int i = 0; i < kLaneElems; ++i) {
+        const float o = __shfl_sync(0xffffffffu, x[i], src);
+        const float r = __fadd_rn(o, __uint_as_float(__float_as_uint(x[i]) ^ neg));
+        x[i] = use ? r : x[i];
+      }
+    }
+  }
+}
+
+// The last part of step 2 for element i: y = (x · (1/√D)) with S2's sign (exact flip).
+__device__ __forceinline__ float ScaleSign(float x, float inv_sqrt_d, uint32_t s2, int i) {
+  return __uint_as_float(__float_as_uint(__fmul_rn(x, inv_sqrt_d)) ^ (((s2 >> i) & 1u) << 31));
+}
+
+// ---- step 3: Lloyd–Max quantization -------------------------------------------------------
+
+// Number of boundaries strictly below t: a binary search over the sorted β. For b <= 3 the
+// probes are selected from the codebook (kernel parameters: uniform registers or constant
+// operands); for b = 4 they come from `bound` (the 15 β in shared memory).
+template <int BITS>
+__device__ __forceinline__ uint32_t Quantize(float t, const Codebook& cb, const float* bound) {
+  const float* b = cb.boundaries;
+  if constexpr (BITS == 1) {
+    return t > b[0] ? 1u : 0u;
+  } else if constexpr (BITS == 2) {
+    const bool p1 = t > b[1];
+    const bool p0 = t > (p1 ? b[2] : b[0]);
+    return (p1 ? 2u : 0u) + (p0 ? 1u : 0u);
+  } else if constexpr (BITS == 3) {
+    const bool p2 = t > b[3];
+    const bool p1 = t > (p2 ? b[5] : b[1]);
+    const bool p0 = t > (p2 ? (p1 ? b[6] : b[4]) : (p1 ? b[2] : b[0]));
+    return (p2 ? 4u : 0u) + (p1 ? 2u : 0u) + (p0 ? 1u : 0u);
+  } else {
+    // A select tree would need 11 selects per value and more registers than the kernels
+    // can spare; the probes come from shared memory (no bank conflicts: 15 words).
+    uint32_t idx = 0;
+#pragma unroll
+    for (int level = 3; level >= 0; --level) {
+      const uint32_t step = 1u << level;
+      idx += t > bound[idx + step - 1] ? step : 0u;
+    }
+    return idx;
+  }
+}
+
+// ---- index packing ------------------------------------------------------------------------
+
+// A lane's 16 b-bit indices in FORMAT.md's packing. The lane's bytes are contiguous within
+// the chunk's packed bytes: b = 1, 2, 4: `lo` (and `lo2` for b = 4, elements 8–15) holds
+// LowBytes() bytes at chunk byte 16·lc·b/8; b = 3: `lo` holds the 2-bit low plane (4 bytes at
+// chunk byte 4·lc) and `hi` the high plane (2 bytes at chunk byte D/4 + 2·lc).
+template <int BITS>
+struct LanePacked {
+  uint32_t lo = 0, lo2 = 0, hi = 0;
+
+  static constexpr int kLowBits = BITS == 3 ? 2 : BITS;
+  __host__ __device__ static constexpr int LowBytes() { return kLaneElems * kLowBits / 8; }
+  // Byte offsets of the lane's low and high bytes within its chunk's packed bytes.
+  __host__ __device__ static constexpr uint32_t LowOffset(uint32_t lc) { return lc * LowBytes(); }
+  __host__ __device__ static constexpr uint32_t HighOffset(uint32_t D, uint32_t lc) {
+    return D / 4 + lc * 2;
+  }
+
+  // Records index q (< 2^BITS) of element i (a compile-time constant in unrolled loops).
+  __device__ __forceinline__ void Set(int i, uint32_t q) {
+    if constexpr (BITS == 3) {
+      lo |= (q & 3u) << (2 * i);
+      hi |= (q >> 2) << i;
+    } else if constexpr (BITS == 4) {
+      if (i < 8) {
+        lo |= q << (4 * i);
+      } else {
+        lo2 |= q << (4 * (i - 8));
+      }
+    } else {
+      lo |= q << (BITS * i);
+    }
+  }
+
+  // Index of element i.
+  __device__ __forceinline__ uint32_t Get(int i) const {
+    if constexpr (BITS == 3) {
+      return ((lo >> (2 * i)) & 3u) | (((hi >> i) & 1u) << 2);
+    } else if constexpr (BITS == 4) {
+      return ((i < 8 ? lo : lo2) >> (4 * (i % 8))) & 15u;
+    } else {
+      return (lo >> (BITS * i)) & ((1u << BITS) - 1u);
+    }
+  }
+
+  // The low bytes as one integer (LowBytes() of them are meaningful).
+  __device__ __forceinline__ uint64_t LowWord() const {
+    return lo | (uint64_t{lo2} << 32);
+  }
+};
+
+// ---- step 4: norm-correction energy ------------------------------------------------------
+
+// FORMAT.md's level classes: index j is in class m when j = h + m or j = h − 1 − m
+// (h = 2^(b−1)); both have centroid ±γ_{h+m}. ClassCounts holds the counts n_0 … n_{h−2}
+// (n_{h−1} follows from the total) in 10-bit fields, three a word, so one lane's counts
+// (≤ 16) and a chunk's (≤ 512) fit, and integer shuffle sums add them field by field.
+template <int BITS>
+struct ClassCounts {
+  static constexpr int kClasses = 1 << (BITS - 1);
+  static constexpr int kWords = (kClasses - 1 + 2) / 3 > 0 ? (kClasses - 1 + 2) / 3 : 1;
+  uint32_t w[kWords] = {};
+
+  __device__ __forceinline__ uint32_t Count(int m) const {
+    return (w[m / 3] >> (10 * (m % 3))) & 0x3ffu;
+  }
+};
+
+// The class counts of a lane's 16 indices, from the packed bits (bit-plane popcounts:
+// class m's bits are the low b−1 index bits, complemented when the top bit is 0).
+template <int BITS>
+__device__ __forceinline__ ClassCounts<BITS> LaneClassCounts(const LanePacked<BITS>& p) {
+  ClassCounts<BITS> c;
+  if constexpr (BITS == 2) {
+    // Class 0 (levels 1, 2): the two bits differ.
+    const uint32_t differ = (p.lo ^ (p.lo >> 1)) & 0x55555555u;
+    c.w[0] = static_cast<uint32_t>(__popc(differ));
+  } else if constexpr (BITS == 3) {
+    // Spread the high plane onto both bits of each 2-bit field, then m = ~(low ^ top).
+    uint32_t t = p.hi & 0xffffu;
+    t = (t | (t << 8)) & 0x00ff00ffu;
+    t = (t | (t << 4)) & 0x0f0f0f0fu;
+    t = (t | (t << 2)) & 0x33333333u;
+    t = (t | (t << 1)) & 0x55555555u;
+    const uint32_t m = ~(p.lo ^ (t * 3u));
+    const uint32_t b0 = m & 0x55555555u, b1 = (m >> 1) & 0x55555555u;
+    const uint32_t n0 = static_cast<uint32_t>(__popc(~b0 & ~b1 & 0x55555555u));
+    const uint32_t n1 = static_cast<uint32_t>(__popc(b0 & ~b1));
+    const uint32_t n2 = static_cast<uint32_t>(__popc(~b0 & b1 & 0x55555555u));
+    c.w[0] = n0 | (n1 << 10) | (n2 << 20);
+  } else if constexpr (BITS == 4) {
+    // Per nibble m = low 3 bits ^ (top ? 0 : 7); elements 8–15 shifted one bit up so that
+    // both words share one set of planes (bits 4k and 4k + 1 of each plane).
+    const uint32_t t0 = (p.lo >> 3) & 0x11111111u, t1 = (p.lo2 >> 3) & 0x11111111u;
+    const uint32_t m0 = (p.lo ^ ((t0 ^ 0x11111111u) * 7u)) & 0x77777777u;
+    const uint32_t m1 = (p.lo2 ^ ((t1 ^ 0x11111111u) * 7u)) & 0x77777777u;
+    const uint32_t c0 = (m0 & 0x11111111u) | ((m1 & 0x11111111u) << 1);
+    const uint32_t c1 = ((m0 >> 1) & 0x11111111u) | (((m1 >> 1) & 0x11111111u) << 1);
+    const uint32_t c2 = ((m0 >> 2) & 0x11111111u) | (((m1 >> 2) & 0x11111111u) << 1);
+    constexpr uint32_t kAll = 0x33333333u;
+    const uint32_t n0 = __popc(~c0 & ~c1 & ~c2 & kAll), n1 = __popc(c0 & ~c1 & ~c2 & kAll);
+    const uint32_t n2 = __popc(~c0 & c1 & ~c2 & kAll), n3 = __popc(c0 & c1 & ~c2 & kAll);
+    const uint32_t n4 = __popc(~c0 & ~c1 & c2 & kAll), n5 = __popc(c0 & ~c1 & c2 & kAll);
+    const uint32_t n6 = __popc(~c0 & c1 & c2 & kAll);
+    c.w[0] = n0 | (n1 << 10) | (n2 << 20);
+    c.w[1] = n3 | (n4 << 10) | (n5 << 20);
+    c.w[2] = n6;
+  }
+  return c;
+}
+
+// Sums class counts over the chunk's lanes (every lane gets the chunk's counts).
+template <int BITS, int CL>
+__device__ __forceinline__ ClassCounts<BITS> ChunkClassCounts(ClassCounts<BITS> c,
+                                                              const ChunkLanes& g,
+                                                              uint32_t max_cl) {
+  if constexpr (BITS > 1) {
+#pragma unroll
+    for (int k = 0; k < ClassCounts<BITS>::kWords; ++k) c.w[k] = ChunkSumU32<CL>(c.w[k], g, max_cl);
+  }
+  return c;
+}
+
+// ‖c‖² of a chunk of D indices with class counts `c` (summed over the chunk), exactly as
+// FORMAT.md fixes it: Σ_{m ascending} (double)n_m · (γ_{h+m}²) in double, each product and
+// each sum one rounded double operation. csq[j] = (double)γ_j · (double)γ_j.
+template <int BITS>
+__device__ __forceinline__ double CentroidEnergy(const ClassCounts<BITS>& c, uint32_t D,
+                                                 const double* csq) {
+  constexpr int h = ClassCounts<BITS>::kClasses;
+  double energy = 0.0;
+  uint32_t rest = D;
+#pragma unroll
+  for (int m = 0; m + 1 < h; ++m) {
+    const uint32_t n = c.Count(m);
+    rest -= n;
+    energy = __dadd_rn(energy, __dmul_rn(static_cast<double>(n), csq[h + m]));
+  }
+  return __dadd_rn(energy, __dmul_rn(static_cast<double>(rest), csq[2 * h - 1]));
+}
+
+// The fp16 bits of g = fp16(norm / sqrtf((float)‖c‖²)) (0 when norm is 0). An fp16
+// infinity means the scale overflowed (INVALID_ARGUMENT at encode).
+__device__ __forceinline__ uint16_t CorrectedScale(float norm, double energy) {
+  if (norm == 0.0f) return 0;
+  const float c = __fsqrt_rn(__double2float_rn(energy));
+  return __half_as_ushort(__float2half_rn(__fdiv_rn(norm, c)));
+}
+
+// ---- decode ------------------------------------------------------------------------------
+
+// The lane's rotated values before the inverse butterfly: x_i = S2_i · (γ_{q_i} · g), from
+// `cent` (the 2^b centroids as floats).
+template <int BITS>
+__device__ __forceinline__ void Dequantize(const LanePacked<BITS>& p, float g, const float* cent,
+                                           uint32_t s2, float (&x)[kLaneElems]) {
+#pragma unroll
+  for (int i = 0; i < kLaneElems; ++i) {
+    x[i] = __uint_as_float(__float_as_uint(__fmul_rn(cent[p.Get(i)], g)) ^
+                           (((s2 >> i) & 1u) << 31));
+  }
+}
+
+// After Butterfly: z = H(·) · (1/√D) in place (then StoreSigned applies S1).
+__device__ __forceinline__ void Unscale(float (&x)[kLaneElems], float inv_sqrt_d) {
+#pragma unroll
+  for (int i = 0; i < kLaneElems; ++i) x[i] = __fmul_rn(x[i], inv_sqrt_d);
+}
+
+}  // namespace turbo
+}  // namespace gpu
+}  // namespace kvpack
+
+#endif  // KVPACK_GPU_KERNELS_TURBO_DEVICE_CUH_
