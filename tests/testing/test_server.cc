@@ -54,7 +54,10 @@ absl::Status TestServer::StartOnPort(int port) {
   options.max_block_bytes = options_.max_block_bytes;
   options.max_inflight_bytes = options_.max_inflight_bytes;
   options.worker_threads = 4;
-  options.device = "cpu";
+  // The same end-to-end tests run against a GPU server on a GPU machine:
+  // KVPACK_TEST_DEVICE=cuda:0 (tests/gpu/server_on_device.sh).
+  const char* device = std::getenv("KVPACK_TEST_DEVICE");
+  options.device = device != nullptr && *device != '\0' ? device : "cpu";
   absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
   if (!server.ok()) return server.status();
   impl_->server = *std::move(server);

@@ -2,6 +2,9 @@
 // another, a RocksDB tier in a fresh temporary directory. Restart() stops it gracefully and
 // starts a new one on the same port and directory, as an operator's restart would.
 //
+// Codecs run on the CPU, or on the device named by the environment variable
+// KVPACK_TEST_DEVICE ("cuda:0"), so the same tests check a GPU server on a GPU machine.
+//
 // The header exposes no server types, so a test can include it next to the client library.
 // Not thread-safe: one test thread drives it.
 #ifndef KVPACK_TESTS_TESTING_TEST_SERVER_H_
