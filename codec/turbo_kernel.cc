@@ -7,6 +7,8 @@
 
 #include "codec/float_convert.h"
 #include "codec/lloyd_max.h"
+#include "codec/segment_io.h"
+#include "absl/strings/str_cat.h"
 
 namespace kvpack {
 namespace {
@@ -359,6 +361,18 @@ std::vector<uint32_t> TurboChunkSizes(uint32_t d) {
     if ((d >> bit) & 1u) sizes.push_back(1u << bit);
   }
   return sizes;
+}
+
+absl::Status CheckTurboShape(absl::string_view codec, const SegmentShape& shape,
+                             uint32_t multiple) {
+  absl::Status status = CheckSegmentDType(codec, shape);
+  if (!status.ok()) return status;
+  if (shape.head_dim == 0 || shape.head_dim % multiple != 0 || shape.head_dim > kMaxHeadDim) {
+    return absl::InvalidArgumentError(absl::StrCat(codec, ": head_dim must be a positive multiple of ",
+                                                   multiple, " up to ", kMaxHeadDim, ", got ",
+                                                   shape.head_dim));
+  }
+  return absl::OkStatus();
 }
 
 double TurboChunkSumSq(const float* z, uint32_t D) {

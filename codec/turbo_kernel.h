@@ -11,7 +11,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "codec/hadamard.h"
+#include "codec/segment_codec.h"
 
 namespace kvpack {
 
@@ -21,6 +24,11 @@ inline constexpr uint32_t kMaxTurboChunk = 1024;
 // The power-of-two chunk sizes of a run of d elements, largest first, one per set bit of d
 // (128 → {128}; 80 → {64, 16}; 192 → {128, 64}). Empty for d == 0.
 std::vector<uint32_t> TurboChunkSizes(uint32_t d);
+
+// The shape check every turbo-family codec makes: a supported dtype and head_dim a positive
+// multiple of `multiple` up to kMaxHeadDim. InvalidArgument naming `codec` otherwise.
+absl::Status CheckTurboShape(absl::string_view codec, const SegmentShape& shape,
+                             uint32_t multiple);
 
 // Bytes of the packed indices of one chunk of D values at `bits` bits (D·bits/8).
 // Precondition: D a multiple of 8, 1 <= bits <= 4.

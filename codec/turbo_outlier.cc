@@ -58,14 +58,7 @@ std::vector<uint32_t> TurboOutlierCodec::SelectOutliers(const std::vector<double
 }
 
 absl::Status TurboOutlierCodec::Supports(const SegmentShape& shape) const {
-  absl::Status status = CheckSegmentDType(name(), shape);
-  if (!status.ok()) return status;
-  if (shape.head_dim == 0 || shape.head_dim % 32 != 0 || shape.head_dim > kMaxHeadDim) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name(), ": head_dim must be a positive multiple of 32 up to ", kMaxHeadDim, ", got ",
-        shape.head_dim));
-  }
-  return absl::OkStatus();
+  return CheckTurboShape(name(), shape, 32);
 }
 
 uint64_t TurboOutlierCodec::EncodedSize(const SegmentShape& shape) const {

@@ -36,14 +36,7 @@ absl::string_view TurboProdCodec::name() const {
 }
 
 absl::Status TurboProdCodec::Supports(const SegmentShape& shape) const {
-  absl::Status status = CheckSegmentDType(name(), shape);
-  if (!status.ok()) return status;
-  if (shape.head_dim == 0 || shape.head_dim % 16 != 0 || shape.head_dim > kMaxHeadDim) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name(), ": head_dim must be a positive multiple of 16 up to ", kMaxHeadDim, ", got ",
-        shape.head_dim));
-  }
-  return absl::OkStatus();
+  return CheckTurboShape(name(), shape, 16);
 }
 
 uint64_t TurboProdCodec::EncodedSize(const SegmentShape& shape) const {
