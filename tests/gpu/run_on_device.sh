@@ -6,8 +6,10 @@
 # usage: tests/gpu/run_on_device.sh            build + bundle + print the device command
 # On the GPU machine (repository root, .device-bundle carried):
 #   bash tests/gpu/run_on_device.sh --device    runs the tests, then the benchmark
-#   bash tests/gpu/run_on_device.sh --profile   Nsight Compute summaries of the int8/turbo3
-#                                              kernels (one launch each)
+#   bash tests/gpu/run_on_device.sh --profile   Nsight Compute summaries of the int8/turbo
+#                                              kernels (one launch each; KERNELS=, TURBO=
+#                                              choose) into $OUT/ncu.txt, their SASS into
+#                                              $OUT/sass.txt
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 
@@ -26,21 +28,24 @@ if [ "${1:-}" = "--profile" ]; then
   export LD_LIBRARY_PATH=.device-bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   out=${OUT:-/tmp/kvpack-gpu-out}
   mkdir -p "$out"
-  for k in Int8EncodeKernel Int8DecodeKernel TurboEncodeKernel TurboDecodeKernel; do
-    codec=int8; case $k in Turbo*) codec=turbo3;; esac
+  : >"$out/ncu.txt"
+  for k in ${KERNELS:-Int8EncodeKernel Int8DecodeKernel TurboEncodeKernel TurboDecodeKernel}; do
+    codec=int8; case $k in Turbo*) codec=${TURBO:-turbo3};; Fp8*) codec=fp8_e4m3;; Raw*) codec=raw;; esac
+    echo "==== $k ($codec)" >>"$out/ncu.txt"
     timeout 120 ncu --section SpeedOfLight --section Occupancy --section LaunchStats \
       --section ComputeWorkloadAnalysis --section InstructionStats --section WarpStateStats \
-      -k "regex:$k" --launch-skip 2 -c 1 \
-      .device-bundle/bin/gpu_codec_benchmark --reps=1 --codecs=$codec >"$out/ncu_$k.txt" 2>&1 || true
+      --section MemoryWorkloadAnalysis -k "regex:$k" --launch-skip 2 -c 1 \
+      .device-bundle/bin/gpu_codec_benchmark --reps=1 --codecs=$codec >>"$out/ncu.txt" 2>&1 || true
     echo "== $k"
-    grep -E 'Memory Throughput|DRAM Throughput|Duration|Compute [(]SM[)] Throughput|Achieved Occupancy|Registers Per|Executed Ipc Active|Issue Slots Busy|Executed Instructions  ' \
-      "$out/ncu_$k.txt" | head -14
+    sed -n "/==== $k/,\$p" "$out/ncu.txt" |
+      grep -E 'Memory Throughput|DRAM Throughput|Duration|Compute [(]SM[)] Throughput|Achieved Occupancy|Registers Per|Executed Ipc Active|Issue Slots Busy|Executed Instructions  |Stall' |
+      head -16
   done
-  # The SASS of the bf16 turbo3 encode kernel (head_dim 128), for instruction-level reading.
+  # SASS of the bf16 kernels the benchmark runs (head_dim 128), for instruction-level reading.
   cuobjdump -sass .device-bundle/bin/gpu_codec_benchmark 2>/dev/null |
-    awk '/Function : .*TurboEncodeKernelI13__nv_bfloat16Li3ELi8E/{f=1; print; next} f&&/Function :/{exit} f{print}' \
-    >"$out/sass_turbo3_encode.txt" || true
-  wc -l "$out/sass_turbo3_encode.txt"
+    awk '/Function : /{f=0} /Function : .*(Int8(En|De)codeKernelI13__nv_bfloat16|Turbo(En|De)codeKernelI13__nv_bfloat16Li[34]ELi8E)/{f=1} f{print}' \
+    >"$out/sass.txt" || true
+  grep -E 'Function :' "$out/sass.txt" || true
   exit 0
 fi
 
