@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -56,6 +57,32 @@ struct LaunchGroup {
   uint32_t first;
   uint32_t count;
 };
+
+// The segments of a plan that one batched launch covers: same codec and K|V, plan indices
+// ascending.
+struct PlanGroup {
+  CodecId codec;
+  SegmentShape shape;
+  std::vector<uint32_t> segments;
+};
+
+std::vector<PlanGroup> GroupPlan(const BlockPlan& plan) {
+  std::vector<PlanGroup> groups;
+  for (uint32_t i = 0; i < plan.segments.size(); ++i) {
+    const BlockPlan::Segment& s = plan.segments[i];
+    PlanGroup* g = nullptr;
+    for (PlanGroup& c : groups) {
+      const BlockPlan::Segment& lead = plan.segments[c.segments.front()];
+      if (lead.codec == s.codec && lead.is_key == s.is_key) g = &c;
+    }
+    if (g == nullptr) {
+      groups.push_back(PlanGroup{s.codec->id(), s.shape, {}});
+      g = &groups.back();
+    }
+    g->segments.push_back(i);
+  }
+  return groups;
+}
 
 // Segments of one pipelined piece: [seg_begin, seg_end) in table order.
 struct Piece {
@@ -121,6 +148,7 @@ class GpuCodec::Impl {
     RETURN_IF_ERROR(copy_out_.Init());
     RETURN_IF_ERROR(kernels_begin_.Init(true));
     RETURN_IF_ERROR(kernels_end_.Init(true));
+    RETURN_IF_ERROR(table_free_.Init());
     ASSIGN_OR_RETURN(flags_, device_pool_.Allocate(sizeof(uint32_t)));
     ASSIGN_OR_RETURN(host_flags_, pinned_pool_.Allocate(sizeof(uint32_t)));
     cudaDeviceProp prop;
@@ -299,15 +327,64 @@ class GpuCodec::Impl {
   }
 
   // Runs every segment of every block (device buffers) and waits; kernel errors → status.
+  // Launch group by launch group, the group's SegmentIo entries are written straight into
+  // pinned memory, uploaded on the copy stream and launched, so that building the next
+  // group's table on the host overlaps the kernels of the previous one.
   absl::Status RunBatch(bool encode, const BlockPlan& plan, absl::Span<const DeviceBlockView> views,
                         absl::Span<uint8_t* const> blocks, cudaStream_t stream) {
-    std::vector<SegmentIo> ios;
-    const std::vector<LaunchGroup> groups =
-        Group(plan, 0, static_cast<uint32_t>(plan.segments.size()), views, blocks, &ios);
+    const std::vector<PlanGroup> groups = GroupPlan(plan);
+    const size_t entries = plan.segments.size() * views.size();
+    const size_t bytes = std::max<size_t>(1, entries * sizeof(SegmentIo));
+    ios_host_.clear();  // ios_dev_ no longer holds what UploadIos cached
+    if (ios_dev_.size() < bytes) {
+      ios_dev_.Release();
+      ios_pinned_.Release();
+      ASSIGN_OR_RETURN(ios_dev_, device_pool_.Allocate(bytes));
+      ASSIGN_OR_RETURN(ios_pinned_, pinned_pool_.Allocate(bytes));
+    }
+    while (group_events_.size() < groups.size()) {
+      group_events_.push_back(std::make_unique<Event>());
+      RETURN_IF_ERROR(group_events_.back()->Init());
+    }
+    SegmentIo* const host = static_cast<SegmentIo*>(ios_pinned_.data());
+    SegmentIo* const dev = static_cast<SegmentIo*>(ios_dev_.data());
+    const uint64_t dense = uint64_t{plan.layout.kv_heads} * plan.layout.head_dim;
     RETURN_IF_ERROR(ResetFlags(stream));
-    ASSIGN_OR_RETURN(const SegmentIo* dev_ios, UploadIos(ios, stream));
-    CUDA_RETURN_IF_ERROR(cudaEventRecord(kernels_begin_.get(), stream), "event record");
-    RETURN_IF_ERROR(LaunchGroups(encode, groups, ios, dev_ios, stream));
+    // The copy stream must not overwrite the table while an earlier call's kernels read it;
+    // every call waits for its kernels, so ordering after `stream` suffices.
+    CUDA_RETURN_IF_ERROR(cudaEventRecord(table_free_.get(), stream), "event record");
+    CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_in_.get(), table_free_.get(), 0), "event wait");
+    size_t first = 0;
+    for (size_t gi = 0; gi < groups.size(); ++gi) {
+      const PlanGroup& g = groups[gi];
+      SegmentIo* out = host + first;
+      for (size_t b = 0; b < views.size(); ++b) {
+        const DeviceBlockView& v = views[b];
+        const uint64_t stride = v.token_stride != 0 ? v.token_stride : dense;
+        for (const uint32_t j : g.segments) {
+          const BlockPlan::Segment& s = plan.segments[j];
+          out->raw = v.segments[j];
+          out->token_stride = stride;
+          out->encoded = blocks[b] + s.ref.offset;
+          out->seed = s.context.seed;
+          ++out;
+        }
+      }
+      const uint32_t count = static_cast<uint32_t>(out - (host + first));
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dev + first, host + first, count * sizeof(SegmentIo),
+                                           cudaMemcpyHostToDevice, copy_in_.get()),
+                           "segment table upload");
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(group_events_[gi]->get(), copy_in_.get()),
+                           "event record");
+      CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, group_events_[gi]->get(), 0),
+                           "event wait");
+      if (gi == 0) {
+        CUDA_RETURN_IF_ERROR(cudaEventRecord(kernels_begin_.get(), stream), "event record");
+      }
+      RETURN_IF_ERROR(LaunchSegments(encode, g.codec, g.shape, host + first, dev + first, count,
+                                     flags(), stream));
+      first += count;
+    }
     CUDA_RETURN_IF_ERROR(cudaEventRecord(kernels_end_.get(), stream), "event record");
     RETURN_IF_ERROR(FinishFlags(stream, encode));
     float ms = 0;
@@ -423,6 +500,8 @@ class GpuCodec::Impl {
   Stream compute_, copy_in_, copy_out_;
   MemoryBlock flags_, host_flags_;
   Event kernels_begin_, kernels_end_;
+  Event table_free_;  // RunBatch: the previous call's kernels no longer read the table
+  std::vector<std::unique_ptr<Event>> group_events_;  // RunBatch: each group's table upload
   double last_kernel_seconds_ = 0;
   MemoryBlock ios_dev_, ios_pinned_;
   std::vector<SegmentIo> ios_host_;  // what ios_dev_ holds

@@ -143,9 +143,13 @@ __device__ __forceinline__ bool IsFiniteBits(float x) {
 // First element of vector v (token v / kv_heads, head v % kv_heads) of a segment.
 // Segments hold at most kMaxTokens · kMaxKvHeads = 2^30 vectors, so 32-bit arithmetic
 // (a far cheaper division than 64-bit) indexes them.
+// Dense segments (token_stride = kv_heads · head_dim, the common case) need no division.
 template <typename T>
 __device__ __forceinline__ T* VectorPtr(const SegmentIo& io, uint32_t v, uint32_t kv_heads,
                                         uint32_t head_dim) {
+  if (io.token_stride == uint64_t{kv_heads} * head_dim) {
+    return reinterpret_cast<T*>(io.raw) + uint64_t{v} * head_dim;
+  }
   const uint32_t t = v / kv_heads;
   const uint32_t h = v - t * kv_heads;
   return reinterpret_cast<T*>(io.raw) + uint64_t{t} * io.token_stride + h * head_dim;
@@ -195,18 +199,19 @@ __device__ inline void FlushStage(const uint8_t* s, uint8_t* g, uint32_t n) {
   }
 }
 
-// Block-wide copy of an unshifted staging buffer (byte k of global [g, g + n) at s[k]; s
-// 16-byte aligned with at least n + 16 bytes) to global memory: full 16-byte global words
-// are assembled from five shared words with funnel shifts, so producers can stage with
-// aligned word stores whatever g's alignment.
-__device__ inline void FlushStageUnshifted(const uint8_t* s, uint8_t* g, uint32_t n) {
+// Copy of an unshifted staging buffer (byte k of global [g, g + n) at s[k]; s 16-byte
+// aligned with at least n + 16 bytes) to global memory by `count` threads, this one being
+// number `rank`: full 16-byte global words are assembled from five shared words with funnel
+// shifts, so producers can stage with aligned word stores whatever g's alignment.
+__device__ inline void FlushStageUnshiftedBy(const uint8_t* s, uint8_t* g, uint32_t n,
+                                             uint32_t rank, uint32_t count) {
   if (n == 0) return;
   const uint32_t shift = StageShift(g);
   uint8_t* base = g - shift;
   const uint32_t end = shift + n;
   const uint32_t words = (end + 15u) / 16u;
   const uint32_t* s32 = reinterpret_cast<const uint32_t*>(s);
-  for (uint32_t w = threadIdx.x; w < words; w += blockDim.x) {
+  for (uint32_t w = rank; w < words; w += count) {
     const uint32_t lo = w * 16u;
     if (lo >= shift && lo + 16u <= end) {
       const uint32_t o = lo - shift;
@@ -225,15 +230,23 @@ __device__ inline void FlushStageUnshifted(const uint8_t* s, uint8_t* g, uint32_
   }
 }
 
-// Block-wide copy of global [g, g + n) into a staging buffer (then a barrier is needed).
-// Reads nothing outside [g, g + n).
-__device__ inline void FillStage(uint8_t* s, const uint8_t* g, uint32_t n) {
+// Block-wide FlushStageUnshiftedBy (every thread of the block calls it after a barrier
+// that made the staged bytes visible).
+__device__ inline void FlushStageUnshifted(const uint8_t* s, uint8_t* g, uint32_t n) {
+  FlushStageUnshiftedBy(s, g, n, threadIdx.x, blockDim.x);
+}
+
+// Copy of global [g, g + n) into a staging buffer (s[StageShift(g) + k] = g[k]) by `count`
+// threads, this one being number `rank` (then a barrier is needed). Reads nothing outside
+// [g, g + n).
+__device__ inline void FillStageBy(uint8_t* s, const uint8_t* g, uint32_t n, uint32_t rank,
+                                   uint32_t count) {
   if (n == 0) return;
   const uint32_t shift = StageShift(g);
   const uint8_t* base = g - shift;
   const uint32_t end = shift + n;
   const uint32_t words = (end + 15u) / 16u;
-  for (uint32_t w = threadIdx.x; w < words; w += blockDim.x) {
+  for (uint32_t w = rank; w < words; w += count) {
     const uint32_t lo = w * 16u;
     if (lo >= shift && lo + 16u <= end) {
       reinterpret_cast<uint4*>(s)[w] = __ldg(reinterpret_cast<const uint4*>(base) + w);
@@ -243,6 +256,11 @@ __device__ inline void FillStage(uint8_t* s, const uint8_t* g, uint32_t n) {
       }
     }
   }
+}
+
+// Block-wide FillStageBy.
+__device__ inline void FillStage(uint8_t* s, const uint8_t* g, uint32_t n) {
+  FillStageBy(s, g, n, threadIdx.x, blockDim.x);
 }
 
 // Writes the `bytes` low bytes of v at s[off..off+bytes) (any alignment).

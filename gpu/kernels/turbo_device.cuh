@@ -17,9 +17,12 @@
 #ifndef KVPACK_GPU_KERNELS_TURBO_DEVICE_CUH_
 #define KVPACK_GPU_KERNELS_TURBO_DEVICE_CUH_
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "gpu/kernels/codec_kernels.h"
 #include "gpu/kernels/kernel_common.cuh"
@@ -105,6 +108,19 @@ __device__ __forceinline__ void LoadSigned(const T* src, bool aligned, uint32_t 
   }
 }
 
+// Two floats as a packed pair of 16-bit elements (lo first), each rounded to nearest even,
+// in one conversion instruction.
+template <typename T>
+__device__ __forceinline__ uint32_t PackPair(float lo, float hi) {
+  if constexpr (std::is_same_v<T, __half>) {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  } else {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  }
+}
+
 // Stores 16 floats as consecutive raw elements at `dst` (round to nearest even) with the
 // signs `s1` applied. x is clobbered.
 template <typename T>
@@ -116,10 +132,7 @@ __device__ __forceinline__ void StoreSigned(T* dst, bool aligned, uint32_t s1,
       PairMasks(s1, pm);
       uint32_t w[8];
 #pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        w[k] = (uint32_t{Elem<T>::FromFloat(x[2 * k])} |
-                (uint32_t{Elem<T>::FromFloat(x[2 * k + 1])} << 16)) ^ pm[k];
-      }
+      for (int k = 0; k < 8; ++k) w[k] = PackPair<T>(x[2 * k], x[2 * k + 1]) ^ pm[k];
       reinterpret_cast<uint4*>(dst)[0] = make_uint4(w[0], w[1], w[2], w[3]);
       reinterpret_cast<uint4*>(dst)[1] = make_uint4(w[4], w[5], w[6], w[7]);
       return;
@@ -191,8 +204,9 @@ __device__ __forceinline__ double LaneSumSquares(const float (&x)[kLaneElems]) {
 
 // Unnormalized Walsh–Hadamard butterfly over the chunk, strides 1, 2, …, D/2 in order,
 // each pair (a, b) → (a + b, a − b) in float. Strides 1–8 run in the lane's registers,
-// strides 16 … D/2 across the chunk's lanes: the lane holding a computes b + a and the one
-// holding b computes a + (−b), the same single rounded operations.
+// strides 16 … D/2 across the chunk's lanes: the lane holding a computes b + a·1 and the one
+// holding b computes a + b·(−1), each a fused multiply-add whose product by ±1 is exact, so
+// it rounds once: the same single rounded operations.
 template <int CL>
 __device__ __forceinline__ void Butterfly(float (&x)[kLaneElems], const ChunkLanes& g,
                                           uint32_t max_cl) {
@@ -210,11 +224,11 @@ __device__ __forceinline__ void Butterfly(float (&x)[kLaneElems], const ChunkLan
   if constexpr (CL > 0) {
 #pragma unroll
     for (int m = 1; m < CL; m <<= 1) {
-      const uint32_t neg = (g.lc & m) != 0 ? 0x80000000u : 0u;
+      const float sign = (g.lc & m) != 0 ? -1.0f : 1.0f;
 #pragma unroll
       for (int i = 0; i < kLaneElems; ++i) {
         const float o = __shfl_xor_sync(0xffffffffu, x[i], m);
-        x[i] = __fadd_rn(o, __uint_as_float(__float_as_uint(x[i]) ^ neg));
+        x[i] = __fmaf_rn(x[i], sign, o);
       }
     }
   } else {
@@ -222,11 +236,11 @@ __device__ __forceinline__ void Butterfly(float (&x)[kLaneElems], const ChunkLan
     for (uint32_t m = 1; m < max_cl; m <<= 1) {
       const bool use = m < g.cl;
       const uint32_t src = use ? lane - g.lc + (g.lc ^ m) : lane;
-      const uint32_t neg = (g.lc & m) != 0 ? 0x80000000u : 0u;
+      const float sign = (g.lc & m) != 0 ? -1.0f : 1.0f;
 #pragma unroll
       for (int i = 0; i < kLaneElems; ++i) {
         const float o = __shfl_sync(0xffffffffu, x[i], src);
-        const float r = __fadd_rn(o, __uint_as_float(__float_as_uint(x[i]) ^ neg));
+        const float r = __fmaf_rn(x[i], sign, o);
         x[i] = use ? r : x[i];
       }
     }
@@ -421,16 +435,38 @@ __device__ __forceinline__ uint16_t CorrectedScale(float norm, double energy) {
 
 // ---- decode ------------------------------------------------------------------------------
 
-// The lane's rotated values before the inverse butterfly: x_i = S2_i · (γ_{q_i} · g), from
-// `cent` (the 2^b centroids as floats).
+// The S2 signs as a mask over the packed indices: XOR-ing it into LanePacked flips every
+// index whose element has a negative sign to its mirror level 2^b − 1 − q. The Lloyd–Max
+// tables are exact mirror images (γ_{2^b−1−q} = −γ_q bit for bit, codec/lloyd_max.cc), and a
+// rounded product is odd in each factor, so γ_{flipped} · g = S2 · (γ_q · g) exactly. Computed
+// once per lane: the signs are the same for every vector.
 template <int BITS>
-__device__ __forceinline__ void Dequantize(const LanePacked<BITS>& p, float g, const float* cent,
-                                           uint32_t s2, float (&x)[kLaneElems]) {
+__device__ __forceinline__ LanePacked<BITS> SignFlipMask(uint32_t s2) {
+  LanePacked<BITS> m;
 #pragma unroll
   for (int i = 0; i < kLaneElems; ++i) {
-    x[i] = __uint_as_float(__float_as_uint(__fmul_rn(cent[p.Get(i)], g)) ^
-                           (((s2 >> i) & 1u) << 31));
+    if ((s2 >> i) & 1u) m.Set(i, (1u << BITS) - 1u);
   }
+  return m;
+}
+
+// The lane's rotated values before the inverse butterfly: x_i = S2_i · (γ_{q_i} · g), from
+// `cent` (the 2^b centroids as floats) and indices already flipped by SignFlipMask.
+template <int BITS>
+__device__ __forceinline__ void Dequantize(const LanePacked<BITS>& flipped, float g,
+                                           const float* cent, float (&x)[kLaneElems]) {
+#pragma unroll
+  for (int i = 0; i < kLaneElems; ++i) x[i] = __fmul_rn(cent[flipped.Get(i)], g);
+}
+
+// XORs `mask` into the packed indices.
+template <int BITS>
+__device__ __forceinline__ LanePacked<BITS> FlipIndices(LanePacked<BITS> p,
+                                                        const LanePacked<BITS>& mask) {
+  p.lo ^= mask.lo;
+  p.lo2 ^= mask.lo2;
+  p.hi ^= mask.hi;
+  return p;
 }
 
 // After Butterfly: z = H(·) · (1/√D) in place (then StoreSigned applies S1).

@@ -229,7 +229,7 @@ __global__ void __launch_bounds__(kThreads, 3) TurboEncodeKernel(SegmentBatch b,
 }
 
 template <typename T, int BITS, int CL>
-__global__ void __launch_bounds__(kThreads, 3) TurboDecodeKernel(SegmentBatch b, TurboPlan p,
+__global__ void __launch_bounds__(kThreads, 4) TurboDecodeKernel(SegmentBatch b, TurboPlan p,
                                                               Codebook cb) {
   using Packed = turbo::LanePacked<BITS>;
   extern __shared__ __align__(16) uint8_t smem[];
@@ -251,6 +251,7 @@ __global__ void __launch_bounds__(kThreads, 3) TurboDecodeKernel(SegmentBatch b,
   const float scale = p.inv_sqrt_d[geo.chunk];
   const uint32_t low_off = p.packed_offset[geo.chunk] + Packed::LowOffset(geo.cl.lc);
   const uint32_t high_off = p.packed_offset[geo.chunk] + Packed::HighOffset(D, geo.cl.lc);
+  const Packed flip = turbo::SignFlipMask<BITS>(geo.s2);
   uint32_t errors = 0;
 
   for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
@@ -278,7 +279,7 @@ __global__ void __launch_bounds__(kThreads, 3) TurboDecodeKernel(SegmentBatch b,
       packed.lo = ReadWord32(s.idx, vbase + low_off);
       if constexpr (BITS == 4) packed.lo2 = ReadWord32(s.idx, vbase + low_off + 4);
       if constexpr (BITS == 3) packed.hi = ReadWord32(s.idx, vbase + high_off);
-      turbo::Dequantize<BITS>(packed, g, s.cent, geo.s2, x);
+      turbo::Dequantize<BITS>(turbo::FlipIndices(packed, flip), g, s.cent, x);
     } else {
 #pragma unroll
       for (int i = 0; i < kLaneElems; ++i) x[i] = 0.0f;
