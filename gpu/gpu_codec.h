@@ -9,8 +9,9 @@
 // token stride, the way a paged KV cache holds its layers. Decoding writes straight into
 // such a layout.
 //
-// Codecs with GPU kernels: raw, int8, fp8_e4m3, turbo2/3/4 (head_dim a multiple of 16,
-// <= 512).
+// Codecs with GPU kernels: raw, int8, int4, fp8_e4m3, turbo2/3/4 and turbo_prod2/3/4
+// (head_dim a multiple of 16, <= 512), turbo25/35 (head_dim a multiple of 32, <= 256, and
+// kv_heads · head_dim <= 32768).
 // Other codecs answer Unimplemented from SupportsPolicy and the encode/decode calls, so the
 // caller uses the CPU codecs for them.
 //

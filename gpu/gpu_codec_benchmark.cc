@@ -107,7 +107,8 @@ struct Row {
 int Main(int argc, char** argv) {
   int reps = 20;
   std::vector<std::string> codecs = {"raw", "int8", "turbo2", "turbo3", "turbo4",
-                                     "fp8_e4m3", "int4", "turbo25", "turbo35", "turbo_prod3"};
+                                     "fp8_e4m3", "int4", "turbo25", "turbo35", "turbo_prod2",
+                                     "turbo_prod3", "turbo_prod4"};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a.rfind("--reps=", 0) == 0) {

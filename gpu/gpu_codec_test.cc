@@ -251,6 +251,34 @@ TEST_F(GpuCodecTest, ZerosHugeAndTinyNorms) {
   }
 }
 
+// int8 rounding ties: with amax = 127 the scale is exactly 1, so x · inv = x and every
+// k + 0.5 is a tie that round-half-away (not half-even) must send away from zero; also
+// groups whose scaled values pass ±127 and groups of one tiny value.
+TEST_F(GpuCodecTest, Int8RoundingTiesAndClampMatchCpu) {
+  for (DType dtype : {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
+    const BlockLayout layout = Layout(1, 2, 96, 6, dtype);
+    const size_t e = DTypeSize(dtype);
+    std::vector<uint8_t> raw(layout.RawBytes());
+    const uint64_t vectors = raw.size() / e / layout.head_dim;
+    for (uint64_t v = 0; v < vectors; ++v) {
+      for (uint32_t i = 0; i < layout.head_dim; ++i) {
+        float x;
+        if (i % 32 == 0) {
+          x = v % 2 == 0 ? 127.0f : -127.0f;
+        } else if (v % 3 == 2) {
+          x = (i % 32 == 1) ? 1e-3f * static_cast<float>(v + 1) : 0.0f;
+        } else {
+          const int k = static_cast<int>((i * 37 + v * 11) % 253) - 126;  // −126 … 126
+          x = static_cast<float>(k) + (k < 0 ? -0.5f : 0.5f);
+          if (std::fabs(x) >= 127.0f) x = 126.5f;
+        }
+        StoreElem(dtype, x, raw.data() + (v * layout.head_dim + i) * e);
+      }
+    }
+    CrossCheck(codec_, layout, "int8", raw, 17);
+  }
+}
+
 TEST_F(GpuCodecTest, NonFiniteAndOverflowRejectedLikeCpu) {
   const BlockLayout layout = Layout(1, 2, 128, 4, DType::kFloat32);
   for (const char* c : {"int8", "fp8_e4m3", "turbo3", "turbo4", "turbo2"}) {
@@ -373,6 +401,225 @@ TEST_F(GpuCodecTest, UnimplementedCodecsAreReportedNotMisencoded) {
       EXPECT_EQ(*g, *cpu) << c;
     } else {
       EXPECT_EQ(g.status().code(), absl::StatusCode::kUnimplemented) << g.status();
+    }
+  }
+}
+
+// ---- int4, turbo25/35, turbo_prod2/3/4 ----------------------------------------------------
+//
+// These match the CPU byte for byte too: int4 and turbo25/35 by the same single rounded
+// operations, turbo_prod because the GPU keeps codec/qjl.cc's eight double accumulators and
+// their pairing for every S·r dot product and sums Sᵀq in float over j ascending (and uploads
+// QjlProjection's own matrix). The only freedom the kernels take is the order of the chunk
+// sums of squares (‖z‖², ρ²), which FORMAT.md leaves open, as turbo2/3/4 do.
+
+// Head_dims each new codec supports on the GPU.
+std::vector<uint32_t> NewCodecHeadDims(const std::string& codec) {
+  if (codec == "int4") return {1, 7, 33, 64, 80, 96, 128, 130, 192, 256};
+  if (codec == "turbo25" || codec == "turbo35") return {32, 64, 96, 128, 160, 192, 256};
+  return {16, 48, 64, 80, 96, 128, 192, 256, 512};
+}
+
+const std::vector<std::string>& NewCodecs() {
+  static const std::vector<std::string>* const codecs = new std::vector<std::string>{
+      "int4", "turbo25", "turbo35", "turbo_prod2", "turbo_prod3", "turbo_prod4"};
+  return *codecs;
+}
+
+TEST_F(GpuCodecTest, NewCodecsEveryDtypeAndHeadDimMatchCpu) {
+  const DType dtypes[] = {DType::kBFloat16, DType::kFloat16, DType::kFloat32};
+  uint64_t seed = 1000;
+  for (const std::string& c : NewCodecs()) {
+    for (DType dtype : dtypes) {
+      for (uint32_t d : NewCodecHeadDims(c)) {
+        const BlockLayout layout = Layout(2, 3, d, 37, dtype);
+        const CodecPolicy policy = Policy(c);
+        ASSERT_TRUE(codec_->SupportsPolicy(layout, policy).ok())
+            << c << " d=" << d << ": " << codec_->SupportsPolicy(layout, policy);
+        CrossCheck(codec_, layout, c, RandomBlock(layout, seed), seed);
+        ++seed;
+      }
+    }
+  }
+}
+
+TEST_F(GpuCodecTest, NewCodecsOddTokenCountsAndLayouts) {
+  // int4 keys group 32 tokens: partial last groups (1, 31, 33, 65 tokens); odd head_dims take
+  // the separate nibble pass (values), odd token rows (kv_heads · head_dim) too (keys).
+  for (uint32_t tokens : {1u, 31u, 32u, 33u, 65u}) {
+    for (uint32_t heads : {1u, 2u, 3u}) {
+      for (uint32_t d : {7u, 64u, 96u}) {
+        const BlockLayout layout = Layout(1, heads, d, tokens, DType::kBFloat16);
+        CrossCheck(codec_, layout, "int4", RandomBlock(layout, tokens * 7 + heads + d), tokens);
+      }
+    }
+    for (const char* c : {"turbo25", "turbo35", "turbo_prod3"}) {
+      const BlockLayout layout = Layout(2, 3, 96, tokens, DType::kFloat16);
+      CrossCheck(codec_, layout, c, RandomBlock(layout, tokens + 5), tokens + 5);
+    }
+  }
+  // Many segments in one launch, mixed with the existing codecs.
+  for (const std::string policy :
+       {"k=int4,v=turbo25", "k=turbo35,v=int4,boundary=1:int8", "k=turbo_prod2,v=turbo_prod4",
+        "k=int4,v=int4"}) {
+    const BlockLayout layout = Layout(5, 8, 128, 40, DType::kBFloat16);
+    CrossCheck(codec_, layout, policy, RandomBlock(layout, 77), 0x5151);
+  }
+}
+
+// bf16 data where group minima and maxima are often ±0 (mixed signs), so that the sign of
+// zero the CPU's scan order keeps decides int4's m and s bits.
+std::vector<uint8_t> SignedZeroBlock(const BlockLayout& layout, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const size_t e = DTypeSize(layout.dtype);
+  std::vector<uint8_t> raw(layout.RawBytes());
+  const uint64_t count = raw.size() / e;
+  const float pos[] = {0.0f, -0.0f, 0.5f, 1.0f, 0.0f, -0.0f};
+  for (uint64_t i = 0; i < count; ++i) {
+    const uint64_t r = rng();
+    float x = pos[r % 6];
+    // Whole vectors of non-negative or non-positive values.
+    if (((i / layout.head_dim) & 1) != 0) x = -x;
+    StoreElem(layout.dtype, x, raw.data() + i * e);
+  }
+  return raw;
+}
+
+TEST_F(GpuCodecTest, Int4SignedZeroTiesMatchCpu) {
+  for (uint32_t d : {20u, 48u, 64u, 128u}) {
+    for (uint32_t tokens : {5u, 33u}) {
+      for (DType dtype : {DType::kBFloat16, DType::kFloat32}) {
+        const BlockLayout layout = Layout(1, 2, d, tokens, dtype);
+        CrossCheck(codec_, layout, "int4", SignedZeroBlock(layout, d + tokens), 9);
+      }
+    }
+  }
+}
+
+TEST_F(GpuCodecTest, NewCodecsZerosHugeAndTinyValues) {
+  for (const std::string& c : NewCodecs()) {
+    const BlockLayout bf = Layout(1, 4, 128, 8, DType::kBFloat16);
+    CrossCheck(codec_, bf, c, std::vector<uint8_t>(bf.RawBytes(), 0), 1);
+    CrossCheck(codec_, bf, c, RandomBlock(bf, 2, 1e-30f), 2);
+    CrossCheck(codec_, bf, c, RandomBlock(bf, 3, 1e2f), 3);  // fits fp16 scales and norms
+    const BlockLayout f32 = Layout(1, 4, 128, 8, DType::kFloat32);
+    CrossCheck(codec_, f32, c, RandomBlock(f32, 4, 1e-38f), 4);
+    CrossCheck(codec_, f32, c, RandomBlock(f32, 5, 1e-20f), 5);
+    const BlockLayout f16 = Layout(1, 4, 128, 8, DType::kFloat16);
+    CrossCheck(codec_, f16, c, RandomBlock(f16, 6, 1e-6f), 6);  // fp16 subnormals, ±0
+    CrossCheck(codec_, f16, c, RandomBlock(f16, 7, 30.0f), 7);
+  }
+}
+
+TEST_F(GpuCodecTest, NewCodecsRejectNonFiniteAndOverflowLikeCpu) {
+  const BlockLayout layout = Layout(1, 2, 128, 4, DType::kFloat32);
+  for (const std::string& c : NewCodecs()) {
+    for (float bad : {std::numeric_limits<float>::quiet_NaN(),
+                      std::numeric_limits<float>::infinity(),
+                      -std::numeric_limits<float>::infinity(), 3e38f, 7e4f}) {
+      for (size_t at : {size_t{0}, size_t{200}, size_t{1023}}) {
+        std::vector<uint8_t> raw = RandomBlock(layout, 11);
+        std::memcpy(raw.data() + 4 * at, &bad, 4);
+        const CodecPolicy policy = Policy(c);
+        absl::StatusOr<std::string> cpu = EncodeBlock(layout, policy, raw, 1);
+        absl::StatusOr<std::string> g = codec_->EncodeBlock(layout, policy, raw, 1);
+        SCOPED_TRACE(absl::StrCat(c, " value ", bad, " at ", at));
+        EXPECT_EQ(g.ok(), cpu.ok()) << "gpu: " << g.status() << " cpu: " << cpu.status();
+        if (!cpu.ok()) EXPECT_EQ(g.status().code(), cpu.status().code()) << g.status();
+        if (cpu.ok() && g.ok()) EXPECT_EQ(FirstDiff(*g, *cpu), -1);
+      }
+    }
+  }
+}
+
+// Re-seals `bad` after an edit so that only the kernels' checks can catch it.
+void Reseal(std::string* bad) {
+  ASSERT_TRUE(SealBlock({reinterpret_cast<uint8_t*>(bad->data()), bad->size()}).ok());
+}
+
+TEST_F(GpuCodecTest, NewCodecsCorruptBytesAreDataLoss) {
+  const BlockLayout layout = Layout(2, 2, 128, 8, DType::kBFloat16);
+  const std::vector<uint8_t> raw = RandomBlock(layout, 21);
+  std::string out(layout.RawBytes(), '\0');
+  absl::Span<uint8_t> out_span(reinterpret_cast<uint8_t*>(out.data()), out.size());
+  for (const std::string& c : NewCodecs()) {
+    SCOPED_TRACE(c);
+    const CodecPolicy policy = Policy(c);
+    absl::StatusOr<std::string> enc = codec_->EncodeBlock(layout, policy, raw, 1);
+    ASSERT_TRUE(enc.ok()) << enc.status();
+    std::string bad = *enc;
+    bad[bad.size() / 2] ^= 0x40;
+    EXPECT_EQ(codec_->DecodeBlock(Bytes(bad), out_span).code(), absl::StatusCode::kDataLoss);
+    EXPECT_EQ(codec_->DecodeBlock(Bytes(*enc).subspan(0, enc->size() - 9), out_span).code(),
+              absl::StatusCode::kDataLoss);
+    absl::StatusOr<BlockInfo> info = ParseBlock(Bytes(*enc));
+    ASSERT_TRUE(info.ok());
+    const uint64_t seg = info->segments[1].offset;  // layer 0, V
+    // Edits no encoder makes, each re-sealed: the CPU and GPU decoders must both refuse.
+    std::vector<std::pair<std::string, std::string>> edits;
+    auto put16 = [&](uint64_t at, uint16_t v) {
+      std::string b = *enc;
+      b[at] = static_cast<char>(v & 0xff);
+      b[at + 1] = static_cast<char>(v >> 8);
+      return b;
+    };
+    if (c == "int4") {
+      edits.push_back({"Inf scale", put16(seg + 4 * 3, 0x7c00)});
+      edits.push_back({"NaN minimum", put16(seg + 4 * 5 + 2, 0xfe00)});
+      edits.push_back({"key Inf minimum", put16(info->segments[0].offset + 4 * 7 + 2, 0xfc00)});
+    } else if (c == "turbo25" || c == "turbo35") {
+      std::string b = *enc;
+      b[seg + 8] ^= 0x01;  // head 0's mask loses or gains a channel
+      edits.push_back({"mask bit count", b});
+      edits.push_back({"negative scale", put16(seg + 8 + 2 * 128 / 8 + 2 * 3, 0xbc00)});
+      edits.push_back({"Inf scale", put16(seg + 8 + 2 * 128 / 8, 0x7c00)});
+    } else {
+      edits.push_back({"Inf norm", put16(seg + 12 + 4 * 2, 0x7c00)});
+      edits.push_back({"negative rho", put16(seg + 12 + 4 * 2 + 2, 0x8001)});
+      std::string b = *enc;
+      b[seg + 8 + 3] = '\x7f';  // shrinkage: 0x7f800000 exponent → Inf or NaN
+      b[seg + 8 + 2] = static_cast<char>(b[seg + 8 + 2] | 0x80);
+      edits.push_back({"non-finite shrinkage", b});
+    }
+    for (auto& [what, b] : edits) {
+      SCOPED_TRACE(what);
+      Reseal(&b);
+      EXPECT_EQ(DecodeBlock(Bytes(b)).status().code(), absl::StatusCode::kDataLoss);
+      EXPECT_EQ(codec_->DecodeBlock(Bytes(b), out_span).code(), absl::StatusCode::kDataLoss);
+    }
+  }
+}
+
+TEST_F(GpuCodecTest, NewCodecsBatchOnDeviceMatchesCpu) {
+  const BlockLayout layout = Layout(3, 4, 128, 33, DType::kBFloat16);
+  for (const std::string text : {"k=int4,v=turbo35", "k=turbo25,v=turbo_prod3"}) {
+    SCOPED_TRACE(text);
+    const CodecPolicy policy = Policy(text);
+    absl::StatusOr<BlockPlan> plan = PlanBlock(layout, policy, 78);
+    ASSERT_TRUE(plan.ok());
+    constexpr int kBlocks = 4;
+    std::vector<std::unique_ptr<GpuCodec::DeviceBuffer>> raws, encs;
+    std::vector<DeviceBlockView> views;
+    std::vector<uint8_t*> blocks;
+    std::vector<std::vector<uint8_t>> hosts;
+    for (int b = 0; b < kBlocks; ++b) {
+      hosts.push_back(RandomBlock(layout, 600 + b));
+      raws.push_back(std::move(*codec_->AllocateDevice(layout.RawBytes())));
+      encs.push_back(std::move(*codec_->AllocateDevice(plan->total_size)));
+      ASSERT_TRUE(codec_->CopyToDevice(hosts.back(), raws.back()->data()).ok());
+      views.push_back(DeviceBlockView::Contiguous(raws.back()->data(), layout));
+      blocks.push_back(static_cast<uint8_t*>(encs.back()->data()));
+    }
+    ASSERT_TRUE(codec_->EncodeBatchOnDevice(*plan, views, blocks).ok());
+    for (int b = 0; b < kBlocks; ++b) {
+      std::string got(plan->total_size, '\0');
+      ASSERT_TRUE(
+          codec_->CopyToHost(blocks[b], {reinterpret_cast<uint8_t*>(got.data()), got.size()}).ok());
+      ASSERT_TRUE(WriteBlockHeader(*plan, {reinterpret_cast<uint8_t*>(got.data()), got.size()}).ok());
+      ASSERT_TRUE(SealBlock({reinterpret_cast<uint8_t*>(got.data()), got.size()}).ok());
+      absl::StatusOr<std::string> cpu = EncodeBlock(layout, policy, hosts[b], 78);
+      ASSERT_TRUE(cpu.ok());
+      EXPECT_EQ(FirstDiff(got, *cpu), -1) << "block " << b;
     }
   }
 }

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "codec/block_layout.h"
 #include "codec/lloyd_max.h"
+#include "codec/qjl.h"
 #include "gpu/cuda_status.h"
 
 namespace kvpack {
@@ -42,6 +43,28 @@ const Codebook& CodebookFor(int bits) {
   return books[bits];
 }
 
+int TurboProdBits(CodecId codec) {
+  switch (codec) {
+    case CodecId::kTurboProd2:
+      return 2;
+    case CodecId::kTurboProd3:
+      return 3;
+    case CodecId::kTurboProd4:
+      return 4;
+    default:
+      return 0;
+  }
+}
+
+// The exact float matrix the CPU turbo_prod codec multiplies by (codec/qjl.h).
+void QjlMatrixFromCpu(uint64_t segment_seed, uint32_t chunk_pos, uint32_t size, float* out) {
+  const QjlMatrix m = QjlProjection(segment_seed, chunk_pos, size);
+  std::copy(m.rows_float.begin(), m.rows_float.end(), out);
+}
+
+// The shrinkage λ the registry's turbo_prod codecs record (TurboProdOptions' default).
+constexpr float kTurboProdShrinkage = 1.0f;
+
 }  // namespace
 
 size_t RawElemBytes(const SegmentShape& shape) { return DTypeSize(shape.dtype); }
@@ -57,6 +80,7 @@ absl::Status GpuSupports(CodecId codec, const SegmentShape& shape) {
   switch (codec) {
     case CodecId::kRaw:
     case CodecId::kInt8:
+    case CodecId::kInt4:
     case CodecId::kFp8E4M3:
       return absl::OkStatus();
     case CodecId::kTurbo2:
@@ -66,6 +90,24 @@ absl::Status GpuSupports(CodecId codec, const SegmentShape& shape) {
         return absl::UnimplementedError(absl::StrCat(
             "GPU turbo codecs need head_dim a multiple of 16 up to ", kMaxGpuTurboHeadDim,
             ", got ", shape.head_dim));
+      }
+      return absl::OkStatus();
+    case CodecId::kTurbo25:
+    case CodecId::kTurbo35:
+      if (!TurboOutlierSupported(shape.head_dim, shape.kv_heads)) {
+        return absl::UnimplementedError(absl::StrCat(
+            "GPU turbo25/35 need head_dim a multiple of 32 up to ", kMaxGpuTurboOutlierHeadDim,
+            " and kv_heads * head_dim <= ", kMaxGpuTurboOutlierRow, ", got head_dim ",
+            shape.head_dim, " with ", shape.kv_heads, " kv_heads"));
+      }
+      return absl::OkStatus();
+    case CodecId::kTurboProd2:
+    case CodecId::kTurboProd3:
+    case CodecId::kTurboProd4:
+      if (!TurboProdSupported(shape.head_dim)) {
+        return absl::UnimplementedError(absl::StrCat(
+            "GPU turbo_prod codecs need head_dim a multiple of 16 up to ",
+            kMaxGpuTurboProdHeadDim, ", got ", shape.head_dim));
       }
       return absl::OkStatus();
     default:
@@ -105,9 +147,23 @@ absl::Status LaunchSegments(bool encode, CodecId codec, const SegmentShape& shap
     } else if (codec == CodecId::kFp8E4M3) {
       err = encode ? LaunchFp8Encode(b, stream) : LaunchFp8Decode(b, stream);
       what = encode ? "fp8_e4m3 encode launch" : "fp8_e4m3 decode launch";
+    } else if (codec == CodecId::kInt4) {
+      err = encode ? LaunchInt4Encode(b, stream) : LaunchInt4Decode(b, stream);
+      what = encode ? "int4 encode launch" : "int4 decode launch";
     } else if (codec == CodecId::kInt8) {
       err = encode ? LaunchInt8Encode(b, stream) : LaunchInt8Decode(b, stream);
       what = encode ? "int8 encode launch" : "int8 decode launch";
+    } else if (codec == CodecId::kTurbo25 || codec == CodecId::kTurbo35) {
+      const int high = codec == CodecId::kTurbo25 ? 3 : 4;
+      err = encode ? LaunchTurboOutlierEncode(b, CodebookFor(high), CodebookFor(high - 1), stream)
+                   : LaunchTurboOutlierDecode(b, CodebookFor(high), CodebookFor(high - 1), stream);
+      what = encode ? "turbo25/35 encode launch" : "turbo25/35 decode launch";
+    } else if (const int prod_bits = TurboProdBits(codec); prod_bits != 0) {
+      const Codebook& mse = CodebookFor(prod_bits - 1);
+      err = encode ? LaunchTurboProdEncode(b, host_ios + first, mse, kTurboProdShrinkage,
+                                           QjlMatrixFromCpu, stream)
+                   : LaunchTurboProdDecode(b, host_ios + first, mse, QjlMatrixFromCpu, stream);
+      what = encode ? "turbo_prod encode launch" : "turbo_prod decode launch";
     } else if (const int bits = TurboBits(codec); bits != 0) {
       err = encode ? LaunchTurboEncode(b, CodebookFor(bits), stream)
                    : LaunchTurboDecode(b, CodebookFor(bits), stream);

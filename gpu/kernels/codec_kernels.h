@@ -71,6 +71,13 @@ cudaError_t LaunchRawDecode(const SegmentBatch& batch, cudaStream_t stream);
 cudaError_t LaunchInt8Encode(const SegmentBatch& batch, cudaStream_t stream);
 cudaError_t LaunchInt8Decode(const SegmentBatch& batch, cudaStream_t stream);
 
+// int4 (codec id 2): asymmetric groups of 32 with fp16 scale and minimum; K segments
+// (batch.is_key) grouped per channel over 32 tokens, V segments per vector. Any head_dim.
+// Head_dims (values) or token rows (keys) of odd length take a second launch for the
+// nibbles.
+cudaError_t LaunchInt4Encode(const SegmentBatch& batch, cudaStream_t stream);
+cudaError_t LaunchInt4Decode(const SegmentBatch& batch, cudaStream_t stream);
+
 // fp8_e4m3 (codec id 3): one fp32 scale per vector.
 cudaError_t LaunchFp8Encode(const SegmentBatch& batch, cudaStream_t stream);
 cudaError_t LaunchFp8Decode(const SegmentBatch& batch, cudaStream_t stream);
@@ -83,6 +90,37 @@ cudaError_t LaunchTurboEncode(const SegmentBatch& batch, const Codebook& codeboo
                               cudaStream_t stream);
 cudaError_t LaunchTurboDecode(const SegmentBatch& batch, const Codebook& codebook,
                               cudaStream_t stream);
+
+// turbo25 / turbo35 (codec ids 13–14): `high` is the outlier part's codebook (3 or 4 bits),
+// `low` the rest's (2 or 3). Needs head_dim a multiple of 32 up to
+// kMaxGpuTurboOutlierHeadDim (a vector within one warp, 8 elements a lane) and kv_heads ·
+// head_dim <= kMaxGpuTurboOutlierRow (every head's permutation in shared memory):
+// TurboOutlierSupported. Encode is two launches (channel selection, then the vectors).
+inline constexpr uint32_t kMaxGpuTurboOutlierHeadDim = 256;
+inline constexpr uint32_t kMaxGpuTurboOutlierRow = 32768;
+bool TurboOutlierSupported(uint32_t head_dim, uint32_t kv_heads);
+cudaError_t LaunchTurboOutlierEncode(const SegmentBatch& batch, const Codebook& high,
+                                     const Codebook& low, cudaStream_t stream);
+cudaError_t LaunchTurboOutlierDecode(const SegmentBatch& batch, const Codebook& high,
+                                     const Codebook& low, cudaStream_t stream);
+
+// turbo_prod2/3/4 (codec ids 20–22): `mse` is the (b−1)-bit codebook. Needs head_dim a
+// multiple of 16 up to kMaxGpuTurboProdHeadDim (TurboProdSupported). The QJL matrices come
+// from the host: `source` fills out[0 .. size²) with codec/qjl.h's QjlProjection(seed,
+// chunk_pos, size).rows_float; the launchers keep device copies (computed once per device
+// and seed) and so block while uploading a new one. `host_ios` are the batch's SegmentIo
+// entries in host memory (their seeds pick the matrices). Decode flags kErrCorrupt for a
+// segment whose recorded seed is not its SegmentIo seed, or whose shrinkage is not finite.
+inline constexpr uint32_t kMaxGpuTurboProdHeadDim = 512;
+bool TurboProdSupported(uint32_t head_dim);
+using QjlMatrixSource = void (*)(uint64_t segment_seed, uint32_t chunk_pos, uint32_t size,
+                                 float* out);
+cudaError_t LaunchTurboProdEncode(const SegmentBatch& batch, const SegmentIo* host_ios,
+                                  const Codebook& mse, float shrinkage, QjlMatrixSource source,
+                                  cudaStream_t stream);
+cudaError_t LaunchTurboProdDecode(const SegmentBatch& batch, const SegmentIo* host_ios,
+                                  const Codebook& mse, QjlMatrixSource source,
+                                  cudaStream_t stream);
 
 }  // namespace gpu
 }  // namespace kvpack
