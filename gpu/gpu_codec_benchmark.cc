@@ -12,6 +12,7 @@
 // Every figure is the median of --reps timed calls after warm-up. Prints one table.
 //
 // usage: gpu_codec_benchmark [--reps=N] [--codecs=raw,int8,...]
+//        (or --codecs='int8;k=int4,v=raw;...': policies separated by ';')
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -114,7 +115,10 @@ int Main(int argc, char** argv) {
     if (a.rfind("--reps=", 0) == 0) {
       if (!absl::SimpleAtoi(a.substr(7), &reps) || reps < 1) reps = 20;
     } else if (a.rfind("--codecs=", 0) == 0) {
-      codecs = absl::StrSplit(a.substr(9), ',');
+      // Policies with commas ("k=int4,v=raw") are listed separated by ';'.
+      const std::string list = a.substr(9);
+      codecs = list.find(';') != std::string::npos ? absl::StrSplit(list, ';')
+                                                  : absl::StrSplit(list, ',');
     }
   }
   auto created = GpuCodec::Create(0);

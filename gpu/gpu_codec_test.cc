@@ -496,6 +496,24 @@ TEST_F(GpuCodecTest, Int4SignedZeroTiesMatchCpu) {
   }
 }
 
+TEST_F(GpuCodecTest, OutlierSelectionTiesMatchCpu) {
+  // Channels c and c + 16 hold the same values (exactly equal energies, partly equal high
+  // words only after rounding), so the lower channel must win every tie as on the CPU.
+  for (DType dtype : {DType::kBFloat16, DType::kFloat32}) {
+    for (uint32_t d : {64u, 96u, 128u}) {
+      const BlockLayout layout = Layout(1, 3, d, 9, dtype);
+      std::vector<uint8_t> raw = RandomBlock(layout, d);
+      const size_t e = DTypeSize(dtype);
+      for (uint64_t v = 0; v < raw.size() / e / d; ++v) {
+        for (uint32_t c = 16; c < d; ++c) {
+          std::memcpy(raw.data() + (v * d + c) * e, raw.data() + (v * d + c % 16) * e, e);
+        }
+      }
+      for (const char* c : {"turbo25", "turbo35"}) CrossCheck(codec_, layout, c, raw, 3);
+    }
+  }
+}
+
 TEST_F(GpuCodecTest, NewCodecsZerosHugeAndTinyValues) {
   for (const std::string& c : NewCodecs()) {
     const BlockLayout bf = Layout(1, 4, 128, 8, DType::kBFloat16);

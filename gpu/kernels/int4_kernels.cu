@@ -187,22 +187,25 @@ __global__ void __launch_bounds__(kThreads) Int4ValuesEncodeKernel(SegmentBatch 
       }
       lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, 1));
       hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, 1));
-      // Which zero the CPU keeps when the extreme is ±0: lowest (priority, sign) key.
-      uint32_t klo = 0xffffffffu, khi = 0xffffffffu;
+      // Which zero the CPU keeps when an extreme is ±0: lowest (priority, sign) key. Both
+      // lanes of a group see the same lo and hi, so the warp-uniform branch keeps pairs whole.
+      if (__any_sync(0xffffffffu, s.valid && (lo == 0.0f || hi == 0.0f))) {
+        uint32_t klo = 0xffffffffu, khi = 0xffffffffu;
 #pragma unroll
-      for (int i = 0; i < kPerLane; ++i) {
-        if (static_cast<uint32_t>(i) < s.count) {
-          const uint32_t key = 2 * TiePriority(s.sub * kPerLane + i, s.full) +
-                               (__float_as_uint(x[i]) >> 31);
-          if (x[i] == lo) klo = min(klo, key);
-          if (x[i] == hi) khi = min(khi, key);
+        for (int i = 0; i < kPerLane; ++i) {
+          if (static_cast<uint32_t>(i) < s.count) {
+            const uint32_t key = 2 * TiePriority(s.sub * kPerLane + i, s.full) +
+                                 (__float_as_uint(x[i]) >> 31);
+            if (x[i] == lo) klo = min(klo, key);
+            if (x[i] == hi) khi = min(khi, key);
+          }
         }
+        klo = min(klo, __shfl_xor_sync(0xffffffffu, klo, 1));
+        khi = min(khi, __shfl_xor_sync(0xffffffffu, khi, 1));
+        if (lo == 0.0f) lo = (klo & 1u) ? -0.0f : 0.0f;
+        if (hi == 0.0f) hi = (khi & 1u) ? -0.0f : 0.0f;
       }
-      klo = min(klo, __shfl_xor_sync(0xffffffffu, klo, 1));
-      khi = min(khi, __shfl_xor_sync(0xffffffffu, khi, 1));
       if (!s.valid) continue;
-      if (lo == 0.0f) lo = (klo & 1u) ? -0.0f : 0.0f;
-      if (hi == 0.0f) hi = (khi & 1u) ? -0.0f : 0.0f;
       const GroupParams p = MakeParams(lo, hi);
       if (p.overflow) errors |= kErrScaleOverflow;
       if (s.sub == 0) {
@@ -368,25 +371,23 @@ __global__ void __launch_bounds__(kThreads) Int4KeysEncodeKernel(SegmentBatch b,
     if (!s.valid) continue;
     const bool vec = b.raw_aligned && s.two;
     const T* src = reinterpret_cast<const T*>(io.raw) + uint64_t{s.t0} * io.token_stride + s.c;
-    float xa[kGroup], xb[kGroup];
-#pragma unroll
-    for (uint32_t t = 0; t < kGroup; ++t) {
-      xa[t] = 0.0f;
-      xb[t] = 0.0f;
-      if (t < s.count) LoadPair(src + uint64_t{t} * io.token_stride, vec, s.two, &xa[t], &xb[t]);
-    }
-    // Token order, keeping the earlier element on ties (codec/int4.cc's std::min/max scan).
-    float lo_a = xa[0], hi_a = xa[0], lo_b = xb[0], hi_b = xb[0];
-    bool finite = IsFiniteBits(xa[0]) && IsFiniteBits(xb[0]);
-#pragma unroll
-    for (uint32_t t = 1; t < kGroup; ++t) {
-      if (t < s.count) {
-        finite = finite && IsFiniteBits(xa[t]) && IsFiniteBits(xb[t]);
-        lo_a = xa[t] < lo_a ? xa[t] : lo_a;
-        hi_a = hi_a < xa[t] ? xa[t] : hi_a;
-        lo_b = xb[t] < lo_b ? xb[t] : lo_b;
-        hi_b = hi_b < xb[t] ? xb[t] : hi_b;
-      }
+    // Pass 1: the group's range, token order, keeping the earlier element on ties
+    // (codec/int4.cc's std::min/max scan). Pass 2 reloads the values (L1/L2 hits) rather than
+    // holding 64 of them in registers, which would cap occupancy at a quarter.
+    float lo_a, hi_a, lo_b, hi_b;
+    LoadPair(src, vec, s.two, &lo_a, &lo_b);
+    hi_a = lo_a;
+    hi_b = lo_b;
+    bool finite = IsFiniteBits(lo_a) && IsFiniteBits(lo_b);
+#pragma unroll 8
+    for (uint32_t t = 1; t < s.count; ++t) {
+      float xa, xb;
+      LoadPair(src + uint64_t{t} * io.token_stride, vec, s.two, &xa, &xb);
+      finite = finite && IsFiniteBits(xa) && IsFiniteBits(xb);
+      lo_a = xa < lo_a ? xa : lo_a;
+      hi_a = hi_a < xa ? xa : hi_a;
+      lo_b = xb < lo_b ? xb : lo_b;
+      hi_b = hi_b < xb ? xb : hi_b;
     }
     if (!finite) errors |= kErrNonFinite;
     const GroupParams pa = MakeParams(lo_a, hi_a);
@@ -397,12 +398,12 @@ __global__ void __launch_bounds__(kThreads) Int4KeysEncodeKernel(SegmentBatch b,
     StoreLE(io.encoded + 4 * (uint64_t{s.tg} * row + s.c), params, s.two ? 8 : 4);
     if constexpr (kNibbles) {
       uint8_t* dst = nibbles + (uint64_t{s.t0} * row + s.c) / 2;
-#pragma unroll
-      for (uint32_t t = 0; t < kGroup; ++t) {
-        if (t < s.count) {
-          dst[uint64_t{t} * (row / 2)] =
-              static_cast<uint8_t>(QuantizeWith(pa, xa[t]) | (QuantizeWith(pb, xb[t]) << 4));
-        }
+#pragma unroll 8
+      for (uint32_t t = 0; t < s.count; ++t) {
+        float xa, xb;
+        LoadPair(src + uint64_t{t} * io.token_stride, vec, s.two, &xa, &xb);
+        dst[uint64_t{t} * (row / 2)] =
+            static_cast<uint8_t>(QuantizeWith(pa, xa) | (QuantizeWith(pb, xb) << 4));
       }
     }
   }

@@ -37,7 +37,7 @@ constexpr int kMaxChunks = 8;       // d <= 256: at most 3 + 3 chunks
 constexpr int kSignWords = 2;       // chunks of at most 128 elements
 constexpr uint32_t kPasses = 4;     // vector passes of the block per tile
 constexpr uint32_t kSignBytes = kMaxChunks * 2 * kSignWords * 8;
-constexpr uint32_t kTableBytes = 2 * 16 * 8 + 2 * 16 * 4 + 16 * 4;  // γ² ×2, γ ×2, β (4-bit)
+constexpr uint32_t kTableBytes = 2 * 16 * 8 + 4 * 16 * 4;  // γ² ×2, γ ×2, β ×2
 
 struct OutlierPlan {
   uint32_t chunks = 0;
@@ -96,7 +96,8 @@ struct OutlierSmem {
   double* csq_lo;
   float* cent_hi;
   float* cent_lo;
-  float* bound4;     // β of a 4-bit codebook (turbo35's outlier part)
+  float* bound_hi;   // β of the outlier part's codebook, then of the rest's
+  float* bound_lo;
   uint8_t* mask;     // [head][d/8]
   uint8_t* perm;     // [head][d]: channel at each permuted position
   uint8_t* g;        // staged scales
@@ -112,7 +113,8 @@ __device__ __forceinline__ OutlierSmem Carve(uint8_t* smem, const OutlierPlan& p
   s.csq_lo = s.csq_hi + 16;
   s.cent_hi = reinterpret_cast<float*>(t + 256);
   s.cent_lo = s.cent_hi + 16;
-  s.bound4 = s.cent_lo + 16;
+  s.bound_hi = s.cent_lo + 16;
+  s.bound_lo = s.bound_hi + 16;
   s.mask = smem + kSignBytes + kTableBytes;
   s.perm = s.mask + p.mask_bytes;
   s.g = s.perm + Align16(kv_heads * d);
@@ -133,7 +135,8 @@ __device__ __forceinline__ void FillTables(const OutlierSmem& s, const OutlierPl
       s.cent_lo[i] = lo.centroids[i];
       s.csq_hi[i] = static_cast<double>(hi.centroids[i]) * static_cast<double>(hi.centroids[i]);
       s.csq_lo[i] = static_cast<double>(lo.centroids[i]) * static_cast<double>(lo.centroids[i]);
-      s.bound4[i] = i < 15 ? hi.boundaries[i] : 0.0f;
+      s.bound_hi[i] = i < 15 ? hi.boundaries[i] : 0.0f;
+      s.bound_lo[i] = i < 15 ? lo.boundaries[i] : 0.0f;
     }
   }
   if (t < p.chunks) {
@@ -240,21 +243,29 @@ struct Lane8Packed {
   uint32_t cnt[3] = {0, 0, 0};
 };
 
-template <int B>
+// Steps 3 and the class counts for a lane's 8 values at `bits` bits (run time: lanes of the
+// outlier part and of the rest share warps, and one code path keeps them from serializing).
+// The index is a binary search over the strictly increasing β (`bound`), which equals
+// #{β_j < t} (codec/turbo_kernel.cc's search and count agree the same way).
 __device__ __forceinline__ void QuantizeLane(const float (&x)[kLane], float inv_sqrt_d,
-                                             uint32_t s2, float k, const Codebook& cb,
-                                             const float* bound4, Lane8Packed* out) {
-  constexpr uint32_t h = 1u << (B - 1);
+                                             uint32_t s2, float k, int bits, const float* bound,
+                                             Lane8Packed* out) {
+  const uint32_t h = 1u << (bits - 1);
+  const uint32_t low_bits = bits == 4 ? 4u : 2u;
+  const uint32_t low_mask = (1u << low_bits) - 1u;
 #pragma unroll
   for (int i = 0; i < kLane; ++i) {
-    const float y = turbo::ScaleSign(x[i], inv_sqrt_d, s2, i);
-    const uint32_t q = turbo::Quantize<B>(__fmul_rn(y, k), cb, bound4);
-    if constexpr (B == 3) {
-      out->low |= (q & 3u) << (2 * i);
-      out->high |= (q >> 2) << i;
-    } else {
-      out->low |= q << (B * i);
+    const float t = __fmul_rn(turbo::ScaleSign(x[i], inv_sqrt_d, s2, i), k);
+    uint32_t q = 0;
+#pragma unroll
+    for (int level = 3; level >= 0; --level) {
+      if (level < bits) {
+        const uint32_t step = 1u << level;
+        q += t > bound[q + step - 1] ? step : 0u;
+      }
     }
+    out->low |= (q & low_mask) << (low_bits * i);
+    if (bits == 3) out->high |= (q >> 2) << i;
     const uint32_t m = q >= h ? q - h : h - 1 - q;
     const uint32_t inc = 1u << (10 * (m % 3));
     out->cnt[0] += m < 3 ? inc : 0u;
@@ -263,12 +274,22 @@ __device__ __forceinline__ void QuantizeLane(const float (&x)[kLane], float inv_
   }
 }
 
-template <int B>
-__device__ __forceinline__ double LaneEnergy(const uint32_t (&cnt)[3], uint32_t D, const double* csq) {
-  turbo::ClassCounts<B> c;
+// ‖c‖² of a chunk from its class counts, exactly turbo::CentroidEnergy's sum (classes
+// ascending, one rounded double operation each) with the bit width known at run time.
+__device__ __forceinline__ double ChunkEnergy(const uint32_t (&cnt)[3], uint32_t D, int bits,
+                                              const double* csq) {
+  const int h = 1 << (bits - 1);
+  double energy = 0.0;
+  uint32_t rest = D;
 #pragma unroll
-  for (int w = 0; w < turbo::ClassCounts<B>::kWords; ++w) c.w[w] = cnt[w];
-  return turbo::CentroidEnergy<B>(c, D, csq);
+  for (int m = 0; m < 7; ++m) {
+    if (m + 1 < h) {
+      const uint32_t n = (cnt[m / 3] >> (10 * (m % 3))) & 0x3ffu;
+      rest -= n;
+      energy = __dadd_rn(energy, __dmul_rn(static_cast<double>(n), csq[h + m]));
+    }
+  }
+  return __dadd_rn(energy, __dmul_rn(static_cast<double>(rest), csq[2 * h - 1]));
 }
 
 template <int B>
@@ -302,7 +323,9 @@ __device__ __forceinline__ float OutputValue(float v) {
 template <typename T>
 __global__ void __launch_bounds__(kThreads) OutlierSelectKernel(SegmentBatch b,
                                                                 uint32_t heads_per_block) {
-  __shared__ double energy[kThreads];
+  // Energies as the two halves of their bit patterns: they are >= +0, and the bit patterns
+  // of non-negative doubles order (and compare equal) like their values.
+  __shared__ uint32_t energy_hi[kThreads], energy_lo[kThreads];
   const SegmentIo io = b.ios[blockIdx.y];
   const uint32_t d = b.head_dim, o = d / 4;
   const uint32_t hl = threadIdx.x / d, c = threadIdx.x - hl * d;
@@ -332,16 +355,30 @@ __global__ void __launch_bounds__(kThreads) OutlierSelectKernel(SegmentBatch b,
       e = __dadd_rn(e, __dmul_rn(static_cast<double>(x), static_cast<double>(x)));
     }
   }
-  energy[threadIdx.x] = e;
+  const uint64_t key = static_cast<uint64_t>(__double_as_longlong(e));
+  const uint32_t key_hi = static_cast<uint32_t>(key >> 32), key_lo = static_cast<uint32_t>(key);
+  energy_hi[threadIdx.x] = key_hi;
+  energy_lo[threadIdx.x] = key_lo;
   __syncthreads();
   bool outlier = false;
   if (valid) {
-    // Rank by (energy descending, channel ascending): codec/turbo_outlier.cc's order.
-    const double* he = energy + hl * d;
-    uint32_t rank = 0;
+    // Rank by (energy descending, channel ascending): codec/turbo_outlier.cc's order. The high
+    // words decide unless they tie; ties (rare) compare the low words and the channels.
+    const uint32_t* hh = energy_hi + hl * d;
+    const uint32_t* hlo = energy_lo + hl * d;
+    uint32_t rank = 0, ties = 0;
+#pragma unroll 8
     for (uint32_t c2 = 0; c2 < d; ++c2) {
-      const double e2 = he[c2];
-      rank += (e2 > e || (e2 == e && c2 < c)) ? 1u : 0u;
+      const uint32_t h2 = hh[c2];
+      rank += h2 > key_hi ? 1u : 0u;
+      ties += h2 == key_hi ? 1u : 0u;
+    }
+    if (ties > 1) {
+      for (uint32_t c2 = 0; c2 < d; ++c2) {
+        if (hh[c2] != key_hi) continue;
+        const uint32_t l2 = hlo[c2];
+        rank += (l2 > key_lo || (l2 == key_lo && c2 < c)) ? 1u : 0u;
+      }
     }
     outlier = rank < o;
   }
@@ -409,20 +446,16 @@ __global__ void __launch_bounds__(kThreads) OutlierEncodeKernel(SegmentBatch b, 
       // Steps 2–3.
       Butterfly8(x, geo.lanes, p.max_chunk_lanes);
       const float k = norm == 0.0f ? 0.0f : __fdiv_rn(sqrt_d, norm);
+      const int bits = geo.hi ? HI : LO;
       Lane8Packed q;
-      if (geo.hi) {
-        QuantizeLane<HI>(x, inv_sqrt_d, geo.s2, k, cb_hi, s.bound4, &q);
-      } else {
-        QuantizeLane<LO>(x, inv_sqrt_d, geo.s2, k, cb_lo, s.bound4, &q);
-      }
+      QuantizeLane(x, inv_sqrt_d, geo.s2, k, bits, geo.hi ? s.bound_hi : s.bound_lo, &q);
       // Step 4.
 #pragma unroll
       for (int w = 0; w < 3; ++w) q.cnt[w] = turbo::ChunkSumU32<0>(q.cnt[w], geo.lanes, p.max_chunk_lanes);
       if (!valid) continue;
-      const double energy = geo.hi ? LaneEnergy<HI>(q.cnt, D, s.csq_hi) : LaneEnergy<LO>(q.cnt, D, s.csq_lo);
+      const double energy = ChunkEnergy(q.cnt, D, bits, geo.hi ? s.csq_hi : s.csq_lo);
       const uint16_t g_bits = turbo::CorrectedScale(norm, energy);
       if ((g_bits & 0x7c00u) == 0x7c00u && finite) errors |= kErrScaleOverflow;
-      const int bits = geo.hi ? HI : LO;
       const uint32_t vbase = vl * p.packed_bytes;
       StageWord(s.idx, vbase + LowOffset(p, geo, bits), q.low, bits == 4 ? 4 : 2);
       if (bits == 3) s.idx[vbase + HighOffset(p, geo)] = static_cast<uint8_t>(q.high);
