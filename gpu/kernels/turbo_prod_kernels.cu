@@ -23,16 +23,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <map>
 #include <mutex>
-#include <tuple>
 #include <type_traits>
-#include <vector>
 
 #include "gpu/kernels/byte_io.cuh"
 #include "gpu/kernels/codec_kernels.h"
 #include "gpu/kernels/kernel_common.cuh"
 #include "gpu/kernels/launch_util.cuh"
+#include "gpu/kernels/qjl_device_cache.cuh"
 #include "gpu/kernels/turbo_device.cuh"
 
 namespace kvpack {
@@ -45,7 +43,6 @@ constexpr uint32_t kMaxSets = 32;       // distinct segment seeds per launch
 constexpr uint32_t kRowPad = 4;         // floats of padding per vector row in shared memory
 constexpr uint32_t kSignBytes = kMaxChunks * 2 * turbo::kMaxSignWords * 8;
 constexpr uint32_t kDecodeVectors = 4;  // vectors per lane in the decode projection
-constexpr size_t kCacheLimitBytes = size_t{256} << 20;
 
 struct ProdPlan {
   uint32_t chunks = 0;
@@ -460,66 +457,6 @@ __global__ void __launch_bounds__(kThreads) ProdDecodeKernel(SegmentBatch b, Pro
   }
   if (errors != 0) FlagError(b.error_flags, errors);
 }
-
-// ---- QJL matrices on the device -----------------------------------------------------------
-
-// Device copies of QjlProjection's float matrices, one per (device, segment seed, chunk
-// position, size), kept until the cache passes kCacheLimitBytes on a device: then that
-// device is synchronized (no kernel still reads them) and its copies are freed. Launches
-// hold mu() from the look-ups to the last launch that uses them.
-class QjlDeviceCache {
- public:
-  static QjlDeviceCache& Get() {
-    static QjlDeviceCache* const cache = new QjlDeviceCache;
-    return *cache;
-  }
-  std::mutex& mu() { return mu_; }
-
-  // The device matrix for (seed, pos, D) on `device`, uploaded on first use.
-  cudaError_t Find(int device, uint64_t seed, uint32_t pos, uint32_t D, QjlMatrixSource source,
-                   const float** out) {
-    const Key key(device, seed, pos, D);
-    auto it = map_.find(key);
-    if (it != map_.end()) {
-      *out = it->second;
-      return cudaSuccess;
-    }
-    const size_t bytes = size_t{D} * D * sizeof(float);
-    if (bytes_[device] + bytes > kCacheLimitBytes) {
-      cudaError_t e = cudaDeviceSynchronize();
-      if (e != cudaSuccess) return e;
-      for (auto i = map_.begin(); i != map_.end();) {
-        if (std::get<0>(i->first) == device) {
-          cudaFree(i->second);
-          i = map_.erase(i);
-        } else {
-          ++i;
-        }
-      }
-      bytes_[device] = 0;
-    }
-    std::vector<float> host(size_t{D} * D);
-    source(seed, pos, D, host.data());
-    float* dev = nullptr;
-    cudaError_t e = cudaMalloc(&dev, bytes);
-    if (e != cudaSuccess) return e;
-    e = cudaMemcpy(dev, host.data(), bytes, cudaMemcpyHostToDevice);
-    if (e != cudaSuccess) {
-      cudaFree(dev);
-      return e;
-    }
-    map_.emplace(key, dev);
-    bytes_[device] += bytes;
-    *out = dev;
-    return cudaSuccess;
-  }
-
- private:
-  using Key = std::tuple<int, uint64_t, uint32_t, uint32_t>;
-  std::mutex mu_;
-  std::map<Key, float*> map_;
-  std::map<int, size_t> bytes_;
-};
 
 template <bool kEncode, int MB>
 cudaError_t LaunchProd(const SegmentBatch& b, const SegmentIo* host_ios, const Codebook& cb,
