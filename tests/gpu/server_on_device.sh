@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The server on a GPU: builds (here, no GPU needed) the end-to-end tests, kvpack_server and
-# the kvpack CLI, bundles them into .device-bundle-server/, and on the GPU machine runs
+# The server on a GPU: builds (here, no GPU needed) the GPU codec cross-check test, the
+# end-to-end tests, kvpack_server and the kvpack CLI, bundles them into .device-bundle-server/
+# (a device run carries at most 64 MiB), and on the GPU machine runs
+#   0. gpu/gpu_codec_test (every GPU codec against the CPU reference),
 #   1. the end-to-end tests (tests/*_test) against a server started with --device=cuda:0,
 #   2. `kvpack bench` against servers started with --device=cpu, --device=cuda:0 and
 #      --device=auto, same workload, printing GB/s, p50/p99 and where blocks were encoded.
@@ -13,13 +15,14 @@
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 bundle=.device-bundle-server
-tests=(put_get_test tiering_test namespace_test)
+tests=(put_get_test)
 
 if [ "${1:-}" != "--device" ]; then
-  bazel build -c opt //service:kvpack_server //client:kvpack $(printf ' //tests:%s' "${tests[@]}")
+  bazel build -c opt //service:kvpack_server //client:kvpack //gpu:gpu_codec_test \
+    $(printf ' //tests:%s' "${tests[@]}")
   bin=$(bazel info -c opt bazel-bin 2>/dev/null)
   ../shared/tools/device-bundle -o "$bundle" "$bin/service/kvpack_server" "$bin/client/kvpack" \
-    $(printf " $bin/tests/%s" "${tests[@]}")
+    "$bin/gpu/gpu_codec_test" $(printf " $bin/tests/%s" "${tests[@]}")
   chmod -R u+w "$bundle"
   strip -g "$bundle"/bin/*
   du -sh "$bundle"
@@ -33,6 +36,11 @@ mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 echo "cpu cores: $(nproc)"
 status=0
+
+echo "== gpu_codec_test"
+"$bundle/bin/gpu_codec_test" --gtest_brief=1 >"$out/gpu_codec_test.log" 2>&1 \
+  && grep -E '^\[  PASSED  \]' "$out/gpu_codec_test.log" \
+  || { echo "gpu_codec_test: FAILED"; tail -40 "$out/gpu_codec_test.log"; status=1; }
 
 echo "== end-to-end tests, server on cuda:0"
 for t in "${tests[@]}"; do
