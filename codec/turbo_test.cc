@@ -9,6 +9,7 @@
 #include "codec/hadamard.h"
 #include "codec/lloyd_max.h"
 #include "codec/random.h"
+#include "codec/turbo_test_util.h"
 #include "gtest/gtest.h"
 
 namespace kvpack {
@@ -16,86 +17,13 @@ namespace {
 
 const uint32_t kHeadDims[] = {16, 64, 80, 96, 128, 192, 256};
 
-std::vector<float> Gaussian(size_t count, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal;
-  std::vector<float> v(count);
-  for (float& x : v) x = scale * normal(rng);
-  return v;
-}
-
-std::vector<uint8_t> AsBytes(const std::vector<float>& x, DType dtype) {
-  std::vector<uint8_t> raw(x.size() * DTypeSize(dtype));
-  for (size_t i = 0; i < x.size(); ++i) {
-    if (dtype == DType::kFloat32) {
-      std::memcpy(&raw[4 * i], &x[i], 4);
-    } else {
-      const uint16_t h = dtype == DType::kBFloat16 ? FloatToBFloat16(x[i]) : FloatToHalf(x[i]);
-      std::memcpy(&raw[2 * i], &h, 2);
-    }
-  }
-  return raw;
-}
-
-std::vector<float> AsFloats(const std::vector<uint8_t>& raw, DType dtype) {
-  const size_t n = raw.size() / DTypeSize(dtype);
-  std::vector<float> x(n);
-  for (size_t i = 0; i < n; ++i) {
-    if (dtype == DType::kFloat32) {
-      std::memcpy(&x[i], &raw[4 * i], 4);
-    } else {
-      uint16_t h;
-      std::memcpy(&h, &raw[2 * i], 2);
-      x[i] = dtype == DType::kBFloat16 ? BFloat16ToFloat(h) : HalfToFloat(h);
-    }
-  }
-  return x;
-}
-
-SegmentShape Shape(uint32_t tokens, uint32_t heads, uint32_t d, DType dtype = DType::kFloat32) {
-  SegmentShape s;
-  s.tokens = tokens;
-  s.kv_heads = heads;
-  s.head_dim = d;
-  s.dtype = dtype;
-  return s;
-}
-
-std::vector<uint8_t> EncodeOk(const SegmentCodec& codec, const SegmentShape& shape,
-                              const std::vector<uint8_t>& raw, uint64_t seed = 42) {
-  EXPECT_TRUE(codec.Supports(shape).ok()) << codec.Supports(shape);
-  std::vector<uint8_t> out(codec.EncodedSize(shape));
-  SegmentContext ctx;
-  ctx.seed = seed;
-  const absl::Status s = codec.Encode(shape, ctx, raw, absl::MakeSpan(out));
-  EXPECT_TRUE(s.ok()) << s;
-  return out;
-}
-
-std::vector<float> RoundTrip(const SegmentCodec& codec, const SegmentShape& shape,
-                             const std::vector<float>& x, uint64_t seed = 42) {
-  const std::vector<uint8_t> enc = EncodeOk(codec, shape, AsBytes(x, shape.dtype), seed);
-  std::vector<uint8_t> dec(shape.RawBytes());
-  const absl::Status s = codec.Decode(shape, enc, absl::MakeSpan(dec));
-  EXPECT_TRUE(s.ok()) << s;
-  return AsFloats(dec, shape.dtype);
-}
-
-// Mean over vectors of ‖x − x̂‖² / ‖x‖².
-double Nmse(const std::vector<float>& x, const std::vector<float>& y, uint32_t d) {
-  double total = 0;
-  const size_t n = x.size() / d;
-  for (size_t v = 0; v < n; ++v) {
-    double err = 0, norm = 0;
-    for (uint32_t i = 0; i < d; ++i) {
-      const double a = x[v * d + i], b = y[v * d + i];
-      err += (a - b) * (a - b);
-      norm += a * a;
-    }
-    total += err / norm;
-  }
-  return total / n;
-}
+using testing_util::AsBytes;
+using testing_util::AsFloats;
+using testing_util::EncodeOk;
+using testing_util::Gaussian;
+using testing_util::Nmse;
+using testing_util::RoundTrip;
+using testing_util::Shape;
 
 // FormAT.md turbo encode written out literally, one scalar operation at a time, as the
 // reference the vectorized codec must match byte for byte.
