@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The server on a GPU: builds (here, no GPU needed) the GPU codec cross-check test, the
-# end-to-end tests, kvpack_server and the kvpack CLI, bundles them into .device-bundle-server/
-# (a device run carries at most 64 MiB), and on the GPU machine runs
-#   0. gpu/gpu_codec_test (every GPU codec against the CPU reference),
-#   1. the end-to-end tests (tests/*_test) against a server started with --device=cuda:0,
+# The server on a GPU: builds (here, no GPU needed) end-to-end tests, kvpack_server and the
+# kvpack CLI, bundles them into .device-bundle-server/ (a device run carries at most 64 MiB),
+# and on the GPU machine runs
+#   1. the end-to-end tests against a server started with --device=cuda:0 (TESTS, default
+#      //tests:put_get_test and //tests/gpu:client_gpu_decode_test — blocks fetched encoded
+#      and decoded on the client's GPU),
 #   2. `kvpack bench` against servers started with --device=cpu, --device=cuda:0 and
 #      --device=auto, same workload, printing GB/s, p50/p99 and where blocks were encoded.
 #
@@ -11,18 +12,19 @@
 #   tests/gpu/server_on_device.sh                 build + bundle here, print the device command
 #   bash tests/gpu/server_on_device.sh --device   on the GPU machine, .device-bundle-server carried
 # Environment for --device: BLOCKS (default 512), CONCURRENCY (default 8),
-# CODECS (default "int8 k8v4 turbo3").
+# CODECS (default "int8 k8v4 turbo3"), DEVICES (default "cpu cuda:0 auto"; empty = tests only).
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 bundle=.device-bundle-server
-tests=(put_get_test)
+read -r -a tests <<<"${TESTS:-//tests:put_get_test //tests/gpu:client_gpu_decode_test}"
 
 if [ "${1:-}" != "--device" ]; then
-  bazel build -c opt //service:kvpack_server //client:kvpack //gpu:gpu_codec_test \
-    $(printf ' //tests:%s' "${tests[@]}")
+  bazel build -c opt //service:kvpack_server //client:kvpack "${tests[@]}"
   bin=$(bazel info -c opt bazel-bin 2>/dev/null)
+  paths=()
+  for t in "${tests[@]}"; do paths+=("$bin/$(sed 's#^//##; s#:#/#' <<<"$t")"); done
   ../shared/tools/device-bundle -o "$bundle" "$bin/service/kvpack_server" "$bin/client/kvpack" \
-    "$bin/gpu/gpu_codec_test" $(printf " $bin/tests/%s" "${tests[@]}")
+    "${paths[@]}"
   chmod -R u+w "$bundle"
   strip -g "$bundle"/bin/*
   du -sh "$bundle"
@@ -37,13 +39,9 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 echo "cpu cores: $(nproc)"
 status=0
 
-echo "== gpu_codec_test"
-"$bundle/bin/gpu_codec_test" --gtest_brief=1 >"$out/gpu_codec_test.log" 2>&1 \
-  && grep -E '^\[  PASSED  \]' "$out/gpu_codec_test.log" \
-  || { echo "gpu_codec_test: FAILED"; tail -40 "$out/gpu_codec_test.log"; status=1; }
-
 echo "== end-to-end tests, server on cuda:0"
 for t in "${tests[@]}"; do
+  t=${t##*:}
   KVPACK_TEST_DEVICE=cuda:0 TEST_TMPDIR=$(mktemp -d) "$bundle/bin/$t" --gtest_brief=1 \
     >"$out/$t.log" 2>&1 && echo "$t: $(grep -E '^\[  PASSED  \]' "$out/$t.log")" \
     || { echo "$t: FAILED"; tail -30 "$out/$t.log"; status=1; }
@@ -55,7 +53,7 @@ CODECS=${CODECS:-"int8 k8v4 turbo3"}
 metrics() {
   python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$1/metrics').read().decode())"
 }
-for device in cpu cuda:0 auto; do
+for device in ${DEVICES-cpu cuda:0 auto}; do
   data=$(mktemp -d)
   MALLOC_ARENA_MAX=4 "$bundle/bin/kvpack_server" --device=$device --listen=127.0.0.1:50151 \
     --metrics_listen=127.0.0.1:9565 --data_dir="$data" --ram_capacity=16GiB \
