@@ -22,8 +22,8 @@ absl::StatusOr<std::string> DecodeLocally(const GetResult& result) {
         info->layout.DebugString(), " but the server announced ", result.layout.DebugString()));
   }
   std::string raw(info->layout.RawBytes(), '\0');
-  const absl::Status decoded = DecodeBlock(
-      encoded, absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(&raw[0]), raw.size()));
+  const absl::Status decoded = DecodeParsedBlock(
+      *info, encoded, absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(&raw[0]), raw.size()));
   if (!decoded.ok()) return decoded;
   return raw;
 }

@@ -241,11 +241,13 @@ absl::StatusOr<BlockInfo> ParseBlock(absl::Span<const uint8_t> encoded) {
   return info;
 }
 
-namespace {
-
-// Decodes the payloads of a block that ParseBlock accepted.
 absl::Status DecodeParsedBlock(const BlockInfo& info, absl::Span<const uint8_t> encoded,
                                absl::Span<uint8_t> raw_out) {
+  if (raw_out.size() != info.layout.RawBytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("decode buffer is ", raw_out.size(),
+                                                   " bytes, the block (", info.layout.DebugString(),
+                                                   ") needs ", info.layout.RawBytes()));
+  }
   const uint64_t segment_raw = info.layout.SegmentRawBytes();
   for (size_t i = 0; i < info.segments.size(); ++i) {
     const SegmentRef& ref = info.segments[i];
@@ -261,24 +263,22 @@ absl::Status DecodeParsedBlock(const BlockInfo& info, absl::Span<const uint8_t> 
   return absl::OkStatus();
 }
 
-}  // namespace
+absl::StatusOr<std::string> DecodeParsedBlock(const BlockInfo& info,
+                                              absl::Span<const uint8_t> encoded) {
+  std::string raw(info.layout.RawBytes(), '\0');
+  RETURN_IF_ERROR(DecodeParsedBlock(
+      info, encoded, absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(&raw[0]), raw.size())));
+  return raw;
+}
 
 absl::Status DecodeBlock(absl::Span<const uint8_t> encoded, absl::Span<uint8_t> raw_out) {
   ASSIGN_OR_RETURN(const BlockInfo info, ParseBlock(encoded));
-  if (raw_out.size() != info.layout.RawBytes()) {
-    return absl::InvalidArgumentError(absl::StrCat("decode buffer is ", raw_out.size(),
-                                                   " bytes, the block (", info.layout.DebugString(),
-                                                   ") needs ", info.layout.RawBytes()));
-  }
   return DecodeParsedBlock(info, encoded, raw_out);
 }
 
 absl::StatusOr<std::string> DecodeBlock(absl::Span<const uint8_t> encoded) {
   ASSIGN_OR_RETURN(const BlockInfo info, ParseBlock(encoded));
-  std::string raw(info.layout.RawBytes(), '\0');
-  RETURN_IF_ERROR(DecodeParsedBlock(
-      info, encoded, absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(&raw[0]), raw.size())));
-  return raw;
+  return DecodeParsedBlock(info, encoded);
 }
 
 }  // namespace kvpack

@@ -106,6 +106,15 @@ absl::Status DecodeBlock(absl::Span<const uint8_t> encoded, absl::Span<uint8_t> 
 // As above, into a new string of the block's raw size.
 absl::StatusOr<std::string> DecodeBlock(absl::Span<const uint8_t> encoded);
 
+// DecodeBlock for a caller that has already parsed the block: skips ParseBlock's checks
+// (the checksum pass among them). Precondition: `info` is what ParseBlock(encoded) returned
+// for these very bytes. DataLoss when a payload does not decode; InvalidArgument when
+// `raw_out` is not the block's raw size.
+absl::Status DecodeParsedBlock(const BlockInfo& info, absl::Span<const uint8_t> encoded,
+                               absl::Span<uint8_t> raw_out);
+absl::StatusOr<std::string> DecodeParsedBlock(const BlockInfo& info,
+                                              absl::Span<const uint8_t> encoded);
+
 }  // namespace kvpack
 
 #endif  // KVPACK_CODEC_BLOCK_FORMAT_H_

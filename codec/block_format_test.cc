@@ -267,6 +267,26 @@ TEST(BlockFormatTest, DecodeRejectsAWrongOutputSize) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(BlockFormatTest, DecodeParsedBlockEqualsDecodeBlock) {
+  BlockLayout layout;
+  layout.layers = 3;
+  layout.kv_heads = 2;
+  layout.head_dim = 64;
+  layout.tokens = 5;
+  const std::vector<uint8_t> raw = RandomRaw(layout, 12);
+  auto encoded = EncodeBlock(layout, Policy("k=int8,v=raw"), raw, 3);
+  ASSERT_TRUE(encoded.ok()) << encoded.status();
+  auto info = ParseBlock(Bytes(*encoded));
+  ASSERT_TRUE(info.ok()) << info.status();
+  auto full = DecodeBlock(Bytes(*encoded));
+  auto parsed = DecodeParsedBlock(*info, Bytes(*encoded));
+  ASSERT_TRUE(full.ok() && parsed.ok());
+  EXPECT_EQ(*parsed, *full);
+  std::vector<uint8_t> small(layout.RawBytes() - 1);
+  EXPECT_EQ(DecodeParsedBlock(*info, Bytes(*encoded), absl::MakeSpan(small)).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 double MeanSquare(const std::vector<float>& v) {
   double sum = 0;
   for (float x : v) sum += double{x} * x;

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "codec/block_format.h"
 #include "codec/block_layout.h"
 #include "codec/codec_policy.h"
 
@@ -34,8 +35,11 @@ class BlockCodec {
                                              absl::Span<const uint8_t> raw, uint64_t seed,
                                              absl::string_view* ran_on = nullptr) = 0;
 
-  // The raw tensor bytes of an encoded block; DataLoss when the bytes are corrupt.
-  virtual absl::StatusOr<std::string> Decode(absl::Span<const uint8_t> encoded,
+  // The raw tensor bytes of an encoded block. `info` is ParseBlock(encoded) (the caller
+  // parses once, which verifies the checksum, and needs the layout anyway). DataLoss when a
+  // payload does not decode; Unimplemented as for Encode.
+  virtual absl::StatusOr<std::string> Decode(const BlockInfo& info,
+                                             absl::Span<const uint8_t> encoded,
                                              absl::string_view* ran_on = nullptr) = 0;
 };
 

@@ -76,12 +76,11 @@ absl::StatusOr<std::string> CodecRouter::Encode(const BlockLayout& layout,
                [&](BlockCodec* codec) { return codec->Encode(layout, policy, raw, seed); });
 }
 
-absl::StatusOr<std::string> CodecRouter::Decode(absl::Span<const uint8_t> encoded,
+absl::StatusOr<std::string> CodecRouter::Decode(const BlockInfo& info,
+                                                absl::Span<const uint8_t> encoded,
                                                 absl::string_view* ran_on) {
-  absl::StatusOr<BlockInfo> info = ParseBlock(encoded);
-  if (!info.ok()) return info.status();
-  return Route(absl::StrCat("d:", info->policy), info->layout.RawBytes(), ran_on,
-               [&](BlockCodec* codec) { return codec->Decode(encoded); });
+  return Route(absl::StrCat("d:", info.policy), info.layout.RawBytes(), ran_on,
+               [&](BlockCodec* codec) { return codec->Decode(info, encoded); });
 }
 
 }  // namespace kvpack

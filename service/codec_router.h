@@ -39,7 +39,7 @@ class CodecRouter : public BlockCodec {
   absl::StatusOr<std::string> Encode(const BlockLayout& layout, const CodecPolicy& policy,
                                      absl::Span<const uint8_t> raw, uint64_t seed,
                                      absl::string_view* ran_on) override;
-  absl::StatusOr<std::string> Decode(absl::Span<const uint8_t> encoded,
+  absl::StatusOr<std::string> Decode(const BlockInfo& info, absl::Span<const uint8_t> encoded,
                                      absl::string_view* ran_on) override;
 
   // The device the router currently prefers for `policy` ("cpu", "cuda:0").

@@ -15,10 +15,10 @@ class CpuBlockCodec : public BlockCodec {
     return EncodeBlock(layout, policy, raw, seed);
   }
 
-  absl::StatusOr<std::string> Decode(absl::Span<const uint8_t> encoded,
+  absl::StatusOr<std::string> Decode(const BlockInfo& info, absl::Span<const uint8_t> encoded,
                                      absl::string_view* ran_on) override {
     if (ran_on != nullptr) *ran_on = device();
-    return DecodeBlock(encoded);
+    return DecodeParsedBlock(info, encoded);
   }
 };
 

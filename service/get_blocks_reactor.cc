@@ -104,7 +104,7 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
     if (request_->want() == v1::WANT_DECODED) {
       absl::string_view device = "cpu";
       const absl::Time start = absl::Now();
-      absl::StatusOr<std::string> decoded = context_->codec->Decode(encoded_span, &device);
+      absl::StatusOr<std::string> decoded = context_->codec->Decode(*info, encoded_span, &device);
       context_->metrics->RecordDecode(device, absl::Now() - start);
       if (!decoded.ok()) {
         context_->metrics->RecordCorruptBlock();

@@ -32,10 +32,9 @@ class GpuBlockCodec : public BlockCodec {
     return lease->EncodeBlock(layout, policy, raw, seed);
   }
 
-  absl::StatusOr<std::string> Decode(absl::Span<const uint8_t> encoded,
+  absl::StatusOr<std::string> Decode(const BlockInfo& info, absl::Span<const uint8_t> encoded,
                                      absl::string_view* ran_on) override {
     if (ran_on != nullptr) *ran_on = name_;
-    ASSIGN_OR_RETURN(const BlockInfo info, ParseBlock(encoded));
     ASSIGN_OR_RETURN(const CodecPolicy policy, CodecPolicy::Parse(info.policy));
     Lease lease(this);
     RETURN_IF_ERROR(lease->SupportsPolicy(info.layout, policy));
