@@ -26,7 +26,7 @@ int CodecRouter::Choose(const std::string& key) {
   ++s.calls;
   if (s.gpu_unsupported) return 0;
   if (mode_ == Mode::kGpuFirst) return 1;
-  if (s.seconds_per_byte[1] == 0) return 1;  // measure the GPU first
+  if (s.seconds_per_byte[1] == 0) return 1;  // measure the GPU first (after its warm-up)
   if (s.seconds_per_byte[0] == 0) return 0;
   const int preferred = s.seconds_per_byte[1] <= s.seconds_per_byte[0] ? 1 : 0;
   return s.calls % kExploreEvery == 0 ? 1 - preferred : preferred;
@@ -35,7 +35,9 @@ int CodecRouter::Choose(const std::string& key) {
 void CodecRouter::Record(const std::string& key, int device, double seconds, uint64_t bytes) {
   if (bytes == 0) return;
   absl::MutexLock lock(&mu_);
-  double& average = speeds_[key].seconds_per_byte[device];
+  Speeds& s = speeds_[key];
+  if (s.runs[device]++ == 0) return;  // the warm-up call: not representative
+  double& average = s.seconds_per_byte[device];
   const double sample = seconds / static_cast<double>(bytes);
   average = average == 0 ? sample : (1 - kEwmaWeight) * average + kEwmaWeight * sample;
 }

@@ -1,7 +1,9 @@
 // Chooses, for each block, whether the CPU or the GPU encodes (or decodes) it, by what was
 // measured to be faster. For every (policy, direction) it keeps an exponentially weighted
-// moving average of seconds per raw byte on each device, from the real requests it routes;
-// a device with no sample yet is tried first, and every kExploreEvery-th call goes to the
+// moving average of seconds per raw byte on each device, from the real requests it routes.
+// Each device's first call per (policy, direction) is a warm-up (device memory pools,
+// first kernel launches, cold caches) and is not counted; a device with no counted sample
+// yet is tried first, and every kExploreEvery-th call goes to the
 // device that is not currently preferred, so the averages follow load changes (a busy GPU,
 // a CPU shared with decode traffic). Policies the GPU has no kernels for go to the CPU.
 // Blocks that already sit in GPU memory never pass through here: they always use the GPU
@@ -48,6 +50,7 @@ class CodecRouter : public BlockCodec {
  private:
   struct Speeds {
     double seconds_per_byte[2] = {0, 0};  // [cpu, gpu]; 0 = not measured yet
+    uint64_t runs[2] = {0, 0};            // calls finished on each device
     bool gpu_unsupported = false;
     uint64_t calls = 0;
   };
