@@ -58,13 +58,10 @@ int RunBench(GlobalFlags globals, const std::vector<std::string>& args) {
   bool done = false;
   if (int code = ParseCommandLine(set, args, &done); done) return code;
 
-  BlockLayout layout;
-  layout.layers = layers;
-  layout.kv_heads = kv_heads;
-  layout.head_dim = head_dim;
-  layout.tokens = tokens;
-  if (absl::Status s = ParseDType(dtype, &layout.dtype); !s.ok()) return ReportError("bench", s);
-  if (absl::Status s = layout.Validate(); !s.ok()) return ReportError("bench", s);
+  absl::StatusOr<BlockLayout> parsed_layout =
+      LayoutFromFlags(layers, kv_heads, head_dim, tokens, dtype);
+  if (!parsed_layout.ok()) return ReportError("bench", parsed_layout.status());
+  const BlockLayout layout = *parsed_layout;
   if (want_name != "decoded" && want_name != "encoded") {
     return ReportError("bench", absl::InvalidArgumentError(absl::StrCat(
                                     "--want=", want_name, ": expected decoded or encoded")));

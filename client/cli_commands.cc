@@ -64,17 +64,10 @@ int RunPut(GlobalFlags globals, const std::vector<std::string>& args) {
   bool done = false;
   if (int code = ParseCommandLine(set, args, &done); done) return code;
 
-  BlockLayout layout;
-  layout.layers = layers;
-  layout.kv_heads = kv_heads;
-  layout.head_dim = head_dim;
-  layout.tokens = tokens;
-  if (absl::Status s = ParseDType(dtype, &layout.dtype); !s.ok()) return ReportError("put", s);
-  if (absl::Status s = layout.Validate(); !s.ok()) {
-    return ReportError("put", absl::InvalidArgumentError(
-                                  absl::StrCat(s.message(), " (set --layers, --kv_heads, "
-                                                            "--head_dim and --tokens)")));
-  }
+  absl::StatusOr<BlockLayout> parsed_layout =
+      LayoutFromFlags(layers, kv_heads, head_dim, tokens, dtype);
+  if (!parsed_layout.ok()) return ReportError("put", parsed_layout.status());
+  const BlockLayout layout = *parsed_layout;
   if (input.empty()) return ReportError("put", absl::InvalidArgumentError("--input is required"));
   absl::StatusOr<std::string> key = ParseHexKey(key_hex, "--key");
   if (!key.ok()) return ReportError("put", key.status());

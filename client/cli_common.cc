@@ -82,5 +82,23 @@ int ReportError(absl::string_view command, const absl::Status& status) {
   return kExitFailure;
 }
 
+absl::StatusOr<BlockLayout> LayoutFromFlags(uint32_t layers, uint32_t kv_heads,
+                                            uint32_t head_dim, uint32_t tokens,
+                                            absl::string_view dtype) {
+  BlockLayout layout;
+  layout.layers = layers;
+  layout.kv_heads = kv_heads;
+  layout.head_dim = head_dim;
+  layout.tokens = tokens;
+  absl::Status status = ParseDType(dtype, &layout.dtype);
+  if (!status.ok()) return absl::InvalidArgumentError(absl::StrCat("--dtype: ", status.message()));
+  status = layout.Validate();
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        status.message(), " (set --layers, --kv_heads, --head_dim and --tokens)"));
+  }
+  return layout;
+}
+
 }  // namespace cli
 }  // namespace kvpack

@@ -52,6 +52,12 @@ int ParseCommandLine(FlagSet& set, const std::vector<std::string>& args, bool* d
 // Prints "kvpack <command>: <CODE>: <message>" to stderr and returns kExitFailure.
 int ReportError(absl::string_view command, const absl::Status& status);
 
+// The block layout the shape flags (--layers, --kv_heads, --head_dim, --tokens, --dtype)
+// describe; InvalidArgument naming the flag to fix.
+absl::StatusOr<BlockLayout> LayoutFromFlags(uint32_t layers, uint32_t kv_heads,
+                                            uint32_t head_dim, uint32_t tokens,
+                                            absl::string_view dtype);
+
 }  // namespace cli
 }  // namespace kvpack
 
