@@ -46,9 +46,13 @@ shape=(--layers=2 --kv_heads=2 --head_dim=64 --tokens=8 --dtype=bf16)
   || fail "put"
 "$cli_bin" --namespace=cli get --key=$key --output=out.bin || fail "get"
 cmp block.bin out.bin || fail "raw round trip differs"
-"$cli_bin" --namespace=cli lookup --keys=$key,ffff | grep -q "1" || fail "lookup"
+# Outputs go to files before grep: with pipefail, `grep -q` closing the pipe early makes the
+# writer die of SIGPIPE and the pipeline fail even though the text was there.
+"$cli_bin" --namespace=cli lookup --keys=$key,ffff >lookup.txt || fail "lookup"
+grep -q "1" lookup.txt || fail "lookup printed: $(cat lookup.txt)"
 "$cli_bin" stats >stats.txt || fail "stats"
-curl -sf http://127.0.0.1:9464/metrics | grep -q kvpack_requests_total || fail "/metrics"
+curl -sf --noproxy '*' -o metrics.txt http://127.0.0.1:9464/metrics || fail "/metrics: curl exit $?"
+grep -q kvpack_requests_total metrics.txt || fail "/metrics has no kvpack_requests_total"
 
 # Bad input: a clear message and a non-zero exit, and the server keeps serving.
 if "$cli_bin" --namespace=cli put --key=$key "${shape[@]}" --tokens=9 --input=block.bin \
