@@ -22,6 +22,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "gpu/kernels/codec_kernels.h"
@@ -108,6 +109,23 @@ __device__ __forceinline__ void LoadSigned(const T* src, bool aligned, uint32_t 
   }
 }
 
+// LoadSigned with the lane's S1 pair masks (PairMasks) at hand: 16-bit elements from
+// 16-byte-aligned `src` only.
+template <typename T>
+__device__ __forceinline__ void LoadMasked(const T* src, const uint32_t (&pm)[kLaneElems / 2],
+                                           float (&x)[kLaneElems]) {
+  static_assert(sizeof(T) == 2, "pair masks are for 16-bit elements");
+  const uint4 a = __ldg(reinterpret_cast<const uint4*>(src));
+  const uint4 b = __ldg(reinterpret_cast<const uint4*>(src) + 1);
+  const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    const uint32_t v = w[k] ^ pm[k];
+    x[2 * k] = Elem<T>::ToFloat(static_cast<uint16_t>(v & 0xffffu));
+    x[2 * k + 1] = Elem<T>::ToFloat(static_cast<uint16_t>(v >> 16));
+  }
+}
+
 // Two floats as a packed pair of 16-bit elements (lo first), each rounded to nearest even,
 // in one conversion instruction.
 template <typename T>
@@ -143,6 +161,18 @@ __device__ __forceinline__ void StoreSigned(T* dst, bool aligned, uint32_t s1,
     x[i] = __uint_as_float(__float_as_uint(x[i]) ^ (((s1 >> i) & 1u) << 31));
   }
   StoreRun<T, kLaneElems>(dst, aligned, x);
+}
+
+// StoreSigned with the lane's S1 pair masks at hand: 16-bit elements to 16-byte-aligned `dst`.
+template <typename T>
+__device__ __forceinline__ void StoreMasked(T* dst, const uint32_t (&pm)[kLaneElems / 2],
+                                            const float (&x)[kLaneElems]) {
+  static_assert(sizeof(T) == 2, "pair masks are for 16-bit elements");
+  uint32_t w[8];
+#pragma unroll
+  for (int k = 0; k < 8; ++k) w[k] = PackPair<T>(x[2 * k], x[2 * k + 1]) ^ pm[k];
+  reinterpret_cast<uint4*>(dst)[0] = make_uint4(w[0], w[1], w[2], w[3]);
+  reinterpret_cast<uint4*>(dst)[1] = make_uint4(w[4], w[5], w[6], w[7]);
 }
 
 // ---- reductions over a chunk's lanes ----------------------------------------------------
@@ -335,6 +365,118 @@ struct LanePacked {
   }
 };
 
+// ---- step 3 as one unsigned search of |t| ----------------------------------------------------
+
+// The b-bit tables are exact mirror images with β_{h−1} = 0 (h = 2^(b−1); codec/lloyd_max.cc
+// makes them so, and the launchers check it). Hence #{β_j < t} = h + #{k : β_{h+k} < |t|} for
+// t > 0 and (h − 1) − #{k : β_{h+k} ≤ |t|} otherwise (±0 and NaN included: no β lies below a
+// NaN, as the plain search finds). For non-negative floats the order is the order of the bit
+// patterns as unsigned integers, and x ≤ β is x' < β with x' the next pattern up, so both
+// counts are one unsigned search of u = bits(|t|) + (t > 0 ? 0 : 1) over the h − 1 positive
+// boundaries, giving c; then index = c ^ h ^ (t > 0 ? 0 : 2h − 1). Per element: one float
+// compare, two integer operations for u, b − 1 integer compares with b − 2 probe selects, and
+// one predicated OR per index bit — no signed search tree and no per-element index assembly.
+template <int BITS>
+struct PositiveBounds {
+  static constexpr int kCount = (1 << (BITS - 1)) - 1;
+  uint32_t p[kCount > 0 ? kCount : 1];  // bit patterns of β_h … β_{2h−2}, ascending
+
+  __device__ __forceinline__ explicit PositiveBounds(const Codebook& cb) {
+#pragma unroll
+    for (int k = 0; k < kCount; ++k) p[k] = __float_as_uint(cb.boundaries[kCount + 1 + k]);
+  }
+};
+
+// Accumulates a lane's 16 indices (element i at call i) into FORMAT.md's packing.
+template <int BITS>
+class LaneQuantizer {
+ public:
+  __device__ __forceinline__ explicit LaneQuantizer(const PositiveBounds<BITS>& pb) : pb_(pb) {}
+
+  // Quantizes t = y_i · k (S2's sign included) as element i.
+  __device__ __forceinline__ void Add(int i, float t) {
+    const bool pos = t > 0.0f;  // false for ±0 and NaN
+    uint32_t u = __float_as_uint(t) & 0x7fffffffu;
+    if (!pos) u += 1u;
+    const uint32_t* p = pb_.p;
+    if constexpr (BITS == 1) {
+      // c = 0: the index is the sign test alone.
+    } else if constexpr (BITS == 2) {
+      if (u > p[0]) c_lo_ |= 1u << (2 * i);
+    } else if constexpr (BITS == 3) {
+      const bool c1 = u > p[1];
+      const bool c0 = u > (c1 ? p[2] : p[0]);
+      if (c1) c_lo_ |= 2u << (2 * i);
+      if (c0) c_lo_ |= 1u << (2 * i);
+    } else {
+      const bool c2 = u > p[3];
+      const bool c1 = u > (c2 ? p[5] : p[1]);
+      const bool c0 = u > (c2 ? (c1 ? p[6] : p[4]) : (c1 ? p[2] : p[0]));
+      uint32_t& w = i < 8 ? c_lo_ : c_lo2_;
+      const int f = 4 * (i % 8);
+      if (c2) w |= 4u << f;
+      if (c1) w |= 2u << f;
+      if (c0) w |= 1u << f;
+    }
+    if (!pos) {
+      if constexpr (BITS == 4) {
+        (i < 8 ? neg_lo_ : neg_lo2_) |= 15u << (4 * (i % 8));
+      } else if constexpr (BITS == 1) {
+        neg_lo_ |= 1u << i;
+      } else {
+        neg_lo_ |= 3u << (2 * i);  // both bits of the element's 2-bit field
+      }
+    }
+  }
+
+  // The packed indices of the 16 elements (LanePacked's layout).
+  __device__ __forceinline__ LanePacked<BITS> Finish() const;
+
+ private:
+  const PositiveBounds<BITS>& pb_;
+  uint32_t c_lo_ = 0, c_lo2_ = 0, neg_lo_ = 0, neg_lo2_ = 0;
+};
+
+template <int BITS>
+__device__ __forceinline__ LanePacked<BITS> LaneQuantizer<BITS>::Finish() const {
+  LanePacked<BITS> p;
+  if constexpr (BITS == 1) {
+    p.lo = ~neg_lo_ & 0xffffu;  // index = 1 ^ neg
+  } else if constexpr (BITS == 2) {
+    p.lo = c_lo_ ^ neg_lo_ ^ 0xaaaaaaaau;  // index = c ^ 2 ^ (neg ? 3 : 0)
+  } else if constexpr (BITS == 3) {
+    // index = c ^ 4 ^ (neg ? 7 : 0): the low plane is c ^ (neg ? 3 : 0), the high plane
+    // ~neg, one bit per element: the even bits of neg_lo_ gathered.
+    p.lo = c_lo_ ^ neg_lo_;
+    uint32_t t = neg_lo_ & 0x55555555u;
+    t = (t | (t >> 1)) & 0x33333333u;
+    t = (t | (t >> 2)) & 0x0f0f0f0fu;
+    t = (t | (t >> 4)) & 0x00ff00ffu;
+    t = (t | (t >> 8)) & 0x0000ffffu;
+    p.hi = ~t & 0xffffu;
+  } else {
+    p.lo = c_lo_ ^ neg_lo_ ^ 0x88888888u;  // index = c ^ 8 ^ (neg ? 15 : 0)
+    p.lo2 = c_lo2_ ^ neg_lo2_ ^ 0x88888888u;
+  }
+  return p;
+}
+
+// True when the codebook has the mirror symmetry LaneQuantizer relies on (β_{h−1} = +0 and
+// β_{h−1−k} = −β_{h−1+k} bit for bit). Host side.
+inline bool MirrorBoundaries(const Codebook& cb) {
+  auto bits = [](float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof(u));
+    return u;
+  };
+  const int n = (1 << cb.bits) - 1, mid = n / 2;
+  if (bits(cb.boundaries[mid]) != 0u) return false;
+  for (int k = 1; k <= mid; ++k) {
+    if (bits(cb.boundaries[mid - k]) != (bits(cb.boundaries[mid + k]) ^ 0x80000000u)) return false;
+  }
+  return true;
+}
+
 // ---- step 4: norm-correction energy ------------------------------------------------------
 
 // FORMAT.md's level classes: index j is in class m when j = h + m or j = h − 1 − m
@@ -450,13 +592,31 @@ __device__ __forceinline__ LanePacked<BITS> SignFlipMask(uint32_t s2) {
   return m;
 }
 
-// The lane's rotated values before the inverse butterfly: x_i = S2_i · (γ_{q_i} · g), from
-// `cent` (the 2^b centroids as floats) and indices already flipped by SignFlipMask.
+// Byte offset 4·q of element i's index q in `f` (i a compile-time constant): shifts and masks
+// straight into the offset, no index assembly.
 template <int BITS>
-__device__ __forceinline__ void Dequantize(const LanePacked<BITS>& flipped, float g,
-                                           const float* cent, float (&x)[kLaneElems]) {
+__device__ __forceinline__ uint32_t IndexOffset(const LanePacked<BITS>& f, int i) {
+  auto shift = [](uint32_t w, int right) { return right >= 0 ? w >> right : w << -right; };
+  if constexpr (BITS == 3) {
+    return (shift(f.lo, 2 * i - 2) & 12u) | (shift(f.hi, i - 4) & 16u);
+  } else if constexpr (BITS == 4) {
+    return shift(i < 8 ? f.lo : f.lo2, 4 * (i % 8) - 2) & 60u;
+  } else {
+    return shift(f.lo, BITS * i - 2) & (((1u << BITS) - 1u) << 2);
+  }
+}
+
+// The lane's rotated values before the inverse butterfly: x_i = S2_i · (γ_{q_i} · g), from
+// indices already flipped by SignFlipMask and `cent`, a shared-memory table of the 2^b
+// centroids as floats: one shared load at a computed byte offset per element.
+template <int BITS>
+__device__ __forceinline__ void DequantizeByOffset(const LanePacked<BITS>& flipped, float g,
+                                                   const float* cent, float (&x)[kLaneElems]) {
+  const char* base = reinterpret_cast<const char*>(cent);
 #pragma unroll
-  for (int i = 0; i < kLaneElems; ++i) x[i] = __fmul_rn(cent[flipped.Get(i)], g);
+  for (int i = 0; i < kLaneElems; ++i) {
+    x[i] = __fmul_rn(*reinterpret_cast<const float*>(base + IndexOffset<BITS>(flipped, i)), g);
+  }
 }
 
 // XORs `mask` into the packed indices.

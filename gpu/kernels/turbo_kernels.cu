@@ -32,7 +32,7 @@ constexpr int kMaxChunks = 6;       // head_dim <= 512 and a multiple of 16: bit
 constexpr uint32_t kSignBytes = kMaxChunks * 2 * kMaxSignWords * 8;
 constexpr uint32_t kTableBytes = 16 * 8 + 16 * 4 + 16 * 4;  // γ² (double), γ, β
 constexpr uint32_t kHeaderBytes = kSignBytes + kTableBytes;
-constexpr uint32_t kPassesPerTile = 2;
+constexpr uint32_t kPassesPerTile = 16;
 
 struct TurboPlan {
   uint32_t chunks = 0;
@@ -146,8 +146,53 @@ __device__ __forceinline__ LaneGeometry LaneFor(const TurboSmem& s, const TurboP
 }
 
 
+// Per-lane constants that every vector of the launch reuses, kept in shared memory rather
+// than registers (the kernels run at 64–80 registers; recomputing them per vector cost
+// several instructions per element). Lane-indexed: a lane's geometry is the same in every
+// warp. Layouts [j][lane] keep the 16-byte loads of a warp free of bank conflicts.
+struct LaneTables {
+  float4 scale[kLaneElems / 4][32];  // 1/√D with S2's sign of element 4j … 4j + 3
+  uint4 pair_mask[2][32];            // S1 pair masks (PairMasks) of 16-bit elements
+  uint4 flip[32];                    // decode: SignFlipMask as (lo, lo2, hi, 0)
+  float cent[16];                    // decode: the centroids γ_q
+};
+
+// Filled by the block's first warp (each lane its own entries) and `cent` by threads 0–15;
+// the caller then synchronizes the block.
+template <int BITS>
+__device__ __forceinline__ void FillLaneTables(LaneTables& t, const LaneGeometry& geo,
+                                               float inv_sqrt_d, const Codebook& cb) {
+  const uint32_t lane = threadIdx.x % 32;
+  if (threadIdx.x < 32) {
+    float sc[kLaneElems];
+#pragma unroll
+    for (int i = 0; i < kLaneElems; ++i) sc[i] = ((geo.s2 >> i) & 1u) != 0 ? -inv_sqrt_d : inv_sqrt_d;
+#pragma unroll
+    for (int j = 0; j < kLaneElems / 4; ++j) {
+      t.scale[j][lane] = make_float4(sc[4 * j], sc[4 * j + 1], sc[4 * j + 2], sc[4 * j + 3]);
+    }
+    uint32_t pm[kLaneElems / 2];
+    turbo::PairMasks(geo.s1, pm);
+    t.pair_mask[0][lane] = make_uint4(pm[0], pm[1], pm[2], pm[3]);
+    t.pair_mask[1][lane] = make_uint4(pm[4], pm[5], pm[6], pm[7]);
+    const turbo::LanePacked<BITS> f = turbo::SignFlipMask<BITS>(geo.s2);
+    t.flip[lane] = make_uint4(f.lo, f.lo2, f.hi, 0u);
+  }
+#pragma unroll
+  for (uint32_t i = 0; i < 16; ++i) {
+    if (threadIdx.x == 32 + i) t.cent[i] = cb.centroids[i];  // constant indices: param bank
+  }
+}
+
+__device__ __forceinline__ void LanePairMasks(const LaneTables& t, uint32_t (&pm)[kLaneElems / 2]) {
+  const uint32_t lane = threadIdx.x % 32;
+  const uint4 a = t.pair_mask[0][lane], b = t.pair_mask[1][lane];
+  pm[0] = a.x; pm[1] = a.y; pm[2] = a.z; pm[3] = a.w;
+  pm[4] = b.x; pm[5] = b.y; pm[6] = b.z; pm[7] = b.w;
+}
+
 template <typename T, int BITS, int CL>
-__global__ void __launch_bounds__(kThreads, 3) TurboEncodeKernel(SegmentBatch b, TurboPlan p,
+__global__ void __launch_bounds__(kThreads, 4) TurboEncodeKernel(SegmentBatch b, TurboPlan p,
                                                               Codebook cb) {
   using Packed = turbo::LanePacked<BITS>;
   extern __shared__ __align__(16) uint8_t smem[];
@@ -164,9 +209,13 @@ __global__ void __launch_bounds__(kThreads, 3) TurboEncodeKernel(SegmentBatch b,
   const LaneGeometry geo = LaneFor(s, p);
   const uint32_t warp = threadIdx.x / 32;
   const uint32_t warps = kThreads / 32;
+  const uint32_t lane = threadIdx.x % 32;
   const uint32_t D = p.size[geo.chunk];
-  const float scale = p.inv_sqrt_d[geo.chunk];
   const float sqrt_d = p.sqrt_d[geo.chunk];
+  __shared__ LaneTables lt;
+  FillLaneTables<BITS>(lt, geo, p.inv_sqrt_d[geo.chunk], cb);
+  __syncthreads();
+  const turbo::PositiveBounds<BITS> bounds(cb);
   const uint32_t low_off = p.packed_offset[geo.chunk] + Packed::LowOffset(geo.cl.lc);
   const uint32_t high_off = p.packed_offset[geo.chunk] + Packed::HighOffset(D, geo.cl.lc);
   uint32_t errors = 0;
@@ -177,14 +226,20 @@ __global__ void __launch_bounds__(kThreads, 3) TurboEncodeKernel(SegmentBatch b,
   uint8_t* const g_g = io.encoded + 8 + 2 * uint64_t{v0} * p.chunks;
   uint8_t* const g_idx = io.encoded + 8 + 2 * uint64_t{n} * p.chunks + uint64_t{v0} * p.packed_bytes;
 
+  const uint32_t lane_elem = p.start[geo.chunk] + geo.cl.lc * kLaneElems;
   for (uint32_t pass = 0; pass * warps * p.vectors_per_warp < tv; ++pass) {
     const uint32_t vl = (pass * warps + warp) * p.vectors_per_warp + geo.slot;
     const bool valid = geo.active && vl < tv;
     float x[kLaneElems];
     if (valid) {
-      const T* src = VectorPtr<const T>(io, v0 + vl, b.kv_heads, d) +
-                     (p.start[geo.chunk] + geo.cl.lc * kLaneElems);
-      turbo::LoadSigned<T>(src, b.raw_aligned, geo.s1, x);
+      const T* src = VectorPtr<const T>(io, v0 + vl, b.kv_heads, d) + lane_elem;
+      if (sizeof(T) == 2 && b.raw_aligned) {
+        uint32_t pm[kLaneElems / 2];
+        LanePairMasks(lt, pm);
+        if constexpr (sizeof(T) == 2) turbo::LoadMasked<T>(src, pm, x);
+      } else {
+        turbo::LoadSigned<T>(src, b.raw_aligned, geo.s1, x);
+      }
     } else {
 #pragma unroll
       for (int i = 0; i < kLaneElems; ++i) x[i] = 0.0f;
@@ -200,12 +255,17 @@ __global__ void __launch_bounds__(kThreads, 3) TurboEncodeKernel(SegmentBatch b,
     turbo::Butterfly<CL>(x, geo.cl, p.max_chunk_lanes);
     // Step 3: t = y · k, index = #{β_j < t}.
     const float k = norm == 0.0f ? 0.0f : __fdiv_rn(sqrt_d, norm);
-    Packed packed;
+    // y = x · (±1/√D) is the rounded product with S2's sign flipped (exact), as FORMAT.md.
+    turbo::LaneQuantizer<BITS> quantizer(bounds);
 #pragma unroll
-    for (int i = 0; i < kLaneElems; ++i) {
-      const float y = turbo::ScaleSign(x[i], scale, geo.s2, i);
-      packed.Set(i, turbo::Quantize<BITS>(__fmul_rn(y, k), cb, s.bound));
+    for (int j = 0; j < kLaneElems / 4; ++j) {
+      const float4 sc = lt.scale[j][lane];
+      quantizer.Add(4 * j, __fmul_rn(__fmul_rn(x[4 * j], sc.x), k));
+      quantizer.Add(4 * j + 1, __fmul_rn(__fmul_rn(x[4 * j + 1], sc.y), k));
+      quantizer.Add(4 * j + 2, __fmul_rn(__fmul_rn(x[4 * j + 2], sc.z), k));
+      quantizer.Add(4 * j + 3, __fmul_rn(__fmul_rn(x[4 * j + 3], sc.w), k));
     }
+    const Packed packed = quantizer.Finish();
     // Step 4: norm correction, g = fp16(norm / ‖c‖), ‖c‖² from the chunk's class counts.
     const turbo::ClassCounts<BITS> counts = turbo::ChunkClassCounts<BITS, CL>(
         turbo::LaneClassCounts<BITS>(packed), geo.cl, p.max_chunk_lanes);
@@ -243,15 +303,27 @@ __global__ void __launch_bounds__(kThreads, 4) TurboDecodeKernel(SegmentBatch b,
 #pragma unroll
   for (int k = 0; k < 8; ++k) seed |= uint64_t{__ldg(io.encoded + k)} << (8 * k);
   FillTables(s, p, cb, seed);
+  // The first tile's encoded bytes are staged under the set-up barriers.
+  auto fill = [&](uint32_t tile) {
+    const uint32_t v0 = tile * p.tile_vectors;
+    const uint32_t tv = min(p.tile_vectors, n - v0);
+    FillStage(s.g, io.encoded + 8 + 2 * uint64_t{v0} * p.chunks, tv * p.chunks * 2);
+    FillStage(s.idx, io.encoded + 8 + 2 * uint64_t{n} * p.chunks + uint64_t{v0} * p.packed_bytes,
+              tv * p.packed_bytes);
+  };
+  if (blockIdx.x < tiles) fill(blockIdx.x);
   __syncthreads();
   const LaneGeometry geo = LaneFor(s, p);
   const uint32_t warp = threadIdx.x / 32;
   const uint32_t warps = kThreads / 32;
+  const uint32_t lane = threadIdx.x % 32;
   const uint32_t D = p.size[geo.chunk];
   const float scale = p.inv_sqrt_d[geo.chunk];
   const uint32_t low_off = p.packed_offset[geo.chunk] + Packed::LowOffset(geo.cl.lc);
   const uint32_t high_off = p.packed_offset[geo.chunk] + Packed::HighOffset(D, geo.cl.lc);
-  const Packed flip = turbo::SignFlipMask<BITS>(geo.s2);
+  __shared__ LaneTables lt;
+  FillLaneTables<BITS>(lt, geo, scale, cb);
+  __syncthreads();
   uint32_t errors = 0;
 
   for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
@@ -261,9 +333,10 @@ __global__ void __launch_bounds__(kThreads, 4) TurboDecodeKernel(SegmentBatch b,
   const uint8_t* const g_idx =
       io.encoded + 8 + 2 * uint64_t{n} * p.chunks + uint64_t{v0} * p.packed_bytes;
   const uint32_t shift_g = StageShift(g_g), shift_i = StageShift(g_idx);
-  FillStage(s.g, g_g, tv * p.chunks * 2);
-  FillStage(s.idx, g_idx, tv * p.packed_bytes);
-  __syncthreads();
+  if (tile != blockIdx.x) {
+    fill(tile);
+    __syncthreads();
+  }
 
   for (uint32_t pass = 0; pass * warps * p.vectors_per_warp < tv; ++pass) {
     const uint32_t vl = (pass * warps + warp) * p.vectors_per_warp + geo.slot;
@@ -279,7 +352,12 @@ __global__ void __launch_bounds__(kThreads, 4) TurboDecodeKernel(SegmentBatch b,
       packed.lo = ReadWord32(s.idx, vbase + low_off);
       if constexpr (BITS == 4) packed.lo2 = ReadWord32(s.idx, vbase + low_off + 4);
       if constexpr (BITS == 3) packed.hi = ReadWord32(s.idx, vbase + high_off);
-      turbo::Dequantize<BITS>(turbo::FlipIndices(packed, flip), g, s.cent, x);
+      const uint4 fl = lt.flip[lane];
+      Packed flip;
+      flip.lo = fl.x;
+      flip.lo2 = fl.y;
+      flip.hi = fl.z;
+      turbo::DequantizeByOffset<BITS>(turbo::FlipIndices(packed, flip), g, lt.cent, x);
     } else {
 #pragma unroll
       for (int i = 0; i < kLaneElems; ++i) x[i] = 0.0f;
@@ -289,7 +367,13 @@ __global__ void __launch_bounds__(kThreads, 4) TurboDecodeKernel(SegmentBatch b,
     turbo::Unscale(x, scale);
     T* dst = VectorPtr<T>(io, v0 + vl, b.kv_heads, d) +
              (p.start[geo.chunk] + geo.cl.lc * kLaneElems);
-    turbo::StoreSigned<T>(dst, b.raw_aligned, geo.s1, x);
+    if (sizeof(T) == 2 && b.raw_aligned) {
+      uint32_t pm[kLaneElems / 2];
+      LanePairMasks(lt, pm);
+      if constexpr (sizeof(T) == 2) turbo::StoreMasked<T>(dst, pm, x);
+    } else {
+      turbo::StoreSigned<T>(dst, b.raw_aligned, geo.s1, x);
+    }
   }
   __syncthreads();  // the staging buffers are refilled by the next tile
   }
@@ -325,7 +409,9 @@ template <bool kEncode>
 cudaError_t LaunchTurbo(const SegmentBatch& b, const Codebook& cb, cudaStream_t stream) {
   cudaError_t err = CheckBatch(b);
   if (err != cudaSuccess || b.count == 0) return err;
-  if (!TurboSupported(b.head_dim) || cb.bits < 1 || cb.bits > 4) return cudaErrorInvalidValue;
+  if (!TurboSupported(b.head_dim) || cb.bits < 1 || cb.bits > 4 || !turbo::MirrorBoundaries(cb)) {
+    return cudaErrorInvalidValue;
+  }
   const TurboPlan plan = MakePlan(b.head_dim, cb.bits);
   const uint64_t tiles = (Vectors(b) + plan.tile_vectors - 1) / plan.tile_vectors;
   return DispatchElem(b.elem, [&](auto tag) -> cudaError_t {
