@@ -23,10 +23,31 @@ struct QuantTables {
   __m256 level2_lo;   // b >= 2: the boundary deciding bit b−2 when bit b−1 is 0
   __m256 level2_hi;   //         ... when it is 1
   __m256 level3;      // b >= 3: indexed by the top two bits
+  // The same boundaries as permute tables indexed directly by comparison masks (a mask lane
+  // is −1 or 0; the permute uses its low three bits): level2_by_mask by the top-bit mask (0 →
+  // lane 0, −1 → lane 7), level3_by_mask by (top & 2) ^ second, level4_by_mask by
+  // (top & 4) ^ (second & 2) ^ third. See MaskPrefix.
+  __m256 level2_by_mask;
+  __m256 level3_by_mask;
+  __m256 level4_by_mask;
   __m256 level4;      // b == 4: permute table indexed by idx >> 1
   __m256 centroid_lo;  // γ_0..γ_7 (levels beyond 2^b unused)
   __m256 centroid_hi;  // γ_8..γ_15 for b = 4
+  // (double)γ_{h+m} · (double)γ_{h+m} for m = 0 .. h−1 (h = 2^(b−1)): the products of
+  // EnergyFromClassCounts.
+  double centroid_sq[8];
 };
+
+// The permute lane QuantizeMasks reads for a known prefix p of the index's top `known` bits
+// (1 to 3): the low three bits of the masks combined as there, bit j of p (from the top)
+// contributing a mask of −1 when set.
+constexpr int MaskPrefix(int p, int known) {
+  const int top = (p >> (known - 1)) & 1, second = known >= 2 ? (p >> (known - 2)) & 1 : 0,
+            third = known >= 3 ? p & 1 : 0;
+  if (known == 1) return top ? 7 : 0;
+  if (known == 2) return (top ? 2 : 0) ^ (second ? 7 : 0);
+  return (top ? 4 : 0) ^ (second ? 2 : 0) ^ (third ? 7 : 0);
+}
 
 QuantTables MakeTables(int bits) {
   const LloydMaxCodebook& book = GaussianCodebook(bits);
@@ -39,6 +60,11 @@ QuantTables MakeTables(int bits) {
   for (size_t j = 0; j < book.centroids.size(); ++j) (j < 8 ? lo[j] : hi[j - 8]) = book.centroids[j];
   t.centroid_lo = _mm256_loadu_ps(lo);
   t.centroid_hi = _mm256_loadu_ps(hi);
+  const int half = 1 << (bits - 1);
+  for (int m = 0; m < 8; ++m) {
+    const double g = m < half ? book.centroids[half + m] : 0.0;
+    t.centroid_sq[m] = g * g;
+  }
   // Binary search over the 2^b − 1 sorted boundaries β_0..β_{L−2} (L = 2^b): the index is
   // built from its top bit down; with prefix p of the top k bits fixed, the next bit is
   // t > β[(2p + 1)·2^(b−k−1) − 1]. Strict comparisons throughout, so the result equals
@@ -57,16 +83,24 @@ QuantTables MakeTables(int bits) {
     float l3[8] = {0};
     for (int p = 0; p < 4; ++p) l3[p] = beta(p, 2);
     t.level3 = _mm256_loadu_ps(l3);
+
   }
   if (bits >= 4) {
     float l4[8] = {0};
     for (int p = 0; p < 8; ++p) l4[p] = beta(p, 3);
     t.level4 = _mm256_loadu_ps(l4);
   }
+  float by_mask[3][8] = {{0}};
+  for (int p = 0; p < 2 && bits >= 2; ++p) by_mask[0][MaskPrefix(p, 1)] = beta(p, 1);
+  for (int p = 0; p < 4 && bits >= 3; ++p) by_mask[1][MaskPrefix(p, 2)] = beta(p, 2);
+  for (int p = 0; p < 8 && bits >= 4; ++p) by_mask[2][MaskPrefix(p, 3)] = beta(p, 3);
+  t.level2_by_mask = _mm256_loadu_ps(by_mask[0]);
+  t.level3_by_mask = _mm256_loadu_ps(by_mask[1]);
+  t.level4_by_mask = _mm256_loadu_ps(by_mask[2]);
   return t;
 }
 
-const QuantTables& Tables(int bits) {
+inline const QuantTables& Tables(int bits) {
   static const QuantTables* const tables = [] {
     auto* t = new QuantTables[4];
     for (int b = 1; b <= 4; ++b) t[b - 1] = MakeTables(b);
@@ -103,6 +137,34 @@ inline __m256i QuantizeLanesBinary(const QuantTables& q, __m256 t) {
     idx = _mm256_or_si256(idx, _mm256_and_si256(gt(t, b4), _mm256_set1_epi32(1)));
   }
   return idx;
+}
+
+// The same index as bit masks, top bit first: mask[k] is all-ones in the lanes whose index
+// has bit k set. The search is QuantizeLanesBinary's; each next boundary is a permute of a
+// table indexed by the masks found so far (MaskPrefix).
+template <int kBits>
+__attribute__((always_inline)) inline void QuantizeMasks(const QuantTables& q, __m256 t,
+                                                         __m256* mask) {
+  const __m256 top = _mm256_cmp_ps(t, q.level1, _CMP_GT_OQ);
+  mask[kBits - 1] = top;
+  if (kBits < 2) return;
+  const __m256i top_i = _mm256_castps_si256(top);
+  const __m256 second =
+      _mm256_cmp_ps(t, _mm256_permutevar8x32_ps(q.level2_by_mask, top_i), _CMP_GT_OQ);
+  mask[kBits - 2] = second;
+  if (kBits < 3) return;
+  const __m256i second_i = _mm256_castps_si256(second);
+  const __m256i prefix3 =
+      _mm256_xor_si256(_mm256_and_si256(top_i, _mm256_set1_epi32(2)), second_i);
+  const __m256 third =
+      _mm256_cmp_ps(t, _mm256_permutevar8x32_ps(q.level3_by_mask, prefix3), _CMP_GT_OQ);
+  mask[kBits - 3] = third;
+  if (kBits < 4) return;
+  const __m256i prefix4 = _mm256_xor_si256(
+      _mm256_xor_si256(_mm256_and_si256(top_i, _mm256_set1_epi32(4)),
+                       _mm256_and_si256(second_i, _mm256_set1_epi32(2))),
+      _mm256_castps_si256(third));
+  mask[0] = _mm256_cmp_ps(t, _mm256_permutevar8x32_ps(q.level4_by_mask, prefix4), _CMP_GT_OQ);
 }
 
 inline __m256 LookupCentroids(const QuantTables& q, int bits, __m256i idx) {
@@ -187,7 +249,7 @@ void ScalarPack(int bits, const uint8_t* idx, uint32_t D, uint8_t* out) {
 // of one chunk with every value held in ymm registers (fully unrolled for fixed R). Each
 // element sees exactly the operations of the memory-based path, in the same order, so the
 // bytes are identical.
-inline __m256 InLaneStages(__m256 v) {
+__attribute__((always_inline)) inline __m256 InLaneStages(__m256 v) {
   // Each stage is p ± v as one fused multiply-add by ±1: the product is exact, so the result
   // is the single rounded a + b or a − b of the scalar butterfly, bit for bit.
   const __m256 sgn1 = _mm256_setr_ps(1, -1, 1, -1, 1, -1, 1, -1);
@@ -199,67 +261,144 @@ inline __m256 InLaneStages(__m256 v) {
   return v;
 }
 
-template <int R>
-inline void RegisterWalshHadamard(__m256* v) {
-  for (int r = 0; r < R; ++r) v[r] = InLaneStages(v[r]);
-  for (int h = 1; h < R; h *= 2) {
-    for (int i = 0; i < R; i += 2 * h) {
-      for (int j = i; j < i + h; ++j) {
-        const __m256 a = v[j], b = v[j + h];
-        v[j] = _mm256_add_ps(a, b);
-        v[j + h] = _mm256_sub_ps(a, b);
-      }
-    }
+// One butterfly stage across registers: the pairs (j, j + H) for every j with bit H clear.
+// Fixed trip counts, fully unrolled, so that v[] stays in registers.
+template <int R, int H>
+__attribute__((always_inline)) inline void RegisterStage(__m256* v) {
+#pragma GCC unroll 32
+  for (int p = 0; p < R / 2; ++p) {
+    const int j = (p / H) * 2 * H + p % H;
+    const __m256 a = v[j], b = v[j + H];
+    v[j] = _mm256_add_ps(a, b);
+    v[j + H] = _mm256_sub_ps(a, b);
   }
+  if constexpr (2 * H < R) RegisterStage<R, 2 * H>(v);
+}
+
+template <int R>
+__attribute__((always_inline)) inline void RegisterWalshHadamard(__m256* v) {
+#pragma GCC unroll 32
+  for (int r = 0; r < R; ++r) v[r] = InLaneStages(v[r]);
+  if constexpr (R > 1) RegisterStage<R, 1>(v);
 }
 
 // ‖c‖² from bit planes of the indices (bit i of plane k = bit k of index i, 64 indices a
 // word, `valid` masking the last word): the level-class counts of FORMAT.md by popcount.
 // Level j's class is its distance from the middle: j = half + m or half − 1 − m; in bits,
 // m = the low b−1 bits of j, complemented when the top bit is 0.
-double EnergyFromPlanes(int bits, const uint64_t planes[4][16], int words, uint64_t last_valid) {
-  const int half = 1 << (bits - 1);
-  uint32_t counts[8] = {0};
+template <int kBits, int kWords>
+double EnergyFromPlanes(const uint64_t (&planes)[kBits][kWords], uint64_t last_valid,
+                        const double* gamma_sq) {
+  constexpr int half = 1 << (kBits - 1);
+  uint32_t counts[half] = {0};
   uint32_t total = 0;
-  for (int w = 0; w < words; ++w) {
-    const uint64_t valid = w + 1 == words ? last_valid : ~uint64_t{0};
-    const uint64_t top = planes[bits - 1][w];
-    uint64_t q[3];
-    for (int k = 0; k + 1 < bits; ++k) q[k] = ~(planes[k][w] ^ top);
+  for (int w = 0; w < kWords; ++w) {
+    const uint64_t valid = w + 1 == kWords ? last_valid : ~uint64_t{0};
+    const uint64_t top = planes[kBits - 1][w];
+    uint64_t q[kBits];
+    for (int k = 0; k + 1 < kBits; ++k) q[k] = ~(planes[k][w] ^ top);
     for (int m = 0; m + 1 < half; ++m) {
       uint64_t sel = valid;
-      for (int k = 0; k + 1 < bits; ++k) sel &= ((m >> k) & 1) ? q[k] : ~q[k];
+      for (int k = 0; k + 1 < kBits; ++k) sel &= ((m >> k) & 1) ? q[k] : ~q[k];
       counts[m] += static_cast<uint32_t>(__builtin_popcountll(sel));
     }
     total += static_cast<uint32_t>(__builtin_popcountll(valid));
   }
   for (int m = 0; m + 1 < half; ++m) total -= counts[m];
   counts[half - 1] = total;
-  return EnergyFromClassCounts(bits, counts);
+  // EnergyFromClassCounts with the squares taken from the table.
+  double energy = 0;
+  for (int m = 0; m < half; ++m) energy += static_cast<double>(counts[m]) * gamma_sq[m];
+  return energy;
 }
+
+// The packing of 32 consecutive indices (elements 32·group ..) from their bit planes
+// (bit i of planes[k] = bit k of index i), in the layouts of TurboPack.
+template <int kBits>
+__attribute__((always_inline)) inline void PackGroup(const uint32_t* planes, uint32_t D, int group, uint8_t* packed) {
+  if (kBits == 1) {
+    std::memcpy(packed + 4 * group, &planes[0], 4);
+  } else if (kBits <= 3) {
+    // Two bits an element, element i in bits 2·(i mod 4) of byte i/4: the planes interleaved.
+    const uint64_t low = _pdep_u64(planes[0], 0x5555555555555555ull) |
+                         _pdep_u64(planes[1], 0xAAAAAAAAAAAAAAAAull);
+    std::memcpy(packed + 8 * group, &low, 8);
+    if (kBits == 3) std::memcpy(packed + D / 4 + 4 * group, &planes[2], 4);
+  } else {
+    // A nibble an element, element i in bits 4·(i mod 2) of byte i/2.
+    uint64_t nibbles[2];
+    for (int h = 0; h < 2; ++h) {
+      const int s = 16 * h;
+      nibbles[h] = _pdep_u64(planes[0] >> s, 0x1111111111111111ull) |
+                   _pdep_u64(planes[1] >> s, 0x2222222222222222ull) |
+                   _pdep_u64(planes[2] >> s, 0x4444444444444444ull) |
+                   _pdep_u64(planes[3] >> s, 0x8888888888888888ull);
+    }
+    std::memcpy(packed + 16 * group, nibbles, 16);
+  }
+}
+
+// Quantizes four registers of rotated values (before the S2 scale) holding elements
+// 8·r0 .. 8·r0 + 31 and packs them: t = (y · (±1/√D)) · k, one rounded multiply each, then
+// the index bits as compare masks gathered into bit planes, ORed into `planes` (bit i of
+// planes[k][w] = bit k of index 64·w + i) for the norm correction.
+template <int kBits, int kWords>
+__attribute__((always_inline)) inline void QuantizeGroup(const QuantTables& q,
+                                                         const float* s2_scaled, __m256 kv,
+                                                         int r0, const __m256* y, uint32_t D,
+                                                         uint64_t (&planes)[kBits][kWords],
+                                                         uint8_t* packed) {
+  uint32_t group_planes[kBits] = {0};
+  for (int u = 0; u < 4; ++u) {
+    // (h · 1/√D) ⊕ S2 == h · (±1/√D): round-to-nearest-even is sign symmetric.
+    const __m256 t = _mm256_mul_ps(_mm256_mul_ps(y[u], _mm256_loadu_ps(s2_scaled + 8 * (r0 + u))), kv);
+    __m256 mask[kBits];
+    QuantizeMasks<kBits>(q, t, mask);
+    for (int k = 0; k < kBits; ++k) {
+      group_planes[k] |= static_cast<uint32_t>(_mm256_movemask_ps(mask[k])) << (8 * u);
+    }
+  }
+  for (int k = 0; k < kBits; ++k) planes[k][r0 / 8] |= uint64_t{group_planes[k]} << (32 * ((r0 / 4) % 2));
+  PackGroup<kBits>(group_planes, D, r0 / 4, packed);
+}
+
+// sqrtf without the errno path (a call that would make the compiler spill every ymm
+// register around it); the same correctly rounded result. Precondition: x >= 0 or +inf.
+inline float SqrtNonNegative(float x) { return _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(x))); }
 
 template <int R, int kBits>
 TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, const float* z, double sumsq,
                                        uint16_t* g, uint8_t* packed) {
-  constexpr int bits = kBits;
   constexpr uint32_t D = 8 * R;
-  // Blocks of B registers go through the norm, S1 and the butterfly stages with strides up to
-  // 8·B/2 while held in registers (few enough to avoid spills); the remaining stages run over
-  // the L1-resident buffer; the quantization then streams four registers at a time.
+  // A non-finite sum means a non-finite input (finite floats cannot overflow a double sum of
+  // D squares), which replaces a separate scan of the input.
+  if (!std::isfinite(sumsq)) return TurboEncodeResult::kNonFinite;
+  const float norm = SqrtNonNegative(static_cast<float>(sumsq));
+  const float k = norm == 0.0f ? 0.0f : SqrtNonNegative(static_cast<float>(D)) / norm;
+  // Blocks of B registers go through S1 and the butterfly stages with strides up to 8·B/2
+  // while held in registers (few enough to avoid spills). With one block (D <= 64) the
+  // quantization reads those registers. Otherwise the blocks go to an L1-resident buffer, the
+  // middle stages (D = 256) run over it, and the last stage is done while loading for the
+  // quantization, four register pairs at a time.
   constexpr int B = R < 8 ? R : 8;
-  alignas(32) float buf[D];
+  alignas(32) float buf[R > B ? D : 8];
+  __m256 v[B];
   const float* s1 = reinterpret_cast<const float*>(signs.s1_xor.data());
   const float* s2_scaled = signs.s2_scaled.data();
   for (int blk = 0; blk < R; blk += B) {
-    __m256 v[B];
     for (int r = 0; r < B; ++r) {
       v[r] = _mm256_xor_ps(_mm256_loadu_ps(z + 8 * (blk + r)), _mm256_loadu_ps(s1 + 8 * (blk + r)));
     }
     RegisterWalshHadamard<B>(v);
-    for (int r = 0; r < B; ++r) _mm256_store_ps(buf + 8 * (blk + r), v[r]);
+    if (R > B) {
+      for (int r = 0; r < B; ++r) _mm256_store_ps(buf + 8 * (blk + r), v[r]);
+    }
   }
-  for (int h = B; h < R; h *= 2) {
+#pragma GCC unroll 16
+  for (int h = B; h < R / 2; h *= 2) {
+#pragma GCC unroll 16
     for (int i = 0; i < R; i += 2 * h) {
+#pragma GCC unroll 16
       for (int j = i; j < i + h; ++j) {
         const __m256 a = _mm256_load_ps(buf + 8 * j), b = _mm256_load_ps(buf + 8 * (j + h));
         _mm256_store_ps(buf + 8 * j, _mm256_add_ps(a, b));
@@ -267,56 +406,40 @@ TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, const float* 
       }
     }
   }
-  // A non-finite sum means a non-finite input (finite floats cannot overflow a double sum of
-  // D squares), which replaces a separate scan of the input.
-  if (!std::isfinite(sumsq)) return TurboEncodeResult::kNonFinite;
-  const float norm = std::sqrt(static_cast<float>(sumsq));
-  const float k = norm == 0.0f ? 0.0f : std::sqrt(static_cast<float>(D)) / norm;
   const __m256 kv = _mm256_set1_ps(k);
-  const QuantTables& q = Tables(bits);
-  uint64_t planes[4][16];
-  for (int r = 0; r < R; r += 4) {
-    __m256i lanes[4];
-    for (int u = 0; u < 4; ++u) {
-      // (h · 1/√D) ⊕ S2 == h · (±1/√D): round-to-nearest-even is sign symmetric.
-      const __m256 y = _mm256_mul_ps(_mm256_load_ps(buf + 8 * (r + u)),
-                                     _mm256_loadu_ps(s2_scaled + 8 * (r + u)));
-      lanes[u] = QuantizeLanesBinary<kBits>(q, _mm256_mul_ps(y, kv));
+  const QuantTables& q = Tables(kBits);
+  constexpr int kWords = (R + 7) / 8;
+  uint64_t planes[kBits][kWords] = {};
+  if (R <= B) {
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r += 4) {
+      QuantizeGroup<kBits, kWords>(q, s2_scaled, kv, r, v + r, D, planes, packed);
     }
-    const __m256i bytes = NarrowToBytes(lanes[0], lanes[1], lanes[2], lanes[3]);
-    // Bit k of each index byte moved to bit 7 (16-bit shifts never carry into a bit 7 here:
-    // indices are < 16) and gathered 32 at a time.
-    uint32_t plane32[kBits];
-    for (int k = 0; k < kBits; ++k) {
-      plane32[k] = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(bytes, 7 - k)));
-      const uint64_t m = plane32[k];
-      if ((r / 4) % 2 == 0) {
-        planes[k][r / 8] = m;
-      } else {
-        planes[k][r / 8] |= m << 32;
+  } else {
+    constexpr int h = R / 2;
+#pragma GCC unroll 8
+    for (int j = 0; j < h; j += 4) {
+      __m256 sum[4], diff[4];
+      for (int u = 0; u < 4; ++u) {
+        const __m256 a = _mm256_load_ps(buf + 8 * (j + u)), b = _mm256_load_ps(buf + 8 * (j + h + u));
+        sum[u] = _mm256_add_ps(a, b);
+        diff[u] = _mm256_sub_ps(a, b);
       }
-    }
-    // Pack these 32 indices in place (the layouts of TurboPack).
-    const int group = r / 4;
-    if (kBits == 1) {
-      std::memcpy(packed + 4 * group, &plane32[0], 4);
-    } else if (kBits == 2) {
-      PackTwoBit32(bytes, packed + 8 * group);
-    } else if (kBits == 3) {
-      PackTwoBit32(_mm256_and_si256(bytes, _mm256_set1_epi8(3)), packed + 8 * group);
-      std::memcpy(packed + D / 4 + 4 * group, &plane32[2], 4);
-    } else {
-      const __m256i pairs = _mm256_maddubs_epi16(bytes, _mm256_set1_epi16(0x1001));
-      const __m256i nib = _mm256_permute4x64_epi64(_mm256_packus_epi16(pairs, pairs), 0x08);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(packed + 16 * group), _mm256_castsi256_si128(nib));
+      QuantizeGroup<kBits, kWords>(q, s2_scaled, kv, j, sum, D, planes, packed);
+      QuantizeGroup<kBits, kWords>(q, s2_scaled, kv, j + h, diff, D, planes, packed);
     }
   }
   if (norm == 0.0f) {
     *g = 0;
   } else {
-    const double energy = EnergyFromPlanes(
-        bits, planes, (R + 7) / 8, R % 8 == 0 ? ~uint64_t{0} : (uint64_t{1} << (8 * (R % 8))) - 1);
-    *g = FloatToHalf(norm / std::sqrt(static_cast<float>(energy)));
+    const double energy = EnergyFromPlanes<kBits, kWords>(
+        planes, R % 8 == 0 ? ~uint64_t{0} : (uint64_t{1} << (8 * (R % 8))) - 1,
+        q.centroid_sq);
+    // F16C's round-to-nearest-even conversion: FloatToHalf's result for every non-NaN float
+    // (the quotient is positive, possibly +inf, never NaN).
+    *g = static_cast<uint16_t>(
+        _cvtss_sh(norm / SqrtNonNegative(static_cast<float>(energy)),
+                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     if ((*g & 0x7c00u) == 0x7c00u) return TurboEncodeResult::kScaleOverflow;
   }
   return TurboEncodeResult::kOk;

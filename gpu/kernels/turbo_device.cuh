@@ -80,35 +80,6 @@ __device__ __forceinline__ void PairMasks(uint32_t signs, uint32_t (&pm)[kLaneEl
   }
 }
 
-// Loads 16 consecutive raw elements at `src` as floats with the signs `s1` applied (a sign
-// flip is exact, so flipping the stored bits equals flipping the float). `aligned`: src is
-// 16-byte aligned, so 16-byte loads are used.
-template <typename T>
-__device__ __forceinline__ void LoadSigned(const T* src, bool aligned, uint32_t s1,
-                                           float (&x)[kLaneElems]) {
-  if constexpr (sizeof(T) == 2) {
-    if (aligned) {
-      uint32_t pm[kLaneElems / 2];
-      PairMasks(s1, pm);
-      const uint4 a = __ldg(reinterpret_cast<const uint4*>(src));
-      const uint4 b = __ldg(reinterpret_cast<const uint4*>(src) + 1);
-      const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-#pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        const uint32_t v = w[k] ^ pm[k];
-        x[2 * k] = Elem<T>::ToFloat(static_cast<uint16_t>(v & 0xffffu));
-        x[2 * k + 1] = Elem<T>::ToFloat(static_cast<uint16_t>(v >> 16));
-      }
-      return;
-    }
-  }
-  LoadRun<T, kLaneElems>(src, aligned, x);
-#pragma unroll
-  for (int i = 0; i < kLaneElems; ++i) {
-    x[i] = __uint_as_float(__float_as_uint(x[i]) ^ (((s1 >> i) & 1u) << 31));
-  }
-}
-
 // LoadSigned with the lane's S1 pair masks (PairMasks) at hand: 16-bit elements from
 // 16-byte-aligned `src` only.
 template <typename T>
@@ -126,6 +97,27 @@ __device__ __forceinline__ void LoadMasked(const T* src, const uint32_t (&pm)[kL
   }
 }
 
+// Loads 16 consecutive raw elements at `src` as floats with the signs `s1` applied (a sign
+// flip is exact, so flipping the stored bits equals flipping the float). `aligned`: src is
+// 16-byte aligned, so 16-byte loads are used.
+template <typename T>
+__device__ __forceinline__ void LoadSigned(const T* src, bool aligned, uint32_t s1,
+                                           float (&x)[kLaneElems]) {
+  if constexpr (sizeof(T) == 2) {
+    if (aligned) {
+      uint32_t pm[kLaneElems / 2];
+      PairMasks(s1, pm);
+      LoadMasked<T>(src, pm, x);
+      return;
+    }
+  }
+  LoadRun<T, kLaneElems>(src, aligned, x);
+#pragma unroll
+  for (int i = 0; i < kLaneElems; ++i) {
+    x[i] = __uint_as_float(__float_as_uint(x[i]) ^ (((s1 >> i) & 1u) << 31));
+  }
+}
+
 // Two floats as a packed pair of 16-bit elements (lo first), each rounded to nearest even,
 // in one conversion instruction.
 template <typename T>
@@ -139,30 +131,6 @@ __device__ __forceinline__ uint32_t PackPair(float lo, float hi) {
   }
 }
 
-// Stores 16 floats as consecutive raw elements at `dst` (round to nearest even) with the
-// signs `s1` applied. x is clobbered.
-template <typename T>
-__device__ __forceinline__ void StoreSigned(T* dst, bool aligned, uint32_t s1,
-                                            float (&x)[kLaneElems]) {
-  if constexpr (sizeof(T) == 2) {
-    if (aligned) {
-      uint32_t pm[kLaneElems / 2];
-      PairMasks(s1, pm);
-      uint32_t w[8];
-#pragma unroll
-      for (int k = 0; k < 8; ++k) w[k] = PackPair<T>(x[2 * k], x[2 * k + 1]) ^ pm[k];
-      reinterpret_cast<uint4*>(dst)[0] = make_uint4(w[0], w[1], w[2], w[3]);
-      reinterpret_cast<uint4*>(dst)[1] = make_uint4(w[4], w[5], w[6], w[7]);
-      return;
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < kLaneElems; ++i) {
-    x[i] = __uint_as_float(__float_as_uint(x[i]) ^ (((s1 >> i) & 1u) << 31));
-  }
-  StoreRun<T, kLaneElems>(dst, aligned, x);
-}
-
 // StoreSigned with the lane's S1 pair masks at hand: 16-bit elements to 16-byte-aligned `dst`.
 template <typename T>
 __device__ __forceinline__ void StoreMasked(T* dst, const uint32_t (&pm)[kLaneElems / 2],
@@ -173,6 +141,26 @@ __device__ __forceinline__ void StoreMasked(T* dst, const uint32_t (&pm)[kLaneEl
   for (int k = 0; k < 8; ++k) w[k] = PackPair<T>(x[2 * k], x[2 * k + 1]) ^ pm[k];
   reinterpret_cast<uint4*>(dst)[0] = make_uint4(w[0], w[1], w[2], w[3]);
   reinterpret_cast<uint4*>(dst)[1] = make_uint4(w[4], w[5], w[6], w[7]);
+}
+
+// Stores 16 floats as consecutive raw elements at `dst` (round to nearest even) with the
+// signs `s1` applied. x is clobbered.
+template <typename T>
+__device__ __forceinline__ void StoreSigned(T* dst, bool aligned, uint32_t s1,
+                                            float (&x)[kLaneElems]) {
+  if constexpr (sizeof(T) == 2) {
+    if (aligned) {
+      uint32_t pm[kLaneElems / 2];
+      PairMasks(s1, pm);
+      StoreMasked<T>(dst, pm, x);
+      return;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kLaneElems; ++i) {
+    x[i] = __uint_as_float(__float_as_uint(x[i]) ^ (((s1 >> i) & 1u) << 31));
+  }
+  StoreRun<T, kLaneElems>(dst, aligned, x);
 }
 
 // ---- reductions over a chunk's lanes ----------------------------------------------------
