@@ -58,28 +58,26 @@ absl::Status TurboCodec::Encode(const SegmentShape& shape, const SegmentContext&
   uint8_t* g_out = out.data() + 8;
   uint8_t* packed = g_out + 2 * n * chunks;
   // Vectors go in batches: the sums of squares of a whole batch first (independent, so their
-  // latencies overlap), then the rotation and quantization of each vector.
+  // latencies overlap), then the rotation and quantization of the batch.
   constexpr uint64_t kBatch = 8;
   std::vector<float> x(kBatch * d);
   double sumsq[kBatch * 32];
-  float scratch[2 * kMaxTurboChunk];
-  uint16_t g[32];
+  uint16_t g[kBatch * 32];
   for (uint64_t v0 = 0; v0 < n; v0 += kBatch) {
     const uint64_t batch = std::min(kBatch, n - v0);
     LoadElements(shape.dtype, raw.data() + v0 * d * elem, batch * d, x.data());
     for (uint64_t b = 0; b < batch; ++b) TurboVectorSumSq(plan, &x[b * d], &sumsq[b * chunks]);
-    for (uint64_t b = 0; b < batch; ++b) {
-      const uint64_t v = v0 + b;
-      const TurboEncodeResult r = TurboEncodeVector(plan, &x[b * d], &sumsq[b * chunks], scratch,
-                                                    g, packed + v * plan.packed_bytes);
-      if (r != TurboEncodeResult::kOk) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            name(), ": vector ", v, " (token ", v / shape.kv_heads, ", head ", v % shape.kv_heads,
-            r == TurboEncodeResult::kNonFinite ? ") holds a non-finite value"
-                                               : ") has a norm too large for its fp16 scale"));
-      }
-      for (size_t c = 0; c < chunks; ++c) StoreLE16(g_out + 2 * (v * chunks + c), g[c]);
+    size_t failed = 0;
+    const TurboEncodeResult r = TurboEncodeVectors(plan, x.data(), batch, sumsq, g,
+                                                   packed + v0 * plan.packed_bytes, &failed);
+    if (r != TurboEncodeResult::kOk) {
+      const uint64_t v = v0 + failed;
+      return absl::InvalidArgumentError(absl::StrCat(
+          name(), ": vector ", v, " (token ", v / shape.kv_heads, ", head ", v % shape.kv_heads,
+          r == TurboEncodeResult::kNonFinite ? ") holds a non-finite value"
+                                             : ") has a norm too large for its fp16 scale"));
     }
+    for (size_t i = 0; i < batch * chunks; ++i) StoreLE16(g_out + 2 * (v0 * chunks + i), g[i]);
   }
   return absl::OkStatus();
 }

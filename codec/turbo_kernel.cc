@@ -2,10 +2,10 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
-#include "codec/float_convert.h"
 #include "codec/lloyd_max.h"
 #include "codec/segment_io.h"
 #include "absl/strings/str_cat.h"
@@ -13,41 +13,33 @@
 namespace kvpack {
 namespace {
 
-// Boundaries broadcast per register, padded to 15 with +inf (never exceeded).
+// The lane of a permute table QuantizeMasks reads once it knows the top `known` bits
+// (2 or 3) of an index to be `prefix`: its low three bits of the comparison masks it combines,
+// a mask being −1 (bit set) or 0 — (top & 2) ^ second for two bits, (top & 4) ^ (second & 2)
+// ^ third for three.
+constexpr int MaskPrefixLane(int prefix, int known) {
+  const int top = (prefix >> (known - 1)) & 1, second = (prefix >> (known - 2)) & 1;
+  if (known == 2) return (top ? 2 : 0) ^ (second ? 7 : 0);
+  return (top ? 4 : 0) ^ (second ? 2 : 0) ^ ((prefix & 1) ? 7 : 0);
+}
+
+// The quantizer and centroid tables of one bit width, as registers.
 struct QuantTables {
   int count = 0;
-  __m256 boundary[15];
-  // Binary-search tables: level tables hold, for each possible prefix of the index, the
-  // boundary that decides the next bit.
-  __m256 level1;      // β at the middle (index bit b−1)
-  __m256 level2_lo;   // b >= 2: the boundary deciding bit b−2 when bit b−1 is 0
-  __m256 level2_hi;   //         ... when it is 1
-  __m256 level3;      // b >= 3: indexed by the top two bits
-  // The same boundaries as permute tables indexed directly by comparison masks (a mask lane
-  // is −1 or 0; the permute uses its low three bits): level2_by_mask by the top-bit mask (0 →
-  // lane 0, −1 → lane 7), level3_by_mask by (top & 2) ^ second, level4_by_mask by
-  // (top & 4) ^ (second & 2) ^ third. See MaskPrefix.
-  __m256 level2_by_mask;
-  __m256 level3_by_mask;
-  __m256 level4_by_mask;
-  __m256 level4;      // b == 4: permute table indexed by idx >> 1
+  __m256 boundary[15];  // each β_j broadcast, padded to 15 with +inf (never exceeded)
+  // Binary-search tables: for each prefix of the index already known, the boundary that
+  // decides the next bit.
+  __m256 level1;            // β at the middle (index bit b−1), broadcast
+  __m256 level2_lo;         // b >= 2: the boundary deciding bit b−2 when bit b−1 is 0
+  __m256 level2_lo_xor_hi;  //         its bits XOR those of the one when bit b−1 is 1
+  __m256 level3;            // b >= 3: permute table, lane MaskPrefixLane(top two bits, 2)
+  __m256 level4;            // b == 4: permute table, lane MaskPrefixLane(top three bits, 3)
   __m256 centroid_lo;  // γ_0..γ_7 (levels beyond 2^b unused)
   __m256 centroid_hi;  // γ_8..γ_15 for b = 4
   // (double)γ_{h+m} · (double)γ_{h+m} for m = 0 .. h−1 (h = 2^(b−1)): the products of
   // EnergyFromClassCounts.
   double centroid_sq[8];
 };
-
-// The permute lane QuantizeMasks reads for a known prefix p of the index's top `known` bits
-// (1 to 3): the low three bits of the masks combined as there, bit j of p (from the top)
-// contributing a mask of −1 when set.
-constexpr int MaskPrefix(int p, int known) {
-  const int top = (p >> (known - 1)) & 1, second = known >= 2 ? (p >> (known - 2)) & 1 : 0,
-            third = known >= 3 ? p & 1 : 0;
-  if (known == 1) return top ? 7 : 0;
-  if (known == 2) return (top ? 2 : 0) ^ (second ? 7 : 0);
-  return (top ? 4 : 0) ^ (second ? 2 : 0) ^ (third ? 7 : 0);
-}
 
 QuantTables MakeTables(int bits) {
   const LloydMaxCodebook& book = GaussianCodebook(bits);
@@ -77,26 +69,13 @@ QuantTables MakeTables(int bits) {
   t.level1 = _mm256_set1_ps(beta(0, 0));
   if (bits >= 2) {
     t.level2_lo = _mm256_set1_ps(beta(0, 1));
-    t.level2_hi = _mm256_set1_ps(beta(1, 1));
+    t.level2_lo_xor_hi = _mm256_xor_ps(t.level2_lo, _mm256_set1_ps(beta(1, 1)));
   }
-  if (bits >= 3) {
-    float l3[8] = {0};
-    for (int p = 0; p < 4; ++p) l3[p] = beta(p, 2);
-    t.level3 = _mm256_loadu_ps(l3);
-
-  }
-  if (bits >= 4) {
-    float l4[8] = {0};
-    for (int p = 0; p < 8; ++p) l4[p] = beta(p, 3);
-    t.level4 = _mm256_loadu_ps(l4);
-  }
-  float by_mask[3][8] = {{0}};
-  for (int p = 0; p < 2 && bits >= 2; ++p) by_mask[0][MaskPrefix(p, 1)] = beta(p, 1);
-  for (int p = 0; p < 4 && bits >= 3; ++p) by_mask[1][MaskPrefix(p, 2)] = beta(p, 2);
-  for (int p = 0; p < 8 && bits >= 4; ++p) by_mask[2][MaskPrefix(p, 3)] = beta(p, 3);
-  t.level2_by_mask = _mm256_loadu_ps(by_mask[0]);
-  t.level3_by_mask = _mm256_loadu_ps(by_mask[1]);
-  t.level4_by_mask = _mm256_loadu_ps(by_mask[2]);
+  float l3[8] = {0}, l4[8] = {0};
+  for (int p = 0; p < 4 && bits >= 3; ++p) l3[MaskPrefixLane(p, 2)] = beta(p, 2);
+  for (int p = 0; p < 8 && bits >= 4; ++p) l4[MaskPrefixLane(p, 3)] = beta(p, 3);
+  t.level3 = _mm256_loadu_ps(l3);
+  t.level4 = _mm256_loadu_ps(l4);
   return t;
 }
 
@@ -118,53 +97,32 @@ inline __m256i QuantizeLanes(const QuantTables& q, __m256 t) {
   return idx;
 }
 
-// The same index as QuantizeLanes by binary search: one compare per bit.
-template <int kBits>
-inline __m256i QuantizeLanesBinary(const QuantTables& q, __m256 t) {
-  auto gt = [](__m256 a, __m256 b) { return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_GT_OQ)); };
-  __m256i m = gt(t, q.level1);
-  __m256i idx = _mm256_and_si256(m, _mm256_set1_epi32(1 << (kBits - 1)));
-  if (kBits >= 2) {
-    const __m256 b2 = _mm256_blendv_ps(q.level2_lo, q.level2_hi, _mm256_castsi256_ps(m));
-    idx = _mm256_or_si256(idx, _mm256_and_si256(gt(t, b2), _mm256_set1_epi32(1 << (kBits - 2))));
-  }
-  if (kBits >= 3) {
-    const __m256 b3 = _mm256_permutevar8x32_ps(q.level3, _mm256_srli_epi32(idx, kBits - 2));
-    idx = _mm256_or_si256(idx, _mm256_and_si256(gt(t, b3), _mm256_set1_epi32(1 << (kBits - 3))));
-  }
-  if (kBits >= 4) {
-    const __m256 b4 = _mm256_permutevar8x32_ps(q.level4, _mm256_srli_epi32(idx, 1));
-    idx = _mm256_or_si256(idx, _mm256_and_si256(gt(t, b4), _mm256_set1_epi32(1)));
-  }
-  return idx;
-}
-
-// The same index as bit masks, top bit first: mask[k] is all-ones in the lanes whose index
-// has bit k set. The search is QuantizeLanesBinary's; each next boundary is a permute of a
-// table indexed by the masks found so far (MaskPrefix).
+// The same index as QuantizeLanes by binary search, one compare per bit, as bit masks:
+// mask[k] is all-ones in the lanes whose index has bit k set. The second boundary is chosen
+// by bitwise selection, the later ones by permutes indexed by the masks found so far.
 template <int kBits>
 __attribute__((always_inline)) inline void QuantizeMasks(const QuantTables& q, __m256 t,
                                                          __m256* mask) {
   const __m256 top = _mm256_cmp_ps(t, q.level1, _CMP_GT_OQ);
   mask[kBits - 1] = top;
   if (kBits < 2) return;
-  const __m256i top_i = _mm256_castps_si256(top);
-  const __m256 second =
-      _mm256_cmp_ps(t, _mm256_permutevar8x32_ps(q.level2_by_mask, top_i), _CMP_GT_OQ);
+  // lo ^ (top & (lo ^ hi)) is lo or hi, bit for bit.
+  const __m256 second = _mm256_cmp_ps(
+      t, _mm256_xor_ps(q.level2_lo, _mm256_and_ps(top, q.level2_lo_xor_hi)), _CMP_GT_OQ);
   mask[kBits - 2] = second;
   if (kBits < 3) return;
-  const __m256i second_i = _mm256_castps_si256(second);
+  const __m256i top_i = _mm256_castps_si256(top), second_i = _mm256_castps_si256(second);
   const __m256i prefix3 =
       _mm256_xor_si256(_mm256_and_si256(top_i, _mm256_set1_epi32(2)), second_i);
   const __m256 third =
-      _mm256_cmp_ps(t, _mm256_permutevar8x32_ps(q.level3_by_mask, prefix3), _CMP_GT_OQ);
+      _mm256_cmp_ps(t, _mm256_permutevar8x32_ps(q.level3, prefix3), _CMP_GT_OQ);
   mask[kBits - 3] = third;
   if (kBits < 4) return;
   const __m256i prefix4 = _mm256_xor_si256(
       _mm256_xor_si256(_mm256_and_si256(top_i, _mm256_set1_epi32(4)),
                        _mm256_and_si256(second_i, _mm256_set1_epi32(2))),
       _mm256_castps_si256(third));
-  mask[0] = _mm256_cmp_ps(t, _mm256_permutevar8x32_ps(q.level4_by_mask, prefix4), _CMP_GT_OQ);
+  mask[0] = _mm256_cmp_ps(t, _mm256_permutevar8x32_ps(q.level4, prefix4), _CMP_GT_OQ);
 }
 
 inline __m256 LookupCentroids(const QuantTables& q, int bits, __m256i idx) {
@@ -315,7 +273,8 @@ double EnergyFromPlanes(const uint64_t (&planes)[kBits][kWords], uint64_t last_v
 // The packing of 32 consecutive indices (elements 32·group ..) from their bit planes
 // (bit i of planes[k] = bit k of index i), in the layouts of TurboPack.
 template <int kBits>
-__attribute__((always_inline)) inline void PackGroup(const uint32_t* planes, uint32_t D, int group, uint8_t* packed) {
+__attribute__((always_inline)) inline void PackGroup(const uint32_t* planes, uint32_t D,
+                                                     int group, uint8_t* packed) {
   if (kBits == 1) {
     std::memcpy(packed + 4 * group, &planes[0], 4);
   } else if (kBits <= 3) {
@@ -351,14 +310,17 @@ __attribute__((always_inline)) inline void QuantizeGroup(const QuantTables& q,
   uint32_t group_planes[kBits] = {0};
   for (int u = 0; u < 4; ++u) {
     // (h · 1/√D) ⊕ S2 == h · (±1/√D): round-to-nearest-even is sign symmetric.
-    const __m256 t = _mm256_mul_ps(_mm256_mul_ps(y[u], _mm256_loadu_ps(s2_scaled + 8 * (r0 + u))), kv);
+    const __m256 t =
+        _mm256_mul_ps(_mm256_mul_ps(y[u], _mm256_loadu_ps(s2_scaled + 8 * (r0 + u))), kv);
     __m256 mask[kBits];
     QuantizeMasks<kBits>(q, t, mask);
     for (int k = 0; k < kBits; ++k) {
       group_planes[k] |= static_cast<uint32_t>(_mm256_movemask_ps(mask[k])) << (8 * u);
     }
   }
-  for (int k = 0; k < kBits; ++k) planes[k][r0 / 8] |= uint64_t{group_planes[k]} << (32 * ((r0 / 4) % 2));
+  for (int k = 0; k < kBits; ++k) {
+    planes[k][r0 / 8] |= uint64_t{group_planes[k]} << (32 * ((r0 / 4) % 2));
+  }
   PackGroup<kBits>(group_planes, D, r0 / 4, packed);
 }
 
@@ -366,15 +328,11 @@ __attribute__((always_inline)) inline void QuantizeGroup(const QuantTables& q,
 // register around it); the same correctly rounded result. Precondition: x >= 0 or +inf.
 inline float SqrtNonNegative(float x) { return _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(x))); }
 
+// Steps 2–3 of one chunk of D = 8·R values held in ymm registers, given k of step 3: the
+// packed indices to `packed`; returns ‖c‖² of step 4.
 template <int R, int kBits>
-TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, const float* z, double sumsq,
-                                       uint16_t* g, uint8_t* packed) {
+double EncodeChunkIndices(const HadamardSigns& signs, const float* z, float k, uint8_t* packed) {
   constexpr uint32_t D = 8 * R;
-  // A non-finite sum means a non-finite input (finite floats cannot overflow a double sum of
-  // D squares), which replaces a separate scan of the input.
-  if (!std::isfinite(sumsq)) return TurboEncodeResult::kNonFinite;
-  const float norm = SqrtNonNegative(static_cast<float>(sumsq));
-  const float k = norm == 0.0f ? 0.0f : SqrtNonNegative(static_cast<float>(D)) / norm;
   // Blocks of B registers go through S1 and the butterfly stages with strides up to 8·B/2
   // while held in registers (few enough to avoid spills). With one block (D <= 64) the
   // quantization reads those registers. Otherwise the blocks go to an L1-resident buffer, the
@@ -421,7 +379,8 @@ TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, const float* 
     for (int j = 0; j < h; j += 4) {
       __m256 sum[4], diff[4];
       for (int u = 0; u < 4; ++u) {
-        const __m256 a = _mm256_load_ps(buf + 8 * (j + u)), b = _mm256_load_ps(buf + 8 * (j + h + u));
+        const __m256 a = _mm256_load_ps(buf + 8 * (j + u));
+        const __m256 b = _mm256_load_ps(buf + 8 * (j + h + u));
         sum[u] = _mm256_add_ps(a, b);
         diff[u] = _mm256_sub_ps(a, b);
       }
@@ -429,31 +388,131 @@ TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, const float* 
       QuantizeGroup<kBits, kWords>(q, s2_scaled, kv, j + h, diff, D, planes, packed);
     }
   }
-  if (norm == 0.0f) {
-    *g = 0;
-  } else {
-    const double energy = EnergyFromPlanes<kBits, kWords>(
-        planes, R % 8 == 0 ? ~uint64_t{0} : (uint64_t{1} << (8 * (R % 8))) - 1,
-        q.centroid_sq);
-    // F16C's round-to-nearest-even conversion: FloatToHalf's result for every non-NaN float
-    // (the quotient is positive, possibly +inf, never NaN).
-    *g = static_cast<uint16_t>(
-        _cvtss_sh(norm / SqrtNonNegative(static_cast<float>(energy)),
-                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    if ((*g & 0x7c00u) == 0x7c00u) return TurboEncodeResult::kScaleOverflow;
-  }
-  return TurboEncodeResult::kOk;
+  return EnergyFromPlanes<kBits, kWords>(
+      planes, R % 8 == 0 ? ~uint64_t{0} : (uint64_t{1} << (8 * (R % 8))) - 1, q.centroid_sq);
 }
 
+// EncodeChunkIndices for one chunk size and bit width.
+using ChunkIndexEncoder = double (*)(const HadamardSigns& signs, const float* z, float k,
+                                     uint8_t* packed);
+
 template <int R>
-TurboEncodeResult EncodeChunkRegisters(const HadamardSigns& signs, int bits, const float* z,
-                                       double sumsq, uint16_t* g, uint8_t* packed) {
+ChunkIndexEncoder IndexEncoderForBits(int bits) {
   switch (bits) {
-    case 1: return EncodeChunkRegisters<R, 1>(signs, z, sumsq, g, packed);
-    case 2: return EncodeChunkRegisters<R, 2>(signs, z, sumsq, g, packed);
-    case 3: return EncodeChunkRegisters<R, 3>(signs, z, sumsq, g, packed);
-    default: return EncodeChunkRegisters<R, 4>(signs, z, sumsq, g, packed);
+    case 1: return &EncodeChunkIndices<R, 1>;
+    case 2: return &EncodeChunkIndices<R, 2>;
+    case 3: return &EncodeChunkIndices<R, 3>;
+    default: return &EncodeChunkIndices<R, 4>;
   }
+}
+
+// The register encoder of chunks of D values at `bits` bits; nullptr for sizes without one.
+ChunkIndexEncoder IndexEncoderFor(uint32_t D, int bits) {
+  switch (D) {
+    case 32: return IndexEncoderForBits<4>(bits);
+    case 64: return IndexEncoderForBits<8>(bits);
+    case 128: return IndexEncoderForBits<16>(bits);
+    case 256: return IndexEncoderForBits<32>(bits);
+    default: return nullptr;
+  }
+}
+
+// Steps 2–3 of a chunk of any size, through memory; returns ‖c‖². `scratch` holds D floats.
+double EncodeChunkIndicesInMemory(const HadamardSigns& signs, int bits, const float* z,
+                                  float norm, float* scratch, uint8_t* packed) {
+  const uint32_t D = signs.size;
+  uint8_t idx[kMaxTurboChunk];
+  TurboQuantizeChunk(signs, bits, z, norm, scratch, idx);
+  TurboPack(bits, idx, D, packed);
+  return TurboCentroidEnergy(bits, idx, D);
+}
+
+// Step 1 and k of step 3 from the chunk's sum of squares. False when the sum is not finite:
+// a non-finite input (finite floats cannot overflow a double sum of D squares), which
+// replaces a separate scan of the input.
+inline bool ChunkNorm(double sumsq, uint32_t D, float* norm, float* k) {
+  if (!std::isfinite(sumsq)) return false;
+  *norm = SqrtNonNegative(static_cast<float>(sumsq));
+  *k = *norm == 0.0f ? 0.0f : SqrtNonNegative(static_cast<float>(D)) / *norm;
+  return true;
+}
+
+// Step 4's scale g from the norm and ‖c‖²; false when it overflows fp16.
+inline bool ChunkScale(float norm, double energy, uint16_t* g) {
+  if (norm == 0.0f) {
+    *g = 0;
+    return true;
+  }
+  // F16C's round-to-nearest-even conversion: FloatToHalf's result for every non-NaN float
+  // (the quotient is positive, possibly +inf, never NaN).
+  *g = static_cast<uint16_t>(_cvtss_sh(norm / SqrtNonNegative(static_cast<float>(energy)),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  return (*g & 0x7c00u) != 0x7c00u;
+}
+
+// Steps 1–4 of one chunk.
+TurboEncodeResult EncodeChunk(const HadamardSigns& signs, int bits, const float* z, double sumsq,
+                              float* scratch, uint16_t* g, uint8_t* packed) {
+  float norm, k;
+  if (!ChunkNorm(sumsq, signs.size, &norm, &k)) return TurboEncodeResult::kNonFinite;
+  const ChunkIndexEncoder encode = IndexEncoderFor(signs.size, bits);
+  const double energy = encode != nullptr
+                            ? encode(signs, z, k, packed)
+                            : EncodeChunkIndicesInMemory(signs, bits, z, norm, scratch, packed);
+  return ChunkScale(norm, energy, g) ? TurboEncodeResult::kOk : TurboEncodeResult::kScaleOverflow;
+}
+
+// This many chunks (of consecutive vectors, in order) go through steps 1–3 before their
+// scales are computed: the scales' long dependency chains (popcounts, a square root, a
+// division) then overlap one another and the next chunks' arithmetic instead of each ending
+// its chunk.
+constexpr size_t kScaleBatchChunks = 64;
+
+TurboEncodeResult EncodeVectors(const TurboChunkPlan& plan, const float* x, size_t count,
+                                const double* sumsq, float* scratch, uint16_t* g,
+                                uint8_t* packed, size_t* failed) {
+  // Chunk i of the run is chunk i % chunks of vector i / chunks; g and sumsq are indexed by i.
+  const size_t chunks = plan.sizes.size();
+  const size_t total = count * chunks;
+  for (size_t i0 = 0; i0 < total; i0 += kScaleBatchChunks) {
+    const size_t n = std::min(kScaleBatchChunks, total - i0);
+    float norm[kScaleBatchChunks];
+    double energy[kScaleBatchChunks];
+    bool finite[kScaleBatchChunks];
+    size_t v = i0 / chunks, c = i0 % chunks;
+    uint8_t* out = packed + v * plan.packed_bytes;
+    for (size_t e = 0; e < c; ++e) out += TurboPackedBytes(plan.sizes[e], plan.bits[e]);
+    for (size_t j = 0; j < n; ++j) {
+      const uint32_t D = plan.sizes[c];
+      const int bits = plan.bits[c];
+      const float* z = x + v * plan.elements + plan.offsets[c];
+      float k;
+      finite[j] = ChunkNorm(sumsq[i0 + j], D, &norm[j], &k);
+      if (finite[j]) {
+        const ChunkIndexEncoder encode = IndexEncoderFor(D, bits);
+        energy[j] = encode != nullptr
+                        ? encode(plan.signs[c], z, k, out)
+                        : EncodeChunkIndicesInMemory(plan.signs[c], bits, z, norm[j], scratch, out);
+      }
+      out += TurboPackedBytes(D, bits);  // the next chunk's, or the next vector's first
+      if (++c == chunks) {
+        c = 0;
+        ++v;
+      }
+    }
+    for (size_t j = 0; j < n; ++j) {
+      TurboEncodeResult r = TurboEncodeResult::kNonFinite;
+      if (finite[j]) {
+        r = ChunkScale(norm[j], energy[j], &g[i0 + j]) ? TurboEncodeResult::kOk
+                                                       : TurboEncodeResult::kScaleOverflow;
+      }
+      if (r != TurboEncodeResult::kOk) {
+        *failed = (i0 + j) / chunks;
+        return r;
+      }
+    }
+  }
+  return TurboEncodeResult::kOk;
 }
 
 template <int R>
@@ -611,27 +670,7 @@ void TurboDequantizeChunk(int bits, const uint8_t* packed, uint32_t D, float sca
 
 TurboEncodeResult TurboEncodeChunk(const HadamardSigns& signs, int bits, const float* z,
                                    double sumsq, float* scratch, uint16_t* g, uint8_t* packed) {
-  const uint32_t D = signs.size;
-  switch (D) {
-    case 32: return EncodeChunkRegisters<4>(signs, bits, z, sumsq, g, packed);
-    case 64: return EncodeChunkRegisters<8>(signs, bits, z, sumsq, g, packed);
-    case 128: return EncodeChunkRegisters<16>(signs, bits, z, sumsq, g, packed);
-    case 256: return EncodeChunkRegisters<32>(signs, bits, z, sumsq, g, packed);
-    default: break;
-  }
-  if (!std::isfinite(sumsq)) return TurboEncodeResult::kNonFinite;
-  const float norm = std::sqrt(static_cast<float>(sumsq));
-  uint8_t idx[kMaxTurboChunk];
-  TurboQuantizeChunk(signs, bits, z, norm, scratch, idx);
-  if (norm == 0.0f) {
-    *g = 0;
-  } else {
-    const float c = std::sqrt(static_cast<float>(TurboCentroidEnergy(bits, idx, D)));
-    *g = FloatToHalf(norm / c);
-    if ((*g & 0x7c00u) == 0x7c00u) return TurboEncodeResult::kScaleOverflow;
-  }
-  TurboPack(bits, idx, D, packed);
-  return TurboEncodeResult::kOk;
+  return EncodeChunk(signs, bits, z, sumsq, scratch, g, packed);
 }
 
 void TurboDecodeChunk(const HadamardSigns& signs, int bits, const uint8_t* packed, float g,
@@ -671,13 +710,15 @@ void TurboVectorSumSq(const TurboChunkPlan& plan, const float* x, double* sumsq)
 TurboEncodeResult TurboEncodeVector(const TurboChunkPlan& plan, const float* x,
                                     const double* sumsq, float* scratch, uint16_t* g,
                                     uint8_t* packed) {
-  for (size_t c = 0; c < plan.sizes.size(); ++c) {
-    const TurboEncodeResult r = TurboEncodeChunk(plan.signs[c], plan.bits[c], x + plan.offsets[c],
-                                                 sumsq[c], scratch, &g[c], packed);
-    if (r != TurboEncodeResult::kOk) return r;
-    packed += TurboPackedBytes(plan.sizes[c], plan.bits[c]);
-  }
-  return TurboEncodeResult::kOk;
+  size_t failed;
+  return EncodeVectors(plan, x, 1, sumsq, scratch, g, packed, &failed);
+}
+
+TurboEncodeResult TurboEncodeVectors(const TurboChunkPlan& plan, const float* x, size_t count,
+                                     const double* sumsq, uint16_t* g, uint8_t* packed,
+                                     size_t* failed) {
+  float scratch[kMaxTurboChunk];
+  return EncodeVectors(plan, x, count, sumsq, scratch, g, packed, failed);
 }
 
 void TurboDecodeVector(const TurboChunkPlan& plan, const float* g, const uint8_t* packed,

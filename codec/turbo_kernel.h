@@ -8,6 +8,7 @@
 #ifndef KVPACK_CODEC_TURBO_KERNEL_H_
 #define KVPACK_CODEC_TURBO_KERNEL_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -98,11 +99,20 @@ void TurboVectorSumSq(const TurboChunkPlan& plan, const float* x, double* sumsq)
 
 // Encodes one vector x[0..plan.elements) given its chunks' sums of squares
 // (TurboVectorSumSq): g[c] and the packed indices of every chunk, back to back, into
-// packed[0..plan.packed_bytes). `scratch` holds 2·kMaxTurboChunk floats. Stops at the first
-// chunk that does not give kOk and returns its result.
+// packed[0..plan.packed_bytes). `scratch` holds 2·kMaxTurboChunk floats. Returns the result
+// of the first chunk that does not give kOk (the outputs are then unspecified), else kOk.
 TurboEncodeResult TurboEncodeVector(const TurboChunkPlan& plan, const float* x,
                                     const double* sumsq, float* scratch, uint16_t* g,
                                     uint8_t* packed);
+// TurboEncodeVector for `count` vectors at x (plan.elements floats each, back to back) with
+// their chunks' sums of squares sumsq[v·chunks + c]: g[v·chunks + c] and vector v's packed
+// indices at packed + v·plan.packed_bytes, the same bytes as TurboEncodeVector on each in
+// turn (the scales of several vectors are computed together, after their indices). Returns
+// kOk, or the result of the first vector whose encoding does not give kOk with its index in
+// *failed; the outputs of that vector and of the later ones are then unspecified.
+TurboEncodeResult TurboEncodeVectors(const TurboChunkPlan& plan, const float* x, size_t count,
+                                     const double* sumsq, uint16_t* g, uint8_t* packed,
+                                     size_t* failed);
 // Decodes one vector into x[0..plan.elements) from the fp16 scales g[c] (as floats) and the
 // packed indices.
 void TurboDecodeVector(const TurboChunkPlan& plan, const float* g, const uint8_t* packed,

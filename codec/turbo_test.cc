@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "codec/float_convert.h"
@@ -267,6 +269,36 @@ TEST(TurboTest, ScaleOverflowIsInvalidArgument) {
   std::vector<uint8_t> out(TurboCodec(3).EncodedSize(shape));
   EXPECT_EQ(TurboCodec(3).Encode(shape, {}, AsBytes(x, shape.dtype), absl::MakeSpan(out)).code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// Vectors are encoded in batches whose scales are computed after all their indices; the
+// error must still name the first failing vector, and within it the first failing chunk.
+TEST(TurboTest, EncodeErrorNamesTheFirstFailingVectorAndChunk) {
+  const TurboCodec codec(3);
+  const SegmentShape shape = Shape(5, 4, 192);  // chunks of 128 and 64; 20 vectors
+  auto encode_error = [&](const std::vector<std::pair<uint32_t, float>>& values) {
+    std::vector<float> x = Gaussian(shape.Elements(), 3);
+    for (const auto& [index, value] : values) x[index] = value;
+    std::vector<uint8_t> out(codec.EncodedSize(shape));
+    const absl::Status status =
+        codec.Encode(shape, {}, AsBytes(x, shape.dtype), absl::MakeSpan(out));
+    return std::string(status.message());
+  };
+  const uint32_t d = 192;
+  // Vector 5's second chunk is not finite; vector 6 overflows (an element of 1e37 makes the
+  // float norm infinite).
+  EXPECT_EQ(encode_error({{5 * d + 150, NAN}, {6 * d, 1e37f}}),
+            "turbo3: vector 5 (token 1, head 1) holds a non-finite value");
+  EXPECT_EQ(encode_error({{6 * d + 150, NAN}, {5 * d, 1e37f}}),
+            "turbo3: vector 5 (token 1, head 1) has a norm too large for its fp16 scale");
+  // In one vector the first chunk decides.
+  EXPECT_EQ(encode_error({{7 * d + 150, NAN}, {7 * d, 1e37f}}),
+            "turbo3: vector 7 (token 1, head 3) has a norm too large for its fp16 scale");
+  EXPECT_EQ(encode_error({{7 * d, NAN}, {7 * d + 150, 1e37f}}),
+            "turbo3: vector 7 (token 1, head 3) holds a non-finite value");
+  // A failure in a later batch.
+  EXPECT_EQ(encode_error({{17 * d + 3, INFINITY}}),
+            "turbo3: vector 17 (token 4, head 1) holds a non-finite value");
 }
 
 TEST(TurboTest, SeedIsRecordedAndDeterminesTheBytes) {
