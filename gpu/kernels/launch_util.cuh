@@ -54,14 +54,14 @@ cudaError_t PrepareSmem(K kernel, uint32_t bytes) {
                               static_cast<int>(bytes));
 }
 
-// Blocks of `kernel` (kThreads threads, `smem` dynamic shared bytes) resident on the whole
+// Blocks of `kernel` (`threads` threads, `smem` dynamic shared bytes) resident on the whole
 // current device at once; 0 when CUDA cannot say.
 template <typename K>
-uint32_t ResidentBlocks(K kernel, uint32_t smem) {
+uint32_t ResidentBlocks(K kernel, uint32_t smem, int threads = kThreads) {
   int device = 0, sms = 0, per_sm = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem) !=
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem) !=
           cudaSuccess) {
     return 0;
   }

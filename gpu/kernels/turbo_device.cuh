@@ -384,8 +384,10 @@ class LaneQuantizer {
   // Quantizes t = y_i · k (S2's sign included) as element i.
   __device__ __forceinline__ void Add(int i, float t) {
     const bool pos = t > 0.0f;  // false for ±0 and NaN
-    uint32_t u = __float_as_uint(t) & 0x7fffffffu;
-    if (!pos) u += 1u;
+    // u takes the +1 from the sign bit, which +0 lacks: harmless, as c = 0 for |t| ≤ 1 ulp
+    // (every positive β is far larger); neg still comes from `pos`.
+    const uint32_t v = __float_as_uint(t);
+    const uint32_t u = (v & 0x7fffffffu) + (v >> 31);
     const uint32_t* p = pb_.p;
     if constexpr (BITS == 1) {
       // c = 0: the index is the sign test alone.

@@ -33,6 +33,9 @@ constexpr uint32_t kSignBytes = kMaxChunks * 2 * kMaxSignWords * 8;
 constexpr uint32_t kTableBytes = 16 * 8 + 16 * 4 + 16 * 4;  // γ² (double), γ, β
 constexpr uint32_t kHeaderBytes = kSignBytes + kTableBytes;
 constexpr uint32_t kPassesPerTile = 16;
+// Blocks of 4 warps: the per-block set-up (rotation signs, lane tables, barriers) is paid by
+// fewer warps, and a segment of a 2 MiB block (128 vectors) gives each warp 8 passes.
+constexpr int kTurboThreads = 128;
 
 struct TurboPlan {
   uint32_t chunks = 0;
@@ -69,7 +72,7 @@ TurboPlan MakePlan(uint32_t d, int bits) {
   p.packed_bytes = packed;
   p.lanes_per_vector = d / kLaneElems;
   p.vectors_per_warp = 32 / p.lanes_per_vector;
-  p.tile_vectors = kPassesPerTile * (kThreads / 32) * p.vectors_per_warp;
+  p.tile_vectors = kPassesPerTile * (kTurboThreads / 32) * p.vectors_per_warp;
   p.smem_bytes = kHeaderBytes + StageBytes(p.tile_vectors * p.chunks * 2) +
                  StageBytes(p.tile_vectors * p.packed_bytes);
   return p;
@@ -192,7 +195,7 @@ __device__ __forceinline__ void LanePairMasks(const LaneTables& t, uint32_t (&pm
 }
 
 template <typename T, int BITS, int CL>
-__global__ void __launch_bounds__(kThreads, 4) TurboEncodeKernel(SegmentBatch b, TurboPlan p,
+__global__ void __launch_bounds__(kTurboThreads, 8) TurboEncodeKernel(SegmentBatch b, TurboPlan p,
                                                               Codebook cb) {
   using Packed = turbo::LanePacked<BITS>;
   extern __shared__ __align__(16) uint8_t smem[];
@@ -208,7 +211,7 @@ __global__ void __launch_bounds__(kThreads, 4) TurboEncodeKernel(SegmentBatch b,
   __syncthreads();
   const LaneGeometry geo = LaneFor(s, p);
   const uint32_t warp = threadIdx.x / 32;
-  const uint32_t warps = kThreads / 32;
+  const uint32_t warps = kTurboThreads / 32;
   const uint32_t lane = threadIdx.x % 32;
   const uint32_t D = p.size[geo.chunk];
   const float sqrt_d = p.sqrt_d[geo.chunk];
@@ -289,7 +292,7 @@ __global__ void __launch_bounds__(kThreads, 4) TurboEncodeKernel(SegmentBatch b,
 }
 
 template <typename T, int BITS, int CL>
-__global__ void __launch_bounds__(kThreads, 4) TurboDecodeKernel(SegmentBatch b, TurboPlan p,
+__global__ void __launch_bounds__(kTurboThreads, 8) TurboDecodeKernel(SegmentBatch b, TurboPlan p,
                                                               Codebook cb) {
   using Packed = turbo::LanePacked<BITS>;
   extern __shared__ __align__(16) uint8_t smem[];
@@ -315,7 +318,7 @@ __global__ void __launch_bounds__(kThreads, 4) TurboDecodeKernel(SegmentBatch b,
   __syncthreads();
   const LaneGeometry geo = LaneFor(s, p);
   const uint32_t warp = threadIdx.x / 32;
-  const uint32_t warps = kThreads / 32;
+  const uint32_t warps = kTurboThreads / 32;
   const uint32_t lane = threadIdx.x % 32;
   const uint32_t D = p.size[geo.chunk];
   const float scale = p.inv_sqrt_d[geo.chunk];
@@ -386,9 +389,9 @@ cudaError_t LaunchTurboTyped(const SegmentBatch& b, const TurboPlan& plan, const
   auto run = [&](auto kernel) -> cudaError_t {
     cudaError_t e = PrepareSmem(kernel, plan.smem_bytes);
     if (e != cudaSuccess) return e;
-    const dim3 grid(BlocksPerSegment(tiles, b.count, ResidentBlocks(kernel, plan.smem_bytes)),
+    const dim3 grid(BlocksPerSegment(tiles, b.count, ResidentBlocks(kernel, plan.smem_bytes, kTurboThreads)),
                     b.count);
-    kernel<<<grid, kThreads, plan.smem_bytes, stream>>>(b, plan, cb);
+    kernel<<<grid, kTurboThreads, plan.smem_bytes, stream>>>(b, plan, cb);
     return cudaGetLastError();
   };
   // Single-chunk head_dims get the unrolled xor-shuffle variants.
