@@ -30,7 +30,7 @@ using turbo::kLaneElems;
 using turbo::kMaxSignWords;
 constexpr int kMaxChunks = 6;       // head_dim <= 512 and a multiple of 16: bits 4..9
 constexpr uint32_t kSignBytes = kMaxChunks * 2 * kMaxSignWords * 8;
-constexpr uint32_t kTableBytes = 16 * 8 + 16 * 4 + 16 * 4;  // γ² (double), γ, β
+constexpr uint32_t kTableBytes = 16 * 8;  // γ² (double)
 constexpr uint32_t kHeaderBytes = kSignBytes + kTableBytes;
 constexpr uint32_t kPassesPerTile = 16;
 // Blocks of 4 warps: the per-block set-up (rotation signs, lane tables, barriers) is paid by
@@ -82,8 +82,6 @@ TurboPlan MakePlan(uint32_t d, int bits) {
 struct TurboSmem {
   uint64_t* signs;  // [chunk][s1, s2][word]
   double* csq;      // γ_i² (exact in double)
-  float* cent;      // γ_i
-  float* bound;     // β_j (the 4-bit search reads them from here)
   uint8_t* g;       // staged scales
   uint8_t* idx;     // staged packed indices
 };
@@ -92,27 +90,20 @@ __device__ __forceinline__ TurboSmem CarveSmem(uint8_t* smem, const TurboPlan& p
   TurboSmem s;
   s.signs = reinterpret_cast<uint64_t*>(smem);
   s.csq = reinterpret_cast<double*>(smem + kSignBytes);
-  s.cent = reinterpret_cast<float*>(smem + kSignBytes + 128);
-  s.bound = reinterpret_cast<float*>(smem + kSignBytes + 192);
   s.g = smem + kHeaderBytes;
   s.idx = s.g + StageBytes(p.tile_vectors * p.chunks * 2);
   return s;
 }
 
-// Fills the codebook tables and the rotation signs of every chunk (FORMAT.md: splitmix64
-// seeded with segment_seed + chunk position; ⌈D/64⌉ words of S1, then as many of S2).
+// Fills γ² and the rotation signs of every chunk (FORMAT.md: splitmix64 seeded with
+// segment_seed + chunk position; ⌈D/64⌉ words of S1, then as many of S2). `cb` is a
+// __grid_constant__ kernel parameter, so indexing it reads the parameter bank directly.
 __device__ __forceinline__ void FillTables(const TurboSmem& s, const TurboPlan& p,
                                            const Codebook& cb, uint64_t seed) {
   const uint32_t t = threadIdx.x;
-  // Constant indices only, so the codebook stays in the parameter bank.
-#pragma unroll
-  for (uint32_t i = 0; i < 16; ++i) {
-    if (t == i) {
-      const float c = cb.centroids[i];
-      s.cent[i] = c;
-      s.csq[i] = static_cast<double>(c) * static_cast<double>(c);
-      s.bound[i] = i < 15 ? cb.boundaries[i] : 0.0f;
-    }
+  if (t < 16) {
+    const double c = cb.centroids[t];
+    s.csq[t] = c * c;
   }
   if (t < p.chunks) {
     uint64_t* w = s.signs + t * 2 * kMaxSignWords;
@@ -181,10 +172,7 @@ __device__ __forceinline__ void FillLaneTables(LaneTables& t, const LaneGeometry
     const turbo::LanePacked<BITS> f = turbo::SignFlipMask<BITS>(geo.s2);
     t.flip[lane] = make_uint4(f.lo, f.lo2, f.hi, 0u);
   }
-#pragma unroll
-  for (uint32_t i = 0; i < 16; ++i) {
-    if (threadIdx.x == 32 + i) t.cent[i] = cb.centroids[i];  // constant indices: param bank
-  }
+  if (threadIdx.x >= 32 && threadIdx.x < 48) t.cent[threadIdx.x - 32] = cb.centroids[threadIdx.x - 32];
 }
 
 __device__ __forceinline__ void LanePairMasks(const LaneTables& t, uint32_t (&pm)[kLaneElems / 2]) {
@@ -196,7 +184,7 @@ __device__ __forceinline__ void LanePairMasks(const LaneTables& t, uint32_t (&pm
 
 template <typename T, int BITS, int CL>
 __global__ void __launch_bounds__(kTurboThreads, 8) TurboEncodeKernel(SegmentBatch b, TurboPlan p,
-                                                              Codebook cb) {
+                                                              const __grid_constant__ Codebook cb) {
   using Packed = turbo::LanePacked<BITS>;
   extern __shared__ __align__(16) uint8_t smem[];
   const TurboSmem s = CarveSmem(smem, p);
@@ -293,7 +281,7 @@ __global__ void __launch_bounds__(kTurboThreads, 8) TurboEncodeKernel(SegmentBat
 
 template <typename T, int BITS, int CL>
 __global__ void __launch_bounds__(kTurboThreads, 8) TurboDecodeKernel(SegmentBatch b, TurboPlan p,
-                                                              Codebook cb) {
+                                                              const __grid_constant__ Codebook cb) {
   using Packed = turbo::LanePacked<BITS>;
   extern __shared__ __align__(16) uint8_t smem[];
   const TurboSmem s = CarveSmem(smem, p);
