@@ -383,40 +383,62 @@ class LaneQuantizer {
 
   // Quantizes t = y_i · k (S2's sign included) as element i.
   __device__ __forceinline__ void Add(int i, float t) {
-    const bool pos = t > 0.0f;  // false for ±0 and NaN
-    // u takes the +1 from the sign bit, which +0 lacks: harmless, as c = 0 for |t| ≤ 1 ulp
-    // (every positive β is far larger); neg still comes from `pos`.
+    // neg = !(t > 0), true for ±0 and NaN. u takes the +1 from the sign bit, which +0 lacks:
+    // harmless, as c = 0 for |t| ≤ 1 ulp (every positive β is far larger).
     const uint32_t v = __float_as_uint(t);
     const uint32_t u = (v & 0x7fffffffu) + (v >> 31);
     const uint32_t* p = pb_.p;
-    if constexpr (BITS == 1) {
-      // c = 0: the index is the sign test alone.
-    } else if constexpr (BITS == 2) {
-      if (u > p[0]) c_lo_ |= 1u << (2 * i);
+    // Written in PTX so that each index bit is one predicated OR into the plane word (the
+    // compiler otherwise materializes every compare as a 0/1 register and adds them up).
+    if constexpr (BITS == 2) {
+      OrIfAbove(c_lo_, u, p[0], 1u << (2 * i));
     } else if constexpr (BITS == 3) {
-      const bool c1 = u > p[1];
-      const bool c0 = u > (c1 ? p[2] : p[0]);
-      if (c1) c_lo_ |= 2u << (2 * i);
-      if (c0) c_lo_ |= 1u << (2 * i);
-    } else {
-      const bool c2 = u > p[3];
-      const bool c1 = u > (c2 ? p[5] : p[1]);
-      const bool c0 = u > (c2 ? (c1 ? p[6] : p[4]) : (c1 ? p[2] : p[0]));
+      asm("{\n\t.reg .pred q1, q0;\n\t.reg .b32 pr;\n\t"
+          "setp.gt.u32 q1, %1, %2;\n\t"
+          "selp.b32 pr, %3, %4, q1;\n\t"
+          "setp.gt.u32 q0, %1, pr;\n\t"
+          "@q1 or.b32 %0, %0, %5;\n\t"
+          "@q0 or.b32 %0, %0, %6;\n\t}"
+          : "+r"(c_lo_)
+          : "r"(u), "r"(p[1]), "r"(p[2]), "r"(p[0]), "r"(2u << (2 * i)), "r"(1u << (2 * i)));
+    } else if constexpr (BITS == 4) {
       uint32_t& w = i < 8 ? c_lo_ : c_lo2_;
       const int f = 4 * (i % 8);
-      if (c2) w |= 4u << f;
-      if (c1) w |= 2u << f;
-      if (c0) w |= 1u << f;
+      asm("{\n\t.reg .pred q2, q1, q0;\n\t.reg .b32 a, b, pr;\n\t"
+          "setp.gt.u32 q2, %1, %5;\n\t"
+          "selp.b32 pr, %7, %3, q2;\n\t"
+          "setp.gt.u32 q1, %1, pr;\n\t"
+          "selp.b32 a, %8, %6, q1;\n\t"
+          "selp.b32 b, %4, %2, q1;\n\t"
+          "selp.b32 pr, a, b, q2;\n\t"
+          "setp.gt.u32 q0, %1, pr;\n\t"
+          "@q2 or.b32 %0, %0, %9;\n\t"
+          "@q1 or.b32 %0, %0, %10;\n\t"
+          "@q0 or.b32 %0, %0, %11;\n\t}"
+          : "+r"(w)
+          : "r"(u), "r"(p[0]), "r"(p[1]), "r"(p[2]), "r"(p[3]), "r"(p[4]), "r"(p[5]),
+            "r"(p[6]), "r"(4u << f), "r"(2u << f), "r"(1u << f));
     }
-    if (!pos) {
-      if constexpr (BITS == 4) {
-        (i < 8 ? neg_lo_ : neg_lo2_) |= 15u << (4 * (i % 8));
-      } else if constexpr (BITS == 1) {
-        neg_lo_ |= 1u << i;
-      } else {
-        neg_lo_ |= 3u << (2 * i);  // both bits of the element's 2-bit field
-      }
+    uint32_t neg_bits;
+    if constexpr (BITS == 4) {
+      neg_bits = 15u << (4 * (i % 8));
+    } else if constexpr (BITS == 1) {
+      neg_bits = 1u << i;
+    } else {
+      neg_bits = 3u << (2 * i);  // both bits of the element's 2-bit field
     }
+    uint32_t& neg = BITS == 4 && i >= 8 ? neg_lo2_ : neg_lo_;
+    asm("{\n\t.reg .pred q;\n\tsetp.gt.f32 q, %1, 0f00000000;\n\t@!q or.b32 %0, %0, %2;\n\t}"
+        : "+r"(neg)
+        : "f"(t), "r"(neg_bits));
+  }
+
+  // w |= bits when u > p (unsigned), as one compare and one predicated OR.
+  __device__ __forceinline__ static void OrIfAbove(uint32_t& w, uint32_t u, uint32_t p,
+                                                   uint32_t bits) {
+    asm("{\n\t.reg .pred q;\n\tsetp.gt.u32 q, %1, %2;\n\t@q or.b32 %0, %0, %3;\n\t}"
+        : "+r"(w)
+        : "r"(u), "r"(p), "r"(bits));
   }
 
   // The packed indices of the 16 elements (LanePacked's layout).
