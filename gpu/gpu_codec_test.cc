@@ -141,7 +141,9 @@ void CrossCheck(GpuCodec* gpu, const BlockLayout& layout, const std::string& pol
   // CPU decode of GPU bytes.
   absl::StatusOr<std::string> cross = DecodeBlock(Bytes(*g));
   ASSERT_TRUE(cross.ok()) << cross.status();
-  if (diff == -1) EXPECT_EQ(*cross, *ref);
+  if (diff == -1) {
+    EXPECT_EQ(*cross, *ref);
+  }
 
   // Device paths: encode from a device copy of the raw block, decode into a strided
   // per-layer layout (token stride = 1.5 × dense, padding poisoned).
@@ -291,8 +293,12 @@ TEST_F(GpuCodecTest, NonFiniteAndOverflowRejectedLikeCpu) {
       absl::StatusOr<std::string> g = codec_->EncodeBlock(layout, policy, raw, 1);
       SCOPED_TRACE(absl::StrCat(c, " value ", bad));
       EXPECT_EQ(g.ok(), cpu.ok()) << "gpu: " << g.status() << " cpu: " << cpu.status();
-      if (!cpu.ok()) EXPECT_EQ(g.status().code(), cpu.status().code()) << g.status();
-      if (cpu.ok() && g.ok()) EXPECT_EQ(*g, *cpu);
+      if (!cpu.ok()) {
+        EXPECT_EQ(g.status().code(), cpu.status().code()) << g.status();
+      }
+      if (cpu.ok() && g.ok()) {
+        EXPECT_EQ(*g, *cpu);
+      }
     }
   }
   // raw keeps NaN and Inf bit-exact.
