@@ -141,9 +141,10 @@ __device__ __forceinline__ LaneGeometry LaneFor(const TurboSmem& s, const TurboP
 
 
 // Per-lane constants that every vector of the launch reuses, kept in shared memory rather
-// than registers (the kernels run at 64–80 registers; recomputing them per vector cost
-// several instructions per element). Lane-indexed: a lane's geometry is the same in every
-// warp. Layouts [j][lane] keep the 16-byte loads of a warp free of bank conflicts.
+// than registers (the kernels run at 64 registers; held in registers they spilled, and
+// recomputed per vector they cost several instructions per element). Lane-indexed: a lane's
+// geometry is the same in every warp. Layouts [j][lane] keep the 16-byte loads of a warp
+// free of bank conflicts.
 struct LaneTables {
   float4 scale[kLaneElems / 4][32];  // 1/√D with S2's sign of element 4j … 4j + 3
   uint4 pair_mask[2][32];            // S1 pair masks (PairMasks) of 16-bit elements
@@ -151,7 +152,7 @@ struct LaneTables {
   float cent[16];                    // decode: the centroids γ_q
 };
 
-// Filled by the block's first warp (each lane its own entries) and `cent` by threads 0–15;
+// Filled by the block's first warp (each lane its own entries) and `cent` by threads 32–47;
 // the caller then synchronizes the block.
 template <int BITS>
 __device__ __forceinline__ void FillLaneTables(LaneTables& t, const LaneGeometry& geo,
@@ -160,7 +161,9 @@ __device__ __forceinline__ void FillLaneTables(LaneTables& t, const LaneGeometry
   if (threadIdx.x < 32) {
     float sc[kLaneElems];
 #pragma unroll
-    for (int i = 0; i < kLaneElems; ++i) sc[i] = ((geo.s2 >> i) & 1u) != 0 ? -inv_sqrt_d : inv_sqrt_d;
+    for (int i = 0; i < kLaneElems; ++i) {
+      sc[i] = ((geo.s2 >> i) & 1u) != 0 ? -inv_sqrt_d : inv_sqrt_d;
+    }
 #pragma unroll
     for (int j = 0; j < kLaneElems / 4; ++j) {
       t.scale[j][lane] = make_float4(sc[4 * j], sc[4 * j + 1], sc[4 * j + 2], sc[4 * j + 3]);
@@ -172,10 +175,13 @@ __device__ __forceinline__ void FillLaneTables(LaneTables& t, const LaneGeometry
     const turbo::LanePacked<BITS> f = turbo::SignFlipMask<BITS>(geo.s2);
     t.flip[lane] = make_uint4(f.lo, f.lo2, f.hi, 0u);
   }
-  if (threadIdx.x >= 32 && threadIdx.x < 48) t.cent[threadIdx.x - 32] = cb.centroids[threadIdx.x - 32];
+  if (threadIdx.x >= 32 && threadIdx.x < 48) {
+    t.cent[threadIdx.x - 32] = cb.centroids[threadIdx.x - 32];  // cb: a __grid_constant__
+  }
 }
 
-__device__ __forceinline__ void LanePairMasks(const LaneTables& t, uint32_t (&pm)[kLaneElems / 2]) {
+__device__ __forceinline__ void LanePairMasks(const LaneTables& t,
+                                              uint32_t (&pm)[kLaneElems / 2]) {
   const uint32_t lane = threadIdx.x % 32;
   const uint4 a = t.pair_mask[0][lane], b = t.pair_mask[1][lane];
   pm[0] = a.x; pm[1] = a.y; pm[2] = a.z; pm[3] = a.w;
@@ -183,8 +189,8 @@ __device__ __forceinline__ void LanePairMasks(const LaneTables& t, uint32_t (&pm
 }
 
 template <typename T, int BITS, int CL>
-__global__ void __launch_bounds__(kTurboThreads, 8) TurboEncodeKernel(SegmentBatch b, TurboPlan p,
-                                                              const __grid_constant__ Codebook cb) {
+__global__ void __launch_bounds__(kTurboThreads, 8)
+    TurboEncodeKernel(SegmentBatch b, TurboPlan p, const __grid_constant__ Codebook cb) {
   using Packed = turbo::LanePacked<BITS>;
   extern __shared__ __align__(16) uint8_t smem[];
   const TurboSmem s = CarveSmem(smem, p);
@@ -280,8 +286,8 @@ __global__ void __launch_bounds__(kTurboThreads, 8) TurboEncodeKernel(SegmentBat
 }
 
 template <typename T, int BITS, int CL>
-__global__ void __launch_bounds__(kTurboThreads, 8) TurboDecodeKernel(SegmentBatch b, TurboPlan p,
-                                                              const __grid_constant__ Codebook cb) {
+__global__ void __launch_bounds__(kTurboThreads, 8)
+    TurboDecodeKernel(SegmentBatch b, TurboPlan p, const __grid_constant__ Codebook cb) {
   using Packed = turbo::LanePacked<BITS>;
   extern __shared__ __align__(16) uint8_t smem[];
   const TurboSmem s = CarveSmem(smem, p);
@@ -377,8 +383,8 @@ cudaError_t LaunchTurboTyped(const SegmentBatch& b, const TurboPlan& plan, const
   auto run = [&](auto kernel) -> cudaError_t {
     cudaError_t e = PrepareSmem(kernel, plan.smem_bytes);
     if (e != cudaSuccess) return e;
-    const dim3 grid(BlocksPerSegment(tiles, b.count, ResidentBlocks(kernel, plan.smem_bytes, kTurboThreads)),
-                    b.count);
+    const uint32_t resident = ResidentBlocks(kernel, plan.smem_bytes, kTurboThreads);
+    const dim3 grid(BlocksPerSegment(tiles, b.count, resident), b.count);
     kernel<<<grid, kTurboThreads, plan.smem_bytes, stream>>>(b, plan, cb);
     return cudaGetLastError();
   };
