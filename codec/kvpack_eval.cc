@@ -1,8 +1,8 @@
 // kvpack_eval: runs codecs and codec policies over KV data and prints quality and speed.
 //
-//   kvpack_eval --dataset=synthetic-kv --head_dim=128 --count=512 --seed=1 \
+//   kvpack_eval --dataset=synthetic-kv --head_dim=128 --count=512 --seed=1
 //       --codecs=turbo3,k8v4,int8 [--format=json]
-//   kvpack_eval --dataset=/work/shared/data/tinylm-dev-kv.safetensors \
+//   kvpack_eval --dataset=/work/shared/data/tinylm-dev-kv.safetensors
 //       --queries=/work/shared/data/tinylm-dev-q.safetensors --head_dim=128 --count=0
 //
 // Every entry of --codecs is anything CodecPolicy::Parse accepts (a codec, a preset, or

@@ -104,7 +104,9 @@ KvDataset SyntheticKv(const DatasetOptions& o) {
         for (uint32_t c = 0; c < d; ++c) n2 += double{k[c]} * k[c];
         float* qv = &q[QIndex(l, ds.query_heads, layer, t, qh)];
         for (uint32_t c = 0; c < d; ++c) {
-          qv[c] = static_cast<float>(8.0 * std::sqrt(double{d}) * k[c] / std::max(n2, 1e-30) + normal(rng));
+          qv[c] = static_cast<float>(8.0 * std::sqrt(static_cast<double>(d)) * k[c] /
+                                         std::max(n2, 1e-30) +
+                                     normal(rng));
         }
       }
     }
