@@ -22,11 +22,15 @@ class BlockStore {
  public:
   virtual ~BlockStore() = default;
 
+  // Durability of every write (Put, Delete, RegisterNamespace, and the evictions a Put makes):
+  // once the call returns OK the write survives a crash of the process (kill -9). With
+  // sync=true it also survives a crash of the machine (power loss) — and so does every write
+  // that returned before it. A write that returned an error may or may not have been applied.
+
   // Stores `value` (non-null) under (ns, key), replacing any previous value, evicting other
-  // blocks if the implementation does so when full. sync=true: returns only once the write is
-  // durable (survives a crash of the process and of the machine). ResourceExhausted if the block
-  // cannot be stored for lack of capacity; other codes for I/O failures. On error the previous
-  // value, if any, is unchanged.
+  // blocks if the implementation does so when full. ResourceExhausted if the block cannot be
+  // stored for lack of capacity; other codes for I/O failures. On an error raised before the
+  // write (capacity, a failed log write) the previous value, if any, is unchanged.
   virtual absl::Status Put(absl::string_view ns, absl::string_view key, const BlockBytes& value,
                            bool sync) = 0;
 
@@ -37,8 +41,15 @@ class BlockStore {
   // Whether (ns, key) is stored, without reading the value or touching counters.
   virtual bool Contains(absl::string_view ns, absl::string_view key) const = 0;
 
-  // Removes (ns, key). Returns whether it was present.
-  virtual absl::StatusOr<bool> Delete(absl::string_view ns, absl::string_view key) = 0;
+  // Removes (ns, key). Returns whether it was present. Durability as for Put (nothing is
+  // written, and nothing needs to be, when the key is absent).
+  virtual absl::StatusOr<bool> Delete(absl::string_view ns, absl::string_view key,
+                                      bool sync) = 0;
+
+  // Makes every write that returned before this call survive a crash of the machine. Writes
+  // made with sync=true need no call; a caller making several writes may make them with
+  // sync=false and then call Sync once.
+  virtual absl::Status Sync() = 0;
 
   // Records that `ns` has held blocks. Idempotent; sync as for Put.
   virtual absl::Status RegisterNamespace(absl::string_view ns, bool sync) = 0;

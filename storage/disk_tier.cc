@@ -1,5 +1,6 @@
 #include "storage/disk_tier.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <system_error>
 #include <utility>
@@ -180,11 +181,32 @@ void DiskTier::ForgetLocked(absl::string_view block_key) {
   index_.erase(found);
 }
 
-rocksdb::WriteOptions DiskTier::BlockWriteOptions(bool sync) const {
-  rocksdb::WriteOptions write_options;
-  write_options.sync = sync;
-  write_options.disableWAL = !sync && !options_.log_unsynced_writes;
-  return write_options;
+absl::Status DiskTier::WriteLocked(rocksdb::WriteBatch* batch, absl::string_view what) {
+  return FromRocksDb(db_->Write(rocksdb::WriteOptions(), batch), what);
+}
+
+absl::Status DiskTier::Sync() {
+  // Every write that returned before this call has a sequence number at most this one.
+  const uint64_t wanted = db_->GetLatestSequenceNumber();
+  absl::MutexLock lock(&sync_mu_);
+  while (synced_seq_ < wanted) {
+    if (sync_running_) {
+      sync_done_.Wait(&sync_mu_);
+      continue;
+    }
+    sync_running_ = true;
+    // Published sequence numbers have their log records written, so the fsync below covers
+    // every write up to `covered`.
+    const uint64_t covered = db_->GetLatestSequenceNumber();
+    sync_mu_.Unlock();
+    const rocksdb::Status s = db_->SyncWAL();
+    sync_mu_.Lock();
+    sync_running_ = false;
+    sync_done_.SignalAll();
+    if (!s.ok()) return FromRocksDb(s, "syncing the disk tier's write-ahead log");
+    synced_seq_ = std::max(synced_seq_, covered);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status DiskTier::Put(absl::string_view ns, absl::string_view key, const BlockBytes& value,
@@ -198,7 +220,7 @@ absl::Status DiskTier::Put(absl::string_view ns, absl::string_view key, const Bl
                                                      options_.capacity_bytes, " bytes"));
   }
 
-  absl::MutexLock write_lock(&write_mu_);
+  absl::ReleasableMutexLock write_lock(&write_mu_);
   const uint64_t seq = next_seq_;
   rocksdb::WriteBatch batch;
   const rocksdb::Slice key_slice(block_key);
@@ -223,18 +245,19 @@ absl::Status DiskTier::Put(absl::string_view ns, absl::string_view key, const Bl
       victims.push_back(it->second.block_key);
     }
   }
-  RETURN_IF_ERROR(
-      FromRocksDb(db_->Write(BlockWriteOptions(sync), &batch), "writing a block to disk"));
+  RETURN_IF_ERROR(WriteLocked(&batch, "writing a block to disk"));
   ++next_seq_;
-
-  absl::MutexLock lock(&mu_);
-  ForgetLocked(block_key);
-  for (const std::string& victim : victims) ForgetLocked(victim);
-  evictions_ += victims.size();
-  index_[block_key] = IndexEntry{seq, charge};
-  by_seq_[seq] = OrderEntry{block_key, charge};
-  bytes_ += charge;
-  return absl::OkStatus();
+  {
+    absl::MutexLock lock(&mu_);
+    ForgetLocked(block_key);
+    for (const std::string& victim : victims) ForgetLocked(victim);
+    evictions_ += victims.size();
+    index_[block_key] = IndexEntry{seq, charge};
+    by_seq_[seq] = OrderEntry{block_key, charge};
+    bytes_ += charge;
+  }
+  write_lock.Release();
+  return sync ? Sync() : absl::OkStatus();
 }
 
 absl::StatusOr<BlockBytes> DiskTier::ReadVerified(const std::string& block_key) {
@@ -287,8 +310,7 @@ absl::StatusOr<BlockBytes> DiskTier::DropCorrupt(const std::string& block_key,
       batch.Delete(EncodeOrderKey(found->second.seq));
     }
   }
-  RETURN_IF_ERROR(FromRocksDb(db_->Write(rocksdb::WriteOptions(), &batch),
-                              absl::StrCat("deleting a corrupt block (", reason, ")")));
+  RETURN_IF_ERROR(WriteLocked(&batch, absl::StrCat("deleting a corrupt block (", reason, ")")));
   {
     absl::MutexLock lock(&mu_);
     ForgetLocked(block_key);
@@ -305,9 +327,9 @@ bool DiskTier::Contains(absl::string_view ns, absl::string_view key) const {
   return index_.contains(block_key);
 }
 
-absl::StatusOr<bool> DiskTier::Delete(absl::string_view ns, absl::string_view key) {
+absl::StatusOr<bool> DiskTier::Delete(absl::string_view ns, absl::string_view key, bool sync) {
   const std::string block_key = EncodeBlockKey(ns, key);
-  absl::MutexLock write_lock(&write_mu_);
+  absl::ReleasableMutexLock write_lock(&write_mu_);
   rocksdb::WriteBatch batch;
   {
     absl::ReaderMutexLock lock(&mu_);
@@ -315,18 +337,21 @@ absl::StatusOr<bool> DiskTier::Delete(absl::string_view ns, absl::string_view ke
     if (found == index_.end()) return false;
     AddRemoval(block_key, found->second, &batch);
   }
-  RETURN_IF_ERROR(
-      FromRocksDb(db_->Write(BlockWriteOptions(false), &batch), "deleting a block from disk"));
-  absl::MutexLock lock(&mu_);
-  ForgetLocked(block_key);
+  RETURN_IF_ERROR(WriteLocked(&batch, "deleting a block from disk"));
+  {
+    absl::MutexLock lock(&mu_);
+    ForgetLocked(block_key);
+  }
+  write_lock.Release();
+  if (sync) RETURN_IF_ERROR(Sync());
   return true;
 }
 
 absl::Status DiskTier::RegisterNamespace(absl::string_view ns, bool sync) {
-  rocksdb::WriteOptions write_options;
-  write_options.sync = sync;
-  return FromRocksDb(db_->Put(write_options, EncodeNamespaceKey(ns), rocksdb::Slice()),
-                     "registering a namespace");
+  RETURN_IF_ERROR(FromRocksDb(db_->Put(rocksdb::WriteOptions(), EncodeNamespaceKey(ns),
+                                       rocksdb::Slice()),
+                              "registering a namespace"));
+  return sync ? Sync() : absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<std::string>> DiskTier::ListNamespaces() const {

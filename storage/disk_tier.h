@@ -13,15 +13,18 @@
 //   byte total and the eviction order from it without reading any value, and evicts down to a
 //   smaller capacity if the directory was written with a larger one.
 // - Contains answers from the in-memory index: no disk access.
-// - Writes with sync=false skip the WAL unless log_unsynced_writes is set (see the option).
+// - Every write goes through RocksDB's write-ahead log, so a write that returned survives a
+//   crash of the process; sync=true (and Sync) also fsync the log, so the write survives a
+//   crash of the machine. Syncs are group-committed: one fsync covers every write that
+//   returned before it, so concurrent durable puts share fsyncs (see Sync).
 // - Tuned for values of 100 KB - 10 MB: values of min_blob_size or more go to RocksDB blob
 //   files (the LSM tree holds only keys and blob references), no compression (blocks arrive
 //   compressed), bloom filters on the keys. Note that a value sits in the memtable until flush,
 //   so up to ~2 x write_buffer_bytes of recent values live in RAM as well.
 //
 // Thread-safe. Writers (Put, Delete, corrupt-entry drops) are serialized among themselves by
-// one mutex held across the RocksDB write; readers (Get, Contains, Stats) never wait for a
-// write to reach the disk.
+// one mutex held across the RocksDB write (a write to the log, not an fsync: fsyncs happen
+// outside it); readers (Get, Contains, Stats) never wait for a write to reach the disk.
 #ifndef KVPACK_STORAGE_DISK_TIER_H_
 #define KVPACK_STORAGE_DISK_TIER_H_
 
@@ -52,11 +55,6 @@ struct DiskTierOptions {
   uint64_t min_blob_size = 64ull << 10;  // values at least this large go to blob files
   uint64_t write_buffer_bytes = 64ull << 20;
   uint64_t block_cache_bytes = 32ull << 20;  // caches index, filter and small-value blocks
-  // Whether writes with sync=false (spills, non-durable puts, deletes) go through the WAL. When
-  // false they skip it, halving the bytes written per block (a blob is otherwise written twice:
-  // WAL, then blob file); they reach disk at the next memtable flush or at a clean close, and a
-  // crash of the process loses the ones not yet flushed. Synced writes always use the WAL.
-  bool log_unsynced_writes = false;
 };
 
 class DiskTier : public BlockStore {
@@ -67,8 +65,8 @@ class DiskTier : public BlockStore {
   // other codes for RocksDB/I/O failures.
   static absl::StatusOr<std::unique_ptr<DiskTier>> Open(const DiskTierOptions& options);
 
-  // Closes the database (recent writes with sync=false are in the WAL and survive a process
-  // exit; they may be lost if the machine crashes).
+  // Closes the database (writes made with sync=false are in the WAL and survive; a crash of the
+  // machine before the next sync may still lose them).
   ~DiskTier() override;
 
   DiskTier(const DiskTier&) = delete;
@@ -86,7 +84,13 @@ class DiskTier : public BlockStore {
                    bool sync) override;
   absl::StatusOr<BlockBytes> Get(absl::string_view ns, absl::string_view key) override;
   bool Contains(absl::string_view ns, absl::string_view key) const override;
-  absl::StatusOr<bool> Delete(absl::string_view ns, absl::string_view key) override;
+  absl::StatusOr<bool> Delete(absl::string_view ns, absl::string_view key, bool sync) override;
+  // Group commit: a caller whose writes are already covered by a finished fsync returns at
+  // once; otherwise one caller at a time fsyncs the log (RocksDB's SyncWAL) on behalf of every
+  // write that returned before it started, and the others wait for it. RocksDB's own group
+  // commit of sync=true writes cannot be used: writers hold write_mu_ across their write (for
+  // the eviction plan), so they never reach RocksDB's write queue together.
+  absl::Status Sync() override;
   absl::Status RegisterNamespace(absl::string_view ns, bool sync) override;
   absl::StatusOr<std::vector<std::string>> ListNamespaces() const override;
   StorageTierStats Stats() const override;
@@ -114,8 +118,9 @@ class DiskTier : public BlockStore {
   absl::StatusOr<BlockBytes> DropCorrupt(const std::string& block_key, absl::string_view reason);
   // Reads and verifies the value under `block_key`; NotFound, DataLoss or a RocksDB error.
   absl::StatusOr<BlockBytes> ReadVerified(const std::string& block_key);
-  // Write options for block records: sync as asked, WAL per options_.log_unsynced_writes.
-  rocksdb::WriteOptions BlockWriteOptions(bool sync) const;
+  // Writes `batch` through the WAL (not synced) under write_mu_.
+  absl::Status WriteLocked(rocksdb::WriteBatch* batch, absl::string_view what)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // Appends to `batch` the deletes of the block and order records of `block_key`.
   static void AddRemoval(absl::string_view block_key, const IndexEntry& entry,
                          rocksdb::WriteBatch* batch);
@@ -137,6 +142,12 @@ class DiskTier : public BlockStore {
   std::map<uint64_t, OrderEntry> by_seq_ ABSL_GUARDED_BY(mu_);  // oldest write first
   uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t evictions_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Group commit state (see Sync). Independent of the other mutexes: never held with them.
+  absl::Mutex sync_mu_;
+  absl::CondVar sync_done_;
+  bool sync_running_ ABSL_GUARDED_BY(sync_mu_) = false;
+  uint64_t synced_seq_ ABSL_GUARDED_BY(sync_mu_) = 0;  // RocksDB sequence known to be synced
 
   std::atomic<uint64_t> hits_{0};
   std::atomic<uint64_t> misses_{0};

@@ -107,7 +107,7 @@ TEST_F(DiskTierTest, RestartKeepsBlocksNamespacesAndAccounting) {
                             /*sync=*/i % 2 == 0)
                       .ok());
     }
-    ASSERT_TRUE(tier->Delete("tenant-a", "k3").value());
+    ASSERT_TRUE(tier->Delete("tenant-a", "k3", /*sync=*/false).value());
     before = tier->Stats();
   }
   auto tier = Open(1 << 30);
@@ -203,8 +203,8 @@ TEST_F(DiskTierTest, ReplacingABlockChargesItOnce) {
 TEST_F(DiskTierTest, DeleteReportsPresenceAndReleasesBytes) {
   auto tier = Open(1 << 30);
   ASSERT_TRUE(tier->Put("ns", "k", Value('a'), false).ok());
-  EXPECT_TRUE(tier->Delete("ns", "k").value());
-  EXPECT_FALSE(tier->Delete("ns", "k").value());
+  EXPECT_TRUE(tier->Delete("ns", "k", /*sync=*/true).value());
+  EXPECT_FALSE(tier->Delete("ns", "k", /*sync=*/true).value());
   EXPECT_EQ(tier->Stats().bytes, 0u);
   EXPECT_EQ(tier->Get("ns", "k").status().code(), absl::StatusCode::kNotFound);
 }
@@ -293,7 +293,7 @@ TEST_F(DiskTierTest, ConcurrentWritersKeepAccountingConsistentAcrossRestart) {
         for (int i = 0; i < 60; ++i) {
           const std::string key = "t" + std::to_string(t) + "-" + std::to_string(10 + i % 25);
           if (i % 5 == 4) {
-            ASSERT_TRUE(tier->Delete("ns", key).ok());
+            ASSERT_TRUE(tier->Delete("ns", key, /*sync=*/i % 2 == 0).ok());
           } else if (i % 3 == 2) {
             auto value = tier->Get("ns", key);
             ASSERT_TRUE(value.ok() || absl::IsNotFound(value.status())) << value.status();

@@ -50,9 +50,15 @@ bool FaultInjectingBlockStore::Contains(absl::string_view ns, absl::string_view 
   return base_->Contains(ns, key);
 }
 
-absl::StatusOr<bool> FaultInjectingBlockStore::Delete(absl::string_view ns, absl::string_view key) {
+absl::StatusOr<bool> FaultInjectingBlockStore::Delete(absl::string_view ns, absl::string_view key,
+                                                      bool sync) {
   RETURN_IF_ERROR(Enter(Op::kDelete));
-  return base_->Delete(ns, key);
+  return base_->Delete(ns, key, sync);
+}
+
+absl::Status FaultInjectingBlockStore::Sync() {
+  RETURN_IF_ERROR(Enter(Op::kSync));
+  return base_->Sync();
 }
 
 absl::Status FaultInjectingBlockStore::RegisterNamespace(absl::string_view ns, bool sync) {

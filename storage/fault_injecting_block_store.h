@@ -25,7 +25,7 @@ namespace kvpack {
 class FaultInjectingBlockStore : public BlockStore {
  public:
   // The operations that can be made to fail. Contains, ListNamespaces and Stats always forward.
-  enum class Op { kPut = 0, kGet, kDelete, kRegisterNamespace };
+  enum class Op { kPut = 0, kGet, kDelete, kRegisterNamespace, kSync };
 
   // `base` must not be null.
   explicit FaultInjectingBlockStore(std::unique_ptr<BlockStore> base);
@@ -42,13 +42,14 @@ class FaultInjectingBlockStore : public BlockStore {
                    bool sync) override;
   absl::StatusOr<BlockBytes> Get(absl::string_view ns, absl::string_view key) override;
   bool Contains(absl::string_view ns, absl::string_view key) const override;
-  absl::StatusOr<bool> Delete(absl::string_view ns, absl::string_view key) override;
+  absl::StatusOr<bool> Delete(absl::string_view ns, absl::string_view key, bool sync) override;
+  absl::Status Sync() override;
   absl::Status RegisterNamespace(absl::string_view ns, bool sync) override;
   absl::StatusOr<std::vector<std::string>> ListNamespaces() const override;
   StorageTierStats Stats() const override;
 
  private:
-  static constexpr int kOps = 4;
+  static constexpr int kOps = 5;
   struct Fault {
     absl::Status status;
     int remaining = 0;  // < 0: unlimited

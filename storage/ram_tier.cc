@@ -70,7 +70,7 @@ absl::StatusOr<std::vector<RamTier::Evicted>> RamTier::Insert(absl::string_view 
       shard.spilling.insert_or_assign(victim->block_key,
                                       SpillingEntry{victim->value, victim->checksum});
     }
-    evicted.push_back(Evicted{victim->block_key, victim->value});
+    evicted.push_back(Evicted{victim->block_key, victim->value, victim->checksum});
     RemoveNode(shard, victim);
   }
   return evicted;
@@ -109,6 +109,16 @@ absl::StatusOr<BlockBytes> RamTier::Lookup(absl::string_view ns, absl::string_vi
   ++shard.corrupt_dropped;
   return absl::DataLossError(absl::StrCat("checksum mismatch on a ", value->size(),
                                           "-byte block in the RAM tier; the block was dropped"));
+}
+
+bool RamTier::StillIntact(const Evicted& block) const {
+  if (!options_.verify_checksums || BlockChecksum(block.block_key, *block.value) == block.checksum) {
+    return true;
+  }
+  Shard& shard = ShardFor(block.block_key);
+  absl::MutexLock lock(&shard.mu);
+  ++shard.corrupt_dropped;
+  return false;
 }
 
 bool RamTier::Contains(absl::string_view ns, absl::string_view key) const {

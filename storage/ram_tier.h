@@ -48,6 +48,7 @@ class RamTier {
   struct Evicted {
     std::string block_key;  // EncodeBlockKey(ns, key)
     BlockBytes value;
+    uint64_t checksum;      // taken at insert (0 without verify_checksums)
   };
 
   // InvalidArgument if shards < 1.
@@ -82,6 +83,11 @@ class RamTier {
 
   // True while `block_key` is in the spilling set with exactly this value (same object).
   bool IsSpilling(absl::string_view block_key, const BlockBytes& value) const;
+
+  // Whether an evicted block's bytes still match the checksum taken at insert (always true
+  // without verify_checksums). A block that fails is counted in corrupt_dropped: the caller
+  // must not write it anywhere.
+  bool StillIntact(const Evicted& block) const;
 
   // Takes `block_key` out of the spilling set if it still holds exactly `value`.
   void FinishSpill(absl::string_view block_key, const BlockBytes& value);

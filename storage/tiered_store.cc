@@ -119,8 +119,10 @@ absl::StatusOr<StorageTier> TieredStore::Put(absl::string_view ns, absl::string_
     } else {
       if (disk_ != nullptr && disk_->Contains(ns, key)) {
         // The disk copy would be stale once the new value is in RAM, and would be served again
-        // after a restart.
-        RETURN_IF_ERROR(disk_->Delete(ns, key).status());
+        // after a restart. The delete goes through the log, so after a crash of the process the
+        // key is absent or new, never old (after a crash of the machine the last durable
+        // version may come back: storage/FORMAT.md, "Durability").
+        RETURN_IF_ERROR(disk_->Delete(ns, key, /*sync=*/false).status());
       }
       ASSIGN_OR_RETURN(evicted, ram_->Insert(ns, key, std::move(value)));
       landed = StorageTier::kRam;
@@ -138,8 +140,11 @@ void TieredStore::Spill(const std::vector<RamTier::Evicted>& evicted) {
     // Gone from the spilling set: deleted or replaced since it was evicted.
     if (!ram_->IsSpilling(block.block_key, block.value)) continue;
     // Blocks the RAM tier produced always decode; a disk copy, when there is one, holds the same
-    // bytes (the class invariant), so only a RAM-only block needs writing.
-    if (parts.ok() && !disk_->Contains(parts->ns, parts->key)) {
+    // bytes (the class invariant), so only a RAM-only block needs writing — and only if its
+    // bytes still match the checksum RAM took at insert: a block corrupted in RAM is dropped
+    // here like one a Get finds corrupt, never written to disk.
+    // (StillIntact counts a failure in the RAM tier's corrupt_dropped.)
+    if (parts.ok() && !disk_->Contains(parts->ns, parts->key) && ram_->StillIntact(block)) {
       if (!disk_->Put(parts->ns, parts->key, block.value, /*sync=*/false).ok()) {
         spill_failures_.fetch_add(1, std::memory_order_relaxed);
       }
@@ -209,15 +214,19 @@ absl::StatusOr<uint32_t> TieredStore::Delete(absl::string_view ns,
                                              absl::Span<const std::string> keys) {
   for (const std::string& key : keys) RETURN_IF_ERROR(ValidateKey(ns, key));
   uint32_t present = 0;
+  bool wrote_disk = false;
   for (const std::string& key : keys) {
     absl::MutexLock stripe(&StripeFor(EncodeBlockKey(ns, key)));
     bool found = ram_ != nullptr && ram_->Erase(ns, key);
     if (disk_ != nullptr) {
-      ASSIGN_OR_RETURN(const bool on_disk, disk_->Delete(ns, key));
+      ASSIGN_OR_RETURN(const bool on_disk, disk_->Delete(ns, key, /*sync=*/false));
       found = found || on_disk;
+      wrote_disk = wrote_disk || on_disk;
     }
     if (found) ++present;
   }
+  // One fsync for the whole request: a delete that returned never comes back, after any crash.
+  if (wrote_disk) RETURN_IF_ERROR(disk_->Sync());
   return present;
 }
 
