@@ -201,6 +201,10 @@ absl::StatusOr<BlockInfo> ParseBlock(absl::Span<const uint8_t> encoded) {
     const CodecId id = static_cast<CodecId>(entry[0]);
     const SegmentCodec* codec = FindCodecById(id);
     if (codec == nullptr) {
+      const absl::string_view retired = RetiredCodecReason(id);
+      if (!retired.empty()) {
+        return absl::DataLossError(absl::StrCat(where, ": codec id ", entry[0], ": ", retired));
+      }
       return absl::DataLossError(absl::StrCat(where, ": unknown codec id ", entry[0]));
     }
     const SegmentCodec* expected = policy->CodecFor(layer, info.layout.layers, is_key);

@@ -83,6 +83,19 @@ const SegmentCodec* FindCodecById(CodecId id) {
   return GetRegistry().by_id[static_cast<size_t>(id)];
 }
 
+absl::string_view RetiredCodecReason(CodecId id) {
+  switch (static_cast<int>(id)) {
+    case 20:
+    case 21:
+    case 22:
+      return "it is turbo_prod2/3/4 (ids 20-22) as written by an older kvpack format, whose QJL "
+             "matrices came from the segment seed; this build writes turbo_prod as ids 23-25 "
+             "and cannot decode the old ids: store the block again from its source";
+    default:
+      return "";
+  }
+}
+
 std::vector<absl::string_view> CodecNames() {
   std::vector<absl::string_view> names;
   for (const SegmentCodec* codec : GetRegistry().by_id_order) names.push_back(codec->name());

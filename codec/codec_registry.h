@@ -22,6 +22,11 @@ const SegmentCodec* FindCodec(absl::string_view name);
 // build, or corrupt bytes).
 const SegmentCodec* FindCodecById(CodecId id);
 
+// For an id that earlier builds wrote and this one no longer decodes — ids 20–22, turbo_prod
+// blocks whose QJL matrices were drawn from the segment seed — a sentence saying so, for the
+// DataLoss message of a block holding one; empty for every other id.
+absl::string_view RetiredCodecReason(CodecId id);
+
 // Every registered codec's name, in ascending id order.
 std::vector<absl::string_view> CodecNames();
 

@@ -28,9 +28,11 @@ enum class CodecId : uint8_t {
   kTurbo4 = 12,
   kTurbo25 = 13,
   kTurbo35 = 14,
-  kTurboProd2 = 20,
-  kTurboProd3 = 21,
-  kTurboProd4 = 22,
+  // 20–22: turbo_prod2/3/4 with a QJL matrix drawn from the segment seed. Retired: never
+  // written again, and decoded only to an error (codec_registry.h, RetiredCodecReason).
+  kTurboProd2 = 23,
+  kTurboProd3 = 24,
+  kTurboProd4 = 25,
 };
 
 // What a codec needs to know about the segment it encodes.

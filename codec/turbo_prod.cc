@@ -9,14 +9,13 @@
 #include "codec/float_convert.h"
 #include "codec/hadamard.h"
 #include "codec/lloyd_max.h"
+#include "codec/qjl.h"
 #include "codec/segment_io.h"
 #include "codec/turbo_elements.h"
 #include "codec/turbo_kernel.h"
 
 namespace kvpack {
 namespace {
-
-constexpr size_t kMaxCachedMatrices = 64;
 
 bool InvalidHalf(uint16_t h) { return (h & 0x7c00u) == 0x7c00u || (h & 0x8000u) != 0; }
 
@@ -44,27 +43,6 @@ uint64_t TurboProdCodec::EncodedSize(const SegmentShape& shape) const {
   return 12 + 4 * shape.Vectors() * chunks + shape.Elements() * bits_ / 8;
 }
 
-std::shared_ptr<const QjlMatrix> TurboProdCodec::Matrix(uint64_t seed, uint32_t chunk_pos,
-                                                        uint32_t D) const {
-  const Key key(seed, chunk_pos, D);
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = cache_.find(key);
-    if (it != cache_.end()) return it->second;
-  }
-  auto built = std::make_shared<const QjlMatrix>(QjlProjection(seed, chunk_pos, D));
-  absl::MutexLock lock(&mu_);
-  auto [it, inserted] = cache_.emplace(key, built);
-  if (inserted) {
-    cache_order_.push_back(key);
-    if (cache_order_.size() > kMaxCachedMatrices) {
-      cache_.erase(cache_order_.front());
-      cache_order_.pop_front();
-    }
-  }
-  return it->second;
-}
-
 absl::Status TurboProdCodec::Encode(const SegmentShape& shape, const SegmentContext& context,
                                     absl::Span<const uint8_t> raw, absl::Span<uint8_t> out) const {
   absl::Status status = Supports(shape);
@@ -76,10 +54,10 @@ absl::Status TurboProdCodec::Encode(const SegmentShape& shape, const SegmentCont
   const std::vector<uint32_t> sizes = TurboChunkSizes(d);
   const size_t chunks = sizes.size();
   std::vector<HadamardSigns> signs;
-  std::vector<std::shared_ptr<const QjlMatrix>> mats;
+  std::vector<const QjlMatrix*> mats;
   for (size_t c = 0; c < chunks; ++c) {
     signs.push_back(RotationSigns(context.seed, static_cast<uint32_t>(c), sizes[c]));
-    mats.push_back(Matrix(context.seed, static_cast<uint32_t>(c), sizes[c]));
+    mats.push_back(&QjlProjection(static_cast<uint32_t>(c), sizes[c]));
   }
   const LloydMaxCodebook& book = GaussianCodebook(mse_bits);
   const uint64_t n = shape.Vectors();
@@ -151,10 +129,10 @@ absl::Status TurboProdCodec::Decode(const SegmentShape& shape, absl::Span<const 
     }
   }
   std::vector<HadamardSigns> signs;
-  std::vector<std::shared_ptr<const QjlMatrix>> mats;
+  std::vector<const QjlMatrix*> mats;
   for (size_t c = 0; c < chunks; ++c) {
     signs.push_back(RotationSigns(seed, static_cast<uint32_t>(c), sizes[c]));
-    mats.push_back(Matrix(seed, static_cast<uint32_t>(c), sizes[c]));
+    mats.push_back(&QjlProjection(static_cast<uint32_t>(c), sizes[c]));
   }
   const LloydMaxCodebook& book = GaussianCodebook(mse_bits);
   const size_t elem = DTypeSize(shape.dtype);

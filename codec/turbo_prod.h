@@ -1,26 +1,23 @@
-// TurboQuant-prod codecs turbo_prod2/3/4 (codec/FORMAT.md, ids 20–22): per power-of-two
+// TurboQuant-prod codecs turbo_prod2/3/4 (codec/FORMAT.md, ids 23–25): per power-of-two
 // chunk a (b−1)-bit TurboQuant-MSE code (without norm correction) plus a 1-bit QJL sketch of
 // the rotated residual, so that inner products ⟨y, x̂⟩ are unbiased. b + 32·chunks/d bits per
 // value. Research only: the QJL variance hurts attention in practice (CODEC_NOTES.md), so no
 // policy preset uses these.
 //
-// Thread-safe: the codec caches the O(D³) QJL matrices per (seed, chunk) behind a mutex;
-// everything else is immutable after construction.
+// Per segment the codec draws only the Hadamard rotation's signs from the segment seed (O(D));
+// the QJL matrices S are the format's fixed ones (codec/qjl.h), built once per process, so a
+// put costs O(bytes) however many seeds (keys) the server sees. The ids 20–22 of the earlier
+// scheme, whose S came from the segment seed, are retired (codec_registry.h).
+//
+// Immutable after construction; safe to use from many threads.
 #ifndef KVPACK_CODEC_TURBO_PROD_H_
 #define KVPACK_CODEC_TURBO_PROD_H_
 
 #include <cstdint>
-#include <deque>
-#include <map>
-#include <memory>
-#include <tuple>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
-#include "codec/qjl.h"
 #include "codec/segment_codec.h"
 
 namespace kvpack {
@@ -48,21 +45,14 @@ class TurboProdCodec final : public SegmentCodec {
   absl::Status Encode(const SegmentShape& shape, const SegmentContext& context,
                       absl::Span<const uint8_t> raw, absl::Span<uint8_t> out) const override;
   // DataLoss for a wrong size, a non-finite shrinkage, or a negative/non-finite norm or ρ.
+  // The rotation signs come from the seed the segment records.
   absl::Status Decode(const SegmentShape& shape, absl::Span<const uint8_t> encoded,
                       absl::Span<uint8_t> raw) const override;
 
  private:
-  // The QJL matrix for (seed, chunk position, size), from the cache or built.
-  std::shared_ptr<const QjlMatrix> Matrix(uint64_t seed, uint32_t chunk_pos, uint32_t D) const;
-
   // Constant after construction.
   const int bits_;
   const TurboProdOptions options_;
-
-  using Key = std::tuple<uint64_t, uint32_t, uint32_t>;
-  mutable absl::Mutex mu_;
-  mutable std::map<Key, std::shared_ptr<const QjlMatrix>> cache_ ABSL_GUARDED_BY(mu_);
-  mutable std::deque<Key> cache_order_ ABSL_GUARDED_BY(mu_);  // oldest first
 };
 
 }  // namespace kvpack

@@ -1,9 +1,16 @@
 #include "codec/turbo_prod.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
+#include <thread>
+#include <vector>
 
+#include "codec/block_format.h"
+#include "codec/codec_policy.h"
+#include "codec/codec_registry.h"
 #include "codec/qjl.h"
 #include "codec/turbo.h"
 #include "codec/turbo_test_util.h"
@@ -20,24 +27,44 @@ using testing_util::RoundTrip;
 using testing_util::Shape;
 
 TEST(QjlTest, ProjectionIsOrthonormalToDoublePrecision) {
-  for (uint32_t D : {16u, 64u, 128u}) {
-    const QjlMatrix s = QjlProjection(123, 0, D);
+  for (uint32_t D : {16u, 64u, 128u, 256u}) {
+    const std::vector<double> s = BuildQjlProjection(0, D);
     double frob = 0;
     for (uint32_t a = 0; a < D; ++a)
       for (uint32_t b = 0; b < D; ++b) {
         double dot = 0;
-        for (uint32_t i = 0; i < D; ++i) dot += s.rows[a * D + i] * s.rows[b * D + i];
+        for (uint32_t i = 0; i < D; ++i) dot += s[a * D + i] * s[b * D + i];
         frob += (dot - (a == b)) * (dot - (a == b));
       }
     EXPECT_LT(std::sqrt(frob), 1e-10) << D;
   }
 }
 
-TEST(QjlTest, IndependentOfTheRotationSeedAndDeterministic) {
-  const QjlMatrix a = QjlProjection(5, 0, 32), b = QjlProjection(5, 0, 32);
-  EXPECT_EQ(a.rows, b.rows);
-  EXPECT_NE(a.rows, QjlProjection(5, 1, 32).rows);
-  EXPECT_NE(a.rows, QjlProjection(6, 0, 32).rows);
+// S is the format's: a function of (position, D) alone, the same on every call, and what the
+// cache serves is the double matrix rounded to float.
+TEST(QjlTest, DependsOnPositionAndSizeOnly) {
+  const std::vector<double> a = BuildQjlProjection(1, 32);
+  EXPECT_EQ(a, BuildQjlProjection(1, 32));
+  EXPECT_NE(a, BuildQjlProjection(0, 32));
+  const QjlMatrix& cached = QjlProjection(1, 32);
+  EXPECT_EQ(&cached, &QjlProjection(1, 32));
+  ASSERT_EQ(cached.size, 32u);
+  ASSERT_EQ(cached.rows.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(cached.rows[i], static_cast<float>(a[i])) << i;
+}
+
+// Concurrent first uses of one matrix build it once and all see the same one. (1, 256) is the
+// second chunk of head_dims 768–1008 only, which no other test in this binary encodes.
+TEST(QjlTest, ConcurrentFirstUsesBuildOnce) {
+  const uint64_t before = QjlProjectionBuilds();
+  std::vector<const QjlMatrix*> seen(8, nullptr);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < seen.size(); ++t) {
+    threads.emplace_back([&seen, t] { seen[t] = &QjlProjection(1, 256); });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(QjlProjectionBuilds() - before, 1u);
+  for (const QjlMatrix* m : seen) EXPECT_EQ(m, seen[0]);
 }
 
 // Bug 1 (CODEC_NOTES.md): the QJL constant must match the projection family. With
@@ -46,7 +73,7 @@ TEST(QjlTest, IndependentOfTheRotationSeedAndDeterministic) {
 // (π/2)ρ²/D.
 TEST(QjlTest, QjlConstantMatchesOrthonormalProjection) {
   const uint32_t D = 128;
-  const QjlMatrix s = QjlProjection(9, 2, D);
+  const QjlMatrix& s = QjlProjection(2, D);
   std::vector<float> r = Gaussian(D, 3, 0.1f);
   double rho2 = 0;
   for (float v : r) rho2 += double{v} * v;
@@ -165,6 +192,101 @@ TEST(TurboProdTest, TruncatedOrMutatedBytesNeverCrash) {
   testing_util::FuzzDecode(
       codec, shape, EncodeOk(codec, shape, AsBytes(Gaussian(shape.Elements(), 4), shape.dtype)),
       500);
+}
+
+// A 4 KiB fp16 block (1 layer, 1 KV head, `tokens` × head_dim) of N(0,1) values.
+BlockLayout SmallLayout(uint32_t head_dim) {
+  BlockLayout layout;
+  layout.layers = 1;
+  layout.kv_heads = 1;
+  layout.head_dim = head_dim;
+  layout.tokens = std::max(1u, 1024 / head_dim);
+  layout.dtype = DType::kFloat16;
+  return layout;
+}
+
+// Regression: every key got its own segment seeds and every seed its own O(D³) QJL matrices,
+// so one 4 KiB put at head_dim 1024 cost ~21 s of CPU. Puts under 1000 distinct seeds now
+// build the one matrix head_dim 1024 uses at most once (none if an earlier test built it).
+TEST(TurboProdTest, PutCostDoesNotGrowWithDistinctSeeds) {
+  const BlockLayout layout = SmallLayout(1024);
+  const std::vector<uint8_t> raw = AsBytes(Gaussian(layout.RawBytes() / 2, 5), layout.dtype);
+  const CodecPolicy policy = *CodecPolicy::Parse("turbo_prod4");
+  const uint64_t before = QjlProjectionBuilds();
+  for (uint64_t seed = 1; seed <= 1000; ++seed) {
+    ASSERT_TRUE(EncodeBlock(layout, policy, raw, seed * 0x9E3779B97F4A7C15ull).ok()) << seed;
+  }
+  EXPECT_LE(QjlProjectionBuilds() - before, 1u);
+}
+
+// Every (position, D) a head_dim's chunk list needs is built once, whatever the seeds:
+// head_dim 496 = 256 + 128 + 64 + 32 + 16 needs five.
+TEST(TurboProdTest, ManySeedsBuildEachProjectionOncePerChunk) {
+  const SegmentShape shape = Shape(2, 2, 496);
+  const std::vector<uint8_t> raw = AsBytes(Gaussian(shape.Elements(), 6), shape.dtype);
+  const uint64_t before = QjlProjectionBuilds();
+  for (uint64_t seed = 0; seed < 200; ++seed) EncodeOk(TurboProdCodec(3), shape, raw, seed);
+  EXPECT_LE(QjlProjectionBuilds() - before, 5u);
+  const uint64_t after = QjlProjectionBuilds();
+  EncodeOk(TurboProdCodec(2), shape, raw, 12345);
+  EXPECT_EQ(QjlProjectionBuilds(), after);
+}
+
+// The seed still randomizes each segment: the rotation signs differ, so do the bytes; and the
+// decoder follows the seed the segment records, not anything it caches.
+TEST(TurboProdTest, SeedChangesTheRotationAndTheDecoderUsesTheRecordedOne) {
+  const SegmentShape shape = Shape(6, 2, 192);
+  const std::vector<float> x = Gaussian(shape.Elements(), 8);
+  const std::vector<uint8_t> raw = AsBytes(x, shape.dtype);
+  const TurboProdCodec codec(4);
+  const std::vector<uint8_t> a = EncodeOk(codec, shape, raw, 1), b = EncodeOk(codec, shape, raw, 2);
+  EXPECT_NE(std::vector<uint8_t>(a.begin() + 12, a.end()),
+            std::vector<uint8_t>(b.begin() + 12, b.end()));
+  std::vector<uint8_t> da(shape.RawBytes()), db(shape.RawBytes());
+  ASSERT_TRUE(codec.Decode(shape, a, absl::MakeSpan(da)).ok());
+  ASSERT_TRUE(codec.Decode(shape, b, absl::MakeSpan(db)).ok());
+  EXPECT_LT(Nmse(x, testing_util::AsFloats(da, shape.dtype), 192), 0.07);
+  EXPECT_LT(Nmse(x, testing_util::AsFloats(db, shape.dtype), 192), 0.07);
+  // Seed 2's payload under seed 1's record decodes to garbage: the seed is really used.
+  std::vector<uint8_t> swapped = b;
+  std::memcpy(swapped.data(), a.data(), 8);
+  ASSERT_TRUE(codec.Decode(shape, swapped, absl::MakeSpan(db)).ok());
+  EXPECT_GT(Nmse(x, testing_util::AsFloats(db, shape.dtype), 192), 0.5);
+}
+
+TEST(TurboProdTest, NamesMapToTheCurrentIds) {
+  EXPECT_EQ(FindCodec("turbo_prod2")->id(), CodecId::kTurboProd2);
+  EXPECT_EQ(static_cast<int>(FindCodec("turbo_prod2")->id()), 23);
+  EXPECT_EQ(static_cast<int>(FindCodec("turbo_prod3")->id()), 24);
+  EXPECT_EQ(static_cast<int>(FindCodec("turbo_prod4")->id()), 25);
+  for (int old_id : {20, 21, 22}) {
+    EXPECT_EQ(FindCodecById(static_cast<CodecId>(old_id)), nullptr) << old_id;
+    EXPECT_NE(RetiredCodecReason(static_cast<CodecId>(old_id)), "") << old_id;
+  }
+  EXPECT_EQ(RetiredCodecReason(CodecId::kTurboProd4), "");
+  EXPECT_EQ(RetiredCodecReason(static_cast<CodecId>(99)), "");
+}
+
+// A block of the earlier scheme (ids 20–22) never decodes to wrong values: DataLoss, saying
+// it was written by an older format. Built here by relabelling a current block's table.
+TEST(TurboProdTest, BlocksWithRetiredIdsAreDataLossNamingTheOlderFormat) {
+  const BlockLayout layout = SmallLayout(128);
+  const std::vector<uint8_t> raw = AsBytes(Gaussian(layout.RawBytes() / 2, 9), layout.dtype);
+  for (const char* name : {"turbo_prod2", "turbo_prod3", "turbo_prod4"}) {
+    SCOPED_TRACE(name);
+    const CodecPolicy policy = *CodecPolicy::Parse(name);
+    absl::StatusOr<std::string> block = EncodeBlock(layout, policy, raw, 77);
+    ASSERT_TRUE(block.ok()) << block.status();
+    absl::Span<uint8_t> bytes(reinterpret_cast<uint8_t*>(block->data()), block->size());
+    const size_t table = kBlockFixedHeaderSize + policy.ToString().size();
+    ASSERT_EQ(bytes[table], static_cast<uint8_t>(FindCodec(name)->id()));
+    bytes[table] -= 3;  // 23–25 → 20–22
+    ASSERT_TRUE(SealBlock(bytes).ok());
+    const absl::StatusOr<std::string> decoded = DecodeBlock(bytes);
+    EXPECT_EQ(decoded.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_NE(decoded.status().message().find("older kvpack format"), std::string::npos)
+        << decoded.status();
+  }
 }
 
 }  // namespace

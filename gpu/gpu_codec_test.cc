@@ -416,8 +416,9 @@ TEST_F(GpuCodecTest, UnimplementedCodecsAreReportedNotMisencoded) {
 // These match the CPU byte for byte too: int4 and turbo25/35 by the same single rounded
 // operations, turbo_prod because the GPU keeps codec/qjl.cc's eight double accumulators and
 // their pairing for every S·r dot product and sums Sᵀq in float over j ascending (and uploads
-// QjlProjection's own matrix). The only freedom the kernels take is the order of the chunk
-// sums of squares (‖z‖², ρ²), which FORMAT.md leaves open, as turbo2/3/4 do.
+// QjlProjection's own matrix, one per chunk position and size, whatever the seed). The only
+// freedom the kernels take is the order of the chunk sums of squares (‖z‖², ρ²), which
+// FORMAT.md leaves open, as turbo2/3/4 do.
 
 // Head_dims each new codec supports on the GPU.
 std::vector<uint32_t> NewCodecHeadDims(const std::string& codec) {
@@ -650,6 +651,56 @@ TEST_F(GpuCodecTest, NewCodecsBatchOnDeviceMatchesCpu) {
       EXPECT_EQ(FirstDiff(got, *cpu), -1) << "block " << b;
     }
   }
+}
+
+// One launch of many segments, each with its own seed (the matrices do not depend on it), at
+// the GPU's largest turbo_prod head_dim and at one with five chunks.
+TEST_F(GpuCodecTest, TurboProdManySeedsInOneLaunchMatchCpu) {
+  CrossCheck(codec_, Layout(40, 2, 512, 3, DType::kBFloat16), "k=turbo_prod4,v=turbo_prod2",
+             RandomBlock(Layout(40, 2, 512, 3, DType::kBFloat16), 31), 0xabcdef);
+  CrossCheck(codec_, Layout(24, 1, 496, 5, DType::kFloat16), "turbo_prod3",
+             RandomBlock(Layout(24, 1, 496, 5, DType::kFloat16), 32), 0x123);
+}
+
+// The rotation signs come from the seed a segment records; both decoders use it, so a segment
+// recording another seed than the header implies decodes the same on both (no encoder writes
+// one, but nothing the decoder caches depends on the seed any more).
+TEST_F(GpuCodecTest, TurboProdDecodesTheRecordedSeedLikeCpu) {
+  const BlockLayout layout = Layout(2, 2, 192, 9, DType::kBFloat16);
+  absl::StatusOr<std::string> enc =
+      EncodeBlock(layout, Policy("turbo_prod4"), RandomBlock(layout, 41), 5);
+  ASSERT_TRUE(enc.ok()) << enc.status();
+  absl::StatusOr<BlockInfo> info = ParseBlock(Bytes(*enc));
+  ASSERT_TRUE(info.ok());
+  std::string b = *enc;
+  b[info->segments[1].offset] ^= 0x5a;  // layer 0 V's recorded seed
+  ASSERT_TRUE(SealBlock({reinterpret_cast<uint8_t*>(b.data()), b.size()}).ok());
+  absl::StatusOr<std::string> ref = DecodeBlock(Bytes(b));
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  std::string out(layout.RawBytes(), '\0');
+  const absl::Status st =
+      codec_->DecodeBlock(Bytes(b), {reinterpret_cast<uint8_t*>(out.data()), out.size()});
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(FirstDiff(out, *ref), -1);
+}
+
+// Blocks of turbo_prod's retired ids 20–22 (QJL matrices drawn from the segment seed) are
+// DataLoss on the GPU path too, naming the older format.
+TEST_F(GpuCodecTest, TurboProdRetiredIdsAreDataLoss) {
+  const BlockLayout layout = Layout(1, 2, 128, 4, DType::kBFloat16);
+  const CodecPolicy policy = Policy("turbo_prod3");
+  absl::StatusOr<std::string> enc = codec_->EncodeBlock(layout, policy, RandomBlock(layout, 51), 6);
+  ASSERT_TRUE(enc.ok()) << enc.status();
+  std::string b = *enc;
+  const size_t table = kBlockFixedHeaderSize + policy.ToString().size();
+  ASSERT_EQ(static_cast<uint8_t>(b[table]), 24);
+  b[table] = 21;
+  ASSERT_TRUE(SealBlock({reinterpret_cast<uint8_t*>(b.data()), b.size()}).ok());
+  std::string out(layout.RawBytes(), '\0');
+  const absl::Status st =
+      codec_->DecodeBlock(Bytes(b), {reinterpret_cast<uint8_t*>(out.data()), out.size()});
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_NE(st.message().find("older kvpack format"), std::string::npos) << st;
 }
 
 }  // namespace

@@ -56,10 +56,10 @@ int TurboProdBits(CodecId codec) {
   }
 }
 
-// The exact float matrix the CPU turbo_prod codec multiplies by (codec/qjl.h).
-void QjlMatrixFromCpu(uint64_t segment_seed, uint32_t chunk_pos, uint32_t size, float* out) {
-  const QjlMatrix m = QjlProjection(segment_seed, chunk_pos, size);
-  std::copy(m.rows_float.begin(), m.rows_float.end(), out);
+// The exact float matrix the CPU turbo_prod codec multiplies by (codec/qjl.h): built at most
+// once per process, shared with the CPU codec, and never freed.
+const float* QjlMatrixFromCpu(uint32_t chunk_pos, uint32_t size) {
+  return QjlProjection(chunk_pos, size).rows.data();
 }
 
 // The shrinkage λ the registry's turbo_prod codecs record (TurboProdOptions' default).
@@ -160,9 +160,8 @@ absl::Status LaunchSegments(bool encode, CodecId codec, const SegmentShape& shap
       what = encode ? "turbo25/35 encode launch" : "turbo25/35 decode launch";
     } else if (const int prod_bits = TurboProdBits(codec); prod_bits != 0) {
       const Codebook& mse = CodebookFor(prod_bits - 1);
-      err = encode ? LaunchTurboProdEncode(b, host_ios + first, mse, kTurboProdShrinkage,
-                                           QjlMatrixFromCpu, stream)
-                   : LaunchTurboProdDecode(b, host_ios + first, mse, QjlMatrixFromCpu, stream);
+      err = encode ? LaunchTurboProdEncode(b, mse, kTurboProdShrinkage, QjlMatrixFromCpu, stream)
+                   : LaunchTurboProdDecode(b, mse, QjlMatrixFromCpu, stream);
       what = encode ? "turbo_prod encode launch" : "turbo_prod decode launch";
     } else if (const int bits = TurboBits(codec); bits != 0) {
       err = encode ? LaunchTurboEncode(b, CodebookFor(bits), stream)

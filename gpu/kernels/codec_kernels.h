@@ -104,23 +104,22 @@ cudaError_t LaunchTurboOutlierEncode(const SegmentBatch& batch, const Codebook& 
 cudaError_t LaunchTurboOutlierDecode(const SegmentBatch& batch, const Codebook& high,
                                      const Codebook& low, cudaStream_t stream);
 
-// turbo_prod2/3/4 (codec ids 20–22): `mse` is the (b−1)-bit codebook. Needs head_dim a
+// turbo_prod2/3/4 (codec ids 23–25): `mse` is the (b−1)-bit codebook. Needs head_dim a
 // multiple of 16 up to kMaxGpuTurboProdHeadDim (TurboProdSupported). The QJL matrices come
-// from the host: `source` fills out[0 .. size²) with codec/qjl.h's QjlProjection(seed,
-// chunk_pos, size).rows_float; the launchers keep device copies (computed once per device
-// and seed) and so block while uploading a new one. `host_ios` are the batch's SegmentIo
-// entries in host memory (their seeds pick the matrices). Decode flags kErrCorrupt for a
-// segment whose recorded seed is not its SegmentIo seed, or whose shrinkage is not finite.
+// from the host: `source` returns codec/qjl.h's QjlProjection(chunk_pos, size).rows (size²
+// floats that stay valid for the life of the process). The launchers keep one device copy per
+// (device, chunk position, size) for the life of the process (at most 1.5 MB a device up to
+// head_dim 512), uploaded on first use (the launch then blocks until it is there). Each
+// segment's rotation signs come from its seed: SegmentIo::seed when encoding, the seed the
+// segment records when decoding, as the CPU decoder does. Decode flags kErrCorrupt for a
+// segment whose shrinkage is not finite or whose norm or ρ is negative or not finite.
 inline constexpr uint32_t kMaxGpuTurboProdHeadDim = 512;
 bool TurboProdSupported(uint32_t head_dim);
-using QjlMatrixSource = void (*)(uint64_t segment_seed, uint32_t chunk_pos, uint32_t size,
-                                 float* out);
-cudaError_t LaunchTurboProdEncode(const SegmentBatch& batch, const SegmentIo* host_ios,
-                                  const Codebook& mse, float shrinkage, QjlMatrixSource source,
-                                  cudaStream_t stream);
-cudaError_t LaunchTurboProdDecode(const SegmentBatch& batch, const SegmentIo* host_ios,
-                                  const Codebook& mse, QjlMatrixSource source,
-                                  cudaStream_t stream);
+using QjlMatrixSource = const float* (*)(uint32_t chunk_pos, uint32_t size);
+cudaError_t LaunchTurboProdEncode(const SegmentBatch& batch, const Codebook& mse,
+                                  float shrinkage, QjlMatrixSource source, cudaStream_t stream);
+cudaError_t LaunchTurboProdDecode(const SegmentBatch& batch, const Codebook& mse,
+                                  QjlMatrixSource source, cudaStream_t stream);
 
 }  // namespace gpu
 }  // namespace kvpack

@@ -2,9 +2,13 @@
 // as floats) for the GPU kernels, which multiply by exactly the CPU's matrix instead of
 // regenerating it. Host code only; included by turbo_prod_kernels.cu.
 //
-// Thread-safe through mu(): a launcher holds it from its look-ups to its last launch that
-// uses the returned pointers, so an eviction (which synchronizes the device first) never
-// frees a matrix a queued kernel still reads.
+// S depends only on (chunk position, size), so a device holds one copy of each, kept for the
+// life of the process and never freed: at most 22 matrices (6.06 MB) a device, 1.5 MB for the
+// GPU's head_dims up to 512. Pointers it returns therefore stay valid without a lock.
+//
+// Thread-safe: a short global lock finds the device's slot table; each slot has its own lock,
+// held while that one matrix is fetched and uploaded, so concurrent first uses of one matrix
+// upload it once and uploads of different matrices do not wait for each other.
 #ifndef KVPACK_GPU_KERNELS_QJL_DEVICE_CACHE_CUH_
 #define KVPACK_GPU_KERNELS_QJL_DEVICE_CACHE_CUH_
 
@@ -13,73 +17,68 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
-#include <tuple>
-#include <vector>
 
 #include "gpu/kernels/codec_kernels.h"
 
 namespace kvpack {
 namespace gpu {
 
-// Device copies of QjlProjection's float matrices, one per (device, segment seed, chunk
-// position, size), kept until the cache passes kCacheLimitBytes on a device: then that
-// device is synchronized (no kernel still reads them) and its copies are freed. Launches
-// hold mu() from the look-ups to the last launch that uses them.
 class QjlDeviceCache {
  public:
-  static constexpr size_t kCacheLimitBytes = size_t{256} << 20;
+  // codec/qjl.h's range: sizes 16 … 1024 (7 classes), chunk positions 0 … 5.
+  static constexpr uint32_t kSizeClasses = 7;
+  static constexpr uint32_t kPositions = 6;
 
   static QjlDeviceCache& Get() {
     static QjlDeviceCache* const cache = new QjlDeviceCache;
     return *cache;
   }
-  std::mutex& mu() { return mu_; }
 
-  // The device matrix for (seed, pos, D) on `device`, uploaded on first use.
-  cudaError_t Find(int device, uint64_t seed, uint32_t pos, uint32_t D, QjlMatrixSource source,
+  // The device matrix QjlProjection(pos, D) on `device`, uploaded on first use. D is a power
+  // of two in [16, 1024] and pos < kPositions (cudaErrorInvalidValue otherwise). The pointer
+  // stays valid for the life of the process.
+  cudaError_t Find(int device, uint32_t pos, uint32_t D, QjlMatrixSource source,
                    const float** out) {
-    const Key key(device, seed, pos, D);
-    auto it = map_.find(key);
-    if (it != map_.end()) {
-      *out = it->second;
-      return cudaSuccess;
+    if (D < 16 || D > 1024 || (D & (D - 1)) != 0 || pos >= kPositions || source == nullptr) {
+      return cudaErrorInvalidValue;
     }
-    const size_t bytes = size_t{D} * D * sizeof(float);
-    if (bytes_[device] + bytes > kCacheLimitBytes) {
-      cudaError_t e = cudaDeviceSynchronize();
+    const uint32_t size_class = static_cast<uint32_t>(__builtin_ctz(D)) - 4;
+    Slot& slot = DeviceSlots(device)[size_class * kPositions + pos];
+    std::lock_guard<std::mutex> lock(slot.mu);
+    if (slot.matrix == nullptr) {
+      const float* host = source(pos, D);
+      const size_t bytes = size_t{D} * D * sizeof(float);
+      float* dev = nullptr;
+      cudaError_t e = cudaMalloc(&dev, bytes);
       if (e != cudaSuccess) return e;
-      for (auto i = map_.begin(); i != map_.end();) {
-        if (std::get<0>(i->first) == device) {
-          cudaFree(i->second);
-          i = map_.erase(i);
-        } else {
-          ++i;
-        }
+      e = cudaMemcpy(dev, host, bytes, cudaMemcpyHostToDevice);
+      if (e != cudaSuccess) {
+        cudaFree(dev);
+        return e;
       }
-      bytes_[device] = 0;
+      slot.matrix = dev;
     }
-    std::vector<float> host(size_t{D} * D);
-    source(seed, pos, D, host.data());
-    float* dev = nullptr;
-    cudaError_t e = cudaMalloc(&dev, bytes);
-    if (e != cudaSuccess) return e;
-    e = cudaMemcpy(dev, host.data(), bytes, cudaMemcpyHostToDevice);
-    if (e != cudaSuccess) {
-      cudaFree(dev);
-      return e;
-    }
-    map_.emplace(key, dev);
-    bytes_[device] += bytes;
-    *out = dev;
+    *out = slot.matrix;
     return cudaSuccess;
   }
 
  private:
-  using Key = std::tuple<int, uint64_t, uint32_t, uint32_t>;
-  std::mutex mu_;
-  std::map<Key, float*> map_;
-  std::map<int, size_t> bytes_;
+  struct Slot {
+    std::mutex mu;
+    float* matrix = nullptr;  // guarded by mu; set once, never freed
+  };
+
+  Slot* DeviceSlots(int device) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_ptr<Slot[]>& slots = devices_[device];
+    if (!slots) slots.reset(new Slot[kSizeClasses * kPositions]);
+    return slots.get();
+  }
+
+  std::mutex mu_;  // guards devices_ (the map, not the slots)
+  std::map<int, std::unique_ptr<Slot[]>> devices_;
 };
 
 }  // namespace gpu

@@ -1,4 +1,4 @@
-// turbo_prod2/3/4 (codec/FORMAT.md, ids 20–22) on the GPU: per power-of-two chunk a (b−1)-bit
+// turbo_prod2/3/4 (codec/FORMAT.md, ids 23–25) on the GPU: per power-of-two chunk a (b−1)-bit
 // TurboQuant-MSE code without norm correction plus the 1-bit QJL sketch sign(S·r) of the
 // rotated residual.
 //
@@ -14,7 +14,9 @@
 // phase C: lanes per vector as in turbo (butterfly, 1/√D, ·norm, S1) and the store.
 //
 // S is never regenerated here: the host supplies QjlProjection's float matrix (through
-// QjlMatrixSource) and a device cache keeps one copy per (device, seed, chunk).
+// QjlMatrixSource) and a device cache keeps one copy per (device, chunk position, size). S
+// does not depend on the seed, so one launch serves every segment; each segment's rotation
+// signs come from its own seed (the recorded one when decoding, as on the CPU).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -23,7 +25,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <mutex>
 #include <type_traits>
 
 #include "gpu/kernels/byte_io.cuh"
@@ -39,7 +40,6 @@ namespace {
 
 using turbo::kLaneElems;
 constexpr int kMaxChunks = 6;           // head_dim <= 512, a multiple of 16: bits 4..9
-constexpr uint32_t kMaxSets = 32;       // distinct segment seeds per launch
 constexpr uint32_t kRowPad = 4;         // floats of padding per vector row in shared memory
 constexpr uint32_t kSignBytes = kMaxChunks * 2 * turbo::kMaxSignWords * 8;
 constexpr uint32_t kDecodeVectors = 4;  // vectors per lane in the decode projection
@@ -94,11 +94,9 @@ ProdPlan MakePlan(uint32_t d, int bits) {
   return p;
 }
 
-// The QJL matrices of one launch: sets[u] holds every chunk's S for segment seed seed[u].
-struct QjlSets {
-  uint32_t count = 0;
-  uint64_t seed[kMaxSets] = {};
-  const float* matrix[kMaxSets][kMaxChunks] = {};
+// The QJL matrices of one launch: chunk c's S (device memory, row-major D·D floats).
+struct QjlMatrices {
+  const float* matrix[kMaxChunks] = {};
 };
 
 struct ProdSmem {
@@ -130,15 +128,6 @@ __device__ __forceinline__ void FillTables(const ProdSmem& s, const ProdPlan& p,
     turbo::FillChunkSigns(seed, t, p.size[t], s.signs + t * 2 * turbo::kMaxSignWords,
                           s.signs + (t * 2 + 1) * turbo::kMaxSignWords);
   }
-}
-
-// The set holding `seed`, or kMaxSets.
-__device__ __forceinline__ uint32_t FindSet(const QjlSets& sets, uint64_t seed) {
-  uint32_t u = kMaxSets;
-  for (uint32_t k = 0; k < sets.count; ++k) {
-    if (sets.seed[k] == seed) u = k;
-  }
-  return u;
 }
 
 struct LaneGeometry {
@@ -197,18 +186,13 @@ __device__ __forceinline__ uint32_t IndexAt(const uint8_t* p, uint32_t D, uint32
 
 template <typename T, int MB>
 __global__ void __launch_bounds__(kThreads, 2) ProdEncodeKernel(SegmentBatch b, ProdPlan p,
-                                                             Codebook cb, QjlSets sets,
+                                                             Codebook cb, QjlMatrices mats,
                                                              uint32_t shrinkage_bits) {
   extern __shared__ __align__(16) uint8_t smem[];
   const ProdSmem s = Carve(smem, p);
   const SegmentIo io = b.ios[blockIdx.y];
   const uint32_t d = b.head_dim;
   const uint32_t n = b.tokens * b.kv_heads;
-  const uint32_t set = FindSet(sets, io.seed);
-  if (set == kMaxSets) {  // the launcher puts every segment's seed in `sets`
-    if (blockIdx.x == 0 && threadIdx.x == 0) FlagError(b.error_flags, kErrCorrupt);
-    return;
-  }
   FillTables(s, p, cb, io.seed);
   if (blockIdx.x == 0 && threadIdx.x == 0) {
     StoreLE(io.encoded, io.seed, 8);
@@ -290,7 +274,7 @@ __global__ void __launch_bounds__(kThreads, 2) ProdEncodeKernel(SegmentBatch b, 
       const uint32_t Dc = p.size[c];
       const uint32_t vl = vg * 32 + lane;
       const float* r = s.rows + vl * p.row_stride + p.start[c];
-      const float* S = sets.matrix[set][c];
+      const float* S = mats.matrix[c];
       uint32_t byte = 0;
       for (uint32_t ii = 0; ii < 8; ii += 2) {
         const float4* s0 = reinterpret_cast<const float4*>(S + uint64_t{byte_index * 8 + ii} * Dc);
@@ -335,19 +319,17 @@ __global__ void __launch_bounds__(kThreads, 2) ProdEncodeKernel(SegmentBatch b, 
 
 template <typename T, int MB>
 __global__ void __launch_bounds__(kThreads) ProdDecodeKernel(SegmentBatch b, ProdPlan p,
-                                                             Codebook cb, QjlSets sets) {
+                                                             Codebook cb, QjlMatrices mats) {
   extern __shared__ __align__(16) uint8_t smem[];
   const ProdSmem s = Carve(smem, p);
   const SegmentIo io = b.ios[blockIdx.y];
   const uint32_t d = b.head_dim;
   const uint32_t n = b.tokens * b.kv_heads;
-  // The recorded seed picks the rotation and S (FORMAT.md). The launcher uploaded S for the
-  // seed the block header implies; a segment recording another one is not a block any
-  // encoder writes, and so is data loss.
+  // The recorded seed picks the rotation signs (FORMAT.md), as in the CPU decoder; S is the
+  // same for every seed.
   const uint64_t seed = LoadLE(io.encoded, 8);
   const float shrinkage = __uint_as_float(static_cast<uint32_t>(LoadLE(io.encoded + 8, 4)));
-  const uint32_t set = FindSet(sets, seed);
-  if (set == kMaxSets || seed != io.seed || !IsFiniteBits(shrinkage)) {
+  if (!IsFiniteBits(shrinkage)) {
     if (blockIdx.x == 0 && threadIdx.x == 0) FlagError(b.error_flags, kErrCorrupt);
     return;
   }
@@ -381,7 +363,7 @@ __global__ void __launch_bounds__(kThreads) ProdDecodeKernel(SegmentBatch b, Pro
       const uint32_t Dc = p.size[c];
       const uint32_t i = ig * 32 + lane;
       const bool valid_i = i < Dc;
-      const float* S = sets.matrix[set][c];
+      const float* S = mats.matrix[c];
       float acc[kDecodeVectors];
 #pragma unroll
       for (uint32_t v = 0; v < kDecodeVectors; ++v) acc[v] = 0.0f;
@@ -459,12 +441,11 @@ __global__ void __launch_bounds__(kThreads) ProdDecodeKernel(SegmentBatch b, Pro
 }
 
 template <bool kEncode, int MB>
-cudaError_t LaunchProd(const SegmentBatch& b, const SegmentIo* host_ios, const Codebook& cb,
-                       float shrinkage, QjlMatrixSource source, cudaStream_t stream) {
+cudaError_t LaunchProd(const SegmentBatch& b, const Codebook& cb, float shrinkage,
+                       QjlMatrixSource source, cudaStream_t stream) {
   cudaError_t err = CheckBatch(b);
   if (err != cudaSuccess || b.count == 0) return err;
-  if (!TurboProdSupported(b.head_dim) || cb.bits != MB || host_ios == nullptr ||
-      source == nullptr) {
+  if (!TurboProdSupported(b.head_dim) || cb.bits != MB || source == nullptr) {
     return cudaErrorInvalidValue;
   }
   const ProdPlan plan = MakePlan(b.head_dim, MB + 1);
@@ -472,8 +453,11 @@ cudaError_t LaunchProd(const SegmentBatch& b, const SegmentIo* host_ios, const C
   int device = 0;
   err = cudaGetDevice(&device);
   if (err != cudaSuccess) return err;
-  QjlDeviceCache& cache = QjlDeviceCache::Get();
-  std::lock_guard<std::mutex> lock(cache.mu());
+  QjlMatrices mats;
+  for (uint32_t c = 0; c < plan.chunks; ++c) {
+    err = QjlDeviceCache::Get().Find(device, c, plan.size[c], source, &mats.matrix[c]);
+    if (err != cudaSuccess) return err;
+  }
   return DispatchElem(b.elem, [&](auto tag) -> cudaError_t {
     using T = decltype(tag);
     auto kernel_enc = ProdEncodeKernel<T, MB>;
@@ -483,51 +467,28 @@ cudaError_t LaunchProd(const SegmentBatch& b, const SegmentIo* host_ios, const C
     if (e != cudaSuccess) return e;
     const uint32_t resident = kEncode ? ResidentBlocks(kernel_enc, plan.smem_bytes)
                                       : ResidentBlocks(kernel_dec, plan.smem_bytes);
-    // Launches of consecutive segments whose distinct seeds fit one QjlSets.
-    for (uint32_t first = 0; first < b.count;) {
-      QjlSets sets;
-      uint32_t end = first;
-      for (; end < b.count; ++end) {
-        const uint64_t seed = host_ios[end].seed;
-        bool known = false;
-        for (uint32_t u = 0; u < sets.count; ++u) known = known || sets.seed[u] == seed;
-        if (known) continue;
-        if (sets.count == kMaxSets) break;
-        for (uint32_t c = 0; c < plan.chunks; ++c) {
-          e = cache.Find(device, seed, c, plan.size[c], source, &sets.matrix[sets.count][c]);
-          if (e != cudaSuccess) return e;
-        }
-        sets.seed[sets.count++] = seed;
-      }
-      SegmentBatch part = b;
-      part.ios = b.ios + first;
-      part.count = end - first;
-      const dim3 grid(BlocksPerSegment(tiles, part.count, resident), part.count);
-      if (kEncode) {
-        uint32_t bits;
-        std::memcpy(&bits, &shrinkage, 4);
-        kernel_enc<<<grid, kThreads, plan.smem_bytes, stream>>>(part, plan, cb, sets, bits);
-      } else {
-        kernel_dec<<<grid, kThreads, plan.smem_bytes, stream>>>(part, plan, cb, sets);
-      }
-      e = cudaGetLastError();
-      if (e != cudaSuccess) return e;
-      first = end;
+    const dim3 grid(BlocksPerSegment(tiles, b.count, resident), b.count);
+    if (kEncode) {
+      uint32_t bits;
+      std::memcpy(&bits, &shrinkage, 4);
+      kernel_enc<<<grid, kThreads, plan.smem_bytes, stream>>>(b, plan, cb, mats, bits);
+    } else {
+      kernel_dec<<<grid, kThreads, plan.smem_bytes, stream>>>(b, plan, cb, mats);
     }
-    return cudaSuccess;
+    return cudaGetLastError();
   });
 }
 
 template <bool kEncode>
-cudaError_t LaunchProdBits(const SegmentBatch& b, const SegmentIo* host_ios, const Codebook& cb,
-                           float shrinkage, QjlMatrixSource source, cudaStream_t stream) {
+cudaError_t LaunchProdBits(const SegmentBatch& b, const Codebook& cb, float shrinkage,
+                           QjlMatrixSource source, cudaStream_t stream) {
   switch (cb.bits) {
     case 1:
-      return LaunchProd<kEncode, 1>(b, host_ios, cb, shrinkage, source, stream);
+      return LaunchProd<kEncode, 1>(b, cb, shrinkage, source, stream);
     case 2:
-      return LaunchProd<kEncode, 2>(b, host_ios, cb, shrinkage, source, stream);
+      return LaunchProd<kEncode, 2>(b, cb, shrinkage, source, stream);
     case 3:
-      return LaunchProd<kEncode, 3>(b, host_ios, cb, shrinkage, source, stream);
+      return LaunchProd<kEncode, 3>(b, cb, shrinkage, source, stream);
     default:
       return cudaErrorInvalidValue;
   }
@@ -539,17 +500,15 @@ bool TurboProdSupported(uint32_t head_dim) {
   return head_dim > 0 && head_dim % kLaneElems == 0 && head_dim <= kMaxGpuTurboProdHeadDim;
 }
 
-cudaError_t LaunchTurboProdEncode(const SegmentBatch& batch, const SegmentIo* host_ios,
-                                  const Codebook& mse, float shrinkage, QjlMatrixSource source,
-                                  cudaStream_t stream) {
+cudaError_t LaunchTurboProdEncode(const SegmentBatch& batch, const Codebook& mse,
+                                  float shrinkage, QjlMatrixSource source, cudaStream_t stream) {
   if (!std::isfinite(shrinkage)) return cudaErrorInvalidValue;
-  return LaunchProdBits<true>(batch, host_ios, mse, shrinkage, source, stream);
+  return LaunchProdBits<true>(batch, mse, shrinkage, source, stream);
 }
 
-cudaError_t LaunchTurboProdDecode(const SegmentBatch& batch, const SegmentIo* host_ios,
-                                  const Codebook& mse, QjlMatrixSource source,
-                                  cudaStream_t stream) {
-  return LaunchProdBits<false>(batch, host_ios, mse, 1.0f, source, stream);
+cudaError_t LaunchTurboProdDecode(const SegmentBatch& batch, const Codebook& mse,
+                                  QjlMatrixSource source, cudaStream_t stream) {
+  return LaunchProdBits<false>(batch, mse, 1.0f, source, stream);
 }
 
 }  // namespace gpu
