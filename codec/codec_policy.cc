@@ -159,6 +159,11 @@ CodecPolicy::CodecPolicy()
     : key_(FindCodecById(CodecId::kRaw)), value_(FindCodecById(CodecId::kRaw)) {}
 
 absl::StatusOr<CodecPolicy> CodecPolicy::Parse(absl::string_view text) {
+  if (text.size() > kMaxPolicyTextBytes) {
+    // Checked first, so that no message below ever quotes more than this many bytes.
+    return absl::InvalidArgumentError(absl::StrCat("codec policy text is ", text.size(),
+                                                   " bytes; at most ", kMaxPolicyTextBytes));
+  }
   const absl::string_view trimmed = absl::StripAsciiWhitespace(text);
   if (trimmed.empty()) return PolicyError(text, "empty policy");
   PolicyParser parser(text);

@@ -17,6 +17,7 @@
 #ifndef KVPACK_CODEC_CODEC_POLICY_H_
 #define KVPACK_CODEC_CODEC_POLICY_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -40,7 +41,9 @@ class CodecPolicy {
   // for: an unknown codec, preset or key; a key given twice (a name item sets both k and v);
   // a missing k or v; a boundary count that is not an integer in [0, kMaxLayers]; an empty
   // text or item.
+  // InvalidArgument (without quoting the text) for text over kMaxPolicyTextBytes.
   static absl::StatusOr<CodecPolicy> Parse(absl::string_view text);
+  static constexpr size_t kMaxPolicyTextBytes = 256;
 
   // The codec for the K (is_key) or V segment of `layer` in a block of `layers` layers.
   // Precondition: layer < layers. Never null.

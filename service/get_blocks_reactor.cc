@@ -33,6 +33,7 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
     if (!ok) return Fail(absl::CancelledError("the client stopped reading"));
     if (offset_ < current_size()) return WriteChunk();
     ++next_key_;
+    reservation_.Reset();
     context_->pool->Schedule([this] { NextBlock(); });
   }
 
@@ -88,14 +89,20 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
         absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size());
     absl::StatusOr<BlockInfo> info = ParseBlock(encoded_span);
     if (!info.ok()) {
-      // The store's checksum passed but the block does not parse: report, never serve.
-      context_->metrics->RecordCorruptBlock();
-      response_.set_found(false);
-      response_.set_error(
-          absl::DataLossError(absl::StrCat("stored block is unreadable: ", info.status().message()))
-              .ToString());
-      StartWrite(&response_);
-      return;
+      return SendUnreadable(*stored, absl::StrCat("stored block is unreadable: ",
+                                                  info.status().message()));
+    }
+    // The bytes this call holds until the block is written: the block in the form it is sent
+    // (the stored copy may be evicted meanwhile), and the message pieces gRPC buffers.
+    const uint64_t send_bytes =
+        request_->want() == v1::WANT_DECODED ? info->layout.RawBytes() : encoded.size();
+    reservation_ = context_->get_budget->TryReserve(
+        send_bytes + 2 * std::min<uint64_t>(send_bytes, kGetChunkBytes));
+    if (!reservation_.held()) {
+      return Fail(absl::ResourceExhaustedError(absl::StrCat(
+          "the server holds ", context_->get_budget->used(), " bytes of blocks being sent (limit ",
+          context_->get_budget->limit(), ", --max_get_inflight_bytes); ", next_key_, " of ",
+          request_->keys_size(), " blocks were sent; retry later")));
     }
     response_.set_found(true);
     LayoutToProto(info->layout, response_.mutable_layout());
@@ -107,13 +114,8 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
       absl::StatusOr<std::string> decoded = context_->codec->Decode(*info, encoded_span, &device);
       context_->metrics->RecordDecode(device, absl::Now() - start);
       if (!decoded.ok()) {
-        context_->metrics->RecordCorruptBlock();
-        response_.set_found(false);
-        response_.set_error(absl::DataLossError(absl::StrCat("stored block does not decode: ",
-                                                             decoded.status().message()))
-                                .ToString());
-        StartWrite(&response_);
-        return;
+        return SendUnreadable(*stored, absl::StrCat("stored block does not decode: ",
+                                                    decoded.status().message()));
       }
       decoded_ = *std::move(decoded);
     } else {
@@ -123,6 +125,20 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
     response_.set_total_bytes(current_size());
     context_->metrics->RecordBlockOut(current_size(), request_->want() == v1::WANT_ENCODED);
     WriteChunk();
+  }
+
+  // The stored bytes passed their checksum but do not parse or decode: they are dropped from
+  // the store (so Lookup stops counting them), reported as a miss with DATA_LOSS, never served.
+  void SendUnreadable(const BlockBytes& stored, const std::string& why) {
+    context_->metrics->RecordCorruptBlock();
+    const absl::Status dropped =
+        context_->store->DropUnreadable(request_->namespace_(), request_->keys(next_key_), stored);
+    response_.set_found(false);
+    response_.set_error(absl::DataLossError(
+        dropped.ok() ? absl::StrCat(why, "; the block was dropped")
+                     : absl::StrCat(why, "; dropping it failed: ", dropped.message()))
+                            .ToString());
+    StartWrite(&response_);
   }
 
   size_t current_size() const { return current_size_; }
@@ -168,6 +184,7 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
   std::string decoded_;   // the block being sent, when sent decoded
   size_t current_size_ = 0;  // bytes of the block being sent
   size_t offset_ = 0;
+  ByteReservation reservation_;  // in get_budget, for the block being sent
 };
 
 }  // namespace

@@ -15,13 +15,13 @@
 namespace kvpack {
 namespace {
 
-// Runs `work` on the worker pool and finishes the unary call with its status.
+// Runs `work` on the control pool and finishes the unary call with its status.
 grpc::ServerUnaryReactor* RunUnary(const ServiceContext* context,
                                    grpc::CallbackServerContext* call, absl::string_view method,
                                    std::function<absl::Status()> work) {
   grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
   auto timer = std::make_shared<RpcTimer>(context->metrics, method);
-  context->pool->Schedule([reactor, call, timer, work = std::move(work)] {
+  context->control_pool->Schedule([reactor, call, timer, work = std::move(work)] {
     absl::Status status = call->IsCancelled() ? absl::CancelledError("the call was cancelled")
                                               : work();
     timer->Finish(status.code());

@@ -31,6 +31,12 @@ ABSL_FLAG(std::string, max_block_bytes, "256MiB", "largest raw block a put may s
 ABSL_FLAG(std::string, max_inflight_bytes, "1GiB",
           "raw put bytes buffered at once across all streams; beyond it puts get "
           "RESOURCE_EXHAUSTED");
+ABSL_FLAG(std::string, max_get_inflight_bytes, "1GiB",
+          "bytes of blocks being decoded or sent to readers at once across all gets; beyond it "
+          "gets get RESOURCE_EXHAUSTED");
+ABSL_FLAG(absl::Duration, put_idle_timeout, absl::Seconds(30),
+          "a put stream that sends no message for this long is cancelled (releasing the bytes "
+          "it reserved)");
 ABSL_FLAG(int, worker_threads, 0, "encode/decode/disk worker threads; 0 = one per core");
 ABSL_FLAG(std::string, device, "auto",
           "where codecs run: auto (per block, the CPU or the first GPU, whichever was measured "
@@ -76,6 +82,7 @@ int main(int argc, char** argv) {
   options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
   options.device = absl::GetFlag(FLAGS_device);
   options.gpu_instances = absl::GetFlag(FLAGS_gpu_instances);
+  options.put_idle_timeout = absl::GetFlag(FLAGS_put_idle_timeout);
   struct SizeFlag {
     const char* name;
     std::string text;
@@ -86,6 +93,8 @@ int main(int argc, char** argv) {
       {"--max_block_bytes", absl::GetFlag(FLAGS_max_block_bytes), &options.max_block_bytes},
       {"--max_inflight_bytes", absl::GetFlag(FLAGS_max_inflight_bytes),
        &options.max_inflight_bytes},
+      {"--max_get_inflight_bytes", absl::GetFlag(FLAGS_max_get_inflight_bytes),
+       &options.max_get_inflight_bytes},
   };
   for (const SizeFlag& flag : sizes) {
     absl::StatusOr<uint64_t> bytes = kvpack::ParseByteSize(flag.text);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/text_serializer.h"
@@ -17,6 +18,22 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
       0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
       0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
   return *buckets;
+}
+
+prometheus::MetricFamily SingleFamily(std::string name, std::string help,
+                                      prometheus::MetricType type, double value) {
+  prometheus::MetricFamily family;
+  family.name = std::move(name);
+  family.help = std::move(help);
+  family.type = type;
+  prometheus::ClientMetric metric;
+  if (type == prometheus::MetricType::Counter) {
+    metric.counter.value = value;
+  } else {
+    metric.gauge.value = value;
+  }
+  family.metric.push_back(std::move(metric));
+  return family;
 }
 
 // Storage-tier figures, read from the store whenever /metrics is scraped.
@@ -59,14 +76,20 @@ class StoreCollector : public prometheus::Collectable {
         "Blocks evicted from each tier (RAM evictions spill to disk; disk evictions are lost).",
         prometheus::MetricType::Counter, ram.evictions, disk.evictions);
 
-    prometheus::MetricFamily misses;
-    misses.name = "kvpack_store_misses_total";
-    misses.help = "Reads of keys that no tier holds.";
-    misses.type = prometheus::MetricType::Counter;
-    prometheus::ClientMetric metric;
-    metric.counter.value = static_cast<double>(store_->Misses());
-    misses.metric.push_back(std::move(metric));
-    families.push_back(std::move(misses));
+    add("kvpack_tier_corrupt_dropped_total",
+        "Blocks a tier dropped because their bytes failed the checksum (never served).",
+        prometheus::MetricType::Counter, ram.corrupt_dropped, disk.corrupt_dropped);
+    families.push_back(SingleFamily("kvpack_store_misses_total", "Reads of keys that no tier holds.",
+                                    prometheus::MetricType::Counter,
+                                    static_cast<double>(store_->Misses())));
+    families.push_back(SingleFamily(
+        "kvpack_spill_failures_total",
+        "Blocks evicted from RAM whose write to the disk tier failed (they were lost).",
+        prometheus::MetricType::Counter, static_cast<double>(store_->SpillFailures())));
+    families.push_back(SingleFamily(
+        "kvpack_unreadable_dropped_total",
+        "Blocks dropped because they passed their checksum but did not parse or decode.",
+        prometheus::MetricType::Counter, static_cast<double>(store_->UnreadableDropped())));
     return families;
   }
 
@@ -75,6 +98,40 @@ class StoreCollector : public prometheus::Collectable {
 };
 
 }  // namespace
+
+// Figures registered with AddReading, read whenever /metrics is scraped.
+class ReadingCollector : public prometheus::Collectable {
+ public:
+  void Add(std::string name, std::string help, prometheus::MetricType type,
+           std::function<double()> read) {
+    absl::MutexLock lock(&mu_);
+    readings_.push_back(Reading{std::move(name), std::move(help), type, std::move(read)});
+  }
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    absl::MutexLock lock(&mu_);
+    std::vector<prometheus::MetricFamily> families;
+    for (const Reading& r : readings_) {
+      families.push_back(SingleFamily(r.name, r.help, r.type, r.read()));
+    }
+    return families;
+  }
+
+ private:
+  struct Reading {
+    std::string name;
+    std::string help;
+    prometheus::MetricType type;
+    std::function<double()> read;
+  };
+  mutable absl::Mutex mu_;
+  std::vector<Reading> readings_ ABSL_GUARDED_BY(mu_);
+};
+
+void ServiceMetrics::AddReading(std::string name, std::string help, prometheus::MetricType type,
+                                std::function<double()> read) {
+  readings_->Add(std::move(name), std::move(help), type, std::move(read));
+}
 
 absl::StatusOr<std::unique_ptr<ServiceMetrics>> ServiceMetrics::Create(
     const std::string& listen, const TieredStore* store) {
@@ -126,6 +183,7 @@ absl::StatusOr<std::unique_ptr<ServiceMetrics>> ServiceMetrics::Create(
                             .Register(r)
                             .Add({});
   m->store_collector_ = std::make_shared<StoreCollector>(store);
+  m->readings_ = std::make_shared<ReadingCollector>();
 
   if (!listen.empty()) {
     try {
@@ -136,6 +194,7 @@ absl::StatusOr<std::unique_ptr<ServiceMetrics>> ServiceMetrics::Create(
     }
     m->exposer_->RegisterCollectable(m->registry_);
     m->exposer_->RegisterCollectable(m->store_collector_);
+    m->exposer_->RegisterCollectable(m->readings_);
     const std::vector<int> ports = m->exposer_->GetListeningPorts();
     m->port_ = ports.empty() ? 0 : ports[0];
   }
@@ -186,6 +245,7 @@ void ServiceMetrics::RecordCorruptBlock() { corrupt_blocks_->Increment(); }
 std::string ServiceMetrics::Scrape() const {
   std::vector<prometheus::MetricFamily> families = registry_->Collect();
   for (auto& family : store_collector_->Collect()) families.push_back(std::move(family));
+  for (auto& family : readings_->Collect()) families.push_back(std::move(family));
   return prometheus::TextSerializer().Serialize(families);
 }
 

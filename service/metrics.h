@@ -47,6 +47,11 @@ class ServiceMetrics {
   // A stored block failed its checksum and was dropped.
   void RecordCorruptBlock();
 
+  // A figure read at scrape time (bytes held by a budget, calls cancelled for idleness):
+  // `read` is called on the scraping thread and must stay valid while the metrics exist.
+  void AddReading(std::string name, std::string help, prometheus::MetricType type,
+                  std::function<double()> read);
+
   struct Totals {
     uint64_t raw_bytes_in = 0;
     uint64_t encoded_bytes_in = 0;
@@ -64,6 +69,7 @@ class ServiceMetrics {
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<prometheus::Collectable> store_collector_;
+  std::shared_ptr<class ReadingCollector> readings_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
 

@@ -1,14 +1,13 @@
 #include "service/put_blocks_reactor.h"
 
 #include <memory>
-#include <optional>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/status_macros.h"
 #include "service/grpc_status.h"
+#include "service/put_stream.h"
 #include "service/request_validation.h"
 #include "xxhash.h"
 
@@ -26,176 +25,79 @@ class PutBlocksReactor : public grpc::ServerReadReactor<v1::PutBlocksRequest> {
   PutBlocksReactor(const ServiceContext* context, grpc::CallbackServerContext* call,
                    v1::PutBlocksResponse* response)
       : context_(context), call_(call), response_(response),
-        timer_(context->metrics, "PutBlocks") {
-    StartRead(&request_);
+        timer_(context->metrics, "PutBlocks"),
+        stream_(PutStreamLimits{&context->default_policy, context->max_block_bytes,
+                                context->put_budget}) {
+    Read();
   }
 
   void OnReadDone(bool ok) override {
+    context_->put_reaper->Unwatch(call_);
     if (!ok) {  // the client closed its side, or the call was cancelled
-      if (call_->IsCancelled()) return Fail(absl::CancelledError("the client cancelled the put"));
-      if (pending_.has_value()) {
-        return Fail(absl::InvalidArgumentError(absl::StrCat(
-            "the stream ended in the middle of block #", blocks_done_, " (key ",
-            KeyForMessage(pending_->key), "): ", pending_->data.size(), " of ",
-            pending_->layout.RawBytes(), " bytes arrived")));
+      if (call_->IsCancelled()) {
+        return Fail(absl::CancelledError(
+            "the put was cancelled (by the client, its deadline, or after --put_idle_timeout "
+            "without a message in the middle of a block)"));
       }
-      if (!options_.has_value()) {
-        return Fail(absl::InvalidArgumentError("the put stream carried no message"));
-      }
+      absl::Status finished = stream_.Finish();
+      if (!finished.ok()) return Fail(finished);
       return Succeed();
     }
-    absl::Status status = Consume();
+    absl::Status status = stream_.Consume(&request_);
     if (!status.ok()) return Fail(status);
-    if (pending_.has_value() && pending_->data.size() == pending_->layout.RawBytes()) {
-      context_->pool->Schedule([this] {
-        absl::Status stored = StorePending();
+    if (stream_.has_complete_block()) {
+      context_->pool->Schedule([this, block = std::make_shared<AssembledBlock>(
+                                          stream_.TakeBlock())] {
+        absl::Status stored = Store(*block);
+        block->reservation.Reset();
         if (!stored.ok()) return Fail(stored);
-        StartRead(&request_);
+        Read();
       });
       return;
     }
-    StartRead(&request_);
+    Read();
   }
 
   void OnDone() override {
-    if (pending_.has_value()) context_->inflight->Release(pending_->reserved);
+    context_->put_reaper->Unwatch(call_);
     delete this;
   }
 
  private:
-  struct PendingBlock {
-    std::string key;
-    BlockLayout layout;
-    std::string data;
-    uint64_t reserved = 0;
-  };
-
-  // Takes in request_: the stream's options, the start of a block, or more of its bytes.
-  absl::Status Consume() {
-    if (request_.has_options()) {
-      if (!options_.has_value()) {
-        RETURN_IF_ERROR(ValidateNamespace(request_.options().namespace_()));
-        const std::string& text = request_.options().codec();
-        if (text.empty()) {
-          policy_ = context_->default_policy;
-        } else {
-          absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(text);
-          if (!policy.ok()) {
-            return absl::InvalidArgumentError(
-                absl::StrCat("options.codec: ", policy.status().message()));
-          }
-          policy_ = *std::move(policy);
-        }
-        options_ = request_.options();
-      } else if (request_.options().SerializeAsString() != options_->SerializeAsString()) {
-        return absl::InvalidArgumentError("options changed in the middle of a put stream");
-      }
-    }
-    if (!options_.has_value()) {
-      return absl::InvalidArgumentError("the first message of a put must carry options");
-    }
-    if (request_.has_layout()) {
-      if (pending_.has_value()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "block #", blocks_done_ + 1, " started before block #", blocks_done_, " (key ",
-            KeyForMessage(pending_->key), ") was complete: ", pending_->data.size(), " of ",
-            pending_->layout.RawBytes(), " bytes arrived"));
-      }
-      RETURN_IF_ERROR(StartBlock());
-    } else if (!request_.key().empty() && !pending_.has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "block #", blocks_done_, " carries a key but no layout; the first message of "
-          "every block needs both"));
-    }
-    if (request_.data().empty()) return absl::OkStatus();
-    if (!pending_.has_value()) {
-      return absl::InvalidArgumentError(
-          "data arrived outside a block; start each block with its key and layout");
-    }
-    const uint64_t expected = pending_->layout.RawBytes();
-    if (pending_->data.size() + request_.data().size() > expected) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "block #", blocks_done_, " (key ", KeyForMessage(pending_->key), ") got ",
-          pending_->data.size() + request_.data().size(), " bytes but its layout (",
-          pending_->layout.DebugString(), ") holds ", expected));
-    }
-    if (pending_->data.empty() && request_.data().size() == expected) {
-      pending_->data.swap(*request_.mutable_data());  // whole block in one message
-    } else {
-      pending_->data.append(request_.data());
-    }
-    return absl::OkStatus();
+  void Read() {
+    context_->put_reaper->Watch(call_);
+    StartRead(&request_);
   }
 
-  absl::Status StartBlock() {
-    const std::string where = absl::StrCat("block #", blocks_done_);
-    absl::Status key_status = ValidateKey(request_.key(), blocks_done_);
-    if (!key_status.ok()) return key_status;
-    absl::StatusOr<BlockLayout> layout = LayoutFromProto(request_.layout());
-    if (!layout.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": ", layout.status().message()));
-    }
-    const uint64_t bytes = layout->RawBytes();
-    if (bytes > context_->max_block_bytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, " is ", bytes, " bytes; this server accepts blocks up to ",
-          context_->max_block_bytes, " (--max_block_bytes)"));
-    }
-    absl::Status supported = policy_.Supports(*layout);
-    if (!supported.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": ", supported.message()));
-    }
-    if (!context_->inflight->TryReserve(bytes)) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "the server holds ", context_->inflight->used(), " bytes of in-flight puts (limit ",
-          context_->inflight->limit(), "); retry later"));
-    }
-    pending_.emplace();
-    pending_->key = request_.key();
-    pending_->layout = *layout;
-    pending_->reserved = bytes;
-    pending_->data.reserve(bytes);
-    return absl::OkStatus();
-  }
-
-  // Runs on a worker: encodes and stores the completed block.
-  absl::Status StorePending() {
-    PendingBlock block = std::move(*pending_);
-    pending_.reset();
-    struct Release {
-      InflightBudget* budget;
-      uint64_t bytes;
-      ~Release() { budget->Release(bytes); }
-    } release{context_->inflight, block.reserved};
-
+  // Runs on a worker: encodes and stores a complete block.
+  absl::Status Store(const AssembledBlock& block) {
     if (call_->IsCancelled()) return absl::CancelledError("the client cancelled the put");
     if (call_->deadline() < std::chrono::system_clock::now()) {
       return absl::DeadlineExceededError(
-          absl::StrCat("the deadline passed before block #", blocks_done_, " was stored"));
+          absl::StrCat("the deadline passed before block #", block.index, " was stored"));
     }
-    const std::string& ns = options_->namespace_();
+    const std::string& ns = stream_.options().namespace_();
     absl::string_view device = "cpu";
     const absl::Time start = absl::Now();
     absl::StatusOr<std::string> encoded = context_->codec->Encode(
-        block.layout, policy_,
+        block.layout, stream_.policy(),
         absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(block.data.data()),
                             block.data.size()),
         BlockSeed(ns, block.key), &device);
     context_->metrics->RecordEncode(device, absl::Now() - start);
     if (!encoded.ok()) {
       return absl::Status(encoded.status().code(),
-                          absl::StrCat("block #", blocks_done_, " (key ",
-                                       KeyForMessage(block.key), "): ", encoded.status().message(),
-                                       StoredSoFar()));
+                          absl::StrCat("block #", block.index, " (key ", KeyForMessage(block.key),
+                                       "): ", encoded.status().message(), StoredSoFar(block)));
     }
     const uint64_t encoded_bytes = encoded->size();
     absl::StatusOr<StorageTier> tier = context_->store->Put(
         ns, block.key, std::make_shared<const std::string>(*std::move(encoded)),
-        options_->durable());
+        stream_.options().durable());
     if (!tier.ok()) {
       return absl::Status(tier.status().code(),
-                          absl::StrCat("storing block #", blocks_done_, ": ",
-                                       tier.status().message(), StoredSoFar()));
+                          absl::StrCat("storing block #", block.index, ": ",
+                                       tier.status().message(), StoredSoFar(block)));
     }
     context_->metrics->RecordBlockIn(block.data.size(), encoded_bytes);
     v1::PutResult* result = response_->add_results();
@@ -203,12 +105,11 @@ class PutBlocksReactor : public grpc::ServerReadReactor<v1::PutBlocksRequest> {
     result->set_raw_bytes(block.data.size());
     result->set_encoded_bytes(encoded_bytes);
     result->set_tier(ToProtoTier(*tier));
-    ++blocks_done_;
     return absl::OkStatus();
   }
 
-  std::string StoredSoFar() const {
-    return absl::StrCat(" (", blocks_done_, " earlier blocks of this stream were stored)");
+  static std::string StoredSoFar(const AssembledBlock& block) {
+    return absl::StrCat(" (", block.index, " earlier blocks of this stream were stored)");
   }
 
   void Fail(const absl::Status& status) {
@@ -227,10 +128,7 @@ class PutBlocksReactor : public grpc::ServerReadReactor<v1::PutBlocksRequest> {
   RpcTimer timer_;
 
   v1::PutBlocksRequest request_;
-  std::optional<v1::PutOptions> options_;
-  CodecPolicy policy_;
-  std::optional<PendingBlock> pending_;
-  uint32_t blocks_done_ = 0;
+  PutStream stream_;
 };
 
 }  // namespace

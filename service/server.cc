@@ -32,27 +32,50 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   store_options.ram_shards = static_cast<int>(
       std::clamp<uint64_t>(options.ram_capacity / kMinRamShardBytes, 1, 16));
   ASSIGN_OR_RETURN(server->store_, TieredStore::Open(store_options));
+  if (options.put_idle_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("the put idle timeout must be positive");
+  }
+  server->put_budget_ = std::make_unique<ByteBudget>(options.max_inflight_bytes);
+  server->get_budget_ = std::make_unique<ByteBudget>(options.max_get_inflight_bytes);
+  server->put_reaper_ = std::make_unique<IdleStreamReaper>(options.put_idle_timeout);
   ASSIGN_OR_RETURN(server->metrics_,
                    ServiceMetrics::Create(options.metrics_listen, server->store_.get()));
+  const ByteBudget* put_budget = server->put_budget_.get();
+  const ByteBudget* get_budget = server->get_budget_.get();
+  const IdleStreamReaper* reaper = server->put_reaper_.get();
+  server->metrics_->AddReading(
+      "kvpack_put_inflight_bytes", "Raw bytes of put blocks being received or encoded.",
+      prometheus::MetricType::Gauge, [put_budget] { return double(put_budget->used()); });
+  server->metrics_->AddReading(
+      "kvpack_get_inflight_bytes", "Bytes of get blocks being decoded or sent.",
+      prometheus::MetricType::Gauge, [get_budget] { return double(get_budget->used()); });
+  server->metrics_->AddReading(
+      "kvpack_put_streams_idle_cancelled_total",
+      "Put streams cancelled after --put_idle_timeout without a message.",
+      prometheus::MetricType::Counter, [reaper] { return double(reaper->cancelled()); });
 
   server->cpu_codec_ = NewCpuBlockCodec();
   RETURN_IF_ERROR(server->SetUpDevices(options));
-  server->inflight_ = std::make_unique<InflightBudget>(options.max_inflight_bytes);
+
   const int threads = options.worker_threads > 0
                           ? options.worker_threads
                           : std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
   server->pool_ = std::make_unique<ThreadPool>(threads);
+  server->control_pool_ = std::make_unique<ThreadPool>(2);
 
   ServiceContext& context = server->context_;
   context.store = server->store_.get();
   context.metrics = server->metrics_.get();
   context.pool = server->pool_.get();
+  context.control_pool = server->control_pool_.get();
   context.codec = server->router_ != nullptr      ? server->router_.get()
                   : server->gpu_codec_ != nullptr ? server->gpu_codec_.get()
                                                   : server->cpu_codec_.get();
   context.default_policy = *std::move(policy);
   context.max_block_bytes = options.max_block_bytes;
-  context.inflight = server->inflight_.get();
+  context.put_budget = server->put_budget_.get();
+  context.get_budget = server->get_budget_.get();
+  context.put_reaper = server->put_reaper_.get();
   server->service_ = std::make_unique<KvCacheService>(&server->context_);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -123,6 +146,7 @@ void Server::Shutdown(absl::Duration grace) {
     grpc_server_->Wait();
   }
   pool_.reset();  // runs what is left of in-flight work
+  control_pool_.reset();
   grpc_server_.reset();
   service_.reset();
   metrics_.reset();

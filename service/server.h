@@ -35,6 +35,8 @@ struct ServerOptions {
   std::string codec = "int8";                      // default codec policy
   uint64_t max_block_bytes = uint64_t{256} << 20;  // largest raw block a put may send
   uint64_t max_inflight_bytes = uint64_t{1} << 30; // raw put bytes buffered at once
+  uint64_t max_get_inflight_bytes = uint64_t{1} << 30;  // get bytes being decoded or sent
+  absl::Duration put_idle_timeout = absl::Seconds(30);  // a put stream silent mid-block is cut
   int worker_threads = 0;                          // 0 = one per CPU core
   // auto: route each block to the CPU or the first GPU, whichever was measured faster
   // (CPU only when no GPU is usable); cpu; cuda:N: that GPU, for every codec it has
@@ -72,12 +74,16 @@ class Server {
 
   // Destroyed in reverse order: the gRPC server first, the store last.
   std::unique_ptr<TieredStore> store_;
+  // Read by the metrics at scrape time, so they outlive metrics_.
+  std::unique_ptr<ByteBudget> put_budget_;
+  std::unique_ptr<ByteBudget> get_budget_;
+  std::unique_ptr<IdleStreamReaper> put_reaper_;
   std::unique_ptr<ServiceMetrics> metrics_;
   std::unique_ptr<BlockCodec> cpu_codec_;
   std::unique_ptr<BlockCodec> gpu_codec_;
   std::unique_ptr<BlockCodec> router_;
-  std::unique_ptr<InflightBudget> inflight_;
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<ThreadPool> control_pool_;
   ServiceContext context_;
   std::unique_ptr<KvCacheService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;

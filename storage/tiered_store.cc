@@ -230,6 +230,26 @@ absl::StatusOr<uint32_t> TieredStore::Delete(absl::string_view ns,
   return present;
 }
 
+absl::Status TieredStore::DropUnreadable(absl::string_view ns, absl::string_view key,
+                                         const BlockBytes& value) {
+  RETURN_IF_ERROR(ValidateKey(ns, key));
+  absl::MutexLock stripe(&StripeFor(EncodeBlockKey(ns, key)));
+  bool dropped = false;
+  if (ram_ != nullptr) {
+    absl::StatusOr<BlockBytes> in_ram = ram_->Lookup(ns, key);
+    if (in_ram.ok() && **in_ram == *value) dropped = ram_->Erase(ns, key);
+  }
+  if (disk_ != nullptr) {
+    absl::StatusOr<BlockBytes> on_disk = disk_->Get(ns, key);
+    if (on_disk.ok() && **on_disk == *value) {
+      ASSIGN_OR_RETURN(const bool deleted, disk_->Delete(ns, key, /*sync=*/true));
+      dropped = dropped || deleted;
+    }
+  }
+  if (dropped) unreadable_dropped_.fetch_add(1, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
 bool TieredStore::HasNamespace(absl::string_view ns) const {
   absl::ReaderMutexLock lock(&ns_mu_);
   return namespaces_.contains(ns);

@@ -120,6 +120,16 @@ class TieredStore {
   // Blocks evicted from RAM that could not be written to disk and were therefore lost.
   uint64_t SpillFailures() const { return spill_failures_.load(std::memory_order_relaxed); }
 
+  // Drops the block under (ns, key) from every tier that still holds exactly `value`, because
+  // a reader found that those bytes — which passed their checksum — do not parse or decode.
+  // A newer value put since is left alone. The disk delete is synced, as for Delete.
+  absl::Status DropUnreadable(absl::string_view ns, absl::string_view key,
+                              const BlockBytes& value);
+  // Blocks dropped by DropUnreadable.
+  uint64_t UnreadableDropped() const {
+    return unreadable_dropped_.load(std::memory_order_relaxed);
+  }
+
  private:
   static constexpr size_t kStripes = 256;
 
@@ -143,6 +153,7 @@ class TieredStore {
 
   std::atomic<uint64_t> misses_{0};
   std::atomic<uint64_t> spill_failures_{0};
+  std::atomic<uint64_t> unreadable_dropped_{0};
 };
 
 }  // namespace kvpack

@@ -53,6 +53,8 @@ absl::Status TestServer::StartOnPort(int port) {
   options.codec = options_.codec;
   options.max_block_bytes = options_.max_block_bytes;
   options.max_inflight_bytes = options_.max_inflight_bytes;
+  options.max_get_inflight_bytes = options_.max_get_inflight_bytes;
+  options.put_idle_timeout = absl::Milliseconds(options_.put_idle_timeout_ms);
   options.worker_threads = 4;
   // The same end-to-end tests run against a GPU server on a GPU machine:
   // KVPACK_TEST_DEVICE=cuda:0 (tests/gpu/server_on_device.sh).

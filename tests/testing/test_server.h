@@ -24,6 +24,8 @@ struct TestServerOptions {
   std::string codec = "int8";
   uint64_t max_block_bytes = uint64_t{256} << 20;
   uint64_t max_inflight_bytes = uint64_t{1} << 30;
+  uint64_t max_get_inflight_bytes = uint64_t{1} << 30;
+  int64_t put_idle_timeout_ms = 30000;
   std::string data_dir;  // empty = a new directory under $TEST_TMPDIR
 };
 

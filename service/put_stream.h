@@ -1,0 +1,86 @@
+// PutStream: the framing of one PutBlocks stream (proto/kvpack/v1/kvpack.proto), apart from
+// gRPC so that it can be tested and fuzzed alone. It takes the stream's messages in order,
+// checks each, and hands out a block once its last byte has arrived.
+//
+// The framing is strict; each of these is InvalidArgument and ends the stream:
+//   - the first message carries no options; later options differ from the first;
+//   - a block starts (key + layout) before the previous one is complete;
+//   - a message carries a key without a layout (a continuation never names a key, so bytes of
+//     one key can never be appended to another);
+//   - data arrives outside a block, or beyond the layout's raw size;
+//   - an invalid namespace, key, layout or codec policy; a block over max_block_bytes or one the
+//     policy cannot encode.
+// A block's raw bytes are reserved in the put budget when its first message arrives; a block
+// that does not fit is ResourceExhausted. Nothing of a block is handed out until it is complete,
+// so a stream that fails never stores part of a block.
+//
+// Not thread-safe: one stream, one caller at a time.
+#ifndef KVPACK_SERVICE_PUT_STREAM_H_
+#define KVPACK_SERVICE_PUT_STREAM_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "codec/block_layout.h"
+#include "codec/codec_policy.h"
+#include "kvpack/v1/kvpack.pb.h"
+#include "service/byte_budget.h"
+
+namespace kvpack {
+
+struct PutStreamLimits {
+  const CodecPolicy* default_policy = nullptr;  // for options with an empty codec; required
+  uint64_t max_block_bytes = 0;
+  ByteBudget* budget = nullptr;  // raw bytes of blocks being assembled and encoded; required
+};
+
+// One complete block of the stream, with its reservation (released when this is destroyed).
+struct AssembledBlock {
+  uint32_t index = 0;  // position in the stream, from 0
+  std::string key;
+  BlockLayout layout;
+  std::string data;  // exactly layout.RawBytes() bytes
+  ByteReservation reservation;
+};
+
+class PutStream {
+ public:
+  explicit PutStream(const PutStreamLimits& limits) : limits_(limits) {}
+
+  // Takes in the next message of the stream. May move the message's data out. After an error
+  // the stream is unusable.
+  absl::Status Consume(v1::PutBlocksRequest* request);
+
+  // Whether a complete block is waiting for TakeBlock.
+  bool has_complete_block() const {
+    return pending_.has_value() && pending_->data.size() == pending_->layout.RawBytes();
+  }
+  // Precondition: has_complete_block().
+  AssembledBlock TakeBlock();
+
+  // At the end of the stream: InvalidArgument if it carried no message or ended inside a block.
+  absl::Status Finish() const;
+
+  // Whether a block is being assembled (its bytes are reserved and more must arrive).
+  bool inside_block() const { return pending_.has_value(); }
+  // Valid once the first message was consumed.
+  const v1::PutOptions& options() const { return *options_; }
+  const CodecPolicy& policy() const { return policy_; }
+  uint32_t blocks_taken() const { return blocks_taken_; }
+
+ private:
+  absl::Status ConsumeOptions(const v1::PutOptions& options);
+  absl::Status StartBlock(const v1::PutBlocksRequest& request);
+
+  const PutStreamLimits limits_;
+  std::optional<v1::PutOptions> options_;
+  CodecPolicy policy_;
+  std::optional<AssembledBlock> pending_;
+  uint32_t blocks_taken_ = 0;
+};
+
+}  // namespace kvpack
+
+#endif  // KVPACK_SERVICE_PUT_STREAM_H_
