@@ -40,7 +40,7 @@ struct QjlMatrix {
 // u1 = ((a >> 11) + 1)·2^-53, u2 = (b >> 11)·2^-53 and the Box–Muller pair
 // √(−2 ln u1)·cos(2π u2), √(−2 ln u1)·sin(2π u2), filling G row-major — then S = Q of G = QR
 // (modified Gram–Schmidt on G's columns, each projection pass done twice, in double, so
-// diag(R) > 0). O(D³): about 2·D³ multiply-adds (D = 1024: ~0.3 s on one core). For tests
+// diag(R) > 0). O(D³): about 2·D³ multiply-adds (D = 1024: ~0.5 s on one core). For tests
 // and QjlProjection; codecs use QjlProjection. Precondition: as QjlProjection's.
 std::vector<double> BuildQjlProjection(uint32_t chunk_pos, uint32_t D);
 
