@@ -113,6 +113,7 @@ class PutBlocksReactor : public grpc::ServerReadReactor<v1::PutBlocksRequest> {
   }
 
   void Fail(const absl::Status& status) {
+    stream_.Abandon();  // release now: OnDone may come well after the client sees the status
     timer_.Finish(status.code());
     Finish(ToGrpcStatus(status));
   }

@@ -63,6 +63,9 @@ class PutStream {
   // At the end of the stream: InvalidArgument if it carried no message or ended inside a block.
   absl::Status Finish() const;
 
+  // Drops the block being assembled, if any, releasing its reservation (a stream that fails).
+  void Abandon() { pending_.reset(); }
+
   // Whether a block is being assembled (its bytes are reserved and more must arrive).
   bool inside_block() const { return pending_.has_value(); }
   // Valid once the first message was consumed.

@@ -4,9 +4,11 @@
 // still be sent.
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -214,6 +216,91 @@ TEST_F(BadInputTest, AdmissionControlAnswersResourceExhausted) {
   grpc::Status status = writer->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(status.error_message(), HasSubstr("in-flight"));
+}
+
+// A continuation used to be appended to the block in progress whatever key it named, so that
+// key A silently held B's bytes.
+TEST_F(BadInputTest, ContinuationNamingAnotherKeyIsRejectedAndStoresNothing) {
+  v1::PutBlocksRequest more;
+  more.set_key("b");
+  more.set_data(good_.substr(good_.size() / 2));
+  grpc::Status status =
+      Put({Begin("a", SmallLayout(), good_.substr(0, good_.size() / 2)), more});
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("without a layout"));
+  EXPECT_EQ(StoredPrefix("a"), 0u);
+  EXPECT_EQ(StoredPrefix("b"), 0u);
+}
+
+// A 100 KB codec string used to come back whole in the status message, past gRPC's metadata
+// limit, so the client saw RESOURCE_EXHAUSTED instead of INVALID_ARGUMENT.
+TEST_F(BadInputTest, HugeCodecStringGetsAShortInvalidArgument) {
+  grpc::Status status =
+      Put({Begin("k", SmallLayout(), good_)}, "tenant", std::string(100000, 'z'));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_LT(status.error_message().size(), 300u);
+  EXPECT_THAT(status.error_message(), HasSubstr("at most 256"));
+}
+
+// A stream that reserved a block's bytes and then went quiet used to hold them forever.
+TEST_F(BadInputTest, IdlePutStreamIsCancelledAndReleasesItsReservation) {
+  TestServerOptions options;
+  options.max_inflight_bytes = SmallLayout().RawBytes();  // room for one block
+  options.put_idle_timeout_ms = 1500;
+  auto small = TestServer::Start(options);
+  auto stub = v1::KvCacheService::NewStub(
+      grpc::CreateChannel(small->target(), grpc::InsecureChannelCredentials()));
+  auto put = [&](const std::string& key, bool stall) {
+    v1::PutBlocksRequest request =
+        Begin(key, SmallLayout(), stall ? good_.substr(0, 100) : good_);
+    request.mutable_options()->set_namespace_("tenant");
+    grpc::ClientContext context;
+    v1::PutBlocksResponse response;
+    auto writer = stub->PutBlocks(&context, &response);
+    writer->Write(request);
+    if (!stall) writer->WritesDone();
+    return writer->Finish();  // a stalled stream returns only once the server cuts it
+  };
+  std::thread idle([&] {
+    grpc::Status status = put("idle", /*stall=*/true);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED) << status.error_message();
+  });
+  absl::SleepFor(absl::Milliseconds(400));  // the idle stream holds the budget by now
+  EXPECT_EQ(put("busy", false).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  idle.join();
+  grpc::Status after = put("after", false);
+  EXPECT_TRUE(after.ok()) << "the idle stream's bytes were not released: " << after.error_message();
+}
+
+// Readers that do not read used to make the server hold every block they asked for.
+TEST_F(BadInputTest, GetsBeyondTheGetBudgetAreResourceExhausted) {
+  TestServerOptions options;
+  options.max_get_inflight_bytes = SmallLayout().RawBytes();  // less than block + message pieces
+  auto small = TestServer::Start(options);
+  auto stub = v1::KvCacheService::NewStub(
+      grpc::CreateChannel(small->target(), grpc::InsecureChannelCredentials()));
+  {
+    v1::PutBlocksRequest request = Begin("k", SmallLayout(), good_);
+    request.mutable_options()->set_namespace_("tenant");
+    request.mutable_options()->set_codec("raw");
+    grpc::ClientContext context;
+    v1::PutBlocksResponse response;
+    auto writer = stub->PutBlocks(&context, &response);
+    writer->Write(request);
+    writer->WritesDone();
+    ASSERT_TRUE(writer->Finish().ok());
+  }
+  v1::GetBlocksRequest request;
+  request.set_namespace_("tenant");
+  request.add_keys("k");
+  grpc::ClientContext context;
+  auto reader = stub->GetBlocks(&context, request);
+  v1::GetBlocksResponse response;
+  while (reader->Read(&response)) {
+  }
+  grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("max_get_inflight_bytes"));
 }
 
 }  // namespace

@@ -10,6 +10,8 @@
 #include "client/kvpack_client.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
+#include "storage/block_frame.h"
+#include "storage/key_schema.h"
 #include "tests/testing/block_data.h"
 #include "tests/testing/test_server.h"
 
@@ -149,6 +151,34 @@ TEST_F(TieringTest, FlippedByteOnDiskGivesDataLossNotData) {
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE((*again)[0].found) << "the corrupt entry should have been dropped";
   EXPECT_TRUE((*again)[0].error.empty());
+}
+
+// A block whose frame checksum passed but whose bytes did not parse used to be reported and
+// kept, so Lookup went on counting it.
+TEST_F(TieringTest, UnreadableBlockIsDroppedAndLookupStopsCountingIt) {
+  TestServerOptions options;
+  StartServer(options);
+  PutBlocks(2, /*durable=*/true);
+  server_->Stop();
+  {  // Replace key-1's bytes by a well-framed value that is not an encoded block.
+    rocksdb::DB* raw_db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), server_->data_dir(), &raw_db).ok());
+    std::unique_ptr<rocksdb::DB> db(raw_db);
+    const std::string key = EncodeBlockKey("ns", "key-1");
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    ASSERT_TRUE(db->Put(sync, key, FrameValue(key, "these bytes are not a block")).ok());
+  }
+  ASSERT_TRUE(server_->Restart().ok());
+  ASSERT_EQ(client_->Lookup("ns", {"key-0", "key-1"})->prefix_length, 2u);
+
+  auto got = client_->Get("ns", {"key-0", "key-1"});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE((*got)[0].found);
+  EXPECT_FALSE((*got)[1].found);
+  EXPECT_TRUE(absl::StartsWith((*got)[1].error, "DATA_LOSS")) << (*got)[1].error;
+  EXPECT_EQ(client_->Lookup("ns", {"key-0", "key-1"})->prefix_length, 1u)
+      << "Lookup still counts a block that cannot be served";
 }
 
 }  // namespace
