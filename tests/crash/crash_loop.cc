@@ -200,6 +200,27 @@ Outcome CheckServed(absl::string_view when, uint32_t key_index, const KeyModel& 
   return Outcome{Outcome::Kind::kVersion, id.version};
 }
 
+// Get of one key. A namespace the server has never held a block in fails the whole call with
+// NOT_FOUND; for one key that means "not stored".
+absl::StatusOr<GetResult> GetOne(Client& client, const std::string& key) {
+  absl::StatusOr<std::vector<GetResult>> got = client.Get(kNamespace, {key});
+  if (absl::IsNotFound(got.status())) {
+    GetResult absent;
+    absent.key = key;
+    return absent;
+  }
+  if (!got.ok()) return got.status();
+  return std::move((*got)[0]);
+}
+
+// Whether Lookup of the one-key chain [key] says it is stored (NOT_FOUND as for GetOne).
+absl::StatusOr<bool> LookupOne(Client& client, const std::string& key) {
+  absl::StatusOr<LookupResult> lookup = client.Lookup(kNamespace, {key});
+  if (absl::IsNotFound(lookup.status())) return false;
+  if (!lookup.ok()) return lookup.status();
+  return lookup->prefix_length == 1;
+}
+
 // Shared by the load threads of one cycle.
 struct Load {
   Client* client;
@@ -212,19 +233,22 @@ struct Load {
   int cycle;
 };
 
-// Reports a call that failed while the server was still up (at most a few of them).
-void NoteEarlyFailure(const Load& load, absl::string_view what, uint32_t key_index,
-                      const absl::Status& status) {
-  if (load.killed->load()) return;
+// Handles a call that did not return OK. After the kill: true, the thread stops (so that each
+// thread leaves at most one operation in flight, the one the kill interrupted). Before it:
+// false, and the failure is counted (and the first few printed).
+bool FailedAfterKill(const Load& load, absl::string_view what, uint32_t key_index,
+                     const absl::Status& status) {
+  if (load.killed->load()) return true;
   if (load.counters->errors_before_kill.fetch_add(1) < 5) {
     std::fprintf(stderr, "crash_loop: cycle %d: %s %s failed before the kill: %s\n", load.cycle,
                  std::string(what).c_str(), KeyName(key_index).c_str(),
                  status.ToString().c_str());
   }
+  return false;
 }
 
-// One client thread: operations on keys [first, first + count) until stopped, or until every
-// key has an operation in flight.
+// One client thread: operations on keys [first, first + count) until a call fails after the
+// kill, until stopped, or until every key has an operation in flight.
 void DriveKeys(const Load& load, uint32_t first, uint32_t count, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<KeyModel>& models = *load.models;
@@ -241,15 +265,15 @@ void DriveKeys(const Load& load, uint32_t first, uint32_t count, uint64_t seed) 
     const uint64_t roll = rng() % 100;
 
     if (roll < 25) {
-      absl::StatusOr<std::vector<GetResult>> got = load.client->Get(kNamespace, key);
+      absl::StatusOr<GetResult> got = GetOne(*load.client, key[0]);
       if (!got.ok()) {
-        NoteEarlyFailure(load, "get", key_index, got.status());
+        if (FailedAfterKill(load, "get", key_index, got.status())) return;
         continue;  // a get changes nothing; a failed one tells nothing
       }
       load.counters->gets_checked.fetch_add(1);
       const Outcome outcome =
           CheckServed(absl::StrCat("cycle ", load.cycle, " live get"), key_index, model,
-                      model.Live(), (*got)[0], *load.content, load.violations);
+                      model.Live(), *got, *load.content, load.violations);
       if (outcome.kind == Outcome::Kind::kUnmodelled) model.Retire();
       continue;
     }
@@ -272,7 +296,7 @@ void DriveKeys(const Load& load, uint32_t first, uint32_t count, uint64_t seed) 
           load.client->Put(kNamespace, absl::MakeConstSpan(&block, 1), options);
       if (!put.ok()) {
         load.counters->in_flight.fetch_add(1);
-        NoteEarlyFailure(load, "put", key_index, put.status());
+        if (FailedAfterKill(load, "put", key_index, put.status())) return;
         continue;
       }
       const Tier tier = (*put)[0].tier;
@@ -293,7 +317,7 @@ void DriveKeys(const Load& load, uint32_t first, uint32_t count, uint64_t seed) 
     absl::StatusOr<uint32_t> deleted = load.client->Delete(kNamespace, key);
     if (!deleted.ok()) {
       load.counters->in_flight.fetch_add(1);
-      NoteEarlyFailure(load, "delete", key_index, deleted.status());
+      if (FailedAfterKill(load, "delete", key_index, deleted.status())) return;
       continue;
     }
     model.Acknowledge(Tier::kUnspecified);
@@ -309,24 +333,22 @@ bool CheckAllKeys(Client& client, int cycle, const BlockContent& content,
   for (uint32_t key_index = 0; key_index < models.size(); ++key_index) {
     KeyModel& model = models[key_index];
     if (model.retired()) continue;
-    const std::vector<std::string> key = {KeyName(key_index)};
-    absl::StatusOr<LookupResult> lookup = client.Lookup(kNamespace, key);
-    absl::StatusOr<std::vector<GetResult>> got =
-        lookup.ok() ? client.Get(kNamespace, key) : lookup.status();
+    const std::string key = KeyName(key_index);
+    absl::StatusOr<bool> looked_up = LookupOne(client, key);
+    absl::StatusOr<GetResult> got = looked_up.ok() ? GetOne(client, key) : looked_up.status();
     if (!got.ok()) {
       violations.Add("unanswered", absl::StrCat(when, ": the restarted server did not answer for ",
-                                                key[0], ": ", got.status().ToString()));
+                                                key, ": ", got.status().ToString()));
       return false;
     }
     counters.gets_checked.fetch_add(1);
-    const GetResult& result = (*got)[0];
+    const GetResult& result = *got;
     const Outcome outcome =
         CheckServed(when, key_index, model, model.AfterCrash(), result, content, &violations);
-    const bool looked_up = lookup->prefix_length == 1;
-    if (result.error.empty() && looked_up != result.found) {
+    if (result.error.empty() && *looked_up != result.found) {
       violations.Add("lookup_mismatch",
-                     absl::StrCat(when, ": ", key[0], " Lookup says ",
-                                  looked_up ? "stored" : "not stored", " but Get ",
+                     absl::StrCat(when, ": ", key, " Lookup says ",
+                                  *looked_up ? "stored" : "not stored", " but Get ",
                                   result.found ? "found it" : "did not find it"));
     }
     switch (outcome.kind) {
