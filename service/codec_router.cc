@@ -1,5 +1,6 @@
 #include "service/codec_router.h"
 
+#include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -61,6 +62,20 @@ absl::StatusOr<std::string> CodecRouter::Route(const std::string& key, uint64_t 
     if (device == 1 && result.status().code() == absl::StatusCode::kUnimplemented) {
       absl::MutexLock lock(&mu_);
       speeds_[key].gpu_unsupported = true;
+      device = 0;
+      continue;
+    }
+    if (device == 1 && !result.ok()) {
+      // Out of memory, a failed launch, a lost device — or input that no device accepts. The
+      // CPU codec is the reference: its answer is final, so a GPU fault never turns into a
+      // wrong block or a block reported corrupt.
+      const uint64_t failures = gpu_failures_.fetch_add(1, std::memory_order_relaxed) + 1;
+      if (failures <= 10 || failures % 1000 == 0) {
+        std::fprintf(stderr, "kvpack_server: %s failed (%s); the CPU takes the block (%llu so far)\n",
+                     std::string(codecs_[1]->device()).c_str(),
+                     std::string(result.status().message().substr(0, 300)).c_str(),
+                     static_cast<unsigned long long>(failures));
+      }
       device = 0;
       continue;
     }

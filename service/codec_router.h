@@ -5,7 +5,9 @@
 // first kernel launches, cold caches) and is not counted; a device with no counted sample
 // yet is tried first, and every kExploreEvery-th call goes to the
 // device that is not currently preferred, so the averages follow load changes (a busy GPU,
-// a CPU shared with decode traffic). Policies the GPU has no kernels for go to the CPU.
+// a CPU shared with decode traffic). Policies the GPU has no kernels for go to the CPU, and
+// a call that fails on the GPU (out of memory, a failed launch, a lost device) is redone on
+// the CPU, whose answer is final.
 // Blocks that already sit in GPU memory never pass through here: they always use the GPU
 // (gpu::GpuCodec's device-pointer calls).
 //
@@ -13,6 +15,7 @@
 #ifndef KVPACK_SERVICE_CODEC_ROUTER_H_
 #define KVPACK_SERVICE_CODEC_ROUTER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -47,6 +50,9 @@ class CodecRouter : public BlockCodec {
   // The device the router currently prefers for `policy` ("cpu", "cuda:0").
   absl::string_view PreferredDevice(const std::string& policy, bool encode);
 
+  // GPU calls that failed (any error but Unimplemented) and were redone on the CPU.
+  uint64_t gpu_failures() const { return gpu_failures_.load(std::memory_order_relaxed); }
+
  private:
   struct Speeds {
     double seconds_per_byte[2] = {0, 0};  // [cpu, gpu]; 0 = not measured yet
@@ -57,7 +63,8 @@ class CodecRouter : public BlockCodec {
   using Run = std::function<absl::StatusOr<std::string>(BlockCodec*)>;
 
   // Runs `run` on the chosen device for `key`, timing it per `raw_bytes`; falls back to the
-  // CPU (and remembers) when the GPU answers Unimplemented.
+  // CPU (and remembers) when the GPU answers Unimplemented, and redoes the call on the CPU
+  // when the GPU fails in any other way (counted in gpu_failures, logged).
   absl::StatusOr<std::string> Route(const std::string& key, uint64_t raw_bytes,
                                     absl::string_view* ran_on, const Run& run);
   int Choose(const std::string& key) ABSL_LOCKS_EXCLUDED(mu_);
@@ -69,6 +76,7 @@ class CodecRouter : public BlockCodec {
   const std::string name_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, Speeds> speeds_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> gpu_failures_{0};
 };
 
 }  // namespace kvpack

@@ -23,6 +23,7 @@ class TimedCodec : public BlockCodec {
                                      absl::string_view* ran_on) override {
     ++calls;
     if (unimplemented_) return absl::UnimplementedError("no kernel");
+    if (!fail_with.ok()) return fail_with;
     absl::SleepFor(calls == 1 ? delay_ + first_call_delay_ : delay_);
     if (ran_on != nullptr) *ran_on = name_;
     return cpu_->Encode(layout, policy, raw, seed);
@@ -31,11 +32,13 @@ class TimedCodec : public BlockCodec {
                                      absl::string_view* ran_on) override {
     ++calls;
     if (unimplemented_) return absl::UnimplementedError("no kernel");
+    if (!fail_with.ok()) return fail_with;
     absl::SleepFor(delay_);
     if (ran_on != nullptr) *ran_on = name_;
     return cpu_->Decode(info, encoded);
   }
   int calls = 0;
+  absl::Status fail_with;  // when not OK, every call fails with it (a faulty device)
 
  private:
   std::string name_;
@@ -130,6 +133,34 @@ TEST_F(CodecRouterTest, DecodeIsRoutedLikeEncode) {
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(ran_on, "cpu");
   EXPECT_EQ(decoded->size(), layout_.RawBytes());
+}
+
+// A GPU fault used to reach the client as the block's error (DATA_LOSS on a get), and a get
+// would then have dropped a good block as unreadable.
+TEST_F(CodecRouterTest, GpuFailuresAreRedoneOnTheCpu) {
+  TimedCodec cpu("cpu", absl::ZeroDuration());
+  TimedCodec gpu("cuda:0", absl::ZeroDuration());
+  CodecRouter router(&cpu, &gpu, CodecRouter::Mode::kGpuFirst);
+  auto encoded = router.Encode(layout_, policy_, raw_, 1, nullptr);
+  ASSERT_TRUE(encoded.ok());
+  const auto bytes = absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(encoded->data()),
+                                         encoded->size());
+  auto info = ParseBlock(bytes);
+  ASSERT_TRUE(info.ok()) << info.status();
+
+  for (const absl::Status& fault :
+       {absl::ResourceExhaustedError("cudaErrorMemoryAllocation"),
+        absl::InternalError("cudaErrorLaunchFailure"), absl::DataLossError("bad payload?")}) {
+    gpu.fail_with = fault;
+    EXPECT_EQ(EncodeOnce(router), "cpu") << fault;
+    absl::string_view ran_on;
+    auto decoded = router.Decode(*info, bytes, &ran_on);
+    ASSERT_TRUE(decoded.ok()) << fault << " -> " << decoded.status();
+    EXPECT_EQ(ran_on, "cpu");
+  }
+  EXPECT_EQ(router.gpu_failures(), 6u);
+  gpu.fail_with = absl::OkStatus();
+  EXPECT_EQ(EncodeOnce(router), "cuda:0") << "a recovered GPU is used again";
 }
 
 }  // namespace

@@ -113,10 +113,11 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
       const absl::Time start = absl::Now();
       absl::StatusOr<std::string> decoded = context_->codec->Decode(*info, encoded_span, &device);
       context_->metrics->RecordDecode(device, absl::Now() - start);
-      if (!decoded.ok()) {
+      if (absl::IsDataLoss(decoded.status())) {
         return SendUnreadable(*stored, absl::StrCat("stored block does not decode: ",
                                                     decoded.status().message()));
       }
+      if (!decoded.ok()) return Fail(decoded.status());  // e.g. out of memory: not the block's fault
       decoded_ = *std::move(decoded);
     } else {
       stored_ = *std::move(stored);

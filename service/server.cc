@@ -76,6 +76,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   context.put_budget = server->put_budget_.get();
   context.get_budget = server->get_budget_.get();
   context.put_reaper = server->put_reaper_.get();
+  if (server->router_ != nullptr) {
+    const CodecRouter* router = server->router_.get();
+    server->metrics_->AddReading(
+        "kvpack_gpu_failures_total",
+        "GPU encodes/decodes that failed (out of memory, launch failure, lost device) and were "
+        "redone on the CPU.",
+        prometheus::MetricType::Counter, [router] { return double(router->gpu_failures()); });
+  }
   server->service_ = std::make_unique<KvCacheService>(&server->context_);
 
   grpc::EnableDefaultHealthCheckService(true);

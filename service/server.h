@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "service/block_codec.h"
+#include "service/codec_router.h"
 #include "service/kv_cache_service.h"
 #include "service/metrics.h"
 #include "service/service_context.h"
@@ -81,7 +82,7 @@ class Server {
   std::unique_ptr<ServiceMetrics> metrics_;
   std::unique_ptr<BlockCodec> cpu_codec_;
   std::unique_ptr<BlockCodec> gpu_codec_;
-  std::unique_ptr<BlockCodec> router_;
+  std::unique_ptr<CodecRouter> router_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<ThreadPool> control_pool_;
   ServiceContext context_;
