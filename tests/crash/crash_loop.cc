@@ -22,13 +22,15 @@
 //
 // Prints each violation (at most --max_printed), then one summary line; exits 0 with no
 // violation, 1 with any, 2 on a usage or harness error.
-#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -42,6 +44,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -493,6 +497,11 @@ int main(int argc, char** argv) {
                  "crash_loop: need --cycles >= 0, --threads >= 1, --keys_per_thread >= 1, "
                  "--ram_capacity_kib >= 64, --large_percent in [0, 100], "
                  "0 <= --min_kill_ms <= --max_kill_ms\n");
+    return 2;
+  }
+  if (access(positional[1], X_OK) != 0) {
+    std::fprintf(stderr, "crash_loop: %s is not an executable: %s\n", positional[1],
+                 std::strerror(errno));
     return 2;
   }
   uint64_t seed = absl::GetFlag(FLAGS_seed);

@@ -146,7 +146,7 @@ std::string LogTail(const std::string& path, int lines) {
   const size_t first = all.size() > static_cast<size_t>(lines) ? all.size() - lines : 0;
   std::string tail;
   for (size_t i = first; i < all.size(); ++i) absl::StrAppend(&tail, "  | ", all[i], "\n");
-  return tail;
+  return tail.empty() ? "  (empty)\n" : tail;
 }
 
 }  // namespace crash
