@@ -37,6 +37,8 @@ class ServerProcess {
 
   // "127.0.0.1:PORT"
   std::string target() const;
+  // The child's process id (0 once reaped), e.g. to read /proc/PID/status.
+  pid_t pid() const { return pid_; }
 
   // SIGKILL, then reaps the process: when it returns, every file the server held is closed.
   void Kill();
