@@ -1,0 +1,177 @@
+// Fuzz target: encoded-block parsing and decoding (codec/block_format.h) on arbitrary bytes,
+// for every codec the registry has.
+//
+// Each input is checked twice: as it is (the checksum rejects almost every mutation, so this
+// covers the checks up to it) and resealed — its last 8 bytes replaced by the right checksum —
+// so that mutated headers, segment tables and payloads reach the codecs' decoders.
+//
+// Invariants (what a reader of stored or fetched blocks relies on):
+//   - ParseBlock either fails with DATA_LOSS or describes a consistent block: a valid layout,
+//     a recorded policy that parses and names each segment's codec, 2·layers segments laid
+//     back to back from BlockHeaderSize() to the checksum, each exactly its codec's
+//     EncodedSize(). Parsing is deterministic.
+//   - Every decode path agrees: DecodeBlock (string and span), and ParseBlock followed by
+//     DecodeParsedBlock as the server does for want=DECODED (service/cpu_block_codec.cc) and
+//     as the client does for blocks fetched encoded (client/decode_locally.cc). They all fail
+//     with DATA_LOSS exactly when one does, and otherwise give the same bytes — exactly the
+//     layout's raw size, every byte written (buffers pre-filled with different garbage must
+//     come out equal), the same on every call.
+//   - A parse failure is also a decode failure; a wrong-size output buffer is
+//     INVALID_ARGUMENT, not a write out of bounds.
+//   - A block of raw segments with the canonical policy text is what EncodeBlock writes for
+//     the decoded tensor: decoding loses nothing.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "codec/block_format.h"
+#include "codec/block_layout.h"
+#include "codec/codec_policy.h"
+#include "codec/codec_registry.h"
+#include "codec/segment_codec.h"
+#include "tests/fuzz/fuzz_check.h"
+
+namespace kvpack {
+namespace {
+
+absl::Span<uint8_t> MutableBytes(std::string& s) {
+  return absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(&s[0]), s.size());
+}
+
+absl::Span<const uint8_t> Bytes(const std::string& s) {
+  return absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+// The parsed description of a block must be internally consistent.
+void CheckBlockInfo(const BlockInfo& info, absl::Span<const uint8_t> encoded) {
+  FUZZ_CHECK(info.layout.Validate().ok()) << info.layout.DebugString();
+  FUZZ_CHECK(info.layout.RawBytes() <= kMaxBlockRawBytes) << info.layout.RawBytes();
+  const absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(info.policy);
+  FUZZ_CHECK(policy.ok()) << "recorded policy '" << info.policy << "': " << policy.status();
+  FUZZ_CHECK(info.segments.size() == 2 * size_t{info.layout.layers}) << info.segments.size();
+  uint64_t offset = BlockHeaderSize(info.layout, info.policy);
+  for (size_t i = 0; i < info.segments.size(); ++i) {
+    const SegmentRef& ref = info.segments[i];
+    const uint32_t layer = static_cast<uint32_t>(i / 2);
+    const bool is_key = i % 2 == 0;
+    const SegmentCodec* codec = FindCodecById(ref.codec);
+    FUZZ_CHECK(codec != nullptr) << "segment " << i << " id " << static_cast<int>(ref.codec);
+    FUZZ_CHECK(codec == policy->CodecFor(layer, info.layout.layers, is_key))
+        << "segment " << i << " holds " << codec->name() << ", the policy '" << info.policy
+        << "' names " << policy->CodecFor(layer, info.layout.layers, is_key)->name();
+    SegmentShape shape;
+    shape.tokens = info.layout.tokens;
+    shape.kv_heads = info.layout.kv_heads;
+    shape.head_dim = info.layout.head_dim;
+    shape.dtype = info.layout.dtype;
+    shape.is_key = is_key;
+    FUZZ_CHECK(codec->Supports(shape).ok()) << codec->name() << " " << info.layout.DebugString();
+    FUZZ_CHECK(ref.length == codec->EncodedSize(shape)) << "segment " << i << ": " << ref.length;
+    FUZZ_CHECK(ref.offset == offset) << "segment " << i << " at " << ref.offset << ", not "
+                                     << offset;
+    offset += ref.length;
+  }
+  FUZZ_CHECK(offset + kBlockChecksumSize == encoded.size())
+      << "segments end at " << offset << " in a block of " << encoded.size();
+}
+
+// Decodes into a buffer of the block's raw size pre-filled with `fill`, as the client does.
+absl::StatusOr<std::string> DecodeInto(const BlockInfo& info, absl::Span<const uint8_t> encoded,
+                                       char fill) {
+  std::string raw(info.layout.RawBytes(), fill);
+  const absl::Status status = DecodeParsedBlock(info, encoded, MutableBytes(raw));
+  if (!status.ok()) return status;
+  return raw;
+}
+
+void CheckSameOutcome(const absl::StatusOr<std::string>& a, const absl::StatusOr<std::string>& b,
+                      const char* a_name, const char* b_name) {
+  FUZZ_CHECK(a.ok() == b.ok()) << a_name << ": " << a.status() << "; " << b_name << ": "
+                               << b.status();
+  if (a.ok()) {
+    FUZZ_CHECK(*a == *b) << a_name << " and " << b_name << " decode to different bytes";
+  } else {
+    FUZZ_CHECK(a.status().code() == absl::StatusCode::kDataLoss) << a_name << ": " << a.status();
+    FUZZ_CHECK(b.status().code() == absl::StatusCode::kDataLoss) << b_name << ": " << b.status();
+  }
+}
+
+void CheckBlock(absl::Span<const uint8_t> encoded) {
+  const absl::StatusOr<BlockInfo> info = ParseBlock(encoded);
+  const absl::StatusOr<std::string> whole = DecodeBlock(encoded);
+  if (!info.ok()) {
+    FUZZ_CHECK(info.status().code() == absl::StatusCode::kDataLoss) << info.status();
+    FUZZ_CHECK(!whole.ok()) << "DecodeBlock accepted what ParseBlock rejects: " << info.status();
+    FUZZ_CHECK(whole.status().code() == absl::StatusCode::kDataLoss) << whole.status();
+    return;
+  }
+  CheckBlockInfo(*info, encoded);
+
+  const absl::StatusOr<BlockInfo> again = ParseBlock(encoded);
+  FUZZ_CHECK(again.ok() && again->layout == info->layout && again->policy == info->policy &&
+             again->seed == info->seed && again->segments.size() == info->segments.size())
+      << "ParseBlock is not deterministic";
+
+  // The server's want=DECODED path, the client's local decode into a zeroed and into a
+  // garbage-filled buffer, and the one-call decoders.
+  const absl::StatusOr<std::string> server = DecodeParsedBlock(*info, encoded);
+  const absl::StatusOr<std::string> client_zeroed = DecodeInto(*info, encoded, '\0');
+  const absl::StatusOr<std::string> client_filled = DecodeInto(*info, encoded, '\xa5');
+  std::string span_out(info->layout.RawBytes(), '\x5a');
+  const absl::Status span_status = DecodeBlock(encoded, MutableBytes(span_out));
+  const absl::StatusOr<std::string> span =
+      span_status.ok() ? absl::StatusOr<std::string>(span_out)
+                     : absl::StatusOr<std::string>(span_status);
+
+  CheckSameOutcome(server, whole, "DecodeParsedBlock", "DecodeBlock");
+  CheckSameOutcome(server, client_zeroed, "DecodeParsedBlock", "DecodeParsedBlock(span, 0x00)");
+  CheckSameOutcome(server, client_filled, "DecodeParsedBlock", "DecodeParsedBlock(span, 0xa5)");
+  CheckSameOutcome(server, span, "DecodeParsedBlock", "DecodeBlock(span)");
+  const absl::StatusOr<std::string> repeat = DecodeParsedBlock(*info, encoded);
+  CheckSameOutcome(server, repeat, "DecodeParsedBlock", "DecodeParsedBlock again");
+  if (server.ok()) {
+    FUZZ_CHECK(server->size() == info->layout.RawBytes())
+        << server->size() << " bytes decoded, the layout has " << info->layout.RawBytes();
+  }
+
+  // A wrong-size destination is refused before anything is written.
+  for (const int64_t delta : {-1, 1}) {
+    std::string wrong(info->layout.RawBytes() + delta, '\0');
+    const absl::Status status = DecodeParsedBlock(*info, encoded, MutableBytes(wrong));
+    FUZZ_CHECK(status.code() == absl::StatusCode::kInvalidArgument)
+        << "raw buffer off by " << delta << ": " << status;
+  }
+
+  // Raw segments only, canonical policy: re-encoding the decoded tensor gives the block back.
+  bool all_raw = true;
+  for (const SegmentRef& ref : info->segments) all_raw = all_raw && ref.codec == CodecId::kRaw;
+  const absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(info->policy);
+  if (all_raw && server.ok() && policy->ToString() == info->policy) {
+    const absl::StatusOr<std::string> reencoded =
+        EncodeBlock(info->layout, *policy, Bytes(*server), info->seed);
+    FUZZ_CHECK(reencoded.ok()) << reencoded.status();
+    FUZZ_CHECK(Bytes(*reencoded) == encoded) << "a raw block does not re-encode to itself";
+  }
+}
+
+}  // namespace
+}  // namespace kvpack
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::vector<uint8_t> input(data, data + size);
+  kvpack::CheckBlock(input);
+  // The same bytes behind a valid checksum, so that the structure checks and the decoders
+  // see the mutations.
+  if (size >= kvpack::kBlockFixedHeaderSize + kvpack::kBlockChecksumSize) {
+    std::vector<uint8_t> resealed = input;
+    const absl::Status sealed = kvpack::SealBlock(absl::MakeSpan(resealed));
+    FUZZ_CHECK(sealed.ok()) << sealed;
+    if (resealed != input) kvpack::CheckBlock(resealed);
+  }
+  return 0;
+}
