@@ -26,6 +26,11 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
       Fail(status);
       return;
     }
+    // A full budget refuses the call here, before it waits in the worker queue behind encodes.
+    if (context_->get_budget->used() >= context_->get_budget->limit()) {
+      Fail(BudgetExhausted());
+      return;
+    }
     context_->pool->Schedule([this] { NextBlock(); });
   }
 
@@ -98,12 +103,7 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
         request_->want() == v1::WANT_DECODED ? info->layout.RawBytes() : encoded.size();
     reservation_ = context_->get_budget->TryReserve(
         send_bytes + 2 * std::min<uint64_t>(send_bytes, kGetChunkBytes));
-    if (!reservation_.held()) {
-      return Fail(absl::ResourceExhaustedError(absl::StrCat(
-          "the server holds ", context_->get_budget->used(), " bytes of blocks being sent (limit ",
-          context_->get_budget->limit(), ", --max_get_inflight_bytes); ", next_key_, " of ",
-          request_->keys_size(), " blocks were sent; retry later")));
-    }
+    if (!reservation_.held()) return Fail(BudgetExhausted());
     response_.set_found(true);
     LayoutToProto(info->layout, response_.mutable_layout());
     response_.set_codec(info->policy);
@@ -126,6 +126,13 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
     response_.set_total_bytes(current_size());
     context_->metrics->RecordBlockOut(current_size(), request_->want() == v1::WANT_ENCODED);
     WriteChunk();
+  }
+
+  absl::Status BudgetExhausted() const {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the server holds ", context_->get_budget->used(), " bytes of blocks being sent (limit ",
+        context_->get_budget->limit(), ", --max_get_inflight_bytes); ", next_key_, " of ",
+        request_->keys_size(), " blocks were sent; retry later"));
   }
 
   // The stored bytes passed their checksum but do not parse or decode: they are dropped from

@@ -34,6 +34,9 @@ ABSL_FLAG(std::string, max_inflight_bytes, "1GiB",
 ABSL_FLAG(std::string, max_get_inflight_bytes, "1GiB",
           "bytes of blocks being decoded or sent to readers at once across all gets; beyond it "
           "gets get RESOURCE_EXHAUSTED");
+ABSL_FLAG(std::string, grpc_memory_bytes, "256MiB",
+          "memory gRPC may use for its own buffers (messages received but not yet read, "
+          "flow-control windows); under it gRPC slows senders down");
 ABSL_FLAG(absl::Duration, put_idle_timeout, absl::Seconds(30),
           "a put stream that sends no message for this long is cancelled (releasing the bytes "
           "it reserved)");
@@ -95,6 +98,7 @@ int main(int argc, char** argv) {
        &options.max_inflight_bytes},
       {"--max_get_inflight_bytes", absl::GetFlag(FLAGS_max_get_inflight_bytes),
        &options.max_get_inflight_bytes},
+      {"--grpc_memory_bytes", absl::GetFlag(FLAGS_grpc_memory_bytes), &options.grpc_memory_bytes},
   };
   for (const SizeFlag& flag : sizes) {
     absl::StatusOr<uint64_t> bytes = kvpack::ParseByteSize(flag.text);

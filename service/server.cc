@@ -11,6 +11,7 @@
 #include "service/codec_router.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 
 namespace kvpack {
 
@@ -95,6 +96,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   // carries at most one piece plus small headers.
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.SetMaxSendMessageSize(64 << 20);
+  grpc::ResourceQuota quota("kvpack_server");
+  quota.Resize(options.grpc_memory_bytes);
+  builder.SetResourceQuota(quota);
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen,

@@ -38,6 +38,9 @@ struct ServerOptions {
   uint64_t max_inflight_bytes = uint64_t{1} << 30; // raw put bytes buffered at once
   uint64_t max_get_inflight_bytes = uint64_t{1} << 30;  // get bytes being decoded or sent
   absl::Duration put_idle_timeout = absl::Seconds(30);  // a put stream silent mid-block is cut
+  // Memory gRPC may use for its own buffers (received messages not yet read, per-stream
+  // flow-control windows): a grpc::ResourceQuota, under which gRPC shrinks its windows.
+  uint64_t grpc_memory_bytes = uint64_t{256} << 20;
   int worker_threads = 0;                          // 0 = one per CPU core
   // auto: route each block to the CPU or the first GPU, whichever was measured faster
   // (CPU only when no GPU is usable); cpu; cuda:N: that GPU, for every codec it has
