@@ -8,6 +8,9 @@ packages=(
   librocksdb-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   libzstd-dev liblz4-dev libxxhash-dev
   prometheus redis-server redis-tools libhiredis-dev curl python3-numpy
+  # ASan/UBSan tests and libFuzzer targets (tests/fuzz): clang, its sanitizer and libFuzzer
+  # runtimes, lld, and llvm-symbolizer for readable sanitizer reports.
+  clang libclang-rt-14-dev lld llvm
 )
 missing=()
 for p in "${packages[@]}"; do

