@@ -31,8 +31,16 @@ constexpr uint64_t kBudgetBytes = 96 << 10;
 
 struct Expected {
   std::string key;
+  uint64_t raw_bytes;  // what the layout holds
   std::string data;
 };
+
+// Raw bytes of a wire layout the stream accepted (so its fields are in range).
+uint64_t RawBytes(const v1::BlockLayout& layout) {
+  const uint64_t element = layout.dtype() == v1::DTYPE_FLOAT32 ? 4 : 2;
+  return uint64_t{layout.layers()} * 2 * layout.tokens() * layout.kv_heads() * layout.head_dim() *
+         element;
+}
 
 void Run(const uint8_t* data, size_t size) {
   static const CodecPolicy* const policy = new CodecPolicy(*CodecPolicy::Parse("int8"));
@@ -58,7 +66,7 @@ void Run(const uint8_t* data, size_t size) {
         failed = true;
         break;
       }
-      if (copy.has_layout()) expected = Expected{copy.key(), ""};
+      if (copy.has_layout()) expected = Expected{copy.key(), RawBytes(copy.layout()), ""};
       if (!copy.data().empty()) {
         FUZZ_CHECK(expected.has_value()) << "data accepted outside a block";
         expected->data += copy.data();
@@ -80,9 +88,8 @@ void Run(const uint8_t* data, size_t size) {
         expected.reset();
       }
       FUZZ_CHECK(stream.inside_block() == expected.has_value());
-      FUZZ_CHECK(budget.used() == (expected.has_value() ? stream.blocks_taken() * 0 +
-                                                              budget.used()
-                                                        : 0));
+      FUZZ_CHECK(budget.used() == (expected.has_value() ? expected->raw_bytes : 0))
+          << budget.used() << " bytes reserved";
     }
     if (!failed) {
       const bool finish_ok = stream.Finish().ok();
