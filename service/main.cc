@@ -46,6 +46,9 @@ ABSL_FLAG(std::string, device, "auto",
           "faster; CPU only without a GPU), cpu, or cuda:N (that GPU for every codec it has "
           "kernels for)");
 ABSL_FLAG(int, gpu_instances, 4, "blocks in flight on the GPU at once");
+ABSL_FLAG(double, shutdown_announce_seconds, 2,
+          "on SIGTERM, how long the server keeps serving with its health service answering "
+          "NOT_SERVING before it stops accepting calls (part of the grace period)");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "on SIGTERM, how long in-flight calls may run before they are cancelled");
 
@@ -86,6 +89,7 @@ int main(int argc, char** argv) {
   options.device = absl::GetFlag(FLAGS_device);
   options.gpu_instances = absl::GetFlag(FLAGS_gpu_instances);
   options.put_idle_timeout = absl::GetFlag(FLAGS_put_idle_timeout);
+  options.shutdown_announce = absl::Seconds(absl::GetFlag(FLAGS_shutdown_announce_seconds));
   struct SizeFlag {
     const char* name;
     std::string text;

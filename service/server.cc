@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "common/status_macros.h"
@@ -55,6 +56,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       "Put streams cancelled after --put_idle_timeout without a message.",
       prometheus::MetricType::Counter, [reaper] { return double(reaper->cancelled()); });
 
+  server->shutdown_announce_ = options.shutdown_announce;
   server->cpu_codec_ = NewCpuBlockCodec();
   RETURN_IF_ERROR(server->SetUpDevices(options));
 
@@ -152,9 +154,11 @@ void Server::Shutdown(absl::Duration grace) {
     shut_down_ = true;
   }
   if (grpc_server_ != nullptr) {
+    const absl::Time deadline = absl::Now() + grace;
     grpc::HealthCheckServiceInterface* health = grpc_server_->GetHealthCheckService();
     if (health != nullptr) health->SetServingStatus(false);
-    grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    absl::SleepFor(std::min(shutdown_announce_, grace));
+    grpc_server_->Shutdown(absl::ToChronoTime(deadline));
     grpc_server_->Wait();
   }
   pool_.reset();  // runs what is left of in-flight work

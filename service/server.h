@@ -41,6 +41,9 @@ struct ServerOptions {
   // Memory gRPC may use for its own buffers (received messages not yet read, per-stream
   // flow-control windows): a grpc::ResourceQuota, under which gRPC shrinks its windows.
   uint64_t grpc_memory_bytes = uint64_t{256} << 20;
+  // On Shutdown, how long the server keeps serving while its health service already answers
+  // NOT_SERVING, so that load balancers and readiness probes stop sending before it closes.
+  absl::Duration shutdown_announce = absl::ZeroDuration();
   int worker_threads = 0;                          // 0 = one per CPU core
   // auto: route each block to the CPU or the first GPU, whichever was measured faster
   // (CPU only when no GPU is usable); cpu; cuda:N: that GPU, for every codec it has
@@ -56,8 +59,9 @@ class Server {
   static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
   ~Server();  // Shutdown(absl::ZeroDuration()) if not yet shut down
 
-  // Stops accepting calls, lets in-flight ones finish for up to `grace` (then cancels
-  // them), and closes the store. Idempotent.
+  // Sets the health service to NOT_SERVING, keeps serving for shutdown_announce (within
+  // `grace`), then stops accepting calls, lets in-flight ones finish for the rest of `grace`
+  // (then cancels them), and closes the store. Idempotent.
   void Shutdown(absl::Duration grace);
 
   int port() const { return port_; }
@@ -93,6 +97,7 @@ class Server {
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;
   std::string device_note_;
+  absl::Duration shutdown_announce_;
 };
 
 }  // namespace kvpack

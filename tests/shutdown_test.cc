@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/kvpack_client.h"
+#include "absl/time/clock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "kvpack/v1/kvpack.grpc.pb.h"
@@ -77,6 +79,36 @@ TEST(ShutdownTest, InFlightGetCompletesWhileTheServerStops) {
   lookup.add_keys("k0");
   v1::LookupResponse answer;
   EXPECT_FALSE(stub->Lookup(&late, lookup, &answer).ok());
+}
+
+TEST(ShutdownTest, HealthSaysNotServingWhileTheServerStillServes) {
+  TestServerOptions options;
+  options.shutdown_announce_ms = 3000;
+  auto server = TestServer::Start(options);
+  auto channel = grpc::CreateChannel(server->target(), grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  auto stub = v1::KvCacheService::NewStub(channel);
+  auto check = [&health] {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    grpc::health::v1::HealthCheckRequest request;
+    grpc::health::v1::HealthCheckResponse response;
+    grpc::Status status = health->Check(&context, request, &response);
+    return status.ok() ? response.status() : grpc::health::v1::HealthCheckResponse::UNKNOWN;
+  };
+  ASSERT_EQ(check(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  std::thread stopper([&server] { server->Stop(); });
+  const absl::Time give_up = absl::Now() + absl::Seconds(2);
+  while (check() != grpc::health::v1::HealthCheckResponse::NOT_SERVING && absl::Now() < give_up) {
+  }
+  EXPECT_EQ(check(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  grpc::ClientContext context;
+  v1::GetStatsRequest request;
+  v1::GetStatsResponse response;
+  EXPECT_TRUE(stub->GetStats(&context, request, &response).ok())
+      << "the server stops serving only after the announce period";
+  stopper.join();
 }
 
 }  // namespace

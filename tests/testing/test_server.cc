@@ -55,6 +55,7 @@ absl::Status TestServer::StartOnPort(int port) {
   options.max_inflight_bytes = options_.max_inflight_bytes;
   options.max_get_inflight_bytes = options_.max_get_inflight_bytes;
   options.put_idle_timeout = absl::Milliseconds(options_.put_idle_timeout_ms);
+  options.shutdown_announce = absl::Milliseconds(options_.shutdown_announce_ms);
   options.worker_threads = 4;
   // The same end-to-end tests run against a GPU server on a GPU machine:
   // KVPACK_TEST_DEVICE=cuda:0 (tests/gpu/server_on_device.sh).

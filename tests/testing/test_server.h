@@ -26,6 +26,7 @@ struct TestServerOptions {
   uint64_t max_inflight_bytes = uint64_t{1} << 30;
   uint64_t max_get_inflight_bytes = uint64_t{1} << 30;
   int64_t put_idle_timeout_ms = 30000;
+  int64_t shutdown_announce_ms = 0;
   std::string data_dir;  // empty = a new directory under $TEST_TMPDIR
 };
 
