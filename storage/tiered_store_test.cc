@@ -103,6 +103,21 @@ TEST_F(TieredStoreTest, RamEvictionSpillsToDiskAndGetPromotesBack) {
   EXPECT_LE(store->RamStats().bytes, store->RamStats().capacity_bytes);
 }
 
+// A spill used to write a block's RAM bytes to disk without checking them against the
+// checksum RAM took at insert, so bytes corrupted in memory became a "valid" disk block.
+TEST_F(TieredStoreTest, SpillDropsABlockCorruptedInRamInsteadOfWritingIt) {
+  auto store = Open(Options(/*ram_blocks=*/2));
+  BlockBytes k0 = Value("k0");
+  ASSERT_TRUE(store->Put("ns", "k0", k0, /*durable=*/false).ok());
+  const_cast<std::string&>(*k0)[100] ^= 0x01;  // a bit flips in RAM
+  ASSERT_TRUE(store->Put("ns", "k1", Value("k1"), false).ok());
+  ASSERT_TRUE(store->Put("ns", "k2", Value("k2"), false).ok());  // evicts k0
+  EXPECT_EQ(store->DiskStats().blocks, 0u) << "the corrupt block was written to disk";
+  EXPECT_EQ(store->RamStats().corrupt_dropped, 1u);
+  EXPECT_TRUE(absl::IsNotFound(store->Get("ns", "k0").status()));
+  EXPECT_TRUE(store->LookupPrefix("ns", {"k0"}).empty());
+}
+
 TEST_F(TieredStoreTest, LookupPrefixOfAPartlyStoredChain) {
   auto store = Open(Options(/*ram_blocks=*/2));
   // c0 ends up on disk (evicted), c1 and c2 in RAM, c3 missing, c4 stored.
