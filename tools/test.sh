@@ -44,14 +44,18 @@ if [ "${KVPACK_SKIP_SANITIZERS:-0}" != 1 ]; then
   # The sanitizer builds use clang in an output base of their own (tests/fuzz/sanitizer_bazel.sh),
   # so they never evict the main build's outputs.
   sanitizer_bazel=tests/fuzz/sanitizer_bazel.sh
-  # ASan+UBSan run of every test the normal suite runs (the same tag filters: no `gpu`, no
-  # `benchmark` targets), with CUDA off (--config=clang-asan: no GPU code runs in CI anyway).
+  # ASan+UBSan run of the tests the normal suite runs (no `gpu`, no `benchmark` targets), with
+  # CUDA off (--config=clang-asan: no GPU code runs in CI anyway). Left out as well: tests
+  # tagged `no_asan`, and //tests/overload:overload_test, whose assertions are latency and
+  # server-RSS bounds that ASan's slowdown, shadow memory and quarantine break (measured:
+  # refusal p99 4.6 s against its 3 s bound, RSS 525 MiB against 400 MiB).
   # Target patterns name the top-level folders, so that //... cannot wander into the main
   # output base through the workspace's bazel-* links.
   patterns=$(find . -mindepth 1 -maxdepth 1 -type d ! -name '.*' ! -name 'bazel-*' -printf '//%P/...\n' | sort)
   asan_start=$SECONDS
   # shellcheck disable=SC2086
-  "$sanitizer_bazel" test "${bazel_flags[@]}" --config=clang-asan --build_tests_only -- $patterns
+  "$sanitizer_bazel" test "${bazel_flags[@]}" --config=clang-asan --build_tests_only \
+    --test_tag_filters=-benchmark,-gpu,-no_asan -- $patterns -//tests/overload:overload_test
   asan_rc=$?
   before=$failed
   asan_logs=$("$sanitizer_bazel" info --config=clang-asan bazel-testlogs 2>/dev/null)

@@ -39,6 +39,9 @@ void CheckDecoders(absl::string_view input) {
   if (block.ok()) {
     FUZZ_CHECK(input[0] == kBlockTag);
     FUZZ_CHECK(ViewInto(block->ns, input) && ViewInto(block->key, input));
+    // Only the parts, not the bytes, round-trip: DecodeBlockKey accepts an overlong varint
+    // ("b\x80\x00..." reads as length 0), which EncodeBlockKey never writes. Once it rejects
+    // those, check EncodeBlockKey(ns, key) == input here.
     const std::string reencoded = EncodeBlockKey(block->ns, block->key);
     const absl::StatusOr<BlockKeyParts> again = DecodeBlockKey(reencoded);
     FUZZ_CHECK(again.ok() && again->ns == block->ns && again->key == block->key)
