@@ -119,6 +119,7 @@ for t in $FUZZ_TARGETS; do
   if [ ! -x "$bin" ]; then
     echo "fuzz: FAIL $t: no binary $bin"; failed=$((failed + 1)); continue
   fi
+  touch "$dir/started"  # crash inputs of earlier runs in the same work dir are not counted
   pids=()
   for ((j = 0; j < jobs; j++)); do
     # Each worker writes new inputs into the shared corpus (first directory) and reloads what
@@ -139,8 +140,8 @@ for t in $FUZZ_TARGETS; do
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$cov_line")
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$cov_line")
   inputs=$(find "$dir/corpus" "${seeds[@]}" -type f | wc -l)
-  mapfile -t found < <(find "$dir/artifacts" -type f \( -name 'crash-*' -o -name 'leak-*' \
-                          -o -name 'timeout-*' -o -name 'oom-*' \) | sort)
+  mapfile -t found < <(find "$dir/artifacts" -type f -newer "$dir/started" \( -name 'crash-*' \
+                          -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | sort)
   summary="${execs} execs, ${rate} exec/s, ${cpu}s CPU (${jobs} x ${seconds}s), cov ${cov:-?} ft ${ft:-?}, ${inputs} inputs, ${#found[@]} crashes"
   if [ "$bad_exit" -eq 0 ] && [ "${#found[@]}" -eq 0 ]; then
     echo "fuzz: PASS $t: $summary"
