@@ -2,17 +2,18 @@
 # What the durability contract costs: put throughput of two kvpack_server binaries (say, the
 # build before and after a storage change) on the same workload, rounds interleaved, medians.
 #
-#   bench/durability_cost.sh BEFORE_SERVER AFTER_SERVER KVPACK_CLI
+#   bench/durability_cost.sh BEFORE_SERVER AFTER_SERVER KVPACK_CLI KVPACK_BENCH
+#   (KVPACK_CLI: bazel-bin/client/kvpack, KVPACK_BENCH: bazel-bin/bench/kvpack_bench)
 #
-# Workloads (2 MiB raw blocks, codec raw, `kvpack bench`, --concurrency 1 and 8):
+# Workloads (2 MiB raw blocks, codec raw, `kvpack_bench`, --concurrency 1 and 8):
 #   ram      non-durable puts into a RAM tier that holds them all (no disk write)
 #   spill    non-durable puts into a 64 MiB RAM tier (almost every block spills to RocksDB)
 #   disk     non-durable puts with --ram_capacity=0 (acknowledged TIER_DISK)
 #   durable  durable puts (--durable: acknowledged once synced to disk)
 # Environment: BLOCKS (default 256), REPEAT (default 3), CONCURRENCY (default "1 8").
 set -euo pipefail
-[ $# -eq 3 ] || { sed -n 2,12p "$0"; exit 2; }
-BEFORE=$1 AFTER=$2 CLI=$3
+[ $# -eq 4 ] || { sed -n 2,13p "$0"; exit 2; }
+BEFORE=$1 AFTER=$2 CLI=$3 BENCH=$4
 BLOCKS=${BLOCKS:-256}
 REPEAT=${REPEAT:-3}
 CONCURRENCY=${CONCURRENCY:-"1 8"}
@@ -42,7 +43,7 @@ run() {
     "$CLI" --server=127.0.0.1:$port stats >/dev/null 2>&1 && break
     sleep 0.1
   done
-  "$CLI" --server=127.0.0.1:$port --namespace=bench bench --blocks=$BLOCKS \
+  "$BENCH" --server=127.0.0.1:$port --namespace=bench --blocks=$BLOCKS \
     --concurrency=$conc --codec=raw --durable=$durable --keep >"$WORK/bench.txt"
   kill $PID; wait $PID 2>/dev/null || true; PID=""
   awk '/^put/ { for (i = 1; i <= NF; ++i) if ($(i+1) == "GB/s") { print $i; exit } }' \

@@ -1,4 +1,4 @@
-// Redis as a peer for kvpack's end-to-end numbers: the workload of `kvpack bench`
+// Redis as a peer for kvpack's end-to-end numbers: the workload of `kvpack_bench`
 // (bench/workload.h: the same block bytes, block count and concurrency) run as SET and GET
 // of whole blocks against a redis-server, one hiredis connection per stream. Prints the same
 // "put:"/"get:" lines (raw-equivalent GB/s, p50/p99 per block), so bench/run_e2e.sh can
@@ -83,7 +83,7 @@ int Run(int argc, char** argv) {
   cli::FlagSet set(
       "redis_compare [--redis=H:P] [--blocks=N] [--concurrency=C] [--layers=L --kv_heads=H "
       "--head_dim=D --tokens=T --dtype=bf16]",
-      "Runs the `kvpack bench` workload against Redis: SET then GET of each block (one block "
+      "Runs the kvpack_bench workload against Redis: SET then GET of each block (one block "
       "per command) from --concurrency connections, printing raw-equivalent GB/s and p50/p99 "
       "latency per block. The keys are deleted afterwards.");
   set.String("redis", &redis, "redis-server address, host:port");

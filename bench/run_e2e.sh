@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end comparison on loopback: starts a kvpack server and a redis-server on free ports,
 # runs the same workload (bench/workload.h: same block bytes, count and concurrency) through
-# `kvpack bench` (codecs raw and int8; gets decoded on the server, and for int8 also fetched
+# bench/kvpack_bench (codecs raw and int8; gets decoded on the server, and for int8 also fetched
 # encoded and decoded on the client inside the timed get) and bench/redis_compare (SET/GET),
 # at concurrency 1 and 8, and prints one table with kvpack/Redis throughput ratios.
 #
@@ -22,7 +22,8 @@ REPEAT=${REPEAT:-3}
 BAZEL=${BAZEL:-bazel}
 KVPACK_SERVER_FLAGS=${KVPACK_SERVER_FLAGS:-}
 
-"$BAZEL" build -c opt //service:kvpack_server //client:kvpack //bench:redis_compare >&2
+"$BAZEL" build -c opt //service:kvpack_server //client:kvpack //bench:kvpack_bench \
+  //bench:redis_compare >&2
 BIN=$("$BAZEL" info -c opt bazel-bin 2>/dev/null)
 
 free_port() {
@@ -85,7 +86,7 @@ for round in $(seq 1 "$REPEAT"); do
       --concurrency="$c" | record redis - - "$c"
     for run in "raw decoded" "int8 decoded" "int8 encoded"; do
       set -- $run
-      "$BIN/client/kvpack" --server="127.0.0.1:$KVPACK_PORT" --namespace=e2e bench \
+      "$BIN/bench/kvpack_bench" --server="127.0.0.1:$KVPACK_PORT" --namespace=e2e \
         --blocks="$BLOCKS" --concurrency="$c" --codec="$1" --want="$2" |
         record kvpack "$1" "$2" "$c"
     done

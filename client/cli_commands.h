@@ -18,8 +18,6 @@ int RunGet(GlobalFlags globals, const std::vector<std::string>& args);
 int RunLookup(GlobalFlags globals, const std::vector<std::string>& args);
 int RunDelete(GlobalFlags globals, const std::vector<std::string>& args);
 int RunStats(GlobalFlags globals, const std::vector<std::string>& args);
-// Defined in bench_command.cc.
-int RunBench(GlobalFlags globals, const std::vector<std::string>& args);
 
 }  // namespace cli
 }  // namespace kvpack

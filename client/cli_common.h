@@ -1,6 +1,7 @@
-// Pieces the `kvpack` subcommands share: the global flags (server, namespace, deadlines)
-// and how they become a connected Client, hex keys, and how errors are reported (the
-// server's code and message on stderr, a non-zero exit).
+// The command-line conventions of kvpack's tools, shared by the `kvpack` subcommands and by
+// the drivers in bench/ (bench/kvpack_bench): the global flags (server, namespace, deadlines)
+// and how they become a connected Client, the block-shape flags, hex keys, the exit codes,
+// and how errors are reported (the server's code and message on stderr, a non-zero exit).
 //
 // Functions only; thread-compatible.
 #ifndef KVPACK_CLIENT_CLI_COMMON_H_
@@ -15,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "client/cli_flags.h"
 #include "client/kvpack_client.h"
+#include "codec/block_layout.h"
 
 namespace kvpack {
 namespace cli {

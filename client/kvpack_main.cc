@@ -24,7 +24,6 @@ constexpr Command kCommands[] = {
     {"lookup", RunLookup, "how many leading keys of a chain are stored"},
     {"delete", RunDelete, "delete blocks"},
     {"stats", RunStats, "the server's counters"},
-    {"bench", RunBench, "put/get throughput and latency of N blocks from C streams"},
 };
 
 std::string TopLevelDescription() {

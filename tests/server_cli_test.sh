@@ -66,7 +66,7 @@ if "$cli_bin" --namespace=cli put --key=$key "${shape[@]}" --input=block.bin --c
 fi
 grep -q "zip9" bad.txt || fail "unclear error for an unknown codec: $(cat bad.txt)"
 
-for cmd in put get lookup delete stats bench; do
+for cmd in put get lookup delete stats; do
   "$cli_bin" $cmd --help >help.txt 2>&1 || fail "$cmd --help exited non-zero"
   grep -q -- "--" help.txt || fail "$cmd --help lists no flags"
 done

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The server on a GPU: builds (here, no GPU needed) end-to-end tests, kvpack_server and the
-# kvpack CLI, bundles them into .device-bundle-server/ (a device run carries at most 64 MiB),
-# and on the GPU machine runs
+# bench/kvpack_bench driver, bundles them into .device-bundle-server/ (a device run carries at
+# most 64 MiB), and on the GPU machine runs
 #   1. the end-to-end tests against a server started with --device=cuda:0 (TESTS, default
 #      //tests:put_get_test and //tests/gpu:client_gpu_decode_test — blocks fetched encoded
 #      and decoded on the client's GPU),
-#   2. `kvpack bench` against servers started with --device=cpu, --device=cuda:0 and
+#   2. `kvpack_bench` against servers started with --device=cpu, --device=cuda:0 and
 #      --device=auto, same workload, printing GB/s, p50/p99 and where blocks were encoded.
 #
 # usage (repository root):
@@ -19,12 +19,12 @@ bundle=.device-bundle-server
 read -r -a tests <<<"${TESTS:-//tests:put_get_test //tests/gpu:client_gpu_decode_test}"
 
 if [ "${1:-}" != "--device" ]; then
-  bazel build -c opt //service:kvpack_server //client:kvpack "${tests[@]}"
+  bazel build -c opt //service:kvpack_server //bench:kvpack_bench "${tests[@]}"
   bin=$(bazel info -c opt bazel-bin 2>/dev/null)
   paths=()
   for t in "${tests[@]}"; do paths+=("$bin/$(sed 's#^//##; s#:#/#' <<<"$t")"); done
-  ../shared/tools/device-bundle -o "$bundle" "$bin/service/kvpack_server" "$bin/client/kvpack" \
-    "${paths[@]}"
+  ../shared/tools/device-bundle -o "$bundle" "$bin/service/kvpack_server" \
+    "$bin/bench/kvpack_bench" "${paths[@]}"
   chmod -R u+w "$bundle"
   strip -g "$bundle"/bin/*
   du -sh "$bundle"
@@ -64,7 +64,7 @@ for device in ${DEVICES-cpu cuda:0 auto}; do
   for codec in $CODECS; do
     for want in decoded encoded; do
       echo "== device=$device codec=$codec want=$want"
-      "$bundle/bin/kvpack" --server=127.0.0.1:50151 bench --blocks="$BLOCKS" \
+      "$bundle/bin/kvpack_bench" --server=127.0.0.1:50151 --blocks="$BLOCKS" \
         --concurrency="$CONCURRENCY" --codec="$codec" --want=$want | grep -E "^(put|get|compression)"
     done
   done

@@ -1,21 +1,49 @@
-// `kvpack bench`: puts N blocks of a realistic shape from C concurrent streams, gets them
-// back, and prints raw-equivalent GB/s with p50/p99 latency per block for each phase. The
-// workload (block contents, timing, summary lines) is bench/workload.h, shared with the
-// Redis comparison so both move the same bytes.
+// kvpack_bench: the end-to-end driver of a kvpack server. Puts N blocks of a realistic shape
+// from C concurrent streams, gets them back, and prints raw-equivalent GB/s with p50/p99
+// latency per block for each phase. The workload (block contents, timing, summary lines) is
+// bench/workload.h, shared with bench/redis_compare so both move the same bytes; the command
+// line follows the `kvpack` tool's (client/cli_common.h: --server, --namespace, --timeout).
+//
+//   kvpack_bench --server=127.0.0.1:50051 --blocks=512 --concurrency=8 --codec=int8
+//   kvpack_bench --blocks=256 --codec=int8 --want=encoded   # fetched encoded, decoded here
+//
+// Exit codes as the `kvpack` tool's: 0 done, 1 the server failed an operation, 2 bad usage.
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "bench/workload.h"
-#include "client/cli_commands.h"
+#include "client/cli_common.h"
+#include "client/cli_flags.h"
+#include "client/kvpack_client.h"
 
 namespace kvpack {
-namespace cli {
+namespace bench {
+namespace {
 
-int RunBench(GlobalFlags globals, const std::vector<std::string>& args) {
+// A failed operation: "kvpack_bench: <CODE>: <message>" on stderr, exit 1.
+int ReportError(const absl::Status& status) {
+  std::fprintf(stderr, "kvpack_bench: %s: %s\n", absl::StatusCodeToString(status.code()).c_str(),
+               std::string(status.message()).c_str());
+  return cli::kExitFailure;
+}
+
+// A command line that cannot run: the reason on stderr, exit 2.
+int UsageError(absl::string_view message) {
+  std::fprintf(stderr, "kvpack_bench: %s (see --help)\n", std::string(message).c_str());
+  return cli::kExitUsage;
+}
+
+int Run(int argc, char** argv) {
+  cli::GlobalFlags globals;
   uint64_t blocks = 256;
   uint32_t concurrency = 1;
   uint32_t connections = 0;
@@ -24,8 +52,8 @@ int RunBench(GlobalFlags globals, const std::vector<std::string>& args) {
   uint64_t seed = 1;
   std::string dtype = "bf16", codec, want_name = "decoded";
   bool durable = false, keep = false, verify = true, decode_locally = true;
-  FlagSet set(
-      "kvpack [--server=H:P] [--namespace=NS] bench [--blocks=N] [--concurrency=C] "
+  cli::FlagSet set(
+      "kvpack_bench [--server=H:P] [--namespace=NS] [--blocks=N] [--concurrency=C] "
       "[--codec=C] [--want=decoded|encoded] [--layers=L --kv_heads=H --head_dim=D --tokens=T "
       "--dtype=bf16]",
       "Puts --blocks blocks (one block per PutBlocks stream) from --concurrency threads, then "
@@ -44,7 +72,9 @@ int RunBench(GlobalFlags globals, const std::vector<std::string>& args) {
   set.Uint32("tokens", &tokens, "tokens per block");
   set.String("dtype", &dtype, "element type: bf16, fp16 or fp32");
   set.String("codec", &codec, "codec policy for the puts; empty = the server's default");
-  set.String("want", &want_name, "what each get asks for: decoded (the server decodes) or encoded (see --decode_locally)");
+  set.String("want", &want_name,
+             "what each get asks for: decoded (the server decodes) or encoded (see "
+             "--decode_locally)");
   set.Bool("decode_locally", &decode_locally,
            "with --want=encoded, decode each block on this machine inside the timed get "
            "(DecodeLocally), so the get line measures raw tensors delivered");
@@ -54,36 +84,34 @@ int RunBench(GlobalFlags globals, const std::vector<std::string>& args) {
            "--want=decoded its bytes");
   set.Bool("keep", &keep, "leave the blocks on the server instead of deleting them");
   set.Uint64("seed", &seed, "seed of the block contents");
-  AddGlobalFlags(&globals, &set);
+  cli::AddGlobalFlags(&globals, &set);
+  const std::vector<std::string> args(argv + 1, argv + argc);
   bool done = false;
-  if (int code = ParseCommandLine(set, args, &done); done) return code;
+  if (int code = cli::ParseCommandLine(set, args, &done); done) return code;
 
   absl::StatusOr<BlockLayout> parsed_layout =
-      LayoutFromFlags(layers, kv_heads, head_dim, tokens, dtype);
-  if (!parsed_layout.ok()) return ReportError("bench", parsed_layout.status());
+      cli::LayoutFromFlags(layers, kv_heads, head_dim, tokens, dtype);
+  if (!parsed_layout.ok()) return UsageError(parsed_layout.status().message());
   const BlockLayout layout = *parsed_layout;
   if (want_name != "decoded" && want_name != "encoded") {
-    return ReportError("bench", absl::InvalidArgumentError(absl::StrCat(
-                                    "--want=", want_name, ": expected decoded or encoded")));
+    return UsageError(absl::StrCat("--want=", want_name, ": expected decoded or encoded"));
   }
   const Want want = want_name == "encoded" ? Want::kEncoded : Want::kDecoded;
   if (blocks == 0 || concurrency == 0 || distinct == 0) {
-    return ReportError("bench", absl::InvalidArgumentError(
-                                    "--blocks, --concurrency and --distinct must be positive"));
+    return UsageError("--blocks, --concurrency and --distinct must be positive");
   }
   if (connections == 0) connections = concurrency;
 
-  bench::KeepLargeBuffersOnHeap();
+  KeepLargeBuffersOnHeap();
   absl::StatusOr<std::unique_ptr<Client>> connected =
-      ConnectClient(globals, static_cast<int>(connections));
-  if (!connected.ok()) return ReportError("bench", connected.status());
+      cli::ConnectClient(globals, static_cast<int>(connections));
+  if (!connected.ok()) return ReportError(connected.status());
   Client& client = **connected;
 
-  const bench::BlockPool pool(layout, static_cast<uint32_t>(std::min<uint64_t>(distinct, blocks)),
-                              seed);
+  const BlockPool pool(layout, static_cast<uint32_t>(std::min<uint64_t>(distinct, blocks)), seed);
   const uint64_t run_id = static_cast<uint64_t>(absl::GetCurrentTimeNanos());
-  std::printf("kvpack bench: %s, codec=%s, want=%s%s, %u streams, %u connections, server %s\n",
-              bench::DescribeBlocks(blocks, layout).c_str(),
+  std::printf("kvpack_bench: %s, codec=%s, want=%s%s, %u streams, %u connections, server %s\n",
+              DescribeBlocks(blocks, layout).c_str(),
               codec.empty() ? "(server default)" : codec.c_str(), want_name.c_str(),
               want == Want::kEncoded ? (decode_locally ? " (decoded locally)" : " (not decoded)")
                                      : "",
@@ -93,24 +121,24 @@ int RunBench(GlobalFlags globals, const std::vector<std::string>& args) {
   put_options.codec = codec;
   put_options.durable = durable;
   std::atomic<uint64_t> encoded_bytes{0};
-  absl::StatusOr<bench::PhaseStats> put = bench::RunPhase(
+  absl::StatusOr<PhaseStats> put = RunPhase(
       blocks, concurrency, pool.block_bytes(), [&](uint64_t index, uint32_t) -> absl::Status {
-        const PutBlock block{bench::WorkloadKey(run_id, index), layout, pool.Block(index)};
+        const PutBlock block{WorkloadKey(run_id, index), layout, pool.Block(index)};
         absl::StatusOr<std::vector<PutResult>> results =
             client.Put(globals.ns, absl::MakeConstSpan(&block, 1), put_options);
         if (!results.ok()) return results.status();
         encoded_bytes.fetch_add(results->front().encoded_bytes, std::memory_order_relaxed);
         return absl::OkStatus();
       });
-  if (!put.ok()) return ReportError("bench", put.status());
-  std::printf("%s\n", bench::FormatPhase("put", *put).c_str());
+  if (!put.ok()) return ReportError(put.status());
+  std::printf("%s\n", FormatPhase("put", *put).c_str());
 
   const bool local_decode = want == Want::kEncoded && decode_locally;
   const bool compare_bytes =
       verify && codec == "raw" && (want == Want::kDecoded || local_decode);
-  absl::StatusOr<bench::PhaseStats> get = bench::RunPhase(
+  absl::StatusOr<PhaseStats> get = RunPhase(
       blocks, concurrency, pool.block_bytes(), [&](uint64_t index, uint32_t) -> absl::Status {
-        const std::string key = bench::WorkloadKey(run_id, index);
+        const std::string key = WorkloadKey(run_id, index);
         absl::StatusOr<std::vector<GetResult>> results =
             client.Get(globals.ns, absl::MakeConstSpan(&key, 1), want);
         if (!results.ok()) return results.status();
@@ -138,8 +166,8 @@ int RunBench(GlobalFlags globals, const std::vector<std::string>& args) {
         }
         return absl::OkStatus();
       });
-  if (!get.ok()) return ReportError("bench", get.status());
-  std::printf("%s\n", bench::FormatPhase("get", *get).c_str());
+  if (!get.ok()) return ReportError(get.status());
+  std::printf("%s\n", FormatPhase("get", *get).c_str());
 
   const uint64_t encoded = encoded_bytes.load();
   std::printf("compression: %.3fx (%.1f MiB encoded for %.1f MiB raw)\n",
@@ -152,14 +180,17 @@ int RunBench(GlobalFlags globals, const std::vector<std::string>& args) {
     for (uint64_t first = 0; first < blocks; first += kDeleteBatch) {
       std::vector<std::string> keys;
       for (uint64_t i = first; i < std::min(blocks, first + kDeleteBatch); ++i) {
-        keys.push_back(bench::WorkloadKey(run_id, i));
+        keys.push_back(WorkloadKey(run_id, i));
       }
       absl::StatusOr<uint32_t> deleted = client.Delete(globals.ns, keys);
-      if (!deleted.ok()) return ReportError("bench", deleted.status());
+      if (!deleted.ok()) return ReportError(deleted.status());
     }
   }
-  return kExitOk;
+  return cli::kExitOk;
 }
 
-}  // namespace cli
+}  // namespace
+}  // namespace bench
 }  // namespace kvpack
+
+int main(int argc, char** argv) { return kvpack::bench::Run(argc, argv); }
