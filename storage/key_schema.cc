@@ -22,6 +22,9 @@ bool ParseVarint32(absl::string_view* in, uint32_t* v) {
     if (shift == 28 && byte > 0x0f) return false;  // would overflow 32 bits
     result |= static_cast<uint32_t>(byte & 0x7f) << shift;
     if ((byte & 0x80) == 0) {
+      // The shortest encoding only: a final zero group after the first byte is an overlong
+      // form, which would let two different keys name the same (ns, key).
+      if (byte == 0 && shift > 0) return false;
       *v = result;
       return true;
     }

@@ -43,6 +43,13 @@ TEST(KeySchemaTest, MalformedBlockKeysAreRejected) {
   EXPECT_FALSE(DecodeBlockKey(std::string("b\xff\xff\xff\xff\x7f", 6)).ok());  // > 32 bits
 }
 
+// An overlong length ("\x80\x00" for 0) used to decode, so two RocksDB keys named one block.
+TEST(KeySchemaTest, OverlongNamespaceLengthIsRejected) {
+  EXPECT_FALSE(DecodeBlockKey(std::string("b\x80\x00ns-key", 9)).ok());
+  EXPECT_FALSE(DecodeBlockKey(std::string("b\x82\x80\x00" "ab", 6)).ok());
+  EXPECT_TRUE(DecodeBlockKey(std::string("b\x00key", 5)).ok());  // a one-byte zero is fine
+}
+
 TEST(KeySchemaTest, OrderKeysSortByWriteSequence) {
   EXPECT_LT(EncodeOrderKey(255), EncodeOrderKey(256));
   EXPECT_LT(EncodeOrderKey(1), EncodeOrderKey(uint64_t{1} << 40));
