@@ -20,10 +20,13 @@
 # in that column at the same stream count: put against the faster SET (redis_compare or
 # redis-benchmark), get against the faster GET. The Redis rows show their own ratio to that
 # baseline; the lines under the table say which client set it.
-# Both servers reuse the memory of deleted blocks: kvpack_server's allocator keeps it, and
-# redis-server runs with jemalloc's purging off (REDIS_MALLOC_CONF), because by default it
-# hands freed pages back to the kernel and faults fresh ones in for every new 2 MiB value,
-# which on a VM made its SETs ~8x slower (RESULTS.md, fair-baseline run).
+# Both servers reuse the memory of deleted blocks. kvpack_server keeps freed blocks on its
+# heap (mallopt in service/main.cc); redis-server gets the same from jemalloc through
+# REDIS_MALLOC_CONF: no purging of freed pages (dirty/muzzy decay off) and freed extents
+# reused for any smaller request (lg_extent_max_active_fit). As shipped, Redis hands freed
+# pages back to the kernel, or leaves coalesced free extents unused, and faults fresh pages
+# in for each new 2 MiB value, which on a VM made its SETs up to 10x slower (RESULTS.md,
+# fair-baseline run).
 #
 #   bench/run_e2e.sh                       # 256 blocks of 32x8x128x16 bf16 (2 MiB each)
 #   BLOCKS=512 CONCURRENCY="1 4 8" REPEAT=5 bench/run_e2e.sh
@@ -35,8 +38,8 @@
 #
 # Environment: BLOCKS (default 256), CONCURRENCY (default "1 8"), REPEAT (default 3),
 # KVPACK_SERVER_FLAGS (extra server flags), REDIS_MALLOC_CONF (redis-server's jemalloc
-# options, default "dirty_decay_ms:-1,muzzy_decay_ms:-1"; empty = Redis as shipped),
-# BAZEL (default bazel). Builds with -c opt first.
+# options, default "dirty_decay_ms:-1,muzzy_decay_ms:-1,lg_extent_max_active_fit:63"; empty
+# = Redis as shipped), BAZEL (default bazel). Builds with -c opt first.
 # Needs redis-server, redis-cli and redis-benchmark (Debian redis-server and redis-tools,
 # which tools/setup.sh installs).
 set -euo pipefail
@@ -47,7 +50,7 @@ CONCURRENCY=${CONCURRENCY:-"1 8"}
 REPEAT=${REPEAT:-3}
 BAZEL=${BAZEL:-bazel}
 KVPACK_SERVER_FLAGS=${KVPACK_SERVER_FLAGS:-}
-REDIS_MALLOC_CONF=${REDIS_MALLOC_CONF-dirty_decay_ms:-1,muzzy_decay_ms:-1}
+REDIS_MALLOC_CONF=${REDIS_MALLOC_CONF-dirty_decay_ms:-1,muzzy_decay_ms:-1,lg_extent_max_active_fit:63}
 # Raw bytes of the workload's block (32 layers x 2 x 16 tokens x 8 heads x 128 dims, bf16):
 # redis-benchmark's value size (kvpack_bench and redis_compare use that layout by default).
 VALUE_BYTES=2097152
