@@ -139,6 +139,14 @@ absl::Status DiskTier::LoadIndex() {
       return absl::DataLossError(
           absl::StrCat("disk tier index record ", *seq, ": ", value.status().message()));
     }
+    // A block costs at least its key and the frame header; a record that says otherwise (or
+    // claims more than the whole tier) would corrupt the byte accounting.
+    if (value->charge < value->block_key.size() + kFrameHeaderSize ||
+        value->charge > options_.capacity_bytes + (uint64_t{1} << 40)) {
+      return absl::DataLossError(absl::StrCat("disk tier index record ", *seq, " charges ",
+                                              value->charge, " bytes for a block whose key is ",
+                                              value->block_key.size(), " bytes"));
+    }
     std::string block_key(value->block_key);
     // Records come in increasing seq order; a block listed twice (which a complete write batch
     // never leaves behind) keeps its newest record.

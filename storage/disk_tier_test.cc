@@ -282,6 +282,30 @@ TEST_F(DiskTierTest, RefusesADatabaseThatIsNotADiskTier) {
   EXPECT_EQ(DiskTier::Open(options).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+// An index record's charge used to be trusted as read, so a corrupt one wrecked the byte
+// accounting (or overflowed it) without a word.
+TEST_F(DiskTierTest, IndexRecordWithAnImpossibleChargeIsDataLossAtOpen) {
+  { ASSERT_TRUE(Open(1 << 30)->Put("ns", "k", Value('x'), /*sync=*/true).ok()); }
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(
+        rocksdb::DB::Open(DiskTier::RocksDbOptions(DiskTierOptions()), path_.string(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    it->Seek("o");
+    ASSERT_TRUE(it->Valid() && it->key().starts_with("o"));
+    const std::string order_key = it->key().ToString();
+    it.reset();
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), order_key,
+                        EncodeOrderValue(/*charge=*/3, EncodeBlockKey("ns", "k")))
+                    .ok());
+    ASSERT_TRUE(db->Close().ok());
+  }
+  DiskTierOptions options;
+  options.path = path_.string();
+  EXPECT_EQ(DiskTier::Open(options).status().code(), absl::StatusCode::kDataLoss);
+}
+
 TEST_F(DiskTierTest, ConcurrentWritersKeepAccountingConsistentAcrossRestart) {
   const uint64_t capacity = 40 * Charge("t0-00");
   StorageTierStats before;
