@@ -145,7 +145,8 @@ int Run(int argc, char** argv) {
         const GetResult& result = results->front();
         if (!result.found) {
           return absl::NotFoundError(absl::StrCat("block ", index, " was not found",
-                                                  result.error.empty() ? "" : ": ", result.error));
+                                                  result.error.ok() ? "" : ": ",
+                                                  result.error.ToString()));
         }
         const std::string* raw = &result.bytes;
         std::string decoded;

@@ -144,7 +144,7 @@ int RunGet(GlobalFlags globals, const std::vector<std::string>& args) {
   if (!result.found) {
     return ReportError("get", absl::NotFoundError(absl::StrCat(
                                   "key ", key_hex, " is not stored in namespace '", globals.ns,
-                                  "'", result.error.empty() ? "" : ": ", result.error)));
+                                  "'", result.error.ok() ? "" : ": ", result.error.ToString())));
   }
   std::string decoded;
   const std::string* bytes = &result.bytes;

@@ -13,6 +13,16 @@ namespace {
 
 std::string Hex(const std::string& key) { return absl::BytesToHexString(key); }
 
+// The per-block error a response carries: OK when it has none. A code the client does not know
+// (or a message without a code, from an older server) reads as UNKNOWN.
+absl::Status BlockError(const v1::GetBlocksResponse& response) {
+  if (response.error_code() == 0 && response.error().empty()) return absl::OkStatus();
+  const int code = response.error_code();
+  const bool known = code > 0 && code <= static_cast<int>(absl::StatusCode::kUnauthenticated);
+  return absl::Status(known ? static_cast<absl::StatusCode>(code) : absl::StatusCode::kUnknown,
+                      response.error());
+}
+
 }  // namespace
 
 absl::Status GetResponseAssembler::Add(v1::GetBlocksResponse* response) {
@@ -35,7 +45,7 @@ absl::Status GetResponseAssembler::Add(v1::GetBlocksResponse* response) {
       return absl::DataLossError(
           absl::StrCat("get: the server sent data for key ", Hex(result.key), " but found = false"));
     }
-    result.error = response->error();
+    result.error = BlockError(*response);
     complete_.push_back(std::move(result));
     return absl::OkStatus();
   }
@@ -53,7 +63,7 @@ absl::Status GetResponseAssembler::Add(v1::GetBlocksResponse* response) {
   result.codec = response->codec();
   result.encoding = response->encoding() == v1::WANT_ENCODED ? Want::kEncoded : Want::kDecoded;
   result.tier = TierFromProto(response->tier());
-  result.error = response->error();
+  result.error = BlockError(*response);
   current_ = std::move(result);
   current_total_ = response->total_bytes();
   in_progress_ = true;

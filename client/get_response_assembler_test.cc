@@ -49,6 +49,7 @@ v1::GetBlocksResponse Missing(const std::string& key, const std::string& error =
   response.set_key(key);
   response.set_found(false);
   response.set_error(error);
+  if (!error.empty()) response.set_error_code(15);  // DATA_LOSS
   return response;
 }
 
@@ -74,7 +75,7 @@ TEST(GetResponseAssemblerTest, ReassemblesChunksAndOrdersByRequest) {
   EXPECT_EQ((*results)[1].layout.head_dim, 2u);
   EXPECT_EQ((*results)[1].encoding, Want::kDecoded);
   EXPECT_FALSE((*results)[2].found);
-  EXPECT_EQ((*results)[2].error, "checksum mismatch; dropped");
+  EXPECT_EQ((*results)[2].error, absl::DataLossError("checksum mismatch; dropped"));
 }
 
 TEST(GetResponseAssemblerTest, ContinuationMayRepeatTheKey) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "codec/block_layout.h"
 
@@ -58,8 +59,9 @@ struct PutResult {
 // The answer for one requested key of a Get().
 struct GetResult {
   std::string key;
-  // False when the key is not stored (or was stored but failed its checksum; then `error`
-  // says so and the server has dropped it). All fields below are empty then.
+  // False when the key is not stored (or was stored but could not be served: then `error`
+  // says why — DATA_LOSS for a block that failed its checksum or does not parse — and the
+  // server has dropped it). All fields below are empty then.
   bool found = false;
   BlockLayout layout;
   std::string codec;                // the codec policy the block was stored with
@@ -67,7 +69,7 @@ struct GetResult {
   Tier tier = Tier::kUnspecified;   // where the server found the block
   // kDecoded: layout.RawBytes() bytes of raw tensor. kEncoded: the encoded block.
   std::string bytes;
-  std::string error;
+  absl::Status error;  // OK unless found is false because the stored block was unreadable
 };
 
 // The answer of a Lookup() over a key chain.

@@ -81,7 +81,7 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
     if (!stored.ok()) {
       if (stored.status().code() == absl::StatusCode::kDataLoss) {
         context_->metrics->RecordCorruptBlock();
-        response_.set_error(stored.status().ToString());  // "DATA_LOSS: ..."
+        SetError(stored.status());
       } else if (stored.status().code() != absl::StatusCode::kNotFound) {
         return Fail(stored.status());
       }
@@ -142,11 +142,16 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
     const absl::Status dropped =
         context_->store->DropUnreadable(request_->namespace_(), request_->keys(next_key_), stored);
     response_.set_found(false);
-    response_.set_error(absl::DataLossError(
-        dropped.ok() ? absl::StrCat(why, "; the block was dropped")
-                     : absl::StrCat(why, "; dropping it failed: ", dropped.message()))
-                            .ToString());
+    SetError(absl::DataLossError(dropped.ok()
+                                     ? absl::StrCat(why, "; the block was dropped")
+                                     : absl::StrCat(why, "; dropping it failed: ",
+                                                    dropped.message())));
     StartWrite(&response_);
+  }
+
+  void SetError(const absl::Status& status) {
+    response_.set_error_code(static_cast<int32_t>(status.code()));
+    response_.set_error(std::string(status.message()));
   }
 
   size_t current_size() const { return current_size_; }

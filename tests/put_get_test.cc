@@ -117,7 +117,7 @@ TEST_F(PutGetTest, MissingKeysAreReportedPerKey) {
   EXPECT_FALSE((*got)[0].found);
   EXPECT_TRUE((*got)[1].found);
   EXPECT_FALSE((*got)[2].found);
-  EXPECT_TRUE((*got)[0].error.empty());
+  EXPECT_TRUE((*got)[0].error.ok());
 }
 
 TEST_F(PutGetTest, ManyBlocksInOneStream) {

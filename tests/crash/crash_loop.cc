@@ -174,8 +174,8 @@ Outcome CheckServed(absl::string_view when, uint32_t key_index, const KeyModel& 
                     const BlockContent& content, Violations* violations) {
   const std::string prefix = absl::StrCat(when, ": ", KeyName(key_index), " [", model.ToString(),
                                           "] expected ", expected.ToString(), ", ");
-  if (!result.error.empty()) {
-    violations->Add("data_loss", absl::StrCat(prefix, "get failed: ", result.error));
+  if (!result.error.ok()) {
+    violations->Add("data_loss", absl::StrCat(prefix, "get failed: ", result.error.ToString()));
     return Outcome{};
   }
   if (!result.found) {
@@ -349,7 +349,7 @@ bool CheckAllKeys(Client& client, int cycle, const BlockContent& content,
     const GetResult& result = *got;
     const Outcome outcome =
         CheckServed(when, key_index, model, model.AfterCrash(), result, content, &violations);
-    if (result.error.empty() && *looked_up != result.found) {
+    if (result.error.ok() && *looked_up != result.found) {
       violations.Add("lookup_mismatch",
                      absl::StrCat(when, ": ", key, " Lookup says ",
                                   *looked_up ? "stored" : "not stored", " but Get ",
