@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "codec/float_convert.h"
 #include "codec/segment_io.h"
-#include "codec/turbo_elements.h"
+#include "codec/element_convert_simd.h"
 
 namespace kvpack {
 namespace {

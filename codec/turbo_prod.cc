@@ -11,7 +11,7 @@
 #include "codec/lloyd_max.h"
 #include "codec/qjl.h"
 #include "codec/segment_io.h"
-#include "codec/turbo_elements.h"
+#include "codec/element_convert_simd.h"
 #include "codec/turbo_kernel.h"
 
 namespace kvpack {

@@ -39,7 +39,7 @@ constexpr uint32_t kGroupsPerWarp = 32 / 2;
 constexpr uint32_t kStageLimit = 8192;            // values: staged bytes per tile and region
 constexpr uint32_t kKeyChannelsPerBlock = 2 * kThreads;  // keys: two channels a thread
 
-// fp16 output saturates at ±65504 like the CPU decoder (codec/turbo_elements.h).
+// fp16 output saturates at ±65504 like the CPU decoder (codec/element_convert_simd.h).
 template <typename T>
 __device__ __forceinline__ float OutputValue(float v) {
   if constexpr (std::is_same_v<T, __half>) {

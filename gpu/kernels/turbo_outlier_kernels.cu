@@ -312,7 +312,7 @@ __device__ __forceinline__ uint32_t HighOffset(const OutlierPlan& p, const LaneG
 template <typename T>
 __device__ __forceinline__ float OutputValue(float v) {
   if constexpr (std::is_same_v<T, __half>) {
-    return fminf(fmaxf(v, -65504.0f), 65504.0f);  // as codec/turbo_elements.h saturates
+    return fminf(fmaxf(v, -65504.0f), 65504.0f);  // as codec/element_convert_simd.h saturates
   } else {
     return v;
   }

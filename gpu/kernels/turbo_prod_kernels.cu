@@ -163,7 +163,7 @@ __device__ __forceinline__ bool BadHalf(uint32_t h) {
 template <typename T>
 __device__ __forceinline__ float OutputValue(float v) {
   if constexpr (std::is_same_v<T, __half>) {
-    return fminf(fmaxf(v, -65504.0f), 65504.0f);  // as codec/turbo_elements.h saturates
+    return fminf(fmaxf(v, -65504.0f), 65504.0f);  // as codec/element_convert_simd.h saturates
   } else {
     return v;
   }

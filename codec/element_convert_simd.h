@@ -1,10 +1,11 @@
-// Element conversions shared by the quantizing CPU codecs (turbo*, fp8_e4m3, int4): loading a
-// run of fp16/bf16/fp32 elements into floats and storing floats back with round-to-nearest-
-// even (codec/FORMAT.md), vectorized with AVX2/F16C, bit-identical to codec/float_convert.h.
+// Vectorized element conversions shared by the quantizing CPU codecs (turbo*, fp8_e4m3,
+// int4): loading a run of fp16/bf16/fp32 elements into floats and storing floats back with
+// round-to-nearest-even (codec/FORMAT.md), with AVX2/F16C, bit-identical to
+// codec/float_convert.h.
 //
 // Stateless inline functions; safe from any thread.
-#ifndef KVPACK_CODEC_TURBO_ELEMENTS_H_
-#define KVPACK_CODEC_TURBO_ELEMENTS_H_
+#ifndef KVPACK_CODEC_ELEMENT_CONVERT_SIMD_H_
+#define KVPACK_CODEC_ELEMENT_CONVERT_SIMD_H_
 
 #include <immintrin.h>
 
@@ -110,4 +111,4 @@ inline bool AllFinite(const float* x, size_t count) {
 
 }  // namespace kvpack
 
-#endif  // KVPACK_CODEC_TURBO_ELEMENTS_H_
+#endif  // KVPACK_CODEC_ELEMENT_CONVERT_SIMD_H_
