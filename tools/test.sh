@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds kvpack and runs its whole test suite (unit, integration and end-to-end tests; GPU
-# tests and benchmarks are tagged and skipped here — tests/gpu/README.md says how to run
-# them), then the same tests under ASan+UBSan and every fuzz target for a bounded time
+# tests and benchmarks are tagged and skipped here — tests/gpu/run_on_device.sh and
+# server_on_device.sh run them on a GPU machine), then the same tests under ASan+UBSan and every fuzz target for a bounded time
 # (tests/fuzz/README.md). Installs the Debian packages it needs first. Ends with one line
 # "N passed, M failed" counted from the tests' own reports; a fuzz target counts as one test,
 # failed when it found a crash.
