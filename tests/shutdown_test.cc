@@ -83,7 +83,7 @@ TEST(ShutdownTest, InFlightGetCompletesWhileTheServerStops) {
 
 TEST(ShutdownTest, HealthSaysNotServingWhileTheServerStillServes) {
   TestServerOptions options;
-  options.shutdown_announce_ms = 3000;
+  options.shutdown_announce_ms = 5000;  // room for the checks below on a busy machine
   auto server = TestServer::Start(options);
   auto channel = grpc::CreateChannel(server->target(), grpc::InsecureChannelCredentials());
   auto health = grpc::health::v1::Health::NewStub(channel);
