@@ -126,6 +126,9 @@ class OverloadTest : public ::testing::Test {
          absl::StrCat("--max_inflight_bytes=", kBudgetBytes),
          absl::StrCat("--max_get_inflight_bytes=", kBudgetBytes),
          absl::StrCat("--grpc_memory_bytes=", kGrpcBytes), "--worker_threads=2",
+         // The CPU codecs, as in CI: a GPU's pinned staging buffers are sized by
+         // --gpu_instances, not by these budgets.
+         "--device=cpu",
          "--codec=int8"},
         dir + "/overload-server.log", absl::Seconds(30));
     ASSERT_TRUE(server.ok()) << server.status();
