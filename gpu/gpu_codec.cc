@@ -66,13 +66,13 @@ struct PlanGroup {
   std::vector<uint32_t> segments;
 };
 
-std::vector<PlanGroup> GroupPlan(const BlockPlan& plan) {
+std::vector<PlanGroup> GroupPlan(const BlockHeader& plan) {
   std::vector<PlanGroup> groups;
   for (uint32_t i = 0; i < plan.segments.size(); ++i) {
-    const BlockPlan::Segment& s = plan.segments[i];
+    const BlockSegment& s = plan.segments[i];
     PlanGroup* g = nullptr;
     for (PlanGroup& c : groups) {
-      const BlockPlan::Segment& lead = plan.segments[c.segments.front()];
+      const BlockSegment& lead = plan.segments[c.segments.front()];
       if (lead.codec == s.codec && lead.is_key == s.is_key) g = &c;
     }
     if (g == nullptr) {
@@ -120,8 +120,30 @@ absl::Status CheckView(const BlockLayout& layout, const DeviceBlockView& view) {
   return absl::OkStatus();
 }
 
-absl::Status CheckGpuPlan(const BlockPlan& plan) {
-  for (const BlockPlan::Segment& s : plan.segments) {
+absl::Span<uint8_t> MutableBytes(std::string& s) {
+  return absl::MakeSpan(reinterpret_cast<uint8_t*>(&s[0]), s.size());
+}
+
+absl::Status CheckOutput(const BlockHeader& header, absl::Span<uint8_t> out) {
+  if (out.size() != header.total_size) {
+    return absl::InvalidArgumentError(absl::StrCat("encode output is ", out.size(),
+                                                   " bytes, the block needs ",
+                                                   header.total_size));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckEncoded(const BlockHeader& header, absl::Span<const uint8_t> encoded) {
+  if (encoded.size() != header.total_size) {
+    return absl::InvalidArgumentError(absl::StrCat("encoded block is ", encoded.size(),
+                                                   " bytes, its header says ",
+                                                   header.total_size));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckGpuPlan(const BlockHeader& plan) {
+  for (const BlockSegment& s : plan.segments) {
     absl::Status st = GpuSupports(s.codec->id(), s.shape);
     if (!st.ok()) {
       return absl::UnimplementedError(absl::StrCat(s.codec->name(), " for layer ", s.layer,
@@ -165,7 +187,7 @@ class GpuCodec::Impl {
 
   // Builds the SegmentIo table of segments [begin, end) of `plan` over every block, grouped
   // into launches (same codec and K|V), appending to *ios and returning the groups.
-  static std::vector<LaunchGroup> Group(const BlockPlan& plan, uint32_t begin, uint32_t end,
+  static std::vector<LaunchGroup> Group(const BlockHeader& plan, uint32_t begin, uint32_t end,
                                         absl::Span<const DeviceBlockView> views,
                                         absl::Span<uint8_t* const> blocks,
                                         std::vector<SegmentIo>* ios) {
@@ -173,10 +195,10 @@ class GpuCodec::Impl {
     std::vector<bool> done(end - begin, false);
     for (uint32_t i = begin; i < end; ++i) {
       if (done[i - begin]) continue;
-      const BlockPlan::Segment& lead = plan.segments[i];
+      const BlockSegment& lead = plan.segments[i];
       LaunchGroup g{lead.codec->id(), lead.shape, static_cast<uint32_t>(ios->size()), 0};
       for (uint32_t j = i; j < end; ++j) {
-        const BlockPlan::Segment& s = plan.segments[j];
+        const BlockSegment& s = plan.segments[j];
         if (done[j - begin] || s.codec != lead.codec || s.is_key != lead.is_key) continue;
         done[j - begin] = true;
         for (size_t b = 0; b < views.size(); ++b) {
@@ -185,7 +207,7 @@ class GpuCodec::Impl {
           io.token_stride = views[b].token_stride != 0
                                 ? views[b].token_stride
                                 : uint64_t{plan.layout.kv_heads} * plan.layout.head_dim;
-          io.encoded = blocks[b] + s.ref.offset;
+          io.encoded = blocks[b] + s.offset;
           io.seed = s.context.seed;
           ios->push_back(io);
           ++g.count;
@@ -197,7 +219,7 @@ class GpuCodec::Impl {
   }
 
   // Splits the plan into pieces of `layers_per_piece` layers and groups each piece.
-  std::vector<Piece> MakePieces(const BlockPlan& plan, uint32_t layers_per_piece,
+  std::vector<Piece> MakePieces(const BlockHeader& plan, uint32_t layers_per_piece,
                                 absl::Span<const DeviceBlockView> views,
                                 absl::Span<uint8_t* const> blocks, std::vector<SegmentIo>* ios) {
     std::vector<Piece> pieces;
@@ -268,10 +290,12 @@ class GpuCodec::Impl {
   }
 
   // Host raw → encoded block, pipelined by pieces over three streams.
-  absl::StatusOr<std::string> EncodeHost(const BlockPlan& plan, absl::Span<const uint8_t> raw) {
+  absl::StatusOr<uint64_t> EncodeHost(const BlockHeader& plan, RawPieces raw,
+                                      absl::Span<uint8_t> out) {
     const uint64_t seg_raw = plan.layout.SegmentRawBytes();
-    ASSIGN_OR_RETURN(MemoryBlock pin_raw, pinned_pool_.Allocate(raw.size()));
-    ASSIGN_OR_RETURN(MemoryBlock dev_raw, device_pool_.Allocate(raw.size()));
+    const uint64_t raw_size = plan.layout.RawBytes();
+    ASSIGN_OR_RETURN(MemoryBlock pin_raw, pinned_pool_.Allocate(raw_size));
+    ASSIGN_OR_RETURN(MemoryBlock dev_raw, device_pool_.Allocate(raw_size));
     ASSIGN_OR_RETURN(MemoryBlock dev_enc, device_pool_.Allocate(plan.total_size));
     ASSIGN_OR_RETURN(MemoryBlock pin_enc, pinned_pool_.Allocate(plan.total_size));
     const DeviceBlockView view = DeviceBlockView::Contiguous(dev_raw.data(), plan.layout);
@@ -287,7 +311,7 @@ class GpuCodec::Impl {
       RETURN_IF_ERROR(copied[p].Init());
       RETURN_IF_ERROR(computed[p].Init());
       const uint64_t r0 = piece.seg_begin * seg_raw, r1 = piece.seg_end * seg_raw;
-      std::memcpy(pin_raw.bytes() + r0, raw.data() + r0, r1 - r0);
+      CopyRawRange(raw, r0, r1, pin_raw.bytes() + r0);
       CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dev_raw.bytes() + r0, pin_raw.bytes() + r0, r1 - r0,
                                            cudaMemcpyHostToDevice, copy_in_.get()),
                            "raw upload");
@@ -297,9 +321,9 @@ class GpuCodec::Impl {
       CUDA_RETURN_IF_ERROR(cudaEventRecord(computed[p].get(), compute_.get()), "event record");
       CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_out_.get(), computed[p].get(), 0),
                            "event wait");
-      const uint64_t e0 = plan.segments[piece.seg_begin].ref.offset;
-      const BlockPlan::Segment& last = plan.segments[piece.seg_end - 1];
-      const uint64_t e1 = last.ref.offset + last.ref.length;
+      const uint64_t e0 = plan.segments[piece.seg_begin].offset;
+      const BlockSegment& last = plan.segments[piece.seg_end - 1];
+      const uint64_t e1 = last.offset + last.length;
       CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pin_enc.bytes() + e0, block + e0, e1 - e0,
                                            cudaMemcpyDeviceToHost, copy_out_.get()),
                            "encoded download");
@@ -308,11 +332,12 @@ class GpuCodec::Impl {
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_out_.get()), "stream synchronize");
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_in_.get()), "stream synchronize");
     RETURN_IF_ERROR(flags);
-    return Seal(plan, pin_enc.bytes());
+    return Seal(plan, pin_enc.bytes(), out);
   }
 
   // Device raw → encoded block (one piece).
-  absl::StatusOr<std::string> EncodeDevice(const BlockPlan& plan, const DeviceBlockView& view) {
+  absl::StatusOr<uint64_t> EncodeDevice(const BlockHeader& plan, const DeviceBlockView& view,
+                                        absl::Span<uint8_t> out) {
     ASSIGN_OR_RETURN(MemoryBlock dev_enc, device_pool_.Allocate(plan.total_size));
     ASSIGN_OR_RETURN(MemoryBlock pin_enc, pinned_pool_.Allocate(plan.total_size));
     uint8_t* const block = dev_enc.bytes();
@@ -323,14 +348,14 @@ class GpuCodec::Impl {
                                          cudaMemcpyDeviceToHost, compute_.get()),
                          "encoded download");
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(compute_.get()), "stream synchronize");
-    return Seal(plan, pin_enc.bytes());
+    return Seal(plan, pin_enc.bytes(), out);
   }
 
   // Runs every segment of every block (device buffers) and waits; kernel errors → status.
   // Launch group by launch group, the group's SegmentIo entries are written straight into
   // pinned memory, uploaded on the copy stream and launched, so that building the next
   // group's table on the host overlaps the kernels of the previous one.
-  absl::Status RunBatch(bool encode, const BlockPlan& plan, absl::Span<const DeviceBlockView> views,
+  absl::Status RunBatch(bool encode, const BlockHeader& plan, absl::Span<const DeviceBlockView> views,
                         absl::Span<uint8_t* const> blocks, cudaStream_t stream) {
     const std::vector<PlanGroup> groups = GroupPlan(plan);
     const size_t entries = plan.segments.size() * views.size();
@@ -362,10 +387,10 @@ class GpuCodec::Impl {
         const DeviceBlockView& v = views[b];
         const uint64_t stride = v.token_stride != 0 ? v.token_stride : dense;
         for (const uint32_t j : g.segments) {
-          const BlockPlan::Segment& s = plan.segments[j];
+          const BlockSegment& s = plan.segments[j];
           out->raw = v.segments[j];
           out->token_stride = stride;
-          out->encoded = blocks[b] + s.ref.offset;
+          out->encoded = blocks[b] + s.offset;
           out->seed = s.context.seed;
           ++out;
         }
@@ -394,32 +419,7 @@ class GpuCodec::Impl {
     return absl::OkStatus();
   }
 
-  // The plan of an encoded block, checked against what ParseBlock read.
-  static absl::StatusOr<BlockPlan> PlanFromEncoded(absl::Span<const uint8_t> encoded) {
-    ASSIGN_OR_RETURN(BlockInfo info, ParseBlock(encoded));
-    absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(info.policy);
-    if (!policy.ok()) {
-      return absl::DataLossError(absl::StrCat("encoded block policy: ", policy.status().message()));
-    }
-    absl::StatusOr<BlockPlan> plan = PlanBlock(info.layout, *policy, info.seed);
-    if (!plan.ok()) {
-      return absl::DataLossError(absl::StrCat("encoded block plan: ", plan.status().message()));
-    }
-    if (plan->segments.size() != info.segments.size() || plan->total_size != encoded.size()) {
-      return absl::DataLossError("encoded block: segment table does not match its policy");
-    }
-    for (size_t i = 0; i < info.segments.size(); ++i) {
-      const SegmentRef& a = plan->segments[i].ref;
-      const SegmentRef& b = info.segments[i];
-      if (a.codec != b.codec || a.offset != b.offset || a.length != b.length) {
-        return absl::DataLossError(absl::StrCat("encoded block: segment ", i,
-                                                " does not match the recorded policy"));
-      }
-    }
-    return plan;
-  }
-
-  absl::Status DecodeHost(const BlockPlan& plan, absl::Span<const uint8_t> encoded,
+  absl::Status DecodeHost(const BlockHeader& plan, absl::Span<const uint8_t> encoded,
                           absl::Span<uint8_t> raw_out) {
     const uint64_t seg_raw = plan.layout.SegmentRawBytes();
     ASSIGN_OR_RETURN(MemoryBlock pin_enc, pinned_pool_.Allocate(plan.total_size));
@@ -438,9 +438,9 @@ class GpuCodec::Impl {
       const Piece& piece = pieces[p];
       RETURN_IF_ERROR(copied[p].Init());
       RETURN_IF_ERROR(computed[p].Init());
-      const uint64_t e0 = plan.segments[piece.seg_begin].ref.offset;
-      const BlockPlan::Segment& last = plan.segments[piece.seg_end - 1];
-      const uint64_t e1 = last.ref.offset + last.ref.length;
+      const uint64_t e0 = plan.segments[piece.seg_begin].offset;
+      const BlockSegment& last = plan.segments[piece.seg_end - 1];
+      const uint64_t e1 = last.offset + last.length;
       std::memcpy(pin_enc.bytes() + e0, encoded.data() + e0, e1 - e0);
       CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(block + e0, pin_enc.bytes() + e0, e1 - e0,
                                            cudaMemcpyHostToDevice, copy_in_.get()),
@@ -464,7 +464,7 @@ class GpuCodec::Impl {
     return absl::OkStatus();
   }
 
-  absl::Status DecodeDevice(const BlockPlan& plan, absl::Span<const uint8_t> encoded,
+  absl::Status DecodeDevice(const BlockHeader& plan, absl::Span<const uint8_t> encoded,
                             const DeviceBlockView& view) {
     ASSIGN_OR_RETURN(MemoryBlock pin_enc, pinned_pool_.Allocate(plan.total_size));
     ASSIGN_OR_RETURN(MemoryBlock dev_enc, device_pool_.Allocate(plan.total_size));
@@ -481,15 +481,14 @@ class GpuCodec::Impl {
   MemoryPool& pinned_pool() { return pinned_pool_; }
 
  private:
-  // Header, table and checksum around the payload bytes at pinned + header_size.
-  static absl::StatusOr<std::string> Seal(const BlockPlan& plan, const uint8_t* pinned) {
-    std::string out(plan.total_size, '\0');
-    uint8_t* data = reinterpret_cast<uint8_t*>(out.data());
-    std::memcpy(data + plan.header_size, pinned + plan.header_size,
-                plan.total_size - plan.header_size - 8);
-    RETURN_IF_ERROR(WriteBlockHeader(plan, {data, out.size()}));
-    RETURN_IF_ERROR(SealBlock({data, out.size()}));
-    return out;
+  // Header, table and checksum around the payload bytes at pinned + header_size, into `out`
+  // (header.total_size bytes). Returns SealBlock's hash of the whole block.
+  static absl::StatusOr<uint64_t> Seal(const BlockHeader& plan, const uint8_t* pinned,
+                                       absl::Span<uint8_t> out) {
+    RETURN_IF_ERROR(WriteBlockHeader(plan, out));
+    std::memcpy(out.data() + plan.header_size, pinned + plan.header_size,
+                plan.total_size - plan.header_size - kBlockChecksumSize);
+    return SealBlock(out);
   }
 
   const int device_;
@@ -560,62 +559,90 @@ int GpuCodec::device() const { return impl_->device(); }
 std::string GpuCodec::DeviceDescription() const { return impl_->description(); }
 
 absl::Status GpuCodec::SupportsPolicy(const BlockLayout& layout, const CodecPolicy& policy) const {
-  ASSIGN_OR_RETURN(BlockPlan plan, PlanBlock(layout, policy, 0));
-  return CheckGpuPlan(plan);
+  ASSIGN_OR_RETURN(BlockHeader header, PlanBlock(layout, policy, 0));
+  return CheckGpuPlan(header);
+}
+
+absl::Status GpuCodec::Supports(const BlockHeader& header) const { return CheckGpuPlan(header); }
+
+absl::StatusOr<uint64_t> GpuCodec::EncodeBlock(const BlockHeader& header, RawPieces host_raw,
+                                               absl::Span<uint8_t> out) {
+  uint64_t given = 0;
+  for (const absl::Span<const uint8_t> piece : host_raw) given += piece.size();
+  if (given != header.layout.RawBytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("raw block is ", given,
+                                                   " bytes, the layout needs ",
+                                                   header.layout.RawBytes()));
+  }
+  RETURN_IF_ERROR(CheckOutput(header, out));
+  RETURN_IF_ERROR(CheckGpuPlan(header));
+  absl::MutexLock lock(&impl_->mu());
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
+  return impl_->EncodeHost(header, host_raw, out);
 }
 
 absl::StatusOr<std::string> GpuCodec::EncodeBlock(const BlockLayout& layout,
                                                   const CodecPolicy& policy,
                                                   absl::Span<const uint8_t> host_raw,
                                                   uint64_t seed) {
-  ASSIGN_OR_RETURN(BlockPlan plan, PlanBlock(layout, policy, seed));
-  if (host_raw.size() != layout.RawBytes()) {
-    return absl::InvalidArgumentError(absl::StrCat("raw block is ", host_raw.size(),
-                                                   " bytes, the layout needs ", layout.RawBytes()));
+  ASSIGN_OR_RETURN(const BlockHeader header, PlanBlock(layout, policy, seed));
+  std::string out(header.total_size, '\0');
+  RETURN_IF_ERROR(EncodeBlock(header, {&host_raw, 1}, MutableBytes(out)).status());
+  return out;
+}
+
+absl::Status GpuCodec::DecodeBlock(const BlockHeader& header, absl::Span<const uint8_t> encoded,
+                                   absl::Span<uint8_t> host_raw_out) {
+  if (host_raw_out.size() != header.layout.RawBytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("decode output is ", host_raw_out.size(),
+                                                   " bytes, the block needs ",
+                                                   header.layout.RawBytes()));
   }
-  RETURN_IF_ERROR(CheckGpuPlan(plan));
+  RETURN_IF_ERROR(CheckEncoded(header, encoded));
+  RETURN_IF_ERROR(CheckGpuPlan(header));
   absl::MutexLock lock(&impl_->mu());
   CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
-  return impl_->EncodeHost(plan, host_raw);
+  return impl_->DecodeHost(header, encoded, host_raw_out);
 }
 
 absl::Status GpuCodec::DecodeBlock(absl::Span<const uint8_t> encoded,
                                    absl::Span<uint8_t> host_raw_out) {
-  ASSIGN_OR_RETURN(BlockPlan plan, Impl::PlanFromEncoded(encoded));
-  if (host_raw_out.size() != plan.layout.RawBytes()) {
-    return absl::InvalidArgumentError(absl::StrCat("decode output is ", host_raw_out.size(),
-                                                   " bytes, the block needs ",
-                                                   plan.layout.RawBytes()));
-  }
-  RETURN_IF_ERROR(CheckGpuPlan(plan));
-  absl::MutexLock lock(&impl_->mu());
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
-  return impl_->DecodeHost(plan, encoded, host_raw_out);
+  ASSIGN_OR_RETURN(const BlockHeader header, ParseBlock(encoded));
+  return DecodeBlock(header, encoded, host_raw_out);
 }
 
 absl::StatusOr<std::string> GpuCodec::EncodeBlockFromDevice(const BlockLayout& layout,
                                                             const CodecPolicy& policy,
                                                             const DeviceBlockView& src,
                                                             uint64_t seed) {
-  ASSIGN_OR_RETURN(BlockPlan plan, PlanBlock(layout, policy, seed));
+  ASSIGN_OR_RETURN(const BlockHeader header, PlanBlock(layout, policy, seed));
   RETURN_IF_ERROR(CheckView(layout, src));
-  RETURN_IF_ERROR(CheckGpuPlan(plan));
+  RETURN_IF_ERROR(CheckGpuPlan(header));
+  std::string out(header.total_size, '\0');
   absl::MutexLock lock(&impl_->mu());
   CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
-  return impl_->EncodeDevice(plan, src);
+  RETURN_IF_ERROR(impl_->EncodeDevice(header, src, MutableBytes(out)).status());
+  return out;
+}
+
+absl::Status GpuCodec::DecodeBlockToDevice(const BlockHeader& header,
+                                           absl::Span<const uint8_t> encoded,
+                                           const DeviceBlockView& dst) {
+  RETURN_IF_ERROR(CheckEncoded(header, encoded));
+  RETURN_IF_ERROR(CheckView(header.layout, dst));
+  RETURN_IF_ERROR(CheckGpuPlan(header));
+  absl::MutexLock lock(&impl_->mu());
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
+  return impl_->DecodeDevice(header, encoded, dst);
 }
 
 absl::Status GpuCodec::DecodeBlockToDevice(absl::Span<const uint8_t> encoded,
                                            const DeviceBlockView& dst) {
-  ASSIGN_OR_RETURN(BlockPlan plan, Impl::PlanFromEncoded(encoded));
-  RETURN_IF_ERROR(CheckView(plan.layout, dst));
-  RETURN_IF_ERROR(CheckGpuPlan(plan));
-  absl::MutexLock lock(&impl_->mu());
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
-  return impl_->DecodeDevice(plan, encoded, dst);
+  ASSIGN_OR_RETURN(const BlockHeader header, ParseBlock(encoded));
+  return DecodeBlockToDevice(header, encoded, dst);
 }
 
-absl::Status GpuCodec::EncodeBatchOnDevice(const BlockPlan& plan,
+absl::Status GpuCodec::EncodeBatchOnDevice(const BlockHeader& plan,
                                            absl::Span<const DeviceBlockView> srcs,
                                            absl::Span<uint8_t* const> dst_blocks, void* stream) {
   if (srcs.size() != dst_blocks.size()) {
@@ -629,7 +656,7 @@ absl::Status GpuCodec::EncodeBatchOnDevice(const BlockPlan& plan,
   return impl_->RunBatch(true, plan, srcs, dst_blocks, s);
 }
 
-absl::Status GpuCodec::DecodeBatchOnDevice(const BlockPlan& plan,
+absl::Status GpuCodec::DecodeBatchOnDevice(const BlockHeader& plan,
                                            absl::Span<const uint8_t* const> src_blocks,
                                            absl::Span<const DeviceBlockView> dsts, void* stream) {
   if (src_blocks.size() != dsts.size()) {

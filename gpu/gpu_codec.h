@@ -1,7 +1,9 @@
 // GpuCodec: encodes and decodes whole KV blocks on one CUDA GPU, producing and accepting
-// exactly the bytes of codec/FORMAT.md that the CPU path (codec/block_format.h) does:
+// exactly the bytes of codec/FORMAT.md that the CPU path (codec/block_codec.h) does:
 // header, policy, segment table and checksum are written on the host with codec/'s own
-// functions, the segment payloads by the kernels in gpu/kernels.
+// functions (codec/block_header.h), the segment payloads by the kernels in gpu/kernels. The
+// calls that take a BlockHeader use it as given (planned or parsed once by the caller); the
+// others plan or parse it themselves.
 //
 // Raw data can come from host memory (copied through pinned staging buffers in pieces, so
 // copies overlap the kernels of earlier pieces) or already sit on the device, either as one
@@ -31,7 +33,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "codec/block_format.h"
+#include "codec/block_codec.h"
+#include "codec/block_header.h"
 #include "codec/block_layout.h"
 #include "codec/codec_policy.h"
 
@@ -80,13 +83,25 @@ class GpuCodec {
   // OK when every segment `policy` assigns in a block of `layout` has a GPU kernel;
   // Unimplemented naming the codec and why otherwise; InvalidArgument for a bad layout.
   absl::Status SupportsPolicy(const BlockLayout& layout, const CodecPolicy& policy) const;
+  // The same for a planned or parsed header.
+  absl::Status Supports(const BlockHeader& header) const;
 
+  // Encodes the raw block in `host_raw` (host memory, in pieces) into `out` (exactly
+  // header.total_size bytes). Same contract and bytes as the CPU BlockCodec's Encode,
+  // including the returned hash of the whole block.
+  absl::StatusOr<uint64_t> EncodeBlock(const BlockHeader& header, RawPieces host_raw,
+                                       absl::Span<uint8_t> out);
   // The encoded block of `host_raw` (layout.RawBytes() bytes, host memory). Same contract
   // and bytes as kvpack::EncodeBlock (codec/block_format.h).
   absl::StatusOr<std::string> EncodeBlock(const BlockLayout& layout, const CodecPolicy& policy,
                                           absl::Span<const uint8_t> host_raw, uint64_t seed);
-  // Decodes `encoded` into `host_raw_out` (the block's raw size). Same contract as
-  // kvpack::DecodeBlock: DataLoss for corrupt or truncated bytes.
+
+  // Decodes `encoded`, whose header is `header` (ParseBlock's for these bytes), into
+  // `host_raw_out` (the block's raw size). Same contract as the CPU BlockCodec's Decode.
+  absl::Status DecodeBlock(const BlockHeader& header, absl::Span<const uint8_t> encoded,
+                           absl::Span<uint8_t> host_raw_out);
+  // As above, parsing (and checksumming) `encoded` first: DataLoss for corrupt or truncated
+  // bytes, as kvpack::DecodeBlock.
   absl::Status DecodeBlock(absl::Span<const uint8_t> encoded, absl::Span<uint8_t> host_raw_out);
 
   // As EncodeBlock, reading raw segments from device memory.
@@ -94,19 +109,23 @@ class GpuCodec {
                                                     const CodecPolicy& policy,
                                                     const DeviceBlockView& src, uint64_t seed);
   // As DecodeBlock, writing the raw segments into device memory described by `dst`.
+  absl::Status DecodeBlockToDevice(const BlockHeader& header, absl::Span<const uint8_t> encoded,
+                                   const DeviceBlockView& dst);
   absl::Status DecodeBlockToDevice(absl::Span<const uint8_t> encoded, const DeviceBlockView& dst);
 
-  // Device-to-device batch of blocks sharing one plan (PlanBlock(layout, policy, seed); each
-  // block's segments get the plan's segment seeds): writes each block's segment payloads at
-  // their plan offsets into dst_blocks[i] (device buffers of plan.total_size bytes; header
+  // Device-to-device batch of blocks sharing one header (PlanBlock(layout, policy, seed); each
+  // block's segments get the header's segment seeds): writes each block's segment payloads at
+  // their offsets into dst_blocks[i] (device buffers of header.total_size bytes; header
   // and checksum bytes are left untouched — WriteBlockHeader/SealBlock complete them on the
   // host). All segments of one codec across the batch go into one kernel launch. Waits for
   // completion. `stream` is a cudaStream_t or null for the codec's own stream.
-  absl::Status EncodeBatchOnDevice(const BlockPlan& plan, absl::Span<const DeviceBlockView> srcs,
+  absl::Status EncodeBatchOnDevice(const BlockHeader& header,
+                                   absl::Span<const DeviceBlockView> srcs,
                                    absl::Span<uint8_t* const> dst_blocks, void* stream = nullptr);
-  // The inverse: decodes the payloads of device-resident encoded blocks (laid out as `plan`
+  // The inverse: decodes the payloads of device-resident encoded blocks (laid out as `header`
   // says, already validated) into `dsts`. Waits for completion.
-  absl::Status DecodeBatchOnDevice(const BlockPlan& plan, absl::Span<const uint8_t* const> src_blocks,
+  absl::Status DecodeBatchOnDevice(const BlockHeader& header,
+                                   absl::Span<const uint8_t* const> src_blocks,
                                    absl::Span<const DeviceBlockView> dsts, void* stream = nullptr);
 
   // Device time, in seconds, of the kernels of the most recent EncodeBatchOnDevice /

@@ -186,8 +186,8 @@ int Main(int argc, char** argv) {
       rows.push_back(row);
       continue;
     }
-    absl::StatusOr<BlockPlan> plan_small = PlanBlock(small, *policy, 1);
-    absl::StatusOr<BlockPlan> plan_big = PlanBlock(big, *policy, 1);
+    absl::StatusOr<BlockHeader> plan_small = PlanBlock(small, *policy, 1);
+    absl::StatusOr<BlockHeader> plan_big = PlanBlock(big, *policy, 1);
     if (!plan_small.ok() || !plan_big.ok()) return 1;
     const uint64_t payload_small = plan_small->total_size - plan_small->header_size - 8;
     const uint64_t payload_big = plan_big->total_size - plan_big->header_size - 8;

@@ -14,9 +14,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "codec/block_codec.h"
 #include "codec/block_format.h"
+#include "codec/block_header.h"
 #include "codec/codec_policy.h"
 #include "codec/float_convert.h"
+#include "gpu/gpu_block_codec.h"
 #include "gpu/gpu_codec.h"
 #include "gtest/gtest.h"
 
@@ -202,6 +205,43 @@ TEST_F(GpuCodecTest, EveryCodecDtypeAndHeadDimMatchesCpu) {
   }
 }
 
+// The server's put path: one header planned per block, raw bytes in the pieces they arrived
+// in, the encoded block written into the caller's buffer, and the hash storage keeps. Through
+// the BlockCodec interface (gpu/gpu_block_codec.h) as the service and the client use it.
+TEST_F(GpuCodecTest, HeaderCallsFromPiecesMatchCpuThroughTheBlockCodecInterface) {
+  absl::StatusOr<std::unique_ptr<BlockCodec>> gpu = NewGpuBlockCodec(0, 2);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  std::unique_ptr<BlockCodec> cpu = NewCpuBlockCodec();
+  const BlockLayout layout = Layout(4, 8, 128, 16, DType::kBFloat16);
+  const std::vector<uint8_t> raw = RandomBlock(layout, 7);
+  for (const std::string text : {"k=int8,v=turbo3", "raw", "turbo_prod3"}) {
+    const absl::StatusOr<BlockHeader> header = PlanBlock(layout, Policy(text), 0x77);
+    ASSERT_TRUE(header.ok()) << header.status();
+    std::vector<absl::Span<const uint8_t>> pieces;
+    for (size_t at = 0; at < raw.size(); at += 16384 + 3) {
+      pieces.push_back(absl::MakeConstSpan(raw).subspan(at, 16384 + 3));
+    }
+    std::vector<uint8_t> want(header->total_size), got(header->total_size, 0xEE);
+    absl::StatusOr<uint64_t> want_hash = cpu->Encode(*header, pieces, absl::MakeSpan(want));
+    ASSERT_TRUE(want_hash.ok()) << want_hash.status();
+    absl::string_view ran_on;
+    absl::StatusOr<uint64_t> got_hash = (*gpu)->Encode(*header, pieces, absl::MakeSpan(got),
+                                                       &ran_on);
+    ASSERT_TRUE(got_hash.ok()) << text << ": " << got_hash.status();
+    EXPECT_EQ(ran_on, "cuda:0");
+    EXPECT_EQ(got, want) << text;
+    EXPECT_EQ(*got_hash, *want_hash) << text;
+
+    const absl::StatusOr<BlockHeader> parsed = ParseBlock(want);
+    ASSERT_TRUE(parsed.ok());
+    std::vector<uint8_t> cpu_raw(layout.RawBytes()), gpu_raw(layout.RawBytes(), 0x11);
+    ASSERT_TRUE(cpu->Decode(*parsed, want, absl::MakeSpan(cpu_raw)).ok());
+    const absl::Status decoded = (*gpu)->Decode(*parsed, want, absl::MakeSpan(gpu_raw));
+    ASSERT_TRUE(decoded.ok()) << decoded;
+    EXPECT_EQ(gpu_raw, cpu_raw) << text;
+  }
+}
+
 TEST_F(GpuCodecTest, MixedPoliciesAndRaw) {
   for (const std::string policy : {"k=int8,v=turbo3", "k=turbo4,v=turbo2,boundary=1:raw",
                                    "raw", "k=raw,v=int8", "k=fp8_e4m3,v=turbo3"}) {
@@ -327,7 +367,7 @@ TEST_F(GpuCodecTest, CorruptBytesAreDataLoss) {
               absl::StatusCode::kDataLoss);
     // A scale no encoder writes (negative / Inf), re-sealed so the checksum passes: the
     // kernels must flag it like the CPU decoder does.
-    absl::StatusOr<BlockInfo> info = ParseBlock(Bytes(*enc));
+    absl::StatusOr<BlockHeader> info = ParseBlock(Bytes(*enc));
     ASSERT_TRUE(info.ok());
     bad = *enc;
     // int8: the 4th fp16 scale; turbo3: the 4th fp16 g after the seed; fp8: the high half
@@ -348,7 +388,7 @@ TEST_F(GpuCodecTest, CorruptBytesAreDataLoss) {
 TEST_F(GpuCodecTest, BatchOnDeviceMatchesPerBlock) {
   const BlockLayout layout = Layout(3, 4, 128, 32, DType::kBFloat16);
   const CodecPolicy policy = Policy("k=int8,v=turbo3");
-  absl::StatusOr<BlockPlan> plan = PlanBlock(layout, policy, 77);
+  absl::StatusOr<BlockHeader> plan = PlanBlock(layout, policy, 77);
   ASSERT_TRUE(plan.ok());
   constexpr int kBlocks = 5;
   std::vector<std::unique_ptr<GpuCodec::DeviceBuffer>> raws, encs;
@@ -581,7 +621,7 @@ TEST_F(GpuCodecTest, NewCodecsCorruptBytesAreDataLoss) {
     EXPECT_EQ(codec_->DecodeBlock(Bytes(bad), out_span).code(), absl::StatusCode::kDataLoss);
     EXPECT_EQ(codec_->DecodeBlock(Bytes(*enc).subspan(0, enc->size() - 9), out_span).code(),
               absl::StatusCode::kDataLoss);
-    absl::StatusOr<BlockInfo> info = ParseBlock(Bytes(*enc));
+    absl::StatusOr<BlockHeader> info = ParseBlock(Bytes(*enc));
     ASSERT_TRUE(info.ok());
     const uint64_t seg = info->segments[1].offset;  // layer 0, V
     // Edits no encoder makes, each re-sealed: the CPU and GPU decoders must both refuse.
@@ -624,7 +664,7 @@ TEST_F(GpuCodecTest, NewCodecsBatchOnDeviceMatchesCpu) {
   for (const std::string text : {"k=int4,v=turbo35", "k=turbo25,v=turbo_prod3"}) {
     SCOPED_TRACE(text);
     const CodecPolicy policy = Policy(text);
-    absl::StatusOr<BlockPlan> plan = PlanBlock(layout, policy, 78);
+    absl::StatusOr<BlockHeader> plan = PlanBlock(layout, policy, 78);
     ASSERT_TRUE(plan.ok());
     constexpr int kBlocks = 4;
     std::vector<std::unique_ptr<GpuCodec::DeviceBuffer>> raws, encs;
@@ -670,7 +710,7 @@ TEST_F(GpuCodecTest, TurboProdDecodesTheRecordedSeedLikeCpu) {
   absl::StatusOr<std::string> enc =
       EncodeBlock(layout, Policy("turbo_prod4"), RandomBlock(layout, 41), 5);
   ASSERT_TRUE(enc.ok()) << enc.status();
-  absl::StatusOr<BlockInfo> info = ParseBlock(Bytes(*enc));
+  absl::StatusOr<BlockHeader> info = ParseBlock(Bytes(*enc));
   ASSERT_TRUE(info.ok());
   std::string b = *enc;
   b[info->segments[1].offset] ^= 0x5a;  // layer 0 V's recorded seed

@@ -47,6 +47,19 @@ std::string GpuCodec::DeviceDescription() const { return "none (built without CU
 absl::Status GpuCodec::SupportsPolicy(const BlockLayout&, const CodecPolicy&) const {
   return NoCuda();
 }
+absl::Status GpuCodec::Supports(const BlockHeader&) const { return NoCuda(); }
+absl::StatusOr<uint64_t> GpuCodec::EncodeBlock(const BlockHeader&, RawPieces,
+                                               absl::Span<uint8_t>) {
+  return NoCuda();
+}
+absl::Status GpuCodec::DecodeBlock(const BlockHeader&, absl::Span<const uint8_t>,
+                                   absl::Span<uint8_t>) {
+  return NoCuda();
+}
+absl::Status GpuCodec::DecodeBlockToDevice(const BlockHeader&, absl::Span<const uint8_t>,
+                                           const DeviceBlockView&) {
+  return NoCuda();
+}
 absl::StatusOr<std::string> GpuCodec::EncodeBlock(const BlockLayout&, const CodecPolicy&,
                                                   absl::Span<const uint8_t>, uint64_t) {
   return NoCuda();
@@ -62,11 +75,11 @@ absl::StatusOr<std::string> GpuCodec::EncodeBlockFromDevice(const BlockLayout&,
 absl::Status GpuCodec::DecodeBlockToDevice(absl::Span<const uint8_t>, const DeviceBlockView&) {
   return NoCuda();
 }
-absl::Status GpuCodec::EncodeBatchOnDevice(const BlockPlan&, absl::Span<const DeviceBlockView>,
+absl::Status GpuCodec::EncodeBatchOnDevice(const BlockHeader&, absl::Span<const DeviceBlockView>,
                                            absl::Span<uint8_t* const>, void*) {
   return NoCuda();
 }
-absl::Status GpuCodec::DecodeBatchOnDevice(const BlockPlan&, absl::Span<const uint8_t* const>,
+absl::Status GpuCodec::DecodeBatchOnDevice(const BlockHeader&, absl::Span<const uint8_t* const>,
                                            absl::Span<const DeviceBlockView>, void*) {
   return NoCuda();
 }

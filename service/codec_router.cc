@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "codec/block_format.h"
+#include "common/status_macros.h"
 
 namespace kvpack {
 namespace {
@@ -53,13 +53,13 @@ absl::string_view CodecRouter::PreferredDevice(const std::string& policy, bool e
   return codecs_[use_cpu ? 0 : 1]->device();
 }
 
-absl::StatusOr<std::string> CodecRouter::Route(const std::string& key, uint64_t raw_bytes,
-                                               absl::string_view* ran_on, const Run& run) {
+absl::Status CodecRouter::Route(const std::string& key, uint64_t raw_bytes,
+                                absl::string_view* ran_on, const Run& run) {
   int device = Choose(key);
   while (true) {
     const absl::Time start = absl::Now();
-    absl::StatusOr<std::string> result = run(codecs_[device]);
-    if (device == 1 && result.status().code() == absl::StatusCode::kUnimplemented) {
+    const absl::Status result = run(codecs_[device]);
+    if (device == 1 && result.code() == absl::StatusCode::kUnimplemented) {
       absl::MutexLock lock(&mu_);
       speeds_[key].gpu_unsupported = true;
       device = 0;
@@ -73,7 +73,7 @@ absl::StatusOr<std::string> CodecRouter::Route(const std::string& key, uint64_t 
       if (failures <= 10 || failures % 1000 == 0) {
         std::fprintf(stderr, "kvpack_server: %s failed (%s); the CPU takes the block (%llu so far)\n",
                      std::string(codecs_[1]->device()).c_str(),
-                     std::string(result.status().message().substr(0, 300)).c_str(),
+                     std::string(result.message().substr(0, 300)).c_str(),
                      static_cast<unsigned long long>(failures));
       }
       device = 0;
@@ -85,19 +85,23 @@ absl::StatusOr<std::string> CodecRouter::Route(const std::string& key, uint64_t 
   }
 }
 
-absl::StatusOr<std::string> CodecRouter::Encode(const BlockLayout& layout,
-                                                const CodecPolicy& policy,
-                                                absl::Span<const uint8_t> raw, uint64_t seed,
-                                                absl::string_view* ran_on) {
-  return Route(absl::StrCat("e:", policy.ToString()), raw.size(), ran_on,
-               [&](BlockCodec* codec) { return codec->Encode(layout, policy, raw, seed); });
+absl::StatusOr<uint64_t> CodecRouter::Encode(const BlockHeader& header, RawPieces raw,
+                                             absl::Span<uint8_t> out,
+                                             absl::string_view* ran_on) {
+  uint64_t hash = 0;
+  RETURN_IF_ERROR(Route(absl::StrCat("e:", header.policy_text), header.layout.RawBytes(), ran_on,
+                        [&](BlockCodec* codec) {
+                          absl::StatusOr<uint64_t> sealed = codec->Encode(header, raw, out);
+                          if (sealed.ok()) hash = *sealed;
+                          return sealed.status();
+                        }));
+  return hash;
 }
 
-absl::StatusOr<std::string> CodecRouter::Decode(const BlockInfo& info,
-                                                absl::Span<const uint8_t> encoded,
-                                                absl::string_view* ran_on) {
-  return Route(absl::StrCat("d:", info.policy), info.layout.RawBytes(), ran_on,
-               [&](BlockCodec* codec) { return codec->Decode(info, encoded); });
+absl::Status CodecRouter::Decode(const BlockHeader& header, absl::Span<const uint8_t> encoded,
+                                 absl::Span<uint8_t> raw_out, absl::string_view* ran_on) {
+  return Route(absl::StrCat("d:", header.policy_text), header.layout.RawBytes(), ran_on,
+               [&](BlockCodec* codec) { return codec->Decode(header, encoded, raw_out); });
 }
 
 }  // namespace kvpack

@@ -23,7 +23,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
-#include "service/block_codec.h"
+#include "codec/block_codec.h"
 
 namespace kvpack {
 
@@ -41,11 +41,10 @@ class CodecRouter : public BlockCodec {
 
   // "auto(cpu,cuda:0)" or "cuda:0(cpu fallback)"
   absl::string_view device() const override { return name_; }
-  absl::StatusOr<std::string> Encode(const BlockLayout& layout, const CodecPolicy& policy,
-                                     absl::Span<const uint8_t> raw, uint64_t seed,
-                                     absl::string_view* ran_on) override;
-  absl::StatusOr<std::string> Decode(const BlockInfo& info, absl::Span<const uint8_t> encoded,
-                                     absl::string_view* ran_on) override;
+  absl::StatusOr<uint64_t> Encode(const BlockHeader& header, RawPieces raw,
+                                  absl::Span<uint8_t> out, absl::string_view* ran_on) override;
+  absl::Status Decode(const BlockHeader& header, absl::Span<const uint8_t> encoded,
+                      absl::Span<uint8_t> raw_out, absl::string_view* ran_on) override;
 
   // The device the router currently prefers for `policy` ("cpu", "cuda:0").
   absl::string_view PreferredDevice(const std::string& policy, bool encode);
@@ -60,12 +59,12 @@ class CodecRouter : public BlockCodec {
     bool gpu_unsupported = false;
     uint64_t calls = 0;
   };
-  using Run = std::function<absl::StatusOr<std::string>(BlockCodec*)>;
+  using Run = std::function<absl::Status(BlockCodec*)>;
 
   // Runs `run` on the chosen device for `key`, timing it per `raw_bytes`; falls back to the
   // CPU (and remembers) when the GPU answers Unimplemented, and redoes the call on the CPU
   // when the GPU fails in any other way (counted in gpu_failures, logged).
-  absl::StatusOr<std::string> Route(const std::string& key, uint64_t raw_bytes,
+  absl::Status Route(const std::string& key, uint64_t raw_bytes,
                                     absl::string_view* ran_on, const Run& run);
   int Choose(const std::string& key) ABSL_LOCKS_EXCLUDED(mu_);
   void Record(const std::string& key, int device, double seconds, uint64_t bytes)

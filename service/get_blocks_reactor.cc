@@ -7,21 +7,23 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "codec/block_format.h"
+#include "codec/block_header.h"
 #include "common/status_macros.h"
+#include "service/block_wire.h"
 #include "service/grpc_status.h"
 #include "service/request_validation.h"
 
 namespace kvpack {
 namespace {
 
-class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> {
+class GetBlocksReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   GetBlocksReactor(const ServiceContext* context, grpc::CallbackServerContext* call,
-                   const v1::GetBlocksRequest* request)
-      : context_(context), call_(call), request_(request),
+                   const grpc::ByteBuffer* request)
+      : context_(context), call_(call), request_(&parsed_request_),
         timer_(context->metrics, "GetBlocks") {
-    absl::Status status = Validate();
+    absl::Status status = ParseFromBuffer(*request, &parsed_request_);
+    if (status.ok()) status = Validate();
     if (!status.ok()) {
       Fail(status);
       return;
@@ -36,8 +38,10 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
 
   void OnWriteDone(bool ok) override {
     if (!ok) return Fail(absl::CancelledError("the client stopped reading"));
-    if (offset_ < current_size()) return WriteChunk();
+    if (offset_ < send_.size()) return WriteChunk();
     ++next_key_;
+    message_.Clear();
+    owner_.reset();
     reservation_.Reset();
     context_->pool->Schedule([this] { NextBlock(); });
   }
@@ -71,9 +75,8 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
     response_.Clear();
     response_.set_key(key);
     response_.set_encoding(request_->want());
-    decoded_.clear();
-    stored_.reset();
-    current_size_ = 0;
+    owner_.reset();
+    send_ = {};
     offset_ = 0;
 
     StorageTier tier = StorageTier::kNone;
@@ -86,45 +89,51 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
         return Fail(stored.status());
       }
       response_.set_found(false);
-      StartWrite(&response_);
-      return;
+      return WriteFields();
     }
     const std::string& encoded = **stored;
     const auto encoded_span =
         absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size());
-    absl::StatusOr<BlockInfo> info = ParseBlock(encoded_span);
-    if (!info.ok()) {
+    absl::StatusOr<BlockHeader> header = ParseBlock(encoded_span);
+    if (!header.ok()) {
       return SendUnreadable(*stored, absl::StrCat("stored block is unreadable: ",
-                                                  info.status().message()));
+                                                  header.status().message()));
     }
+    const bool decoded = request_->want() == v1::WANT_DECODED;
     // The bytes this call holds until the block is written: the block in the form it is sent
-    // (the stored copy may be evicted meanwhile), and the message pieces gRPC buffers.
-    const uint64_t send_bytes =
-        request_->want() == v1::WANT_DECODED ? info->layout.RawBytes() : encoded.size();
+    // (the stored copy may be evicted meanwhile, this call keeps it alive), and the message
+    // pieces gRPC buffers.
+    const uint64_t send_bytes = decoded ? header->layout.RawBytes() : encoded.size();
     reservation_ = context_->get_budget->TryReserve(
         send_bytes + 2 * std::min<uint64_t>(send_bytes, kGetChunkBytes));
     if (!reservation_.held()) return Fail(BudgetExhausted());
     response_.set_found(true);
-    LayoutToProto(info->layout, response_.mutable_layout());
-    response_.set_codec(info->policy);
+    LayoutToProto(header->layout, response_.mutable_layout());
+    response_.set_codec(header->policy_text);
     response_.set_tier(ToProtoTier(tier));
-    if (request_->want() == v1::WANT_DECODED) {
+    if (!decoded) {
+      send_ = encoded_span;  // the stored bytes themselves
+    } else if (header->IsRaw()) {
+      // A raw block's payloads are its raw bytes, in order: sent from where they are stored.
+      send_ = encoded_span.subspan(header->header_size, header->layout.RawBytes());
+    } else {
       absl::string_view device = "cpu";
       const absl::Time start = absl::Now();
-      absl::StatusOr<std::string> decoded = context_->codec->Decode(*info, encoded_span, &device);
+      auto raw = std::make_shared<std::string>(header->layout.RawBytes(), '\0');
+      const auto raw_span = absl::MakeSpan(reinterpret_cast<uint8_t*>(&(*raw)[0]), raw->size());
+      const absl::Status status = context_->codec->Decode(*header, encoded_span, raw_span, &device);
       context_->metrics->RecordDecode(device, absl::Now() - start);
-      if (absl::IsDataLoss(decoded.status())) {
+      if (absl::IsDataLoss(status)) {
         return SendUnreadable(*stored, absl::StrCat("stored block does not decode: ",
-                                                    decoded.status().message()));
+                                                    status.message()));
       }
-      if (!decoded.ok()) return Fail(decoded.status());  // e.g. out of memory: not the block's fault
-      decoded_ = *std::move(decoded);
-    } else {
-      stored_ = *std::move(stored);
+      if (!status.ok()) return Fail(status);  // e.g. out of memory: not the block's fault
+      send_ = raw_span;
+      owner_ = std::move(raw);
     }
-    current_size_ = stored_ ? stored_->size() : decoded_.size();
-    response_.set_total_bytes(current_size());
-    context_->metrics->RecordBlockOut(current_size(), request_->want() == v1::WANT_ENCODED);
+    if (owner_ == nullptr) owner_ = *std::move(stored);
+    response_.set_total_bytes(send_.size());
+    context_->metrics->RecordBlockOut(send_.size(), !decoded);
     WriteChunk();
   }
 
@@ -146,7 +155,7 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
                                      ? absl::StrCat(why, "; the block was dropped")
                                      : absl::StrCat(why, "; dropping it failed: ",
                                                     dropped.message())));
-    StartWrite(&response_);
+    WriteFields();
   }
 
   void SetError(const absl::Status& status) {
@@ -154,26 +163,25 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
     response_.set_error(std::string(status.message()));
   }
 
-  size_t current_size() const { return current_size_; }
-  const char* current_data() const { return stored_ ? stored_->data() : decoded_.data(); }
+  // Writes response_ alone (a miss).
+  void WriteFields() {
+    message_ = GetResponseBuffer(response_, {}, nullptr);
+    StartWrite(&message_);
+  }
 
-  // Writes the next piece of the current block; the first piece carries the block's header
-  // fields, already set in response_.
+  // Writes the next piece of the current block, as a slice of send_ (kept alive by owner_);
+  // the first piece carries the block's header fields, already set in response_.
   void WriteChunk() {
-    const size_t n = std::min(kGetChunkBytes, current_size() - offset_);
+    const size_t n = std::min<size_t>(kGetChunkBytes, send_.size() - offset_);
     if (offset_ > 0) {
       response_.Clear();
       response_.set_key(request_->keys(next_key_));
       response_.set_found(true);
     }
     response_.set_offset(offset_);
-    if (stored_ == nullptr && offset_ == 0 && n == current_size()) {
-      response_.set_data(std::move(decoded_));  // the whole block in one message: no copy
-    } else {
-      response_.set_data(current_data() + offset_, n);
-    }
+    message_ = GetResponseBuffer(response_, send_.subspan(offset_, n), owner_);
     offset_ += n;
-    StartWrite(&response_);
+    StartWrite(&message_);
   }
 
   void Fail(const absl::Status& status) {
@@ -191,20 +199,21 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
   const v1::GetBlocksRequest* const request_;
   RpcTimer timer_;
 
+  v1::GetBlocksRequest parsed_request_;
   int next_key_ = 0;
-  v1::GetBlocksResponse response_;
-  BlockBytes stored_;     // the block being sent, when sent encoded
-  std::string decoded_;   // the block being sent, when sent decoded
-  size_t current_size_ = 0;  // bytes of the block being sent
+  v1::GetBlocksResponse response_;  // the fields of the next message, data aside
+  grpc::ByteBuffer message_;        // the message being written
+  std::shared_ptr<const void> owner_;  // keeps send_ alive: the stored or the decoded block
+  absl::Span<const uint8_t> send_;     // the block being sent
   size_t offset_ = 0;
   ByteReservation reservation_;  // in get_budget, for the block being sent
 };
 
 }  // namespace
 
-grpc::ServerWriteReactor<v1::GetBlocksResponse>* NewGetBlocksReactor(
+grpc::ServerWriteReactor<grpc::ByteBuffer>* NewGetBlocksReactor(
     const ServiceContext* context, grpc::CallbackServerContext* call,
-    const v1::GetBlocksRequest* request) {
+    const grpc::ByteBuffer* request) {
   return new GetBlocksReactor(context, call, request);
 }
 

@@ -4,6 +4,9 @@
 // their checksum and were dropped) is answered by one message with found = false; the
 // stream itself fails only for a bad request, an unknown namespace or a cancelled call.
 //
+// A raw method (block_wire.h): a block goes out as a slice of the stored bytes (encoded, or a
+// raw block decoded) or of the buffer it was decoded into, never copied into a message.
+//
 // Lifetime: created by the service for one call; deletes itself in OnDone.
 #ifndef KVPACK_SERVICE_GET_BLOCKS_REACTOR_H_
 #define KVPACK_SERVICE_GET_BLOCKS_REACTOR_H_
@@ -16,12 +19,14 @@
 
 namespace kvpack {
 
-// Blocks up to this size go out in one message, moved into it without a copy.
+// Blocks up to this size go out in one message.
 inline constexpr size_t kGetChunkBytes = 4 << 20;
 
-grpc::ServerWriteReactor<v1::GetBlocksResponse>* NewGetBlocksReactor(
+// `request` is a serialized v1::GetBlocksRequest; each message written is a serialized
+// v1::GetBlocksResponse.
+grpc::ServerWriteReactor<grpc::ByteBuffer>* NewGetBlocksReactor(
     const ServiceContext* context, grpc::CallbackServerContext* call,
-    const v1::GetBlocksRequest* request);
+    const grpc::ByteBuffer* request);
 
 }  // namespace kvpack
 

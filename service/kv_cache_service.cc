@@ -49,13 +49,13 @@ void FillTierStats(const StorageTierStats& stats, v1::TierStats* proto) {
 
 }  // namespace
 
-grpc::ServerReadReactor<v1::PutBlocksRequest>* KvCacheService::PutBlocks(
-    grpc::CallbackServerContext* call, v1::PutBlocksResponse* response) {
+grpc::ServerReadReactor<grpc::ByteBuffer>* KvCacheService::PutBlocks(
+    grpc::CallbackServerContext* call, grpc::ByteBuffer* response) {
   return NewPutBlocksReactor(context_, call, response);
 }
 
-grpc::ServerWriteReactor<v1::GetBlocksResponse>* KvCacheService::GetBlocks(
-    grpc::CallbackServerContext* call, const v1::GetBlocksRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* KvCacheService::GetBlocks(
+    grpc::CallbackServerContext* call, const grpc::ByteBuffer* request) {
   return NewGetBlocksReactor(context_, call, request);
 }
 

@@ -11,14 +11,23 @@
 
 namespace kvpack {
 
-class KvCacheService final : public v1::KvCacheService::CallbackService {
+// PutBlocks and GetBlocks are raw methods (their messages are read and written by
+// block_wire.h, without copying block bytes); the others are ordinary callback methods.
+using KvCacheServiceBase = v1::KvCacheService::WithRawCallbackMethod_PutBlocks<
+    v1::KvCacheService::WithRawCallbackMethod_GetBlocks<
+        v1::KvCacheService::WithCallbackMethod_Lookup<
+            v1::KvCacheService::WithCallbackMethod_DeleteBlocks<
+                v1::KvCacheService::WithCallbackMethod_GetStats<
+                    v1::KvCacheService::Service>>>>>;
+
+class KvCacheService final : public KvCacheServiceBase {
  public:
   explicit KvCacheService(const ServiceContext* context) : context_(context) {}
 
-  grpc::ServerReadReactor<v1::PutBlocksRequest>* PutBlocks(
-      grpc::CallbackServerContext* call, v1::PutBlocksResponse* response) override;
-  grpc::ServerWriteReactor<v1::GetBlocksResponse>* GetBlocks(
-      grpc::CallbackServerContext* call, const v1::GetBlocksRequest* request) override;
+  grpc::ServerReadReactor<grpc::ByteBuffer>* PutBlocks(grpc::CallbackServerContext* call,
+                                                      grpc::ByteBuffer* response) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* GetBlocks(grpc::CallbackServerContext* call,
+                                                        const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Lookup(grpc::CallbackServerContext* call,
                                    const v1::LookupRequest* request,
                                    v1::LookupResponse* response) override;

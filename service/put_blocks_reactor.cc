@@ -6,24 +6,19 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "codec/block_header.h"
+#include "service/block_wire.h"
 #include "service/grpc_status.h"
 #include "service/put_stream.h"
 #include "service/request_validation.h"
-#include "xxhash.h"
 
 namespace kvpack {
 namespace {
 
-// The seed of a block's randomized codecs: a function of where it is stored, so that the
-// same put always produces the same bytes.
-uint64_t BlockSeed(absl::string_view ns, absl::string_view key) {
-  return XXH3_64bits_withSeed(key.data(), key.size(), XXH3_64bits(ns.data(), ns.size()));
-}
-
-class PutBlocksReactor : public grpc::ServerReadReactor<v1::PutBlocksRequest> {
+class PutBlocksReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
   PutBlocksReactor(const ServiceContext* context, grpc::CallbackServerContext* call,
-                   v1::PutBlocksResponse* response)
+                   grpc::ByteBuffer* response)
       : context_(context), call_(call), response_(response),
         timer_(context->metrics, "PutBlocks"),
         stream_(PutStreamLimits{&context->default_policy, context->max_block_bytes,
@@ -43,7 +38,11 @@ class PutBlocksReactor : public grpc::ServerReadReactor<v1::PutBlocksRequest> {
       if (!finished.ok()) return Fail(finished);
       return Succeed();
     }
-    absl::Status status = stream_.Consume(&request_);
+    v1::PutBlocksRequest fields;
+    MessageData data;
+    absl::Status status = ReadPutRequest(message_, &fields, &data);
+    message_.Clear();  // `data` holds the slices it needs
+    if (status.ok()) status = stream_.Consume(fields, std::move(data));
     if (!status.ok()) return Fail(status);
     if (stream_.has_complete_block()) {
       context_->pool->Schedule([this, block = std::make_shared<AssembledBlock>(
@@ -66,7 +65,7 @@ class PutBlocksReactor : public grpc::ServerReadReactor<v1::PutBlocksRequest> {
  private:
   void Read() {
     context_->put_reaper->Watch(call_);
-    StartRead(&request_);
+    StartRead(&message_);
   }
 
   // Runs on a worker: encodes and stores a complete block.
@@ -77,35 +76,38 @@ class PutBlocksReactor : public grpc::ServerReadReactor<v1::PutBlocksRequest> {
           absl::StrCat("the deadline passed before block #", block.index, " was stored"));
     }
     const std::string& ns = stream_.options().namespace_();
+    absl::StatusOr<BlockHeader> header =
+        PlanBlock(block.layout, stream_.policy(), BlockSeed(ns, block.key));
+    if (!header.ok()) return BlockError(block, header.status());
+    auto encoded = std::make_shared<std::string>(header->total_size, '\0');
     absl::string_view device = "cpu";
     const absl::Time start = absl::Now();
-    absl::StatusOr<std::string> encoded = context_->codec->Encode(
-        block.layout, stream_.policy(),
-        absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(block.data.data()),
-                            block.data.size()),
-        BlockSeed(ns, block.key), &device);
+    absl::StatusOr<uint64_t> hash = context_->codec->Encode(
+        *header, block.data.pieces(),
+        absl::MakeSpan(reinterpret_cast<uint8_t*>(&(*encoded)[0]), encoded->size()), &device);
     context_->metrics->RecordEncode(device, absl::Now() - start);
-    if (!encoded.ok()) {
-      return absl::Status(encoded.status().code(),
-                          absl::StrCat("block #", block.index, " (key ", KeyForMessage(block.key),
-                                       "): ", encoded.status().message(), StoredSoFar(block)));
-    }
+    if (!hash.ok()) return BlockError(block, hash.status());
     const uint64_t encoded_bytes = encoded->size();
-    absl::StatusOr<StorageTier> tier = context_->store->Put(
-        ns, block.key, std::make_shared<const std::string>(*std::move(encoded)),
-        stream_.options().durable());
+    absl::StatusOr<StorageTier> tier =
+        context_->store->Put(ns, block.key, std::move(encoded), stream_.options().durable());
     if (!tier.ok()) {
       return absl::Status(tier.status().code(),
                           absl::StrCat("storing block #", block.index, ": ",
                                        tier.status().message(), StoredSoFar(block)));
     }
     context_->metrics->RecordBlockIn(block.data.size(), encoded_bytes);
-    v1::PutResult* result = response_->add_results();
+    v1::PutResult* result = results_.add_results();
     result->set_key(block.key);
     result->set_raw_bytes(block.data.size());
     result->set_encoded_bytes(encoded_bytes);
     result->set_tier(ToProtoTier(*tier));
     return absl::OkStatus();
+  }
+
+  static absl::Status BlockError(const AssembledBlock& block, const absl::Status& status) {
+    return absl::Status(status.code(),
+                        absl::StrCat("block #", block.index, " (key ", KeyForMessage(block.key),
+                                     "): ", status.message(), StoredSoFar(block)));
   }
 
   static std::string StoredSoFar(const AssembledBlock& block) {
@@ -120,23 +122,25 @@ class PutBlocksReactor : public grpc::ServerReadReactor<v1::PutBlocksRequest> {
 
   void Succeed() {
     timer_.Finish(absl::StatusCode::kOk);
+    *response_ = SerializeToBuffer(results_);
     Finish(grpc::Status::OK);
   }
 
   const ServiceContext* const context_;
   grpc::CallbackServerContext* const call_;
-  v1::PutBlocksResponse* const response_;
+  grpc::ByteBuffer* const response_;
   RpcTimer timer_;
 
-  v1::PutBlocksRequest request_;
+  v1::PutBlocksResponse results_;
+  grpc::ByteBuffer message_;  // the message being read
   PutStream stream_;
 };
 
 }  // namespace
 
-grpc::ServerReadReactor<v1::PutBlocksRequest>* NewPutBlocksReactor(
-    const ServiceContext* context, grpc::CallbackServerContext* call,
-    v1::PutBlocksResponse* response) {
+grpc::ServerReadReactor<grpc::ByteBuffer>* NewPutBlocksReactor(const ServiceContext* context,
+                                                               grpc::CallbackServerContext* call,
+                                                               grpc::ByteBuffer* response) {
   return new PutBlocksReactor(context, call, response);
 }
 

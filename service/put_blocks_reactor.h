@@ -3,6 +3,9 @@
 // stream order: when the stream fails, the blocks before the failing one are stored (the
 // status message says how many) and the failing one is not; nothing stored is touched.
 //
+// A raw method (block_wire.h): each message's data stays in the slices it arrived in until the
+// block it belongs to is encoded from them.
+//
 // Lifetime: created by the service for one call; deletes itself in OnDone.
 #ifndef KVPACK_SERVICE_PUT_BLOCKS_REACTOR_H_
 #define KVPACK_SERVICE_PUT_BLOCKS_REACTOR_H_
@@ -13,9 +16,10 @@
 
 namespace kvpack {
 
-grpc::ServerReadReactor<v1::PutBlocksRequest>* NewPutBlocksReactor(
-    const ServiceContext* context, grpc::CallbackServerContext* call,
-    v1::PutBlocksResponse* response);
+// `response` receives a serialized v1::PutBlocksResponse.
+grpc::ServerReadReactor<grpc::ByteBuffer>* NewPutBlocksReactor(const ServiceContext* context,
+                                                               grpc::CallbackServerContext* call,
+                                                               grpc::ByteBuffer* response);
 
 }  // namespace kvpack
 

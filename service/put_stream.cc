@@ -67,7 +67,8 @@ absl::Status PutStream::StartBlock(const v1::PutBlocksRequest& request) {
   return absl::OkStatus();
 }
 
-absl::Status PutStream::Consume(v1::PutBlocksRequest* request) {
+absl::Status PutStream::Consume(const v1::PutBlocksRequest& fields, MessageData data) {
+  const v1::PutBlocksRequest* request = &fields;
   if (request->has_options()) RETURN_IF_ERROR(ConsumeOptions(request->options()));
   if (!options_.has_value()) {
     return absl::InvalidArgumentError("the first message of a put must carry options");
@@ -80,25 +81,19 @@ absl::Status PutStream::Consume(v1::PutBlocksRequest* request) {
         " without a layout; a block starts with its key and layout together, and the "
         "messages that continue it carry only data"));
   }
-  if (request->data().empty()) return absl::OkStatus();
+  if (data.empty()) return absl::OkStatus();
   if (!pending_.has_value()) {
     return absl::InvalidArgumentError(
         "data arrived outside a block; start each block with its key and layout");
   }
   const uint64_t expected = pending_->layout.RawBytes();
-  const uint64_t arrived = pending_->data.size() + request->data().size();
+  const uint64_t arrived = pending_->data.size() + data.size();
   if (arrived > expected) {
     return absl::InvalidArgumentError(absl::StrCat(
         "block #", pending_->index, " (key ", KeyForMessage(pending_->key), ") got ", arrived,
         " bytes but its layout (", pending_->layout.DebugString(), ") holds ", expected));
   }
-  if (pending_->data.empty() && arrived == expected) {
-    pending_->data.swap(*request->mutable_data());  // the whole block in one message: no copy
-  } else {
-    // Allocated only once the block's first bytes arrive (the reservation already counts it).
-    if (pending_->data.empty()) pending_->data.reserve(expected);
-    pending_->data.append(request->data());
-  }
+  pending_->data.Append(std::move(data));  // the pieces, not a copy
   return absl::OkStatus();
 }
 

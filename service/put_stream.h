@@ -27,6 +27,7 @@
 #include "codec/codec_policy.h"
 #include "kvpack/v1/kvpack.pb.h"
 #include "service/byte_budget.h"
+#include "service/message_data.h"
 
 namespace kvpack {
 
@@ -41,7 +42,7 @@ struct AssembledBlock {
   uint32_t index = 0;  // position in the stream, from 0
   std::string key;
   BlockLayout layout;
-  std::string data;  // exactly layout.RawBytes() bytes
+  MessageData data;  // exactly layout.RawBytes() bytes, in the pieces they arrived in
   ByteReservation reservation;
 };
 
@@ -49,9 +50,15 @@ class PutStream {
  public:
   explicit PutStream(const PutStreamLimits& limits) : limits_(limits) {}
 
-  // Takes in the next message of the stream. May move the message's data out. After an error
-  // the stream is unusable.
-  absl::Status Consume(v1::PutBlocksRequest* request);
+  // Takes in the next message of the stream: `fields` are its fields but data, `data` its
+  // data field (block_wire.h splits a message so). After an error the stream is unusable.
+  absl::Status Consume(const v1::PutBlocksRequest& fields, MessageData data);
+  // The same for a whole parsed message (its data is copied out).
+  absl::Status Consume(const v1::PutBlocksRequest& request) {
+    v1::PutBlocksRequest fields = request;
+    fields.clear_data();
+    return Consume(fields, MessageData::Copy(request.data()));
+  }
 
   // Whether a complete block is waiting for TakeBlock.
   bool has_complete_block() const {

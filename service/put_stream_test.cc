@@ -45,18 +45,18 @@ class PutStreamTest : public ::testing::Test {
 TEST_F(PutStreamTest, AssemblesABlockFromPieces) {
   PutStream stream(Limits());
   v1::PutBlocksRequest m = Options();
-  ASSERT_TRUE(stream.Consume(&m).ok());
+  ASSERT_TRUE(stream.Consume(m).ok());
   m = Start("A", 4096);
-  ASSERT_TRUE(stream.Consume(&m).ok());
+  ASSERT_TRUE(stream.Consume(m).ok());
   EXPECT_FALSE(stream.has_complete_block());
   EXPECT_EQ(budget_.used(), 8192u);
   m = Data(4096);
-  ASSERT_TRUE(stream.Consume(&m).ok());
+  ASSERT_TRUE(stream.Consume(m).ok());
   ASSERT_TRUE(stream.has_complete_block());
   {
     AssembledBlock block = stream.TakeBlock();
     EXPECT_EQ(block.key, "A");
-    EXPECT_EQ(block.data, std::string(4096, 'a') + std::string(4096, 'b'));
+    EXPECT_EQ(block.data.ToString(), std::string(4096, 'a') + std::string(4096, 'b'));
   }
   EXPECT_EQ(budget_.used(), 0u);
   EXPECT_TRUE(stream.Finish().ok());
@@ -66,11 +66,11 @@ TEST_F(PutStreamTest, AssemblesABlockFromPieces) {
 TEST_F(PutStreamTest, ContinuationThatNamesAKeyIsInvalid) {
   PutStream stream(Limits());
   v1::PutBlocksRequest m = Options();
-  ASSERT_TRUE(stream.Consume(&m).ok());
+  ASSERT_TRUE(stream.Consume(m).ok());
   m = Start("A", 4096);
-  ASSERT_TRUE(stream.Consume(&m).ok());
+  ASSERT_TRUE(stream.Consume(m).ok());
   m = Data(4096, "B");
-  absl::Status status = stream.Consume(&m);
+  absl::Status status = stream.Consume(m);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
   EXPECT_FALSE(stream.has_complete_block());
 }
@@ -78,20 +78,20 @@ TEST_F(PutStreamTest, ContinuationThatNamesAKeyIsInvalid) {
 TEST_F(PutStreamTest, DataBeyondTheLayoutIsInvalid) {
   PutStream stream(Limits());
   v1::PutBlocksRequest m = Options();
-  ASSERT_TRUE(stream.Consume(&m).ok());
+  ASSERT_TRUE(stream.Consume(m).ok());
   m = Start("A", 4096);
-  ASSERT_TRUE(stream.Consume(&m).ok());
+  ASSERT_TRUE(stream.Consume(m).ok());
   m = Data(4097);
-  EXPECT_EQ(stream.Consume(&m).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(stream.Consume(m).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(PutStreamTest, BlockThatDoesNotFitTheBudgetIsResourceExhausted) {
   ByteBudget small(8191);
   PutStream stream(PutStreamLimits{&policy_, 1 << 20, &small});
   v1::PutBlocksRequest m = Options();
-  ASSERT_TRUE(stream.Consume(&m).ok());
+  ASSERT_TRUE(stream.Consume(m).ok());
   m = Start("A", 0);
-  EXPECT_EQ(stream.Consume(&m).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(stream.Consume(m).code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(small.used(), 0u);
 }
 
@@ -99,9 +99,9 @@ TEST_F(PutStreamTest, DestroyingTheStreamMidBlockReleasesItsReservation) {
   {
     PutStream stream(Limits());
     v1::PutBlocksRequest m = Options();
-    ASSERT_TRUE(stream.Consume(&m).ok());
+    ASSERT_TRUE(stream.Consume(m).ok());
     m = Start("A", 100);
-    ASSERT_TRUE(stream.Consume(&m).ok());
+    ASSERT_TRUE(stream.Consume(m).ok());
     EXPECT_EQ(budget_.used(), 8192u);
     EXPECT_EQ(stream.Finish().code(), absl::StatusCode::kInvalidArgument);
   }
@@ -111,14 +111,14 @@ TEST_F(PutStreamTest, DestroyingTheStreamMidBlockReleasesItsReservation) {
 TEST_F(PutStreamTest, FirstMessageWithoutOptionsIsInvalid) {
   PutStream stream(Limits());
   v1::PutBlocksRequest m = Start("A", 8192);
-  EXPECT_EQ(stream.Consume(&m).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(stream.Consume(m).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(PutStreamTest, OversizedCodecTextIsRejectedWithoutEchoingIt) {
   PutStream stream(Limits());
   v1::PutBlocksRequest m = Options();
   m.mutable_options()->set_codec(std::string(100000, 'x'));
-  absl::Status status = stream.Consume(&m);
+  absl::Status status = stream.Consume(m);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_LT(status.message().size(), 512u) << status.message().substr(0, 200);
 }

@@ -9,12 +9,18 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "common/status_macros.h"
+#include "gpu/gpu_block_codec.h"
 #include "service/codec_router.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
 
 namespace kvpack {
+namespace {
+
+constexpr int kReadChunkBytes = 256 << 10;
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   std::unique_ptr<Server> server(new Server());
@@ -98,9 +104,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   // carries at most one piece plus small headers.
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.SetMaxSendMessageSize(64 << 20);
+  // A put's block bytes stay in the slices gRPC received them in until the block is encoded
+  // (block_wire.h), so the put budget's bytes are gRPC memory: the quota holds both. Reads of
+  // at most kReadChunkBytes keep a held message from pinning much more than its own bytes
+  // (a slice is freed only when nothing references any part of it).
   grpc::ResourceQuota quota("kvpack_server");
-  quota.Resize(options.grpc_memory_bytes);
+  quota.Resize(options.grpc_memory_bytes + options.max_inflight_bytes);
   builder.SetResourceQuota(quota);
+  builder.AddChannelArgument(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, kReadChunkBytes);
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen,

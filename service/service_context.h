@@ -10,7 +10,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "codec/codec_policy.h"
-#include "service/block_codec.h"
+#include "codec/block_codec.h"
 #include "service/byte_budget.h"
 #include "service/idle_stream_reaper.h"
 #include "service/metrics.h"

@@ -11,7 +11,7 @@
 //     back to back from BlockHeaderSize() to the checksum, each exactly its codec's
 //     EncodedSize(). Parsing is deterministic.
 //   - Every decode path agrees: DecodeBlock (string and span), and ParseBlock followed by
-//     DecodeParsedBlock as the server does for want=DECODED (service/cpu_block_codec.cc) and
+//     the CPU BlockCodec's Decode as the server does for want=DECODED (codec/block_codec.h) and
 //     as the client does for blocks fetched encoded (client/decode_locally.cc). They all fail
 //     with DATA_LOSS exactly when one does, and otherwise give the same bytes — exactly the
 //     layout's raw size, every byte written (buffers pre-filled with different garbage must
@@ -19,7 +19,11 @@
 //   - A parse failure is also a decode failure; a wrong-size output buffer is
 //     INVALID_ARGUMENT, not a write out of bounds.
 //   - A block of raw segments with the canonical policy text is what EncodeBlock writes for
-//     the decoded tensor: decoding loses nothing.
+//     the decoded tensor: decoding loses nothing. A block of raw segments (any policy text)
+//     holds its decoded bytes at [header_size, header_size + raw size), which the server
+//     sends as they are stored instead of decoding.
+//   - Skipping the checksum (ChecksumCheck::kSkip, for bytes storage has verified) gives the
+//     same header.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -48,21 +52,26 @@ absl::Span<const uint8_t> Bytes(const std::string& s) {
 }
 
 // The parsed description of a block must be internally consistent.
-void CheckBlockInfo(const BlockInfo& info, absl::Span<const uint8_t> encoded) {
+void CheckBlockInfo(const BlockHeader& info, absl::Span<const uint8_t> encoded) {
   FUZZ_CHECK(info.layout.Validate().ok()) << info.layout.DebugString();
   FUZZ_CHECK(info.layout.RawBytes() <= kMaxBlockRawBytes) << info.layout.RawBytes();
-  const absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(info.policy);
-  FUZZ_CHECK(policy.ok()) << "recorded policy '" << info.policy << "': " << policy.status();
+  const absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(info.policy_text);
+  FUZZ_CHECK(policy.ok()) << "recorded policy '" << info.policy_text << "': " << policy.status();
+  FUZZ_CHECK(*policy == info.policy) << "the parsed policy is not the recorded text's";
   FUZZ_CHECK(info.segments.size() == 2 * size_t{info.layout.layers}) << info.segments.size();
-  uint64_t offset = BlockHeaderSize(info.layout, info.policy);
+  uint64_t offset = BlockHeaderSize(info.layout, info.policy_text);
+  FUZZ_CHECK(offset == info.header_size) << offset << " != " << info.header_size;
+  FUZZ_CHECK(info.total_size == encoded.size());
   for (size_t i = 0; i < info.segments.size(); ++i) {
-    const SegmentRef& ref = info.segments[i];
+    const BlockSegment& ref = info.segments[i];
     const uint32_t layer = static_cast<uint32_t>(i / 2);
     const bool is_key = i % 2 == 0;
-    const SegmentCodec* codec = FindCodecById(ref.codec);
-    FUZZ_CHECK(codec != nullptr) << "segment " << i << " id " << static_cast<int>(ref.codec);
+    FUZZ_CHECK(ref.layer == layer && ref.is_key == is_key) << "segment " << i;
+    FUZZ_CHECK(ref.raw_offset == i * info.layout.SegmentRawBytes()) << "segment " << i;
+    const SegmentCodec* codec = ref.codec;
+    FUZZ_CHECK(codec != nullptr) << "segment " << i;
     FUZZ_CHECK(codec == policy->CodecFor(layer, info.layout.layers, is_key))
-        << "segment " << i << " holds " << codec->name() << ", the policy '" << info.policy
+        << "segment " << i << " holds " << codec->name() << ", the policy '" << info.policy_text
         << "' names " << policy->CodecFor(layer, info.layout.layers, is_key)->name();
     SegmentShape shape;
     shape.tokens = info.layout.tokens;
@@ -80,11 +89,17 @@ void CheckBlockInfo(const BlockInfo& info, absl::Span<const uint8_t> encoded) {
       << "segments end at " << offset << " in a block of " << encoded.size();
 }
 
-// Decodes into a buffer of the block's raw size pre-filled with `fill`, as the client does.
-absl::StatusOr<std::string> DecodeInto(const BlockInfo& info, absl::Span<const uint8_t> encoded,
+BlockCodec& Cpu() {
+  static BlockCodec* const codec = NewCpuBlockCodec().release();
+  return *codec;
+}
+
+// Decodes with the parsed header into a buffer of the block's raw size pre-filled with
+// `fill`, as the server and the client do.
+absl::StatusOr<std::string> DecodeInto(const BlockHeader& info, absl::Span<const uint8_t> encoded,
                                        char fill) {
   std::string raw(info.layout.RawBytes(), fill);
-  const absl::Status status = DecodeParsedBlock(info, encoded, MutableBytes(raw));
+  const absl::Status status = Cpu().Decode(info, encoded, MutableBytes(raw));
   if (!status.ok()) return status;
   return raw;
 }
@@ -102,7 +117,7 @@ void CheckSameOutcome(const absl::StatusOr<std::string>& a, const absl::StatusOr
 }
 
 void CheckBlock(absl::Span<const uint8_t> encoded) {
-  const absl::StatusOr<BlockInfo> info = ParseBlock(encoded);
+  const absl::StatusOr<BlockHeader> info = ParseBlock(encoded);
   const absl::StatusOr<std::string> whole = DecodeBlock(encoded);
   if (!info.ok()) {
     FUZZ_CHECK(info.status().code() == absl::StatusCode::kDataLoss) << info.status();
@@ -112,14 +127,15 @@ void CheckBlock(absl::Span<const uint8_t> encoded) {
   }
   CheckBlockInfo(*info, encoded);
 
-  const absl::StatusOr<BlockInfo> again = ParseBlock(encoded);
-  FUZZ_CHECK(again.ok() && again->layout == info->layout && again->policy == info->policy &&
+  const absl::StatusOr<BlockHeader> again = ParseBlock(encoded, ChecksumCheck::kSkip);
+  FUZZ_CHECK(again.ok() && again->layout == info->layout &&
+             again->policy_text == info->policy_text &&
              again->seed == info->seed && again->segments.size() == info->segments.size())
-      << "ParseBlock is not deterministic";
+      << "ParseBlock is not deterministic, or skipping the checksum changes the header";
 
   // The server's want=DECODED path, the client's local decode into a zeroed and into a
   // garbage-filled buffer, and the one-call decoders.
-  const absl::StatusOr<std::string> server = DecodeParsedBlock(*info, encoded);
+  const absl::StatusOr<std::string> server = DecodeInto(*info, encoded, '\x33');
   const absl::StatusOr<std::string> client_zeroed = DecodeInto(*info, encoded, '\0');
   const absl::StatusOr<std::string> client_filled = DecodeInto(*info, encoded, '\xa5');
   std::string span_out(info->layout.RawBytes(), '\x5a');
@@ -128,12 +144,12 @@ void CheckBlock(absl::Span<const uint8_t> encoded) {
       span_status.ok() ? absl::StatusOr<std::string>(span_out)
                      : absl::StatusOr<std::string>(span_status);
 
-  CheckSameOutcome(server, whole, "DecodeParsedBlock", "DecodeBlock");
-  CheckSameOutcome(server, client_zeroed, "DecodeParsedBlock", "DecodeParsedBlock(span, 0x00)");
-  CheckSameOutcome(server, client_filled, "DecodeParsedBlock", "DecodeParsedBlock(span, 0xa5)");
-  CheckSameOutcome(server, span, "DecodeParsedBlock", "DecodeBlock(span)");
-  const absl::StatusOr<std::string> repeat = DecodeParsedBlock(*info, encoded);
-  CheckSameOutcome(server, repeat, "DecodeParsedBlock", "DecodeParsedBlock again");
+  CheckSameOutcome(server, whole, "BlockCodec::Decode", "DecodeBlock");
+  CheckSameOutcome(server, client_zeroed, "BlockCodec::Decode", "BlockCodec::Decode(0x00)");
+  CheckSameOutcome(server, client_filled, "BlockCodec::Decode", "BlockCodec::Decode(0xa5)");
+  CheckSameOutcome(server, span, "BlockCodec::Decode", "DecodeBlock(span)");
+  const absl::StatusOr<std::string> repeat = DecodeInto(*info, encoded, '\x33');
+  CheckSameOutcome(server, repeat, "BlockCodec::Decode", "BlockCodec::Decode again");
   if (server.ok()) {
     FUZZ_CHECK(server->size() == info->layout.RawBytes())
         << server->size() << " bytes decoded, the layout has " << info->layout.RawBytes();
@@ -142,16 +158,25 @@ void CheckBlock(absl::Span<const uint8_t> encoded) {
   // A wrong-size destination is refused before anything is written.
   for (const int64_t delta : {-1, 1}) {
     std::string wrong(info->layout.RawBytes() + delta, '\0');
-    const absl::Status status = DecodeParsedBlock(*info, encoded, MutableBytes(wrong));
+    const absl::Status status = Cpu().Decode(*info, encoded, MutableBytes(wrong));
     FUZZ_CHECK(status.code() == absl::StatusCode::kInvalidArgument)
         << "raw buffer off by " << delta << ": " << status;
   }
 
   // Raw segments only, canonical policy: re-encoding the decoded tensor gives the block back.
   bool all_raw = true;
-  for (const SegmentRef& ref : info->segments) all_raw = all_raw && ref.codec == CodecId::kRaw;
-  const absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(info->policy);
-  if (all_raw && server.ok() && policy->ToString() == info->policy) {
+  for (const BlockSegment& ref : info->segments) {
+    all_raw = all_raw && ref.codec->id() == CodecId::kRaw;
+  }
+  FUZZ_CHECK(all_raw == info->IsRaw());
+  // A raw block is served decoded from where it is stored: its payload area must be exactly
+  // what decoding gives.
+  if (info->IsRaw() && server.ok()) {
+    FUZZ_CHECK(encoded.subspan(info->header_size, info->layout.RawBytes()) == Bytes(*server))
+        << "a raw block's payloads are not its decoded bytes";
+  }
+  const absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(info->policy_text);
+  if (all_raw && server.ok() && policy->ToString() == info->policy_text) {
     const absl::StatusOr<std::string> reencoded =
         EncodeBlock(info->layout, *policy, Bytes(*server), info->seed);
     FUZZ_CHECK(reencoded.ok()) << reencoded.status();
@@ -169,8 +194,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // see the mutations.
   if (size >= kvpack::kBlockFixedHeaderSize + kvpack::kBlockChecksumSize) {
     std::vector<uint8_t> resealed = input;
-    const absl::Status sealed = kvpack::SealBlock(absl::MakeSpan(resealed));
-    FUZZ_CHECK(sealed.ok()) << sealed;
+    const absl::StatusOr<uint64_t> sealed = kvpack::SealBlock(absl::MakeSpan(resealed));
+    FUZZ_CHECK(sealed.ok()) << sealed.status();
     if (resealed != input) kvpack::CheckBlock(resealed);
   }
   return 0;

@@ -71,10 +71,10 @@ void CheckSupports(const CodecPolicy& policy, const BlockLayout& layout) {
     FUZZ_CHECK(supports.code() == absl::StatusCode::kInvalidArgument) << supports;
     return;
   }
-  const absl::StatusOr<BlockPlan> plan = PlanBlock(layout, policy, /*seed=*/1);
+  const absl::StatusOr<BlockHeader> plan = PlanBlock(layout, policy, /*seed=*/1);
   FUZZ_CHECK(plan.ok()) << policy.ToString() << " on " << layout.DebugString() << ": "
                         << plan.status();
-  FUZZ_CHECK(plan->policy == policy.ToString()) << plan->policy;
+  FUZZ_CHECK(plan->policy_text == policy.ToString()) << plan->policy_text;
 }
 
 void CheckPolicyText(absl::string_view text) {

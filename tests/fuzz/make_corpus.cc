@@ -117,11 +117,11 @@ std::string Encode(const BlockLayout& layout, absl::string_view policy_text, uin
 // `block` with its recorded policy text replaced by `text` (which must name the same codecs)
 // and resealed: offsets are implicit, so nothing else moves.
 std::string WithPolicyText(const std::string& block, absl::string_view text) {
-  const BlockInfo info = Check(ParseBlock(Bytes(block)), "reparse");
+  const BlockHeader info = Check(ParseBlock(Bytes(block)), "reparse");
   std::string out = block.substr(0, kBlockFixedHeaderSize - 2);
   out.push_back(static_cast<char>(text.size() & 0xff));
   out.push_back(static_cast<char>(text.size() >> 8));
-  absl::StrAppend(&out, text, block.substr(kBlockFixedHeaderSize + info.policy.size()));
+  absl::StrAppend(&out, text, block.substr(kBlockFixedHeaderSize + info.policy_text.size()));
   auto span = absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(&out[0]), out.size());
   if (!SealBlock(span).ok() || !ParseBlock(Bytes(out)).ok()) {
     std::fprintf(stderr, "make_corpus: policy text '%s' does not fit\n", std::string(text).c_str());

@@ -1,9 +1,13 @@
 // Fuzz target: PutStream (service/put_stream.h), the framing of a PutBlocks stream, on an
-// arbitrary sequence of messages. The input is a list of records [u16 little-endian length]
-// [serialized v1::PutBlocksRequest]; records that do not parse as the message are skipped (the
-// gRPC layer would have refused them), the rest are consumed in order until the first error.
+// arbitrary sequence of messages, each read as the server reads it: split by SplitField
+// (service/field_split.h) into its data field, left in pieces, and its other fields. The input
+// is a list of records [u16 little-endian length][serialized v1::PutBlocksRequest]; each record
+// is cut into three pieces; records the splitter or protobuf refuse are skipped (the server
+// answers those with InvalidArgument), the rest are consumed in order until the first error.
 //
 // Invariants:
+//   - The splitter agrees with protobuf, the reference parser: when it accepts a record,
+//     protobuf parses the record too, to the same data and the same other fields.
 //   - The put budget holds exactly the raw size of the block being assembled (0 between
 //     blocks), never more than its limit, and nothing once the stream is gone.
 //   - A block handed out has exactly layout.RawBytes() bytes, which are the concatenation of
@@ -20,6 +24,7 @@
 
 #include "codec/codec_policy.h"
 #include "kvpack/v1/kvpack.pb.h"
+#include "service/field_split.h"
 #include "service/put_stream.h"
 #include "tests/fuzz/fuzz_check.h"
 
@@ -56,13 +61,35 @@ void Run(const uint8_t* data, size_t size) {
       const size_t length = data[at] | (size_t{data[at + 1]} << 8);
       at += 2;
       if (length > size - at) break;
-      v1::PutBlocksRequest request;
-      const bool parsed = request.ParseFromArray(data + at, static_cast<int>(length));
+      const uint8_t* record = data + at;
       at += length;
-      if (!parsed) continue;
+      v1::PutBlocksRequest request;
+      const bool parsed = request.ParseFromArray(record, static_cast<int>(length));
+      const absl::Span<const uint8_t> pieces[3] = {{record, length / 3},
+                                                   {record + length / 3, length / 3},
+                                                   {record + 2 * (length / 3),
+                                                    length - 2 * (length / 3)}};
+      SplitMessage split;
+      v1::PutBlocksRequest fields;
+      if (!SplitField(pieces, v1::PutBlocksRequest::kDataFieldNumber, &split).ok() ||
+          !fields.ParseFromString(split.other_fields)) {
+        continue;
+      }
+      FUZZ_CHECK(parsed) << "the splitter accepts a message protobuf rejects";
+      std::string field;
+      ForEachPart(pieces, split.field_offset, split.field_offset + split.field_size,
+                  [&](absl::Span<const uint8_t> part) {
+                    field.append(reinterpret_cast<const char*>(part.data()), part.size());
+                  });
+      FUZZ_CHECK(field == request.data()) << "the splitter found other data than protobuf";
+      FUZZ_CHECK(fields.data().empty());
+      fields.set_data(field);
+      FUZZ_CHECK(fields.SerializeAsString() == request.SerializeAsString())
+          << "the splitter's other fields differ from protobuf's";
+      fields.clear_data();
       const v1::PutBlocksRequest copy = request;
       consumed_any = true;
-      if (!stream.Consume(&request).ok()) {
+      if (!stream.Consume(fields, MessageData::Copy(field)).ok()) {
         failed = true;
         break;
       }
@@ -77,7 +104,8 @@ void Run(const uint8_t* data, size_t size) {
         FUZZ_CHECK(expected.has_value());
         FUZZ_CHECK(block.index == taken) << block.index << " != " << taken;
         FUZZ_CHECK(block.key == expected->key) << "a block took another key's bytes";
-        FUZZ_CHECK(block.data == expected->data) << "the block's bytes are not its messages'";
+        FUZZ_CHECK(block.data.ToString() == expected->data)
+            << "the block's bytes are not its messages'";
         FUZZ_CHECK(block.data.size() == block.layout.RawBytes());
         FUZZ_CHECK(block.layout.Validate().ok());
         FUZZ_CHECK(block.layout.RawBytes() <= kMaxBlockBytes);

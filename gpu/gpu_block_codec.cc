@@ -1,3 +1,6 @@
+#include "gpu/gpu_block_codec.h"
+
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <utility>
@@ -5,15 +8,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "codec/block_format.h"
 #include "common/status_macros.h"
 #include "gpu/gpu_codec.h"
-#include "service/block_codec.h"
 
 namespace kvpack {
 namespace {
 
-// Several GpuCodec instances, each serializing its own calls, lent out one per block.
 class GpuBlockCodec : public BlockCodec {
  public:
   GpuBlockCodec(int device, std::vector<std::unique_ptr<gpu::GpuCodec>> instances)
@@ -23,25 +23,18 @@ class GpuBlockCodec : public BlockCodec {
 
   absl::string_view device() const override { return name_; }
 
-  absl::StatusOr<std::string> Encode(const BlockLayout& layout, const CodecPolicy& policy,
-                                     absl::Span<const uint8_t> raw, uint64_t seed,
-                                     absl::string_view* ran_on) override {
+  absl::StatusOr<uint64_t> Encode(const BlockHeader& header, RawPieces raw,
+                                  absl::Span<uint8_t> out, absl::string_view* ran_on) override {
     if (ran_on != nullptr) *ran_on = name_;
     Lease lease(this);
-    RETURN_IF_ERROR(lease->SupportsPolicy(layout, policy));
-    return lease->EncodeBlock(layout, policy, raw, seed);
+    return lease->EncodeBlock(header, raw, out);
   }
 
-  absl::StatusOr<std::string> Decode(const BlockInfo& info, absl::Span<const uint8_t> encoded,
-                                     absl::string_view* ran_on) override {
+  absl::Status Decode(const BlockHeader& header, absl::Span<const uint8_t> encoded,
+                      absl::Span<uint8_t> raw_out, absl::string_view* ran_on) override {
     if (ran_on != nullptr) *ran_on = name_;
-    ASSIGN_OR_RETURN(const CodecPolicy policy, CodecPolicy::Parse(info.policy));
     Lease lease(this);
-    RETURN_IF_ERROR(lease->SupportsPolicy(info.layout, policy));
-    std::string raw(info.layout.RawBytes(), '\0');
-    RETURN_IF_ERROR(lease->DecodeBlock(
-        encoded, absl::MakeSpan(reinterpret_cast<uint8_t*>(raw.data()), raw.size())));
-    return raw;
+    return lease->DecodeBlock(header, encoded, raw_out);
   }
 
  private:
