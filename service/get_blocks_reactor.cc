@@ -9,8 +9,10 @@
 #include "absl/time/clock.h"
 #include "codec/block_format.h"
 #include "common/status_macros.h"
+#include "proto/wire_layout.h"
 #include "service/grpc_status.h"
 #include "service/request_validation.h"
+#include "service/wire_tier.h"
 
 namespace kvpack {
 namespace {

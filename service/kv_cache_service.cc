@@ -11,6 +11,7 @@
 #include "service/grpc_status.h"
 #include "service/put_blocks_reactor.h"
 #include "service/request_validation.h"
+#include "service/wire_tier.h"
 
 namespace kvpack {
 namespace {

@@ -9,6 +9,7 @@
 #include "service/grpc_status.h"
 #include "service/put_stream.h"
 #include "service/request_validation.h"
+#include "service/wire_tier.h"
 #include "xxhash.h"
 
 namespace kvpack {
