@@ -13,25 +13,18 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-BlockLayout BenchLayout() {
-  BlockLayout layout;
-  layout.layers = 32;
-  layout.kv_heads = 8;
-  layout.head_dim = 128;
-  layout.tokens = 16;
-  layout.dtype = DType::kBFloat16;
-  return layout;
-}
+// layers, kv_heads, head_dim, tokens, dtype
+constexpr BlockLayout kLayout = {32, 8, 128, 16, DType::kBFloat16};
 
 TEST(ShapeFlagsTest, DefaultsGiveTheLayoutTheyWereMadeOf) {
-  ShapeFlags shape = ShapeFlags::Of(BenchLayout());
+  ShapeFlags shape = ShapeFlags::Of(kLayout);
   FlagSet set("test", "Tests shape flags.");
   AddShapeFlags(&shape, &set);
   bool help = false;
   ASSERT_TRUE(set.Parse({}, &help).ok());
   absl::StatusOr<BlockLayout> layout = LayoutFromFlags(shape);
   ASSERT_TRUE(layout.ok()) << layout.status();
-  EXPECT_EQ(*layout, BenchLayout());
+  EXPECT_EQ(*layout, kLayout);
 
   const std::string usage = set.Usage();
   EXPECT_THAT(usage, HasSubstr("--layers (default 32)"));
@@ -65,7 +58,7 @@ TEST(ShapeFlagsTest, ZeroDefaultsAreRequiredFlags) {
 }
 
 TEST(ShapeFlagsTest, UnknownDTypeNamesTheFlag) {
-  ShapeFlags shape = ShapeFlags::Of(BenchLayout());
+  ShapeFlags shape = ShapeFlags::Of(kLayout);
   shape.dtype = "int3";
   absl::StatusOr<BlockLayout> layout = LayoutFromFlags(shape);
   EXPECT_EQ(layout.status().code(), absl::StatusCode::kInvalidArgument);

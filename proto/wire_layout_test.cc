@@ -8,15 +8,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-BlockLayout SmallLayout(DType dtype) {
-  BlockLayout layout;
-  layout.layers = 2;
-  layout.kv_heads = 4;
-  layout.head_dim = 64;
-  layout.tokens = 16;
-  layout.dtype = dtype;
-  return layout;
-}
+// layers, kv_heads, head_dim, tokens and `dtype`.
+BlockLayout SmallLayout(DType dtype) { return BlockLayout{2, 4, 64, 16, dtype}; }
 
 TEST(WireLayoutTest, RoundTripsEveryDType) {
   for (DType dtype : {DType::kFloat16, DType::kBFloat16, DType::kFloat32}) {

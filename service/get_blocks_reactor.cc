@@ -10,7 +10,6 @@
 #include "codec/block_format.h"
 #include "common/status_macros.h"
 #include "proto/wire_layout.h"
-#include "service/grpc_status.h"
 #include "service/request_validation.h"
 #include "service/wire_tier.h"
 
@@ -178,15 +177,8 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
     StartWrite(&response_);
   }
 
-  void Fail(const absl::Status& status) {
-    timer_.Finish(status.code());
-    Finish(ToGrpcStatus(status));
-  }
-
-  void Succeed() {
-    timer_.Finish(absl::StatusCode::kOk);
-    Finish(grpc::Status::OK);
-  }
+  void Fail(const absl::Status& status) { timer_.Finish(this, status); }
+  void Succeed() { timer_.Finish(this, absl::OkStatus()); }
 
   const ServiceContext* const context_;
   grpc::CallbackServerContext* const call_;

@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "service/grpc_status.h"
 #include "service/put_stream.h"
 #include "service/request_validation.h"
 #include "service/wire_tier.h"
@@ -115,14 +114,10 @@ class PutBlocksReactor : public grpc::ServerReadReactor<v1::PutBlocksRequest> {
 
   void Fail(const absl::Status& status) {
     stream_.Abandon();  // release now: OnDone may come well after the client sees the status
-    timer_.Finish(status.code());
-    Finish(ToGrpcStatus(status));
+    timer_.Finish(this, status);
   }
 
-  void Succeed() {
-    timer_.Finish(absl::StatusCode::kOk);
-    Finish(grpc::Status::OK);
-  }
+  void Succeed() { timer_.Finish(this, absl::OkStatus()); }
 
   const ServiceContext* const context_;
   grpc::CallbackServerContext* const call_;
