@@ -48,9 +48,9 @@ int Run(int argc, char** argv) {
   uint32_t concurrency = 1;
   uint32_t connections = 0;
   uint32_t distinct = 64;
-  uint32_t layers = 32, kv_heads = 8, head_dim = 128, tokens = 16;
+  cli::ShapeFlags shape = cli::ShapeFlags::Of(DefaultBlockLayout());
   uint64_t seed = 1;
-  std::string dtype = "bf16", codec, want_name = "decoded";
+  std::string codec, want_name = "decoded";
   bool durable = false, keep = false, verify = true, decode_locally = true;
   cli::FlagSet set(
       "kvpack_bench [--server=H:P] [--namespace=NS] [--blocks=N] [--concurrency=C] "
@@ -66,11 +66,7 @@ int Run(int argc, char** argv) {
   set.Uint32("concurrency", &concurrency, "concurrent streams (threads)");
   set.Uint32("connections", &connections, "TCP connections to the server; 0 = one per stream");
   set.Uint32("distinct", &distinct, "distinct block contents generated (blocks reuse them)");
-  set.Uint32("layers", &layers, "layers per block");
-  set.Uint32("kv_heads", &kv_heads, "key/value heads per layer");
-  set.Uint32("head_dim", &head_dim, "elements per head");
-  set.Uint32("tokens", &tokens, "tokens per block");
-  set.String("dtype", &dtype, "element type: bf16, fp16 or fp32");
+  cli::AddShapeFlags(&shape, &set);
   set.String("codec", &codec, "codec policy for the puts; empty = the server's default");
   set.String("want", &want_name,
              "what each get asks for: decoded (the server decodes) or encoded (see "
@@ -89,8 +85,7 @@ int Run(int argc, char** argv) {
   bool done = false;
   if (int code = cli::ParseCommandLine(set, args, &done); done) return code;
 
-  absl::StatusOr<BlockLayout> parsed_layout =
-      cli::LayoutFromFlags(layers, kv_heads, head_dim, tokens, dtype);
+  absl::StatusOr<BlockLayout> parsed_layout = cli::LayoutFromFlags(shape);
   if (!parsed_layout.ok()) return UsageError(parsed_layout.status().message());
   const BlockLayout layout = *parsed_layout;
   if (want_name != "decoded" && want_name != "encoded") {

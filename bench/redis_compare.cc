@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "bench/workload.h"
+#include "client/cli_common.h"
 #include "client/cli_flags.h"
 #include "hiredis/hiredis.h"
 
@@ -76,9 +77,8 @@ int Run(int argc, char** argv) {
   uint64_t blocks = 256;
   uint32_t concurrency = 1;
   uint32_t distinct = 64;
-  uint32_t layers = 32, kv_heads = 8, head_dim = 128, tokens = 16;
+  cli::ShapeFlags shape = cli::ShapeFlags::Of(DefaultBlockLayout());
   uint64_t seed = 1;
-  std::string dtype = "bf16";
   bool verify = true;
   cli::FlagSet set(
       "redis_compare [--redis=H:P] [--blocks=N] [--concurrency=C] [--layers=L --kv_heads=H "
@@ -90,11 +90,7 @@ int Run(int argc, char** argv) {
   set.Uint64("blocks", &blocks, "number of blocks to SET and GET");
   set.Uint32("concurrency", &concurrency, "concurrent connections (threads)");
   set.Uint32("distinct", &distinct, "distinct block contents generated (blocks reuse them)");
-  set.Uint32("layers", &layers, "layers per block");
-  set.Uint32("kv_heads", &kv_heads, "key/value heads per layer");
-  set.Uint32("head_dim", &head_dim, "elements per head");
-  set.Uint32("tokens", &tokens, "tokens per block");
-  set.String("dtype", &dtype, "element type: bf16, fp16 or fp32");
+  cli::AddShapeFlags(&shape, &set);
   set.Bool("verify", &verify, "check that every block comes back byte for byte");
   set.Uint64("seed", &seed, "seed of the block contents");
   bool help = false;
@@ -113,13 +109,9 @@ int Run(int argc, char** argv) {
     return 1;
   };
 
-  BlockLayout layout;
-  layout.layers = layers;
-  layout.kv_heads = kv_heads;
-  layout.head_dim = head_dim;
-  layout.tokens = tokens;
-  if (absl::Status s = ParseDType(dtype, &layout.dtype); !s.ok()) return fail(s);
-  if (absl::Status s = layout.Validate(); !s.ok()) return fail(s);
+  absl::StatusOr<BlockLayout> parsed_layout = cli::LayoutFromFlags(shape);
+  if (!parsed_layout.ok()) return fail(parsed_layout.status());
+  const BlockLayout layout = *parsed_layout;
   if (blocks == 0 || concurrency == 0 || distinct == 0) {
     return fail(absl::InvalidArgumentError("--blocks, --concurrency and --distinct must be positive"));
   }

@@ -96,6 +96,16 @@ std::vector<uint8_t> MakeKvBlock(const BlockLayout& layout, uint64_t seed) {
   return bytes;
 }
 
+BlockLayout DefaultBlockLayout() {
+  BlockLayout layout;
+  layout.layers = 32;
+  layout.kv_heads = 8;
+  layout.head_dim = 128;
+  layout.tokens = 16;
+  layout.dtype = DType::kBFloat16;
+  return layout;
+}
+
 BlockPool::BlockPool(const BlockLayout& layout, uint32_t distinct, uint64_t seed)
     : layout_(layout) {
   blocks_.reserve(distinct);

@@ -61,6 +61,11 @@ struct PhaseStats {
   double PercentileMicros(double p) const;
 };
 
+// The block shape the drivers use unless their shape flags say otherwise (run_e2e.sh relies
+// on it and sizes redis-benchmark's values to match): 32 layers, 8 KV heads of 128 elements,
+// 16 tokens, bf16 — 1 MiB raw.
+BlockLayout DefaultBlockLayout();
+
 // Runs op(index, worker) for every index in [0, operations) on `concurrency` threads
 // (worker in [0, concurrency)), each thread taking the next unclaimed index, and times each
 // call. Stops handing out indices after the first error and returns it. Every operation

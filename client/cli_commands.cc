@@ -40,8 +40,8 @@ std::string TierList(const std::vector<Tier>& tiers) {
 }  // namespace
 
 int RunPut(GlobalFlags globals, const std::vector<std::string>& args) {
-  std::string key_hex, input, codec, dtype = "bf16";
-  uint32_t layers = 0, kv_heads = 0, head_dim = 0, tokens = 0;
+  std::string key_hex, input, codec;
+  ShapeFlags shape;  // no default shape: the dimensions are required
   bool durable = false;
   FlagSet set(
       "kvpack [--server=H:P] [--namespace=NS] put --key=HEX --layers=L --kv_heads=H "
@@ -50,11 +50,7 @@ int RunPut(GlobalFlags globals, const std::vector<std::string>& args) {
       "[head_dim], little-endian, exactly layers*2*tokens*kv_heads*head_dim*sizeof(dtype) "
       "bytes. Prints the stored size and where the server put it.");
   set.String("key", &key_hex, "block key as hex, e.g. 16 bytes = 32 hex digits (required)");
-  set.Uint32("layers", &layers, "layers in the block (required)");
-  set.Uint32("kv_heads", &kv_heads, "key/value heads per layer (required)");
-  set.Uint32("head_dim", &head_dim, "elements per head (required)");
-  set.Uint32("tokens", &tokens, "tokens in the block (required)");
-  set.String("dtype", &dtype, "element type of FILE: bf16, fp16 or fp32");
+  AddShapeFlags(&shape, &set);
   set.String("input", &input, "file with the raw block bytes (required)");
   set.String("codec", &codec,
              "codec policy: raw, int8, int4, fp8_e4m3, turbo3, 'k=int8,v=turbo3,boundary=2:int8', "
@@ -64,8 +60,7 @@ int RunPut(GlobalFlags globals, const std::vector<std::string>& args) {
   bool done = false;
   if (int code = ParseCommandLine(set, args, &done); done) return code;
 
-  absl::StatusOr<BlockLayout> parsed_layout =
-      LayoutFromFlags(layers, kv_heads, head_dim, tokens, dtype);
+  absl::StatusOr<BlockLayout> parsed_layout = LayoutFromFlags(shape);
   if (!parsed_layout.ok()) return ReportError("put", parsed_layout.status());
   const BlockLayout layout = *parsed_layout;
   if (input.empty()) return ReportError("put", absl::InvalidArgumentError("--input is required"));

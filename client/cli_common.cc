@@ -82,15 +82,34 @@ int ReportError(absl::string_view command, const absl::Status& status) {
   return kExitFailure;
 }
 
-absl::StatusOr<BlockLayout> LayoutFromFlags(uint32_t layers, uint32_t kv_heads,
-                                            uint32_t head_dim, uint32_t tokens,
-                                            absl::string_view dtype) {
+ShapeFlags ShapeFlags::Of(const BlockLayout& layout) {
+  ShapeFlags flags;
+  flags.layers = layout.layers;
+  flags.kv_heads = layout.kv_heads;
+  flags.head_dim = layout.head_dim;
+  flags.tokens = layout.tokens;
+  flags.dtype = std::string(DTypeName(layout.dtype));
+  return flags;
+}
+
+void AddShapeFlags(ShapeFlags* flags, FlagSet* set) {
+  auto dimension = [set](const std::string& name, uint32_t* value, absl::string_view help) {
+    set->Uint32(name, value, absl::StrCat(help, *value == 0 ? " (required)" : ""));
+  };
+  dimension("layers", &flags->layers, "layers per block");
+  dimension("kv_heads", &flags->kv_heads, "key/value heads per layer");
+  dimension("head_dim", &flags->head_dim, "elements per head");
+  dimension("tokens", &flags->tokens, "tokens per block");
+  set->String("dtype", &flags->dtype, "element type of the block's values: bf16, fp16 or fp32");
+}
+
+absl::StatusOr<BlockLayout> LayoutFromFlags(const ShapeFlags& flags) {
   BlockLayout layout;
-  layout.layers = layers;
-  layout.kv_heads = kv_heads;
-  layout.head_dim = head_dim;
-  layout.tokens = tokens;
-  absl::Status status = ParseDType(dtype, &layout.dtype);
+  layout.layers = flags.layers;
+  layout.kv_heads = flags.kv_heads;
+  layout.head_dim = flags.head_dim;
+  layout.tokens = flags.tokens;
+  absl::Status status = ParseDType(flags.dtype, &layout.dtype);
   if (!status.ok()) return absl::InvalidArgumentError(absl::StrCat("--dtype: ", status.message()));
   status = layout.Validate();
   if (!status.ok()) {

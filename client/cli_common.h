@@ -7,6 +7,7 @@
 #ifndef KVPACK_CLIENT_CLI_COMMON_H_
 #define KVPACK_CLIENT_CLI_COMMON_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,11 +55,26 @@ int ParseCommandLine(FlagSet& set, const std::vector<std::string>& args, bool* d
 // Prints "kvpack <command>: <CODE>: <message>" to stderr and returns kExitFailure.
 int ReportError(absl::string_view command, const absl::Status& status);
 
-// The block layout the shape flags (--layers, --kv_heads, --head_dim, --tokens, --dtype)
-// describe; InvalidArgument naming the flag to fix.
-absl::StatusOr<BlockLayout> LayoutFromFlags(uint32_t layers, uint32_t kv_heads,
-                                            uint32_t head_dim, uint32_t tokens,
-                                            absl::string_view dtype);
+// The block-shape flags: --layers, --kv_heads, --head_dim, --tokens, --dtype. A dimension of
+// 0 is never a valid layout, so a tool whose dimensions default to 0 requires the flags.
+struct ShapeFlags {
+  uint32_t layers = 0;
+  uint32_t kv_heads = 0;
+  uint32_t head_dim = 0;
+  uint32_t tokens = 0;
+  std::string dtype = "bf16";
+
+  // The flags set to `layout`'s values (so that, registered, they show it as the default).
+  static ShapeFlags Of(const BlockLayout& layout);
+};
+
+// Registers the five shape flags writing to *flags; the values *flags holds now are the
+// defaults shown by --help, and the help of a dimension whose default is 0 says "(required)".
+void AddShapeFlags(ShapeFlags* flags, FlagSet* set);
+
+// The block layout `flags` describe, validated (BlockLayout::Validate); InvalidArgument naming
+// the flag to fix.
+absl::StatusOr<BlockLayout> LayoutFromFlags(const ShapeFlags& flags);
 
 }  // namespace cli
 }  // namespace kvpack

@@ -50,7 +50,7 @@ absl::Status GetResponseAssembler::Add(v1::GetBlocksResponse* response) {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<BlockLayout> layout = LayoutFromProto(response->layout());
+  absl::StatusOr<BlockLayout> layout = LayoutFromServer(response->layout());
   if (!layout.ok()) {
     return absl::DataLossError(absl::StrCat("get: block ", Hex(result.key), ": ",
                                             layout.status().message()));

@@ -4,7 +4,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "client/wire_convert.h"
+#include "proto/wire_layout.h"
 
 namespace kvpack {
 namespace client_internal {
@@ -56,7 +56,7 @@ bool PutRequestSequence::Next(v1::PutBlocksRequest* request) {
   const PutBlock& block = blocks_[block_];
   if (offset_ == 0) {
     request->set_key(block.key);
-    *request->mutable_layout() = LayoutToProto(block.layout);
+    LayoutToProto(block.layout, request->mutable_layout());
   }
   const uint64_t length = std::min<uint64_t>(chunk_bytes_, block.data.size() - offset_);
   request->set_data(reinterpret_cast<const char*>(block.data.data()) + offset_, length);

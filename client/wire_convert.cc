@@ -1,6 +1,7 @@
 #include "client/wire_convert.h"
 
 #include "absl/strings/str_cat.h"
+#include "proto/wire_layout.h"
 
 namespace kvpack {
 namespace client_internal {
@@ -18,40 +19,10 @@ TierStats TierStatsFromProto(const v1::TierStats& stats) {
 
 }  // namespace
 
-v1::BlockLayout LayoutToProto(const BlockLayout& layout) {
-  v1::BlockLayout proto;
-  proto.set_layers(layout.layers);
-  proto.set_kv_heads(layout.kv_heads);
-  proto.set_head_dim(layout.head_dim);
-  proto.set_tokens(layout.tokens);
-  // kvpack::DType and kvpack.v1.DType share their numbers (1 fp16, 2 bf16, 3 fp32).
-  proto.set_dtype(static_cast<v1::DType>(layout.dtype));
-  return proto;
-}
-
-absl::StatusOr<BlockLayout> LayoutFromProto(const v1::BlockLayout& proto) {
-  BlockLayout layout;
-  layout.layers = proto.layers();
-  layout.kv_heads = proto.kv_heads();
-  layout.head_dim = proto.head_dim();
-  layout.tokens = proto.tokens();
-  switch (proto.dtype()) {
-    case v1::DTYPE_FLOAT16:
-      layout.dtype = DType::kFloat16;
-      break;
-    case v1::DTYPE_BFLOAT16:
-      layout.dtype = DType::kBFloat16;
-      break;
-    case v1::DTYPE_FLOAT32:
-      layout.dtype = DType::kFloat32;
-      break;
-    default:
-      return absl::DataLossError(
-          absl::StrCat("server sent a block layout with dtype ", static_cast<int>(proto.dtype())));
-  }
-  const absl::Status valid = layout.Validate();
-  if (!valid.ok()) {
-    return absl::DataLossError(absl::StrCat("server sent an invalid ", valid.message()));
+absl::StatusOr<BlockLayout> LayoutFromServer(const v1::BlockLayout& proto) {
+  absl::StatusOr<BlockLayout> layout = LayoutFromProto(proto);
+  if (!layout.ok()) {
+    return absl::DataLossError(absl::StrCat("server sent an invalid ", layout.status().message()));
   }
   return layout;
 }

@@ -1,6 +1,7 @@
-// Conversions between the client's value types (client/kvpack_types.h, codec/block_layout.h)
-// and their kvpack.v1 wire messages. Answers from the server are untrusted: a conversion
-// that can meet a value outside the API's range returns DataLoss naming it.
+// Conversions between the client's value types (client/kvpack_types.h) and their kvpack.v1
+// wire messages; the block layout's, shared with the server, is in proto/wire_layout.h.
+// Answers from the server are untrusted: a conversion that can meet a value outside the API's
+// range returns DataLoss naming it.
 // Pure functions; safe from any thread.
 #ifndef KVPACK_CLIENT_WIRE_CONVERT_H_
 #define KVPACK_CLIENT_WIRE_CONVERT_H_
@@ -13,10 +14,9 @@
 namespace kvpack {
 namespace client_internal {
 
-v1::BlockLayout LayoutToProto(const BlockLayout& layout);
-
-// The layout, validated (BlockLayout::Validate); DataLoss when the server sent an invalid one.
-absl::StatusOr<BlockLayout> LayoutFromProto(const v1::BlockLayout& layout);
+// A layout the server sent, read by LayoutFromProto (proto/wire_layout.h); DataLoss when it
+// is invalid, with a message that starts "server sent an invalid block layout: ".
+absl::StatusOr<BlockLayout> LayoutFromServer(const v1::BlockLayout& layout);
 
 // An unknown tier number maps to Tier::kUnspecified.
 Tier TierFromProto(int tier);

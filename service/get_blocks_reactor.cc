@@ -9,9 +9,10 @@
 #include "absl/time/clock.h"
 #include "codec/block_header.h"
 #include "common/status_macros.h"
+#include "proto/wire_layout.h"
 #include "service/block_wire.h"
-#include "service/grpc_status.h"
 #include "service/request_validation.h"
+#include "service/wire_tier.h"
 
 namespace kvpack {
 namespace {
@@ -184,15 +185,8 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     StartWrite(&message_);
   }
 
-  void Fail(const absl::Status& status) {
-    timer_.Finish(status.code());
-    Finish(ToGrpcStatus(status));
-  }
-
-  void Succeed() {
-    timer_.Finish(absl::StatusCode::kOk);
-    Finish(grpc::Status::OK);
-  }
+  void Fail(const absl::Status& status) { timer_.Finish(this, status); }
+  void Succeed() { timer_.Finish(this, absl::OkStatus()); }
 
   const ServiceContext* const context_;
   grpc::CallbackServerContext* const call_;

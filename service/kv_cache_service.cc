@@ -8,9 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "service/get_blocks_reactor.h"
-#include "service/grpc_status.h"
 #include "service/put_blocks_reactor.h"
 #include "service/request_validation.h"
+#include "service/wire_tier.h"
 
 namespace kvpack {
 namespace {
@@ -24,8 +24,7 @@ grpc::ServerUnaryReactor* RunUnary(const ServiceContext* context,
   context->control_pool->Schedule([reactor, call, timer, work = std::move(work)] {
     absl::Status status = call->IsCancelled() ? absl::CancelledError("the call was cancelled")
                                               : work();
-    timer->Finish(status.code());
-    reactor->Finish(ToGrpcStatus(status));
+    timer->Finish(reactor, status);
   });
   return reactor;
 }

@@ -8,9 +8,9 @@
 #include "absl/time/clock.h"
 #include "codec/block_header.h"
 #include "service/block_wire.h"
-#include "service/grpc_status.h"
 #include "service/put_stream.h"
 #include "service/request_validation.h"
+#include "service/wire_tier.h"
 
 namespace kvpack {
 namespace {
@@ -116,14 +116,12 @@ class PutBlocksReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
 
   void Fail(const absl::Status& status) {
     stream_.Abandon();  // release now: OnDone may come well after the client sees the status
-    timer_.Finish(status.code());
-    Finish(ToGrpcStatus(status));
+    timer_.Finish(this, status);
   }
 
   void Succeed() {
-    timer_.Finish(absl::StatusCode::kOk);
     *response_ = SerializeToBuffer(results_);
-    Finish(grpc::Status::OK);
+    timer_.Finish(this, absl::OkStatus());
   }
 
   const ServiceContext* const context_;

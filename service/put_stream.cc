@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "proto/wire_layout.h"
 #include "service/request_validation.h"
 
 namespace kvpack {

@@ -1,18 +1,15 @@
 // Checks on what clients send, shared by every RPC handler. Each returns InvalidArgument
-// with a message that names the offending field and the limit it broke.
+// with a message that names the offending field and the limit it broke. (A block layout is
+// read and checked by LayoutFromProto, proto/wire_layout.h.)
 #ifndef KVPACK_SERVICE_REQUEST_VALIDATION_H_
 #define KVPACK_SERVICE_REQUEST_VALIDATION_H_
 
 #include <cstddef>
-#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
-#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "codec/block_layout.h"
 #include "kvpack/v1/kvpack.pb.h"
-#include "storage/tier.h"
 
 namespace kvpack {
 
@@ -26,13 +23,6 @@ absl::Status ValidateNamespace(absl::string_view ns);
 absl::Status ValidateKey(absl::string_view key, size_t index);
 // 1..kMaxKeysPerRequest keys, each valid.
 absl::Status ValidateKeys(const google::protobuf::RepeatedPtrField<std::string>& keys);
-
-// The wire layout as a validated BlockLayout.
-absl::StatusOr<BlockLayout> LayoutFromProto(const v1::BlockLayout& proto);
-void LayoutToProto(const BlockLayout& layout, v1::BlockLayout* proto);
-
-// The wire name of a storage tier.
-v1::Tier ToProtoTier(StorageTier tier);
 
 // Hex of a key for messages, shortened past 32 bytes.
 std::string KeyForMessage(absl::string_view key);

@@ -6,12 +6,14 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "codec/codec_policy.h"
 #include "codec/block_codec.h"
 #include "service/byte_budget.h"
+#include "service/grpc_status.h"
 #include "service/idle_stream_reaper.h"
 #include "service/metrics.h"
 #include "service/thread_pool.h"
@@ -41,8 +43,13 @@ class RpcTimer {
  public:
   RpcTimer(ServiceMetrics* metrics, absl::string_view method)
       : metrics_(metrics), method_(method), start_(absl::Now()) {}
-  void Finish(absl::StatusCode code) {
-    metrics_->RecordRequest(method_, code, absl::Now() - start_);
+
+  // Records the call's status and duration, then finishes `reactor` (a gRPC callback
+  // reactor of any kind) with `status` through ToGrpcStatus. Call once.
+  template <typename Reactor>
+  void Finish(Reactor* reactor, const absl::Status& status) {
+    metrics_->RecordRequest(method_, status.code(), absl::Now() - start_);
+    reactor->Finish(ToGrpcStatus(status));
   }
 
  private:

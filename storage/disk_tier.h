@@ -13,10 +13,14 @@
 //   byte total and the eviction order from it without reading any value, and evicts down to a
 //   smaller capacity if the directory was written with a larger one.
 // - Contains answers from the in-memory index: no disk access.
-// - Every write goes through RocksDB's write-ahead log, so a write that returned survives a
-//   crash of the process; sync=true (and Sync) also fsync the log, so the write survives a
-//   crash of the machine. Syncs are group-committed: one fsync covers every write that
-//   returned before it, so concurrent durable puts share fsyncs (see Sync).
+// - Every write goes through RocksDB's write-ahead log, whose record is handed to the OS
+//   before the write returns, so a write that returned survives a crash of the process.
+//   Put, Delete and RegisterNamespace with sync=true then call Sync, which fsyncs the log
+//   (DB::SyncWAL), so the write survives a crash of the machine. Syncs are group-committed:
+//   one fsync covers every write that returned before it started, so concurrent durable
+//   puts share fsyncs (see Sync). Only Open's own writes (the schema version record, the
+//   trim to a smaller capacity) use RocksDB's WriteOptions::sync instead. Durability per
+//   kind of write: storage/FORMAT.md, "Durability".
 // - Tuned for values of 100 KB - 10 MB: values of min_blob_size or more go to RocksDB blob
 //   files (the LSM tree holds only keys and blob references), no compression (blocks arrive
 //   compressed), bloom filters on the keys. Note that a value sits in the memtable until flush,

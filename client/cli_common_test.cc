@@ -1,0 +1,70 @@
+#include "client/cli_common.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace kvpack {
+namespace cli {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// layers, kv_heads, head_dim, tokens, dtype
+constexpr BlockLayout kLayout = {32, 8, 128, 16, DType::kBFloat16};
+
+TEST(ShapeFlagsTest, DefaultsGiveTheLayoutTheyWereMadeOf) {
+  ShapeFlags shape = ShapeFlags::Of(kLayout);
+  FlagSet set("test", "Tests shape flags.");
+  AddShapeFlags(&shape, &set);
+  bool help = false;
+  ASSERT_TRUE(set.Parse({}, &help).ok());
+  absl::StatusOr<BlockLayout> layout = LayoutFromFlags(shape);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  EXPECT_EQ(*layout, kLayout);
+
+  const std::string usage = set.Usage();
+  EXPECT_THAT(usage, HasSubstr("--layers (default 32)"));
+  EXPECT_THAT(usage, HasSubstr("--dtype (default \"bf16\")"));
+  EXPECT_THAT(usage, Not(HasSubstr("(required)")));
+}
+
+TEST(ShapeFlagsTest, ParsedFlagsGiveTheLayout) {
+  ShapeFlags shape;
+  FlagSet set("test", "Tests shape flags.");
+  AddShapeFlags(&shape, &set);
+  bool help = false;
+  ASSERT_TRUE(set.Parse({"--layers=2", "--kv_heads=4", "--head_dim=64", "--tokens=8",
+                         "--dtype=fp16"},
+                        &help)
+                  .ok());
+  absl::StatusOr<BlockLayout> layout = LayoutFromFlags(shape);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  EXPECT_EQ(layout->DebugString(), "layers=2 kv_heads=4 head_dim=64 tokens=8 dtype=fp16");
+}
+
+TEST(ShapeFlagsTest, ZeroDefaultsAreRequiredFlags) {
+  ShapeFlags shape;
+  FlagSet set("test", "Tests shape flags.");
+  AddShapeFlags(&shape, &set);
+  EXPECT_THAT(set.Usage(), HasSubstr("layers per block (required)"));
+
+  absl::StatusOr<BlockLayout> layout = LayoutFromFlags(shape);
+  EXPECT_EQ(layout.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(layout.status().message(), HasSubstr("--layers"));
+}
+
+TEST(ShapeFlagsTest, UnknownDTypeNamesTheFlag) {
+  ShapeFlags shape = ShapeFlags::Of(kLayout);
+  shape.dtype = "int3";
+  absl::StatusOr<BlockLayout> layout = LayoutFromFlags(shape);
+  EXPECT_EQ(layout.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(layout.status().message(), HasSubstr("--dtype"));
+}
+
+}  // namespace
+}  // namespace cli
+}  // namespace kvpack
