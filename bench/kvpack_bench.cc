@@ -50,7 +50,8 @@ int Run(int argc, char** argv) {
   uint32_t distinct = 64;
   cli::ShapeFlags shape = cli::ShapeFlags::Of(DefaultBlockLayout());
   uint64_t seed = 1;
-  std::string codec, want_name = "decoded";
+  std::string codec, want_name = "decoded", phases = "put,get";
+  uint64_t run_id = 0;
   bool durable = false, keep = false, verify = true, decode_locally = true;
   cli::FlagSet set(
       "kvpack_bench [--server=H:P] [--namespace=NS] [--blocks=N] [--concurrency=C] "
@@ -79,6 +80,10 @@ int Run(int argc, char** argv) {
            "check every block that comes back: its size, and with --codec=raw and "
            "--want=decoded its bytes");
   set.Bool("keep", &keep, "leave the blocks on the server instead of deleting them");
+  set.String("phases", &phases,
+             "put,get (default), put (leaves the blocks, as --keep) or get (of the blocks a "
+             "put with the same --run_id left): one phase alone, e.g. to profile it");
+  set.Uint64("run_id", &run_id, "names this run's keys; 0 = the current time");
   set.Uint64("seed", &seed, "seed of the block contents");
   cli::AddGlobalFlags(&globals, &set);
   const std::vector<std::string> args(argv + 1, argv + argc);
@@ -96,6 +101,12 @@ int Run(int argc, char** argv) {
     return UsageError("--blocks, --concurrency and --distinct must be positive");
   }
   if (connections == 0) connections = concurrency;
+  if (phases != "put,get" && phases != "put" && phases != "get") {
+    return UsageError(absl::StrCat("--phases=", phases, ": expected put,get, put or get"));
+  }
+  const bool run_put = phases != "get", run_get = phases != "put";
+  if (!run_get) keep = true;
+  if (!run_put && run_id == 0) return UsageError("--phases=get needs the --run_id of a put");
 
   KeepLargeBuffersOnHeap();
   absl::StatusOr<std::unique_ptr<Client>> connected =
@@ -104,72 +115,76 @@ int Run(int argc, char** argv) {
   Client& client = **connected;
 
   const BlockPool pool(layout, static_cast<uint32_t>(std::min<uint64_t>(distinct, blocks)), seed);
-  const uint64_t run_id = static_cast<uint64_t>(absl::GetCurrentTimeNanos());
+  if (run_id == 0) run_id = static_cast<uint64_t>(absl::GetCurrentTimeNanos());
   std::printf("kvpack_bench: %s, codec=%s, want=%s%s, %u streams, %u connections, server %s\n",
               DescribeBlocks(blocks, layout).c_str(),
               codec.empty() ? "(server default)" : codec.c_str(), want_name.c_str(),
               want == Want::kEncoded ? (decode_locally ? " (decoded locally)" : " (not decoded)")
                                      : "",
               concurrency, connections, globals.server.c_str());
+  std::printf("run_id: %llu\n", static_cast<unsigned long long>(run_id));
 
   PutOptions put_options;
   put_options.codec = codec;
   put_options.durable = durable;
   std::atomic<uint64_t> encoded_bytes{0};
-  absl::StatusOr<PhaseStats> put = RunPhase(
-      blocks, concurrency, pool.block_bytes(), [&](uint64_t index, uint32_t) -> absl::Status {
-        const PutBlock block{WorkloadKey(run_id, index), layout, pool.Block(index)};
-        absl::StatusOr<std::vector<PutResult>> results =
-            client.Put(globals.ns, absl::MakeConstSpan(&block, 1), put_options);
-        if (!results.ok()) return results.status();
-        encoded_bytes.fetch_add(results->front().encoded_bytes, std::memory_order_relaxed);
-        return absl::OkStatus();
-      });
-  if (!put.ok()) return ReportError(put.status());
-  std::printf("%s\n", FormatPhase("put", *put).c_str());
+  if (run_put) {
+    absl::StatusOr<PhaseStats> put = RunPhase(
+        blocks, concurrency, pool.block_bytes(), [&](uint64_t index, uint32_t) -> absl::Status {
+          const PutBlock block{WorkloadKey(run_id, index), layout, pool.Block(index)};
+          absl::StatusOr<std::vector<PutResult>> results =
+              client.Put(globals.ns, absl::MakeConstSpan(&block, 1), put_options);
+          if (!results.ok()) return results.status();
+          encoded_bytes.fetch_add(results->front().encoded_bytes, std::memory_order_relaxed);
+          return absl::OkStatus();
+        });
+    if (!put.ok()) return ReportError(put.status());
+    std::printf("%s\n", FormatPhase("put", *put).c_str());
+    const uint64_t encoded = encoded_bytes.load();
+    std::printf("compression: %.3fx (%.1f MiB encoded for %.1f MiB raw)\n",
+                encoded ? static_cast<double>(put->raw_bytes) / encoded : 0.0,
+                static_cast<double>(encoded) / (1 << 20),
+                static_cast<double>(put->raw_bytes) / (1 << 20));
+  }
 
-  const bool local_decode = want == Want::kEncoded && decode_locally;
-  const bool compare_bytes =
-      verify && codec == "raw" && (want == Want::kDecoded || local_decode);
-  absl::StatusOr<PhaseStats> get = RunPhase(
-      blocks, concurrency, pool.block_bytes(), [&](uint64_t index, uint32_t) -> absl::Status {
-        const std::string key = WorkloadKey(run_id, index);
-        absl::StatusOr<std::vector<GetResult>> results =
-            client.Get(globals.ns, absl::MakeConstSpan(&key, 1), want);
-        if (!results.ok()) return results.status();
-        const GetResult& result = results->front();
-        if (!result.found) {
-          return absl::NotFoundError(absl::StrCat("block ", index, " was not found",
-                                                  result.error.ok() ? "" : ": ",
-                                                  result.error.ToString()));
-        }
-        const std::string* raw = &result.bytes;
-        std::string decoded;
-        if (local_decode) {
-          absl::StatusOr<std::string> local = DecodeLocally(result);
-          if (!local.ok()) return local.status();
-          decoded = *std::move(local);
-          raw = &decoded;
-        }
-        if (!verify) return absl::OkStatus();
-        if ((want == Want::kDecoded || local_decode) && raw->size() != pool.block_bytes()) {
-          return absl::DataLossError(absl::StrCat("block ", index, " came back with ",
-                                                  raw->size(), " bytes"));
-        }
-        if (compare_bytes &&
-            std::memcmp(raw->data(), pool.Block(index).data(), pool.block_bytes()) != 0) {
-          return absl::DataLossError(absl::StrCat("block ", index, " came back changed"));
-        }
-        return absl::OkStatus();
-      });
-  if (!get.ok()) return ReportError(get.status());
-  std::printf("%s\n", FormatPhase("get", *get).c_str());
-
-  const uint64_t encoded = encoded_bytes.load();
-  std::printf("compression: %.3fx (%.1f MiB encoded for %.1f MiB raw)\n",
-              encoded ? static_cast<double>(put->raw_bytes) / encoded : 0.0,
-              static_cast<double>(encoded) / (1 << 20),
-              static_cast<double>(put->raw_bytes) / (1 << 20));
+  if (run_get) {
+    const bool local_decode = want == Want::kEncoded && decode_locally;
+    const bool compare_bytes =
+        verify && codec == "raw" && (want == Want::kDecoded || local_decode);
+    absl::StatusOr<PhaseStats> get = RunPhase(
+        blocks, concurrency, pool.block_bytes(), [&](uint64_t index, uint32_t) -> absl::Status {
+          const std::string key = WorkloadKey(run_id, index);
+          absl::StatusOr<std::vector<GetResult>> results =
+              client.Get(globals.ns, absl::MakeConstSpan(&key, 1), want);
+          if (!results.ok()) return results.status();
+          const GetResult& result = results->front();
+          if (!result.found) {
+            return absl::NotFoundError(absl::StrCat("block ", index, " was not found",
+                                                    result.error.ok() ? "" : ": ",
+                                                    result.error.ToString()));
+          }
+          const std::string* raw = &result.bytes;
+          std::string decoded;
+          if (local_decode) {
+            absl::StatusOr<std::string> local = DecodeLocally(result);
+            if (!local.ok()) return local.status();
+            decoded = *std::move(local);
+            raw = &decoded;
+          }
+          if (!verify) return absl::OkStatus();
+          if ((want == Want::kDecoded || local_decode) && raw->size() != pool.block_bytes()) {
+            return absl::DataLossError(absl::StrCat("block ", index, " came back with ",
+                                                    raw->size(), " bytes"));
+          }
+          if (compare_bytes &&
+              std::memcmp(raw->data(), pool.Block(index).data(), pool.block_bytes()) != 0) {
+            return absl::DataLossError(absl::StrCat("block ", index, " came back changed"));
+          }
+          return absl::OkStatus();
+        });
+    if (!get.ok()) return ReportError(get.status());
+    std::printf("%s\n", FormatPhase("get", *get).c_str());
+  }
 
   if (!keep) {
     constexpr uint64_t kDeleteBatch = 256;

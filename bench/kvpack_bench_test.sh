@@ -38,6 +38,22 @@ for run in "raw decoded" "int8 decoded" "int8 encoded"; do
   grep -q "^compression: " out.txt || fail "codec=$1 want=$2: no compression line"
 done
 
+# One phase at a time: a put leaves its blocks under its run id; a get of that run finds them
+# all (verified raw bytes), a get of another run finds none.
+"$bench_bin" --server=127.0.0.1:$port --namespace=phases --blocks=8 --codec=raw --phases=put \
+  --run_id=77 "${shape[@]}" >out.txt 2>err.txt || fail "--phases=put: $(cat err.txt)"
+grep -q "^put: " out.txt && ! grep -q "^get: " out.txt || fail "--phases=put ran: $(cat out.txt)"
+"$bench_bin" --server=127.0.0.1:$port --namespace=phases --blocks=8 --codec=raw --phases=get \
+  --run_id=77 "${shape[@]}" >out.txt 2>err.txt || fail "--phases=get: $(cat err.txt)"
+grep -q "^get: .*(8 ops" out.txt && ! grep -q "^put: " out.txt || fail "--phases=get: $(cat out.txt)"
+rc=0
+"$bench_bin" --server=127.0.0.1:$port --namespace=phases --blocks=8 --phases=get --run_id=78 \
+  "${shape[@]}" >/dev/null 2>err.txt || rc=$?
+[ "$rc" -eq 1 ] && grep -q "not found" err.txt || fail "a get of another run: rc $rc, $(cat err.txt)"
+rc=0
+"$bench_bin" --server=127.0.0.1:$port --phases=get "${shape[@]}" 2>err.txt || rc=$?
+[ "$rc" -eq 2 ] || fail "--phases=get without --run_id exited $rc, want 2"
+
 "$bench_bin" --help >help.txt || fail "--help exited non-zero"
 grep -q -- "--concurrency" help.txt || fail "--help lists no --concurrency"
 grep -q -- "--server" help.txt || fail "--help lists no global --server"
