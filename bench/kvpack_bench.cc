@@ -23,7 +23,9 @@
 #include "bench/workload.h"
 #include "client/cli_common.h"
 #include "client/cli_flags.h"
+#include "client/gpu_decode.h"
 #include "client/kvpack_client.h"
+#include "gpu/gpu_codec.h"
 
 namespace kvpack {
 namespace bench {
@@ -52,7 +54,7 @@ int Run(int argc, char** argv) {
   uint64_t seed = 1;
   std::string codec, want_name = "decoded", phases = "put,get";
   uint64_t run_id = 0;
-  bool durable = false, keep = false, verify = true, decode_locally = true;
+  bool durable = false, keep = false, verify = true, decode_locally = true, gpu_decode = false;
   cli::FlagSet set(
       "kvpack_bench [--server=H:P] [--namespace=NS] [--blocks=N] [--concurrency=C] "
       "[--codec=C] [--want=decoded|encoded] [--layers=L --kv_heads=H --head_dim=D --tokens=T "
@@ -75,6 +77,10 @@ int Run(int argc, char** argv) {
   set.Bool("decode_locally", &decode_locally,
            "with --want=encoded, decode each block on this machine inside the timed get "
            "(DecodeLocally), so the get line measures raw tensors delivered");
+  set.Bool("gpu_decode", &gpu_decode,
+           "with --want=encoded, decode each block on this machine's GPU instead (DecodeOnGpu, "
+           "into device memory) inside the timed get: raw tensors delivered where a decode "
+           "node needs them. Needs a GPU; --verify then checks the status only");
   set.Bool("durable", &durable, "durable puts (acknowledged once on the disk tier)");
   set.Bool("verify", &verify,
            "check every block that comes back: its size, and with --codec=raw and "
@@ -105,6 +111,20 @@ int Run(int argc, char** argv) {
     return UsageError(absl::StrCat("--phases=", phases, ": expected put,get, put or get"));
   }
   const bool run_put = phases != "get", run_get = phases != "put";
+  if (gpu_decode && want != Want::kEncoded) return UsageError("--gpu_decode needs --want=encoded");
+  if (gpu_decode) decode_locally = false;
+  // One GPU codec and one device buffer per stream (a GpuCodec serializes its calls).
+  std::vector<std::unique_ptr<gpu::GpuCodec>> gpu_codecs;
+  std::vector<std::unique_ptr<gpu::GpuCodec::DeviceBuffer>> gpu_buffers;
+  for (uint32_t i = 0; gpu_decode && i < concurrency; ++i) {
+    absl::StatusOr<std::unique_ptr<gpu::GpuCodec>> codec = gpu::GpuCodec::Create(0);
+    if (!codec.ok()) return ReportError(codec.status());
+    absl::StatusOr<std::unique_ptr<gpu::GpuCodec::DeviceBuffer>> buffer =
+        (*codec)->AllocateDevice(layout.RawBytes());
+    if (!buffer.ok()) return ReportError(buffer.status());
+    gpu_codecs.push_back(*std::move(codec));
+    gpu_buffers.push_back(*std::move(buffer));
+  }
   if (!run_get) keep = true;
   if (!run_put && run_id == 0) return UsageError("--phases=get needs the --run_id of a put");
 
@@ -119,8 +139,10 @@ int Run(int argc, char** argv) {
   std::printf("kvpack_bench: %s, codec=%s, want=%s%s, %u streams, %u connections, server %s\n",
               DescribeBlocks(blocks, layout).c_str(),
               codec.empty() ? "(server default)" : codec.c_str(), want_name.c_str(),
-              want == Want::kEncoded ? (decode_locally ? " (decoded locally)" : " (not decoded)")
-                                     : "",
+              want != Want::kEncoded ? ""
+              : gpu_decode           ? " (decoded on the GPU)"
+              : decode_locally       ? " (decoded locally)"
+                                     : " (not decoded)",
               concurrency, connections, globals.server.c_str());
   std::printf("run_id: %llu\n", static_cast<unsigned long long>(run_id));
 
@@ -152,7 +174,8 @@ int Run(int argc, char** argv) {
     const bool compare_bytes =
         verify && codec == "raw" && (want == Want::kDecoded || local_decode);
     absl::StatusOr<PhaseStats> get = RunPhase(
-        blocks, concurrency, pool.block_bytes(), [&](uint64_t index, uint32_t) -> absl::Status {
+        blocks, concurrency, pool.block_bytes(),
+        [&](uint64_t index, uint32_t stream) -> absl::Status {
           const std::string key = WorkloadKey(run_id, index);
           absl::StatusOr<std::vector<GetResult>> results =
               client.Get(globals.ns, absl::MakeConstSpan(&key, 1), want);
@@ -162,6 +185,11 @@ int Run(int argc, char** argv) {
             return absl::NotFoundError(absl::StrCat("block ", index, " was not found",
                                                     result.error.ok() ? "" : ": ",
                                                     result.error.ToString()));
+          }
+          if (gpu_decode) {
+            return DecodeOnGpu(result, *gpu_codecs[stream],
+                               gpu::DeviceBlockView::Contiguous(gpu_buffers[stream]->data(),
+                                                                layout));
           }
           const std::string* raw = &result.bytes;
           std::string decoded;

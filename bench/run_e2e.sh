@@ -37,6 +37,7 @@
 # round that is not counted lets both servers fault in the memory their blocks take.
 #
 # Environment: BLOCKS (default 256), CONCURRENCY (default "1 8"), REPEAT (default 3),
+# KVPACK_RUNS (the kvpack rows, see below), BIN_DIR (prebuilt binaries instead of a build),
 # KVPACK_SERVER_FLAGS (extra server flags), REDIS_MALLOC_CONF (redis-server's jemalloc
 # options, default "dirty_decay_ms:-1,muzzy_decay_ms:-1,lg_extent_max_active_fit:63"; empty
 # = Redis as shipped), BAZEL (default bazel). Builds with -c opt first.
@@ -59,9 +60,21 @@ for tool in redis-server redis-cli redis-benchmark; do
   command -v "$tool" >/dev/null || { echo "$tool not found (tools/setup.sh installs it)" >&2; exit 1; }
 done
 
-"$BAZEL" build -c opt //service:kvpack_server //client:kvpack //bench:kvpack_bench \
-  //bench:redis_compare >&2
-BIN=$("$BAZEL" info -c opt bazel-bin 2>/dev/null)
+# BIN_DIR: prebuilt binaries (kvpack_server, kvpack, kvpack_bench, redis_compare in one
+# folder, as on a GPU machine that cannot build); otherwise they are built here.
+if [ -n "${BIN_DIR:-}" ]; then
+  SERVER_BIN=$BIN_DIR/kvpack_server CLI_BIN=$BIN_DIR/kvpack
+  BENCH_BIN=$BIN_DIR/kvpack_bench REDIS_COMPARE_BIN=$BIN_DIR/redis_compare
+else
+  "$BAZEL" build -c opt //service:kvpack_server //client:kvpack //bench:kvpack_bench \
+    //bench:redis_compare >&2
+  BIN=$("$BAZEL" info -c opt bazel-bin 2>/dev/null)
+  SERVER_BIN=$BIN/service/kvpack_server CLI_BIN=$BIN/client/kvpack
+  BENCH_BIN=$BIN/bench/kvpack_bench REDIS_COMPARE_BIN=$BIN/bench/redis_compare
+fi
+# The kvpack runs, ';'-separated: "CODEC WANT [kvpack_bench flags]", e.g.
+# "turbo3 encoded --gpu_decode" (decoded on this machine's GPU inside the timed get).
+KVPACK_RUNS=${KVPACK_RUNS:-"raw decoded;int8 decoded;int8 encoded"}
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -82,7 +95,7 @@ METRICS_PORT=$(free_port)
 REDIS_PORT=$(free_port)
 
 # shellcheck disable=SC2086
-"$BIN/service/kvpack_server" --listen="127.0.0.1:$KVPACK_PORT" \
+"$SERVER_BIN" --listen="127.0.0.1:$KVPACK_PORT" \
   --metrics_listen="127.0.0.1:$METRICS_PORT" --data_dir="$WORK/kvpack" \
   --ram_capacity=4GiB $KVPACK_SERVER_FLAGS >"$WORK/kvpack.log" 2>&1 &
 KVPACK_PID=$!
@@ -95,7 +108,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 redis-cli -p "$REDIS_PORT" ping >/dev/null || { echo "redis-server did not start" >&2; exit 1; }
-"$BIN/client/kvpack" --server="127.0.0.1:$KVPACK_PORT" --connect_timeout=10 stats >/dev/null || {
+"$CLI_BIN" --server="127.0.0.1:$KVPACK_PORT" --connect_timeout=10 stats >/dev/null || {
   echo "kvpack_server did not start:" >&2; cat "$WORK/kvpack.log" >&2; exit 1; }
 
 # redis-benchmark's keyspace: key:000000000000 .. key:<BLOCKS-1>, 12 digits as its -r writes
@@ -151,18 +164,25 @@ record() {  # record SYSTEM CODEC WANT STREAMS < driver output; ROUND 0 is not c
   echo "$1 $2 $3 $4 $put $get" >>"$ROWS"
 }
 
+# The warm-up round checks every block that comes back (both drivers compare bytes); the
+# counted rounds do not, as redis-benchmark does not: no client pays for a check the others
+# skip.
 for ROUND in $(seq 0 "$REPEAT"); do
-  if [ "$ROUND" -eq 0 ]; then echo "warm-up round (not counted)" >&2
+  if [ "$ROUND" -eq 0 ]; then echo "warm-up round (not counted; every block verified)" >&2
   else echo "round $ROUND of $REPEAT" >&2; fi
+  VERIFY=$([ "$ROUND" -eq 0 ] && echo true || echo false)
   for c in $CONCURRENCY; do
-    "$BIN/bench/redis_compare" --redis="127.0.0.1:$REDIS_PORT" --blocks="$BLOCKS" \
-      --concurrency="$c" | record redis_compare - - "$c"
+    "$REDIS_COMPARE_BIN" --redis="127.0.0.1:$REDIS_PORT" --blocks="$BLOCKS" \
+      --concurrency="$c" --verify="$VERIFY" | record redis_compare - - "$c"
     redis_benchmark "$c" | record redis-benchmark - - "$c"
-    for run in "raw decoded" "int8 decoded" "int8 encoded"; do
+    IFS=';' read -r -a runs <<<"$KVPACK_RUNS"
+    for run in "${runs[@]}"; do
       set -- $run
-      "$BIN/bench/kvpack_bench" --server="127.0.0.1:$KVPACK_PORT" --namespace=e2e \
-        --blocks="$BLOCKS" --concurrency="$c" --codec="$1" --want="$2" |
-        record kvpack "$1" "$2" "$c"
+      want=$2
+      [[ " ${*:3} " == *" --gpu_decode "* ]] && want="$2+gpu"
+      "$BENCH_BIN" --server="127.0.0.1:$KVPACK_PORT" --namespace=e2e \
+        --blocks="$BLOCKS" --concurrency="$c" --codec="$1" --want="$2" --verify="$VERIFY" \
+        "${@:3}" | record kvpack "$1" "$want" "$c"
     done
   done
 done
