@@ -1,6 +1,9 @@
 // Put/Get throughput of TieredStore for 1 MiB blocks.
 //
 //   BM_PutRam           non-durable puts that land in RAM (RAM large enough, no spills)
+//   BM_PutSpill         non-durable puts into a 1-block RAM tier: each one evicts the previous
+//                       block, which spills to disk (RocksDB write, not synced)
+//   BM_PutDurableCached durable puts with a RAM tier: written to disk with sync, then cached
 //   BM_GetRam           gets served from RAM (includes checksum verification)
 //   BM_PutDisk          puts with no RAM tier, durable (sync) and not: RocksDB write path
 //   BM_GetDisk          gets served from disk with no RAM tier (RocksDB blob-file read through the
@@ -78,6 +81,32 @@ void BM_PutRam(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * kBlockSize);
 }
 BENCHMARK(BM_PutRam);
+
+void BM_PutSpill(benchmark::State& state) {
+  auto store = OpenStore(state, kBlockSize + 64, 16ull << 30, "put_spill");
+  if (store == nullptr) return;
+  const std::vector<std::string> keys = Keys();
+  const BlockBytes block = Block(3);
+  int i = 0;
+  for (auto _ : state) {
+    if (!store->Put("bench", keys[i++ % kKeys], block, false).ok()) state.SkipWithError("put");
+  }
+  state.SetBytesProcessed(state.iterations() * kBlockSize);
+}
+BENCHMARK(BM_PutSpill)->UseRealTime();
+
+void BM_PutDurableCached(benchmark::State& state) {
+  auto store = OpenStore(state, 1ull << 30, 16ull << 30, "put_durable_cached");
+  if (store == nullptr) return;
+  const std::vector<std::string> keys = Keys();
+  const BlockBytes block = Block(4);
+  int i = 0;
+  for (auto _ : state) {
+    if (!store->Put("bench", keys[i++ % kKeys], block, true).ok()) state.SkipWithError("put");
+  }
+  state.SetBytesProcessed(state.iterations() * kBlockSize);
+}
+BENCHMARK(BM_PutDurableCached)->UseRealTime();
 
 void BM_GetRam(benchmark::State& state) {
   auto store = OpenStore(state, 1ull << 30, 0, "get_ram");
