@@ -12,7 +12,9 @@
 #include "rocksdb/iterator.h"
 #include "rocksdb/table.h"
 #include "storage/block_frame.h"
+#include "storage/block_key.h"
 #include "storage/key_schema.h"
+#include "storage/stored_block.h"
 
 namespace kvpack {
 namespace {
@@ -95,13 +97,20 @@ absl::Status DiskTier::CheckSchemaVersion() {
   const std::string key = FormatVersionKey();
   std::string version;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), key, &version);
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  const rocksdb::Slice current(kSchemaVersion.data(), kSchemaVersion.size());
   if (s.ok()) {
-    if (version != kSchemaVersion) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("disk tier in ", options_.path, " has schema version '", version,
-                       "'; this build reads version ", kSchemaVersion));
+    if (version == kSchemaVersion) return absl::OkStatus();
+    if (version == kSchemaVersion1) {
+      // Version 1 differs only in its block frames, which are still read: from now on the tier
+      // writes version-2 frames, which an older build would drop as corrupt, so the record says
+      // so before any is written.
+      return FromRocksDb(db_->Put(sync, key, current), "upgrading the schema version");
     }
-    return absl::OkStatus();
+    return absl::FailedPreconditionError(
+        absl::StrCat("disk tier in ", options_.path, " has schema version '", version,
+                     "'; this build reads versions ", kSchemaVersion1, " and ", kSchemaVersion));
   }
   if (!s.IsNotFound()) return FromRocksDb(s, "reading the schema version");
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
@@ -111,11 +120,7 @@ absl::Status DiskTier::CheckSchemaVersion() {
         absl::StrCat(options_.path, " holds a RocksDB database that is not a kvpack disk tier"));
   }
   RETURN_IF_ERROR(FromRocksDb(it->status(), "scanning a new database"));
-  rocksdb::WriteOptions sync;
-  sync.sync = true;
-  return FromRocksDb(
-      db_->Put(sync, key, rocksdb::Slice(kSchemaVersion.data(), kSchemaVersion.size())),
-      "writing the schema version");
+  return FromRocksDb(db_->Put(sync, key, current), "writing the schema version");
 }
 
 absl::Status DiskTier::LoadIndex() {
@@ -220,7 +225,7 @@ absl::Status DiskTier::Sync() {
 absl::Status DiskTier::Put(absl::string_view ns, absl::string_view key, const BlockBytes& value,
                            bool sync) {
   const std::string block_key = EncodeBlockKey(ns, key);
-  const std::string header = EncodeFrameHeader(BlockChecksum(block_key, *value));
+  const std::string header = EncodeFrameHeader(BlockKeySeed(block_key), BlockHash(*value));
   const uint64_t charge = block_key.size() + header.size() + value->size();
   if (charge > options_.capacity_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat("block of ", charge,
@@ -276,9 +281,10 @@ absl::StatusOr<BlockBytes> DiskTier::ReadVerified(const std::string& block_key) 
   read_options.verify_checksums = false;
   rocksdb::Status s = db_->Get(read_options, db_->DefaultColumnFamily(), block_key, &pinned);
   if (!s.ok()) return FromRocksDb(s, "reading a block from disk");
-  ASSIGN_OR_RETURN(absl::string_view payload,
-                   VerifyFrame(block_key, absl::string_view(pinned.data(), pinned.size())));
-  return std::make_shared<const std::string>(payload);
+  ASSIGN_OR_RETURN(
+      const VerifiedPayload verified,
+      VerifyFrame(BlockKeySeed(block_key), absl::string_view(pinned.data(), pinned.size())));
+  return std::make_shared<const std::string>(verified.payload);
 }
 
 absl::StatusOr<BlockBytes> DiskTier::Get(absl::string_view ns, absl::string_view key) {

@@ -2,6 +2,7 @@
 //
 // - Values are framed with an XXH3-64 checksum (block_frame.h) and verified on every Get; a value
 //   that fails (or that RocksDB itself reports corrupt) is deleted and reported as DataLoss.
+//   Frames of version 1, written by earlier builds, are read and verified too.
 // - Capacity is a bound on logical bytes: a block costs its RocksDB key plus its framed value
 //   (Charge). When a Put would exceed capacity_bytes the tier evicts least-recently-WRITTEN
 //   blocks (oldest Put first; reads do not refresh a block) in the same atomic write batch as
@@ -62,7 +63,8 @@ class DiskTier : public BlockStore {
   // Opens (creating if missing) the tier in options.path. InvalidArgument if the path is empty
   // or capacity is 0; FailedPrecondition if the directory holds a RocksDB database that is not a
   // kvpack disk tier of a known schema version; DataLoss if the write-order index is corrupt;
-  // other codes for RocksDB/I/O failures.
+  // other codes for RocksDB/I/O failures. A tier of schema version 1 is upgraded to version 2
+  // (its schema record is rewritten; its blocks stay as they are, in version-1 frames).
   static absl::StatusOr<std::unique_ptr<DiskTier>> Open(const DiskTierOptions& options);
 
   // Closes the database (writes made with sync=false are in the WAL and survive; a crash of the

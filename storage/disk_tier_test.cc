@@ -2,12 +2,15 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
+#include "storage/block_frame.h"
+#include "storage/block_key.h"
 #include "storage/key_schema.h"
 
 namespace kvpack {
@@ -51,6 +54,16 @@ class DiskTierTest : public ::testing::Test {
     ASSERT_LT(offset, value.size());
     value[offset] = static_cast<char>(value[offset] ^ mask);
     ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), block_key, value).ok());
+    ASSERT_TRUE(db->Close().ok());
+  }
+
+  // Opens the directory with plain RocksDB and runs `edit` on it.
+  void EditDatabase(const std::function<void(rocksdb::DB&)>& edit) {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(
+        rocksdb::DB::Open(DiskTier::RocksDbOptions(DiskTierOptions()), path_.string(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    edit(*db);
     ASSERT_TRUE(db->Close().ok());
   }
 
@@ -265,6 +278,63 @@ TEST_F(DiskTierTest, FlippedByteInABlobFileIsDataLoss) {
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
   EXPECT_FALSE(tier->Contains("ns", "k"));
   EXPECT_EQ(tier->Stats().corrupt_dropped, 1u);
+}
+
+// A directory written by an earlier build: schema version 1, blocks in version-1 frames.
+TEST_F(DiskTierTest, ReadsVersionOneFramesOfEarlierBuildsAndUpgradesTheSchemaRecord) {
+  const BlockKey good("ns", "old-good");
+  const BlockKey bad("ns", "old-bad");
+  const std::string payload(kValueSize, 'o');
+  {
+    auto tier = Open(1 << 30);
+    ASSERT_TRUE(tier->Put("ns", "old-good", Value('?'), /*sync=*/true).ok());
+    ASSERT_TRUE(tier->Put("ns", "old-bad", Value('?'), /*sync=*/true).ok());
+  }
+  EditDatabase([&](rocksdb::DB& db) {
+    // Same sizes as what the tier wrote, so the order records' charges stay right.
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    const std::string good_key(good.encoded());
+    ASSERT_TRUE(db.Put(sync, good_key, FrameValueV1(good.seed(), payload)).ok());
+    std::string bad_value = FrameValueV1(bad.seed(), payload);
+    bad_value[kFrameHeaderSize + 77] ^= 0x02;
+    const std::string bad_key(bad.encoded());
+    ASSERT_TRUE(db.Put(sync, bad_key, bad_value).ok());
+    ASSERT_TRUE(db.Put(sync, FormatVersionKey(), "1").ok());
+  });
+  {
+    auto tier = Open(1 << 30);
+    ASSERT_NE(tier, nullptr);
+    auto value = tier->Get("ns", "old-good");
+    ASSERT_TRUE(value.ok()) << value.status();
+    EXPECT_EQ(**value, payload);
+    EXPECT_EQ(tier->Get("ns", "old-bad").status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_FALSE(tier->Contains("ns", "old-bad"));
+    // New writes use version 2, beside the version-1 frames.
+    ASSERT_TRUE(tier->Put("ns", "new", Value('n'), /*sync=*/true).ok());
+  }
+  EditDatabase([&](rocksdb::DB& db) {
+    std::string version;
+    ASSERT_TRUE(db.Get(rocksdb::ReadOptions(), FormatVersionKey(), &version).ok());
+    EXPECT_EQ(version, kSchemaVersion);
+    std::string framed;
+    const std::string new_key(BlockKey("ns", "new").encoded());
+    ASSERT_TRUE(db.Get(rocksdb::ReadOptions(), new_key, &framed).ok());
+    EXPECT_EQ(static_cast<uint8_t>(framed[0]), kFrameVersion);
+  });
+  auto tier = Open(1 << 30);
+  EXPECT_TRUE(tier->Get("ns", "old-good").ok());
+  EXPECT_TRUE(tier->Get("ns", "new").ok());
+}
+
+TEST_F(DiskTierTest, RefusesAnUnknownSchemaVersion) {
+  { ASSERT_NE(Open(1 << 30), nullptr); }
+  EditDatabase([](rocksdb::DB& db) {
+    ASSERT_TRUE(db.Put(rocksdb::WriteOptions(), FormatVersionKey(), "3").ok());
+  });
+  DiskTierOptions options;
+  options.path = path_.string();
+  EXPECT_EQ(DiskTier::Open(options).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(DiskTierTest, RefusesADatabaseThatIsNotADiskTier) {

@@ -5,8 +5,8 @@
 #include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "storage/block_frame.h"
 #include "storage/key_schema.h"
+#include "storage/stored_block.h"
 
 namespace kvpack {
 
@@ -33,7 +33,7 @@ RamTier::Shard& RamTier::ShardFor(absl::string_view block_key) const {
 }
 
 uint64_t RamTier::ChecksumOf(absl::string_view block_key, const std::string& value) const {
-  return options_.verify_checksums ? BlockChecksum(block_key, value) : 0;
+  return options_.verify_checksums ? BlockHash(value) : 0;
 }
 
 void RamTier::RemoveNode(Shard& shard, std::list<Node>::iterator it) {
@@ -97,7 +97,7 @@ absl::StatusOr<BlockBytes> RamTier::Lookup(absl::string_view ns, absl::string_vi
     }
     ++shard.hits;
   }
-  if (!options_.verify_checksums || BlockChecksum(block_key, *value) == checksum) return value;
+  if (!options_.verify_checksums || BlockHash(*value) == checksum) return value;
 
   absl::MutexLock lock(&shard.mu);
   auto found = shard.index.find(absl::string_view(block_key));
@@ -112,7 +112,7 @@ absl::StatusOr<BlockBytes> RamTier::Lookup(absl::string_view ns, absl::string_vi
 }
 
 bool RamTier::StillIntact(const Evicted& block) const {
-  if (!options_.verify_checksums || BlockChecksum(block.block_key, *block.value) == block.checksum) {
+  if (!options_.verify_checksums || BlockHash(*block.value) == block.checksum) {
     return true;
   }
   Shard& shard = ShardFor(block.block_key);

@@ -11,8 +11,8 @@
 // tier and then call FinishSpill. Erase and a new Insert of the same key take it out of the
 // spilling set, which is how the caller learns (IsSpilling) that the spill is no longer wanted.
 //
-// Every block carries an XXH3 checksum computed at insert (see block_frame.h); with
-// verify_checksums set Lookup verifies it and drops a block that fails.
+// Every block carries an XXH3-64 of its bytes computed at insert (stored_block.h, BlockHash);
+// with verify_checksums set Lookup verifies it and drops a block that fails.
 //
 // Thread-safe: each shard has its own mutex; checksums are computed and verified outside it.
 #ifndef KVPACK_STORAGE_RAM_TIER_H_
