@@ -11,6 +11,8 @@
 #include "service/put_stream.h"
 #include "service/request_validation.h"
 #include "service/wire_tier.h"
+#include "storage/block_key.h"
+#include "storage/stored_block.h"
 
 namespace kvpack {
 namespace {
@@ -76,6 +78,7 @@ class PutBlocksReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
           absl::StrCat("the deadline passed before block #", block.index, " was stored"));
     }
     const std::string& ns = stream_.options().namespace_();
+    const BlockKey block_key(ns, block.key);
     absl::StatusOr<BlockHeader> header =
         PlanBlock(block.layout, stream_.policy(), BlockSeed(ns, block.key));
     if (!header.ok()) return BlockError(block, header.status());
@@ -88,8 +91,9 @@ class PutBlocksReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
     context_->metrics->RecordEncode(device, absl::Now() - start);
     if (!hash.ok()) return BlockError(block, hash.status());
     const uint64_t encoded_bytes = encoded->size();
-    absl::StatusOr<StorageTier> tier =
-        context_->store->Put(ns, block.key, std::move(encoded), stream_.options().durable());
+    // The hash SealBlock took in the encode's own pass over the block: storage keeps it.
+    absl::StatusOr<StorageTier> tier = context_->store->Put(
+        block_key, StoredBlock{std::move(encoded), *hash}, stream_.options().durable());
     if (!tier.ok()) {
       return absl::Status(tier.status().code(),
                           absl::StrCat("storing block #", block.index, ": ",

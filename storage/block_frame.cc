@@ -2,52 +2,90 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "storage/stored_block.h"
 
 // Inlined so that XXH3 is compiled for the build's target ISA (AVX2 with -march=x86-64-v3).
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
 namespace kvpack {
+namespace {
 
-uint64_t BlockChecksum(absl::string_view block_key, absl::string_view payload) {
-  const XXH64_hash_t seed = XXH3_64bits(block_key.data(), block_key.size());
-  return XXH3_64bits_withSeed(payload.data(), payload.size(), seed);
+void StoreFixed64LittleEndian(uint64_t v, char* out) {
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(v >> (8 * i));
 }
 
-std::string EncodeFrameHeader(uint64_t checksum) {
+uint64_t LoadFixed64LittleEndian(const char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+std::string EncodeHeader(uint8_t version, uint64_t checksum) {
   std::string header(kFrameHeaderSize, '\0');
-  header[0] = static_cast<char>(kFrameVersion);
-  for (int i = 0; i < 8; ++i) header[1 + i] = static_cast<char>(checksum >> (8 * i));
+  header[0] = static_cast<char>(version);
+  StoreFixed64LittleEndian(checksum, &header[1]);
   return header;
 }
 
-std::string FrameValue(absl::string_view block_key, absl::string_view payload) {
-  std::string out = EncodeFrameHeader(BlockChecksum(block_key, payload));
+absl::Status Mismatch(size_t payload_size, uint8_t version, uint64_t stored, uint64_t computed) {
+  return absl::DataLossError(absl::StrCat(
+      "checksum mismatch on a stored value of ", payload_size, " bytes (frame version ", version,
+      ", stored ", absl::Hex(stored), ", computed ", absl::Hex(computed), ")"));
+}
+
+}  // namespace
+
+uint64_t FrameChecksum(uint64_t key_seed, uint64_t payload_hash) {
+  char bytes[8];
+  StoreFixed64LittleEndian(payload_hash, bytes);
+  return XXH3_64bits_withSeed(bytes, sizeof(bytes), key_seed);
+}
+
+uint64_t FrameChecksumV1(uint64_t key_seed, absl::string_view payload) {
+  return XXH3_64bits_withSeed(payload.data(), payload.size(), key_seed);
+}
+
+std::string EncodeFrameHeader(uint64_t key_seed, uint64_t payload_hash) {
+  return EncodeHeader(kFrameVersion, FrameChecksum(key_seed, payload_hash));
+}
+
+std::string FrameValue(uint64_t key_seed, absl::string_view payload) {
+  std::string out = EncodeFrameHeader(key_seed, BlockHash(payload));
   out.append(payload.data(), payload.size());
   return out;
 }
 
-absl::StatusOr<absl::string_view> VerifyFrame(absl::string_view block_key,
-                                              absl::string_view framed) {
+std::string FrameValueV1(uint64_t key_seed, absl::string_view payload) {
+  std::string out = EncodeHeader(kFrameVersion1, FrameChecksumV1(key_seed, payload));
+  out.append(payload.data(), payload.size());
+  return out;
+}
+
+absl::StatusOr<VerifiedPayload> VerifyFrame(uint64_t key_seed, absl::string_view framed) {
   if (framed.size() < kFrameHeaderSize) {
     return absl::DataLossError(absl::StrCat("stored value of ", framed.size(),
                                             " bytes is shorter than its ", kFrameHeaderSize,
                                             "-byte frame header"));
   }
   const uint8_t version = static_cast<uint8_t>(framed[0]);
-  if (version != kFrameVersion) {
-    return absl::DataLossError(absl::StrCat("stored value has unknown frame version ", version));
-  }
-  uint64_t stored = 0;
-  for (int i = 8; i >= 1; --i) stored = (stored << 8) | static_cast<uint8_t>(framed[i]);
+  const uint64_t stored = LoadFixed64LittleEndian(framed.data() + 1);
   const absl::string_view payload = framed.substr(kFrameHeaderSize);
-  const uint64_t actual = BlockChecksum(block_key, payload);
-  if (stored != actual) {
-    return absl::DataLossError(absl::StrCat("checksum mismatch on a stored value of ",
-                                            payload.size(), " bytes (stored ", absl::Hex(stored),
-                                            ", computed ", absl::Hex(actual), ")"));
+  switch (version) {
+    case kFrameVersion: {
+      const uint64_t hash = BlockHash(payload);
+      const uint64_t computed = FrameChecksum(key_seed, hash);
+      if (stored != computed) return Mismatch(payload.size(), version, stored, computed);
+      return VerifiedPayload{payload, hash};
+    }
+    case kFrameVersion1: {
+      const uint64_t computed = FrameChecksumV1(key_seed, payload);
+      if (stored != computed) return Mismatch(payload.size(), version, stored, computed);
+      return VerifiedPayload{payload, BlockHash(payload)};
+    }
+    default:
+      return absl::DataLossError(absl::StrCat("stored value has unknown frame version ", version));
   }
-  return payload;
 }
 
 }  // namespace kvpack

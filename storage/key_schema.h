@@ -21,8 +21,13 @@ inline constexpr char kNamespaceTag = 'n';  // namespace registry entry
 inline constexpr char kOrderTag = 'o';      // write-order index entry
 inline constexpr char kMetaTag = 'm';       // database-wide metadata
 
-// The version of the schema written under kFormatVersionKey.
-inline constexpr absl::string_view kSchemaVersion = "1";
+// The version of the schema written under kFormatVersionKey: 2 since block values are framed
+// with frame version 2 (block_frame.h).
+inline constexpr absl::string_view kSchemaVersion = "2";
+// The earlier version that is still opened: its block values have version-1 frames, which are
+// still read. Opening such a database rewrites the record to kSchemaVersion, so that a build
+// that knows only version-1 frames refuses it instead of dropping version-2 blocks as corrupt.
+inline constexpr absl::string_view kSchemaVersion1 = "1";
 
 // Key of the schema-version record: 'm' "format_version".
 std::string FormatVersionKey();

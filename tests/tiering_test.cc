@@ -11,7 +11,7 @@
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
 #include "storage/block_frame.h"
-#include "storage/key_schema.h"
+#include "storage/block_key.h"
 #include "tests/testing/block_data.h"
 #include "tests/testing/test_server.h"
 
@@ -164,10 +164,11 @@ TEST_F(TieringTest, UnreadableBlockIsDroppedAndLookupStopsCountingIt) {
     rocksdb::DB* raw_db = nullptr;
     ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), server_->data_dir(), &raw_db).ok());
     std::unique_ptr<rocksdb::DB> db(raw_db);
-    const std::string key = EncodeBlockKey("ns", "key-1");
+    const BlockKey key("ns", "key-1");
+    const std::string encoded(key.encoded());
     rocksdb::WriteOptions sync;
     sync.sync = true;
-    ASSERT_TRUE(db->Put(sync, key, FrameValue(key, "these bytes are not a block")).ok());
+    ASSERT_TRUE(db->Put(sync, encoded, FrameValue(key.seed(), "these bytes are not a block")).ok());
   }
   ASSERT_TRUE(server_->Restart().ok());
   ASSERT_EQ(client_->Lookup("ns", {"key-0", "key-1"})->prefix_length, 2u);

@@ -28,6 +28,7 @@
 #include "codec/codec_registry.h"
 #include "codec/segment_codec.h"
 #include "storage/block_frame.h"
+#include "storage/block_key.h"
 #include "storage/key_schema.h"
 #include "tests/fuzz/block_spec.h"
 
@@ -238,11 +239,14 @@ void WriteFrames(CorpusWriter& corpus) {
   const absl::string_view target = "block_frame_fuzzer";
   corpus.Clear(target);
   const std::string key = EncodeBlockKey("llama3-8b", std::string(16, '\x42'));
+  const uint64_t seed = BlockKeySeed(key);
   const std::string block = Encode(Layout(1, 1, 16, 1, DType::kBFloat16), "int8", 3);
-  corpus.Write(target, "block", FrameInput(key, FrameValue(key, block)));
-  corpus.Write(target, "empty-payload", FrameInput(key, FrameValue(key, "")));
-  corpus.Write(target, "empty-key", FrameInput("", FrameValue("", "payload")));
-  corpus.Write(target, "short-value", FrameInput(key, "\x01\x02"));
+  corpus.Write(target, "block", FrameInput(key, FrameValue(seed, block)));
+  corpus.Write(target, "block-v1", FrameInput(key, FrameValueV1(seed, block)));
+  corpus.Write(target, "empty-payload", FrameInput(key, FrameValue(seed, "")));
+  corpus.Write(target, "empty-payload-v1", FrameInput(key, FrameValueV1(seed, "")));
+  corpus.Write(target, "empty-key", FrameInput("", FrameValue(BlockKeySeed(""), "payload")));
+  corpus.Write(target, "short-value", FrameInput(key, "\x02\x01"));
 }
 
 void WriteKeys(CorpusWriter& corpus) {
