@@ -30,8 +30,12 @@
 namespace kvpack {
 
 // Reads one PutBlocksRequest: every field but data into `fields`, data as pieces of the
-// message's slices into `data` (which then owns them). InvalidArgument for a message that
-// does not parse.
+// message's slices into `data` (which holds references to them). InvalidArgument for a message
+// that does not parse.
+// Destroy `data` before `message`: a slice reference dropped last outside gRPC's own threads
+// may hand the slice's memory back to gRPC's memory quota without the execution context gRPC
+// 1.51 needs for that, and the server crashed so (grpc_core::ExecCtx::Run from a callback
+// thread) under memory pressure. The message's own destruction sets that context up.
 absl::Status ReadPutRequest(const grpc::ByteBuffer& message, v1::PutBlocksRequest* fields,
                             MessageData* data);
 

@@ -95,9 +95,8 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       response_.set_found(false);
       return WriteFields();
     }
-    const std::string& encoded = *stored->bytes;
-    const auto encoded_span =
-        absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size());
+    const BlockBuffer& encoded = *stored->bytes;
+    const absl::Span<const uint8_t> encoded_span = encoded.bytes();
     // Storage has just checked these bytes against the hash taken when the block was sealed,
     // so the block's own checksum holds: the parse skips that second pass over the block.
     absl::StatusOr<BlockHeader> header = ParseBlock(
@@ -127,8 +126,8 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     } else {
       absl::string_view device = "cpu";
       const absl::Time start = absl::Now();
-      auto raw = std::make_shared<std::string>(header->layout.RawBytes(), '\0');
-      const auto raw_span = absl::MakeSpan(reinterpret_cast<uint8_t*>(&(*raw)[0]), raw->size());
+      std::shared_ptr<BlockBuffer> raw = BlockBuffer::Allocate(header->layout.RawBytes());
+      const absl::Span<uint8_t> raw_span = raw->bytes();
       const absl::Status status = context_->codec->Decode(*header, encoded_span, raw_span, &device);
       context_->metrics->RecordDecode(device, absl::Now() - start);
       if (absl::IsDataLoss(status)) {

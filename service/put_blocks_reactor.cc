@@ -40,11 +40,14 @@ class PutBlocksReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
       if (!finished.ok()) return Fail(finished);
       return Succeed();
     }
-    v1::PutBlocksRequest fields;
-    MessageData data;
-    absl::Status status = ReadPutRequest(message_, &fields, &data);
-    message_.Clear();  // `data` holds the slices it needs
-    if (status.ok()) status = stream_.Consume(fields, std::move(data));
+    absl::Status status;
+    {
+      v1::PutBlocksRequest fields;
+      MessageData data;
+      status = ReadPutRequest(message_, &fields, &data);
+      if (status.ok()) status = stream_.Consume(fields, data);  // copies the bytes out
+    }  // `data`'s slice references go first (see ReadPutRequest), then the message itself
+    message_.Clear();
     if (!status.ok()) return Fail(status);
     if (stream_.has_complete_block()) {
       context_->pool->Schedule([this, block = std::make_shared<AssembledBlock>(
@@ -79,19 +82,24 @@ class PutBlocksReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
     }
     const std::string& ns = stream_.options().namespace_();
     const BlockKey block_key(ns, block.key);
-    absl::StatusOr<BlockHeader> header =
-        PlanBlock(block.layout, stream_.policy(), BlockSeed(ns, block.key));
-    if (!header.ok()) return BlockError(block, header.status());
-    auto encoded = std::make_shared<std::string>(header->total_size, '\0');
+    const BlockHeader& header = block.header;
+    std::shared_ptr<BlockBuffer> encoded;
+    absl::StatusOr<uint64_t> hash;
     absl::string_view device = "cpu";
     const absl::Time start = absl::Now();
-    absl::StatusOr<uint64_t> hash = context_->codec->Encode(
-        *header, block.data.pieces(),
-        absl::MakeSpan(reinterpret_cast<uint8_t*>(&(*encoded)[0]), encoded->size()), &device);
+    if (block.encoded_in_place()) {
+      // A raw block arrived into its encoded form: the header and the checksum are left.
+      encoded = block.buffer;
+      const absl::Status written = WriteBlockHeader(header, encoded->bytes());
+      hash = written.ok() ? SealBlock(encoded->bytes()) : absl::StatusOr<uint64_t>(written);
+    } else {
+      encoded = BlockBuffer::Allocate(header.total_size);
+      const absl::Span<const uint8_t> raw = block.raw();
+      hash = context_->codec->Encode(header, {&raw, 1}, encoded->bytes(), &device);
+    }
     context_->metrics->RecordEncode(device, absl::Now() - start);
     if (!hash.ok()) return BlockError(block, hash.status());
     const uint64_t encoded_bytes = encoded->size();
-    // The hash SealBlock took in the encode's own pass over the block: storage keeps it.
     absl::StatusOr<StorageTier> tier = context_->store->Put(
         block_key, StoredBlock{std::move(encoded), *hash}, stream_.options().durable());
     if (!tier.ok()) {
@@ -99,10 +107,10 @@ class PutBlocksReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
                           absl::StrCat("storing block #", block.index, ": ",
                                        tier.status().message(), StoredSoFar(block)));
     }
-    context_->metrics->RecordBlockIn(block.data.size(), encoded_bytes);
+    context_->metrics->RecordBlockIn(block.layout.RawBytes(), encoded_bytes);
     v1::PutResult* result = results_.add_results();
     result->set_key(block.key);
-    result->set_raw_bytes(block.data.size());
+    result->set_raw_bytes(block.layout.RawBytes());
     result->set_encoded_bytes(encoded_bytes);
     result->set_tier(ToProtoTier(*tier));
     return absl::OkStatus();

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "proto/wire_layout.h"
@@ -35,7 +37,7 @@ absl::Status PutStream::StartBlock(const v1::PutBlocksRequest& request) {
   if (pending_.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "block #", index + 1, " started before block #", index, " (key ",
-        KeyForMessage(pending_->key), ") was complete: ", pending_->data.size(), " of ",
+        KeyForMessage(pending_->key), ") was complete: ", pending_->arrived, " of ",
         pending_->layout.RawBytes(), " bytes arrived"));
   }
   const std::string where = absl::StrCat("block #", index);
@@ -50,9 +52,12 @@ absl::Status PutStream::StartBlock(const v1::PutBlocksRequest& request) {
         where, " is ", bytes, " bytes; this server accepts blocks up to ", limits_.max_block_bytes,
         " (--max_block_bytes)"));
   }
-  absl::Status supported = policy_.Supports(*layout);
-  if (!supported.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": ", supported.message()));
+  // Planned now, once: the header the block will be encoded with (it also checks that the
+  // policy can encode this layout).
+  absl::StatusOr<BlockHeader> header =
+      PlanBlock(*layout, policy_, BlockSeed(options_->namespace_(), request.key()));
+  if (!header.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": ", header.status().message()));
   }
   ByteReservation reservation = limits_.budget->TryReserve(bytes);
   if (!reservation.held()) {
@@ -64,11 +69,13 @@ absl::Status PutStream::StartBlock(const v1::PutBlocksRequest& request) {
   pending_->index = index;
   pending_->key = request.key();
   pending_->layout = *layout;
+  pending_->header = *std::move(header);
+  pending_->raw_offset = pending_->header.IsRaw() ? pending_->header.header_size : 0;
   pending_->reservation = std::move(reservation);
   return absl::OkStatus();
 }
 
-absl::Status PutStream::Consume(const v1::PutBlocksRequest& fields, MessageData data) {
+absl::Status PutStream::Consume(const v1::PutBlocksRequest& fields, const MessageData& data) {
   const v1::PutBlocksRequest* request = &fields;
   if (request->has_options()) RETURN_IF_ERROR(ConsumeOptions(request->options()));
   if (!options_.has_value()) {
@@ -88,13 +95,24 @@ absl::Status PutStream::Consume(const v1::PutBlocksRequest& fields, MessageData 
         "data arrived outside a block; start each block with its key and layout");
   }
   const uint64_t expected = pending_->layout.RawBytes();
-  const uint64_t arrived = pending_->data.size() + data.size();
+  const uint64_t arrived = pending_->arrived + data.size();
   if (arrived > expected) {
     return absl::InvalidArgumentError(absl::StrCat(
         "block #", pending_->index, " (key ", KeyForMessage(pending_->key), ") got ", arrived,
         " bytes but its layout (", pending_->layout.DebugString(), ") holds ", expected));
   }
-  pending_->data.Append(std::move(data));  // the pieces, not a copy
+  // Allocated once the block's first bytes arrive (the reservation already counts them). A
+  // raw block's bytes land where the encoded block holds them; others form the raw block.
+  if (pending_->buffer == nullptr) {
+    pending_->buffer = BlockBuffer::Allocate(
+        pending_->raw_offset != 0 ? pending_->header.total_size : expected);
+  }
+  uint8_t* out = pending_->buffer->bytes().data() + pending_->raw_offset + pending_->arrived;
+  for (const absl::Span<const uint8_t> piece : data.pieces()) {
+    std::memcpy(out, piece.data(), piece.size());
+    out += piece.size();
+  }
+  pending_->arrived = arrived;
   return absl::OkStatus();
 }
 
@@ -109,7 +127,7 @@ absl::Status PutStream::Finish() const {
   if (pending_.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the stream ended in the middle of block #", pending_->index, " (key ",
-        KeyForMessage(pending_->key), "): ", pending_->data.size(), " of ",
+        KeyForMessage(pending_->key), "): ", pending_->arrived, " of ",
         pending_->layout.RawBytes(), " bytes arrived"));
   }
   if (!options_.has_value()) {

@@ -10,6 +10,7 @@
 //   - data arrives outside a block, or beyond the layout's raw size;
 //   - an invalid namespace, key, layout or codec policy; a block over max_block_bytes or one the
 //     policy cannot encode.
+// Each block's header is planned at its first message (codec/block_header.h).
 // A block's raw bytes are reserved in the put budget when its first message arrives; a block
 // that does not fit is ResourceExhausted. Nothing of a block is handed out until it is complete,
 // so a stream that fails never stores part of a block.
@@ -19,12 +20,16 @@
 #define KVPACK_SERVICE_PUT_STREAM_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "codec/block_header.h"
 #include "codec/block_layout.h"
 #include "codec/codec_policy.h"
+#include "common/block_buffer.h"
 #include "kvpack/v1/kvpack.pb.h"
 #include "service/byte_budget.h"
 #include "service/message_data.h"
@@ -37,13 +42,28 @@ struct PutStreamLimits {
   ByteBudget* budget = nullptr;  // raw bytes of blocks being assembled and encoded; required
 };
 
-// One complete block of the stream, with its reservation (released when this is destroyed).
+// One block of the stream, with its reservation (released when this is destroyed).
 struct AssembledBlock {
   uint32_t index = 0;  // position in the stream, from 0
   std::string key;
   BlockLayout layout;
-  MessageData data;  // exactly layout.RawBytes() bytes, in the pieces they arrived in
+  BlockHeader header;  // planned from layout, policy and BlockSeed(namespace, key)
+  // The block's bytes, copied out of each message as it arrives (so that gRPC's buffers are
+  // released at once). A block stored raw (header.IsRaw()) arrives straight into its encoded
+  // form: `buffer` is then the encoded block (header.total_size bytes) with the raw bytes at
+  // raw_offset = header.header_size, and only the header and checksum are left to write.
+  // Otherwise `buffer` is the raw block (raw_offset 0). Null until the first bytes arrive.
+  std::shared_ptr<BlockBuffer> buffer;
+  uint64_t raw_offset = 0;
+  uint64_t arrived = 0;  // raw bytes received so far
   ByteReservation reservation;
+
+  bool encoded_in_place() const { return raw_offset != 0; }
+  // The raw bytes (layout.RawBytes() of them once complete).
+  absl::Span<const uint8_t> raw() const {
+    return buffer == nullptr ? absl::Span<const uint8_t>()
+                             : absl::Span<const uint8_t>(buffer->bytes()).subspan(raw_offset, arrived);
+  }
 };
 
 class PutStream {
@@ -51,8 +71,9 @@ class PutStream {
   explicit PutStream(const PutStreamLimits& limits) : limits_(limits) {}
 
   // Takes in the next message of the stream: `fields` are its fields but data, `data` its
-  // data field (block_wire.h splits a message so). After an error the stream is unusable.
-  absl::Status Consume(const v1::PutBlocksRequest& fields, MessageData data);
+  // data field (block_wire.h splits a message so), copied into the block before this returns.
+  // After an error the stream is unusable.
+  absl::Status Consume(const v1::PutBlocksRequest& fields, const MessageData& data);
   // The same for a whole parsed message (its data is copied out).
   absl::Status Consume(const v1::PutBlocksRequest& request) {
     v1::PutBlocksRequest fields = request;
@@ -62,7 +83,7 @@ class PutStream {
 
   // Whether a complete block is waiting for TakeBlock.
   bool has_complete_block() const {
-    return pending_.has_value() && pending_->data.size() == pending_->layout.RawBytes();
+    return pending_.has_value() && pending_->arrived == pending_->layout.RawBytes();
   }
   // Precondition: has_complete_block().
   AssembledBlock TakeBlock();

@@ -7,6 +7,10 @@
 namespace kvpack {
 namespace {
 
+std::string AsString(absl::Span<const uint8_t> bytes) {
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
 class PutStreamTest : public ::testing::Test {
  protected:
   PutStreamTest() : policy_(CodecPolicy::Parse("raw").value()), budget_(1 << 20) {}
@@ -56,10 +60,34 @@ TEST_F(PutStreamTest, AssemblesABlockFromPieces) {
   {
     AssembledBlock block = stream.TakeBlock();
     EXPECT_EQ(block.key, "A");
-    EXPECT_EQ(block.data.ToString(), std::string(4096, 'a') + std::string(4096, 'b'));
+    EXPECT_EQ(AsString(block.raw()), std::string(4096, 'a') + std::string(4096, 'b'));
   }
   EXPECT_EQ(budget_.used(), 0u);
   EXPECT_TRUE(stream.Finish().ok());
+}
+
+// The header is planned once, at the block's first message. A raw block's bytes arrive
+// straight into their place in the encoded block; another policy's form the raw block.
+TEST_F(PutStreamTest, RawBlocksArriveInPlaceInTheEncodedBlock) {
+  for (const char* text : {"raw", "int8"}) {
+    const CodecPolicy policy = CodecPolicy::Parse(text).value();
+    PutStream stream(PutStreamLimits{&policy, 1 << 20, &budget_});
+    ASSERT_TRUE(stream.Consume(Options()).ok());
+    ASSERT_TRUE(stream.Consume(Start("A", 8192)).ok());
+    ASSERT_TRUE(stream.has_complete_block());
+    AssembledBlock block = stream.TakeBlock();
+    EXPECT_EQ(block.header.seed, BlockSeed("ns", "A"));
+    EXPECT_EQ(block.header.policy_text, policy.ToString());
+    EXPECT_EQ(AsString(block.raw()), std::string(8192, 'a'));
+    if (std::string(text) == "raw") {
+      EXPECT_TRUE(block.encoded_in_place());
+      EXPECT_EQ(block.raw_offset, block.header.header_size);
+      EXPECT_EQ(block.buffer->size(), block.header.total_size);
+    } else {
+      EXPECT_FALSE(block.encoded_in_place());
+      EXPECT_EQ(block.buffer->size(), 8192u);
+    }
+  }
 }
 
 // A continuation naming another key used to be appended to the block in progress.

@@ -16,11 +16,6 @@
 #include "grpcpp/resource_quota.h"
 
 namespace kvpack {
-namespace {
-
-constexpr int kReadChunkBytes = 256 << 10;
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   std::unique_ptr<Server> server(new Server());
@@ -104,14 +99,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   // carries at most one piece plus small headers.
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.SetMaxSendMessageSize(64 << 20);
-  // A put's block bytes stay in the slices gRPC received them in until the block is encoded
-  // (block_wire.h), so the put budget's bytes are gRPC memory: the quota holds both. Reads of
-  // at most kReadChunkBytes keep a held message from pinning much more than its own bytes
-  // (a slice is freed only when nothing references any part of it).
   grpc::ResourceQuota quota("kvpack_server");
-  quota.Resize(options.grpc_memory_bytes + options.max_inflight_bytes);
+  quota.Resize(options.grpc_memory_bytes);
   builder.SetResourceQuota(quota);
-  builder.AddChannelArgument(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, kReadChunkBytes);
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen,

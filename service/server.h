@@ -35,9 +35,7 @@ struct ServerOptions {
   uint64_t disk_capacity = uint64_t{16} << 30;     // bytes of encoded blocks on disk; 0 = none
   std::string codec = "int8";                      // default codec policy
   uint64_t max_block_bytes = uint64_t{256} << 20;  // largest raw block a put may send
-  // Raw put bytes buffered at once. They are held in the buffers gRPC received them in, so
-  // gRPC's memory quota is grpc_memory_bytes + max_inflight_bytes.
-  uint64_t max_inflight_bytes = uint64_t{1} << 30;
+  uint64_t max_inflight_bytes = uint64_t{1} << 30; // raw put bytes buffered at once
   uint64_t max_get_inflight_bytes = uint64_t{1} << 30;  // get bytes being decoded or sent
   absl::Duration put_idle_timeout = absl::Seconds(30);  // a put stream silent mid-block is cut
   // Memory gRPC may use for its own buffers (received messages not yet read, per-stream

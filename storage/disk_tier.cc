@@ -236,7 +236,7 @@ absl::Status DiskTier::Put(const BlockKey& key, const StoredBlock& block, bool s
   const uint64_t seq = next_seq_;
   rocksdb::WriteBatch batch;
   const rocksdb::Slice key_slice(block_key.data(), block_key.size());
-  const rocksdb::Slice value_parts[2] = {rocksdb::Slice(header), rocksdb::Slice(*value)};
+  const rocksdb::Slice value_parts[2] = {rocksdb::Slice(header), rocksdb::Slice(value->data(), value->size())};
   RETURN_IF_ERROR(FromRocksDb(
       batch.Put(rocksdb::SliceParts(&key_slice, 1), rocksdb::SliceParts(value_parts, 2)),
       "building a disk tier write"));
@@ -283,7 +283,7 @@ absl::StatusOr<StoredBlock> DiskTier::ReadVerified(const BlockKey& key) {
   if (!s.ok()) return FromRocksDb(s, "reading a block from disk");
   ASSIGN_OR_RETURN(const VerifiedPayload verified,
                    VerifyFrame(key.seed(), absl::string_view(pinned.data(), pinned.size())));
-  return StoredBlock{std::make_shared<const std::string>(verified.payload), verified.hash};
+  return StoredBlock{BlockBuffer::Copy(verified.payload), verified.hash};
 }
 
 absl::StatusOr<StoredBlock> DiskTier::Get(const BlockKey& key) {

@@ -20,7 +20,7 @@ namespace {
 constexpr size_t kValueSize = 100 << 10;  // above min_blob_size: stored in blob files
 
 StoredBlock Value(char fill, size_t size = kValueSize) {
-  return StoredBlock::Of(std::make_shared<const std::string>(size, fill));
+  return StoredBlock::Of(BlockBuffer::Copy(std::string(size, fill)));
 }
 
 class DiskTierTest : public ::testing::Test {

@@ -20,7 +20,7 @@ BlockKey Key(absl::string_view key, absl::string_view ns = kNs) { return BlockKe
 uint64_t BlockCharge() { return RamTier::Charge(Key("k0"), kValueSize); }
 
 StoredBlock Value(char fill, size_t size = kValueSize) {
-  return StoredBlock::Of(std::make_shared<const std::string>(size, fill));
+  return StoredBlock::Of(BlockBuffer::Copy(std::string(size, fill)));
 }
 
 std::unique_ptr<RamTier> MakeTier(uint64_t capacity, int shards = 1, bool spill = true) {
@@ -177,9 +177,9 @@ TEST_F(RamTierTest, WithoutSpillingEvictedBlocksAreGone) {
 TEST_F(RamTierTest, CorruptedBlockIsDroppedAndReportedAsDataLoss) {
   auto tier = MakeTier(10 * BlockCharge());
   // The tier shares the bytes; writing through this alias stands in for a memory corruption.
-  auto bytes = std::make_shared<std::string>(kValueSize, 'v');
+  auto bytes = BlockBuffer::Copy(std::string(kValueSize, 'v'));
   ASSERT_TRUE(tier->Insert(Key("k0"), StoredBlock::Of(bytes)).ok());
-  (*bytes)[17] ^= 0x04;
+  bytes->data()[17] ^= 0x04;
   absl::Status status = tier->Lookup(Key("k0")).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(status.message().find("dropped"), absl::string_view::npos) << status;
@@ -214,10 +214,10 @@ TEST_F(RamTierTest, BlockInsertedWithAWrongHashFailsLookup) {
 // that the tier the block spills to can catch a corruption that happened here.
 TEST_F(RamTierTest, EvictedBlockCarriesTheHashTakenAtInsert) {
   auto tier = MakeTier(BlockCharge());
-  auto bytes = std::make_shared<std::string>(kValueSize, 'v');
+  auto bytes = BlockBuffer::Copy(std::string(kValueSize, 'v'));
   const StoredBlock block = StoredBlock::Of(bytes);
   ASSERT_TRUE(tier->Insert(Key("k0"), block).ok());
-  (*bytes)[3] ^= 0x10;
+  bytes->data()[3] ^= 0x10;
   auto evicted = tier->Insert(Key("k1"), Value('1'));
   ASSERT_TRUE(evicted.ok());
   ASSERT_EQ(evicted->size(), 1u);

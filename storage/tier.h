@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "common/block_buffer.h"
 
 namespace kvpack {
 
@@ -21,12 +22,10 @@ absl::string_view StorageTierName(StorageTier tier);
 
 // A stored value: immutable, shared so that readers never copy under a lock. A reader that
 // holds one keeps the bytes alive even after the tier has evicted or deleted the block.
-using BlockBytes = std::shared_ptr<const std::string>;
+using BlockBytes = std::shared_ptr<const BlockBuffer>;
 
 // Makes a BlockBytes holding a copy of `bytes`.
-inline BlockBytes MakeBlockBytes(absl::string_view bytes) {
-  return std::make_shared<const std::string>(bytes);
-}
+inline BlockBytes MakeBlockBytes(absl::string_view bytes) { return BlockBuffer::Copy(bytes); }
 
 // Counters of one tier. bytes/blocks/capacity_bytes are a snapshot; the others count since the
 // tier was opened.

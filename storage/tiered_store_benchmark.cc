@@ -50,7 +50,7 @@ BlockBytes Block(int seed) {
     x ^= x << 17;
     for (int b = 0; b < 8; ++b) bytes[i + b] = static_cast<char>(x >> (8 * b));
   }
-  return std::make_shared<const std::string>(std::move(bytes));
+  return BlockBuffer::Copy(bytes);
 }
 
 std::vector<std::string> Keys() {

@@ -22,7 +22,7 @@ constexpr size_t kValueSize = 64 << 10;
 StoredBlock Value(absl::string_view tag) {
   std::string s(kValueSize, '\0');
   for (size_t i = 0; i < s.size(); ++i) s[i] = tag[i % tag.size()] ^ static_cast<char>(i >> 8);
-  return StoredBlock::Of(std::make_shared<const std::string>(std::move(s)));
+  return StoredBlock::Of(BlockBuffer::Copy(s));
 }
 
 std::vector<BlockKey> Keys(absl::string_view ns, const std::vector<std::string>& keys) {

@@ -26,7 +26,7 @@ std::string Content(absl::string_view key, size_t size = kValueSize) {
 }
 
 StoredBlock Value(absl::string_view key, size_t size = kValueSize) {
-  return StoredBlock::Of(std::make_shared<const std::string>(Content(key, size)));
+  return StoredBlock::Of(BlockBuffer::Copy(Content(key, size)));
 }
 
 // One BlockKey per key of `keys`, in namespace `ns`.
@@ -125,7 +125,7 @@ TEST_F(TieredStoreTest, BlockCorruptedInRamBeforeItsSpillIsDataLossWhenReadFromD
   auto store = Open(Options(/*ram_blocks=*/2));
   StoredBlock k0 = Value("k0");
   ASSERT_TRUE(store->Put(BlockKey("ns", "k0"), k0, /*durable=*/false).ok());
-  const_cast<std::string&>(*k0.bytes)[100] ^= 0x01;  // a bit flips in RAM
+  const_cast<BlockBuffer&>(*k0.bytes)[100] ^= 0x01;  // a bit flips in RAM
   ASSERT_TRUE(store->Put(BlockKey("ns", "k1"), Value("k1"), false).ok());
   ASSERT_TRUE(store->Put(BlockKey("ns", "k2"), Value("k2"), false).ok());  // evicts k0
   EXPECT_EQ(store->DiskStats().blocks, 1u);  // spilled, with the hash of the bytes as put
@@ -292,10 +292,10 @@ TEST_F(TieredStoreTest, FlippedByteOnDiskIsDataLossThenNotFound) {
 
 TEST_F(TieredStoreTest, CorruptRamCopyIsDroppedAndTheDiskCopyServed) {
   auto store = Open(Options(/*ram_blocks=*/8));
-  auto bytes = std::make_shared<std::string>(Content("k0"));
+  auto bytes = BlockBuffer::Copy(Content("k0"));
   ASSERT_TRUE(store->Put(BlockKey("ns", "k0"), StoredBlock::Of(bytes), /*durable=*/true)
                   .ok());  // disk + RAM
-  (*bytes)[100] ^= 0x01;  // the RAM tier shares these bytes: a stand-in for memory corruption
+  bytes->data()[100] ^= 0x01;  // the RAM tier shares these bytes: a stand-in for memory corruption
   StorageTier tier = StorageTier::kNone;
   absl::StatusOr<StoredBlock> value = store->Get(BlockKey("ns", "k0"), &tier);
   ASSERT_TRUE(value.ok()) << value.status();
@@ -306,9 +306,9 @@ TEST_F(TieredStoreTest, CorruptRamCopyIsDroppedAndTheDiskCopyServed) {
 
 TEST_F(TieredStoreTest, CorruptRamOnlyBlockIsDataLoss) {
   auto store = Open(Options(/*ram_blocks=*/8));
-  auto bytes = std::make_shared<std::string>(Content("k0"));
+  auto bytes = BlockBuffer::Copy(Content("k0"));
   ASSERT_TRUE(store->Put(BlockKey("ns", "k0"), StoredBlock::Of(bytes), /*durable=*/false).ok());
-  (*bytes)[0] ^= 0x01;
+  bytes->data()[0] ^= 0x01;
   EXPECT_EQ(store->Get(BlockKey("ns", "k0")).status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(store->Get(BlockKey("ns", "k0")).status().code(), absl::StatusCode::kNotFound);
 }

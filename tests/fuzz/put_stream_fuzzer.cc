@@ -104,9 +104,14 @@ void Run(const uint8_t* data, size_t size) {
         FUZZ_CHECK(expected.has_value());
         FUZZ_CHECK(block.index == taken) << block.index << " != " << taken;
         FUZZ_CHECK(block.key == expected->key) << "a block took another key's bytes";
-        FUZZ_CHECK(block.data.ToString() == expected->data)
+        const absl::Span<const uint8_t> raw = block.raw();
+        FUZZ_CHECK(absl::string_view(reinterpret_cast<const char*>(raw.data()), raw.size()) ==
+                   expected->data)
             << "the block's bytes are not its messages'";
-        FUZZ_CHECK(block.data.size() == block.layout.RawBytes());
+        FUZZ_CHECK(raw.size() == block.layout.RawBytes());
+        FUZZ_CHECK(block.header.layout == block.layout);
+        FUZZ_CHECK(block.buffer->size() ==
+                   (block.header.IsRaw() ? block.header.total_size : block.layout.RawBytes()));
         FUZZ_CHECK(block.layout.Validate().ok());
         FUZZ_CHECK(block.layout.RawBytes() <= kMaxBlockBytes);
         FUZZ_CHECK(stream.policy().Supports(block.layout).ok());

@@ -85,7 +85,9 @@ uint64_t ResidentBytes(pid_t pid) {
 // Latencies and outcomes of one kind of call, from many threads.
 class Tally {
  public:
-  void Add(grpc::StatusCode code, absl::Duration latency) {
+  void Add(grpc::StatusCode code, absl::Duration latency) { Add(grpc::Status(code, ""), latency); }
+  void Add(const grpc::Status& status, absl::Duration latency) {
+    const grpc::StatusCode code = status.error_code();
     absl::MutexLock lock(&mu_);
     if (code == grpc::StatusCode::OK) {
       ok_.push_back(latency);
@@ -93,7 +95,10 @@ class Tally {
       refused_.push_back(latency);
     } else {
       ++other_;
-      if (other_ <= 5) std::fprintf(stderr, "unexpected status code %d\n", code);
+      if (other_ <= 5) {
+        std::fprintf(stderr, "unexpected status code %d: %s\n", code,
+                     status.error_message().c_str());
+      }
     }
   }
   size_t ok() const { absl::MutexLock lock(&mu_); return ok_.size(); }
@@ -222,7 +227,7 @@ TEST_F(OverloadTest, AdmittedCallsFinishTheRestAreRefusedAndMemoryStaysBounded) 
       v1::LookupResponse response;
       absl::Time start = absl::Now();
       grpc::Status status = Stub(n).Lookup(&context, request, &response);
-      lookups.Add(status.error_code(), absl::Now() - start);
+      lookups.Add(status, absl::Now() - start);
 
       grpc::ClientContext health_context;
       health_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
@@ -244,7 +249,7 @@ TEST_F(OverloadTest, AdmittedCallsFinishTheRestAreRefusedAndMemoryStaysBounded) 
       for (int n = 0; absl::Now() < end; ++n) {
         const absl::Time start = absl::Now();
         grpc::Status status = Put(i, absl::StrCat("put-", i, "-", n % 4), bytes);
-        puts.Add(status.error_code(), absl::Now() - start);
+        puts.Add(status, absl::Now() - start);
       }
     });
   }
@@ -260,7 +265,7 @@ TEST_F(OverloadTest, AdmittedCallsFinishTheRestAreRefusedAndMemoryStaysBounded) 
         if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED && got_data) {
           gets_refused_midway.fetch_add(1);
         } else {
-          gets.Add(status.error_code(), absl::Now() - start);
+          gets.Add(status, absl::Now() - start);
         }
       }
     });
