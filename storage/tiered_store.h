@@ -104,11 +104,12 @@ class TieredStore {
   // the previous value, if any, is still readable.
   absl::StatusOr<StorageTier> Put(const BlockKey& key, StoredBlock block, bool durable);
 
-  // The block under `key`; its hash is the one verified against its bytes (one pass over them).
-  // NotFound if absent. DataLoss if the stored checksum fails (the entry is deleted, counted in
-  // the tier's corrupt_dropped, and the message says so). A disk hit is promoted to RAM.
-  // *tier (optional) = where it was found, kNone on error. InvalidArgument for an empty
-  // namespace or key.
+  // The block under `key`, with a hash the caller can use instead of hashing the bytes again:
+  // verified against the bytes by this call (one pass; two for a version-1 disk frame), or, for
+  // a RAM hit with verify_ram_checksums off, the hash taken at put, unverified. NotFound if
+  // absent. DataLoss if the stored checksum fails (the entry is deleted, counted in the tier's
+  // corrupt_dropped, and the message says so). A disk hit is promoted to RAM. *tier (optional)
+  // = where it was found, kNone on error. InvalidArgument for an empty namespace or key.
   absl::StatusOr<StoredBlock> Get(const BlockKey& key, StorageTier* tier = nullptr);
 
   // Whether every block Get returns had its bytes checked against the hash taken at put (the
@@ -141,7 +142,7 @@ class TieredStore {
   // Drops the block under `key` from every tier that still holds `block` (as a Get returned
   // it), because a reader found that those bytes — which passed their checksum — do not parse
   // or decode. A newer value put since is left alone. The disk delete is synced, as for Delete.
-  // InvalidArgument for an empty namespace or key.
+  // InvalidArgument for an empty namespace or key or null bytes.
   absl::Status DropUnreadable(const BlockKey& key, const StoredBlock& block);
   // Blocks dropped by DropUnreadable.
   uint64_t UnreadableDropped() const {
