@@ -11,6 +11,8 @@
 #include "common/status_macros.h"
 #include "service/grpc_status.h"
 #include "service/request_validation.h"
+#include "storage/block_key.h"
+#include "storage/stored_block.h"
 
 namespace kvpack {
 namespace {
@@ -68,6 +70,7 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
           "the deadline passed after ", next_key_, " of ", request_->keys_size(), " blocks")));
     }
     const std::string& key = request_->keys(next_key_);
+    const BlockKey block_key(request_->namespace_(), key);
     response_.Clear();
     response_.set_key(key);
     response_.set_encoding(request_->want());
@@ -77,7 +80,7 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
     offset_ = 0;
 
     StorageTier tier = StorageTier::kNone;
-    absl::StatusOr<BlockBytes> stored = context_->store->Get(request_->namespace_(), key, &tier);
+    absl::StatusOr<StoredBlock> stored = context_->store->Get(block_key, &tier);
     if (!stored.ok()) {
       if (stored.status().code() == absl::StatusCode::kDataLoss) {
         context_->metrics->RecordCorruptBlock();
@@ -89,13 +92,13 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
       StartWrite(&response_);
       return;
     }
-    const std::string& encoded = **stored;
+    const std::string& encoded = *stored->bytes;
     const auto encoded_span =
         absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size());
     absl::StatusOr<BlockInfo> info = ParseBlock(encoded_span);
     if (!info.ok()) {
-      return SendUnreadable(*stored, absl::StrCat("stored block is unreadable: ",
-                                                  info.status().message()));
+      return SendUnreadable(block_key, *stored,
+                            absl::StrCat("stored block is unreadable: ", info.status().message()));
     }
     // The bytes this call holds until the block is written: the block in the form it is sent
     // (the stored copy may be evicted meanwhile), and the message pieces gRPC buffers.
@@ -114,13 +117,14 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
       absl::StatusOr<std::string> decoded = context_->codec->Decode(*info, encoded_span, &device);
       context_->metrics->RecordDecode(device, absl::Now() - start);
       if (absl::IsDataLoss(decoded.status())) {
-        return SendUnreadable(*stored, absl::StrCat("stored block does not decode: ",
-                                                    decoded.status().message()));
+        return SendUnreadable(
+            block_key, *stored,
+            absl::StrCat("stored block does not decode: ", decoded.status().message()));
       }
       if (!decoded.ok()) return Fail(decoded.status());  // e.g. out of memory: not the block's fault
       decoded_ = *std::move(decoded);
     } else {
-      stored_ = *std::move(stored);
+      stored_ = std::move(stored->bytes);
     }
     current_size_ = stored_ ? stored_->size() : decoded_.size();
     response_.set_total_bytes(current_size());
@@ -137,10 +141,10 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<v1::GetBlocksResponse> 
 
   // The stored bytes passed their checksum but do not parse or decode: they are dropped from
   // the store (so Lookup stops counting them), reported as a miss with DATA_LOSS, never served.
-  void SendUnreadable(const BlockBytes& stored, const std::string& why) {
+  void SendUnreadable(const BlockKey& block_key, const StoredBlock& stored,
+                      const std::string& why) {
     context_->metrics->RecordCorruptBlock();
-    const absl::Status dropped =
-        context_->store->DropUnreadable(request_->namespace_(), request_->keys(next_key_), stored);
+    const absl::Status dropped = context_->store->DropUnreadable(block_key, stored);
     response_.set_found(false);
     SetError(absl::DataLossError(dropped.ok()
                                      ? absl::StrCat(why, "; the block was dropped")

@@ -11,6 +11,7 @@
 #include "service/grpc_status.h"
 #include "service/put_blocks_reactor.h"
 #include "service/request_validation.h"
+#include "storage/block_key.h"
 
 namespace kvpack {
 namespace {
@@ -66,8 +67,10 @@ grpc::ServerUnaryReactor* KvCacheService::Lookup(grpc::CallbackServerContext* ca
   return RunUnary(context, call, "Lookup", [context, request, response]() -> absl::Status {
     RETURN_IF_ERROR(RequireNamespace(context, request->namespace_()));
     RETURN_IF_ERROR(ValidateKeys(request->keys()));
-    const std::vector<std::string> keys(request->keys().begin(), request->keys().end());
-    const std::vector<StorageTier> tiers = context->store->LookupPrefix(request->namespace_(), keys);
+    std::vector<BlockKey> keys;
+    keys.reserve(request->keys_size());
+    for (const std::string& key : request->keys()) keys.emplace_back(request->namespace_(), key);
+    const std::vector<StorageTier> tiers = context->store->LookupPrefix(keys);
     response->set_prefix_length(static_cast<uint32_t>(tiers.size()));
     for (StorageTier tier : tiers) response->add_tiers(ToProtoTier(tier));
     return absl::OkStatus();
@@ -85,9 +88,10 @@ grpc::ServerUnaryReactor* KvCacheService::DeleteBlocks(grpc::CallbackServerConte
       response->set_deleted(0);  // deleting from an empty namespace deletes nothing
       return absl::OkStatus();
     }
-    const std::vector<std::string> keys(request->keys().begin(), request->keys().end());
-    ASSIGN_OR_RETURN(const uint32_t deleted,
-                     context->store->Delete(request->namespace_(), keys));
+    std::vector<BlockKey> keys;
+    keys.reserve(request->keys_size());
+    for (const std::string& key : request->keys()) keys.emplace_back(request->namespace_(), key);
+    ASSIGN_OR_RETURN(const uint32_t deleted, context->store->Delete(keys));
     response->set_deleted(deleted);
     return absl::OkStatus();
   });

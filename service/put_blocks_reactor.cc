@@ -9,6 +9,8 @@
 #include "service/grpc_status.h"
 #include "service/put_stream.h"
 #include "service/request_validation.h"
+#include "storage/block_key.h"
+#include "storage/stored_block.h"
 #include "xxhash.h"
 
 namespace kvpack {
@@ -77,6 +79,7 @@ class PutBlocksReactor : public grpc::ServerReadReactor<v1::PutBlocksRequest> {
           absl::StrCat("the deadline passed before block #", block.index, " was stored"));
     }
     const std::string& ns = stream_.options().namespace_();
+    const BlockKey block_key(ns, block.key);
     absl::string_view device = "cpu";
     const absl::Time start = absl::Now();
     absl::StatusOr<std::string> encoded = context_->codec->Encode(
@@ -92,7 +95,7 @@ class PutBlocksReactor : public grpc::ServerReadReactor<v1::PutBlocksRequest> {
     }
     const uint64_t encoded_bytes = encoded->size();
     absl::StatusOr<StorageTier> tier = context_->store->Put(
-        ns, block.key, std::make_shared<const std::string>(*std::move(encoded)),
+        block_key, StoredBlock::Of(std::make_shared<const std::string>(*std::move(encoded))),
         stream_.options().durable());
     if (!tier.ok()) {
       return absl::Status(tier.status().code(),

@@ -5,8 +5,10 @@
 //
 // Version 2 (written): checksum = XXH3-64(the 8 little-endian bytes of hash, seed = key seed),
 // where hash = XXH3-64(payload) (stored_block.h, BlockHash) and the key seed = XXH3-64(block
-// key) (block_key.h, BlockKey::seed). A writer that already has the payload's hash builds the
-// frame in O(1), without reading the payload again.
+// key) (block_key.h, BlockKey::seed). The payload hash is the one a StoredBlock carries from the
+// put, so a frame is built in O(1), without reading the payload again; and a bit flipped in the
+// payload between the put and the disk write (in RAM, before a spill) is caught on read, because
+// the checksum was derived from the bytes as they were put.
 //
 // Version 1 (read only; written by earlier builds): checksum = XXH3-64(payload, seed = key seed).
 //

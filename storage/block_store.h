@@ -1,10 +1,12 @@
 // BlockStore: the interface of the persistent tier below the RAM tier, a byte-capacity-bounded
-// map from (namespace, key) to an immutable block plus a registry of namespaces. DiskTier is the
+// map from a BlockKey to an immutable block plus a registry of namespaces. DiskTier is the
 // RocksDB implementation; FaultInjectingBlockStore wraps any BlockStore to make chosen calls
 // fail. TieredStore owns one and talks to it only through this interface.
 //
 // Implementations are thread-safe. Namespaces and keys are arbitrary non-empty byte strings;
-// callers validate them (TieredStore does).
+// callers validate them (TieredStore does). A block travels as a StoredBlock: its bytes and the
+// hash taken when it was put (stored_block.h), which a Put stores without rehashing the bytes
+// and a Get returns after verifying it.
 #ifndef KVPACK_STORAGE_BLOCK_STORE_H_
 #define KVPACK_STORAGE_BLOCK_STORE_H_
 
@@ -14,6 +16,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "storage/block_key.h"
+#include "storage/stored_block.h"
 #include "storage/tier.h"
 
 namespace kvpack {
@@ -27,24 +31,26 @@ class BlockStore {
   // sync=true it also survives a crash of the machine (power loss) — and so does every write
   // that returned before it. A write that returned an error may or may not have been applied.
 
-  // Stores `value` (non-null) under (ns, key), replacing any previous value, evicting other
-  // blocks if the implementation does so when full. ResourceExhausted if the block cannot be
-  // stored for lack of capacity; other codes for I/O failures. On an error raised before the
-  // write (capacity, a failed log write) the previous value, if any, is unchanged.
-  virtual absl::Status Put(absl::string_view ns, absl::string_view key, const BlockBytes& value,
-                           bool sync) = 0;
+  // Stores `block` (non-null bytes) under `key`, replacing any previous value, evicting other
+  // blocks if the implementation does so when full. block.hash must be BlockHash(*block.bytes):
+  // it is stored as given, not recomputed, so bytes that no longer match it (corrupted since it
+  // was taken) are stored as they are and fail verification when read back. ResourceExhausted
+  // if the block cannot be stored for lack of capacity; other codes for I/O failures. On an
+  // error raised before the write (capacity, a failed log write) the previous value, if any, is
+  // unchanged.
+  virtual absl::Status Put(const BlockKey& key, const StoredBlock& block, bool sync) = 0;
 
-  // The block under (ns, key). NotFound if absent. DataLoss if the stored bytes fail their
-  // checksum: the entry is deleted and counted in Stats().corrupt_dropped before returning.
-  virtual absl::StatusOr<BlockBytes> Get(absl::string_view ns, absl::string_view key) = 0;
+  // The block under `key`, with its hash verified against the stored bytes. NotFound if absent.
+  // DataLoss if the stored bytes fail their checksum: the entry is deleted and counted in
+  // Stats().corrupt_dropped before returning.
+  virtual absl::StatusOr<StoredBlock> Get(const BlockKey& key) = 0;
 
-  // Whether (ns, key) is stored, without reading the value or touching counters.
-  virtual bool Contains(absl::string_view ns, absl::string_view key) const = 0;
+  // Whether `key` is stored, without reading the value or touching counters.
+  virtual bool Contains(const BlockKey& key) const = 0;
 
-  // Removes (ns, key). Returns whether it was present. Durability as for Put (nothing is
-  // written, and nothing needs to be, when the key is absent).
-  virtual absl::StatusOr<bool> Delete(absl::string_view ns, absl::string_view key,
-                                      bool sync) = 0;
+  // Removes `key`. Returns whether it was present. Durability as for Put (nothing is written,
+  // and nothing needs to be, when the key is absent).
+  virtual absl::StatusOr<bool> Delete(const BlockKey& key, bool sync) = 0;
 
   // Makes every write that returned before this call survive a crash of the machine. Writes
   // made with sync=true need no call; a caller making several writes may make them with

@@ -12,9 +12,7 @@
 #include "rocksdb/iterator.h"
 #include "rocksdb/table.h"
 #include "storage/block_frame.h"
-#include "storage/block_key.h"
 #include "storage/key_schema.h"
-#include "storage/stored_block.h"
 
 namespace kvpack {
 namespace {
@@ -35,8 +33,8 @@ absl::Status FromRocksDb(const rocksdb::Status& s, absl::string_view context) {
 
 }  // namespace
 
-uint64_t DiskTier::Charge(absl::string_view ns, absl::string_view key, uint64_t value_size) {
-  return EncodeBlockKey(ns, key).size() + kFrameHeaderSize + value_size;
+uint64_t DiskTier::Charge(const BlockKey& key, uint64_t value_size) {
+  return key.encoded().size() + kFrameHeaderSize + value_size;
 }
 
 rocksdb::Options DiskTier::RocksDbOptions(const DiskTierOptions& options) {
@@ -222,10 +220,11 @@ absl::Status DiskTier::Sync() {
   return absl::OkStatus();
 }
 
-absl::Status DiskTier::Put(absl::string_view ns, absl::string_view key, const BlockBytes& value,
-                           bool sync) {
-  const std::string block_key = EncodeBlockKey(ns, key);
-  const std::string header = EncodeFrameHeader(BlockKeySeed(block_key), BlockHash(*value));
+absl::Status DiskTier::Put(const BlockKey& key, const StoredBlock& block, bool sync) {
+  const absl::string_view block_key = key.encoded();
+  const BlockBytes& value = block.bytes;
+  // From the hash taken at put: the payload is not read here.
+  const std::string header = EncodeFrameHeader(key.seed(), block.hash);
   const uint64_t charge = block_key.size() + header.size() + value->size();
   if (charge > options_.capacity_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat("block of ", charge,
@@ -236,7 +235,7 @@ absl::Status DiskTier::Put(absl::string_view ns, absl::string_view key, const Bl
   absl::ReleasableMutexLock write_lock(&write_mu_);
   const uint64_t seq = next_seq_;
   rocksdb::WriteBatch batch;
-  const rocksdb::Slice key_slice(block_key);
+  const rocksdb::Slice key_slice(block_key.data(), block_key.size());
   const rocksdb::Slice value_parts[2] = {rocksdb::Slice(header), rocksdb::Slice(*value)};
   RETURN_IF_ERROR(FromRocksDb(
       batch.Put(rocksdb::SliceParts(&key_slice, 1), rocksdb::SliceParts(value_parts, 2)),
@@ -265,15 +264,16 @@ absl::Status DiskTier::Put(absl::string_view ns, absl::string_view key, const Bl
     ForgetLocked(block_key);
     for (const std::string& victim : victims) ForgetLocked(victim);
     evictions_ += victims.size();
-    index_[block_key] = IndexEntry{seq, charge};
-    by_seq_[seq] = OrderEntry{block_key, charge};
+    index_.insert_or_assign(std::string(block_key), IndexEntry{seq, charge});
+    by_seq_[seq] = OrderEntry{std::string(block_key), charge};
     bytes_ += charge;
   }
   write_lock.Release();
   return sync ? Sync() : absl::OkStatus();
 }
 
-absl::StatusOr<BlockBytes> DiskTier::ReadVerified(const std::string& block_key) {
+absl::StatusOr<StoredBlock> DiskTier::ReadVerified(const BlockKey& key) {
+  const rocksdb::Slice block_key(key.encoded().data(), key.encoded().size());
   rocksdb::PinnableSlice pinned;
   // The frame's XXH3 checks the value end to end, so RocksDB's CRC32c of the blob record (computed
   // in software by Debian's portable build: ~1 GB/s, most of a disk read's CPU) is skipped.
@@ -281,15 +281,13 @@ absl::StatusOr<BlockBytes> DiskTier::ReadVerified(const std::string& block_key) 
   read_options.verify_checksums = false;
   rocksdb::Status s = db_->Get(read_options, db_->DefaultColumnFamily(), block_key, &pinned);
   if (!s.ok()) return FromRocksDb(s, "reading a block from disk");
-  ASSIGN_OR_RETURN(
-      const VerifiedPayload verified,
-      VerifyFrame(BlockKeySeed(block_key), absl::string_view(pinned.data(), pinned.size())));
-  return std::make_shared<const std::string>(verified.payload);
+  ASSIGN_OR_RETURN(const VerifiedPayload verified,
+                   VerifyFrame(key.seed(), absl::string_view(pinned.data(), pinned.size())));
+  return StoredBlock{std::make_shared<const std::string>(verified.payload), verified.hash};
 }
 
-absl::StatusOr<BlockBytes> DiskTier::Get(absl::string_view ns, absl::string_view key) {
-  const std::string block_key = EncodeBlockKey(ns, key);
-  absl::StatusOr<BlockBytes> value = ReadVerified(block_key);
+absl::StatusOr<StoredBlock> DiskTier::Get(const BlockKey& key) {
+  absl::StatusOr<StoredBlock> value = ReadVerified(key);
   if (value.ok()) {
     hits_.fetch_add(1, std::memory_order_relaxed);
     return value;
@@ -298,15 +296,14 @@ absl::StatusOr<BlockBytes> DiskTier::Get(absl::string_view ns, absl::string_view
     misses_.fetch_add(1, std::memory_order_relaxed);
     return absl::NotFoundError("block not in the disk tier");
   }
-  if (absl::IsDataLoss(value.status())) return DropCorrupt(block_key, value.status().message());
+  if (absl::IsDataLoss(value.status())) return DropCorrupt(key, value.status().message());
   return value.status();
 }
 
-absl::StatusOr<BlockBytes> DiskTier::DropCorrupt(const std::string& block_key,
-                                                 absl::string_view reason) {
+absl::StatusOr<StoredBlock> DiskTier::DropCorrupt(const BlockKey& key, absl::string_view reason) {
   absl::MutexLock write_lock(&write_mu_);
   // A writer may have replaced or deleted the entry since it was read.
-  absl::StatusOr<BlockBytes> again = ReadVerified(block_key);
+  absl::StatusOr<StoredBlock> again = ReadVerified(key);
   if (again.ok()) {
     hits_.fetch_add(1, std::memory_order_relaxed);
     return again;
@@ -316,8 +313,9 @@ absl::StatusOr<BlockBytes> DiskTier::DropCorrupt(const std::string& block_key,
     return absl::NotFoundError("block not in the disk tier");
   }
   if (!absl::IsDataLoss(again.status())) return again.status();
+  const absl::string_view block_key = key.encoded();
   rocksdb::WriteBatch batch;
-  batch.Delete(block_key);
+  batch.Delete(rocksdb::Slice(block_key.data(), block_key.size()));
   {
     absl::ReaderMutexLock lock(&mu_);
     if (auto found = index_.find(block_key); found != index_.end()) {
@@ -335,14 +333,13 @@ absl::StatusOr<BlockBytes> DiskTier::DropCorrupt(const std::string& block_key,
       absl::StrCat("corrupt block on the disk tier (", reason, "); the entry was deleted"));
 }
 
-bool DiskTier::Contains(absl::string_view ns, absl::string_view key) const {
-  const std::string block_key = EncodeBlockKey(ns, key);
+bool DiskTier::Contains(const BlockKey& key) const {
   absl::ReaderMutexLock lock(&mu_);
-  return index_.contains(block_key);
+  return index_.contains(key.encoded());
 }
 
-absl::StatusOr<bool> DiskTier::Delete(absl::string_view ns, absl::string_view key, bool sync) {
-  const std::string block_key = EncodeBlockKey(ns, key);
+absl::StatusOr<bool> DiskTier::Delete(const BlockKey& key, bool sync) {
+  const absl::string_view block_key = key.encoded();
   absl::ReleasableMutexLock write_lock(&write_mu_);
   rocksdb::WriteBatch batch;
   {

@@ -1,8 +1,10 @@
 // DiskTier: the persistent tier, a BlockStore on RocksDB (schema in storage/FORMAT.md).
 //
 // - Values are framed with an XXH3-64 checksum (block_frame.h) and verified on every Get; a value
-//   that fails (or that RocksDB itself reports corrupt) is deleted and reported as DataLoss.
-//   Frames of version 1, written by earlier builds, are read and verified too.
+//   that fails (or that RocksDB itself reports corrupt) is deleted and reported as DataLoss. Put
+//   builds the frame from the hash the StoredBlock carries (O(1), the payload is not read);
+//   Get hashes the payload once and returns that hash with the bytes. Frames of version 1,
+//   written by earlier builds, are read and verified too.
 // - Capacity is a bound on logical bytes: a block costs its RocksDB key plus its framed value
 //   (Charge). When a Put would exceed capacity_bytes the tier evicts least-recently-WRITTEN
 //   blocks (oldest Put first; reads do not refresh a block) in the same atomic write batch as
@@ -45,7 +47,9 @@
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
+#include "storage/block_key.h"
 #include "storage/block_store.h"
+#include "storage/stored_block.h"
 #include "storage/tier.h"
 
 namespace kvpack {
@@ -74,19 +78,18 @@ class DiskTier : public BlockStore {
   DiskTier(const DiskTier&) = delete;
   DiskTier& operator=(const DiskTier&) = delete;
 
-  // What a block of `value_size` bytes under (ns, key) is charged.
-  static uint64_t Charge(absl::string_view ns, absl::string_view key, uint64_t value_size);
+  // What a block of `value_size` bytes under `key` is charged.
+  static uint64_t Charge(const BlockKey& key, uint64_t value_size);
 
   // The options RocksDB is opened with. Exposed so that tools and tests can open the directory
   // directly (e.g. to inspect or damage a stored value).
   static rocksdb::Options RocksDbOptions(const DiskTierOptions& options);
 
   // BlockStore. Put evicts least-recently-written blocks when full (see the class comment).
-  absl::Status Put(absl::string_view ns, absl::string_view key, const BlockBytes& value,
-                   bool sync) override;
-  absl::StatusOr<BlockBytes> Get(absl::string_view ns, absl::string_view key) override;
-  bool Contains(absl::string_view ns, absl::string_view key) const override;
-  absl::StatusOr<bool> Delete(absl::string_view ns, absl::string_view key, bool sync) override;
+  absl::Status Put(const BlockKey& key, const StoredBlock& block, bool sync) override;
+  absl::StatusOr<StoredBlock> Get(const BlockKey& key) override;
+  bool Contains(const BlockKey& key) const override;
+  absl::StatusOr<bool> Delete(const BlockKey& key, bool sync) override;
   // Group commit: a caller whose writes are already covered by a finished fsync returns at
   // once; otherwise one caller at a time fsyncs the log (RocksDB's SyncWAL) on behalf of every
   // write that returned before it started, and the others wait for it. RocksDB's own group
@@ -114,12 +117,12 @@ class DiskTier : public BlockStore {
   // Rebuilds index_, by_seq_, bytes_ and next_seq_ from the 'o' records, then evicts down to
   // capacity.
   absl::Status LoadIndex();
-  // Handles a value under `block_key` that failed verification with `reason`: re-reads it under
+  // Handles a value under `key` that failed verification with `reason`: re-reads it under
   // write_mu_ and, if it still fails, deletes it. Returns the value if a concurrent writer
   // replaced it with a valid one, DataLoss otherwise.
-  absl::StatusOr<BlockBytes> DropCorrupt(const std::string& block_key, absl::string_view reason);
-  // Reads and verifies the value under `block_key`; NotFound, DataLoss or a RocksDB error.
-  absl::StatusOr<BlockBytes> ReadVerified(const std::string& block_key);
+  absl::StatusOr<StoredBlock> DropCorrupt(const BlockKey& key, absl::string_view reason);
+  // Reads and verifies the value under `key`; NotFound, DataLoss or a RocksDB error.
+  absl::StatusOr<StoredBlock> ReadVerified(const BlockKey& key);
   // Writes `batch` through the WAL (not synced) under write_mu_.
   absl::Status WriteLocked(rocksdb::WriteBatch* batch, absl::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);

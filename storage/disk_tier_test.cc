@@ -12,14 +12,15 @@
 #include "storage/block_frame.h"
 #include "storage/block_key.h"
 #include "storage/key_schema.h"
+#include "storage/stored_block.h"
 
 namespace kvpack {
 namespace {
 
 constexpr size_t kValueSize = 100 << 10;  // above min_blob_size: stored in blob files
 
-BlockBytes Value(char fill, size_t size = kValueSize) {
-  return std::make_shared<const std::string>(size, fill);
+StoredBlock Value(char fill, size_t size = kValueSize) {
+  return StoredBlock::Of(std::make_shared<const std::string>(size, fill));
 }
 
 class DiskTierTest : public ::testing::Test {
@@ -48,7 +49,7 @@ class DiskTierTest : public ::testing::Test {
     ASSERT_TRUE(
         rocksdb::DB::Open(DiskTier::RocksDbOptions(DiskTierOptions()), path_.string(), &raw).ok());
     std::unique_ptr<rocksdb::DB> db(raw);
-    const std::string block_key = EncodeBlockKey(ns, key);
+    const std::string block_key(BlockKey(ns, key).encoded());
     std::string value;
     ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), block_key, &value).ok());
     ASSERT_LT(offset, value.size());
@@ -68,7 +69,7 @@ class DiskTierTest : public ::testing::Test {
   }
 
   static uint64_t Charge(absl::string_view key, size_t size = kValueSize) {
-    return DiskTier::Charge("ns", key, size);
+    return DiskTier::Charge(BlockKey("ns", key), size);
   }
 
   std::filesystem::path path_;
@@ -76,12 +77,12 @@ class DiskTierTest : public ::testing::Test {
 
 TEST_F(DiskTierTest, PutThenGetReturnsTheBytes) {
   auto tier = Open(1 << 30);
-  ASSERT_TRUE(tier->Put("ns", "k", Value('x'), /*sync=*/false).ok());
-  auto value = tier->Get("ns", "k");
+  ASSERT_TRUE(tier->Put(BlockKey("ns", "k"), Value('x'), /*sync=*/false).ok());
+  auto value = tier->Get(BlockKey("ns", "k"));
   ASSERT_TRUE(value.ok()) << value.status();
-  EXPECT_EQ(**value, std::string(kValueSize, 'x'));
-  EXPECT_TRUE(tier->Contains("ns", "k"));
-  EXPECT_EQ(tier->Get("ns", "other").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(*value->bytes, std::string(kValueSize, 'x'));
+  EXPECT_TRUE(tier->Contains(BlockKey("ns", "k")));
+  EXPECT_EQ(tier->Get(BlockKey("ns", "other")).status().code(), absl::StatusCode::kNotFound);
   const StorageTierStats stats = tier->Stats();
   EXPECT_EQ(stats.hits, 1u);
   EXPECT_EQ(stats.misses, 1u);
@@ -91,14 +92,14 @@ TEST_F(DiskTierTest, PutThenGetReturnsTheBytes) {
 
 TEST_F(DiskTierTest, SmallValuesStayInlineAndWork) {
   auto tier = Open(1 << 30);
-  ASSERT_TRUE(tier->Put("ns", "small", Value('s', 10), false).ok());
-  ASSERT_TRUE(tier->Put("ns", "empty", Value('e', 0), false).ok());
-  auto value = tier->Get("ns", "small");
+  ASSERT_TRUE(tier->Put(BlockKey("ns", "small"), Value('s', 10), false).ok());
+  ASSERT_TRUE(tier->Put(BlockKey("ns", "empty"), Value('e', 0), false).ok());
+  auto value = tier->Get(BlockKey("ns", "small"));
   ASSERT_TRUE(value.ok());
-  EXPECT_EQ(**value, std::string(10, 's'));
-  value = tier->Get("ns", "empty");
+  EXPECT_EQ(*value->bytes, std::string(10, 's'));
+  value = tier->Get(BlockKey("ns", "empty"));
   ASSERT_TRUE(value.ok());
-  EXPECT_TRUE((*value)->empty());
+  EXPECT_TRUE(value->bytes->empty());
 }
 
 TEST_F(DiskTierTest, RejectsMissingPathAndZeroCapacity) {
@@ -116,11 +117,12 @@ TEST_F(DiskTierTest, RestartKeepsBlocksNamespacesAndAccounting) {
     ASSERT_TRUE(tier->RegisterNamespace("tenant-a", true).ok());
     ASSERT_TRUE(tier->RegisterNamespace("tenant-b", true).ok());
     for (int i = 0; i < 10; ++i) {
-      ASSERT_TRUE(tier->Put("tenant-a", "k" + std::to_string(i), Value('a' + i, kValueSize + i),
+      ASSERT_TRUE(tier->Put(BlockKey("tenant-a", "k" + std::to_string(i)),
+                            Value('a' + i, kValueSize + i),
                             /*sync=*/i % 2 == 0)
                       .ok());
     }
-    ASSERT_TRUE(tier->Delete("tenant-a", "k3", /*sync=*/false).value());
+    ASSERT_TRUE(tier->Delete(BlockKey("tenant-a", "k3"), /*sync=*/false).value());
     before = tier->Stats();
   }
   auto tier = Open(1 << 30);
@@ -128,13 +130,13 @@ TEST_F(DiskTierTest, RestartKeepsBlocksNamespacesAndAccounting) {
   EXPECT_EQ(after.bytes, before.bytes);
   EXPECT_EQ(after.blocks, 9u);
   for (int i = 0; i < 10; ++i) {
-    auto value = tier->Get("tenant-a", "k" + std::to_string(i));
+    auto value = tier->Get(BlockKey("tenant-a", "k" + std::to_string(i)));
     if (i == 3) {
       EXPECT_EQ(value.status().code(), absl::StatusCode::kNotFound);
       continue;
     }
     ASSERT_TRUE(value.ok()) << i << ": " << value.status();
-    EXPECT_EQ(**value, std::string(kValueSize + i, 'a' + i));
+    EXPECT_EQ(*value->bytes, std::string(kValueSize + i, 'a' + i));
   }
   auto namespaces = tier->ListNamespaces();
   ASSERT_TRUE(namespaces.ok());
@@ -144,18 +146,19 @@ TEST_F(DiskTierTest, RestartKeepsBlocksNamespacesAndAccounting) {
 TEST_F(DiskTierTest, EvictsLeastRecentlyWrittenWhenFull) {
   auto tier = Open(3 * Charge("k0"));
   for (const char* key : {"k0", "k1", "k2"})
-    ASSERT_TRUE(tier->Put("ns", key, Value('v'), false).ok());
+    ASSERT_TRUE(tier->Put(BlockKey("ns", key), Value('v'), false).ok());
   // A read does not refresh: k0 is still the oldest write.
-  ASSERT_TRUE(tier->Get("ns", "k0").ok());
-  ASSERT_TRUE(tier->Put("ns", "k3", Value('v'), false).ok());
-  EXPECT_FALSE(tier->Contains("ns", "k0"));
-  EXPECT_EQ(tier->Get("ns", "k0").status().code(), absl::StatusCode::kNotFound);
-  for (const char* key : {"k1", "k2", "k3"}) EXPECT_TRUE(tier->Contains("ns", key)) << key;
+  ASSERT_TRUE(tier->Get(BlockKey("ns", "k0")).ok());
+  ASSERT_TRUE(tier->Put(BlockKey("ns", "k3"), Value('v'), false).ok());
+  EXPECT_FALSE(tier->Contains(BlockKey("ns", "k0")));
+  EXPECT_EQ(tier->Get(BlockKey("ns", "k0")).status().code(), absl::StatusCode::kNotFound);
+  for (const char* key : {"k1", "k2", "k3"})
+    EXPECT_TRUE(tier->Contains(BlockKey("ns", key))) << key;
   // Rewriting k1 makes it the newest; k2 goes next.
-  ASSERT_TRUE(tier->Put("ns", "k1", Value('w'), false).ok());
-  ASSERT_TRUE(tier->Put("ns", "k4", Value('v'), false).ok());
-  EXPECT_FALSE(tier->Contains("ns", "k2"));
-  EXPECT_TRUE(tier->Contains("ns", "k1"));
+  ASSERT_TRUE(tier->Put(BlockKey("ns", "k1"), Value('w'), false).ok());
+  ASSERT_TRUE(tier->Put(BlockKey("ns", "k4"), Value('v'), false).ok());
+  EXPECT_FALSE(tier->Contains(BlockKey("ns", "k2")));
+  EXPECT_TRUE(tier->Contains(BlockKey("ns", "k1")));
   const StorageTierStats stats = tier->Stats();
   EXPECT_EQ(stats.evictions, 2u);
   EXPECT_EQ(stats.blocks, 3u);
@@ -166,76 +169,76 @@ TEST_F(DiskTierTest, EvictionOrderSurvivesRestart) {
   {
     auto tier = Open(3 * Charge("k0"));
     for (const char* key : {"k0", "k1", "k2"})
-      ASSERT_TRUE(tier->Put("ns", key, Value('v'), true).ok());
+      ASSERT_TRUE(tier->Put(BlockKey("ns", key), Value('v'), true).ok());
   }
   auto tier = Open(3 * Charge("k0"));
-  ASSERT_TRUE(tier->Put("ns", "k3", Value('v'), false).ok());
-  EXPECT_FALSE(tier->Contains("ns", "k0"));
-  EXPECT_TRUE(tier->Contains("ns", "k1"));
+  ASSERT_TRUE(tier->Put(BlockKey("ns", "k3"), Value('v'), false).ok());
+  EXPECT_FALSE(tier->Contains(BlockKey("ns", "k0")));
+  EXPECT_TRUE(tier->Contains(BlockKey("ns", "k1")));
 }
 
 TEST_F(DiskTierTest, ReopeningWithSmallerCapacityEvictsOldest) {
   {
     auto tier = Open(10 * Charge("k0"));
     for (const char* key : {"k0", "k1", "k2", "k3"})
-      ASSERT_TRUE(tier->Put("ns", key, Value('v'), true).ok());
+      ASSERT_TRUE(tier->Put(BlockKey("ns", key), Value('v'), true).ok());
   }
   {
     auto tier = Open(2 * Charge("k0"));
     const StorageTierStats stats = tier->Stats();
     EXPECT_EQ(stats.blocks, 2u);
     EXPECT_EQ(stats.evictions, 2u);
-    EXPECT_FALSE(tier->Contains("ns", "k1"));
-    EXPECT_TRUE(tier->Contains("ns", "k2"));
+    EXPECT_FALSE(tier->Contains(BlockKey("ns", "k1")));
+    EXPECT_TRUE(tier->Contains(BlockKey("ns", "k2")));
   }
   auto tier = Open(10 * Charge("k0"));
   EXPECT_EQ(tier->Stats().blocks, 2u);
-  EXPECT_EQ(tier->Get("ns", "k0").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(tier->Get(BlockKey("ns", "k0")).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(DiskTierTest, BlockLargerThanCapacityIsRejectedWithoutEvicting) {
   auto tier = Open(2 * Charge("k0"));
-  ASSERT_TRUE(tier->Put("ns", "k0", Value('v'), false).ok());
-  absl::Status status = tier->Put("ns", "huge", Value('h', 3 * kValueSize), false);
+  ASSERT_TRUE(tier->Put(BlockKey("ns", "k0"), Value('v'), false).ok());
+  absl::Status status = tier->Put(BlockKey("ns", "huge"), Value('h', 3 * kValueSize), false);
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
-  EXPECT_TRUE(tier->Contains("ns", "k0"));
+  EXPECT_TRUE(tier->Contains(BlockKey("ns", "k0")));
   EXPECT_EQ(tier->Stats().evictions, 0u);
 }
 
 TEST_F(DiskTierTest, ReplacingABlockChargesItOnce) {
   auto tier = Open(1 << 30);
-  ASSERT_TRUE(tier->Put("ns", "k", Value('a'), false).ok());
-  ASSERT_TRUE(tier->Put("ns", "k", Value('b', 2 * kValueSize), false).ok());
+  ASSERT_TRUE(tier->Put(BlockKey("ns", "k"), Value('a'), false).ok());
+  ASSERT_TRUE(tier->Put(BlockKey("ns", "k"), Value('b', 2 * kValueSize), false).ok());
   EXPECT_EQ(tier->Stats().bytes, Charge("k", 2 * kValueSize));
   EXPECT_EQ(tier->Stats().blocks, 1u);
-  auto value = tier->Get("ns", "k");
+  auto value = tier->Get(BlockKey("ns", "k"));
   ASSERT_TRUE(value.ok());
-  EXPECT_EQ((**value)[0], 'b');
+  EXPECT_EQ((*value->bytes)[0], 'b');
 }
 
 TEST_F(DiskTierTest, DeleteReportsPresenceAndReleasesBytes) {
   auto tier = Open(1 << 30);
-  ASSERT_TRUE(tier->Put("ns", "k", Value('a'), false).ok());
-  EXPECT_TRUE(tier->Delete("ns", "k", /*sync=*/true).value());
-  EXPECT_FALSE(tier->Delete("ns", "k", /*sync=*/true).value());
+  ASSERT_TRUE(tier->Put(BlockKey("ns", "k"), Value('a'), false).ok());
+  EXPECT_TRUE(tier->Delete(BlockKey("ns", "k"), /*sync=*/true).value());
+  EXPECT_FALSE(tier->Delete(BlockKey("ns", "k"), /*sync=*/true).value());
   EXPECT_EQ(tier->Stats().bytes, 0u);
-  EXPECT_EQ(tier->Get("ns", "k").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(tier->Get(BlockKey("ns", "k")).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(DiskTierTest, FlippedValueByteIsDataLossAndTheEntryIsDeleted) {
   {
     auto tier = Open(1 << 30);
-    ASSERT_TRUE(tier->Put("ns", "bad", Value('x'), true).ok());
-    ASSERT_TRUE(tier->Put("ns", "good", Value('y'), true).ok());
+    ASSERT_TRUE(tier->Put(BlockKey("ns", "bad"), Value('x'), true).ok());
+    ASSERT_TRUE(tier->Put(BlockKey("ns", "good"), Value('y'), true).ok());
   }
   CorruptStoredValue("ns", "bad", /*offset=*/5000, /*mask=*/0x01);
   auto tier = Open(1 << 30);
-  absl::Status status = tier->Get("ns", "bad").status();
+  absl::Status status = tier->Get(BlockKey("ns", "bad")).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
   EXPECT_NE(status.message().find("deleted"), absl::string_view::npos) << status;
-  EXPECT_FALSE(tier->Contains("ns", "bad"));
-  EXPECT_EQ(tier->Get("ns", "bad").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_TRUE(tier->Get("ns", "good").ok());
+  EXPECT_FALSE(tier->Contains(BlockKey("ns", "bad")));
+  EXPECT_EQ(tier->Get(BlockKey("ns", "bad")).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(tier->Get(BlockKey("ns", "good")).ok());
   const StorageTierStats stats = tier->Stats();
   EXPECT_EQ(stats.corrupt_dropped, 1u);
   EXPECT_EQ(stats.blocks, 1u);
@@ -245,18 +248,18 @@ TEST_F(DiskTierTest, FlippedValueByteIsDataLossAndTheEntryIsDeleted) {
 TEST_F(DiskTierTest, FlippedHeaderByteIsDataLoss) {
   {
     auto tier = Open(1 << 30);
-    ASSERT_TRUE(tier->Put("ns", "k", Value('x'), true).ok());
+    ASSERT_TRUE(tier->Put(BlockKey("ns", "k"), Value('x'), true).ok());
   }
   CorruptStoredValue("ns", "k", /*offset=*/0, /*mask=*/0x80);  // frame version
   auto tier = Open(1 << 30);
-  EXPECT_EQ(tier->Get("ns", "k").status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_FALSE(tier->Contains("ns", "k"));
+  EXPECT_EQ(tier->Get(BlockKey("ns", "k")).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(tier->Contains(BlockKey("ns", "k")));
 }
 
 TEST_F(DiskTierTest, FlippedByteInABlobFileIsDataLoss) {
   {
     auto tier = Open(1 << 30);
-    ASSERT_TRUE(tier->Put("ns", "k", Value('x', 1 << 20), true).ok());
+    ASSERT_TRUE(tier->Put(BlockKey("ns", "k"), Value('x', 1 << 20), true).ok());
   }
   { auto tier = Open(1 << 30); }  // WAL recovery flushes the memtable: the value lands in a blob
   std::vector<std::filesystem::path> blobs;
@@ -274,10 +277,34 @@ TEST_F(DiskTierTest, FlippedByteInABlobFileIsDataLoss) {
     file.write(&byte, 1);
   }
   auto tier = Open(1 << 30);
-  absl::Status status = tier->Get("ns", "k").status();
+  absl::Status status = tier->Get(BlockKey("ns", "k")).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
-  EXPECT_FALSE(tier->Contains("ns", "k"));
+  EXPECT_FALSE(tier->Contains(BlockKey("ns", "k")));
   EXPECT_EQ(tier->Stats().corrupt_dropped, 1u);
+}
+
+TEST_F(DiskTierTest, GetReturnsTheHashItVerified) {
+  auto tier = Open(1 << 30);
+  const StoredBlock block = Value('h');
+  ASSERT_TRUE(tier->Put(BlockKey("ns", "k"), block, /*sync=*/false).ok());
+  auto value = tier->Get(BlockKey("ns", "k"));
+  ASSERT_TRUE(value.ok()) << value.status();
+  EXPECT_EQ(value->hash, block.hash);
+  EXPECT_EQ(value->hash, BlockHash(*value->bytes));
+}
+
+// Put frames the block with the hash it is given and does not read the bytes to check it, so
+// bytes that changed after their hash was taken are stored, then caught and dropped on read.
+TEST_F(DiskTierTest, BlockWhoseBytesDoNotMatchItsHashIsDataLossOnRead) {
+  auto tier = Open(1 << 30);
+  StoredBlock block = Value('x');
+  block.hash ^= 0x100;
+  ASSERT_TRUE(tier->Put(BlockKey("ns", "k"), block, /*sync=*/false).ok());
+  EXPECT_TRUE(tier->Contains(BlockKey("ns", "k")));
+  EXPECT_EQ(tier->Get(BlockKey("ns", "k")).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(tier->Contains(BlockKey("ns", "k")));
+  EXPECT_EQ(tier->Stats().corrupt_dropped, 1u);
+  EXPECT_EQ(tier->Stats().bytes, 0u);
 }
 
 // A directory written by an earlier build: schema version 1, blocks in version-1 frames.
@@ -287,8 +314,8 @@ TEST_F(DiskTierTest, ReadsVersionOneFramesOfEarlierBuildsAndUpgradesTheSchemaRec
   const std::string payload(kValueSize, 'o');
   {
     auto tier = Open(1 << 30);
-    ASSERT_TRUE(tier->Put("ns", "old-good", Value('?'), /*sync=*/true).ok());
-    ASSERT_TRUE(tier->Put("ns", "old-bad", Value('?'), /*sync=*/true).ok());
+    ASSERT_TRUE(tier->Put(good, Value('?'), /*sync=*/true).ok());
+    ASSERT_TRUE(tier->Put(bad, Value('?'), /*sync=*/true).ok());
   }
   EditDatabase([&](rocksdb::DB& db) {
     // Same sizes as what the tier wrote, so the order records' charges stay right.
@@ -305,13 +332,14 @@ TEST_F(DiskTierTest, ReadsVersionOneFramesOfEarlierBuildsAndUpgradesTheSchemaRec
   {
     auto tier = Open(1 << 30);
     ASSERT_NE(tier, nullptr);
-    auto value = tier->Get("ns", "old-good");
+    auto value = tier->Get(good);
     ASSERT_TRUE(value.ok()) << value.status();
-    EXPECT_EQ(**value, payload);
-    EXPECT_EQ(tier->Get("ns", "old-bad").status().code(), absl::StatusCode::kDataLoss);
-    EXPECT_FALSE(tier->Contains("ns", "old-bad"));
+    EXPECT_EQ(*value->bytes, payload);
+    EXPECT_EQ(value->hash, BlockHash(payload));
+    EXPECT_EQ(tier->Get(bad).status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_FALSE(tier->Contains(bad));
     // New writes use version 2, beside the version-1 frames.
-    ASSERT_TRUE(tier->Put("ns", "new", Value('n'), /*sync=*/true).ok());
+    ASSERT_TRUE(tier->Put(BlockKey("ns", "new"), Value('n'), /*sync=*/true).ok());
   }
   EditDatabase([&](rocksdb::DB& db) {
     std::string version;
@@ -323,8 +351,8 @@ TEST_F(DiskTierTest, ReadsVersionOneFramesOfEarlierBuildsAndUpgradesTheSchemaRec
     EXPECT_EQ(static_cast<uint8_t>(framed[0]), kFrameVersion);
   });
   auto tier = Open(1 << 30);
-  EXPECT_TRUE(tier->Get("ns", "old-good").ok());
-  EXPECT_TRUE(tier->Get("ns", "new").ok());
+  EXPECT_TRUE(tier->Get(good).ok());
+  EXPECT_TRUE(tier->Get(BlockKey("ns", "new")).ok());
 }
 
 TEST_F(DiskTierTest, RefusesAnUnknownSchemaVersion) {
@@ -355,7 +383,7 @@ TEST_F(DiskTierTest, RefusesADatabaseThatIsNotADiskTier) {
 // An index record's charge used to be trusted as read, so a corrupt one wrecked the byte
 // accounting (or overflowed it) without a word.
 TEST_F(DiskTierTest, IndexRecordWithAnImpossibleChargeIsDataLossAtOpen) {
-  { ASSERT_TRUE(Open(1 << 30)->Put("ns", "k", Value('x'), /*sync=*/true).ok()); }
+  { ASSERT_TRUE(Open(1 << 30)->Put(BlockKey("ns", "k"), Value('x'), /*sync=*/true).ok()); }
   {
     rocksdb::DB* raw = nullptr;
     ASSERT_TRUE(
@@ -367,7 +395,7 @@ TEST_F(DiskTierTest, IndexRecordWithAnImpossibleChargeIsDataLossAtOpen) {
     const std::string order_key = it->key().ToString();
     it.reset();
     ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), order_key,
-                        EncodeOrderValue(/*charge=*/3, EncodeBlockKey("ns", "k")))
+                        EncodeOrderValue(/*charge=*/3, BlockKey("ns", "k").encoded()))
                     .ok());
     ASSERT_TRUE(db->Close().ok());
   }
@@ -387,12 +415,12 @@ TEST_F(DiskTierTest, ConcurrentWritersKeepAccountingConsistentAcrossRestart) {
         for (int i = 0; i < 60; ++i) {
           const std::string key = "t" + std::to_string(t) + "-" + std::to_string(10 + i % 25);
           if (i % 5 == 4) {
-            ASSERT_TRUE(tier->Delete("ns", key, /*sync=*/i % 2 == 0).ok());
+            ASSERT_TRUE(tier->Delete(BlockKey("ns", key), /*sync=*/i % 2 == 0).ok());
           } else if (i % 3 == 2) {
-            auto value = tier->Get("ns", key);
+            auto value = tier->Get(BlockKey("ns", key));
             ASSERT_TRUE(value.ok() || absl::IsNotFound(value.status())) << value.status();
           } else {
-            ASSERT_TRUE(tier->Put("ns", key, Value('c'), false).ok());
+            ASSERT_TRUE(tier->Put(BlockKey("ns", key), Value('c'), false).ok());
           }
         }
       });

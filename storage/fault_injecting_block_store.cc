@@ -34,26 +34,22 @@ absl::Status FaultInjectingBlockStore::Enter(Op op) {
   return fault.status;
 }
 
-absl::Status FaultInjectingBlockStore::Put(absl::string_view ns, absl::string_view key,
-                                           const BlockBytes& value, bool sync) {
+absl::Status FaultInjectingBlockStore::Put(const BlockKey& key, const StoredBlock& block,
+                                           bool sync) {
   RETURN_IF_ERROR(Enter(Op::kPut));
-  return base_->Put(ns, key, value, sync);
+  return base_->Put(key, block, sync);
 }
 
-absl::StatusOr<BlockBytes> FaultInjectingBlockStore::Get(absl::string_view ns,
-                                                         absl::string_view key) {
+absl::StatusOr<StoredBlock> FaultInjectingBlockStore::Get(const BlockKey& key) {
   RETURN_IF_ERROR(Enter(Op::kGet));
-  return base_->Get(ns, key);
+  return base_->Get(key);
 }
 
-bool FaultInjectingBlockStore::Contains(absl::string_view ns, absl::string_view key) const {
-  return base_->Contains(ns, key);
-}
+bool FaultInjectingBlockStore::Contains(const BlockKey& key) const { return base_->Contains(key); }
 
-absl::StatusOr<bool> FaultInjectingBlockStore::Delete(absl::string_view ns, absl::string_view key,
-                                                      bool sync) {
+absl::StatusOr<bool> FaultInjectingBlockStore::Delete(const BlockKey& key, bool sync) {
   RETURN_IF_ERROR(Enter(Op::kDelete));
-  return base_->Delete(ns, key, sync);
+  return base_->Delete(key, sync);
 }
 
 absl::Status FaultInjectingBlockStore::Sync() {

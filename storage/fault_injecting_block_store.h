@@ -38,11 +38,10 @@ class FaultInjectingBlockStore : public BlockStore {
   // Calls of `op` so far, failed ones included.
   uint64_t Calls(Op op) const;
 
-  absl::Status Put(absl::string_view ns, absl::string_view key, const BlockBytes& value,
-                   bool sync) override;
-  absl::StatusOr<BlockBytes> Get(absl::string_view ns, absl::string_view key) override;
-  bool Contains(absl::string_view ns, absl::string_view key) const override;
-  absl::StatusOr<bool> Delete(absl::string_view ns, absl::string_view key, bool sync) override;
+  absl::Status Put(const BlockKey& key, const StoredBlock& block, bool sync) override;
+  absl::StatusOr<StoredBlock> Get(const BlockKey& key) override;
+  bool Contains(const BlockKey& key) const override;
+  absl::StatusOr<bool> Delete(const BlockKey& key, bool sync) override;
   absl::Status Sync() override;
   absl::Status RegisterNamespace(absl::string_view ns, bool sync) override;
   absl::StatusOr<std::vector<std::string>> ListNamespaces() const override;

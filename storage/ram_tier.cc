@@ -2,13 +2,19 @@
 
 #include <utility>
 
-#include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "storage/key_schema.h"
-#include "storage/stored_block.h"
 
 namespace kvpack {
+namespace {
+
+// Whether `held` is `wanted`: the same bytes object, or equal bytes with the same hash.
+bool Holds(const StoredBlock& held, const StoredBlock* wanted) {
+  if (wanted == nullptr || held.bytes == wanted->bytes) return true;
+  return held.hash == wanted->hash && *held.bytes == *wanted->bytes;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<RamTier>> RamTier::Create(const RamTierOptions& options) {
   if (options.shards < 1) {
@@ -23,136 +29,124 @@ RamTier::RamTier(const RamTierOptions& options)
       shard_capacity_(options.capacity_bytes / static_cast<uint64_t>(options.shards)),
       shards_(new Shard[options.shards]) {}
 
-uint64_t RamTier::Charge(absl::string_view ns, absl::string_view key, uint64_t value_size) {
-  return EncodeBlockKey(ns, key).size() + value_size;
+uint64_t RamTier::Charge(const BlockKey& key, uint64_t value_size) {
+  return key.encoded().size() + value_size;
 }
 
-RamTier::Shard& RamTier::ShardFor(absl::string_view block_key) const {
-  const size_t h = absl::Hash<absl::string_view>{}(block_key);
-  return shards_[h % static_cast<size_t>(options_.shards)];
-}
-
-uint64_t RamTier::ChecksumOf(absl::string_view block_key, const std::string& value) const {
-  return options_.verify_checksums ? BlockHash(value) : 0;
+RamTier::Shard& RamTier::ShardFor(const BlockKey& key) const {
+  return shards_[key.seed() % static_cast<uint64_t>(options_.shards)];
 }
 
 void RamTier::RemoveNode(Shard& shard, std::list<Node>::iterator it) {
   shard.bytes -= it->charge;
-  shard.index.erase(absl::string_view(it->block_key));
+  shard.index.erase(it->key.encoded());
   shard.lru.erase(it);
 }
 
-absl::StatusOr<std::vector<RamTier::Evicted>> RamTier::Insert(absl::string_view ns,
-                                                              absl::string_view key,
-                                                              BlockBytes value) {
-  std::string block_key = EncodeBlockKey(ns, key);
-  const uint64_t charge = block_key.size() + value->size();
+absl::StatusOr<std::vector<RamTier::Evicted>> RamTier::Insert(const BlockKey& key,
+                                                              StoredBlock block) {
+  const uint64_t charge = Charge(key, block.bytes->size());
   if (charge > shard_capacity_) {
     return absl::ResourceExhaustedError(absl::StrCat("block of ", charge,
                                                      " bytes exceeds the RAM shard capacity of ",
                                                      shard_capacity_, " bytes"));
   }
-  const uint64_t checksum = ChecksumOf(block_key, *value);
   std::vector<Evicted> evicted;
-  Shard& shard = ShardFor(block_key);
+  Shard& shard = ShardFor(key);
   absl::MutexLock lock(&shard.mu);
-  shard.spilling.erase(block_key);
-  auto found = shard.index.find(absl::string_view(block_key));
+  if (!shard.spilling.empty()) shard.spilling.erase(key.encoded());
+  auto found = shard.index.find(key.encoded());
   if (found != shard.index.end()) RemoveNode(shard, found->second);
-  shard.lru.push_front(Node{std::move(block_key), std::move(value), checksum, charge});
-  shard.index.emplace(absl::string_view(shard.lru.front().block_key), shard.lru.begin());
+  shard.lru.push_front(Node{key, std::move(block), charge});
+  shard.index.emplace(shard.lru.front().key.encoded(), shard.lru.begin());
   shard.bytes += charge;
   while (shard.bytes > shard_capacity_) {
     // The new node alone fits, so the loop stops before reaching it.
     auto victim = std::prev(shard.lru.end());
     ++shard.evictions;
     if (options_.spill_evictions) {
-      shard.spilling.insert_or_assign(victim->block_key,
-                                      SpillingEntry{victim->value, victim->checksum});
+      shard.spilling.insert_or_assign(std::string(victim->key.encoded()), victim->block);
     }
-    evicted.push_back(Evicted{victim->block_key, victim->value, victim->checksum});
-    RemoveNode(shard, victim);
+    shard.bytes -= victim->charge;
+    shard.index.erase(victim->key.encoded());
+    evicted.push_back(Evicted{std::move(victim->key), std::move(victim->block)});
+    shard.lru.erase(victim);
   }
   return evicted;
 }
 
-absl::StatusOr<BlockBytes> RamTier::Lookup(absl::string_view ns, absl::string_view key) {
-  const std::string block_key = EncodeBlockKey(ns, key);
-  Shard& shard = ShardFor(block_key);
-  BlockBytes value;
-  uint64_t checksum = 0;
+absl::StatusOr<StoredBlock> RamTier::Lookup(const BlockKey& key) {
+  Shard& shard = ShardFor(key);
+  StoredBlock block;
   {
     absl::MutexLock lock(&shard.mu);
-    auto found = shard.index.find(absl::string_view(block_key));
+    auto found = shard.index.find(key.encoded());
     if (found != shard.index.end()) {
       shard.lru.splice(shard.lru.begin(), shard.lru, found->second);
-      value = found->second->value;
-      checksum = found->second->checksum;
-    } else if (auto spilling = shard.spilling.find(block_key); spilling != shard.spilling.end()) {
-      value = spilling->second.value;
-      checksum = spilling->second.checksum;
+      block = found->second->block;
+    } else if (auto spilling = shard.spilling.find(key.encoded());
+               spilling != shard.spilling.end()) {
+      block = spilling->second;
     } else {
       ++shard.misses;
       return absl::NotFoundError("block not in the RAM tier");
     }
     ++shard.hits;
   }
-  if (!options_.verify_checksums || BlockHash(*value) == checksum) return value;
+  if (!options_.verify_checksums || BlockHash(*block.bytes) == block.hash) return block;
 
   absl::MutexLock lock(&shard.mu);
-  auto found = shard.index.find(absl::string_view(block_key));
-  if (found != shard.index.end() && found->second->value == value) RemoveNode(shard, found->second);
-  auto spilling = shard.spilling.find(block_key);
-  if (spilling != shard.spilling.end() && spilling->second.value == value) {
-    shard.spilling.erase(spilling);
-  }
+  EraseLocked(shard, key, &block);
   ++shard.corrupt_dropped;
-  return absl::DataLossError(absl::StrCat("checksum mismatch on a ", value->size(),
+  return absl::DataLossError(absl::StrCat("checksum mismatch on a ", block.bytes->size(),
                                           "-byte block in the RAM tier; the block was dropped"));
 }
 
-bool RamTier::StillIntact(const Evicted& block) const {
-  if (!options_.verify_checksums || BlockHash(*block.value) == block.checksum) {
-    return true;
+bool RamTier::Contains(const BlockKey& key) const {
+  Shard& shard = ShardFor(key);
+  absl::MutexLock lock(&shard.mu);
+  return shard.index.contains(key.encoded()) || shard.spilling.contains(key.encoded());
+}
+
+bool RamTier::EraseLocked(Shard& shard, const BlockKey& key, const StoredBlock* block) {
+  bool erased = false;
+  if (auto spilling = shard.spilling.find(key.encoded());
+      spilling != shard.spilling.end() && Holds(spilling->second, block)) {
+    shard.spilling.erase(spilling);
+    erased = true;
   }
-  Shard& shard = ShardFor(block.block_key);
-  absl::MutexLock lock(&shard.mu);
-  ++shard.corrupt_dropped;
-  return false;
-}
-
-bool RamTier::Contains(absl::string_view ns, absl::string_view key) const {
-  const std::string block_key = EncodeBlockKey(ns, key);
-  Shard& shard = ShardFor(block_key);
-  absl::MutexLock lock(&shard.mu);
-  return shard.index.contains(absl::string_view(block_key)) || shard.spilling.contains(block_key);
-}
-
-bool RamTier::Erase(absl::string_view ns, absl::string_view key) {
-  const std::string block_key = EncodeBlockKey(ns, key);
-  Shard& shard = ShardFor(block_key);
-  absl::MutexLock lock(&shard.mu);
-  bool erased = shard.spilling.erase(block_key) > 0;
-  auto found = shard.index.find(absl::string_view(block_key));
-  if (found != shard.index.end()) {
+  if (auto found = shard.index.find(key.encoded());
+      found != shard.index.end() && Holds(found->second->block, block)) {
     RemoveNode(shard, found->second);
     erased = true;
   }
   return erased;
 }
 
-bool RamTier::IsSpilling(absl::string_view block_key, const BlockBytes& value) const {
-  Shard& shard = ShardFor(block_key);
+bool RamTier::Erase(const BlockKey& key) {
+  Shard& shard = ShardFor(key);
   absl::MutexLock lock(&shard.mu);
-  auto found = shard.spilling.find(block_key);
-  return found != shard.spilling.end() && found->second.value == value;
+  return EraseLocked(shard, key, nullptr);
 }
 
-void RamTier::FinishSpill(absl::string_view block_key, const BlockBytes& value) {
-  Shard& shard = ShardFor(block_key);
+bool RamTier::EraseIfHolds(const BlockKey& key, const StoredBlock& block) {
+  Shard& shard = ShardFor(key);
   absl::MutexLock lock(&shard.mu);
-  auto found = shard.spilling.find(block_key);
-  if (found != shard.spilling.end() && found->second.value == value) shard.spilling.erase(found);
+  return EraseLocked(shard, key, &block);
+}
+
+bool RamTier::IsSpilling(const BlockKey& key, const BlockBytes& bytes) const {
+  Shard& shard = ShardFor(key);
+  absl::MutexLock lock(&shard.mu);
+  auto found = shard.spilling.find(key.encoded());
+  return found != shard.spilling.end() && found->second.bytes == bytes;
+}
+
+void RamTier::FinishSpill(const BlockKey& key, const BlockBytes& bytes) {
+  Shard& shard = ShardFor(key);
+  absl::MutexLock lock(&shard.mu);
+  auto found = shard.spilling.find(key.encoded());
+  if (found != shard.spilling.end() && found->second.bytes == bytes) shard.spilling.erase(found);
 }
 
 uint64_t RamTier::SpillingBlocks() const {

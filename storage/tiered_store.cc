@@ -2,23 +2,16 @@
 
 #include <utility>
 
-#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "storage/disk_tier.h"
-#include "storage/key_schema.h"
 
 namespace kvpack {
 namespace {
 
-absl::Status ValidateNamespace(absl::string_view ns) {
-  if (ns.empty()) return absl::InvalidArgumentError("namespace must not be empty");
-  return absl::OkStatus();
-}
-
-absl::Status ValidateKey(absl::string_view ns, absl::string_view key) {
-  RETURN_IF_ERROR(ValidateNamespace(ns));
-  if (key.empty()) return absl::InvalidArgumentError("block key must not be empty");
+absl::Status ValidateKey(const BlockKey& key) {
+  if (key.ns().empty()) return absl::InvalidArgumentError("namespace must not be empty");
+  if (key.key().empty()) return absl::InvalidArgumentError("block key must not be empty");
   return absl::OkStatus();
 }
 
@@ -67,12 +60,10 @@ TieredStore::TieredStore(std::unique_ptr<RamTier> ram, std::unique_ptr<BlockStor
   for (std::string& ns : namespaces) namespaces_.insert(std::move(ns));
 }
 
-absl::Mutex& TieredStore::StripeFor(absl::string_view block_key) {
-  return stripes_[absl::Hash<absl::string_view>{}(block_key) % kStripes];
-}
+absl::Mutex& TieredStore::StripeFor(const BlockKey& key) { return stripes_[key.seed() % kStripes]; }
 
-bool TieredStore::FitsRam(absl::string_view ns, absl::string_view key, uint64_t size) const {
-  return ram_ != nullptr && RamTier::Charge(ns, key, size) <= ram_->shard_capacity_bytes();
+bool TieredStore::FitsRam(const BlockKey& key, uint64_t size) const {
+  return ram_ != nullptr && RamTier::Charge(key, size) <= ram_->shard_capacity_bytes();
 }
 
 absl::Status TieredStore::EnsureNamespace(absl::string_view ns, bool sync) {
@@ -88,43 +79,42 @@ absl::Status TieredStore::EnsureNamespace(absl::string_view ns, bool sync) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<StorageTier> TieredStore::Put(absl::string_view ns, absl::string_view key, BlockBytes value,
-                                      bool durable) {
-  RETURN_IF_ERROR(ValidateKey(ns, key));
-  if (value == nullptr) return absl::InvalidArgumentError("block value must not be null");
+absl::StatusOr<StorageTier> TieredStore::Put(const BlockKey& key, StoredBlock block, bool durable) {
+  RETURN_IF_ERROR(ValidateKey(key));
+  if (block.bytes == nullptr) return absl::InvalidArgumentError("block value must not be null");
   if (durable && disk_ == nullptr) {
     return absl::FailedPreconditionError("a durable put needs a disk tier; this store has none");
   }
-  const bool fits_ram = FitsRam(ns, key, value->size());
+  const uint64_t size = block.bytes->size();
+  const bool fits_ram = FitsRam(key, size);
   if (!fits_ram && disk_ == nullptr) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("block of ", value->size(), " bytes does not fit a RAM shard of ",
+        absl::StrCat("block of ", size, " bytes does not fit a RAM shard of ",
                      ram_->shard_capacity_bytes(), " bytes and there is no disk tier"));
   }
-  RETURN_IF_ERROR(EnsureNamespace(ns, durable));
+  RETURN_IF_ERROR(EnsureNamespace(key.ns(), durable));
 
-  const std::string block_key = EncodeBlockKey(ns, key);
   std::vector<RamTier::Evicted> evicted;
   StorageTier landed;
   {
-    absl::MutexLock stripe(&StripeFor(block_key));
+    absl::MutexLock stripe(&StripeFor(key));
     if (durable || !fits_ram) {
-      RETURN_IF_ERROR(disk_->Put(ns, key, value, durable));
+      RETURN_IF_ERROR(disk_->Put(key, block, durable));
       landed = StorageTier::kDisk;
       if (fits_ram) {
-        ASSIGN_OR_RETURN(evicted, ram_->Insert(ns, key, std::move(value)));
+        ASSIGN_OR_RETURN(evicted, ram_->Insert(key, std::move(block)));
       } else if (ram_ != nullptr) {
-        ram_->Erase(ns, key);
+        ram_->Erase(key);
       }
     } else {
-      if (disk_ != nullptr && disk_->Contains(ns, key)) {
+      if (disk_ != nullptr && disk_->Contains(key)) {
         // The disk copy would be stale once the new value is in RAM, and would be served again
         // after a restart. The delete goes through the log, so after a crash of the process the
         // key is absent or new, never old (after a crash of the machine the last durable
         // version may come back: storage/FORMAT.md, "Durability").
-        RETURN_IF_ERROR(disk_->Delete(ns, key, /*sync=*/false).status());
+        RETURN_IF_ERROR(disk_->Delete(key, /*sync=*/false).status());
       }
-      ASSIGN_OR_RETURN(evicted, ram_->Insert(ns, key, std::move(value)));
+      ASSIGN_OR_RETURN(evicted, ram_->Insert(key, std::move(block)));
       landed = StorageTier::kRam;
     }
   }
@@ -134,74 +124,69 @@ absl::StatusOr<StorageTier> TieredStore::Put(absl::string_view ns, absl::string_
 
 void TieredStore::Spill(const std::vector<RamTier::Evicted>& evicted) {
   if (disk_ == nullptr) return;
-  for (const RamTier::Evicted& block : evicted) {
-    absl::StatusOr<BlockKeyParts> parts = DecodeBlockKey(block.block_key);
-    absl::MutexLock stripe(&StripeFor(block.block_key));
+  for (const RamTier::Evicted& victim : evicted) {
+    absl::MutexLock stripe(&StripeFor(victim.key));
     // Gone from the spilling set: deleted or replaced since it was evicted.
-    if (!ram_->IsSpilling(block.block_key, block.value)) continue;
-    // Blocks the RAM tier produced always decode; a disk copy, when there is one, holds the same
-    // bytes (the class invariant), so only a RAM-only block needs writing — and only if its
-    // bytes still match the checksum RAM took at insert: a block corrupted in RAM is dropped
-    // here like one a Get finds corrupt, never written to disk.
-    // (StillIntact counts a failure in the RAM tier's corrupt_dropped.)
-    if (parts.ok() && !disk_->Contains(parts->ns, parts->key) && ram_->StillIntact(block)) {
-      if (!disk_->Put(parts->ns, parts->key, block.value, /*sync=*/false).ok()) {
+    if (!ram_->IsSpilling(victim.key, victim.block.bytes)) continue;
+    // A disk copy, when there is one, holds the same bytes (the class invariant), so only a
+    // RAM-only block needs writing. It is written with the hash taken at put, unchecked: bytes
+    // corrupted in RAM since then fail that hash when the disk copy is read, and are dropped
+    // there (DataLoss), never served.
+    if (!disk_->Contains(victim.key)) {
+      if (!disk_->Put(victim.key, victim.block, /*sync=*/false).ok()) {
         spill_failures_.fetch_add(1, std::memory_order_relaxed);
       }
     }
-    ram_->FinishSpill(block.block_key, block.value);
+    ram_->FinishSpill(victim.key, victim.block.bytes);
   }
 }
 
-absl::StatusOr<BlockBytes> TieredStore::Get(absl::string_view ns, absl::string_view key,
-                                            StorageTier* tier) {
+absl::StatusOr<StoredBlock> TieredStore::Get(const BlockKey& key, StorageTier* tier) {
   if (tier != nullptr) *tier = StorageTier::kNone;
-  RETURN_IF_ERROR(ValidateKey(ns, key));
+  RETURN_IF_ERROR(ValidateKey(key));
   absl::Status ram_status = absl::NotFoundError("block not found");
   if (ram_ != nullptr) {
-    absl::StatusOr<BlockBytes> value = ram_->Lookup(ns, key);
-    if (value.ok()) {
+    absl::StatusOr<StoredBlock> block = ram_->Lookup(key);
+    if (block.ok()) {
       if (tier != nullptr) *tier = StorageTier::kRam;
-      return value;
+      return block;
     }
-    ram_status = value.status();  // NotFound, or DataLoss with the corrupt copy already dropped
+    ram_status = block.status();  // NotFound, or DataLoss with the corrupt copy already dropped
   }
   if (disk_ == nullptr) {
     misses_.fetch_add(1, std::memory_order_relaxed);
     return ram_status;
   }
 
-  const std::string block_key = EncodeBlockKey(ns, key);
   std::vector<RamTier::Evicted> evicted;
-  BlockBytes value;
+  StoredBlock block;
   {
-    absl::MutexLock stripe(&StripeFor(block_key));
-    absl::StatusOr<BlockBytes> from_disk = disk_->Get(ns, key);
+    absl::MutexLock stripe(&StripeFor(key));
+    absl::StatusOr<StoredBlock> from_disk = disk_->Get(key);
     if (!from_disk.ok()) {
       misses_.fetch_add(1, std::memory_order_relaxed);
       // A RAM copy that failed its checksum is the more useful report when disk has none.
       if (absl::IsNotFound(from_disk.status()) && absl::IsDataLoss(ram_status)) return ram_status;
       return from_disk.status();
     }
-    value = *std::move(from_disk);
-    if (FitsRam(ns, key, value->size())) {
-      ASSIGN_OR_RETURN(evicted, ram_->Insert(ns, key, value));
+    block = *std::move(from_disk);
+    if (FitsRam(key, block.bytes->size())) {
+      // Promoted with the hash the disk read verified.
+      ASSIGN_OR_RETURN(evicted, ram_->Insert(key, block));
     }
   }
   Spill(evicted);
   if (tier != nullptr) *tier = StorageTier::kDisk;
-  return value;
+  return block;
 }
 
-std::vector<StorageTier> TieredStore::LookupPrefix(absl::string_view ns,
-                                            absl::Span<const std::string> keys) {
+std::vector<StorageTier> TieredStore::LookupPrefix(absl::Span<const BlockKey> keys) {
   std::vector<StorageTier> tiers;
-  if (ns.empty()) return tiers;
-  for (const std::string& key : keys) {
-    if (key.empty()) break;
-    if (ram_ != nullptr && ram_->Contains(ns, key)) {
+  for (const BlockKey& key : keys) {
+    if (key.ns().empty() || key.key().empty()) break;
+    if (ram_ != nullptr && ram_->Contains(key)) {
       tiers.push_back(StorageTier::kRam);
-    } else if (disk_ != nullptr && disk_->Contains(ns, key)) {
+    } else if (disk_ != nullptr && disk_->Contains(key)) {
       tiers.push_back(StorageTier::kDisk);
     } else {
       break;
@@ -210,16 +195,15 @@ std::vector<StorageTier> TieredStore::LookupPrefix(absl::string_view ns,
   return tiers;
 }
 
-absl::StatusOr<uint32_t> TieredStore::Delete(absl::string_view ns,
-                                             absl::Span<const std::string> keys) {
-  for (const std::string& key : keys) RETURN_IF_ERROR(ValidateKey(ns, key));
+absl::StatusOr<uint32_t> TieredStore::Delete(absl::Span<const BlockKey> keys) {
+  for (const BlockKey& key : keys) RETURN_IF_ERROR(ValidateKey(key));
   uint32_t present = 0;
   bool wrote_disk = false;
-  for (const std::string& key : keys) {
-    absl::MutexLock stripe(&StripeFor(EncodeBlockKey(ns, key)));
-    bool found = ram_ != nullptr && ram_->Erase(ns, key);
+  for (const BlockKey& key : keys) {
+    absl::MutexLock stripe(&StripeFor(key));
+    bool found = ram_ != nullptr && ram_->Erase(key);
     if (disk_ != nullptr) {
-      ASSIGN_OR_RETURN(const bool on_disk, disk_->Delete(ns, key, /*sync=*/false));
+      ASSIGN_OR_RETURN(const bool on_disk, disk_->Delete(key, /*sync=*/false));
       found = found || on_disk;
       wrote_disk = wrote_disk || on_disk;
     }
@@ -230,19 +214,15 @@ absl::StatusOr<uint32_t> TieredStore::Delete(absl::string_view ns,
   return present;
 }
 
-absl::Status TieredStore::DropUnreadable(absl::string_view ns, absl::string_view key,
-                                         const BlockBytes& value) {
-  RETURN_IF_ERROR(ValidateKey(ns, key));
-  absl::MutexLock stripe(&StripeFor(EncodeBlockKey(ns, key)));
-  bool dropped = false;
-  if (ram_ != nullptr) {
-    absl::StatusOr<BlockBytes> in_ram = ram_->Lookup(ns, key);
-    if (in_ram.ok() && **in_ram == *value) dropped = ram_->Erase(ns, key);
-  }
+absl::Status TieredStore::DropUnreadable(const BlockKey& key, const StoredBlock& block) {
+  RETURN_IF_ERROR(ValidateKey(key));
+  if (block.bytes == nullptr) return absl::InvalidArgumentError("block value must not be null");
+  absl::MutexLock stripe(&StripeFor(key));
+  bool dropped = ram_ != nullptr && ram_->EraseIfHolds(key, block);
   if (disk_ != nullptr) {
-    absl::StatusOr<BlockBytes> on_disk = disk_->Get(ns, key);
-    if (on_disk.ok() && **on_disk == *value) {
-      ASSIGN_OR_RETURN(const bool deleted, disk_->Delete(ns, key, /*sync=*/true));
+    absl::StatusOr<StoredBlock> on_disk = disk_->Get(key);
+    if (on_disk.ok() && on_disk->hash == block.hash && *on_disk->bytes == *block.bytes) {
+      ASSIGN_OR_RETURN(const bool deleted, disk_->Delete(key, /*sync=*/true));
       dropped = dropped || deleted;
     }
   }

@@ -3,7 +3,12 @@
 // RAM, durable puts are acknowledged only once on disk, and every read verifies the block's
 // checksum (a corrupt copy is dropped and never served). Values are opaque byte strings.
 //
-// Block state machine, for one (ns, key):
+// A caller builds one BlockKey per key it names (block_key.h) and passes it to every call, and
+// hands each block in as a StoredBlock whose hash it took (stored_block.h, which also lists what
+// is hashed when): the store never re-encodes a key and never hashes a block to move it between
+// tiers. Get returns the hash it verified, so the caller need not hash the bytes again.
+//
+// Block state machine, for one BlockKey:
 //
 //   state      where the bytes are
 //   ---------  ----------------------------------------------------------------------------
@@ -28,7 +33,10 @@
 //                                           later spills it again)
 //   Delete                                  any -> Absent
 //   Get finds the RAM copy corrupt          the RAM copy is dropped; the Get goes on to disk
-//   Get finds the disk copy corrupt         DiskOnly -> Absent, Get returns DataLoss
+//   Get finds the disk copy corrupt         DiskOnly -> Absent, Get returns DataLoss (this is
+//                                           also where bytes corrupted in RAM before their
+//                                           spill are caught: the spill writes the hash taken
+//                                           at put, and the disk copy fails it)
 //   restart                                 RamOnly -> Absent;  Both, DiskOnly -> DiskOnly;
 //                                           Spilling -> DiskOnly if its write had completed
 //
@@ -55,8 +63,10 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "storage/block_key.h"
 #include "storage/block_store.h"
 #include "storage/ram_tier.h"
+#include "storage/stored_block.h"
 #include "storage/tier.h"
 
 namespace kvpack {
@@ -83,29 +93,33 @@ class TieredStore {
   TieredStore(const TieredStore&) = delete;
   TieredStore& operator=(const TieredStore&) = delete;
 
-  // Stores value under (ns, key), replacing any previous value. durable=true: returns only once
-  // the value is on the disk tier (RocksDB write with sync=true; the block is cached in RAM as
+  // Stores `block` under `key`, replacing any previous value. block.hash must be
+  // BlockHash(*block.bytes) (StoredBlock::Of computes it): the store keeps it and frames the
+  // disk copy with it, and never hashes the bytes itself. durable=true: returns only once the
+  // block is on the disk tier (RocksDB write with sync=true; the block is cached in RAM as
   // well); FailedPrecondition if there is no disk tier. durable=false: goes to RAM (spilling
-  // evicted blocks to disk), or to disk directly if there is no RAM tier. A value larger than a
-  // RAM shard goes straight to disk. ResourceExhausted if it fits no tier. InvalidArgument for an
-  // empty ns or key or a null value. Returns the tier where the value landed. On error the
-  // previous value, if any, is still readable.
-  absl::StatusOr<StorageTier> Put(absl::string_view ns, absl::string_view key, BlockBytes value,
-                           bool durable);
+  // evicted blocks to disk), or to disk directly if there is no RAM tier. A block larger than a
+  // RAM shard goes straight to disk. ResourceExhausted if it fits no tier. InvalidArgument for
+  // an empty namespace or key or null bytes. Returns the tier where the block landed. On error
+  // the previous value, if any, is still readable.
+  absl::StatusOr<StorageTier> Put(const BlockKey& key, StoredBlock block, bool durable);
 
-  // NotFound if absent. DataLoss if the stored checksum fails (the entry is deleted, counted in
-  // the tier's corrupt_dropped, and the message says so). A disk hit is promoted to RAM.
-  // *tier (optional) = where it was found, kNone on error. InvalidArgument for an empty ns/key.
-  absl::StatusOr<BlockBytes> Get(absl::string_view ns, absl::string_view key, StorageTier* tier = nullptr);
+  // The block under `key`, with a hash the caller can use instead of hashing the bytes again:
+  // verified against the bytes by this call (one pass; two for a version-1 disk frame), or, for
+  // a RAM hit with verify_ram_checksums off, the hash taken at put, unverified. NotFound if
+  // absent. DataLoss if the stored checksum fails (the entry is deleted, counted in the tier's
+  // corrupt_dropped, and the message says so). A disk hit is promoted to RAM. *tier (optional)
+  // = where it was found, kNone on error. InvalidArgument for an empty namespace or key.
+  absl::StatusOr<StoredBlock> Get(const BlockKey& key, StorageTier* tier = nullptr);
 
-  // StorageTier of each leading key of the chain that is stored (stops at the first missing one; kRam
-  // for a block in both tiers). Does not promote, does not read values, does not count hits.
-  // An empty ns or key counts as missing.
-  std::vector<StorageTier> LookupPrefix(absl::string_view ns, absl::Span<const std::string> keys);
+  // StorageTier of each leading key of the chain that is stored (stops at the first missing
+  // one; kRam for a block in both tiers). Does not promote, does not read values, does not
+  // count hits. A key with an empty namespace or key counts as missing.
+  std::vector<StorageTier> LookupPrefix(absl::Span<const BlockKey> keys);
 
   // Deletes from every tier; returns how many of the keys were present. InvalidArgument (and
-  // nothing deleted) for an empty ns or key; a disk error stops the deletion part way.
-  absl::StatusOr<uint32_t> Delete(absl::string_view ns, absl::Span<const std::string> keys);
+  // nothing deleted) for an empty namespace or key; a disk error stops the deletion part way.
+  absl::StatusOr<uint32_t> Delete(absl::Span<const BlockKey> keys);
 
   // True once any block has ever been put into ns (persisted: survives restart when there is a
   // disk tier).
@@ -120,11 +134,11 @@ class TieredStore {
   // Blocks evicted from RAM that could not be written to disk and were therefore lost.
   uint64_t SpillFailures() const { return spill_failures_.load(std::memory_order_relaxed); }
 
-  // Drops the block under (ns, key) from every tier that still holds exactly `value`, because
-  // a reader found that those bytes — which passed their checksum — do not parse or decode.
-  // A newer value put since is left alone. The disk delete is synced, as for Delete.
-  absl::Status DropUnreadable(absl::string_view ns, absl::string_view key,
-                              const BlockBytes& value);
+  // Drops the block under `key` from every tier that still holds `block` (as a Get returned
+  // it), because a reader found that those bytes — which passed their checksum — do not parse
+  // or decode. A newer value put since is left alone. The disk delete is synced, as for Delete.
+  // InvalidArgument for an empty namespace or key or null bytes.
+  absl::Status DropUnreadable(const BlockKey& key, const StoredBlock& block);
   // Blocks dropped by DropUnreadable.
   uint64_t UnreadableDropped() const {
     return unreadable_dropped_.load(std::memory_order_relaxed);
@@ -136,8 +150,8 @@ class TieredStore {
   TieredStore(std::unique_ptr<RamTier> ram, std::unique_ptr<BlockStore> disk,
               std::vector<std::string> namespaces);
 
-  absl::Mutex& StripeFor(absl::string_view block_key);
-  bool FitsRam(absl::string_view ns, absl::string_view key, uint64_t size) const;
+  absl::Mutex& StripeFor(const BlockKey& key);
+  bool FitsRam(const BlockKey& key, uint64_t size) const;
   absl::Status EnsureNamespace(absl::string_view ns, bool sync);
   // Writes evicted blocks that are still wanted to disk (see the state machine).
   void Spill(const std::vector<RamTier::Evicted>& evicted);

@@ -10,12 +10,17 @@
 //                       OS page cache + checksum); the store is reopened after filling
 //   BM_GetDiskPromote   gets that hit disk and are promoted to a 1-block RAM tier (spills too)
 //
+// As a server request does, every put and get builds its BlockKey, and every put includes the
+// caller's hash of the block (StoredBlock::Of, one pass), which the store then carries; every
+// get includes the store's verification of it.
+//
 // Run:  bazel run -c opt //storage:tiered_store_benchmark -- --benchmark_min_time=2
 // The RocksDB directory goes under $TEST_TMPDIR, else /tmp.
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -54,6 +59,11 @@ std::vector<std::string> Keys() {
   return keys;
 }
 
+// A put as a server request makes it: the block's key built, its hash taken.
+absl::Status PutBlock(TieredStore& store, const std::string& key, BlockBytes block, bool durable) {
+  return store.Put(BlockKey("bench", key), StoredBlock::Of(std::move(block)), durable).status();
+}
+
 std::unique_ptr<TieredStore> OpenStore(benchmark::State& state, uint64_t ram, uint64_t disk,
                                        const std::string& name, bool fresh = true) {
   TieredStoreOptions options;
@@ -76,7 +86,7 @@ void BM_PutRam(benchmark::State& state) {
   const BlockBytes block = Block(1);
   int i = 0;
   for (auto _ : state) {
-    if (!store->Put("bench", keys[i++ % kKeys], block, false).ok()) state.SkipWithError("put");
+    if (!PutBlock(*store, keys[i++ % kKeys], block, false).ok()) state.SkipWithError("put");
   }
   state.SetBytesProcessed(state.iterations() * kBlockSize);
 }
@@ -89,7 +99,7 @@ void BM_PutSpill(benchmark::State& state) {
   const BlockBytes block = Block(3);
   int i = 0;
   for (auto _ : state) {
-    if (!store->Put("bench", keys[i++ % kKeys], block, false).ok()) state.SkipWithError("put");
+    if (!PutBlock(*store, keys[i++ % kKeys], block, false).ok()) state.SkipWithError("put");
   }
   state.SetBytesProcessed(state.iterations() * kBlockSize);
 }
@@ -102,7 +112,7 @@ void BM_PutDurableCached(benchmark::State& state) {
   const BlockBytes block = Block(4);
   int i = 0;
   for (auto _ : state) {
-    if (!store->Put("bench", keys[i++ % kKeys], block, true).ok()) state.SkipWithError("put");
+    if (!PutBlock(*store, keys[i++ % kKeys], block, true).ok()) state.SkipWithError("put");
   }
   state.SetBytesProcessed(state.iterations() * kBlockSize);
 }
@@ -112,10 +122,10 @@ void BM_GetRam(benchmark::State& state) {
   auto store = OpenStore(state, 1ull << 30, 0, "get_ram");
   if (store == nullptr) return;
   const std::vector<std::string> keys = Keys();
-  for (int k = 0; k < kKeys; ++k) store->Put("bench", keys[k], Block(k), false).IgnoreError();
+  for (int k = 0; k < kKeys; ++k) PutBlock(*store, keys[k], Block(k), false).IgnoreError();
   int i = 0;
   for (auto _ : state) {
-    absl::StatusOr<BlockBytes> value = store->Get("bench", keys[i++ % kKeys]);
+    absl::StatusOr<StoredBlock> value = store->Get(BlockKey("bench", keys[i++ % kKeys]));
     if (!value.ok()) state.SkipWithError("get");
     benchmark::DoNotOptimize(value);
   }
@@ -131,7 +141,7 @@ void BM_PutDisk(benchmark::State& state) {
   const BlockBytes block = Block(2);
   int i = 0;
   for (auto _ : state) {
-    if (!store->Put("bench", keys[i++ % kKeys], block, durable).ok()) state.SkipWithError("put");
+    if (!PutBlock(*store, keys[i++ % kKeys], block, durable).ok()) state.SkipWithError("put");
   }
   state.SetBytesProcessed(state.iterations() * kBlockSize);
 }
@@ -142,14 +152,14 @@ void BM_GetDisk(benchmark::State& state) {
   {
     auto store = OpenStore(state, 0, 16ull << 30, "get_disk");
     if (store == nullptr) return;
-    for (int k = 0; k < kKeys; ++k) store->Put("bench", keys[k], Block(k), false).IgnoreError();
+    for (int k = 0; k < kKeys; ++k) PutBlock(*store, keys[k], Block(k), false).IgnoreError();
   }
   // Reopened: the values are in blob files now, not in the memtable.
   auto store = OpenStore(state, 0, 16ull << 30, "get_disk", /*fresh=*/false);
   if (store == nullptr) return;
   int i = 0;
   for (auto _ : state) {
-    absl::StatusOr<BlockBytes> value = store->Get("bench", keys[i++ % kKeys]);
+    absl::StatusOr<StoredBlock> value = store->Get(BlockKey("bench", keys[i++ % kKeys]));
     if (!value.ok()) state.SkipWithError("get");
     benchmark::DoNotOptimize(value);
   }
@@ -164,13 +174,13 @@ void BM_GetDiskPromote(benchmark::State& state) {
   {
     auto store = OpenStore(state, 0, 16ull << 30, "get_disk_promote");
     if (store == nullptr) return;
-    for (int k = 0; k < kKeys; ++k) store->Put("bench", keys[k], Block(k), false).IgnoreError();
+    for (int k = 0; k < kKeys; ++k) PutBlock(*store, keys[k], Block(k), false).IgnoreError();
   }
   auto store = OpenStore(state, kBlockSize + 64, 16ull << 30, "get_disk_promote", false);
   if (store == nullptr) return;
   int i = 0;
   for (auto _ : state) {
-    absl::StatusOr<BlockBytes> value = store->Get("bench", keys[i++ % kKeys]);
+    absl::StatusOr<StoredBlock> value = store->Get(BlockKey("bench", keys[i++ % kKeys]));
     if (!value.ok()) state.SkipWithError("get");
     benchmark::DoNotOptimize(value);
   }

@@ -19,10 +19,16 @@ namespace {
 
 constexpr size_t kValueSize = 64 << 10;
 
-BlockBytes Value(absl::string_view tag) {
+StoredBlock Value(absl::string_view tag) {
   std::string s(kValueSize, '\0');
   for (size_t i = 0; i < s.size(); ++i) s[i] = tag[i % tag.size()] ^ static_cast<char>(i >> 8);
-  return std::make_shared<const std::string>(std::move(s));
+  return StoredBlock::Of(std::make_shared<const std::string>(std::move(s)));
+}
+
+std::vector<BlockKey> Keys(absl::string_view ns, const std::vector<std::string>& keys) {
+  std::vector<BlockKey> out;
+  for (const std::string& key : keys) out.emplace_back(ns, key);
+  return out;
 }
 
 class TieredStoreCrashTest : public ::testing::Test {
@@ -74,27 +80,27 @@ TEST_F(TieredStoreCrashTest, DeletedBlockStaysDeletedAfterKill) {
   const TieredStoreOptions options = Options(8 << 20);
   WriteThenKill(options, [](TieredStore& store) {
     const std::vector<std::string> keys = {"k"};
-    return store.Put("ns", "k", Value("v1"), /*durable=*/true).ok() &&
-           store.Delete("ns", keys).value_or(0) == 1;
+    return store.Put(BlockKey("ns", "k"), Value("v1"), /*durable=*/true).ok() &&
+           store.Delete(Keys("ns", keys)).value_or(0) == 1;
   });
   auto store = Reopen(options);
   ASSERT_NE(store, nullptr);
-  EXPECT_TRUE(absl::IsNotFound(store->Get("ns", "k").status()));
-  EXPECT_TRUE(store->LookupPrefix("ns", {"k"}).empty());
+  EXPECT_TRUE(absl::IsNotFound(store->Get(BlockKey("ns", "k")).status()));
+  EXPECT_TRUE(store->LookupPrefix(Keys("ns", {"k"})).empty());
 }
 
 TEST_F(TieredStoreCrashTest, NonDurableOverwriteNeverRevertsAfterKill) {
   const TieredStoreOptions options = Options(8 << 20);
   WriteThenKill(options, [](TieredStore& store) {
-    return store.Put("ns", "k", Value("old"), /*durable=*/true).ok() &&
-           store.Put("ns", "k", Value("new"), /*durable=*/false).value_or(StorageTier::kNone) ==
-               StorageTier::kRam;
+    return store.Put(BlockKey("ns", "k"), Value("old"), /*durable=*/true).ok() &&
+           store.Put(BlockKey("ns", "k"), Value("new"), /*durable=*/false)
+                   .value_or(StorageTier::kNone) == StorageTier::kRam;
   });
   auto store = Reopen(options);
   ASSERT_NE(store, nullptr);
   // The new value lived in RAM only, so it may be gone; the old one must not come back.
-  absl::StatusOr<BlockBytes> got = store->Get("ns", "k");
-  ASSERT_FALSE(got.ok() && **got == *Value("old")) << "the overwritten value came back";
+  absl::StatusOr<StoredBlock> got = store->Get(BlockKey("ns", "k"));
+  ASSERT_FALSE(got.ok() && *got->bytes == *Value("old").bytes) << "the overwritten value came back";
   EXPECT_TRUE(absl::IsNotFound(got.status())) << got.status();
 }
 
@@ -103,8 +109,8 @@ TEST_F(TieredStoreCrashTest, PutAcknowledgedOnDiskSurvivesKill) {
   WriteThenKill(options, [](TieredStore& store) {
     for (int i = 0; i < 10; ++i) {
       const std::string key = "k" + std::to_string(i);
-      if (store.Put("ns", key, Value(key), /*durable=*/false).value_or(StorageTier::kNone) !=
-          StorageTier::kDisk) {
+      if (store.Put(BlockKey("ns", key), Value(key), /*durable=*/false)
+              .value_or(StorageTier::kNone) != StorageTier::kDisk) {
         return false;
       }
     }
@@ -114,26 +120,26 @@ TEST_F(TieredStoreCrashTest, PutAcknowledgedOnDiskSurvivesKill) {
   ASSERT_NE(store, nullptr);
   for (int i = 0; i < 10; ++i) {
     const std::string key = "k" + std::to_string(i);
-    absl::StatusOr<BlockBytes> got = store->Get("ns", key);
+    absl::StatusOr<StoredBlock> got = store->Get(BlockKey("ns", key));
     ASSERT_TRUE(got.ok()) << key << ": " << got.status();
-    EXPECT_EQ(**got, *Value(key));
+    EXPECT_EQ(*got->bytes, *Value(key).bytes);
   }
 }
 
 TEST_F(TieredStoreCrashTest, SpilledBlockIsServedOrAbsentButNeverStaleAfterKill) {
   // Room for two blocks: the third put spills the oldest.
-  const TieredStoreOptions options = Options(2 * RamTier::Charge("ns", "k0", kValueSize));
+  const TieredStoreOptions options = Options(2 * RamTier::Charge(BlockKey("ns", "k0"), kValueSize));
   WriteThenKill(options, [](TieredStore& store) {
-    return store.Put("ns", "k0", Value("k0-old"), /*durable=*/true).ok() &&
-           store.Put("ns", "k0", Value("k0-new"), /*durable=*/false).ok() &&
-           store.Put("ns", "k1", Value("k1"), /*durable=*/false).ok() &&
-           store.Put("ns", "k2", Value("k2"), /*durable=*/false).ok();  // spills k0-new
+    return store.Put(BlockKey("ns", "k0"), Value("k0-old"), /*durable=*/true).ok() &&
+           store.Put(BlockKey("ns", "k0"), Value("k0-new"), /*durable=*/false).ok() &&
+           store.Put(BlockKey("ns", "k1"), Value("k1"), /*durable=*/false).ok() &&
+           store.Put(BlockKey("ns", "k2"), Value("k2"), /*durable=*/false).ok();  // spills k0-new
   });
   auto store = Reopen(options);
   ASSERT_NE(store, nullptr);
-  absl::StatusOr<BlockBytes> got = store->Get("ns", "k0");
+  absl::StatusOr<StoredBlock> got = store->Get(BlockKey("ns", "k0"));
   ASSERT_TRUE(got.ok()) << "a spill goes through the write-ahead log: " << got.status();
-  EXPECT_EQ(**got, *Value("k0-new"));
+  EXPECT_EQ(*got->bytes, *Value("k0-new").bytes);
 }
 
 }  // namespace
