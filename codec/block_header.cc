@@ -20,16 +20,6 @@ namespace {
 constexpr uint8_t kMagic[4] = {'K', 'V', 'P', 'B'};
 constexpr size_t kMaxPolicyText = std::numeric_limits<uint16_t>::max();
 
-SegmentShape ShapeOf(const BlockLayout& layout, bool is_key) {
-  SegmentShape shape;
-  shape.tokens = layout.tokens;
-  shape.kv_heads = layout.kv_heads;
-  shape.head_dim = layout.head_dim;
-  shape.dtype = layout.dtype;
-  shape.is_key = is_key;
-  return shape;
-}
-
 // Segment i of a block of `layout` seeded with `seed`, its payload not yet placed.
 BlockSegment SegmentAt(const BlockLayout& layout, uint64_t seed, uint32_t i,
                        const SegmentCodec* codec) {
@@ -37,7 +27,7 @@ BlockSegment SegmentAt(const BlockLayout& layout, uint64_t seed, uint32_t i,
   segment.layer = i / 2;
   segment.is_key = i % 2 == 0;
   segment.codec = codec;
-  segment.shape = ShapeOf(layout, segment.is_key);
+  segment.shape = SegmentShape::Of(layout, segment.is_key);
   segment.context.seed = SegmentSeed(seed, segment.layer, segment.is_key ? 0 : 1);
   segment.raw_offset = uint64_t{i} * layout.SegmentRawBytes();
   segment.length = codec->EncodedSize(segment.shape);

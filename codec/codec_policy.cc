@@ -202,12 +202,7 @@ absl::Status CodecPolicy::Supports(const BlockLayout& layout) const {
     for (const bool is_key : {true, false}) {
       const SegmentCodec* codec = CodecFor(layer, layout.layers, is_key);
       if (!checked.insert({codec, is_key}).second) continue;
-      SegmentShape shape;
-      shape.tokens = layout.tokens;
-      shape.kv_heads = layout.kv_heads;
-      shape.head_dim = layout.head_dim;
-      shape.dtype = layout.dtype;
-      shape.is_key = is_key;
+      const SegmentShape shape = SegmentShape::Of(layout, is_key);
       absl::Status status = codec->Supports(shape);
       if (!status.ok()) {
         return absl::InvalidArgumentError(absl::StrCat(

@@ -43,6 +43,17 @@ struct SegmentShape {
   DType dtype = DType::kBFloat16;  // element type of the raw (decoded) bytes
   bool is_key = false;             // K segment (true) or V segment (false)
 
+  // The shape of the K (is_key) or V segments of a block of `layout`.
+  static SegmentShape Of(const BlockLayout& layout, bool is_key) {
+    SegmentShape shape;
+    shape.tokens = layout.tokens;
+    shape.kv_heads = layout.kv_heads;
+    shape.head_dim = layout.head_dim;
+    shape.dtype = layout.dtype;
+    shape.is_key = is_key;
+    return shape;
+  }
+
   uint64_t Elements() const { return uint64_t{tokens} * kv_heads * head_dim; }
   uint64_t Vectors() const { return uint64_t{tokens} * kv_heads; }
   uint64_t RawBytes() const { return Elements() * DTypeSize(dtype); }

@@ -73,12 +73,7 @@ void CheckBlockInfo(const BlockHeader& info, absl::Span<const uint8_t> encoded) 
     FUZZ_CHECK(codec == policy->CodecFor(layer, info.layout.layers, is_key))
         << "segment " << i << " holds " << codec->name() << ", the policy '" << info.policy_text
         << "' names " << policy->CodecFor(layer, info.layout.layers, is_key)->name();
-    SegmentShape shape;
-    shape.tokens = info.layout.tokens;
-    shape.kv_heads = info.layout.kv_heads;
-    shape.head_dim = info.layout.head_dim;
-    shape.dtype = info.layout.dtype;
-    shape.is_key = is_key;
+    const SegmentShape shape = SegmentShape::Of(info.layout, is_key);
     FUZZ_CHECK(codec->Supports(shape).ok()) << codec->name() << " " << info.layout.DebugString();
     FUZZ_CHECK(ref.length == codec->EncodedSize(shape)) << "segment " << i << ": " << ref.length;
     FUZZ_CHECK(ref.offset == offset) << "segment " << i << " at " << ref.offset << ", not "

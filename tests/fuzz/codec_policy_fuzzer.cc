@@ -55,12 +55,7 @@ void CheckSupports(const CodecPolicy& policy, const BlockLayout& layout) {
   bool every_codec = true;
   for (uint32_t layer = 0; layer < layout.layers; ++layer) {
     for (const bool is_key : {true, false}) {
-      SegmentShape shape;
-      shape.tokens = layout.tokens;
-      shape.kv_heads = layout.kv_heads;
-      shape.head_dim = layout.head_dim;
-      shape.dtype = layout.dtype;
-      shape.is_key = is_key;
+      const SegmentShape shape = SegmentShape::Of(layout, is_key);
       const SegmentCodec* codec = policy.CodecFor(layer, layout.layers, is_key);
       every_codec = every_codec && codec->Supports(shape).ok();
     }
