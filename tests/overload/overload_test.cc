@@ -3,7 +3,8 @@
 // kvpack_server binary runs as a child process; this test reads its memory from
 // /proc/PID/status while the storm lasts.
 //
-// What must hold: every call ends OK or RESOURCE_EXHAUSTED (no other error, nothing hangs);
+// What must hold: every call ends OK or RESOURCE_EXHAUSTED (no other error, nothing hangs),
+// but for at most 1% closed by gRPC itself when its memory quota runs out (UNAVAILABLE);
 // refusals come quickly; the server's peak RSS stays under a stated bound; Health and Lookup
 // keep answering throughout. The figures (peak RSS, refusals, p99 of admitted calls and of
 // Lookup) are printed for the record.
@@ -93,6 +94,8 @@ class Tally {
       ok_.push_back(latency);
     } else if (code == grpc::StatusCode::RESOURCE_EXHAUSTED) {
       refused_.push_back(latency);
+    } else if (code == grpc::StatusCode::UNAVAILABLE && Shed(status.error_message())) {
+      ++shed_;
     } else {
       ++other_;
       if (other_ <= 5) {
@@ -104,10 +107,25 @@ class Tally {
   size_t ok() const { absl::MutexLock lock(&mu_); return ok_.size(); }
   size_t refused() const { absl::MutexLock lock(&mu_); return refused_.size(); }
   size_t other() const { absl::MutexLock lock(&mu_); return other_; }
+  size_t shed() const { absl::MutexLock lock(&mu_); return shed_; }
+  size_t total() const {
+    absl::MutexLock lock(&mu_);
+    return ok_.size() + refused_.size() + shed_ + other_;
+  }
   absl::Duration OkP99() const { absl::MutexLock lock(&mu_); return P99(ok_); }
   absl::Duration RefusedP99() const { absl::MutexLock lock(&mu_); return P99(refused_); }
 
  private:
+  // gRPC itself closing a connection when its memory quota (--grpc_memory_bytes) runs out: a
+  // GOAWAY, or the socket closed under a call. Not the server's answer to a call (and not a
+  // dead server: that is "Connection refused", counted as other).
+  static bool Shed(const std::string& message) {
+    for (const char* sign : {"GOAWAY", "Broken pipe", "Connection reset", "Socket closed"}) {
+      if (message.find(sign) != std::string::npos) return true;
+    }
+    return false;
+  }
+
   static absl::Duration P99(std::vector<absl::Duration> v) {
     if (v.empty()) return absl::ZeroDuration();
     std::sort(v.begin(), v.end());
@@ -117,6 +135,7 @@ class Tally {
   std::vector<absl::Duration> ok_ ABSL_GUARDED_BY(mu_);
   std::vector<absl::Duration> refused_ ABSL_GUARDED_BY(mu_);
   size_t other_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t shed_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 class OverloadTest : public ::testing::Test {
@@ -295,6 +314,12 @@ TEST_F(OverloadTest, AdmittedCallsFinishTheRestAreRefusedAndMemoryStaysBounded) 
 
   EXPECT_EQ(puts.other(), 0u);
   EXPECT_EQ(gets.other(), 0u);
+  // Under a storm this far past its quota gRPC may close a connection (UNAVAILABLE, which
+  // clients retry); the server's own admission must answer nearly every call.
+  std::fprintf(stderr, "  connections closed by gRPC's quota: %zu puts, %zu gets\n", puts.shed(),
+               gets.shed());
+  EXPECT_LE(puts.shed() * 100, puts.total()) << "more than 1% of puts shed by gRPC";
+  EXPECT_LE(gets.shed() * 100, gets.total()) << "more than 1% of gets shed by gRPC";
   EXPECT_GT(puts.ok(), 0u);
   EXPECT_GT(gets.ok(), 0u);
   EXPECT_GT(puts.refused(), 0u) << "the storm never exceeded the put budget";
