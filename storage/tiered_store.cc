@@ -1,5 +1,6 @@
 #include "storage/tiered_store.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -233,6 +234,16 @@ absl::Status TieredStore::DropUnreadable(const BlockKey& key, const StoredBlock&
 bool TieredStore::HasNamespace(absl::string_view ns) const {
   absl::ReaderMutexLock lock(&ns_mu_);
   return namespaces_.contains(ns);
+}
+
+std::vector<std::string> TieredStore::Namespaces() const {
+  std::vector<std::string> namespaces;
+  {
+    absl::ReaderMutexLock lock(&ns_mu_);
+    namespaces.assign(namespaces_.begin(), namespaces_.end());
+  }
+  std::sort(namespaces.begin(), namespaces.end());
+  return namespaces;
 }
 
 StorageTierStats TieredStore::RamStats() const { return ram_ != nullptr ? ram_->Stats() : StorageTierStats{}; }

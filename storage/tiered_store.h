@@ -129,6 +129,8 @@ class TieredStore {
   // True once any block has ever been put into ns (persisted: survives restart when there is a
   // disk tier).
   bool HasNamespace(absl::string_view ns) const;
+  // Every namespace HasNamespace is true of, sorted.
+  std::vector<std::string> Namespaces() const;
 
   StorageTierStats RamStats() const;   // all zero without a RAM tier
   StorageTierStats DiskStats() const;  // all zero without a disk tier

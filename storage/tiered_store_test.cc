@@ -256,6 +256,7 @@ TEST_F(TieredStoreTest, RestartKeepsDurableBlocksNamespacesAndDiskAccounting) {
   EXPECT_TRUE(store->HasNamespace("durable-ns"));
   EXPECT_TRUE(store->HasNamespace("ram-ns"));
   EXPECT_FALSE(store->HasNamespace("never-used"));
+  EXPECT_EQ(store->Namespaces(), (std::vector<std::string>{"durable-ns", "ram-ns"}));
   EXPECT_EQ(store->Get(BlockKey("ram-ns", "r0")).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store->DiskStats().bytes, disk_before.bytes);
   EXPECT_EQ(store->DiskStats().blocks, disk_before.blocks);
