@@ -25,7 +25,12 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
                    const grpc::ByteBuffer* request)
       : context_(context), call_(call), request_(&parsed_request_),
         timer_(context->metrics, "GetBlocks") {
-    absl::Status status = ParseFromBuffer(*request, &parsed_request_);
+    // Credentials first, then the namespace's read right: a caller without it learns nothing,
+    // not even whether the namespace exists (Validate tells that to callers with the right).
+    absl::StatusOr<Permissions> permissions = context_->Authenticate(*call);
+    absl::Status status = permissions.status();
+    if (status.ok()) status = ParseFromBuffer(*request, &parsed_request_);
+    if (status.ok()) status = permissions->Check(Right::kRead, parsed_request_.namespace_());
     if (status.ok()) status = Validate();
     if (!status.ok()) {
       Fail(status);

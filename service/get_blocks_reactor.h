@@ -2,7 +2,9 @@
 // a worker thread, decodes it there when the client wants raw bytes, and streams it in
 // pieces of at most kGetChunkBytes. A key that is not stored (or whose stored bytes failed
 // their checksum and were dropped) is answered by one message with found = false; the
-// stream itself fails only for a bad request, an unknown namespace or a cancelled call.
+// stream itself fails only for missing credentials or rights (checked first: a caller without
+// the read right gets PERMISSION_DENIED whether or not the namespace exists), a bad request, an
+// unknown namespace or a cancelled call.
 //
 // A raw method (block_wire.h): a block goes out as a slice of the stored bytes (encoded, or a
 // raw block decoded) or of the buffer it was decoded into, never copied into a message.

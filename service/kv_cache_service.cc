@@ -16,18 +16,31 @@
 namespace kvpack {
 namespace {
 
-// Runs `work` on the control pool and finishes the unary call with its status.
+// Runs `work` on the control pool and finishes the unary call with its status; when `allowed`
+// (the call's authentication and authorization) is not OK, finishes with it at once instead.
 grpc::ServerUnaryReactor* RunUnary(const ServiceContext* context,
                                    grpc::CallbackServerContext* call, absl::string_view method,
-                                   std::function<absl::Status()> work) {
+                                   const absl::Status& allowed, std::function<absl::Status()> work) {
   grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
   auto timer = std::make_shared<RpcTimer>(context->metrics, method);
+  if (!allowed.ok()) {
+    timer->Finish(reactor, allowed);
+    return reactor;
+  }
   context->control_pool->Schedule([reactor, call, timer, work = std::move(work)] {
     absl::Status status = call->IsCancelled() ? absl::CancelledError("the call was cancelled")
                                               : work();
     timer->Finish(reactor, status);
   });
   return reactor;
+}
+
+// Whether `call` may use `right` on namespace `ns`: Unauthenticated or PermissionDenied
+// (Permissions::Check) if not, whether or not `ns` exists.
+absl::Status Authorize(const ServiceContext* context, const grpc::ServerContextBase& call,
+                       Right right, const std::string& ns) {
+  ASSIGN_OR_RETURN(const Permissions permissions, context->Authenticate(call));
+  return permissions.Check(right, ns);
 }
 
 absl::Status RequireNamespace(const ServiceContext* context, const std::string& ns) {
@@ -63,7 +76,8 @@ grpc::ServerUnaryReactor* KvCacheService::Lookup(grpc::CallbackServerContext* ca
                                                  const v1::LookupRequest* request,
                                                  v1::LookupResponse* response) {
   const ServiceContext* context = context_;
-  return RunUnary(context, call, "Lookup", [context, request, response]() -> absl::Status {
+  const absl::Status allowed = Authorize(context, *call, Right::kRead, request->namespace_());
+  return RunUnary(context, call, "Lookup", allowed, [context, request, response]() -> absl::Status {
     RETURN_IF_ERROR(RequireNamespace(context, request->namespace_()));
     RETURN_IF_ERROR(ValidateKeys(request->keys()));
     std::vector<BlockKey> keys;
@@ -80,7 +94,9 @@ grpc::ServerUnaryReactor* KvCacheService::DeleteBlocks(grpc::CallbackServerConte
                                                        const v1::DeleteBlocksRequest* request,
                                                        v1::DeleteBlocksResponse* response) {
   const ServiceContext* context = context_;
-  return RunUnary(context, call, "DeleteBlocks", [context, request, response]() -> absl::Status {
+  const absl::Status allowed = Authorize(context, *call, Right::kDelete, request->namespace_());
+  return RunUnary(context, call, "DeleteBlocks", allowed,
+                  [context, request, response]() -> absl::Status {
     RETURN_IF_ERROR(ValidateNamespace(request->namespace_()));
     RETURN_IF_ERROR(ValidateKeys(request->keys()));
     if (!context->store->HasNamespace(request->namespace_())) {
@@ -100,7 +116,15 @@ grpc::ServerUnaryReactor* KvCacheService::GetStats(grpc::CallbackServerContext* 
                                                    const v1::GetStatsRequest* /*request*/,
                                                    v1::GetStatsResponse* response) {
   const ServiceContext* context = context_;
-  return RunUnary(context, call, "GetStats", [context, response]() -> absl::Status {
+  absl::StatusOr<Permissions> permissions = context->Authenticate(*call);
+  const absl::Status allowed = permissions.status();
+  return RunUnary(context, call, "GetStats", allowed,
+                  [context, response, permissions = std::move(permissions)]() -> absl::Status {
+    // Namespaces the caller may read; the server-wide figures with the admin right alone.
+    for (std::string& ns : context->store->Namespaces()) {
+      if (permissions->Allows(Right::kRead, ns)) response->add_namespaces(std::move(ns));
+    }
+    if (!permissions->admin()) return absl::OkStatus();
     FillTierStats(context->store->RamStats(), response->mutable_ram());
     FillTierStats(context->store->DiskStats(), response->mutable_disk());
     response->set_misses(context->store->Misses());

@@ -2,6 +2,13 @@
 // reactors (put_blocks_reactor.h, get_blocks_reactor.h); the unary ones hand their work to
 // the worker pool and finish from there, so no gRPC thread ever waits on disk or a codec.
 //
+// Every RPC authenticates its caller before anything else (ServiceContext::Authenticate; on a
+// server without --auth_tokens every caller may do everything) and needs a right on the
+// namespace it names: PutBlocks write, GetBlocks and Lookup read, DeleteBlocks delete. A
+// missing right is PERMISSION_DENIED whether or not the namespace exists. GetStats answers the
+// namespaces the caller may read and, to a caller with the admin right only, the server-wide
+// figures (tiers, bytes in, codec, device); those are zero/empty for anyone else.
+//
 // Thread-safe; borrows the ServiceContext, which must outlive it.
 #ifndef KVPACK_SERVICE_KV_CACHE_SERVICE_H_
 #define KVPACK_SERVICE_KV_CACHE_SERVICE_H_

@@ -3,6 +3,11 @@
 // With no flags it listens on 127.0.0.1:50051 (gRPC) and 127.0.0.1:9464 (/metrics), keeps
 // up to 1GiB of encoded blocks in RAM and 16GiB in RocksDB under ./kvpack-data, and encodes
 // with the default codec policy. SIGTERM or SIGINT drains in-flight calls and exits 0.
+//
+// With --auth_tokens=FILE every call must authenticate (service/AUTH.md): a bearer token whose
+// SHA-256 the file lists, or an mTLS client certificate identity it names. The file is read
+// again when it changes (checked every --auth_reload_seconds) and on SIGHUP; a new file that
+// does not parse is logged and the grants in force stay.
 #include <malloc.h>
 
 #include <csignal>
@@ -49,6 +54,13 @@ ABSL_FLAG(int, gpu_instances, 4, "blocks in flight on the GPU at once");
 ABSL_FLAG(double, shutdown_announce_seconds, 2,
           "on SIGTERM, how long the server keeps serving with its health service answering "
           "NOT_SERVING before it stops accepting calls (part of the grace period)");
+ABSL_FLAG(std::string, auth_tokens, "",
+          "token file granting tokens (by their SHA-256) and client-certificate identities rights "
+          "on namespaces (service/AUTH.md); every call must then authenticate. Empty = no "
+          "authentication: every caller may use every namespace");
+ABSL_FLAG(double, auth_reload_seconds, 2,
+          "how often the --auth_tokens file is checked for changes (reloaded when it changed; "
+          "SIGHUP reloads it at once); 0 = on SIGHUP only");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "on SIGTERM, how long in-flight calls may run before they are cancelled");
 
@@ -78,12 +90,14 @@ int main(int argc, char** argv) {
   // that retention bounded whatever the core count.
   mallopt(M_ARENA_MAX, 4);
 
-  // Block the stop signals in every thread; main waits for them with sigwait.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Block the stop signals and SIGHUP (reload the token file) in every thread; main waits for
+  // them with sigwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   kvpack::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
@@ -95,6 +109,12 @@ int main(int argc, char** argv) {
   options.gpu_instances = absl::GetFlag(FLAGS_gpu_instances);
   options.put_idle_timeout = absl::GetFlag(FLAGS_put_idle_timeout);
   options.shutdown_announce = absl::Seconds(absl::GetFlag(FLAGS_shutdown_announce_seconds));
+  options.auth_tokens = absl::GetFlag(FLAGS_auth_tokens);
+  const double reload_seconds = absl::GetFlag(FLAGS_auth_reload_seconds);
+  if (!(reload_seconds >= 0)) {
+    return Fail(absl::InvalidArgumentError("--auth_reload_seconds must not be negative"));
+  }
+  options.auth_reload_interval = absl::Seconds(reload_seconds);
   struct SizeFlag {
     const char* name;
     std::string text;
@@ -118,6 +138,11 @@ int main(int argc, char** argv) {
     *flag.target = *bytes;
   }
 
+  // SECURE BY DEFAULT (to finish when this branch meets the TLS one): the TLS branch refuses a
+  // --listen address that is not loopback unless TLS is on. Once both are merged, that check
+  // must also refuse such an address without --auth_tokens (options.auth_tokens empty), unless
+  // the operator opts out explicitly; DESIGN.md, "Security and tenancy".
+
   absl::StatusOr<std::unique_ptr<kvpack::Server>> server = kvpack::Server::Start(options);
   if (!server.ok()) return Fail(server.status());
   std::fprintf(stderr,
@@ -132,8 +157,24 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvpack_server: %s\n", (*server)->device_note().c_str());
   }
 
+  if (options.auth_tokens.empty()) {
+    std::fprintf(stderr,
+                 "kvpack_server: no --auth_tokens: calls are not authenticated, every caller may "
+                 "use every namespace\n");
+  } else {
+    std::fprintf(stderr, "kvpack_server: --auth_tokens %s: %zu grants; every call authenticates\n",
+                 options.auth_tokens.c_str(), (*server)->auth_grants());
+  }
+
   int signal = 0;
-  sigwait(&stop_signals, &signal);
+  while (sigwait(&signals, &signal) == 0 && signal == SIGHUP) {
+    if (options.auth_tokens.empty()) {
+      std::fprintf(stderr, "kvpack_server: SIGHUP: no --auth_tokens, nothing to reload\n");
+      continue;
+    }
+    // Logged by the server either way; a file that does not parse leaves the old grants.
+    (*server)->ReloadAuthTokens().IgnoreError();
+  }
   std::fprintf(stderr, "kvpack_server: signal %d, draining in-flight calls\n", signal);
   (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
   std::fprintf(stderr, "kvpack_server: stopped cleanly\n");

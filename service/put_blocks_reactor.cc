@@ -25,6 +25,12 @@ class PutBlocksReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
         timer_(context->metrics, "PutBlocks"),
         stream_(PutStreamLimits{&context->default_policy, context->max_block_bytes,
                                 context->put_budget}) {
+    absl::StatusOr<Permissions> permissions = context_->Authenticate(*call);
+    if (!permissions.ok()) {
+      Fail(permissions.status());
+      return;
+    }
+    permissions_ = *std::move(permissions);
     Read();
   }
 
@@ -45,6 +51,12 @@ class PutBlocksReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
       v1::PutBlocksRequest fields;
       MessageData data;
       status = ReadPutRequest(message_, &fields, &data);
+      // The first message carries the options, and PutStream refuses options that change:
+      // the write right on their namespace is checked once, before any of its data is taken.
+      if (status.ok() && !namespace_allowed_ && fields.has_options()) {
+        status = permissions_.Check(Right::kWrite, fields.options().namespace_());
+        namespace_allowed_ = status.ok();
+      }
       if (status.ok()) status = stream_.Consume(fields, data);  // copies the bytes out
     }  // `data`'s slice references go first (see ReadPutRequest), then the message itself
     message_.Clear();
@@ -140,6 +152,8 @@ class PutBlocksReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   grpc::CallbackServerContext* const call_;
   grpc::ByteBuffer* const response_;
   RpcTimer timer_;
+  Permissions permissions_;        // the caller's, set before the first read
+  bool namespace_allowed_ = false; // the caller may write into the stream's namespace
 
   v1::PutBlocksResponse results_;
   grpc::ByteBuffer message_;  // the message being read

@@ -6,6 +6,10 @@
 // A raw method (block_wire.h): each message's data stays in the slices it arrived in until the
 // block it belongs to is encoded from them.
 //
+// Authentication (ServiceContext::Authenticate) comes first, before the first read; the write
+// right on the stream's namespace is checked at the first message (the options), before any
+// of its data is taken.
+//
 // Lifetime: created by the service for one call; deletes itself in OnDone.
 #ifndef KVPACK_SERVICE_PUT_BLOCKS_REACTOR_H_
 #define KVPACK_SERVICE_PUT_BLOCKS_REACTOR_H_

@@ -25,6 +25,18 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     return absl::InvalidArgumentError(absl::StrCat("--codec: ", policy.status().message()));
   }
 
+  if (!options.auth_tokens.empty()) {
+    AuthOptions auth_options;
+    auth_options.token_file = options.auth_tokens;
+    auth_options.poll_interval = options.auth_reload_interval;
+    absl::StatusOr<std::unique_ptr<Authenticator>> auth = Authenticator::Open(auth_options);
+    if (!auth.ok()) {
+      return absl::Status(auth.status().code(),
+                          absl::StrCat("--auth_tokens: ", auth.status().message()));
+    }
+    server->auth_ = *std::move(auth);
+  }
+
   TieredStoreOptions store_options;
   store_options.ram_capacity_bytes = options.ram_capacity;
   store_options.disk_capacity_bytes = options.disk_capacity;
@@ -57,6 +69,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       "Put streams cancelled after --put_idle_timeout without a message.",
       prometheus::MetricType::Counter, [reaper] { return double(reaper->cancelled()); });
 
+  if (server->auth_ != nullptr) {
+    const Authenticator* auth = server->auth_.get();
+    server->metrics_->AddReading("kvpack_auth_grants", "Grant lines of the token file in force.",
+                                 prometheus::MetricType::Gauge,
+                                 [auth] { return double(auth->grants()); });
+    server->metrics_->AddReading(
+        "kvpack_auth_reload_failures_total",
+        "Reloads of the token file that failed (unreadable or malformed) and kept the old grants.",
+        prometheus::MetricType::Counter, [auth] { return double(auth->reload_failures()); });
+  }
+
   server->shutdown_announce_ = options.shutdown_announce;
   server->cpu_codec_ = NewCpuBlockCodec();
   RETURN_IF_ERROR(server->SetUpDevices(options));
@@ -80,6 +103,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   context.put_budget = server->put_budget_.get();
   context.get_budget = server->get_budget_.get();
   context.put_reaper = server->put_reaper_.get();
+  context.auth = server->auth_.get();
   if (server->router_ != nullptr) {
     const CodecRouter* router = server->router_.get();
     server->metrics_->AddReading(
@@ -144,6 +168,13 @@ absl::Status Server::SetUpDevices(const ServerOptions& options) {
   router_ = std::make_unique<CodecRouter>(cpu_codec_.get(), gpu_codec_.get(),
                                           CodecRouter::Mode::kGpuFirst);
   return absl::OkStatus();
+}
+
+absl::Status Server::ReloadAuthTokens() {
+  if (auth_ == nullptr) {
+    return absl::FailedPreconditionError("the server runs without --auth_tokens: nothing to reload");
+  }
+  return auth_->Reload();
 }
 
 Server::~Server() { Shutdown(absl::ZeroDuration()); }

@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "codec/block_codec.h"
+#include "service/auth.h"
 #include "service/codec_router.h"
 #include "service/kv_cache_service.h"
 #include "service/metrics.h"
@@ -50,12 +51,20 @@ struct ServerOptions {
   // kernels for (the CPU for the rest).
   std::string device = "auto";
   int gpu_instances = 4;  // blocks in flight on the GPU at once
+  // The token file granting tokens and client-certificate identities rights on namespaces
+  // (service/AUTH.md); every call must then authenticate. "" = no authentication: every
+  // caller may do everything (health checking and reflection are open either way).
+  std::string auth_tokens;
+  // How often the token file is checked for changes (reloaded when it changed); zero = only
+  // on ReloadAuthTokens().
+  absl::Duration auth_reload_interval = absl::Seconds(2);
 };
 
 class Server {
  public:
-  // InvalidArgument for bad options (an unparsable codec policy, say); Unavailable when a
-  // port cannot be bound; the store's error when the data directory cannot be opened.
+  // InvalidArgument for bad options (an unparsable codec policy, a malformed token file: the
+  // message names the file and line, say); Unavailable when a port cannot be bound; the store's
+  // error when the data directory cannot be opened.
   static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
   ~Server();  // Shutdown(absl::ZeroDuration()) if not yet shut down
 
@@ -63,6 +72,13 @@ class Server {
   // `grace`), then stops accepting calls, lets in-flight ones finish for the rest of `grace`
   // (then cancels them), and closes the store. Idempotent.
   void Shutdown(absl::Duration grace);
+
+  // Reads the token file again (as on SIGHUP): its grants are in force for the calls that
+  // start after this returns OK. On error (the file is unreadable or malformed) the old grants
+  // stay. FailedPrecondition when the server runs without auth_tokens.
+  absl::Status ReloadAuthTokens();
+  // Grant lines in force; 0 without auth_tokens.
+  size_t auth_grants() const { return auth_ != nullptr ? auth_->grants() : 0; }
 
   int port() const { return port_; }
   int metrics_port() const { return metrics_->port(); }
@@ -86,6 +102,7 @@ class Server {
   std::unique_ptr<ByteBudget> put_budget_;
   std::unique_ptr<ByteBudget> get_budget_;
   std::unique_ptr<IdleStreamReaper> put_reaper_;
+  std::unique_ptr<Authenticator> auth_;  // null without auth_tokens
   std::unique_ptr<ServiceMetrics> metrics_;
   std::unique_ptr<BlockCodec> cpu_codec_;
   std::unique_ptr<BlockCodec> gpu_codec_;

@@ -1,5 +1,5 @@
 // What every RPC handler of a running server shares: the store, the codecs, the metrics,
-// the worker pool and the limits. Owned by Server; handlers borrow it.
+// the worker pool, the limits and the authenticator. Owned by Server; handlers borrow it.
 #ifndef KVPACK_SERVICE_SERVICE_CONTEXT_H_
 #define KVPACK_SERVICE_SERVICE_CONTEXT_H_
 
@@ -7,11 +7,15 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "codec/codec_policy.h"
 #include "codec/block_codec.h"
+#include "grpcpp/grpcpp.h"
+#include "service/auth.h"
+#include "service/auth_grants.h"
 #include "service/byte_budget.h"
 #include "service/grpc_status.h"
 #include "service/idle_stream_reaper.h"
@@ -36,6 +40,15 @@ struct ServiceContext {
   ByteBudget* put_budget = nullptr;  // raw bytes of put blocks being assembled or encoded
   ByteBudget* get_budget = nullptr;  // bytes of get blocks being decoded or sent
   IdleStreamReaper* put_reaper = nullptr;  // cancels put streams idle mid-block
+  // Checks every call's credentials (--auth_tokens); null = an open server.
+  const Authenticator* auth = nullptr;
+
+  // The permissions of `call` (Authenticator::Authenticate): on an open server, everything.
+  // Every RPC handler calls this before it does anything else.
+  absl::StatusOr<Permissions> Authenticate(const grpc::ServerContextBase& call) const {
+    if (auth == nullptr) return Permissions::Unrestricted();
+    return auth->Authenticate(call);
+  }
 };
 
 // Measures one RPC from construction to Finish and records it in the metrics.
