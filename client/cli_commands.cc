@@ -202,7 +202,9 @@ int RunDelete(GlobalFlags globals, const std::vector<std::string>& args) {
 int RunStats(GlobalFlags globals, const std::vector<std::string>& args) {
   FlagSet set("kvpack [--server=H:P] stats",
               "Prints the server's counters: bytes, blocks, capacity, hits and evictions per "
-              "tier, misses, bytes in and the compression ratio.");
+              "tier, misses, bytes in and the compression ratio, and the namespaces holding "
+              "blocks. From a server that authenticates calls: the namespaces the token may "
+              "read, and the server-wide counters only for a token with the admin right.");
   AddGlobalFlags(&globals, &set);
   bool done = false;
   if (int code = ParseCommandLine(set, args, &done); done) return code;
@@ -227,6 +229,9 @@ int RunStats(GlobalFlags globals, const std::vector<std::string>& args) {
               static_cast<unsigned long long>(stats->encoded_bytes_in), stats->compression_ratio);
   std::printf("default_codec=%s device=%s\n", stats->default_codec.c_str(),
               stats->device.c_str());
+  std::string namespaces;
+  for (const std::string& ns : stats->namespaces) absl::StrAppend(&namespaces, namespaces.empty() ? "" : ",", ns);
+  std::printf("namespaces=%s\n", namespaces.c_str());
   return kExitOk;
 }
 

@@ -1,6 +1,8 @@
 #include "client/cli_common.h"
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -18,10 +20,14 @@ void AddGlobalFlags(GlobalFlags* flags, FlagSet* set) {
               "deadline of each call in seconds, covering retries while the server is away");
   set->Double("connect_timeout", &flags->connect_timeout_s,
               "seconds to wait for the server to accept a connection");
+  set->String("token_file", &flags->token_file,
+              "file holding the bearer token for a server that authenticates calls");
+  set->String("token", &flags->token,
+              "the bearer token itself (prefer --token_file: a command line is visible to every "
+              "user of this machine)");
 }
 
-absl::StatusOr<std::unique_ptr<Client>> ConnectClient(const GlobalFlags& flags,
-                                                      int connections) {
+absl::StatusOr<ClientOptions> ClientOptionsFromFlags(const GlobalFlags& flags, int connections) {
   if (!(flags.timeout_s > 0) || !(flags.connect_timeout_s >= 0)) {
     return absl::InvalidArgumentError("--timeout must be positive, --connect_timeout >= 0");
   }
@@ -30,7 +36,35 @@ absl::StatusOr<std::unique_ptr<Client>> ConnectClient(const GlobalFlags& flags,
   options.timeout = absl::Seconds(flags.timeout_s);
   options.connect_timeout = absl::Seconds(flags.connect_timeout_s);
   options.connections = connections;
-  return Client::Connect(options);
+  options.token = flags.token;
+  if (!flags.token_file.empty()) {
+    if (!flags.token.empty()) {
+      return absl::InvalidArgumentError("give --token_file or --token, not both");
+    }
+    std::ifstream in(flags.token_file, std::ios::binary);
+    if (!in) {
+      return absl::NotFoundError(
+          absl::StrCat("--token_file: cannot open '", flags.token_file, "' for reading"));
+    }
+    std::ostringstream contents;
+    contents << in.rdbuf();
+    if (in.bad()) {
+      return absl::DataLossError(absl::StrCat("--token_file: error reading '", flags.token_file, "'"));
+    }
+    options.token = std::string(absl::StripAsciiWhitespace(contents.str()));
+    if (options.token.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--token_file: '", flags.token_file, "' holds no token"));
+    }
+  }
+  return options;
+}
+
+absl::StatusOr<std::unique_ptr<Client>> ConnectClient(const GlobalFlags& flags,
+                                                      int connections) {
+  absl::StatusOr<ClientOptions> options = ClientOptionsFromFlags(flags, connections);
+  if (!options.ok()) return options.status();
+  return Client::Connect(*options);
 }
 
 absl::StatusOr<std::string> ParseHexKey(absl::string_view hex, absl::string_view what) {

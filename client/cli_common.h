@@ -32,12 +32,23 @@ struct GlobalFlags {
   std::string ns = "default";
   double timeout_s = 30;
   double connect_timeout_s = 5;
+  // The bearer token for a server that authenticates calls: in a file (preferred: a token on
+  // the command line shows in the process list to every user of the machine), or inline.
+  std::string token_file;
+  std::string token;
 };
 
-// Registers --server, --namespace, --timeout and --connect_timeout writing to *flags.
+// Registers --server, --namespace, --timeout, --connect_timeout, --token_file and --token
+// writing to *flags.
 void AddGlobalFlags(GlobalFlags* flags, FlagSet* set);
 
-// A client for `flags`; `connections` independent connections.
+// The client options `flags` describe, with the token read from --token_file (surrounding
+// whitespace dropped). InvalidArgument for bad deadlines, for both --token and --token_file,
+// or an empty token file; the read error, naming the file, when it cannot be read.
+absl::StatusOr<ClientOptions> ClientOptionsFromFlags(const GlobalFlags& flags,
+                                                     int connections = 1);
+
+// A client for `flags` (ClientOptionsFromFlags); `connections` independent connections.
 absl::StatusOr<std::unique_ptr<Client>> ConnectClient(const GlobalFlags& flags,
                                                       int connections = 1);
 

@@ -1,5 +1,7 @@
 #include "client/cli_common.h"
 
+#include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -63,6 +65,54 @@ TEST(ShapeFlagsTest, UnknownDTypeNamesTheFlag) {
   absl::StatusOr<BlockLayout> layout = LayoutFromFlags(shape);
   EXPECT_EQ(layout.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(layout.status().message(), HasSubstr("--dtype"));
+}
+
+std::string WriteTempFile(const std::string& name, const std::string& contents) {
+  const char* base = std::getenv("TEST_TMPDIR");
+  const std::string path = std::string(base != nullptr ? base : "/tmp") + "/" + name;
+  std::ofstream(path, std::ios::trunc) << contents;
+  return path;
+}
+
+TEST(GlobalFlagsTest, TokenFileIsReadAndTrimmed) {
+  GlobalFlags flags;
+  FlagSet set("test", "Tests global flags.");
+  AddGlobalFlags(&flags, &set);
+  bool help = false;
+  const std::string path = WriteTempFile("token", "  kvp_secret\n");
+  ASSERT_TRUE(set.Parse({"--token_file=" + path}, &help).ok());
+  absl::StatusOr<ClientOptions> options = ClientOptionsFromFlags(flags);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->token, "kvp_secret");
+}
+
+TEST(GlobalFlagsTest, InlineTokenIsPassedOn) {
+  GlobalFlags flags;
+  flags.token = "kvp_inline";
+  absl::StatusOr<ClientOptions> options = ClientOptionsFromFlags(flags);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->token, "kvp_inline");
+  flags.token.clear();
+  EXPECT_EQ(ClientOptionsFromFlags(flags)->token, "");  // no token: none sent
+}
+
+TEST(GlobalFlagsTest, BadTokenFlagsAreErrorsThatNeverShowTheToken) {
+  GlobalFlags both;
+  both.token = "kvp_secret";
+  both.token_file = WriteTempFile("token2", "kvp_secret\n");
+  absl::Status status = ClientOptionsFromFlags(both).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), Not(HasSubstr("kvp_secret")));
+
+  GlobalFlags empty;
+  empty.token_file = WriteTempFile("token3", "\n");
+  EXPECT_EQ(ClientOptionsFromFlags(empty).status().code(), absl::StatusCode::kInvalidArgument);
+
+  GlobalFlags missing;
+  missing.token_file = "/nonexistent/token";
+  status = ClientOptionsFromFlags(missing).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(status.message(), HasSubstr("/nonexistent/token"));
 }
 
 }  // namespace

@@ -50,6 +50,12 @@ absl::Status ValidateOptions(const ClientOptions& options) {
         "client: chunk_bytes ", options.chunk_bytes, " must be positive and at least ",
         kMessageOverheadBytes, " below max_message_bytes ", options.max_message_bytes));
   }
+  for (char c : options.token) {
+    if (c <= ' ' || c > '~') {
+      return absl::InvalidArgumentError(
+          "client: the token must be printable ASCII without spaces");  // never echoed
+    }
+  }
   if (options.connections < 1 || options.connections > kMaxConnections) {
     return absl::InvalidArgumentError(absl::StrCat("client: connections ", options.connections,
                                                    " is outside [1, ", kMaxConnections, "]"));
@@ -114,7 +120,14 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& opt
 }
 
 Client::Client(const ClientOptions& options, std::vector<std::unique_ptr<Connection>> connections)
-    : options_(options), connections_(std::move(connections)) {}
+    : options_(options),
+      authorization_(options.token.empty() ? "" : absl::StrCat("Bearer ", options.token)),
+      connections_(std::move(connections)) {}
+
+void Client::Prepare(grpc::ClientContext* context, absl::Time deadline) const {
+  context->set_deadline(absl::ToChronoTime(deadline));
+  if (!authorization_.empty()) context->AddMetadata("authorization", authorization_);
+}
 
 Client::~Client() = default;
 
@@ -161,7 +174,7 @@ absl::StatusOr<std::vector<PutResult>> Client::Put(absl::string_view ns,
   const absl::Status status = WithRetries(
       "PutBlocks", [&](Connection& connection, absl::Time deadline) -> absl::Status {
         grpc::ClientContext context;
-        context.set_deadline(absl::ToChronoTime(deadline));
+        Prepare(&context, deadline);
         v1::PutBlocksResponse response;
         std::unique_ptr<grpc::ClientWriter<v1::PutBlocksRequest>> writer =
             connection.stub->PutBlocks(&context, &response);
@@ -210,7 +223,7 @@ absl::StatusOr<std::vector<GetResult>> Client::Get(absl::string_view ns,
   const absl::Status status = WithRetries(
       "GetBlocks", [&](Connection& connection, absl::Time deadline) -> absl::Status {
         grpc::ClientContext context;
-        context.set_deadline(absl::ToChronoTime(deadline));
+        Prepare(&context, deadline);
         std::unique_ptr<grpc::ClientReader<v1::GetBlocksResponse>> reader =
             connection.stub->GetBlocks(&context, request);
         client_internal::GetResponseAssembler assembler;
@@ -247,7 +260,7 @@ absl::StatusOr<LookupResult> Client::Lookup(absl::string_view ns,
   const absl::Status status = WithRetries(
       "Lookup", [&](Connection& connection, absl::Time deadline) -> absl::Status {
         grpc::ClientContext context;
-        context.set_deadline(absl::ToChronoTime(deadline));
+        Prepare(&context, deadline);
         return StatusFromGrpc(connection.stub->Lookup(&context, request, &response));
       });
   if (!status.ok()) return status;
@@ -275,7 +288,7 @@ absl::StatusOr<uint32_t> Client::Delete(absl::string_view ns, absl::Span<const s
   const absl::Status status = WithRetries(
       "DeleteBlocks", [&](Connection& connection, absl::Time deadline) -> absl::Status {
         grpc::ClientContext context;
-        context.set_deadline(absl::ToChronoTime(deadline));
+        Prepare(&context, deadline);
         return StatusFromGrpc(connection.stub->DeleteBlocks(&context, request, &response));
       });
   if (!status.ok()) return status;
@@ -287,7 +300,7 @@ absl::StatusOr<ServerStats> Client::Stats() {
   const absl::Status status = WithRetries(
       "GetStats", [&](Connection& connection, absl::Time deadline) -> absl::Status {
         grpc::ClientContext context;
-        context.set_deadline(absl::ToChronoTime(deadline));
+        Prepare(&context, deadline);
         return StatusFromGrpc(
             connection.stub->GetStats(&context, v1::GetStatsRequest(), &response));
       });

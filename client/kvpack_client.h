@@ -21,6 +21,11 @@
 //   DEADLINE_EXCEEDED   the call did not finish within ClientOptions::timeout
 //   UNAVAILABLE         the server stayed unreachable through every retry
 //   DATA_LOSS           the server's answer was malformed or truncated
+//   UNAUTHENTICATED     the server authenticates calls (--auth_tokens) and ClientOptions::token
+//                       is empty, or not one it knows
+//   PERMISSION_DENIED   the token lacks the right the call needs on its namespace (read for
+//                       Get and Lookup, write for Put, delete for Delete), whether or not
+//                       the namespace exists
 //
 // A Client is thread-safe: share one among threads; concurrent calls run concurrently over
 // ClientOptions::connections connections.
@@ -42,6 +47,10 @@
 #include "client/key_chain.h"
 #include "client/kvpack_types.h"
 #include "codec/block_layout.h"
+
+namespace grpc {
+class ClientContext;
+}  // namespace grpc
 
 namespace kvpack {
 
@@ -65,6 +74,9 @@ struct ClientOptions {
   // Independent TCP connections to the server; calls take them in turn. More than one helps
   // when many threads stream large blocks at once.
   int connections = 1;
+  // Bearer token sent with every call ("authorization: Bearer <token>") to a server that
+  // authenticates calls (service/AUTH.md); empty = none. Printable ASCII without spaces.
+  std::string token;
 };
 
 class Client {
@@ -102,7 +114,8 @@ class Client {
   // what the repeat found.)
   absl::StatusOr<uint32_t> Delete(absl::string_view ns, absl::Span<const std::string> keys);
 
-  // The server's counters.
+  // The server's counters. From a server that authenticates calls: the namespaces the token
+  // may read, and the server-wide figures only for a token with the admin right.
   absl::StatusOr<ServerStats> Stats();
 
   const ClientOptions& options() const { return options_; }
@@ -117,8 +130,12 @@ class Client {
   template <typename Attempt>
   absl::Status WithRetries(absl::string_view rpc, Attempt attempt);
 
+  // Sets the call's deadline and credentials.
+  void Prepare(grpc::ClientContext* context, absl::Time deadline) const;
+
   // Constant after construction.
   const ClientOptions options_;
+  const std::string authorization_;  // "Bearer <token>"; empty without a token
   const std::vector<std::unique_ptr<Connection>> connections_;
 
   std::atomic<uint64_t> calls_{0};  // counts calls: picks their connection, seeds jitter

@@ -42,7 +42,9 @@ std::string TopLevelDescription() {
 
 int Main(int argc, char** argv) {
   GlobalFlags globals;
-  FlagSet set("kvpack [--server=H:P] [--namespace=NS] [--timeout=S] <command> [flags]",
+  FlagSet set(
+      "kvpack [--server=H:P] [--namespace=NS] [--timeout=S] [--token_file=FILE] <command> "
+      "[flags]",
               TopLevelDescription());
   AddGlobalFlags(&globals, &set);
   const std::vector<std::string> args(argv + 1, argv + argc);

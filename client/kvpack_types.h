@@ -88,6 +88,8 @@ struct TierStats {
 };
 
 // A snapshot of the server's counters since it started.
+// On a server with authentication, the server-wide figures (every field but `namespaces`) are
+// filled for a token with the admin right only, and are zero/empty for any other.
 struct ServerStats {
   TierStats ram;
   TierStats disk;
@@ -97,6 +99,9 @@ struct ServerStats {
   double compression_ratio = 0;  // raw_bytes_in / encoded_bytes_in
   std::string default_codec;
   std::string device;  // where the server encodes ("cpu", a GPU's name)
+  // The namespaces holding blocks that the caller may read (all of them on a server without
+  // authentication), sorted.
+  std::vector<std::string> namespaces;
 };
 
 }  // namespace kvpack

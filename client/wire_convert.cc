@@ -52,6 +52,7 @@ ServerStats StatsFromProto(const v1::GetStatsResponse& response) {
   stats.compression_ratio = response.compression_ratio();
   stats.default_codec = response.default_codec();
   stats.device = response.device();
+  stats.namespaces.assign(response.namespaces().begin(), response.namespaces().end());
   return stats;
 }
 
