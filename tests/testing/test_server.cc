@@ -56,6 +56,8 @@ absl::Status TestServer::StartOnPort(int port) {
   options.max_get_inflight_bytes = options_.max_get_inflight_bytes;
   options.put_idle_timeout = absl::Milliseconds(options_.put_idle_timeout_ms);
   options.shutdown_announce = absl::Milliseconds(options_.shutdown_announce_ms);
+  options.auth_tokens = options_.auth_tokens;
+  options.auth_reload_interval = absl::Milliseconds(options_.auth_reload_interval_ms);
   options.worker_threads = 4;
   // The same end-to-end tests run against a GPU server on a GPU machine:
   // KVPACK_TEST_DEVICE=cuda:0 (tests/gpu/server_on_device.sh).
@@ -83,6 +85,11 @@ void TestServer::Stop() {
 absl::Status TestServer::Restart() {
   Stop();
   return StartOnPort(port_);
+}
+
+absl::Status TestServer::ReloadAuthTokens() {
+  if (impl_->server == nullptr) return absl::FailedPreconditionError("the server is stopped");
+  return impl_->server->ReloadAuthTokens();
 }
 
 std::string HttpGet(int port, const std::string& path) {

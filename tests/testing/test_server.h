@@ -28,6 +28,10 @@ struct TestServerOptions {
   int64_t put_idle_timeout_ms = 30000;
   int64_t shutdown_announce_ms = 0;
   std::string data_dir;  // empty = a new directory under $TEST_TMPDIR
+  // A token file (service/AUTH.md): every call must then authenticate. Empty = an open server.
+  std::string auth_tokens;
+  // How often the token file is checked for changes; 0 = only on ReloadAuthTokens().
+  int64_t auth_reload_interval_ms = 0;
 };
 
 class TestServer {
@@ -45,6 +49,8 @@ class TestServer {
   void Stop();
   // Stop() if running, then start again on the same port and data directory.
   absl::Status Restart();
+  // Reads the token file again, as on SIGHUP (Server::ReloadAuthTokens).
+  absl::Status ReloadAuthTokens();
 
  private:
   struct Impl;
