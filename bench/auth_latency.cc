@@ -3,6 +3,8 @@
 // servers taking turns in rounds (open then authenticated, then the other way round), so that
 // both see the same machine. Prints p50/p90/p99/mean per server and the differences.
 //
+// bench/auth_latency.sh starts the two servers and a token, and runs this; by hand:
+//
 //   kvpack_server --listen=127.0.0.1:50061 --data_dir=/tmp/open &
 //   kvpack_server --listen=127.0.0.1:50062 --data_dir=/tmp/auth --auth_tokens=tokens &
 //   auth_latency --open_server=127.0.0.1:50061 --auth_server=127.0.0.1:50062 \
