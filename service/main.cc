@@ -51,6 +51,16 @@ ABSL_FLAG(double, shutdown_announce_seconds, 2,
           "NOT_SERVING before it stops accepting calls (part of the grace period)");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "on SIGTERM, how long in-flight calls may run before they are cancelled");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain (the server's first) to serve TLS on the gRPC port; needs "
+          "--tls_key");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert (unencrypted)");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: mutual TLS, every client must present a certificate it signed; "
+          "empty = clients present none");
+ABSL_FLAG(int, tls_refresh_seconds, 5,
+          "how often the TLS files are re-read, so that rotated certificates are served "
+          "without a restart");
 
 namespace {
 
@@ -118,12 +128,25 @@ int main(int argc, char** argv) {
     *flag.target = *bytes;
   }
 
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.tls.refresh_seconds = absl::GetFlag(FLAGS_tls_refresh_seconds);
+
   absl::StatusOr<std::unique_ptr<kvpack::Server>> server = kvpack::Server::Start(options);
   if (!server.ok()) return Fail(server.status());
+  for (const std::string& warning : (*server)->tls_warnings()) {
+    std::fprintf(stderr, "kvpack_server: WARNING: %s\n", warning.c_str());
+  }
+  const std::string security =
+      !(*server)->tls()                    ? "plaintext"
+      : options.tls.client_ca_file.empty() ? "TLS"
+                                           : "mutual TLS";
   std::fprintf(stderr,
-               "kvpack_server: serving on port %d (metrics on %d), data in %s, codec %s, "
+               "kvpack_server: serving on port %d (%s; metrics on %d), data in %s, codec %s, "
                "device %s, ram %s, disk %s\n",
-               (*server)->port(), (*server)->metrics_port(), options.data_dir.c_str(),
+               (*server)->port(), security.c_str(), (*server)->metrics_port(),
+               options.data_dir.c_str(),
                options.codec.c_str(), std::string((*server)->device()).c_str(),
                kvpack::FormatByteSize(options.ram_capacity).c_str(),
                kvpack::FormatByteSize(options.disk_capacity).c_str());

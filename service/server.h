@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -23,6 +24,7 @@
 #include "service/metrics.h"
 #include "service/service_context.h"
 #include "service/thread_pool.h"
+#include "service/tls_credentials.h"
 #include "storage/tiered_store.h"
 
 namespace kvpack {
@@ -50,11 +52,15 @@ struct ServerOptions {
   // kernels for (the CPU for the rest).
   std::string device = "auto";
   int gpu_instances = 4;  // blocks in flight on the GPU at once
+  // TLS on the gRPC port; plaintext when no file is named. The files are re-read every
+  // tls.refresh_seconds (service/tls_credentials.h).
+  ServerTlsOptions tls;
 };
 
 class Server {
  public:
-  // InvalidArgument for bad options (an unparsable codec policy, say); Unavailable when a
+  // InvalidArgument for bad options (an unparsable codec policy, say, or a TLS file that
+  // cannot be read or does not match the others); Unavailable when a
   // port cannot be bound; the store's error when the data directory cannot be opened.
   static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
   ~Server();  // Shutdown(absl::ZeroDuration()) if not yet shut down
@@ -71,6 +77,10 @@ class Server {
   const std::string& device_note() const { return device_note_; }
   // "cpu", "cuda:0", or "auto(cpu,cuda:0)" when blocks are routed per request.
   absl::string_view device() const { return context_.codec->device(); }
+  // Whether the gRPC port serves TLS, and what was found wrong with its certificate that
+  // does not stop the server (an expired one, say): one line each.
+  bool tls() const { return tls_; }
+  const std::vector<std::string>& tls_warnings() const { return tls_warnings_; }
 
  private:
   Server() = default;
@@ -97,6 +107,8 @@ class Server {
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;
   std::string device_note_;
+  bool tls_ = false;
+  std::vector<std::string> tls_warnings_;
   absl::Duration shutdown_announce_;
 };
 
