@@ -3,6 +3,8 @@
 // With no flags it listens on 127.0.0.1:50051 (gRPC) and 127.0.0.1:9464 (/metrics), keeps
 // up to 1GiB of encoded blocks in RAM and 16GiB in RocksDB under ./kvpack-data, and encodes
 // with the default codec policy. SIGTERM or SIGINT drains in-flight calls and exits 0.
+// Off loopback it serves only TLS (--tls_cert, --tls_key), unless
+// --insecure_plaintext_on_network says otherwise (service/exposure.h).
 #include <malloc.h>
 
 #include <csignal>
@@ -15,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "service/byte_size.h"
+#include "service/exposure.h"
 #include "service/server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC address host:port (port 0 = any)");
@@ -61,6 +64,9 @@ ABSL_FLAG(std::string, tls_client_ca, "",
 ABSL_FLAG(int, tls_refresh_seconds, 5,
           "how often the TLS files are re-read, so that rotated certificates are served "
           "without a restart");
+ABSL_FLAG(bool, insecure_plaintext_on_network, false,
+          "serve plaintext gRPC on a --listen address other than loopback; without it (or "
+          "TLS) the server refuses such an address");
 
 namespace {
 
@@ -132,6 +138,13 @@ int main(int argc, char** argv) {
   options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
   options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   options.tls.refresh_seconds = absl::GetFlag(FLAGS_tls_refresh_seconds);
+  options.insecure_plaintext_on_network = absl::GetFlag(FLAGS_insecure_plaintext_on_network);
+  if (absl::Status exposure = kvpack::CheckExposure(options); !exposure.ok()) {
+    return Fail(exposure);
+  }
+  for (const std::string& warning : kvpack::ExposureWarnings(options)) {
+    std::fprintf(stderr, "kvpack_server: WARNING: %s\n", warning.c_str());
+  }
 
   absl::StatusOr<std::unique_ptr<kvpack::Server>> server = kvpack::Server::Start(options);
   if (!server.ok()) return Fail(server.status());

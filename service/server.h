@@ -55,6 +55,9 @@ struct ServerOptions {
   // TLS on the gRPC port; plaintext when no file is named. The files are re-read every
   // tls.refresh_seconds (service/tls_credentials.h).
   ServerTlsOptions tls;
+  // Serve plaintext on an address other than loopback. The server itself does not look at
+  // it: kvpack_server refuses such an address without it (service/exposure.h).
+  bool insecure_plaintext_on_network = false;
 };
 
 class Server {
