@@ -1,5 +1,6 @@
 // The command-line conventions of kvpack's tools, shared by the `kvpack` subcommands and by
-// the drivers in bench/ (bench/kvpack_bench): the global flags (server, namespace, deadlines)
+// the drivers in bench/ (bench/kvpack_bench): the global flags (server, namespace, deadlines,
+// TLS)
 // and how they become a connected Client, the block-shape flags, hex keys, the exit codes,
 // and how errors are reported (the server's code and message on stderr, a non-zero exit).
 //
@@ -32,10 +33,22 @@ struct GlobalFlags {
   std::string ns = "default";
   double timeout_s = 30;
   double connect_timeout_s = 5;
+  // TLS: on when --tls or any --tls_* flag is given (ClientTlsOptions).
+  bool tls = false;
+  std::string tls_ca;           // PEM file of the CAs trusted for the server's certificate
+  std::string tls_cert;         // PEM file of this client's certificate (mutual TLS)
+  std::string tls_key;          // PEM file of its private key
+  std::string tls_server_name;  // name the server's certificate must carry
 };
 
-// Registers --server, --namespace, --timeout and --connect_timeout writing to *flags.
+// Registers --server, --namespace, --timeout, --connect_timeout, --tls, --tls_ca, --tls_cert,
+// --tls_key and --tls_server_name writing to *flags.
 void AddGlobalFlags(GlobalFlags* flags, FlagSet* set);
+
+// The client options `flags` describe, with `connections` independent connections;
+// InvalidArgument naming the flag to fix.
+absl::StatusOr<ClientOptions> ClientOptionsFromFlags(const GlobalFlags& flags,
+                                                     int connections = 1);
 
 // A client for `flags`; `connections` independent connections.
 absl::StatusOr<std::unique_ptr<Client>> ConnectClient(const GlobalFlags& flags,
