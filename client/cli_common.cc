@@ -25,11 +25,25 @@ void AddGlobalFlags(GlobalFlags* flags, FlagSet* set) {
   set->String("token", &flags->token,
               "the bearer token itself (prefer --token_file: a command line is visible to every "
               "user of this machine)");
+  set->Bool("tls", &flags->tls,
+            "connect over TLS, trusting the system's root CAs unless --tls_ca is given (any "
+            "--tls_* flag implies --tls)");
+  set->String("tls_ca", &flags->tls_ca,
+              "PEM file of the CAs that may sign the server's certificate");
+  set->String("tls_cert", &flags->tls_cert,
+              "PEM file of this client's certificate, for a server that requires mutual TLS "
+              "(with --tls_key)");
+  set->String("tls_key", &flags->tls_key, "PEM file of the private key of --tls_cert");
+  set->String("tls_server_name", &flags->tls_server_name,
+              "name the server's certificate must carry, when it is not --server's host");
 }
 
 absl::StatusOr<ClientOptions> ClientOptionsFromFlags(const GlobalFlags& flags, int connections) {
   if (!(flags.timeout_s > 0) || !(flags.connect_timeout_s >= 0)) {
     return absl::InvalidArgumentError("--timeout must be positive, --connect_timeout >= 0");
+  }
+  if (flags.tls_cert.empty() != flags.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together (mutual TLS)");
   }
   ClientOptions options;
   options.target = flags.server;
@@ -57,6 +71,12 @@ absl::StatusOr<ClientOptions> ClientOptionsFromFlags(const GlobalFlags& flags, i
           absl::StrCat("--token_file: '", flags.token_file, "' holds no token"));
     }
   }
+  options.tls.enabled = flags.tls || !flags.tls_ca.empty() || !flags.tls_cert.empty() ||
+                        !flags.tls_key.empty() || !flags.tls_server_name.empty();
+  options.tls.ca_file = flags.tls_ca;
+  options.tls.cert_file = flags.tls_cert;
+  options.tls.key_file = flags.tls_key;
+  options.tls.server_name = flags.tls_server_name;
   return options;
 }
 

@@ -1,5 +1,6 @@
 // The command-line conventions of kvpack's tools, shared by the `kvpack` subcommands and by
-// the drivers in bench/ (bench/kvpack_bench): the global flags (server, namespace, deadlines)
+// the drivers in bench/ (bench/kvpack_bench): the global flags (server, namespace, deadlines,
+// TLS)
 // and how they become a connected Client, the block-shape flags, hex keys, the exit codes,
 // and how errors are reported (the server's code and message on stderr, a non-zero exit).
 //
@@ -36,15 +37,22 @@ struct GlobalFlags {
   // the command line shows in the process list to every user of the machine), or inline.
   std::string token_file;
   std::string token;
+  // TLS: on when --tls or any --tls_* flag is given (ClientTlsOptions).
+  bool tls = false;
+  std::string tls_ca;           // PEM file of the CAs trusted for the server's certificate
+  std::string tls_cert;         // PEM file of this client's certificate (mutual TLS)
+  std::string tls_key;          // PEM file of its private key
+  std::string tls_server_name;  // name the server's certificate must carry
 };
 
-// Registers --server, --namespace, --timeout, --connect_timeout, --token_file and --token
-// writing to *flags.
+// Registers --server, --namespace, --timeout, --connect_timeout, --token_file, --token, --tls,
+// --tls_ca, --tls_cert, --tls_key and --tls_server_name writing to *flags.
 void AddGlobalFlags(GlobalFlags* flags, FlagSet* set);
 
 // The client options `flags` describe, with the token read from --token_file (surrounding
-// whitespace dropped). InvalidArgument for bad deadlines, for both --token and --token_file,
-// or an empty token file; the read error, naming the file, when it cannot be read.
+// whitespace dropped) and `connections` independent connections. InvalidArgument naming the
+// flag to fix (bad deadlines, both --token and --token_file, an empty token file, a client
+// certificate without its key); the read error, naming the file, when it cannot be read.
 absl::StatusOr<ClientOptions> ClientOptionsFromFlags(const GlobalFlags& flags,
                                                      int connections = 1);
 

@@ -115,6 +115,57 @@ TEST(GlobalFlagsTest, BadTokenFlagsAreErrorsThatNeverShowTheToken) {
   EXPECT_THAT(status.message(), HasSubstr("/nonexistent/token"));
 }
 
+TEST(GlobalFlagsTest, PlaintextByDefault) {
+  GlobalFlags globals;
+  FlagSet set("test", "Tests global flags.");
+  AddGlobalFlags(&globals, &set);
+  bool help = false;
+  ASSERT_TRUE(set.Parse({"--server=10.0.0.7:50051"}, &help).ok());
+  absl::StatusOr<ClientOptions> options = ClientOptionsFromFlags(globals);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->target, "10.0.0.7:50051");
+  EXPECT_FALSE(options->tls.enabled);
+}
+
+TEST(GlobalFlagsTest, TlsFlagsFillTheClientsTlsOptions) {
+  GlobalFlags globals;
+  FlagSet set("test", "Tests global flags.");
+  AddGlobalFlags(&globals, &set);
+  bool help = false;
+  ASSERT_TRUE(set.Parse({"--tls_ca=ca.pem", "--tls_cert=client.pem", "--tls_key=client.key",
+                         "--tls_server_name=kvpack.internal"},
+                        &help)
+                  .ok());
+  absl::StatusOr<ClientOptions> options = ClientOptionsFromFlags(globals, 3);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_TRUE(options->tls.enabled);
+  EXPECT_EQ(options->tls.ca_file, "ca.pem");
+  EXPECT_EQ(options->tls.cert_file, "client.pem");
+  EXPECT_EQ(options->tls.key_file, "client.key");
+  EXPECT_EQ(options->tls.server_name, "kvpack.internal");
+  EXPECT_EQ(options->connections, 3);
+}
+
+TEST(GlobalFlagsTest, TlsAloneTrustsTheSystemRoots) {
+  GlobalFlags globals;
+  FlagSet set("test", "Tests global flags.");
+  AddGlobalFlags(&globals, &set);
+  bool help = false;
+  ASSERT_TRUE(set.Parse({"--tls"}, &help).ok());
+  absl::StatusOr<ClientOptions> options = ClientOptionsFromFlags(globals);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_TRUE(options->tls.enabled);
+  EXPECT_TRUE(options->tls.ca_file.empty());
+}
+
+TEST(GlobalFlagsTest, ClientCertificateWithoutKeyNamesBothFlags) {
+  GlobalFlags globals;
+  globals.tls_cert = "client.pem";
+  absl::StatusOr<ClientOptions> options = ClientOptionsFromFlags(globals);
+  EXPECT_EQ(options.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(options.status().message(), HasSubstr("--tls_key"));
+}
+
 }  // namespace
 }  // namespace cli
 }  // namespace kvpack

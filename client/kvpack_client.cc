@@ -1,7 +1,9 @@
 #include "client/kvpack_client.h"
 
 #include <algorithm>
+#include <fstream>
 #include <limits>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +13,7 @@
 #include "client/put_request_sequence.h"
 #include "client/wire_convert.h"
 #include "codec/random.h"
+#include "common/status_macros.h"
 #include "grpcpp/grpcpp.h"
 #include "kvpack/v1/kvpack.grpc.pb.h"
 
@@ -60,7 +63,69 @@ absl::Status ValidateOptions(const ClientOptions& options) {
     return absl::InvalidArgumentError(absl::StrCat("client: connections ", options.connections,
                                                    " is outside [1, ", kMaxConnections, "]"));
   }
+  const ClientTlsOptions& tls = options.tls;
+  if (!tls.enabled) {
+    for (const std::string* field : {&tls.ca_file, &tls.ca_pem, &tls.cert_file, &tls.cert_pem,
+                                     &tls.key_file, &tls.key_pem, &tls.server_name}) {
+      if (!field->empty()) {
+        return absl::InvalidArgumentError(
+            "client: a tls field is set but tls.enabled is false (plaintext)");
+      }
+    }
+    return absl::OkStatus();
+  }
+  if ((!tls.ca_file.empty() && !tls.ca_pem.empty()) ||
+      (!tls.cert_file.empty() && !tls.cert_pem.empty()) ||
+      (!tls.key_file.empty() && !tls.key_pem.empty())) {
+    return absl::InvalidArgumentError(
+        "client: set each of tls.ca, tls.cert and tls.key as a file or as PEM text, not both");
+  }
+  const bool has_cert = !tls.cert_file.empty() || !tls.cert_pem.empty();
+  const bool has_key = !tls.key_file.empty() || !tls.key_pem.empty();
+  if (has_cert != has_key) {
+    return absl::InvalidArgumentError(
+        "client: a client certificate needs its key and a key its certificate (tls.cert, "
+        "tls.key)");
+  }
   return absl::OkStatus();
+}
+
+// The PEM text of one ClientTlsOptions pair: the file's contents, or the text given. Empty
+// when neither is set. InvalidArgument naming `field` if the file cannot be read or the text
+// has no PEM block.
+absl::StatusOr<std::string> PemText(const std::string& file, const std::string& pem,
+                                    absl::string_view field) {
+  std::string text = pem;
+  if (!file.empty()) {
+    std::ifstream in(file, std::ios::binary);
+    std::ostringstream contents;
+    if (!(in && contents << in.rdbuf())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("client: cannot read tls.", field, "_file ", file));
+    }
+    text = contents.str();
+  }
+  if (!text.empty() && text.find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "client: tls.", field, file.empty() ? "_pem" : absl::StrCat("_file ", file),
+        " holds no PEM data"));
+  }
+  return text;
+}
+
+// grpc::SslCredentials rather than gRPC's experimental TlsCredentials: it is the stable API,
+// and it has everything a client needs here (CAs, a client certificate, the server-name
+// override through a channel argument). What the experimental API adds, re-reading rotated
+// files, matters on the server, which lives for months; a client whose certificate rotates
+// connects a new Client.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
+    const ClientTlsOptions& tls) {
+  if (!tls.enabled) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;
+  ASSIGN_OR_RETURN(ssl.pem_root_certs, PemText(tls.ca_file, tls.ca_pem, "ca"));
+  ASSIGN_OR_RETURN(ssl.pem_cert_chain, PemText(tls.cert_file, tls.cert_pem, "cert"));
+  ASSIGN_OR_RETURN(ssl.pem_private_key, PemText(tls.key_file, tls.key_pem, "key"));
+  return grpc::SslCredentials(ssl);
 }
 
 absl::Status ValidateRequest(absl::string_view ns, absl::Span<const std::string> keys) {
@@ -97,22 +162,36 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& opt
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, ClampedMillis(options.max_backoff));
   // Without a local pool, channels with equal arguments share one TCP connection.
   if (options.connections > 1) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  if (!options.tls.server_name.empty()) args.SetSslTargetNameOverride(options.tls.server_name);
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                   ChannelCredentials(options.tls));
 
   std::vector<std::unique_ptr<Connection>> connections;
   for (int i = 0; i < options.connections; ++i) {
     auto connection = std::make_unique<Connection>();
-    connection->channel =
-        grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(), args);
+    connection->channel = grpc::CreateCustomChannel(options.target, credentials, args);
     connection->stub = v1::KvCacheService::NewStub(connection->channel);
     connections.push_back(std::move(connection));
   }
+  // Why a connection is not up, as gRPC last saw it (connection refused, TLS handshake failed
+  // and why): a call that does not wait for the connection fails at once with it.
+  auto last_connect_error = [](Connection& connection) -> std::string {
+    grpc::ClientContext context;
+    context.set_wait_for_ready(false);
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+    v1::GetStatsResponse response;
+    const grpc::Status status =
+        connection.stub->GetStats(&context, v1::GetStatsRequest(), &response);
+    return status.ok() ? "it connected late" : status.error_message();
+  };
   if (options.connect_timeout > absl::ZeroDuration()) {
     const auto deadline = absl::ToChronoTime(absl::Now() + options.connect_timeout);
     for (const auto& connection : connections) {
       if (!connection->channel->WaitForConnected(deadline)) {
-        return absl::UnavailableError(
-            absl::StrCat("client: could not connect to ", options.target, " within ",
-                         absl::FormatDuration(options.connect_timeout)));
+        return absl::UnavailableError(absl::StrCat(
+            "client: could not connect to ", options.target, options.tls.enabled ? " (TLS)" : "",
+            " within ", absl::FormatDuration(options.connect_timeout), ": ",
+            last_connect_error(*connection)));
       }
     }
   }

@@ -19,7 +19,10 @@
 //                       where the client can)
 //   RESOURCE_EXHAUSTED  the server is at its memory bound; try later or with less
 //   DEADLINE_EXCEEDED   the call did not finish within ClientOptions::timeout
-//   UNAVAILABLE         the server stayed unreachable through every retry
+//   UNAVAILABLE         the server stayed unreachable through every retry, or the TLS
+//                       handshake failed (an untrusted, expired or misnamed server
+//                       certificate, a client certificate the server refused, or TLS on
+//                       one side only); the message carries gRPC's reason
 //   DATA_LOSS           the server's answer was malformed or truncated
 //   UNAUTHENTICATED     the server authenticates calls (--auth_tokens) and ClientOptions::token
 //                       is empty, or not one it knows
@@ -54,6 +57,26 @@ class ClientContext;
 
 namespace kvpack {
 
+// TLS on the client's connections. The server's certificate must chain to one of the CAs and
+// name the target's host (or server_name). ClientOptions::tls.enabled = false is plaintext.
+struct ClientTlsOptions {
+  bool enabled = false;  // false: plaintext, and every field below must be empty
+  // The CAs that may sign the server's certificate: a PEM file, or the PEM text itself (at
+  // most one of the two). Both empty: the system's root CAs.
+  std::string ca_file;
+  std::string ca_pem;
+  // This client's certificate chain and its private key, for a server that requires mutual
+  // TLS: both or neither, each as a PEM file or PEM text.
+  std::string cert_file;
+  std::string cert_pem;
+  std::string key_file;
+  std::string key_pem;
+  // The name the server's certificate must carry when it is not the target's host, e.g. a
+  // target given as an IP address or reached through a tunnel
+  // (GRPC_SSL_TARGET_NAME_OVERRIDE_ARG). Empty: the target's host.
+  std::string server_name;
+};
+
 struct ClientOptions {
   // The server, as "host:port" (any gRPC target string works, e.g. "dns:///kvpack:50051").
   std::string target = "127.0.0.1:50051";
@@ -77,12 +100,16 @@ struct ClientOptions {
   // Bearer token sent with every call ("authorization: Bearer <token>") to a server that
   // authenticates calls (service/AUTH.md); empty = none. Printable ASCII without spaces.
   std::string token;
+  // TLS (and mutual TLS); plaintext by default. The files are read once, by Connect().
+  ClientTlsOptions tls;
 };
 
 class Client {
  public:
-  // Checks `options` (InvalidArgument naming a bad field) and opens the connections. With a
-  // non-zero connect_timeout, UNAVAILABLE if the server does not accept within it.
+  // Checks `options` (InvalidArgument naming a bad field, or a TLS file that cannot be read
+  // or holds no PEM data) and opens the connections. With a non-zero connect_timeout,
+  // UNAVAILABLE if the server does not accept within it, with gRPC's reason (connection
+  // refused, TLS handshake failed and why).
   static absl::StatusOr<std::unique_ptr<Client>> Connect(const ClientOptions& options);
 
   ~Client();

@@ -8,6 +8,10 @@
 // SHA-256 the file lists, or an mTLS client certificate identity it names. The file is read
 // again when it changes (checked every --auth_reload_seconds) and on SIGHUP; a new file that
 // does not parse is logged and the grants in force stay.
+//
+// Off loopback it serves only TLS (--tls_cert, --tls_key) with authentication
+// (--auth_tokens), unless --insecure_plaintext_on_network and --insecure_no_auth_on_network
+// say otherwise (service/exposure.h).
 #include <malloc.h>
 
 #include <csignal>
@@ -20,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "service/byte_size.h"
+#include "service/exposure.h"
 #include "service/server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC address host:port (port 0 = any)");
@@ -63,6 +68,22 @@ ABSL_FLAG(double, auth_reload_seconds, 2,
           "SIGHUP reloads it at once); 0 = on SIGHUP only");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "on SIGTERM, how long in-flight calls may run before they are cancelled");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain (the server's first) to serve TLS on the gRPC port; needs "
+          "--tls_key");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert (unencrypted)");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: mutual TLS, every client must present a certificate it signed; "
+          "empty = clients present none");
+ABSL_FLAG(int, tls_refresh_seconds, 5,
+          "how often the TLS files are re-read, so that rotated certificates are served "
+          "without a restart");
+ABSL_FLAG(bool, insecure_plaintext_on_network, false,
+          "serve plaintext gRPC on a --listen address other than loopback; without it (or "
+          "TLS) the server refuses such an address");
+ABSL_FLAG(bool, insecure_no_auth_on_network, false,
+          "serve without authentication (--auth_tokens) on an address other than loopback: "
+          "anyone who reaches the port can read, overwrite and delete every namespace");
 
 namespace {
 
@@ -138,17 +159,33 @@ int main(int argc, char** argv) {
     *flag.target = *bytes;
   }
 
-  // SECURE BY DEFAULT (to finish when this branch meets the TLS one): the TLS branch refuses a
-  // --listen address that is not loopback unless TLS is on. Once both are merged, that check
-  // must also refuse such an address without --auth_tokens (options.auth_tokens empty), unless
-  // the operator opts out explicitly; DESIGN.md, "Security and tenancy".
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.tls.refresh_seconds = absl::GetFlag(FLAGS_tls_refresh_seconds);
+  options.insecure_plaintext_on_network = absl::GetFlag(FLAGS_insecure_plaintext_on_network);
+  options.insecure_no_auth_on_network = absl::GetFlag(FLAGS_insecure_no_auth_on_network);
+  if (absl::Status exposure = kvpack::CheckExposure(options); !exposure.ok()) {
+    return Fail(exposure);
+  }
+  for (const std::string& warning : kvpack::ExposureWarnings(options)) {
+    std::fprintf(stderr, "kvpack_server: WARNING: %s\n", warning.c_str());
+  }
 
   absl::StatusOr<std::unique_ptr<kvpack::Server>> server = kvpack::Server::Start(options);
   if (!server.ok()) return Fail(server.status());
+  for (const std::string& warning : (*server)->tls_warnings()) {
+    std::fprintf(stderr, "kvpack_server: WARNING: %s\n", warning.c_str());
+  }
+  const std::string security =
+      !(*server)->tls()                    ? "plaintext"
+      : options.tls.client_ca_file.empty() ? "TLS"
+                                           : "mutual TLS";
   std::fprintf(stderr,
-               "kvpack_server: serving on port %d (metrics on %d), data in %s, codec %s, "
+               "kvpack_server: serving on port %d (%s; metrics on %d), data in %s, codec %s, "
                "device %s, ram %s, disk %s\n",
-               (*server)->port(), (*server)->metrics_port(), options.data_dir.c_str(),
+               (*server)->port(), security.c_str(), (*server)->metrics_port(),
+               options.data_dir.c_str(),
                options.codec.c_str(), std::string((*server)->device()).c_str(),
                kvpack::FormatByteSize(options.ram_capacity).c_str(),
                kvpack::FormatByteSize(options.disk_capacity).c_str());

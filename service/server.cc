@@ -36,6 +36,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     }
     server->auth_ = *std::move(auth);
   }
+  // Before the store opens, so that a bad TLS file fails at once.
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (options.tls.enabled()) {
+    ASSIGN_OR_RETURN(ServerTlsCredentials tls, NewServerTlsCredentials(options.tls));
+    credentials = std::move(tls.credentials);
+    server->tls_ = true;
+    server->tls_warnings_ = std::move(tls.warnings);
+  }
 
   TieredStoreOptions store_options;
   store_options.ram_capacity_bytes = options.ram_capacity;
@@ -117,7 +125,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(options.listen, credentials, &server->port_);
   builder.RegisterService(server->service_.get());
   // Blocks travel in pieces (PutBlocksRequest.data, GetBlocksResponse.data); a message
   // carries at most one piece plus small headers.

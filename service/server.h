@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -24,6 +25,7 @@
 #include "service/metrics.h"
 #include "service/service_context.h"
 #include "service/thread_pool.h"
+#include "service/tls_credentials.h"
 #include "storage/tiered_store.h"
 
 namespace kvpack {
@@ -58,13 +60,22 @@ struct ServerOptions {
   // How often the token file is checked for changes (reloaded when it changed); zero = only
   // on ReloadAuthTokens().
   absl::Duration auth_reload_interval = absl::Seconds(2);
+  // TLS on the gRPC port; plaintext when no file is named. The files are re-read every
+  // tls.refresh_seconds (service/tls_credentials.h).
+  ServerTlsOptions tls;
+  // Serve plaintext on an address other than loopback. The server itself does not look at
+  // it: kvpack_server refuses such an address without it (service/exposure.h).
+  bool insecure_plaintext_on_network = false;
+  // Serve without authentication on an address other than loopback (as above).
+  bool insecure_no_auth_on_network = false;
 };
 
 class Server {
  public:
-  // InvalidArgument for bad options (an unparsable codec policy, a malformed token file: the
-  // message names the file and line, say); Unavailable when a port cannot be bound; the store's
-  // error when the data directory cannot be opened.
+  // InvalidArgument for bad options (an unparsable codec policy, a malformed token file —
+  // the message names the file and line —, or a TLS file that cannot be read or does not match
+  // the others); Unavailable when a port cannot be bound; the store's error when the data
+  // directory cannot be opened.
   static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
   ~Server();  // Shutdown(absl::ZeroDuration()) if not yet shut down
 
@@ -87,6 +98,10 @@ class Server {
   const std::string& device_note() const { return device_note_; }
   // "cpu", "cuda:0", or "auto(cpu,cuda:0)" when blocks are routed per request.
   absl::string_view device() const { return context_.codec->device(); }
+  // Whether the gRPC port serves TLS, and what was found wrong with its certificate that
+  // does not stop the server (an expired one, say): one line each.
+  bool tls() const { return tls_; }
+  const std::vector<std::string>& tls_warnings() const { return tls_warnings_; }
 
  private:
   Server() = default;
@@ -114,6 +129,8 @@ class Server {
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;
   std::string device_note_;
+  bool tls_ = false;
+  std::vector<std::string> tls_warnings_;
   absl::Duration shutdown_announce_;
 };
 

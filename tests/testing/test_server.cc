@@ -28,13 +28,20 @@ std::string MakeTempDir(const std::string& prefix) {
 }
 
 std::unique_ptr<TestServer> TestServer::Start(const TestServerOptions& options) {
+  absl::StatusOr<std::unique_ptr<TestServer>> server = TryStart(options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "test server failed to start: %s\n", server.status().ToString().c_str());
+    std::abort();
+  }
+  return *std::move(server);
+}
+
+absl::StatusOr<std::unique_ptr<TestServer>> TestServer::TryStart(
+    const TestServerOptions& options) {
   std::unique_ptr<TestServer> server(new TestServer(options));
   if (server->options_.data_dir.empty()) server->options_.data_dir = MakeTempDir("kvpack-data");
   absl::Status status = server->StartOnPort(0);
-  if (!status.ok()) {
-    std::fprintf(stderr, "test server failed to start: %s\n", status.ToString().c_str());
-    std::abort();
-  }
+  if (!status.ok()) return status;
   return server;
 }
 
@@ -59,6 +66,10 @@ absl::Status TestServer::StartOnPort(int port) {
   options.auth_tokens = options_.auth_tokens;
   options.auth_reload_interval = absl::Milliseconds(options_.auth_reload_interval_ms);
   options.worker_threads = 4;
+  options.tls.cert_file = options_.tls_cert_file;
+  options.tls.key_file = options_.tls_key_file;
+  options.tls.client_ca_file = options_.tls_client_ca_file;
+  options.tls.refresh_seconds = options_.tls_refresh_seconds;
   // The same end-to-end tests run against a GPU server on a GPU machine:
   // KVPACK_TEST_DEVICE=cuda:0 (tests/gpu/server_on_device.sh).
   const char* device = std::getenv("KVPACK_TEST_DEVICE");

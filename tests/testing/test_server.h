@@ -15,6 +15,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace kvpack {
 
@@ -32,12 +33,19 @@ struct TestServerOptions {
   std::string auth_tokens;
   // How often the token file is checked for changes; 0 = only on ReloadAuthTokens().
   int64_t auth_reload_interval_ms = 0;
+  // TLS on the gRPC port (the server's --tls_* flags); plaintext when the files are empty.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;  // set: mutual TLS
+  int tls_refresh_seconds = 1;
 };
 
 class TestServer {
  public:
   // Aborts the test binary if the server cannot start: every test needs it.
   static std::unique_ptr<TestServer> Start(const TestServerOptions& options = {});
+  // As Start, but returns why the server could not start (a bad TLS file, say).
+  static absl::StatusOr<std::unique_ptr<TestServer>> TryStart(const TestServerOptions& options);
   ~TestServer();
 
   std::string target() const;  // "127.0.0.1:PORT"
