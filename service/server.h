@@ -58,6 +58,8 @@ struct ServerOptions {
   // How often the token file is checked for changes (reloaded when it changed); zero = only
   // on ReloadAuthTokens().
   absl::Duration auth_reload_interval = absl::Seconds(2);
+  // The per-namespace quota file (storage/QUOTAS.md); "" = no quotas.
+  std::string quotas;
 };
 
 class Server {

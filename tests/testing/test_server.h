@@ -32,6 +32,8 @@ struct TestServerOptions {
   std::string auth_tokens;
   // How often the token file is checked for changes; 0 = only on ReloadAuthTokens().
   int64_t auth_reload_interval_ms = 0;
+  // A quota file (storage/QUOTAS.md). Empty = no quotas.
+  std::string quotas;
 };
 
 class TestServer {
