@@ -66,6 +66,8 @@ ABSL_FLAG(std::string, auth_tokens, "",
 ABSL_FLAG(double, auth_reload_seconds, 2,
           "how often the --auth_tokens file is checked for changes (reloaded when it changed; "
           "SIGHUP reloads it at once); 0 = on SIGHUP only");
+ABSL_FLAG(std::string, quotas, "",
+          "per-namespace RAM and disk quota file (storage/QUOTAS.md); empty = no quotas");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "on SIGTERM, how long in-flight calls may run before they are cancelled");
 ABSL_FLAG(std::string, tls_cert, "",
@@ -131,6 +133,7 @@ int main(int argc, char** argv) {
   options.put_idle_timeout = absl::GetFlag(FLAGS_put_idle_timeout);
   options.shutdown_announce = absl::Seconds(absl::GetFlag(FLAGS_shutdown_announce_seconds));
   options.auth_tokens = absl::GetFlag(FLAGS_auth_tokens);
+  options.quotas = absl::GetFlag(FLAGS_quotas);
   const double reload_seconds = absl::GetFlag(FLAGS_auth_reload_seconds);
   if (!(reload_seconds >= 0)) {
     return Fail(absl::InvalidArgumentError("--auth_reload_seconds must not be negative"));

@@ -1,5 +1,6 @@
 #include "service/metrics.h"
 
+#include <algorithm>
 #include <exception>
 #include <utility>
 #include <vector>
@@ -34,6 +35,40 @@ prometheus::MetricFamily SingleFamily(std::string name, std::string help,
   }
   family.metric.push_back(std::move(metric));
   return family;
+}
+
+prometheus::ClientMetric GaugeMetric(prometheus::ClientMetric::Label a,
+                                     prometheus::ClientMetric::Label b, double value) {
+  prometheus::ClientMetric metric;
+  metric.label = {std::move(a), std::move(b)};
+  metric.gauge.value = value;
+  return metric;
+}
+
+// kvpack_namespace_bytes and kvpack_namespace_blocks, by namespace and tier, capped.
+void AddNamespaceFamilies(const TieredStore& store,
+                          std::vector<prometheus::MetricFamily>* families) {
+  prometheus::MetricFamily bytes;
+  bytes.name = "kvpack_namespace_bytes";
+  bytes.help = absl::StrCat("Bytes each namespace holds in each tier (the ", kMaxNamespaceSeries,
+                            " largest namespaces; the rest summed as namespace=\"_other\").");
+  bytes.type = prometheus::MetricType::Gauge;
+  prometheus::MetricFamily blocks;
+  blocks.name = "kvpack_namespace_blocks";
+  blocks.help = "Blocks each namespace holds in each tier (same namespaces as "
+                "kvpack_namespace_bytes).";
+  blocks.type = prometheus::MetricType::Gauge;
+  for (const NamespaceHoldings& h : TopNamespaces(store.Holdings(), kMaxNamespaceSeries)) {
+    for (const auto& [tier, usage] : {std::pair<const char*, NamespaceUsage>{"ram", h.ram},
+                                      std::pair<const char*, NamespaceUsage>{"disk", h.disk}}) {
+      bytes.metric.push_back(GaugeMetric({"namespace", h.ns}, {"tier", tier},
+                                         static_cast<double>(usage.bytes)));
+      blocks.metric.push_back(GaugeMetric({"namespace", h.ns}, {"tier", tier},
+                                          static_cast<double>(usage.blocks)));
+    }
+  }
+  families->push_back(std::move(bytes));
+  families->push_back(std::move(blocks));
 }
 
 // Storage-tier figures, read from the store whenever /metrics is scraped.
@@ -90,6 +125,15 @@ class StoreCollector : public prometheus::Collectable {
         "kvpack_unreadable_dropped_total",
         "Blocks dropped because they passed their checksum but did not parse or decode.",
         prometheus::MetricType::Counter, static_cast<double>(store_->UnreadableDropped())));
+    add("kvpack_quota_rejections_total",
+        "Puts refused because their namespace was at its quota in that tier (--quotas).",
+        prometheus::MetricType::Counter, store_->RamQuotaRejections(),
+        store_->DiskQuotaRejections());
+    families.push_back(SingleFamily(
+        "kvpack_spill_quota_drops_total",
+        "Blocks evicted from RAM and not spilled because their namespace was at its disk quota.",
+        prometheus::MetricType::Counter, static_cast<double>(store_->SpillQuotaDrops())));
+    AddNamespaceFamilies(*store_, &families);
     return families;
   }
 
@@ -98,6 +142,29 @@ class StoreCollector : public prometheus::Collectable {
 };
 
 }  // namespace
+
+std::vector<NamespaceHoldings> TopNamespaces(std::vector<NamespaceHoldings> holdings,
+                                             size_t limit) {
+  if (holdings.size() <= limit) return holdings;
+  auto total = [](const NamespaceHoldings& h) { return h.ram.bytes + h.disk.bytes; };
+  std::nth_element(holdings.begin(), holdings.begin() + limit, holdings.end(),
+                   [&total](const NamespaceHoldings& a, const NamespaceHoldings& b) {
+                     return total(a) != total(b) ? total(a) > total(b) : a.ns < b.ns;
+                   });
+  NamespaceHoldings other;
+  other.ns = "_other";
+  for (auto it = holdings.begin() + limit; it != holdings.end(); ++it) {
+    other.ram.bytes += it->ram.bytes;
+    other.ram.blocks += it->ram.blocks;
+    other.disk.bytes += it->disk.bytes;
+    other.disk.blocks += it->disk.blocks;
+  }
+  holdings.resize(limit);
+  std::sort(holdings.begin(), holdings.end(),
+            [](const NamespaceHoldings& a, const NamespaceHoldings& b) { return a.ns < b.ns; });
+  holdings.push_back(std::move(other));
+  return holdings;
+}
 
 // Figures registered with AddReading, read whenever /metrics is scraped.
 class ReadingCollector : public prometheus::Collectable {

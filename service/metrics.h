@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -25,6 +26,15 @@
 #include "storage/tiered_store.h"
 
 namespace kvpack {
+
+// Per-namespace series are exported for at most this many namespaces: those holding the most
+// bytes (RAM plus disk); the rest are summed under namespace="_other".
+inline constexpr size_t kMaxNamespaceSeries = 100;
+
+// `holdings` reduced to the `limit` namespaces holding the most bytes (ties by name), followed,
+// when any were left out, by one entry named "_other" summing them.
+std::vector<NamespaceHoldings> TopNamespaces(std::vector<NamespaceHoldings> holdings,
+                                             size_t limit);
 
 class ServiceMetrics {
  public:

@@ -1,5 +1,7 @@
 #include "service/server.h"
 
+#include "service/quota_file.h"
+
 #include <algorithm>
 #include <thread>
 #include <utility>
@@ -49,6 +51,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   store_options.ram_capacity_bytes = options.ram_capacity;
   store_options.disk_capacity_bytes = options.disk_capacity;
   store_options.data_dir = options.data_dir;
+  if (!options.quotas.empty()) {
+    ASSIGN_OR_RETURN(store_options.quotas, ReadQuotaFile(options.quotas));
+  }
   // The RAM tier is sharded to spread lock contention, and a block must fit in one shard:
   // keep shards at least kMinRamShardBytes so that large blocks still stay in RAM.
   constexpr uint64_t kMinRamShardBytes = uint64_t{64} << 20;

@@ -68,6 +68,8 @@ struct ServerOptions {
   bool insecure_plaintext_on_network = false;
   // Serve without authentication on an address other than loopback (as above).
   bool insecure_no_auth_on_network = false;
+  // The per-namespace quota file (storage/QUOTAS.md); "" = no quotas.
+  std::string quotas;
 };
 
 class Server {

@@ -10,13 +10,17 @@
 #ifndef KVPACK_STORAGE_BLOCK_STORE_H_
 #define KVPACK_STORAGE_BLOCK_STORE_H_
 
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "storage/block_key.h"
+#include "storage/namespace_quota.h"
+#include "storage/namespace_usage.h"
 #include "storage/stored_block.h"
 #include "storage/tier.h"
 
@@ -38,7 +42,17 @@ class BlockStore {
   // if the block cannot be stored for lack of capacity; other codes for I/O failures. On an
   // error raised before the write (capacity, a failed log write) the previous value, if any, is
   // unchanged.
-  virtual absl::Status Put(const BlockKey& key, const StoredBlock& block, bool sync) = 0;
+  absl::Status Put(const BlockKey& key, const StoredBlock& block, bool sync) {
+    return PutWithin(key, block, sync, kNoQuota);
+  }
+
+  // Put, refused before anything is written (a NamespaceQuotaError, ResourceExhausted) if
+  // key.ns() would then hold more than `quota_bytes` here (less the charge of the value it
+  // replaces; a replacement no larger than the old value always fits). Blocks the store evicts
+  // to make room do not count towards fitting: the quota bounds what the namespace holds,
+  // whatever the store holds in all.
+  virtual absl::Status PutWithin(const BlockKey& key, const StoredBlock& block, bool sync,
+                                 uint64_t quota_bytes) = 0;
 
   // The block under `key`, with its hash verified against the stored bytes. NotFound if absent.
   // DataLoss if the stored bytes fail their checksum: the entry is deleted and counted in
@@ -64,6 +78,12 @@ class BlockStore {
   virtual absl::StatusOr<std::vector<std::string>> ListNamespaces() const = 0;
 
   virtual StorageTierStats Stats() const = 0;
+
+  // What `ns` holds here, by the store's charge rule; kept exactly through every write,
+  // eviction and corrupt-entry drop, and rebuilt when a persistent store is reopened.
+  virtual NamespaceUsage Usage(absl::string_view ns) const = 0;
+  // Every namespace holding blocks, in no particular order.
+  virtual std::vector<std::pair<std::string, NamespaceUsage>> UsageByNamespace() const = 0;
 };
 
 }  // namespace kvpack

@@ -153,14 +153,15 @@ absl::Status DiskTier::LoadIndex() {
     std::string block_key(value->block_key);
     // Records come in increasing seq order; a block listed twice (which a complete write batch
     // never leaves behind) keeps its newest record.
+    if (!DecodeBlockKey(block_key).ok()) {
+      return absl::DataLossError(
+          absl::StrCat("disk tier index record ", *seq, " names a malformed block key"));
+    }
     if (auto old = index_.find(block_key); old != index_.end()) {
       cleanup.Delete(EncodeOrderKey(old->second.seq));
-      bytes_ -= old->second.charge;
-      by_seq_.erase(old->second.seq);
+      ForgetLocked(block_key);
     }
-    index_[block_key] = IndexEntry{*seq, value->charge};
-    by_seq_[*seq] = OrderEntry{block_key, value->charge};
-    bytes_ += value->charge;
+    RememberLocked(block_key, IndexEntry{*seq, value->charge});
     next_seq_ = *seq + 1;
   }
   RETURN_IF_ERROR(FromRocksDb(it->status(), "scanning the disk tier index"));
@@ -184,12 +185,32 @@ void DiskTier::AddRemoval(absl::string_view block_key, const IndexEntry& entry,
   batch->Delete(EncodeOrderKey(entry.seq));
 }
 
+namespace {
+
+// The namespace of an encoded block key from the index ("" if malformed, which LoadIndex
+// rejects and Put never writes).
+absl::string_view NamespaceOf(absl::string_view block_key) {
+  absl::StatusOr<BlockKeyParts> parts = DecodeBlockKey(block_key);
+  return parts.ok() ? parts->ns : absl::string_view();
+}
+
+}  // namespace
+
 void DiskTier::ForgetLocked(absl::string_view block_key) {
   auto found = index_.find(block_key);
   if (found == index_.end()) return;
   bytes_ -= found->second.charge;
+  usage_.Remove(NamespaceOf(block_key), found->second.charge);
   by_seq_.erase(found->second.seq);
   index_.erase(found);
+}
+
+void DiskTier::RememberLocked(absl::string_view block_key, const IndexEntry& entry) {
+  ForgetLocked(block_key);
+  index_.insert_or_assign(std::string(block_key), entry);
+  by_seq_[entry.seq] = OrderEntry{std::string(block_key), entry.charge};
+  bytes_ += entry.charge;
+  usage_.Add(NamespaceOf(block_key), entry.charge);
 }
 
 absl::Status DiskTier::WriteLocked(rocksdb::WriteBatch* batch, absl::string_view what) {
@@ -220,7 +241,8 @@ absl::Status DiskTier::Sync() {
   return absl::OkStatus();
 }
 
-absl::Status DiskTier::Put(const BlockKey& key, const StoredBlock& block, bool sync) {
+absl::Status DiskTier::PutWithin(const BlockKey& key, const StoredBlock& block, bool sync,
+                                 uint64_t quota_bytes) {
   const absl::string_view block_key = key.encoded();
   const BlockBytes& value = block.bytes;
   // From the hash taken at put: the payload is not read here.
@@ -245,7 +267,18 @@ absl::Status DiskTier::Put(const BlockKey& key, const StoredBlock& block, bool s
   {
     absl::ReaderMutexLock lock(&mu_);
     uint64_t bytes_after = bytes_ + charge;
-    if (auto old = index_.find(block_key); old != index_.end()) {
+    auto old = index_.find(block_key);
+    if (quota_bytes != kNoQuota) {
+      // usage_ changes only under write_mu_, which this writer holds until its write is
+      // accounted, so the check cannot be raced.
+      const uint64_t held = usage_.Of(key.ns()).bytes;
+      const uint64_t replaced = old != index_.end() ? old->second.charge : 0;
+      if (held - std::min(held, replaced) + charge > quota_bytes &&
+          !(old != index_.end() && charge <= replaced)) {
+        return NamespaceQuotaError(key.ns(), "disk", held, quota_bytes, charge);
+      }
+    }
+    if (old != index_.end()) {
       batch.Delete(EncodeOrderKey(old->second.seq));
       bytes_after -= old->second.charge;
     }
@@ -261,12 +294,9 @@ absl::Status DiskTier::Put(const BlockKey& key, const StoredBlock& block, bool s
   ++next_seq_;
   {
     absl::MutexLock lock(&mu_);
-    ForgetLocked(block_key);
     for (const std::string& victim : victims) ForgetLocked(victim);
     evictions_ += victims.size();
-    index_.insert_or_assign(std::string(block_key), IndexEntry{seq, charge});
-    by_seq_[seq] = OrderEntry{std::string(block_key), charge};
-    bytes_ += charge;
+    RememberLocked(block_key, IndexEntry{seq, charge});
   }
   write_lock.Release();
   return sync ? Sync() : absl::OkStatus();

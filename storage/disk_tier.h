@@ -29,6 +29,10 @@
 //   compressed), bloom filters on the keys. Note that a value sits in the memtable until flush,
 //   so up to ~2 x write_buffer_bytes of recent values live in RAM as well.
 //
+// - Per-namespace usage (Usage) follows the index: every block entering or leaving index_
+//   (put, overwrite, delete, eviction, corrupt drop, the trim at open) updates it, and Open
+//   rebuilds it from the 'o' records, whose block keys name the namespace.
+//
 // Thread-safe. Writers (Put, Delete, corrupt-entry drops) are serialized among themselves by
 // one mutex held across the RocksDB write (a write to the log, not an fsync: fsyncs happen
 // outside it); readers (Get, Contains, Stats) never wait for a write to reach the disk.
@@ -90,7 +94,10 @@ class DiskTier : public BlockStore {
   static rocksdb::Options RocksDbOptions(const DiskTierOptions& options);
 
   // BlockStore. Put evicts least-recently-written blocks when full (see the class comment).
-  absl::Status Put(const BlockKey& key, const StoredBlock& block, bool sync) override;
+  // The quota check, the eviction plan and the accounting are made under write_mu_, so they
+  // are exact across concurrent writers.
+  absl::Status PutWithin(const BlockKey& key, const StoredBlock& block, bool sync,
+                         uint64_t quota_bytes) override;
   absl::StatusOr<StoredBlock> Get(const BlockKey& key) override;
   bool Contains(const BlockKey& key) const override;
   absl::StatusOr<bool> Delete(const BlockKey& key, bool sync) override;
@@ -103,6 +110,10 @@ class DiskTier : public BlockStore {
   absl::Status RegisterNamespace(absl::string_view ns, bool sync) override;
   absl::StatusOr<std::vector<std::string>> ListNamespaces() const override;
   StorageTierStats Stats() const override;
+  NamespaceUsage Usage(absl::string_view ns) const override { return usage_.Of(ns); }
+  std::vector<std::pair<std::string, NamespaceUsage>> UsageByNamespace() const override {
+    return usage_.Snapshot();
+  }
 
  private:
   struct IndexEntry {
@@ -133,8 +144,11 @@ class DiskTier : public BlockStore {
   // Appends to `batch` the deletes of the block and order records of `block_key`.
   static void AddRemoval(absl::string_view block_key, const IndexEntry& entry,
                          rocksdb::WriteBatch* batch);
-  // Removes `block_key` from the in-memory index.
+  // Removes `block_key` from the in-memory index and its namespace's usage.
   void ForgetLocked(absl::string_view block_key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds `block_key` to the in-memory index and its namespace's usage (replacing any entry).
+  void RememberLocked(absl::string_view block_key, const IndexEntry& entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
   const DiskTierOptions options_;
@@ -151,6 +165,8 @@ class DiskTier : public BlockStore {
   std::map<uint64_t, OrderEntry> by_seq_ ABSL_GUARDED_BY(mu_);  // oldest write first
   uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t evictions_ ABSL_GUARDED_BY(mu_) = 0;
+  // Per-namespace charges of the blocks in index_; changed only with index_.
+  NamespaceUsageTable usage_;
 
   // Group commit state (see Sync). Independent of the other mutexes: never held with them.
   absl::Mutex sync_mu_;

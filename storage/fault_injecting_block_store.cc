@@ -34,10 +34,10 @@ absl::Status FaultInjectingBlockStore::Enter(Op op) {
   return fault.status;
 }
 
-absl::Status FaultInjectingBlockStore::Put(const BlockKey& key, const StoredBlock& block,
-                                           bool sync) {
+absl::Status FaultInjectingBlockStore::PutWithin(const BlockKey& key, const StoredBlock& block,
+                                                 bool sync, uint64_t quota_bytes) {
   RETURN_IF_ERROR(Enter(Op::kPut));
-  return base_->Put(key, block, sync);
+  return base_->PutWithin(key, block, sync, quota_bytes);
 }
 
 absl::StatusOr<StoredBlock> FaultInjectingBlockStore::Get(const BlockKey& key) {
@@ -67,5 +67,14 @@ absl::StatusOr<std::vector<std::string>> FaultInjectingBlockStore::ListNamespace
 }
 
 StorageTierStats FaultInjectingBlockStore::Stats() const { return base_->Stats(); }
+
+NamespaceUsage FaultInjectingBlockStore::Usage(absl::string_view ns) const {
+  return base_->Usage(ns);
+}
+
+std::vector<std::pair<std::string, NamespaceUsage>> FaultInjectingBlockStore::UsageByNamespace()
+    const {
+  return base_->UsageByNamespace();
+}
 
 }  // namespace kvpack

@@ -38,7 +38,9 @@ class FaultInjectingBlockStore : public BlockStore {
   // Calls of `op` so far, failed ones included.
   uint64_t Calls(Op op) const;
 
-  absl::Status Put(const BlockKey& key, const StoredBlock& block, bool sync) override;
+  // Counted and failed as kPut.
+  absl::Status PutWithin(const BlockKey& key, const StoredBlock& block, bool sync,
+                         uint64_t quota_bytes) override;
   absl::StatusOr<StoredBlock> Get(const BlockKey& key) override;
   bool Contains(const BlockKey& key) const override;
   absl::StatusOr<bool> Delete(const BlockKey& key, bool sync) override;
@@ -46,6 +48,8 @@ class FaultInjectingBlockStore : public BlockStore {
   absl::Status RegisterNamespace(absl::string_view ns, bool sync) override;
   absl::StatusOr<std::vector<std::string>> ListNamespaces() const override;
   StorageTierStats Stats() const override;
+  NamespaceUsage Usage(absl::string_view ns) const override;
+  std::vector<std::pair<std::string, NamespaceUsage>> UsageByNamespace() const override;
 
  private:
   static constexpr int kOps = 5;

@@ -44,7 +44,8 @@ void RamTier::RemoveNode(Shard& shard, std::list<Node>::iterator it) {
 }
 
 absl::StatusOr<std::vector<RamTier::Evicted>> RamTier::Insert(const BlockKey& key,
-                                                              StoredBlock block) {
+                                                              StoredBlock block,
+                                                              uint64_t quota_bytes) {
   const uint64_t charge = Charge(key, block.bytes->size());
   if (charge > shard_capacity_) {
     return absl::ResourceExhaustedError(absl::StrCat("block of ", charge,
@@ -54,9 +55,15 @@ absl::StatusOr<std::vector<RamTier::Evicted>> RamTier::Insert(const BlockKey& ke
   std::vector<Evicted> evicted;
   Shard& shard = ShardFor(key);
   absl::MutexLock lock(&shard.mu);
-  if (!shard.spilling.empty()) shard.spilling.erase(key.encoded());
   auto found = shard.index.find(key.encoded());
-  if (found != shard.index.end()) RemoveNode(shard, found->second);
+  const bool replaces = found != shard.index.end();
+  uint64_t held = 0;
+  if (!usage_.TryReplace(key.ns(), replaces, replaces ? found->second->charge : 0, charge,
+                         quota_bytes, &held)) {
+    return NamespaceQuotaError(key.ns(), "RAM", held, quota_bytes, charge);
+  }
+  if (!shard.spilling.empty()) shard.spilling.erase(key.encoded());
+  if (replaces) RemoveNode(shard, found->second);
   shard.lru.push_front(Node{key, std::move(block), charge});
   shard.index.emplace(shard.lru.front().key.encoded(), shard.lru.begin());
   shard.bytes += charge;
@@ -68,6 +75,7 @@ absl::StatusOr<std::vector<RamTier::Evicted>> RamTier::Insert(const BlockKey& ke
       shard.spilling.insert_or_assign(std::string(victim->key.encoded()), victim->block);
     }
     shard.bytes -= victim->charge;
+    usage_.Remove(victim->key.ns(), victim->charge);
     shard.index.erase(victim->key.encoded());
     evicted.push_back(Evicted{std::move(victim->key), std::move(victim->block)});
     shard.lru.erase(victim);
@@ -117,6 +125,7 @@ bool RamTier::EraseLocked(Shard& shard, const BlockKey& key, const StoredBlock* 
   }
   if (auto found = shard.index.find(key.encoded());
       found != shard.index.end() && Holds(found->second->block, block)) {
+    usage_.Remove(key.ns(), found->second->charge);
     RemoveNode(shard, found->second);
     erased = true;
   }

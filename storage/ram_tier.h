@@ -17,6 +17,12 @@
 // the disk tier builds its frame from that hash, so a block corrupted here is caught when its
 // disk copy is read.
 //
+// Per-namespace accounting (Usage, UsageByNamespace) counts the blocks charged against capacity:
+// a block enters it at Insert and leaves it when it is replaced, erased, evicted (into the
+// spilling set, which holds no charge) or dropped as corrupt. Insert may be given the
+// namespace's quota: it refuses a block that would take the namespace past it, checked
+// atomically with the accounting across all shards.
+//
 // Thread-safe: each shard has its own mutex; hashes are verified outside it.
 #ifndef KVPACK_STORAGE_RAM_TIER_H_
 #define KVPACK_STORAGE_RAM_TIER_H_
@@ -33,6 +39,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "storage/block_key.h"
+#include "storage/namespace_quota.h"
+#include "storage/namespace_usage.h"
 #include "storage/stored_block.h"
 #include "storage/tier.h"
 
@@ -73,8 +81,11 @@ class RamTier {
   // Inserts `block` (non-null bytes, hash = BlockHash of them) under `key` as the shard's most
   // recently used block, replacing any previous value (and taking the key out of the spilling
   // set). Does not hash the bytes. Returns the blocks evicted to make room, least recently used
-  // first. ResourceExhausted, and no change, if the block's charge exceeds the shard capacity.
-  absl::StatusOr<std::vector<Evicted>> Insert(const BlockKey& key, StoredBlock block);
+  // first. ResourceExhausted, and no change, if the block's charge exceeds the shard capacity,
+  // or (a NamespaceQuotaError) if key.ns() would then hold more than `quota_bytes` (less the
+  // charge of the value it replaces; a replacement no larger than the old value always fits).
+  absl::StatusOr<std::vector<Evicted>> Insert(const BlockKey& key, StoredBlock block,
+                                              uint64_t quota_bytes = kNoQuota);
 
   // The block under `key`, made most recently used; a block in the spilling set is found too
   // (and stays there). NotFound if absent. With verify_checksums, DataLoss if its bytes no
@@ -102,6 +113,13 @@ class RamTier {
 
   StorageTierStats Stats() const;
 
+  // What `ns` holds in the tier (charged blocks; the spilling set is not counted).
+  NamespaceUsage Usage(absl::string_view ns) const { return usage_.Of(ns); }
+  // Every namespace holding blocks, in no particular order.
+  std::vector<std::pair<std::string, NamespaceUsage>> UsageByNamespace() const {
+    return usage_.Snapshot();
+  }
+
  private:
   struct Node {
     BlockKey key;
@@ -125,18 +143,21 @@ class RamTier {
   explicit RamTier(const RamTierOptions& options);
 
   Shard& ShardFor(const BlockKey& key) const;
-  // Unlinks the node `it` points to from the shard's LRU list and index.
+  // Unlinks the node `it` points to from the shard's LRU list and index; does not touch usage_.
   static void RemoveNode(Shard& shard, std::list<Node>::iterator it)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Removes `key` from the LRU list and the spilling set where it holds `*block` (anything if
   // null). True if it was in either.
-  static bool EraseLocked(Shard& shard, const BlockKey& key, const StoredBlock* block)
+  bool EraseLocked(Shard& shard, const BlockKey& key, const StoredBlock* block)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
 
   // Constant after construction.
   const RamTierOptions options_;
   const uint64_t shard_capacity_;
   std::unique_ptr<Shard[]> shards_;
+
+  // Per-namespace charges of the blocks on the LRU lists; updated under the shard's mutex.
+  NamespaceUsageTable usage_;
 };
 
 }  // namespace kvpack

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "storage/disk_tier.h"
@@ -51,14 +53,26 @@ absl::StatusOr<std::unique_ptr<TieredStore>> TieredStore::OpenWith(
     ASSIGN_OR_RETURN(namespaces, disk->ListNamespaces());
   }
   return std::unique_ptr<TieredStore>(
-      new TieredStore(std::move(ram), std::move(disk), std::move(namespaces)));
+      new TieredStore(std::move(ram), std::move(disk), std::move(namespaces), options.quotas));
 }
 
 TieredStore::TieredStore(std::unique_ptr<RamTier> ram, std::unique_ptr<BlockStore> disk,
-                         std::vector<std::string> namespaces)
-    : ram_(std::move(ram)), disk_(std::move(disk)) {
+                         std::vector<std::string> namespaces, NamespaceQuotas quotas)
+    : ram_(std::move(ram)), disk_(std::move(disk)), quotas_(std::move(quotas)) {
   absl::MutexLock lock(&ns_mu_);
   for (std::string& ns : namespaces) namespaces_.insert(std::move(ns));
+}
+
+absl::Status TieredStore::Refusal(absl::Status status, StorageTier tier) {
+  if (!IsNamespaceQuotaError(status)) return status;
+  (tier == StorageTier::kRam ? ram_quota_rejections_ : disk_quota_rejections_)
+      .fetch_add(1, std::memory_order_relaxed);
+  if (quotas_.origin.empty()) return status;
+  absl::Status refusal(status.code(), absl::StrCat(status.message(), " (", quotas_.origin, ")"));
+  status.ForEachPayload([&refusal](absl::string_view url, const absl::Cord& payload) {
+    refusal.SetPayload(url, payload);
+  });
+  return refusal;
 }
 
 absl::Mutex& TieredStore::StripeFor(const BlockKey& key) { return stripes_[key.seed() % kStripes]; }
@@ -93,33 +107,65 @@ absl::StatusOr<StorageTier> TieredStore::Put(const BlockKey& key, StoredBlock bl
         absl::StrCat("block of ", size, " bytes does not fit a RAM shard of ",
                      ram_->shard_capacity_bytes(), " bytes and there is no disk tier"));
   }
+  const NamespaceQuota quota = quotas_.For(key.ns());
+  if (durable || !fits_ram) {
+    // Refused here, before the namespace is registered, when the disk quota leaves no room
+    // (the disk tier checks again, atomically, under its write lock).
+    const NamespaceUsage held = disk_->Usage(key.ns());
+    const uint64_t charge = DiskTier::Charge(key, size);
+    if (quota.disk_bytes != kNoQuota && held.bytes + charge > quota.disk_bytes &&
+        !disk_->Contains(key)) {
+      return Refusal(NamespaceQuotaError(key.ns(), "disk", held.bytes, quota.disk_bytes, charge),
+                     StorageTier::kDisk);
+    }
+  }
   RETURN_IF_ERROR(EnsureNamespace(key.ns(), durable));
 
   std::vector<RamTier::Evicted> evicted;
   StorageTier landed;
+  absl::Status status;
   {
     absl::MutexLock stripe(&StripeFor(key));
     if (durable || !fits_ram) {
-      RETURN_IF_ERROR(disk_->Put(key, block, durable));
+      RETURN_IF_ERROR(Refusal(disk_->PutWithin(key, block, durable, quota.disk_bytes),
+                              StorageTier::kDisk));
       landed = StorageTier::kDisk;
       if (fits_ram) {
-        ASSIGN_OR_RETURN(evicted, ram_->Insert(key, std::move(block)));
+        absl::StatusOr<std::vector<RamTier::Evicted>> inserted =
+            ram_->Insert(key, std::move(block), quota.ram_bytes);
+        if (inserted.ok()) {
+          evicted = *std::move(inserted);
+        } else if (IsNamespaceQuotaError(inserted.status())) {
+          // Durable and on disk; not cached, and an older RAM copy would now be stale.
+          ram_->Erase(key);
+        } else {
+          return inserted.status();
+        }
       } else if (ram_ != nullptr) {
         ram_->Erase(key);
       }
     } else {
+      // Into RAM first, where the quota is checked atomically with the accounting, so that a
+      // refused put has changed nothing.
+      const StoredBlock put = block;
+      absl::StatusOr<std::vector<RamTier::Evicted>> inserted =
+          ram_->Insert(key, std::move(block), quota.ram_bytes);
+      if (!inserted.ok()) return Refusal(inserted.status(), StorageTier::kRam);
+      evicted = *std::move(inserted);
+      landed = StorageTier::kRam;
       if (disk_ != nullptr && disk_->Contains(key)) {
         // The disk copy would be stale once the new value is in RAM, and would be served again
         // after a restart. The delete goes through the log, so after a crash of the process the
         // key is absent or new, never old (after a crash of the machine the last durable
-        // version may come back: storage/FORMAT.md, "Durability").
-        RETURN_IF_ERROR(disk_->Delete(key, /*sync=*/false).status());
+        // version may come back: storage/FORMAT.md, "Durability"). If it fails, the new value
+        // leaves RAM again and the previous one is still on disk.
+        status = disk_->Delete(key, /*sync=*/false).status();
+        if (!status.ok()) ram_->EraseIfHolds(key, put);
       }
-      ASSIGN_OR_RETURN(evicted, ram_->Insert(key, std::move(block)));
-      landed = StorageTier::kRam;
     }
   }
   Spill(evicted);
+  RETURN_IF_ERROR(status);
   return landed;
 }
 
@@ -134,7 +180,11 @@ void TieredStore::Spill(const std::vector<RamTier::Evicted>& evicted) {
     // corrupted in RAM since then fail that hash when the disk copy is read, and are dropped
     // there (DataLoss), never served.
     if (!disk_->Contains(victim.key)) {
-      if (!disk_->Put(victim.key, victim.block, /*sync=*/false).ok()) {
+      const absl::Status written = disk_->PutWithin(victim.key, victim.block, /*sync=*/false,
+                                                    quotas_.For(victim.key.ns()).disk_bytes);
+      if (IsNamespaceQuotaError(written)) {
+        spill_quota_drops_.fetch_add(1, std::memory_order_relaxed);
+      } else if (!written.ok()) {
         spill_failures_.fetch_add(1, std::memory_order_relaxed);
       }
     }
@@ -172,8 +222,15 @@ absl::StatusOr<StoredBlock> TieredStore::Get(const BlockKey& key, StorageTier* t
     }
     block = *std::move(from_disk);
     if (FitsRam(key, block.bytes->size())) {
-      // Promoted with the hash the disk read verified.
-      ASSIGN_OR_RETURN(evicted, ram_->Insert(key, block));
+      // Promoted with the hash the disk read verified; not when the namespace is at its RAM
+      // quota (the block stays DiskOnly).
+      absl::StatusOr<std::vector<RamTier::Evicted>> inserted =
+          ram_->Insert(key, block, quotas_.For(key.ns()).ram_bytes);
+      if (inserted.ok()) {
+        evicted = *std::move(inserted);
+      } else if (!IsNamespaceQuotaError(inserted.status())) {
+        return inserted.status();
+      }
     }
   }
   Spill(evicted);
@@ -244,6 +301,33 @@ std::vector<std::string> TieredStore::Namespaces() const {
   }
   std::sort(namespaces.begin(), namespaces.end());
   return namespaces;
+}
+
+NamespaceUsage TieredStore::RamUsage(absl::string_view ns) const {
+  return ram_ != nullptr ? ram_->Usage(ns) : NamespaceUsage{};
+}
+
+NamespaceUsage TieredStore::DiskUsage(absl::string_view ns) const {
+  return disk_ != nullptr ? disk_->Usage(ns) : NamespaceUsage{};
+}
+
+std::vector<NamespaceHoldings> TieredStore::Holdings() const {
+  absl::flat_hash_map<std::string, NamespaceHoldings> by_ns;
+  if (ram_ != nullptr) {
+    for (auto& [ns, usage] : ram_->UsageByNamespace()) by_ns[ns].ram = usage;
+  }
+  if (disk_ != nullptr) {
+    for (auto& [ns, usage] : disk_->UsageByNamespace()) by_ns[ns].disk = usage;
+  }
+  std::vector<NamespaceHoldings> holdings;
+  holdings.reserve(by_ns.size());
+  for (auto& [ns, held] : by_ns) {
+    held.ns = ns;
+    holdings.push_back(std::move(held));
+  }
+  std::sort(holdings.begin(), holdings.end(),
+            [](const NamespaceHoldings& a, const NamespaceHoldings& b) { return a.ns < b.ns; });
+  return holdings;
 }
 
 StorageTierStats TieredStore::RamStats() const { return ram_ != nullptr ? ram_->Stats() : StorageTierStats{}; }

@@ -40,6 +40,21 @@
 //   restart                                 RamOnly -> Absent;  Both, DiskOnly -> DiskOnly;
 //                                           Spilling -> DiskOnly if its write had completed
 //
+// Quotas (TieredStoreOptions::quotas, storage/QUOTAS.md): each tier refuses a block that would
+// take its namespace past that tier's quota, atomically with its per-namespace accounting. So
+// the transitions above that add a block to a tier are subject to the namespace's quota there:
+//
+//   event                                   at quota
+//   --------------------------------------  -------------------------------------------------
+//   Put, durable=false, fits RAM            refused (RESOURCE_EXHAUSTED), nothing changed
+//   Put, durable=true / to disk             refused (RESOURCE_EXHAUSTED), nothing changed
+//   Put, durable=true: the RAM copy         not cached: -> DiskOnly (a stale RAM copy is erased)
+//   RAM eviction, the spill to disk         not written: Spilling -> Absent (SpillQuotaDrops)
+//   Get that hits disk: promotion           not promoted: stays DiskOnly
+//
+// A namespace at its RAM quota is not relieved by spilling its own blocks: the quota bounds
+// what it holds, and only its deletes, or evictions the global LRU makes, free room for it.
+//
 // Invariant: a block in both tiers has identical bytes there. All transitions of one key are
 // serialized by a per-key lock stripe (a RAM hit needs only the RAM shard's lock); evicted blocks
 // are spilled after the Put or Get that evicted them releases its own stripe, so stripes are
@@ -65,6 +80,8 @@
 #include "absl/types/span.h"
 #include "storage/block_key.h"
 #include "storage/block_store.h"
+#include "storage/namespace_quota.h"
+#include "storage/namespace_usage.h"
 #include "storage/ram_tier.h"
 #include "storage/stored_block.h"
 #include "storage/tier.h"
@@ -77,6 +94,15 @@ struct TieredStoreOptions {
   std::string data_dir;                        // RocksDB directory; required when disk capacity > 0
   int ram_shards = 16;  // a block must fit in one shard: ram_capacity_bytes / ram_shards
   bool verify_ram_checksums = true;
+  // Per-namespace RAM and disk quotas; empty (the default) = none.
+  NamespaceQuotas quotas;
+};
+
+// What one namespace holds in each tier.
+struct NamespaceHoldings {
+  std::string ns;
+  NamespaceUsage ram;
+  NamespaceUsage disk;
 };
 
 class TieredStore {
@@ -101,7 +127,10 @@ class TieredStore {
   // evicted blocks to disk), or to disk directly if there is no RAM tier. A block larger than a
   // RAM shard goes straight to disk. ResourceExhausted if it fits no tier. InvalidArgument for
   // an empty namespace or key or null bytes. Returns the tier where the block landed. On error
-  // the previous value, if any, is still readable.
+  // the previous value, if any, is still readable. With a quota for key.ns(): ResourceExhausted
+  // (a NamespaceQuotaError, its message naming the namespace, its usage and the quota, then
+  // quotas.origin) if the block would take the namespace past its RAM quota (a RAM put) or its
+  // disk quota (a durable put or a put straight to disk); nothing is written then.
   absl::StatusOr<StorageTier> Put(const BlockKey& key, StoredBlock block, bool durable);
 
   // The block under `key`, with a hash the caller can use instead of hashing the bytes again:
@@ -140,6 +169,25 @@ class TieredStore {
 
   // Blocks evicted from RAM that could not be written to disk and were therefore lost.
   uint64_t SpillFailures() const { return spill_failures_.load(std::memory_order_relaxed); }
+  // Blocks evicted from RAM that were not written to disk because their namespace was at its
+  // disk quota (lost, as a spill failure is; not counted in SpillFailures).
+  uint64_t SpillQuotaDrops() const { return spill_quota_drops_.load(std::memory_order_relaxed); }
+
+  // Puts refused by a namespace quota of each tier.
+  uint64_t RamQuotaRejections() const {
+    return ram_quota_rejections_.load(std::memory_order_relaxed);
+  }
+  uint64_t DiskQuotaRejections() const {
+    return disk_quota_rejections_.load(std::memory_order_relaxed);
+  }
+
+  // The quota that applies to `ns` (unlimited without quotas).
+  NamespaceQuota QuotaFor(absl::string_view ns) const { return quotas_.For(ns); }
+  // What `ns` holds in each tier, by each tier's charge rule (zero without that tier).
+  NamespaceUsage RamUsage(absl::string_view ns) const;
+  NamespaceUsage DiskUsage(absl::string_view ns) const;
+  // Every namespace holding blocks in either tier, sorted by name.
+  std::vector<NamespaceHoldings> Holdings() const;
 
   // Drops the block under `key` from every tier that still holds `block` (as a Get returned
   // it), because a reader found that those bytes — which passed their checksum — do not parse
@@ -155,7 +203,11 @@ class TieredStore {
   static constexpr size_t kStripes = 256;
 
   TieredStore(std::unique_ptr<RamTier> ram, std::unique_ptr<BlockStore> disk,
-              std::vector<std::string> namespaces);
+              std::vector<std::string> namespaces, NamespaceQuotas quotas);
+
+  // `status` as the caller sees it: a quota refusal of `tier` is counted and given
+  // quotas_.origin; anything else is returned as it is.
+  absl::Status Refusal(absl::Status status, StorageTier tier);
 
   absl::Mutex& StripeFor(const BlockKey& key);
   bool FitsRam(const BlockKey& key, uint64_t size) const;
@@ -166,6 +218,7 @@ class TieredStore {
   // Constant after construction; either may be null (tier disabled), not both.
   const std::unique_ptr<RamTier> ram_;
   const std::unique_ptr<BlockStore> disk_;
+  const NamespaceQuotas quotas_;
 
   std::array<absl::Mutex, kStripes> stripes_;
 
@@ -174,6 +227,9 @@ class TieredStore {
 
   std::atomic<uint64_t> misses_{0};
   std::atomic<uint64_t> spill_failures_{0};
+  std::atomic<uint64_t> spill_quota_drops_{0};
+  std::atomic<uint64_t> ram_quota_rejections_{0};
+  std::atomic<uint64_t> disk_quota_rejections_{0};
   std::atomic<uint64_t> unreadable_dropped_{0};
 };
 

@@ -64,6 +64,7 @@ absl::Status TestServer::StartOnPort(int port) {
   options.put_idle_timeout = absl::Milliseconds(options_.put_idle_timeout_ms);
   options.shutdown_announce = absl::Milliseconds(options_.shutdown_announce_ms);
   options.auth_tokens = options_.auth_tokens;
+  options.quotas = options_.quotas;
   options.auth_reload_interval = absl::Milliseconds(options_.auth_reload_interval_ms);
   options.worker_threads = 4;
   options.tls.cert_file = options_.tls_cert_file;

@@ -38,6 +38,8 @@ struct TestServerOptions {
   std::string tls_key_file;
   std::string tls_client_ca_file;  // set: mutual TLS
   int tls_refresh_seconds = 1;
+  // A quota file (storage/QUOTAS.md). Empty = no quotas.
+  std::string quotas;
 };
 
 class TestServer {
