@@ -1,9 +1,9 @@
-// MessageData: the bytes of a block as they arrived — pieces of the buffers of one or more
-// messages, with the owners that keep those buffers alive. A put encodes straight from the
-// pieces (codec/block_codec.h's RawPieces), so block bytes are never gathered into one
-// buffer first. Independent of gRPC: an owner is anything held by a shared_ptr.
+// MessageData: the data field of one message as it arrived — pieces of the buffers gRPC
+// received it in, with the owners that keep those buffers alive — until PutStream copies it
+// into its block (service/block_wire.h says why the copy is made at once). Independent of gRPC:
+// an owner is anything held by a shared_ptr.
 //
-// Not thread-safe; a value that moves along with its block.
+// Not thread-safe; lives for one message.
 #ifndef KVPACK_SERVICE_MESSAGE_DATA_H_
 #define KVPACK_SERVICE_MESSAGE_DATA_H_
 
@@ -37,13 +37,6 @@ class MessageData {
                                       owner->size()));
     data.AddOwner(std::move(owner));
     return data;
-  }
-
-  // Appends `other`'s pieces after these, taking its owners.
-  void Append(MessageData&& other) {
-    for (const absl::Span<const uint8_t> piece : other.pieces_) AddPiece(piece);
-    for (auto& owner : other.owners_) owners_.push_back(std::move(owner));
-    other = MessageData();
   }
 
   uint64_t size() const { return size_; }
