@@ -53,4 +53,9 @@ std::vector<std::pair<std::string, NamespaceUsage>> NamespaceUsageTable::Snapsho
   return std::vector<std::pair<std::string, NamespaceUsage>>(usage_.begin(), usage_.end());
 }
 
+size_t NamespaceUsageTable::Count() const {
+  absl::MutexLock lock(&mu_);
+  return usage_.size();
+}
+
 }  // namespace kvpack

@@ -57,6 +57,9 @@ class NamespaceUsageTable {
   // Every namespace holding blocks, in no particular order.
   std::vector<std::pair<std::string, NamespaceUsage>> Snapshot() const;
 
+  // How many namespaces hold blocks.
+  size_t Count() const;
+
  private:
   void RemoveLocked(absl::string_view ns, uint64_t charge) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -1,9 +1,13 @@
 #include "storage/ram_tier.h"
 
+#include <algorithm>
+#include <iterator>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "storage/fair_share.h"
 
 namespace kvpack {
 namespace {
@@ -37,10 +41,91 @@ RamTier::Shard& RamTier::ShardFor(const BlockKey& key) const {
   return shards_[key.seed() % static_cast<uint64_t>(options_.shards)];
 }
 
-void RamTier::RemoveNode(Shard& shard, std::list<Node>::iterator it) {
+void RamTier::LinkFront(Shard& shard) {
+  const NodeList::iterator it = shard.lru.begin();
+  NamespaceLru& ns_lru = shard.by_ns[it->key.ns()];
+  ns_lru.order.push_front(it);
+  ns_lru.bytes += it->charge;
+  it->ns_lru = &ns_lru;
+  it->ns_pos = ns_lru.order.begin();
+  shard.index.emplace(it->key.encoded(), it);
+  shard.bytes += it->charge;
+}
+
+void RamTier::Touch(Shard& shard, NodeList::iterator it) {
+  shard.lru.splice(shard.lru.begin(), shard.lru, it);
+  it->ns_lru->order.splice(it->ns_lru->order.begin(), it->ns_lru->order, it->ns_pos);
+}
+
+void RamTier::RemoveNode(Shard& shard, NodeList::iterator it) {
   shard.bytes -= it->charge;
+  NamespaceLru* ns_lru = it->ns_lru;
+  ns_lru->order.erase(it->ns_pos);
+  ns_lru->bytes -= it->charge;
+  if (ns_lru->order.empty()) shard.by_ns.erase(it->key.ns());
   shard.index.erase(it->key.encoded());
   shard.lru.erase(it);
+}
+
+absl::StatusOr<std::vector<RamTier::NodeList::iterator>> RamTier::PlanEviction(
+    Shard& shard, absl::string_view ns, uint64_t need, uint64_t replaced_charge,
+    const Node* replaced, uint64_t charge) {
+  std::vector<NodeList::iterator> victims;
+  uint64_t freed = 0;
+  // Takes the least recently used blocks of `ns_lru` while `more(bytes taken from it)` holds.
+  auto take_from = [&](NamespaceLru& ns_lru, auto more) {
+    uint64_t taken = 0;
+    for (auto pos = ns_lru.order.rbegin(); pos != ns_lru.order.rend() && freed < need; ++pos) {
+      if (!more(taken)) break;
+      Node& node = **pos;
+      if (&node == replaced || node.doomed) continue;
+      node.doomed = true;
+      victims.push_back(*pos);
+      freed += node.charge;
+      taken += node.charge;
+    }
+  };
+
+  const uint64_t capacity = shard_capacity_ * static_cast<uint64_t>(options_.shards);
+  const NamespaceUsage usage = usage_.Of(ns);
+  const size_t namespaces = usage_.Count() + (usage.blocks == 0 ? 1 : 0);
+  const uint64_t share = FairShare(capacity, namespaces);
+  const uint64_t held_after = usage.bytes - std::min(usage.bytes, replaced_charge) + charge;
+  const bool over = held_after > share;
+  // 1. A namespace over its share makes room from its own blocks.
+  if (over) {
+    if (auto own = shard.by_ns.find(ns); own != shard.by_ns.end()) {
+      take_from(own->second, [](uint64_t) { return true; });
+    }
+  }
+  // 2. Then namespaces over their share, the most over first, each down to its share.
+  if (freed < need) {
+    std::vector<std::pair<uint64_t, NamespaceLru*>> over_share;  // (excess, list)
+    for (auto& [other, ns_lru] : shard.by_ns) {
+      if (other == ns) continue;
+      const uint64_t held = usage_.Of(other).bytes;
+      if (held > share) over_share.emplace_back(held - share, &ns_lru);
+    }
+    std::sort(over_share.begin(), over_share.end(),
+              [](const auto& a, const auto& b) { return a.first > b.first; });
+    for (auto& [excess, ns_lru] : over_share) {
+      take_from(*ns_lru, [excess = excess](uint64_t taken) { return taken < excess; });
+    }
+  }
+  // 3. Then, for a namespace within its share, the shard's least recently used blocks.
+  if (freed < need && !over) {
+    for (auto it = shard.lru.rbegin(); it != shard.lru.rend() && freed < need; ++it) {
+      if (&*it == replaced || it->doomed) continue;
+      it->doomed = true;
+      victims.push_back(std::prev(it.base()));
+      freed += it->charge;
+    }
+  }
+  if (freed < need) {
+    for (NodeList::iterator victim : victims) victim->doomed = false;
+    return FairShareRefusal(ns, "RAM", usage.bytes, share, charge);
+  }
+  return victims;
 }
 
 absl::StatusOr<std::vector<RamTier::Evicted>> RamTier::Insert(const BlockKey& key,
@@ -52,33 +137,39 @@ absl::StatusOr<std::vector<RamTier::Evicted>> RamTier::Insert(const BlockKey& ke
                                                      " bytes exceeds the RAM shard capacity of ",
                                                      shard_capacity_, " bytes"));
   }
-  std::vector<Evicted> evicted;
   Shard& shard = ShardFor(key);
   absl::MutexLock lock(&shard.mu);
   auto found = shard.index.find(key.encoded());
   const bool replaces = found != shard.index.end();
+  const Node* replaced = replaces ? &*found->second : nullptr;
+  const uint64_t replaced_charge = replaces ? replaced->charge : 0;
+  const uint64_t after = shard.bytes - replaced_charge + charge;
+  std::vector<NodeList::iterator> victims;
+  if (after > shard_capacity_) {
+    ASSIGN_OR_RETURN(victims, PlanEviction(shard, key.ns(), after - shard_capacity_,
+                                           replaced_charge, replaced, charge));
+  }
   uint64_t held = 0;
-  if (!usage_.TryReplace(key.ns(), replaces, replaces ? found->second->charge : 0, charge,
-                         quota_bytes, &held)) {
+  if (!usage_.TryReplace(key.ns(), replaces, replaced_charge, charge, quota_bytes, &held)) {
+    for (NodeList::iterator victim : victims) victim->doomed = false;
     return NamespaceQuotaError(key.ns(), "RAM", held, quota_bytes, charge);
   }
   if (!shard.spilling.empty()) shard.spilling.erase(key.encoded());
   if (replaces) RemoveNode(shard, found->second);
   shard.lru.push_front(Node{key, std::move(block), charge});
-  shard.index.emplace(shard.lru.front().key.encoded(), shard.lru.begin());
-  shard.bytes += charge;
-  while (shard.bytes > shard_capacity_) {
-    // The new node alone fits, so the loop stops before reaching it.
-    auto victim = std::prev(shard.lru.end());
+  LinkFront(shard);
+
+  std::vector<Evicted> evicted;
+  evicted.reserve(victims.size());
+  for (NodeList::iterator victim : victims) {
     ++shard.evictions;
     if (options_.spill_evictions) {
       shard.spilling.insert_or_assign(std::string(victim->key.encoded()), victim->block);
     }
-    shard.bytes -= victim->charge;
     usage_.Remove(victim->key.ns(), victim->charge);
-    shard.index.erase(victim->key.encoded());
-    evicted.push_back(Evicted{std::move(victim->key), std::move(victim->block)});
-    shard.lru.erase(victim);
+    Evicted out{victim->key, std::move(victim->block)};  // RemoveNode still needs the key
+    RemoveNode(shard, victim);
+    evicted.push_back(std::move(out));
   }
   return evicted;
 }
@@ -90,7 +181,7 @@ absl::StatusOr<StoredBlock> RamTier::Lookup(const BlockKey& key) {
     absl::MutexLock lock(&shard.mu);
     auto found = shard.index.find(key.encoded());
     if (found != shard.index.end()) {
-      shard.lru.splice(shard.lru.begin(), shard.lru, found->second);
+      Touch(shard, found->second);
       block = found->second->block;
     } else if (auto spilling = shard.spilling.find(key.encoded());
                spilling != shard.spilling.end()) {

@@ -1,6 +1,11 @@
 // RamTier: the in-memory tier. A byte-capacity-bounded map from a BlockKey to a StoredBlock,
-// split into shards by the key's seed; each shard holds capacity/shards bytes and evicts its
-// least recently used blocks when an insert would exceed that.
+// split into shards by the key's seed; each shard holds capacity/shards bytes and evicts blocks
+// when an insert would exceed that. Victims are chosen fairly between namespaces
+// (fair_share.h): a namespace over its share of the tier gives up its own least recently used
+// blocks first, and a namespace within its share is never evicted to make room for one over
+// it; otherwise the shard's least recently used block goes. Each shard keeps one LRU list over
+// all its blocks and one per namespace, so either choice is O(1) per victim (finding the
+// namespaces over their share costs one look-up per namespace holding blocks in the shard).
 //
 // Charge rule: a block costs key.encoded().size() + bytes->size() bytes. The sum of the charges
 // of the blocks a shard holds never exceeds the shard capacity.
@@ -35,6 +40,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -83,7 +89,9 @@ class RamTier {
   // set). Does not hash the bytes. Returns the blocks evicted to make room, least recently used
   // first. ResourceExhausted, and no change, if the block's charge exceeds the shard capacity,
   // or (a NamespaceQuotaError) if key.ns() would then hold more than `quota_bytes` (less the
-  // charge of the value it replaces; a replacement no larger than the old value always fits).
+  // charge of the value it replaces; a replacement no larger than the old value always fits),
+  // or (a FairShareRefusal) if key.ns() would be over its fair share and the shard could make
+  // room only by evicting blocks of namespaces within theirs.
   absl::StatusOr<std::vector<Evicted>> Insert(const BlockKey& key, StoredBlock block,
                                               uint64_t quota_bytes = kNoQuota);
 
@@ -121,14 +129,27 @@ class RamTier {
   }
 
  private:
+  struct Node;
+  using NodeList = std::list<Node>;
+  // One namespace's blocks in a shard, most recently used first.
+  struct NamespaceLru {
+    std::list<NodeList::iterator> order;
+    uint64_t bytes = 0;  // their charges
+  };
   struct Node {
     BlockKey key;
     StoredBlock block;
     uint64_t charge;
+    NamespaceLru* ns_lru = nullptr;                    // the list holding ns_pos
+    std::list<NodeList::iterator>::iterator ns_pos;  // this node in ns_lru->order
+    bool doomed = false;  // chosen as a victim by the Insert in progress
   };
   struct Shard {
     mutable absl::Mutex mu;
-    std::list<Node> lru ABSL_GUARDED_BY(mu);  // front = most recently used
+    NodeList lru ABSL_GUARDED_BY(mu);  // front = most recently used
+    // Keyed by namespace; node-based so that Node::ns_lru stays valid. An entry exists while
+    // the namespace holds blocks in the shard.
+    absl::node_hash_map<std::string, NamespaceLru> by_ns ABSL_GUARDED_BY(mu);
     // Keys are views of Node::key's encoding (list nodes never move).
     absl::flat_hash_map<absl::string_view, std::list<Node>::iterator> index ABSL_GUARDED_BY(mu);
     // Keyed by the encoded block key.
@@ -143,9 +164,20 @@ class RamTier {
   explicit RamTier(const RamTierOptions& options);
 
   Shard& ShardFor(const BlockKey& key) const;
-  // Unlinks the node `it` points to from the shard's LRU list and index; does not touch usage_.
-  static void RemoveNode(Shard& shard, std::list<Node>::iterator it)
+  // Links the shard's front node into its namespace's list and the index; charges the shard.
+  static void LinkFront(Shard& shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  // Makes the node `it` points to the most recently used, in both of its lists.
+  static void Touch(Shard& shard, NodeList::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  // Unlinks the node `it` points to from the shard's lists and index; does not touch usage_.
+  static void RemoveNode(Shard& shard, NodeList::iterator it)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  // Chooses the blocks to evict so that `need` bytes are freed for a block of `ns` (fair_share.h;
+  // `replaced` = the node the block replaces, never chosen), marks them doomed and returns
+  // them in eviction order. A FairShareRefusal, nothing marked, if only blocks of namespaces
+  // within their shares could free the room.
+  absl::StatusOr<std::vector<NodeList::iterator>> PlanEviction(
+      Shard& shard, absl::string_view ns, uint64_t need, uint64_t replaced_charge,
+      const Node* replaced, uint64_t charge) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   // Removes `key` from the LRU list and the spilling set where it holds `*block` (anything if
   // null). True if it was in either.
   bool EraseLocked(Shard& shard, const BlockKey& key, const StoredBlock* block)
