@@ -1,5 +1,10 @@
 #include "storage/disk_tier.h"
 
+#include <set>
+
+#include "absl/container/flat_hash_set.h"
+#include "storage/fair_share.h"
+
 #include <algorithm>
 #include <filesystem>
 #include <system_error>
@@ -200,7 +205,12 @@ void DiskTier::ForgetLocked(absl::string_view block_key) {
   auto found = index_.find(block_key);
   if (found == index_.end()) return;
   bytes_ -= found->second.charge;
-  usage_.Remove(NamespaceOf(block_key), found->second.charge);
+  const absl::string_view ns = NamespaceOf(block_key);
+  usage_.Remove(ns, found->second.charge);
+  if (auto seqs = seqs_by_ns_.find(ns); seqs != seqs_by_ns_.end()) {
+    seqs->second.erase(found->second.seq);
+    if (seqs->second.empty()) seqs_by_ns_.erase(seqs);
+  }
   by_seq_.erase(found->second.seq);
   index_.erase(found);
 }
@@ -210,7 +220,66 @@ void DiskTier::RememberLocked(absl::string_view block_key, const IndexEntry& ent
   index_.insert_or_assign(std::string(block_key), entry);
   by_seq_[entry.seq] = OrderEntry{std::string(block_key), entry.charge};
   bytes_ += entry.charge;
-  usage_.Add(NamespaceOf(block_key), entry.charge);
+  const absl::string_view ns = NamespaceOf(block_key);
+  usage_.Add(ns, entry.charge);
+  seqs_by_ns_[ns].insert(entry.seq);
+}
+
+absl::StatusOr<std::vector<uint64_t>> DiskTier::PlanEvictionLocked(absl::string_view ns,
+                                                                    uint64_t need,
+                                                                    uint64_t replaced_seq,
+                                                                    uint64_t replaced_charge,
+                                                                    uint64_t charge) const {
+  std::vector<uint64_t> victims;
+  absl::flat_hash_set<uint64_t> chosen;
+  uint64_t freed = 0;
+  // Takes the oldest writes of `seqs` while `more(bytes taken from them)` holds.
+  auto take_from = [&](const std::set<uint64_t>& seqs, auto more) {
+    uint64_t taken = 0;
+    for (auto it = seqs.begin(); it != seqs.end() && freed < need && more(taken); ++it) {
+      if (*it == replaced_seq || chosen.contains(*it)) continue;
+      const uint64_t victim_charge = by_seq_.at(*it).charge;
+      chosen.insert(*it);
+      victims.push_back(*it);
+      freed += victim_charge;
+      taken += victim_charge;
+    }
+  };
+
+  const NamespaceUsage usage = usage_.Of(ns);
+  const size_t namespaces = usage_.Count() + (usage.blocks == 0 ? 1 : 0);
+  const uint64_t share = FairShare(options_.capacity_bytes, namespaces);
+  const bool over = usage.bytes - std::min(usage.bytes, replaced_charge) + charge > share;
+  // The order of fair_share.h: a namespace over its share gives up its own oldest writes first.
+  if (over) {
+    if (auto own = seqs_by_ns_.find(ns); own != seqs_by_ns_.end()) {
+      take_from(own->second, [](uint64_t) { return true; });
+    }
+  }
+  if (freed < need) {
+    std::vector<std::pair<uint64_t, const std::set<uint64_t>*>> over_share;  // (excess, writes)
+    for (const auto& [other, held] : usage_.Snapshot()) {
+      if (other == ns || held.bytes <= share) continue;
+      if (auto seqs = seqs_by_ns_.find(other); seqs != seqs_by_ns_.end()) {
+        over_share.emplace_back(held.bytes - share, &seqs->second);
+      }
+    }
+    std::sort(over_share.begin(), over_share.end(),
+              [](const auto& a, const auto& b) { return a.first > b.first; });
+    for (const auto& [excess, seqs] : over_share) {
+      take_from(*seqs, [excess = excess](uint64_t taken) { return taken < excess; });
+    }
+  }
+  if (freed < need && !over) {
+    for (auto it = by_seq_.begin(); it != by_seq_.end() && freed < need; ++it) {
+      if (it->first == replaced_seq || chosen.contains(it->first)) continue;
+      chosen.insert(it->first);
+      victims.push_back(it->first);
+      freed += it->second.charge;
+    }
+  }
+  if (freed < need) return FairShareRefusal(ns, "disk", usage.bytes, share, charge);
+  return victims;
 }
 
 absl::Status DiskTier::WriteLocked(rocksdb::WriteBatch* batch, absl::string_view what) {
@@ -268,11 +337,11 @@ absl::Status DiskTier::PutWithin(const BlockKey& key, const StoredBlock& block, 
     absl::ReaderMutexLock lock(&mu_);
     uint64_t bytes_after = bytes_ + charge;
     auto old = index_.find(block_key);
+    const uint64_t replaced = old != index_.end() ? old->second.charge : 0;
     if (quota_bytes != kNoQuota) {
       // usage_ changes only under write_mu_, which this writer holds until its write is
       // accounted, so the check cannot be raced.
       const uint64_t held = usage_.Of(key.ns()).bytes;
-      const uint64_t replaced = old != index_.end() ? old->second.charge : 0;
       if (held - std::min(held, replaced) + charge > quota_bytes &&
           !(old != index_.end() && charge <= replaced)) {
         return NamespaceQuotaError(key.ns(), "disk", held, quota_bytes, charge);
@@ -282,19 +351,28 @@ absl::Status DiskTier::PutWithin(const BlockKey& key, const StoredBlock& block, 
       batch.Delete(EncodeOrderKey(old->second.seq));
       bytes_after -= old->second.charge;
     }
-    for (auto it = by_seq_.begin(); bytes_after > options_.capacity_bytes && it != by_seq_.end();
-         ++it) {
-      if (it->second.block_key == block_key) continue;  // being replaced, already subtracted
-      AddRemoval(it->second.block_key, IndexEntry{it->first, it->second.charge}, &batch);
-      bytes_after -= it->second.charge;
-      victims.push_back(it->second.block_key);
+    if (bytes_after > options_.capacity_bytes) {
+      ASSIGN_OR_RETURN(std::vector<uint64_t> plan,
+                       PlanEvictionLocked(key.ns(), bytes_after - options_.capacity_bytes,
+                                          old != index_.end() ? old->second.seq : 0, replaced,
+                                          charge));
+      for (const uint64_t victim_seq : plan) {
+        const OrderEntry& victim = by_seq_.at(victim_seq);
+        AddRemoval(victim.block_key, IndexEntry{victim_seq, victim.charge}, &batch);
+        victims.push_back(victim.block_key);
+      }
     }
   }
   RETURN_IF_ERROR(WriteLocked(&batch, "writing a block to disk"));
   ++next_seq_;
   {
     absl::MutexLock lock(&mu_);
-    for (const std::string& victim : victims) ForgetLocked(victim);
+    for (const std::string& victim : victims) {
+      if (options_.activity != nullptr) {
+        options_.activity->Record(NamespaceOf(victim), NamespaceActivityTable::Event::kDiskEviction);
+      }
+      ForgetLocked(victim);
+    }
     evictions_ += victims.size();
     RememberLocked(block_key, IndexEntry{seq, charge});
   }

@@ -8,7 +8,10 @@
 // - Capacity is a bound on logical bytes: a block costs its RocksDB key plus its framed value
 //   (Charge). When a Put would exceed capacity_bytes the tier evicts least-recently-WRITTEN
 //   blocks (oldest Put first; reads do not refresh a block) in the same atomic write batch as
-//   the Put. A block larger than the whole capacity is rejected with ResourceExhausted. The
+//   the Put, choosing them fairly between namespaces (fair_share.h): a namespace over its share
+//   of the capacity gives up its own oldest writes first, and a namespace within its share is
+//   never evicted to make room for one over it (that Put is refused, FairShareRefusal). The
+//   trim at Open, to a smaller capacity, takes the oldest writes of any namespace. A block larger than the whole capacity is rejected with ResourceExhausted. The
 //   physical size of the directory can exceed the bound by RocksDB's overhead (WAL, memtables,
 //   blob garbage not yet collected).
 // - A write-order index ('o' records, written atomically with each block) makes the accounting
@@ -42,6 +45,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -57,6 +61,7 @@
 #include "rocksdb/write_batch.h"
 #include "storage/block_key.h"
 #include "storage/block_store.h"
+#include "storage/namespace_activity.h"
 #include "storage/stored_block.h"
 #include "storage/tier.h"
 
@@ -68,6 +73,8 @@ struct DiskTierOptions {
   uint64_t min_blob_size = 64ull << 10;  // values at least this large go to blob files
   uint64_t write_buffer_bytes = 64ull << 20;
   uint64_t block_cache_bytes = 32ull << 20;  // caches index, filter and small-value blocks
+  // Where evictions are counted per namespace (optional; must outlive the tier).
+  NamespaceActivityTable* activity = nullptr;
 };
 
 class DiskTier : public BlockStore {
@@ -141,6 +148,15 @@ class DiskTier : public BlockStore {
   // Writes `batch` through the WAL (not synced) under write_mu_.
   absl::Status WriteLocked(rocksdb::WriteBatch* batch, absl::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // The write sequences of the blocks to evict so that `need` bytes are freed for a block of
+  // `ns` of `charge` bytes replacing the one written at `replaced_seq` (0 = none), in the order
+  // of fair_share.h; a FairShareRefusal if only blocks of namespaces within their shares could
+  // free them.
+  absl::StatusOr<std::vector<uint64_t>> PlanEvictionLocked(absl::string_view ns, uint64_t need,
+                                                           uint64_t replaced_seq,
+                                                           uint64_t replaced_charge,
+                                                           uint64_t charge) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Appends to `batch` the deletes of the block and order records of `block_key`.
   static void AddRemoval(absl::string_view block_key, const IndexEntry& entry,
                          rocksdb::WriteBatch* batch);
@@ -163,6 +179,8 @@ class DiskTier : public BlockStore {
   mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(write_mu_);
   absl::flat_hash_map<std::string, IndexEntry> index_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, OrderEntry> by_seq_ ABSL_GUARDED_BY(mu_);  // oldest write first
+  // The write sequences of each namespace's blocks (the same entries as by_seq_).
+  absl::flat_hash_map<std::string, std::set<uint64_t>> seqs_by_ns_ ABSL_GUARDED_BY(mu_);
   uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t evictions_ ABSL_GUARDED_BY(mu_) = 0;
   // Per-namespace charges of the blocks in index_; changed only with index_.

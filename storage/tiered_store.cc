@@ -8,9 +8,16 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "storage/disk_tier.h"
+#include "storage/fair_share.h"
 
 namespace kvpack {
 namespace {
+
+// Whether the RAM tier refused a block for its namespace's quota or fair share (a copy that
+// is only a cache — a durable put's, a promotion — is then simply not kept in RAM).
+bool IsRamRefusal(const absl::Status& status) {
+  return IsNamespaceQuotaError(status) || IsFairShareRefusal(status);
+}
 
 absl::Status ValidateKey(const BlockKey& key) {
   if (key.ns().empty()) return absl::InvalidArgumentError("namespace must not be empty");
@@ -21,6 +28,7 @@ absl::Status ValidateKey(const BlockKey& key) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TieredStore>> TieredStore::Open(const TieredStoreOptions& options) {
+  auto activity = std::make_unique<NamespaceActivityTable>();
   std::unique_ptr<BlockStore> disk;
   if (options.disk_capacity_bytes > 0) {
     if (options.data_dir.empty()) {
@@ -29,13 +37,20 @@ absl::StatusOr<std::unique_ptr<TieredStore>> TieredStore::Open(const TieredStore
     DiskTierOptions disk_options;
     disk_options.path = options.data_dir;
     disk_options.capacity_bytes = options.disk_capacity_bytes;
+    disk_options.activity = activity.get();
     ASSIGN_OR_RETURN(disk, DiskTier::Open(disk_options));
   }
-  return OpenWith(options, std::move(disk));
+  return Assemble(options, std::move(disk), std::move(activity));
 }
 
 absl::StatusOr<std::unique_ptr<TieredStore>> TieredStore::OpenWith(
     const TieredStoreOptions& options, std::unique_ptr<BlockStore> disk) {
+  return Assemble(options, std::move(disk), std::make_unique<NamespaceActivityTable>());
+}
+
+absl::StatusOr<std::unique_ptr<TieredStore>> TieredStore::Assemble(
+    const TieredStoreOptions& options, std::unique_ptr<BlockStore> disk,
+    std::unique_ptr<NamespaceActivityTable> activity) {
   std::unique_ptr<RamTier> ram;
   if (options.ram_capacity_bytes > 0) {
     RamTierOptions ram_options;
@@ -52,22 +67,35 @@ absl::StatusOr<std::unique_ptr<TieredStore>> TieredStore::OpenWith(
   if (disk != nullptr) {
     ASSIGN_OR_RETURN(namespaces, disk->ListNamespaces());
   }
-  return std::unique_ptr<TieredStore>(
-      new TieredStore(std::move(ram), std::move(disk), std::move(namespaces), options.quotas));
+  return std::unique_ptr<TieredStore>(new TieredStore(std::move(activity), std::move(ram),
+                                                      std::move(disk), std::move(namespaces),
+                                                      options.quotas));
 }
 
-TieredStore::TieredStore(std::unique_ptr<RamTier> ram, std::unique_ptr<BlockStore> disk,
+TieredStore::TieredStore(std::unique_ptr<NamespaceActivityTable> activity,
+                         std::unique_ptr<RamTier> ram, std::unique_ptr<BlockStore> disk,
                          std::vector<std::string> namespaces, NamespaceQuotas quotas)
-    : ram_(std::move(ram)), disk_(std::move(disk)), quotas_(std::move(quotas)) {
+    : activity_(std::move(activity)),
+      ram_(std::move(ram)),
+      disk_(std::move(disk)),
+      quotas_(std::move(quotas)) {
   absl::MutexLock lock(&ns_mu_);
   for (std::string& ns : namespaces) namespaces_.insert(std::move(ns));
 }
 
-absl::Status TieredStore::Refusal(absl::Status status, StorageTier tier) {
-  if (!IsNamespaceQuotaError(status)) return status;
-  (tier == StorageTier::kRam ? ram_quota_rejections_ : disk_quota_rejections_)
-      .fetch_add(1, std::memory_order_relaxed);
-  if (quotas_.origin.empty()) return status;
+absl::Status TieredStore::Refusal(absl::Status status, StorageTier tier, absl::string_view ns) {
+  const bool ram = tier == StorageTier::kRam;
+  if (IsFairShareRefusal(status)) {
+    (ram ? ram_fair_share_rejections_ : disk_fair_share_rejections_)
+        .fetch_add(1, std::memory_order_relaxed);
+  } else if (IsNamespaceQuotaError(status)) {
+    (ram ? ram_quota_rejections_ : disk_quota_rejections_).fetch_add(1, std::memory_order_relaxed);
+  } else {
+    return status;
+  }
+  activity_->Record(ns, ram ? NamespaceActivityTable::Event::kRamRejection
+                            : NamespaceActivityTable::Event::kDiskRejection);
+  if (quotas_.origin.empty() || IsFairShareRefusal(status)) return status;
   absl::Status refusal(status.code(), absl::StrCat(status.message(), " (", quotas_.origin, ")"));
   status.ForEachPayload([&refusal](absl::string_view url, const absl::Cord& payload) {
     refusal.SetPayload(url, payload);
@@ -116,7 +144,7 @@ absl::StatusOr<StorageTier> TieredStore::Put(const BlockKey& key, StoredBlock bl
     if (quota.disk_bytes != kNoQuota && held.bytes + charge > quota.disk_bytes &&
         !disk_->Contains(key)) {
       return Refusal(NamespaceQuotaError(key.ns(), "disk", held.bytes, quota.disk_bytes, charge),
-                     StorageTier::kDisk);
+                     StorageTier::kDisk, key.ns());
     }
   }
   RETURN_IF_ERROR(EnsureNamespace(key.ns(), durable));
@@ -126,16 +154,44 @@ absl::StatusOr<StorageTier> TieredStore::Put(const BlockKey& key, StoredBlock bl
   absl::Status status;
   {
     absl::MutexLock stripe(&StripeFor(key));
-    if (durable || !fits_ram) {
+    bool to_disk = durable || !fits_ram;
+    if (!to_disk) {
+      // Into RAM first, where the quota and the fair share are checked atomically with the
+      // accounting, so that a refused put has changed nothing.
+      const StoredBlock put = block;
+      absl::StatusOr<std::vector<RamTier::Evicted>> inserted =
+          ram_->Insert(key, block, quota.ram_bytes);
+      if (inserted.ok()) {
+        evicted = *std::move(inserted);
+        landed = StorageTier::kRam;
+        if (disk_ != nullptr && disk_->Contains(key)) {
+          // The disk copy would be stale once the new value is in RAM, and would be served
+          // again after a restart. The delete goes through the log, so after a crash of the
+          // process the key is absent or new, never old (after a crash of the machine the last
+          // durable version may come back: storage/FORMAT.md, "Durability"). If it fails, the
+          // new value leaves RAM again and the previous one is still on disk.
+          status = disk_->Delete(key, /*sync=*/false).status();
+          if (!status.ok()) ram_->EraseIfHolds(key, put);
+        }
+      } else if (IsFairShareRefusal(inserted.status()) && disk_ != nullptr) {
+        // RAM has no room for this namespace without evicting others within their shares:
+        // the block goes to disk, as a block too large for RAM does.
+        ram_fair_share_diversions_.fetch_add(1, std::memory_order_relaxed);
+        to_disk = true;
+      } else {
+        return Refusal(inserted.status(), StorageTier::kRam, key.ns());
+      }
+    }
+    if (to_disk) {
       RETURN_IF_ERROR(Refusal(disk_->PutWithin(key, block, durable, quota.disk_bytes),
-                              StorageTier::kDisk));
+                              StorageTier::kDisk, key.ns()));
       landed = StorageTier::kDisk;
-      if (fits_ram) {
+      if (fits_ram && durable) {
         absl::StatusOr<std::vector<RamTier::Evicted>> inserted =
             ram_->Insert(key, std::move(block), quota.ram_bytes);
         if (inserted.ok()) {
           evicted = *std::move(inserted);
-        } else if (IsNamespaceQuotaError(inserted.status())) {
+        } else if (IsRamRefusal(inserted.status())) {
           // Durable and on disk; not cached, and an older RAM copy would now be stale.
           ram_->Erase(key);
         } else {
@@ -143,24 +199,6 @@ absl::StatusOr<StorageTier> TieredStore::Put(const BlockKey& key, StoredBlock bl
         }
       } else if (ram_ != nullptr) {
         ram_->Erase(key);
-      }
-    } else {
-      // Into RAM first, where the quota is checked atomically with the accounting, so that a
-      // refused put has changed nothing.
-      const StoredBlock put = block;
-      absl::StatusOr<std::vector<RamTier::Evicted>> inserted =
-          ram_->Insert(key, std::move(block), quota.ram_bytes);
-      if (!inserted.ok()) return Refusal(inserted.status(), StorageTier::kRam);
-      evicted = *std::move(inserted);
-      landed = StorageTier::kRam;
-      if (disk_ != nullptr && disk_->Contains(key)) {
-        // The disk copy would be stale once the new value is in RAM, and would be served again
-        // after a restart. The delete goes through the log, so after a crash of the process the
-        // key is absent or new, never old (after a crash of the machine the last durable
-        // version may come back: storage/FORMAT.md, "Durability"). If it fails, the new value
-        // leaves RAM again and the previous one is still on disk.
-        status = disk_->Delete(key, /*sync=*/false).status();
-        if (!status.ok()) ram_->EraseIfHolds(key, put);
       }
     }
   }
@@ -170,6 +208,9 @@ absl::StatusOr<StorageTier> TieredStore::Put(const BlockKey& key, StoredBlock bl
 }
 
 void TieredStore::Spill(const std::vector<RamTier::Evicted>& evicted) {
+  for (const RamTier::Evicted& victim : evicted) {
+    activity_->Record(victim.key.ns(), NamespaceActivityTable::Event::kRamEviction);
+  }
   if (disk_ == nullptr) return;
   for (const RamTier::Evicted& victim : evicted) {
     absl::MutexLock stripe(&StripeFor(victim.key));
@@ -184,6 +225,8 @@ void TieredStore::Spill(const std::vector<RamTier::Evicted>& evicted) {
                                                     quotas_.For(victim.key.ns()).disk_bytes);
       if (IsNamespaceQuotaError(written)) {
         spill_quota_drops_.fetch_add(1, std::memory_order_relaxed);
+      } else if (IsFairShareRefusal(written)) {
+        disk_fair_share_rejections_.fetch_add(1, std::memory_order_relaxed);
       } else if (!written.ok()) {
         spill_failures_.fetch_add(1, std::memory_order_relaxed);
       }
@@ -199,6 +242,7 @@ absl::StatusOr<StoredBlock> TieredStore::Get(const BlockKey& key, StorageTier* t
   if (ram_ != nullptr) {
     absl::StatusOr<StoredBlock> block = ram_->Lookup(key);
     if (block.ok()) {
+      activity_->Record(key.ns(), NamespaceActivityTable::Event::kHit);
       if (tier != nullptr) *tier = StorageTier::kRam;
       return block;
     }
@@ -228,12 +272,13 @@ absl::StatusOr<StoredBlock> TieredStore::Get(const BlockKey& key, StorageTier* t
           ram_->Insert(key, block, quotas_.For(key.ns()).ram_bytes);
       if (inserted.ok()) {
         evicted = *std::move(inserted);
-      } else if (!IsNamespaceQuotaError(inserted.status())) {
+      } else if (!IsRamRefusal(inserted.status())) {
         return inserted.status();
       }
     }
   }
   Spill(evicted);
+  activity_->Record(key.ns(), NamespaceActivityTable::Event::kHit);
   if (tier != nullptr) *tier = StorageTier::kDisk;
   return block;
 }
@@ -319,6 +364,7 @@ std::vector<NamespaceHoldings> TieredStore::Holdings() const {
   if (disk_ != nullptr) {
     for (auto& [ns, usage] : disk_->UsageByNamespace()) by_ns[ns].disk = usage;
   }
+  for (auto& [ns, activity] : activity_->Snapshot()) by_ns[ns].activity = activity;
   std::vector<NamespaceHoldings> holdings;
   holdings.reserve(by_ns.size());
   for (auto& [ns, held] : by_ns) {

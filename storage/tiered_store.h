@@ -53,7 +53,22 @@
 //   Get that hits disk: promotion           not promoted: stays DiskOnly
 //
 // A namespace at its RAM quota is not relieved by spilling its own blocks: the quota bounds
-// what it holds, and only its deletes, or evictions the global LRU makes, free room for it.
+// what it holds, and only its deletes, or evictions, free room for it.
+//
+// Fair eviction (fair_share.h): both tiers choose eviction victims so that a namespace within
+// its share of the tier is never evicted to make room for a namespace over its share. When a
+// tier cannot make room that way it refuses the block (a FairShareRefusal):
+//
+//   event                                   refused for the fair share
+//   --------------------------------------  -------------------------------------------------
+//   Put, durable=false, fits RAM            goes to disk instead (-> DiskOnly), as a block too
+//                                           large for RAM does; without a disk tier, refused
+//                                           (RESOURCE_EXHAUSTED), nothing changed
+//   Put to disk                             refused (RESOURCE_EXHAUSTED), nothing changed
+//   Put, durable=true: the RAM copy         not cached
+//   Get that hits disk: promotion           not promoted
+//   RAM eviction, the spill to disk         not written: Spilling -> Absent (counted in
+//                                           DiskFairShareRejections)
 //
 // Invariant: a block in both tiers has identical bytes there. All transitions of one key are
 // serialized by a per-key lock stripe (a RAM hit needs only the RAM shard's lock); evicted blocks
@@ -80,6 +95,7 @@
 #include "absl/types/span.h"
 #include "storage/block_key.h"
 #include "storage/block_store.h"
+#include "storage/namespace_activity.h"
 #include "storage/namespace_quota.h"
 #include "storage/namespace_usage.h"
 #include "storage/ram_tier.h"
@@ -98,11 +114,12 @@ struct TieredStoreOptions {
   NamespaceQuotas quotas;
 };
 
-// What one namespace holds in each tier.
+// What one namespace holds in each tier, and what happened to its blocks.
 struct NamespaceHoldings {
   std::string ns;
   NamespaceUsage ram;
   NamespaceUsage disk;
+  NamespaceActivity activity;
 };
 
 class TieredStore {
@@ -173,6 +190,18 @@ class TieredStore {
   // disk quota (lost, as a spill failure is; not counted in SpillFailures).
   uint64_t SpillQuotaDrops() const { return spill_quota_drops_.load(std::memory_order_relaxed); }
 
+  // Blocks each tier refused for their namespace's fair share (puts refused, spills not
+  // written), and non-durable puts RAM refused for it that went to disk instead.
+  uint64_t RamFairShareRejections() const {
+    return ram_fair_share_rejections_.load(std::memory_order_relaxed);
+  }
+  uint64_t DiskFairShareRejections() const {
+    return disk_fair_share_rejections_.load(std::memory_order_relaxed);
+  }
+  uint64_t RamFairShareDiversions() const {
+    return ram_fair_share_diversions_.load(std::memory_order_relaxed);
+  }
+
   // Puts refused by a namespace quota of each tier.
   uint64_t RamQuotaRejections() const {
     return ram_quota_rejections_.load(std::memory_order_relaxed);
@@ -186,7 +215,7 @@ class TieredStore {
   // What `ns` holds in each tier, by each tier's charge rule (zero without that tier).
   NamespaceUsage RamUsage(absl::string_view ns) const;
   NamespaceUsage DiskUsage(absl::string_view ns) const;
-  // Every namespace holding blocks in either tier, sorted by name.
+  // Every namespace holding blocks in either tier or with activity counters, sorted by name.
   std::vector<NamespaceHoldings> Holdings() const;
 
   // Drops the block under `key` from every tier that still holds `block` (as a Get returned
@@ -202,12 +231,17 @@ class TieredStore {
  private:
   static constexpr size_t kStripes = 256;
 
-  TieredStore(std::unique_ptr<RamTier> ram, std::unique_ptr<BlockStore> disk,
-              std::vector<std::string> namespaces, NamespaceQuotas quotas);
+  static absl::StatusOr<std::unique_ptr<TieredStore>> Assemble(
+      const TieredStoreOptions& options, std::unique_ptr<BlockStore> disk,
+      std::unique_ptr<NamespaceActivityTable> activity);
+  TieredStore(std::unique_ptr<NamespaceActivityTable> activity, std::unique_ptr<RamTier> ram,
+              std::unique_ptr<BlockStore> disk, std::vector<std::string> namespaces,
+              NamespaceQuotas quotas);
 
-  // `status` as the caller sees it: a quota refusal of `tier` is counted and given
-  // quotas_.origin; anything else is returned as it is.
-  absl::Status Refusal(absl::Status status, StorageTier tier);
+  // `status` as the caller sees it: a quota or fair-share refusal of `tier` is counted (for
+  // namespace `ns` too), and a quota refusal given quotas_.origin; anything else is returned as
+  // it is.
+  absl::Status Refusal(absl::Status status, StorageTier tier, absl::string_view ns);
 
   absl::Mutex& StripeFor(const BlockKey& key);
   bool FitsRam(const BlockKey& key, uint64_t size) const;
@@ -215,7 +249,9 @@ class TieredStore {
   // Writes evicted blocks that are still wanted to disk (see the state machine).
   void Spill(const std::vector<RamTier::Evicted>& evicted);
 
-  // Constant after construction; either may be null (tier disabled), not both.
+  // Constant after construction. activity_ is declared first: the disk tier counts into it.
+  const std::unique_ptr<NamespaceActivityTable> activity_;
+  // Either may be null (tier disabled), not both.
   const std::unique_ptr<RamTier> ram_;
   const std::unique_ptr<BlockStore> disk_;
   const NamespaceQuotas quotas_;
@@ -230,6 +266,9 @@ class TieredStore {
   std::atomic<uint64_t> spill_quota_drops_{0};
   std::atomic<uint64_t> ram_quota_rejections_{0};
   std::atomic<uint64_t> disk_quota_rejections_{0};
+  std::atomic<uint64_t> ram_fair_share_rejections_{0};
+  std::atomic<uint64_t> disk_fair_share_rejections_{0};
+  std::atomic<uint64_t> ram_fair_share_diversions_{0};
   std::atomic<uint64_t> unreadable_dropped_{0};
 };
 
