@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -45,6 +46,22 @@ prometheus::ClientMetric GaugeMetric(prometheus::ClientMetric::Label a,
   return metric;
 }
 
+prometheus::ClientMetric CounterMetric(std::vector<prometheus::ClientMetric::Label> labels,
+                                       uint64_t value) {
+  prometheus::ClientMetric metric;
+  metric.label = std::move(labels);
+  metric.counter.value = static_cast<double>(value);
+  return metric;
+}
+
+prometheus::MetricFamily CounterFamily(const char* name, std::string help) {
+  prometheus::MetricFamily family;
+  family.name = name;
+  family.help = std::move(help);
+  family.type = prometheus::MetricType::Counter;
+  return family;
+}
+
 // kvpack_namespace_bytes and kvpack_namespace_blocks, by namespace and tier, capped.
 void AddNamespaceFamilies(const TieredStore& store,
                           std::vector<prometheus::MetricFamily>* families) {
@@ -58,6 +75,15 @@ void AddNamespaceFamilies(const TieredStore& store,
   blocks.help = "Blocks each namespace holds in each tier (same namespaces as "
                 "kvpack_namespace_bytes).";
   blocks.type = prometheus::MetricType::Gauge;
+  const char* same = " (same namespaces as kvpack_namespace_bytes).";
+  prometheus::MetricFamily hits =
+      CounterFamily("kvpack_namespace_hits_total", absl::StrCat("Reads served", same));
+  prometheus::MetricFamily evictions = CounterFamily(
+      "kvpack_namespace_evictions_total",
+      absl::StrCat("Blocks of each namespace evicted from each tier", same));
+  prometheus::MetricFamily rejections = CounterFamily(
+      "kvpack_namespace_rejections_total",
+      absl::StrCat("Puts of each namespace refused by each tier's quota or fair share", same));
   for (const NamespaceHoldings& h : TopNamespaces(store.Holdings(), kMaxNamespaceSeries)) {
     for (const auto& [tier, usage] : {std::pair<const char*, NamespaceUsage>{"ram", h.ram},
                                       std::pair<const char*, NamespaceUsage>{"disk", h.disk}}) {
@@ -66,9 +92,19 @@ void AddNamespaceFamilies(const TieredStore& store,
       blocks.metric.push_back(GaugeMetric({"namespace", h.ns}, {"tier", tier},
                                           static_cast<double>(usage.blocks)));
     }
+    const NamespaceActivity& a = h.activity;
+    hits.metric.push_back(CounterMetric({{"namespace", h.ns}}, a.hits));
+    for (const auto& [tier, evicted, rejected] :
+         {std::tuple<const char*, uint64_t, uint64_t>{"ram", a.ram_evictions, a.ram_rejections},
+          std::tuple<const char*, uint64_t, uint64_t>{"disk", a.disk_evictions,
+                                                      a.disk_rejections}}) {
+      evictions.metric.push_back(CounterMetric({{"namespace", h.ns}, {"tier", tier}}, evicted));
+      rejections.metric.push_back(CounterMetric({{"namespace", h.ns}, {"tier", tier}}, rejected));
+    }
   }
-  families->push_back(std::move(bytes));
-  families->push_back(std::move(blocks));
+  for (prometheus::MetricFamily* family : {&bytes, &blocks, &hits, &evictions, &rejections}) {
+    families->push_back(std::move(*family));
+  }
 }
 
 // Storage-tier figures, read from the store whenever /metrics is scraped.
@@ -129,6 +165,15 @@ class StoreCollector : public prometheus::Collectable {
         "Puts refused because their namespace was at its quota in that tier (--quotas).",
         prometheus::MetricType::Counter, store_->RamQuotaRejections(),
         store_->DiskQuotaRejections());
+    add("kvpack_fair_share_rejections_total",
+        "Blocks a tier refused because their namespace was over its fair share and only blocks "
+        "of namespaces within theirs could have made room (puts refused, spills not written).",
+        prometheus::MetricType::Counter, store_->RamFairShareRejections(),
+        store_->DiskFairShareRejections());
+    families.push_back(SingleFamily(
+        "kvpack_fair_share_diversions_total",
+        "Non-durable puts RAM refused for their namespace's fair share, stored on disk instead.",
+        prometheus::MetricType::Counter, static_cast<double>(store_->RamFairShareDiversions())));
     families.push_back(SingleFamily(
         "kvpack_spill_quota_drops_total",
         "Blocks evicted from RAM and not spilled because their namespace was at its disk quota.",
@@ -145,24 +190,36 @@ class StoreCollector : public prometheus::Collectable {
 
 std::vector<NamespaceHoldings> TopNamespaces(std::vector<NamespaceHoldings> holdings,
                                              size_t limit) {
-  if (holdings.size() <= limit) return holdings;
-  auto total = [](const NamespaceHoldings& h) { return h.ram.bytes + h.disk.bytes; };
-  std::nth_element(holdings.begin(), holdings.begin() + limit, holdings.end(),
-                   [&total](const NamespaceHoldings& a, const NamespaceHoldings& b) {
-                     return total(a) != total(b) ? total(a) > total(b) : a.ns < b.ns;
-                   });
   NamespaceHoldings other;
-  other.ns = "_other";
-  for (auto it = holdings.begin() + limit; it != holdings.end(); ++it) {
-    other.ram.bytes += it->ram.bytes;
-    other.ram.blocks += it->ram.blocks;
-    other.disk.bytes += it->disk.bytes;
-    other.disk.blocks += it->disk.blocks;
+  other.ns = std::string(kOtherNamespace);
+  bool any_other = false;
+  auto add_to_other = [&other, &any_other](const NamespaceHoldings& h) {
+    other.ram.bytes += h.ram.bytes;
+    other.ram.blocks += h.ram.blocks;
+    other.disk.bytes += h.disk.bytes;
+    other.disk.blocks += h.disk.blocks;
+    other.activity += h.activity;
+    any_other = true;
+  };
+  // An entry already named "_other" (the activity counters' own overflow) is summed, never
+  // ranked, so that the name appears once.
+  auto named_other = std::partition(holdings.begin(), holdings.end(), [](const NamespaceHoldings& h) {
+    return h.ns != kOtherNamespace;
+  });
+  for (auto it = named_other; it != holdings.end(); ++it) add_to_other(*it);
+  holdings.erase(named_other, holdings.end());
+  if (holdings.size() > limit) {
+    auto total = [](const NamespaceHoldings& h) { return h.ram.bytes + h.disk.bytes; };
+    std::nth_element(holdings.begin(), holdings.begin() + limit, holdings.end(),
+                     [&total](const NamespaceHoldings& a, const NamespaceHoldings& b) {
+                       return total(a) != total(b) ? total(a) > total(b) : a.ns < b.ns;
+                     });
+    for (auto it = holdings.begin() + limit; it != holdings.end(); ++it) add_to_other(*it);
+    holdings.resize(limit);
   }
-  holdings.resize(limit);
   std::sort(holdings.begin(), holdings.end(),
             [](const NamespaceHoldings& a, const NamespaceHoldings& b) { return a.ns < b.ns; });
-  holdings.push_back(std::move(other));
+  if (any_other) holdings.push_back(std::move(other));
   return holdings;
 }
 

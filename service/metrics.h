@@ -30,9 +30,11 @@ namespace kvpack {
 // Per-namespace series are exported for at most this many namespaces: those holding the most
 // bytes (RAM plus disk); the rest are summed under namespace="_other".
 inline constexpr size_t kMaxNamespaceSeries = 100;
+inline constexpr absl::string_view kOtherNamespace = "_other";
 
-// `holdings` reduced to the `limit` namespaces holding the most bytes (ties by name), followed,
-// when any were left out, by one entry named "_other" summing them.
+// `holdings` reduced to the `limit` namespaces holding the most bytes (ties by name), sorted by
+// name, followed, when any were left out (or one was named "_other" already), by one entry
+// named "_other" summing them.
 std::vector<NamespaceHoldings> TopNamespaces(std::vector<NamespaceHoldings> holdings,
                                              size_t limit);
 

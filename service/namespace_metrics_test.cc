@@ -16,7 +16,8 @@ namespace kvpack {
 namespace {
 
 NamespaceHoldings Held(std::string ns, uint64_t ram_bytes, uint64_t disk_bytes) {
-  return NamespaceHoldings{std::move(ns), NamespaceUsage{ram_bytes, 1}, NamespaceUsage{disk_bytes, 1}};
+  return NamespaceHoldings{std::move(ns), NamespaceUsage{ram_bytes, 1}, NamespaceUsage{disk_bytes, 1},
+                           NamespaceActivity{}};
 }
 
 TEST(TopNamespacesTest, KeepsTheLargestAndSumsTheRestUnderOther) {
@@ -29,6 +30,26 @@ TEST(TopNamespacesTest, KeepsTheLargestAndSumsTheRestUnderOther) {
   EXPECT_EQ(top[2].ram, (NamespaceUsage{6, 2}));
   EXPECT_EQ(top[2].disk, (NamespaceUsage{5, 2}));
   EXPECT_EQ(TopNamespaces({Held("a", 1, 0)}, 2).size(), 1u);  // nothing left out, no _other
+}
+
+TEST(TopNamespacesTest, AnEntryAlreadyNamedOtherIsSummedNotRepeated) {
+  NamespaceHoldings overflow = Held("_other", 0, 0);
+  overflow.activity.hits = 7;
+  NamespaceHoldings a = Held("a", 1, 0);
+  a.activity.hits = 2;
+  std::vector<NamespaceHoldings> top =
+      TopNamespaces({a, overflow, Held("b", 50, 50), Held("c", 0, 70)}, 2);
+  ASSERT_EQ(top.size(), 3u);
+  EXPECT_EQ(top[0].ns, "b");
+  EXPECT_EQ(top[1].ns, "c");
+  EXPECT_EQ(top[2].ns, "_other");
+  EXPECT_EQ(top[2].activity.hits, 9u);
+  EXPECT_EQ(top[2].ram, (NamespaceUsage{1, 2}));
+  // Under the cap, the named entry still comes last, once.
+  top = TopNamespaces({overflow, Held("a", 1, 0)}, 5);
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(top[0].ns, "a");
+  EXPECT_EQ(top[1].ns, "_other");
 }
 
 TEST(NamespaceMetricsTest, ScrapeOfManyNamespacesIsCapped) {
