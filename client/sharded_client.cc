@@ -100,6 +100,9 @@ struct ShardedClient::ShardSet {
     for (size_t i = 0; i < count; ++i) groups[Owner(key(i))].push_back(i);
     return groups;
   }
+  std::vector<std::vector<size_t>> SplitKeys(absl::Span<const std::string> keys) const {
+    return Split(keys.size(), [&](size_t i) { return absl::string_view(keys[i]); });
+  }
 };
 
 namespace {
@@ -266,8 +269,9 @@ absl::StatusOr<std::vector<GetResult>> ShardedClient::Get(absl::string_view ns,
                                                           absl::Span<const std::string> keys,
                                                           Want want) {
   const std::shared_ptr<const ShardSet> set = Snapshot();
-  const std::vector<std::vector<size_t>> groups =
-      set->Split(keys.size(), [&](size_t i) { return absl::string_view(keys[i]); });
+  // No key at all: let the server's validation speak (an empty namespace still fails).
+  if (keys.empty()) return set->shards[0]->client->Get(ns, keys, want);
+  const std::vector<std::vector<size_t>> groups = set->SplitKeys(keys);
 
   std::vector<GetResult> results(keys.size());
   std::vector<absl::Status> failures(groups.size()), unknown(groups.size());
@@ -303,8 +307,6 @@ absl::StatusOr<std::vector<GetResult>> ShardedClient::Get(absl::string_view ns,
     if (!failure.ok()) return failure;
   }
   RETURN_IF_ERROR(UnknownEverywhere(unknown, parts.size()));
-  // No key at all: let the server's validation speak (an empty namespace still fails).
-  if (keys.empty()) return set->shards[0]->client->Get(ns, keys, want);
   return results;
 }
 
@@ -312,8 +314,7 @@ absl::StatusOr<LookupResult> ShardedClient::Lookup(absl::string_view ns,
                                                    absl::Span<const std::string> keys) {
   const std::shared_ptr<const ShardSet> set = Snapshot();
   if (keys.empty()) return set->shards[0]->client->Lookup(ns, keys);
-  const std::vector<std::vector<size_t>> groups =
-      set->Split(keys.size(), [&](size_t i) { return absl::string_view(keys[i]); });
+  const std::vector<std::vector<size_t>> groups = set->SplitKeys(keys);
 
   // Each shard answers for its own keys, in chain order: its prefix_length says where its
   // first missing key is. The chain's prefix ends at the earliest of those.
@@ -356,8 +357,7 @@ absl::StatusOr<uint32_t> ShardedClient::Delete(absl::string_view ns,
                                                absl::Span<const std::string> keys) {
   const std::shared_ptr<const ShardSet> set = Snapshot();
   if (keys.empty()) return set->shards[0]->client->Delete(ns, keys);
-  const std::vector<std::vector<size_t>> groups =
-      set->Split(keys.size(), [&](size_t i) { return absl::string_view(keys[i]); });
+  const std::vector<std::vector<size_t>> groups = set->SplitKeys(keys);
 
   std::vector<absl::StatusOr<uint32_t>> deleted(groups.size(), 0u);
   std::vector<absl::Status> unknown(groups.size());
