@@ -11,6 +11,9 @@ packages=(
   # ASan/UBSan tests and libFuzzer targets (tests/fuzz): clang, its sanitizer and libFuzzer
   # runtimes, lld, and llvm-symbolizer for readable sanitizer reports.
   clang libclang-rt-14-dev lld llvm
+  # The Python package (python/) and its tests (tests/python): pytest, and setuptools, pip
+  # and venv for the offline `pip install --no-build-isolation --no-index` into a venv.
+  python3-pytest python3-setuptools python3-pip python3-venv
 )
 missing=()
 for p in "${packages[@]}"; do
