@@ -67,7 +67,8 @@ ABSL_FLAG(double, auth_reload_seconds, 2,
           "how often the --auth_tokens file is checked for changes (reloaded when it changed; "
           "SIGHUP reloads it at once); 0 = on SIGHUP only");
 ABSL_FLAG(std::string, quotas, "",
-          "per-namespace RAM and disk quota file (storage/QUOTAS.md); empty = no quotas");
+          "per-namespace RAM, disk and put-rate quota file (storage/QUOTAS.md; SIGHUP reloads "
+          "it); empty = no quotas");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "on SIGTERM, how long in-flight calls may run before they are cancelled");
 ABSL_FLAG(std::string, tls_cert, "",
@@ -113,7 +114,7 @@ int main(int argc, char** argv) {
   // that retention bounded whatever the core count.
   mallopt(M_ARENA_MAX, 4);
 
-  // Block the stop signals and SIGHUP (reload the token file) in every thread; main waits for
+  // Block the stop signals and SIGHUP (reload the token and quota files) in every thread; main waits for
   // them with sigwait.
   sigset_t signals;
   sigemptyset(&signals);
@@ -208,12 +209,15 @@ int main(int argc, char** argv) {
 
   int signal = 0;
   while (sigwait(&signals, &signal) == 0 && signal == SIGHUP) {
-    if (options.auth_tokens.empty()) {
-      std::fprintf(stderr, "kvpack_server: SIGHUP: no --auth_tokens, nothing to reload\n");
+    if (options.auth_tokens.empty() && options.quotas.empty()) {
+      std::fprintf(stderr,
+                   "kvpack_server: SIGHUP: no --auth_tokens or --quotas, nothing to reload\n");
       continue;
     }
-    // Logged by the server either way; a file that does not parse leaves the old grants.
-    (*server)->ReloadAuthTokens().IgnoreError();
+    // Logged by the server either way; a file that does not parse leaves the old grants /
+    // quotas.
+    if (!options.auth_tokens.empty()) (*server)->ReloadAuthTokens().IgnoreError();
+    if (!options.quotas.empty()) (*server)->ReloadQuotas().IgnoreError();
   }
   std::fprintf(stderr, "kvpack_server: signal %d, draining in-flight calls\n", signal);
   (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));

@@ -24,7 +24,7 @@ class PutBlocksReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
       : context_(context), call_(call), response_(response),
         timer_(context->metrics, "PutBlocks"),
         stream_(PutStreamLimits{&context->default_policy, context->max_block_bytes,
-                                context->put_budget}) {
+                                context->put_budget, context->put_rate}) {
     absl::StatusOr<Permissions> permissions = context_->Authenticate(*call);
     if (!permissions.ok()) {
       Fail(permissions.status());

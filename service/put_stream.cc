@@ -65,6 +65,9 @@ absl::Status PutStream::StartBlock(const v1::PutBlocksRequest& request) {
         "the server holds ", limits_.budget->used(), " bytes of in-flight puts (limit ",
         limits_.budget->limit(), ", --max_inflight_bytes); retry later"));
   }
+  if (limits_.rate != nullptr) {
+    RETURN_IF_ERROR(limits_.rate->Admit(options_->namespace_(), bytes));
+  }
   pending_.emplace();
   pending_->index = index;
   pending_->key = request.key();

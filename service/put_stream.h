@@ -12,7 +12,8 @@
 //     policy cannot encode.
 // Each block's header is planned at its first message (codec/block_header.h).
 // A block's raw bytes are reserved in the put budget when its first message arrives; a block
-// that does not fit is ResourceExhausted. Nothing of a block is handed out until it is complete,
+// that does not fit is ResourceExhausted, and so is one its namespace's put rate does not admit
+// (service/put_rate_limiter.h). Nothing of a block is handed out until it is complete,
 // so a stream that fails never stores part of a block.
 //
 // Not thread-safe: one stream, one caller at a time.
@@ -33,6 +34,7 @@
 #include "kvpack/v1/kvpack.pb.h"
 #include "service/byte_budget.h"
 #include "service/message_data.h"
+#include "service/put_rate_limiter.h"
 
 namespace kvpack {
 
@@ -40,6 +42,7 @@ struct PutStreamLimits {
   const CodecPolicy* default_policy = nullptr;  // for options with an empty codec; required
   uint64_t max_block_bytes = 0;
   ByteBudget* budget = nullptr;  // raw bytes of blocks being assembled and encoded; required
+  PutRateLimiter* rate = nullptr;  // the namespaces' put rates; null = none
 };
 
 // One block of the stream, with its reservation (released when this is destroyed).

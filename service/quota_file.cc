@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "service/byte_size.h"
 
 namespace kvpack {
@@ -33,9 +34,9 @@ absl::StatusOr<NamespaceQuotas> ParseQuotaFile(absl::string_view text, absl::str
       return absl::InvalidArgumentError(
           absl::StrCat("--quotas ", name, " line ", line_number, ": ", what));
     };
-    if (fields.size() != 3) {
-      return error(absl::StrCat("want 'NAMESPACE RAM_BYTES DISK_BYTES', got ", fields.size(),
-                                " fields"));
+    if (fields.size() != 3 && fields.size() != 4) {
+      return error(absl::StrCat("want 'NAMESPACE RAM_BYTES DISK_BYTES [PUT_BYTES/s]', got ",
+                                fields.size(), " fields"));
     }
     NamespaceQuota quota;
     absl::StatusOr<uint64_t> ram = ParseQuotaSize(fields[1]);
@@ -44,6 +45,16 @@ absl::StatusOr<NamespaceQuotas> ParseQuotaFile(absl::string_view text, absl::str
     if (!disk.ok()) return error(absl::StrCat("disk quota: ", disk.status().message()));
     quota.ram_bytes = *ram;
     quota.disk_bytes = *disk;
+    if (fields.size() == 4) {
+      absl::string_view rate = fields[3];
+      if (absl::AsciiStrToLower(rate) != "unlimited" && !absl::ConsumeSuffix(&rate, "/s")) {
+        return error(absl::StrCat("put rate '", fields[3], "' must end in /s (e.g. 64MiB/s)"));
+      }
+      absl::StatusOr<uint64_t> put_rate = ParseQuotaSize(rate);
+      if (!put_rate.ok()) return error(absl::StrCat("put rate: ", put_rate.status().message()));
+      if (*put_rate == 0) return error("put rate must be positive (or unlimited)");
+      quota.put_bytes_per_second = *put_rate;
+    }
     if (fields[0] == "default") {
       if (quotas.default_quota.has_value()) return error("a second 'default' line");
       quotas.default_quota = quota;

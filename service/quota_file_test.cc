@@ -23,6 +23,25 @@ TEST(QuotaFileTest, ParsesNamespacesDefaultCommentsAndUnlimited) {
   EXPECT_EQ(quotas->For("someone").disk_bytes, 16ull << 30);
 }
 
+TEST(QuotaFileTest, AnOptionalFourthColumnIsThePutRate) {
+  absl::StatusOr<NamespaceQuotas> quotas = ParseQuotaFile(
+      "default 1GiB 1GiB 64MiB/s\n"
+      "a 1GiB 1GiB unlimited\n"
+      "b 1GiB 1GiB\n",
+      "q.txt");
+  ASSERT_TRUE(quotas.ok()) << quotas.status();
+  EXPECT_EQ(quotas->For("someone").put_bytes_per_second, 64ull << 20);
+  EXPECT_EQ(quotas->For("a").put_bytes_per_second, kNoQuota);
+  EXPECT_EQ(quotas->For("b").put_bytes_per_second, kNoQuota);
+  for (const char* bad : {"a 1GiB 1GiB 64MiB\n", "a 1GiB 1GiB 0/s\n", "a 1GiB 1GiB fast/s\n",
+                          "a 1GiB 1GiB 1MiB/s extra\n"}) {
+    absl::StatusOr<NamespaceQuotas> refused = ParseQuotaFile(bad, "q.txt");
+    EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << bad << ": " << refused.status();
+    EXPECT_EQ(refused.status().message().rfind("--quotas q.txt line 1: ", 0), 0u)
+        << refused.status();
+  }
+}
+
 TEST(QuotaFileTest, WithoutADefaultOtherNamespacesAreUnlimited) {
   absl::StatusOr<NamespaceQuotas> quotas = ParseQuotaFile("a 1MiB 2MiB\n", "q.txt");
   ASSERT_TRUE(quotas.ok());

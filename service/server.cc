@@ -53,6 +53,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   store_options.data_dir = options.data_dir;
   if (!options.quotas.empty()) {
     ASSIGN_OR_RETURN(store_options.quotas, ReadQuotaFile(options.quotas));
+    server->quotas_path_ = options.quotas;
+    server->put_rate_ = std::make_unique<PutRateLimiter>(
+        std::make_shared<const NamespaceQuotas>(store_options.quotas));
   }
   // The RAM tier is sharded to spread lock contention, and a block must fit in one shard:
   // keep shards at least kMinRamShardBytes so that large blocks still stay in RAM.
@@ -82,6 +85,18 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       "Put streams cancelled after --put_idle_timeout without a message.",
       prometheus::MetricType::Counter, [reaper] { return double(reaper->cancelled()); });
 
+  if (server->put_rate_ != nullptr) {
+    const PutRateLimiter* put_rate = server->put_rate_.get();
+    const std::atomic<uint64_t>* reload_failures = &server->quota_reload_failures_;
+    server->metrics_->AddReading(
+        "kvpack_put_rate_rejections_total",
+        "Put blocks refused because their namespace was over its put rate (--quotas).",
+        prometheus::MetricType::Counter, [put_rate] { return double(put_rate->rejections()); });
+    server->metrics_->AddReading(
+        "kvpack_quota_reload_failures_total",
+        "Reloads of the quota file that failed (unreadable or malformed) and kept the old quotas.",
+        prometheus::MetricType::Counter, [reload_failures] { return double(reload_failures->load()); });
+  }
   if (server->auth_ != nullptr) {
     const Authenticator* auth = server->auth_.get();
     server->metrics_->AddReading("kvpack_auth_grants", "Grant lines of the token file in force.",
@@ -105,6 +120,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
 
   ServiceContext& context = server->context_;
   context.store = server->store_.get();
+  context.put_rate = server->put_rate_.get();
   context.metrics = server->metrics_.get();
   context.pool = server->pool_.get();
   context.control_pool = server->control_pool_.get();
@@ -188,6 +204,25 @@ absl::Status Server::ReloadAuthTokens() {
     return absl::FailedPreconditionError("the server runs without --auth_tokens: nothing to reload");
   }
   return auth_->Reload();
+}
+
+absl::Status Server::ReloadQuotas() {
+  if (put_rate_ == nullptr) {
+    return absl::FailedPreconditionError("the server runs without --quotas: nothing to reload");
+  }
+  absl::StatusOr<NamespaceQuotas> quotas = ReadQuotaFile(quotas_path_);
+  if (!quotas.ok()) {
+    quota_reload_failures_.fetch_add(1, std::memory_order_relaxed);
+    std::fprintf(stderr, "kvpack_server: keeping the old quotas: %s\n",
+                 std::string(quotas.status().message()).c_str());
+    return quotas.status();
+  }
+  std::fprintf(stderr, "kvpack_server: --quotas %s reloaded: %zu namespaces%s\n",
+               quotas_path_.c_str(), quotas->by_namespace.size(),
+               quotas->default_quota.has_value() ? " and a default" : "");
+  put_rate_->SetQuotas(std::make_shared<const NamespaceQuotas>(*quotas));
+  store_->SetQuotas(*std::move(quotas));
+  return absl::OkStatus();
 }
 
 Server::~Server() { Shutdown(absl::ZeroDuration()); }

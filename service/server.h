@@ -10,6 +10,7 @@
 #define KVPACK_SERVICE_SERVER_H_
 
 #include <cstdint>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "service/auth.h"
 #include "service/codec_router.h"
 #include "service/kv_cache_service.h"
+#include "service/put_rate_limiter.h"
 #include "service/metrics.h"
 #include "service/service_context.h"
 #include "service/thread_pool.h"
@@ -90,6 +92,10 @@ class Server {
   // start after this returns OK. On error (the file is unreadable or malformed) the old grants
   // stay. FailedPrecondition when the server runs without auth_tokens.
   absl::Status ReloadAuthTokens();
+  // Reads the quota file again (as on SIGHUP): its quotas and put rates apply to blocks that
+  // enter a tier, and puts that start, after this returns OK. On error (the file is unreadable
+  // or malformed) the old quotas stay. FailedPrecondition when the server runs without quotas.
+  absl::Status ReloadQuotas();
   // Grant lines in force; 0 without auth_tokens.
   size_t auth_grants() const { return auth_ != nullptr ? auth_->grants() : 0; }
 
@@ -120,6 +126,9 @@ class Server {
   std::unique_ptr<ByteBudget> get_budget_;
   std::unique_ptr<IdleStreamReaper> put_reaper_;
   std::unique_ptr<Authenticator> auth_;  // null without auth_tokens
+  std::unique_ptr<PutRateLimiter> put_rate_;  // null without a quota file
+  std::string quotas_path_;
+  std::atomic<uint64_t> quota_reload_failures_{0};
   std::unique_ptr<ServiceMetrics> metrics_;
   std::unique_ptr<BlockCodec> cpu_codec_;
   std::unique_ptr<BlockCodec> gpu_codec_;

@@ -20,6 +20,7 @@
 #include "service/grpc_status.h"
 #include "service/idle_stream_reaper.h"
 #include "service/metrics.h"
+#include "service/put_rate_limiter.h"
 #include "service/thread_pool.h"
 #include "storage/tiered_store.h"
 
@@ -40,6 +41,7 @@ struct ServiceContext {
   ByteBudget* put_budget = nullptr;  // raw bytes of put blocks being assembled or encoded
   ByteBudget* get_budget = nullptr;  // bytes of get blocks being decoded or sent
   IdleStreamReaper* put_reaper = nullptr;  // cancels put streams idle mid-block
+  PutRateLimiter* put_rate = nullptr;      // per-namespace put rates (--quotas); null = none
   // Checks every call's credentials (--auth_tokens); null = an open server.
   const Authenticator* auth = nullptr;
 

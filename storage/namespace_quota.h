@@ -24,6 +24,9 @@ inline constexpr uint64_t kNoQuota = std::numeric_limits<uint64_t>::max();
 struct NamespaceQuota {
   uint64_t ram_bytes = kNoQuota;
   uint64_t disk_bytes = kNoQuota;
+  // Raw bytes per second the namespace may put (enforced by the service when a block starts:
+  // service/put_rate_limiter.h).
+  uint64_t put_bytes_per_second = kNoQuota;
 };
 
 struct NamespaceQuotas {

@@ -78,7 +78,7 @@ TieredStore::TieredStore(std::unique_ptr<NamespaceActivityTable> activity,
     : activity_(std::move(activity)),
       ram_(std::move(ram)),
       disk_(std::move(disk)),
-      quotas_(std::move(quotas)) {
+      quotas_(std::make_shared<const NamespaceQuotas>(std::move(quotas))) {
   absl::MutexLock lock(&ns_mu_);
   for (std::string& ns : namespaces) namespaces_.insert(std::move(ns));
 }
@@ -95,12 +95,19 @@ absl::Status TieredStore::Refusal(absl::Status status, StorageTier tier, absl::s
   }
   activity_->Record(ns, ram ? NamespaceActivityTable::Event::kRamRejection
                             : NamespaceActivityTable::Event::kDiskRejection);
-  if (quotas_.origin.empty() || IsFairShareRefusal(status)) return status;
-  absl::Status refusal(status.code(), absl::StrCat(status.message(), " (", quotas_.origin, ")"));
+  const std::shared_ptr<const NamespaceQuotas> quotas = Quotas();
+  if (quotas->origin.empty() || IsFairShareRefusal(status)) return status;
+  absl::Status refusal(status.code(), absl::StrCat(status.message(), " (", quotas->origin, ")"));
   status.ForEachPayload([&refusal](absl::string_view url, const absl::Cord& payload) {
     refusal.SetPayload(url, payload);
   });
   return refusal;
+}
+
+void TieredStore::SetQuotas(NamespaceQuotas quotas) {
+  auto replacement = std::make_shared<const NamespaceQuotas>(std::move(quotas));
+  absl::MutexLock lock(&quotas_mu_);
+  quotas_ = std::move(replacement);
 }
 
 absl::Mutex& TieredStore::StripeFor(const BlockKey& key) { return stripes_[key.seed() % kStripes]; }
@@ -135,7 +142,7 @@ absl::StatusOr<StorageTier> TieredStore::Put(const BlockKey& key, StoredBlock bl
         absl::StrCat("block of ", size, " bytes does not fit a RAM shard of ",
                      ram_->shard_capacity_bytes(), " bytes and there is no disk tier"));
   }
-  const NamespaceQuota quota = quotas_.For(key.ns());
+  const NamespaceQuota quota = QuotaFor(key.ns());
   if (durable || !fits_ram) {
     // Refused here, before the namespace is registered, when the disk quota leaves no room
     // (the disk tier checks again, atomically, under its write lock).
@@ -222,7 +229,7 @@ void TieredStore::Spill(const std::vector<RamTier::Evicted>& evicted) {
     // there (DataLoss), never served.
     if (!disk_->Contains(victim.key)) {
       const absl::Status written = disk_->PutWithin(victim.key, victim.block, /*sync=*/false,
-                                                    quotas_.For(victim.key.ns()).disk_bytes);
+                                                    QuotaFor(victim.key.ns()).disk_bytes);
       if (IsNamespaceQuotaError(written)) {
         spill_quota_drops_.fetch_add(1, std::memory_order_relaxed);
       } else if (IsFairShareRefusal(written)) {
@@ -269,7 +276,7 @@ absl::StatusOr<StoredBlock> TieredStore::Get(const BlockKey& key, StorageTier* t
       // Promoted with the hash the disk read verified; not when the namespace is at its RAM
       // quota (the block stays DiskOnly).
       absl::StatusOr<std::vector<RamTier::Evicted>> inserted =
-          ram_->Insert(key, block, quotas_.For(key.ns()).ram_bytes);
+          ram_->Insert(key, block, QuotaFor(key.ns()).ram_bytes);
       if (inserted.ok()) {
         evicted = *std::move(inserted);
       } else if (!IsRamRefusal(inserted.status())) {

@@ -211,7 +211,16 @@ class TieredStore {
   }
 
   // The quota that applies to `ns` (unlimited without quotas).
-  NamespaceQuota QuotaFor(absl::string_view ns) const { return quotas_.For(ns); }
+  NamespaceQuota QuotaFor(absl::string_view ns) const { return Quotas()->For(ns); }
+  // The quotas in force.
+  std::shared_ptr<const NamespaceQuotas> Quotas() const {
+    absl::MutexLock lock(&quotas_mu_);
+    return quotas_;
+  }
+  // Replaces the quotas (a reload of the quota file). They apply to blocks entering a tier
+  // from now on; a namespace already past a lowered quota keeps its blocks, and its puts are
+  // refused until it is back under.
+  void SetQuotas(NamespaceQuotas quotas);
   // What `ns` holds in each tier, by each tier's charge rule (zero without that tier).
   NamespaceUsage RamUsage(absl::string_view ns) const;
   NamespaceUsage DiskUsage(absl::string_view ns) const;
@@ -239,7 +248,7 @@ class TieredStore {
               NamespaceQuotas quotas);
 
   // `status` as the caller sees it: a quota or fair-share refusal of `tier` is counted (for
-  // namespace `ns` too), and a quota refusal given quotas_.origin; anything else is returned as
+  // namespace `ns` too), and a quota refusal given the quotas' origin; anything else is returned as
   // it is.
   absl::Status Refusal(absl::Status status, StorageTier tier, absl::string_view ns);
 
@@ -254,7 +263,8 @@ class TieredStore {
   // Either may be null (tier disabled), not both.
   const std::unique_ptr<RamTier> ram_;
   const std::unique_ptr<BlockStore> disk_;
-  const NamespaceQuotas quotas_;
+  mutable absl::Mutex quotas_mu_;
+  std::shared_ptr<const NamespaceQuotas> quotas_ ABSL_GUARDED_BY(quotas_mu_);
 
   std::array<absl::Mutex, kStripes> stripes_;
 

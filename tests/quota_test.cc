@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "client/kvpack_client.h"
 #include "gtest/gtest.h"
 #include "tests/testing/block_data.h"
@@ -19,9 +20,11 @@ class QuotaTest : public ::testing::Test {
   void SetUp() override {
     const std::string dir = MakeTempDir("kvpack-quotas");
     TestServerOptions options;
-    options.quotas = dir + "/quotas.txt";
-    std::ofstream(options.quotas) << "# namespace ram disk\n"
+    quota_file_ = dir + "/quotas.txt";
+    options.quotas = quota_file_;
+    std::ofstream(options.quotas) << "# namespace ram disk put-rate\n"
                                      "capped 1B unlimited\n"
+                                     "slow 1GiB 1GiB 256KiB/s\n"
                                      "default 1GiB 1GiB\n";
     server_ = TestServer::Start(options);
     ClientOptions client_options;
@@ -32,6 +35,7 @@ class QuotaTest : public ::testing::Test {
     block_ = RandomBlock(SmallLayout(), 1);
   }
 
+  std::string quota_file_;
   std::unique_ptr<TestServer> server_;
   std::unique_ptr<Client> client_;
   std::string block_;
@@ -59,6 +63,52 @@ TEST_F(QuotaTest, PutPastTheRamQuotaIsResourceExhaustedNamingNamespaceAndQuota) 
       << metrics;
   EXPECT_TRUE(absl::StrContains(metrics, "kvpack_namespace_blocks{namespace=\"free\",tier=\"ram\"} 1"))
       << metrics;
+}
+
+TEST_F(QuotaTest, PutsPastTheNamespacePutRateAreRefusedUntilItRefills) {
+  // 256 KiB/s and 64 KiB blocks: a burst of a second's worth (plus one block) passes, then the
+  // namespace is refused; other namespaces are not limited.
+  int stored = 0;
+  absl::Status refused;
+  for (int i = 0; i < 20 && refused.ok(); ++i) {
+    auto put = client_->Put("slow", {PutBlock{absl::StrCat("k", i), SmallLayout(), Bytes(block_)}});
+    if (put.ok()) {
+      ++stored;
+    } else {
+      refused = put.status();
+    }
+  }
+  EXPECT_GE(stored, 4);
+  EXPECT_LE(stored, 6);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted) << refused;
+  EXPECT_TRUE(absl::StrContains(refused.message(),
+                                "namespace 'slow' is over its put rate of 256 KiB/s (--quotas)"))
+      << refused;
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(client_->Put("fast", {PutBlock{absl::StrCat("k", i), SmallLayout(), Bytes(block_)}})
+                    .ok());
+  }
+  // Blocks stored before the refusal are intact.
+  auto got = client_->Get("slow", {std::string("k0")});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE((*got)[0].found);
+  const std::string metrics = HttpGet(server_->metrics_port(), "/metrics");
+  EXPECT_FALSE(absl::StrContains(metrics, "kvpack_put_rate_rejections_total 0")) << metrics;
+}
+
+TEST_F(QuotaTest, ReloadAppliesNewQuotasAndABadFileKeepsTheOld) {
+  ASSERT_FALSE(client_->Put("capped", {PutBlock{"k0", SmallLayout(), Bytes(block_)}}).ok());
+  // A malformed file: refused, the old quotas stay.
+  std::ofstream(quota_file_) << "capped lots\n";
+  EXPECT_TRUE(absl::IsInvalidArgument(server_->ReloadQuotas()));
+  ASSERT_FALSE(client_->Put("capped", {PutBlock{"k0", SmallLayout(), Bytes(block_)}}).ok());
+  // A raised quota applies to the next put.
+  std::ofstream(quota_file_, std::ios::trunc) << "capped 1GiB 1GiB\n";
+  ASSERT_TRUE(server_->ReloadQuotas().ok());
+  auto put = client_->Put("capped", {PutBlock{"k0", SmallLayout(), Bytes(block_)}});
+  EXPECT_TRUE(put.ok()) << put.status();
+  const std::string metrics = HttpGet(server_->metrics_port(), "/metrics");
+  EXPECT_TRUE(absl::StrContains(metrics, "kvpack_quota_reload_failures_total 1")) << metrics;
 }
 
 }  // namespace

@@ -104,6 +104,11 @@ absl::Status TestServer::ReloadAuthTokens() {
   return impl_->server->ReloadAuthTokens();
 }
 
+absl::Status TestServer::ReloadQuotas() {
+  if (impl_->server == nullptr) return absl::FailedPreconditionError("the server is stopped");
+  return impl_->server->ReloadQuotas();
+}
+
 std::string HttpGet(int port, const std::string& path) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return "";

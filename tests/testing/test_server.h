@@ -61,6 +61,8 @@ class TestServer {
   absl::Status Restart();
   // Reads the token file again, as on SIGHUP (Server::ReloadAuthTokens).
   absl::Status ReloadAuthTokens();
+  // Reads the quota file again, as on SIGHUP (Server::ReloadQuotas).
+  absl::Status ReloadQuotas();
 
  private:
   struct Impl;
