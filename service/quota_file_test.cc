@@ -54,7 +54,8 @@ TEST(QuotaFileTest, MalformedLinesAreErrorsNamingTheLine) {
     const char* text;
     const char* message;
   } cases[] = {
-      {"a 1GiB 2GiB\nb 1GiB\n", "--quotas q.txt line 2: want 'NAMESPACE RAM_BYTES DISK_BYTES'"},
+      {"a 1GiB 2GiB\nb 1GiB\n",
+       "--quotas q.txt line 2: want 'NAMESPACE RAM_BYTES DISK_BYTES [PUT_BYTES/s]'"},
       {"\n\na lots 2GiB\n", "--quotas q.txt line 3: RAM quota: "},
       {"a 1GiB -1\n", "--quotas q.txt line 1: disk quota: "},
       {"a 1GiB 1GiB\na 2GiB 2GiB\n", "--quotas q.txt line 2: namespace 'a' has a line already"},
