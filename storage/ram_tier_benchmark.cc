@@ -2,9 +2,12 @@
 // eviction (fair_share.h) looks up each namespace holding blocks in the shard to find those
 // over their share.
 //
-//   BM_InsertEvicting/namespaces:N   a full 1-shard tier of 4096 blocks of 4 KiB; each insert
-//                                    (namespaces round robin, one of them flooding with half
-//                                    the puts) evicts one block
+//   BM_InsertEvicting/namespaces:N/flood_percent:F
+//       a full 1-shard tier of 4096 blocks of 4 KiB; each insert evicts one block. F% of the
+//       inserts come from one flooding namespace, the rest from the N namespaces round robin.
+//       With F=50 every namespace settles near its share and mostly evicts its own blocks; with
+//       F=95 the others hold few blocks, stay within their shares, and each of their inserts
+//       looks up every namespace in the shard to find the flood over its share (the worst case).
 //
 // Run:  bazel run -c opt //storage:ram_tier_benchmark
 #include <memory>
@@ -23,6 +26,7 @@ constexpr int kBlocks = 4096;
 
 void BM_InsertEvicting(benchmark::State& state) {
   const int namespaces = static_cast<int>(state.range(0));
+  const uint64_t flood_percent = static_cast<uint64_t>(state.range(1));
   std::vector<std::string> names;
   for (int i = 0; i < namespaces; ++i) names.push_back(absl::StrCat("tenant-", 1000 + i));
   RamTierOptions options;
@@ -37,8 +41,8 @@ void BM_InsertEvicting(benchmark::State& state) {
   const StoredBlock block = StoredBlock::Of(BlockBuffer::Copy(std::string(kValueSize, 'x')));
   uint64_t n = 0;
   auto insert = [&] {
-    // Half the puts come from the first namespace (the flood), the rest round robin.
-    const std::string& ns = (n % 2 == 0) ? names[0] : names[(n / 2) % names.size()];
+    const std::string& ns =
+        (n % 100 < flood_percent) ? names[0] : names[(n / 100 + n % 100) % names.size()];
     auto evicted = (*tier)->Insert(BlockKey(ns, absl::StrCat("k", 10000000 + n)), block);
     ++n;
     return evicted.ok();
@@ -49,7 +53,14 @@ void BM_InsertEvicting(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_InsertEvicting)->ArgName("namespaces")->Arg(1)->Arg(10)->Arg(100)->Arg(1000);
+BENCHMARK(BM_InsertEvicting)
+    ->ArgNames({"namespaces", "flood_percent"})
+    ->Args({1, 50})
+    ->Args({10, 50})
+    ->Args({100, 50})
+    ->Args({1000, 50})
+    ->Args({100, 95})
+    ->Args({1000, 95});
 
 }  // namespace
 }  // namespace kvpack
