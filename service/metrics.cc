@@ -262,6 +262,11 @@ absl::StatusOr<std::unique_ptr<ServiceMetrics>> ServiceMetrics::Create(
                                 .Help("Blocks the store refused or failed to write, by status "
                                       "code (INTERNAL, UNAVAILABLE: a disk write failed).")
                                 .Register(r);
+  // The codes an alert watches start at zero, so that increase() sees the first failure.
+  for (absl::StatusCode code : {absl::StatusCode::kInternal, absl::StatusCode::kUnavailable,
+                                absl::StatusCode::kDataLoss, absl::StatusCode::kResourceExhausted}) {
+    m->store_put_failures_->Add({{"code", absl::StatusCodeToString(code)}});
+  }
   const BuildInfo& build = GetBuildInfo();
   prometheus::BuildGauge()
       .Name("kvpack_build_info")
