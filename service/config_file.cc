@@ -1,14 +1,10 @@
 #include "service/config_file.h"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-
 #include "absl/container/flat_hash_set.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_contents.h"
 #include "yaml-cpp/yaml.h"
 
 namespace kvpack {
@@ -53,15 +49,9 @@ absl::StatusOr<std::vector<ConfigEntry>> ParseConfigText(absl::string_view text,
 }
 
 absl::StatusOr<std::vector<ConfigEntry>> ReadConfigFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    const int error = errno;
-    const std::string message = absl::StrCat("cannot read --config ", path, ": ", std::strerror(error));
-    return error == EACCES ? absl::PermissionDeniedError(message) : absl::NotFoundError(message);
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  return ParseConfigText(text.str(), path);
+  absl::StatusOr<std::string> text = ReadFileContents(path, "--config");
+  if (!text.ok()) return text.status();
+  return ParseConfigText(*text, path);
 }
 
 absl::Status ApplyConfigToFlags(const std::vector<ConfigEntry>& entries,

@@ -11,6 +11,7 @@
 #include "prometheus/metric_family.h"
 #include "prometheus/text_serializer.h"
 #include "service/build_info.h"
+#include "service/metric_family.h"
 #include "service/process_metrics.h"
 
 namespace kvpack {
@@ -21,22 +22,6 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
       0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
       0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
   return *buckets;
-}
-
-prometheus::MetricFamily SingleFamily(std::string name, std::string help,
-                                      prometheus::MetricType type, double value) {
-  prometheus::MetricFamily family;
-  family.name = std::move(name);
-  family.help = std::move(help);
-  family.type = type;
-  prometheus::ClientMetric metric;
-  if (type == prometheus::MetricType::Counter) {
-    metric.counter.value = value;
-  } else {
-    metric.gauge.value = value;
-  }
-  family.metric.push_back(std::move(metric));
-  return family;
 }
 
 prometheus::ClientMetric GaugeMetric(prometheus::ClientMetric::Label a,

@@ -4,29 +4,20 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
 #include <string>
-#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "common/file_contents.h"
+#include "service/metric_family.h"
 
 namespace kvpack {
 namespace {
 
-absl::StatusOr<std::string> ReadWholeFile(const char* path) {
-  std::ifstream in(path);
-  if (!in) return absl::UnavailableError(std::string("cannot read ") + path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // Seconds since the epoch at which the machine booted ("btime" in /proc/stat).
 absl::StatusOr<double> BootTime() {
-  absl::StatusOr<std::string> stat = ReadWholeFile("/proc/stat");
+  absl::StatusOr<std::string> stat = ReadFileContents("/proc/stat", "procfs file");
   if (!stat.ok()) return stat.status();
   for (absl::string_view line : absl::StrSplit(*stat, '\n')) {
     if (absl::ConsumePrefix(&line, "btime ")) {
@@ -48,26 +39,10 @@ double CountOpenFds() {
   return count - 1;  // the descriptor opendir itself holds
 }
 
-prometheus::MetricFamily Family(const char* name, const char* help, prometheus::MetricType type,
-                                double value) {
-  prometheus::MetricFamily family;
-  family.name = name;
-  family.help = help;
-  family.type = type;
-  prometheus::ClientMetric metric;
-  if (type == prometheus::MetricType::Counter) {
-    metric.counter.value = value;
-  } else {
-    metric.gauge.value = value;
-  }
-  family.metric.push_back(std::move(metric));
-  return family;
-}
-
 }  // namespace
 
 absl::StatusOr<ProcessStats> ReadProcessStats() {
-  absl::StatusOr<std::string> stat = ReadWholeFile("/proc/self/stat");
+  absl::StatusOr<std::string> stat = ReadFileContents("/proc/self/stat", "procfs file");
   if (!stat.ok()) return stat.status();
   // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so fields are counted
   // from the last ')'. After it, field 3 (state) is index 0.
@@ -107,20 +82,20 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
   if (!stats.ok()) return {};
   using prometheus::MetricType;
   return {
-      Family("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+      SingleFamily("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
              MetricType::Counter, stats->cpu_seconds),
-      Family("process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::Gauge,
+      SingleFamily("process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::Gauge,
              stats->resident_bytes),
-      Family("process_virtual_memory_bytes", "Virtual memory size in bytes.", MetricType::Gauge,
+      SingleFamily("process_virtual_memory_bytes", "Virtual memory size in bytes.", MetricType::Gauge,
              stats->virtual_bytes),
-      Family("process_start_time_seconds",
+      SingleFamily("process_start_time_seconds",
              "Start time of the process since unix epoch in seconds.", MetricType::Gauge,
              stats->start_time_seconds),
-      Family("process_open_fds", "Number of open file descriptors.", MetricType::Gauge,
+      SingleFamily("process_open_fds", "Number of open file descriptors.", MetricType::Gauge,
              stats->open_fds),
-      Family("process_max_fds", "Maximum number of open file descriptors (-1 = unlimited).",
+      SingleFamily("process_max_fds", "Maximum number of open file descriptors (-1 = unlimited).",
              MetricType::Gauge, stats->max_fds),
-      Family("process_threads", "Number of OS threads in the process.", MetricType::Gauge,
+      SingleFamily("process_threads", "Number of OS threads in the process.", MetricType::Gauge,
              stats->threads),
   };
 }

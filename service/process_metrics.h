@@ -26,7 +26,7 @@ struct ProcessStats {
   double threads = 0;
 };
 
-// Reads /proc/self/stat, /proc/self/fd and the file-descriptor limit. Unavailable when /proc
+// Reads /proc/self/stat, /proc/self/fd and the file-descriptor limit. NotFound when /proc
 // cannot be read (no procfs mounted), Internal when /proc/self/stat does not parse.
 absl::StatusOr<ProcessStats> ReadProcessStats();
 
