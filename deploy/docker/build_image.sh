@@ -40,18 +40,18 @@ done
 cp deploy/docker/Dockerfile deploy/docker/kvpack.yaml "$context/"
 
 # The runtime packages: the package owning each linked library. dpkg records a library under
-# the path its package ships (/lib or /usr/lib: Debian 12 merges them), so try both.
-owner() {
-  local path real
-  for path in "$1" "$(readlink -f "$1")"; do
-    for real in "$path" "${path#/usr}" "/usr$path"; do
-      dpkg -S "$real" 2>/dev/null | cut -d: -f1 && return 0
-    done
-  done
-  echo "build_image: no package owns $1" >&2; return 1
-}
-packages=$(for lib in $(ldd "$context"/bin/* | awk '/=> \//{print $3}' | sort -u); do owner "$lib"; done \
-  | sort -u | tr '\n' ' ')
+# the path its package ships (/lib or /usr/lib: Debian 12 merges them), so ask for each form
+# in one dpkg query, and check that every library was found.
+libs=$(ldd "$context"/bin/* | awk '/=> \//{print $3}' | sort -u)
+candidates=$(for lib in $libs; do
+  for path in "$lib" "$(readlink -f "$lib")"; do printf '%s\n' "$path" "${path#/usr}" "/usr$path"; done
+done | sort -u)
+owners=$(dpkg -S $candidates 2>/dev/null || true)
+for lib in $libs; do
+  grep -q -F "/$(basename "$lib")" <<<"$owners" || grep -q -F "/$(basename "$(readlink -f "$lib")")" <<<"$owners" \
+    || { echo "build_image: no Debian package owns $lib" >&2; exit 1; }
+done
+packages=$(cut -d: -f1 <<<"$owners" | sort -u | tr '\n' ' ')
 echo "build_image: runtime packages: $packages"
 buildah bud --quiet --isolation=chroot --layers=false --build-arg BASE="$base" \
   --build-arg RUNTIME_PACKAGES="$packages" -t "$image" -f "$context/Dockerfile" "$context" >/dev/null
