@@ -16,13 +16,20 @@ export BUILDAH_ISOLATION=chroot STORAGE_DRIVER=${STORAGE_DRIVER:-vfs}
 if [ -n "${REBUILD_BASE:-}" ] || ! buildah inspect --type image "$base" >/dev/null 2>&1; then
   echo "build_image: making $base with mmdebstrap"
   tmp=$(mktemp -d)
-  mmdebstrap --quiet --variant=minbase --include=ca-certificates bookworm "$tmp/rootfs.tar"
+  # As Debian's -slim images: no manuals, documentation (but the copyright files) or
+  # translations; no apt lists or caches left behind.
+  mmdebstrap --quiet --variant=minbase --include=ca-certificates \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*' \
+    --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/log/*.log' \
+    bookworm "$tmp/rootfs.tar"
   ctr=$(buildah from scratch)
   mnt=$(buildah mount "$ctr")
   tar -C "$mnt" -xf "$tmp/rootfs.tar"
   buildah umount "$ctr" >/dev/null
   buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$ctr"
-  buildah commit --quiet "$ctr" "$base" >/dev/null
+  buildah commit --quiet --format=docker "$ctr" "$base" >/dev/null
   buildah rm "$ctr" >/dev/null
   rm -rf "$tmp"
 fi
@@ -53,7 +60,8 @@ for lib in $libs; do
 done
 packages=$(cut -d: -f1 <<<"$owners" | sort -u | tr '\n' ' ')
 echo "build_image: runtime packages: $packages"
-buildah bud --quiet --isolation=chroot --layers=false --build-arg BASE="$base" \
+# Docker's image format: OCI's has no HEALTHCHECK.
+buildah bud --quiet --isolation=chroot --format=docker --layers=false --build-arg BASE="$base" \
   --build-arg RUNTIME_PACKAGES="$packages" -t "$image" -f "$context/Dockerfile" "$context" >/dev/null
 echo "build_image: built $image"
 buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' | grep -F "${image%:*}" || true
