@@ -49,8 +49,10 @@ grep -q "TLS is off" "$mnt/tmp/refused.log" || fail "refusal: $(cat "$mnt/tmp/re
 # The server from the image: its config, loopback ports (the chroot shares this network).
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port); metrics=$(free_port)
-in_image /usr/local/bin/kvpack_server --config=/etc/kvpack/kvpack.yaml --ram_capacity=64MiB \
-  --listen=127.0.0.1:$port --metrics_listen=127.0.0.1:$metrics >"$mnt/tmp/server.log" 2>&1 &
+# chroot execs the server, so $! is the server itself (SIGTERM goes to it).
+chroot --userspec=10001:10001 "$mnt" /usr/local/bin/kvpack_server --config=/etc/kvpack/kvpack.yaml \
+  --ram_capacity=64MiB --listen=127.0.0.1:$port --metrics_listen=127.0.0.1:$metrics \
+  >"$mnt/tmp/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do grep -q "serving on port" "$mnt/tmp/server.log" && break; sleep 0.1; done
 grep -q "serving on port $port .*data in /var/lib/kvpack" "$mnt/tmp/server.log" || fail "server did not start"
@@ -63,10 +65,14 @@ shape=(--layers=2 --kv_heads=2 --head_dim=64 --tokens=8 --dtype=bf16)
 "${cli[@]}" put --key=0011 "${shape[@]}" --input=/tmp/block.bin --codec=raw --durable || fail "put"
 "${cli[@]}" get --key=0011 --output=/tmp/out.bin || fail "get"
 cmp "$mnt/tmp/block.bin" "$mnt/tmp/out.bin" || fail "the block came back different"
-"${cli[@]}" lookup --keys=0011,0022 | grep -q "^prefix_length=1 of 2" || fail "lookup"
-"${cli[@]}" stats | grep -q "namespaces=image" || fail "stats"
-ls "$mnt/var/lib/kvpack" | grep -q . || fail "nothing written under the volume /var/lib/kvpack"
-curl -sf --noproxy '*' "http://127.0.0.1:$metrics/metrics" | grep -q 'kvpack_build_info{' || fail "/metrics"
+# Outputs go to files before grep: `grep -q` closing a pipe early fails the writer (pipefail).
+"${cli[@]}" lookup --keys=0011,0022 >"$mnt/tmp/lookup.txt" || fail "lookup"
+grep -q "^prefix_length=1 of 2" "$mnt/tmp/lookup.txt" || fail "lookup: $(cat "$mnt/tmp/lookup.txt")"
+"${cli[@]}" stats >"$mnt/tmp/stats.txt" || fail "stats"
+grep -q "namespaces=image" "$mnt/tmp/stats.txt" || fail "stats: $(cat "$mnt/tmp/stats.txt")"
+[ -n "$(ls -A "$mnt/var/lib/kvpack")" ] || fail "nothing written under the volume /var/lib/kvpack"
+curl -sf --noproxy '*' -o "$mnt/tmp/metrics.txt" "http://127.0.0.1:$metrics/metrics" || fail "/metrics"
+grep -q 'kvpack_build_info{' "$mnt/tmp/metrics.txt" || fail "/metrics has no kvpack_build_info"
 
 kill -TERM "$pid"; wait "$pid" || fail "server exited non-zero on SIGTERM"; pid=""
 grep -q "stopped cleanly" "$mnt/tmp/server.log" || fail "no clean stop"
