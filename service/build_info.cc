@@ -16,10 +16,14 @@ const BuildInfo& GetBuildInfo() {
 #else
     b->compiler = "unknown";
 #endif
-#ifdef NDEBUG
+    // Bazel's compilation modes: opt (-c opt: NDEBUG), dbg (no optimization), fastbuild
+    // (this workspace's default, optimized by .bazelrc's -O2 but with assertions on).
+#if defined(NDEBUG)
     b->mode = "opt";
+#elif defined(__OPTIMIZE__)
+    b->mode = "fastbuild";
 #else
-    b->mode = "debug";
+    b->mode = "dbg";
 #endif
     // Set by service/BUILD.bazel unless the build runs with --define=kvpack_cuda=off.
 #ifdef KVPACK_WITH_CUDA

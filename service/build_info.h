@@ -13,7 +13,7 @@ inline constexpr char kKvpackVersion[] = "0.1.0";
 struct BuildInfo {
   std::string version;   // kKvpackVersion
   std::string compiler;  // e.g. "gcc 12.2.0"
-  std::string mode;      // "opt" (NDEBUG) or "debug"
+  std::string mode;      // Bazel's compilation mode: "opt", "fastbuild" or "dbg"
   std::string gpu;       // "cuda" when the GPU codecs were compiled in, else "none"
 };
 
