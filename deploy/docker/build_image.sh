@@ -63,5 +63,6 @@ echo "build_image: runtime packages: $packages"
 # Docker's image format: OCI's has no HEALTHCHECK.
 buildah bud --quiet --isolation=chroot --format=docker --layers=false --build-arg BASE="$base" \
   --build-arg RUNTIME_PACKAGES="$packages" -t "$image" -f "$context/Dockerfile" "$context" >/dev/null
+buildah rmi --prune >/dev/null 2>&1 || true  # the previous build's image, now untagged
 echo "build_image: built $image"
 buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' | grep -F "${image%:*}" || true

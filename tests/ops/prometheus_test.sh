@@ -56,7 +56,7 @@ head -c 256 /dev/urandom >block.bin  # 1 layer x K,V x 1 token x 1 head x 64 dim
 end=$((SECONDS + 20)); round=0
 while [ $SECONDS -lt $end ]; do
   round=$((round + 1))
-  "$bench_bin" --server="$server" --namespace=ops --blocks=24 --concurrency=2 --codec=int8 \
+  "$bench_bin" --server="$server" --namespace=ops --blocks=24 --concurrency=2 --codec=int8 --keep \
     >bench.log 2>&1 || fail "bench int8: $(tail -3 bench.log)"
   "$bench_bin" --server="$server" --namespace=ops --blocks=24 --concurrency=2 --codec=k8v4 \
     --want=encoded >bench.log 2>&1 || fail "bench k8v4: $(tail -3 bench.log)"
