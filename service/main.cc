@@ -24,9 +24,13 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "service/byte_size.h"
+#include "service/config_file.h"
 #include "service/exposure.h"
 #include "service/server.h"
 
+ABSL_FLAG(std::string, config, "",
+          "YAML file of flag values (service/config_file.h; deploy/config/kvpack.yaml lists every "
+          "key); flags on the command line override it");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC address host:port (port 0 = any)");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "address of the Prometheus /metrics endpoint; empty to disable");
@@ -100,6 +104,17 @@ int Fail(const absl::Status& status) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "kvpack_server [flags]: stores and serves compressed KV-cache blocks over gRPC.");
+  // The configuration file first, so that the command line overrides it.
+  const std::string config_file = kvpack::FindConfigArgument(argc, argv);
+  if (!config_file.empty()) {
+    absl::StatusOr<std::vector<kvpack::ConfigEntry>> config = kvpack::ReadConfigFile(config_file);
+    if (!config.ok()) return Fail(config.status());
+    if (absl::Status applied = kvpack::ApplyConfigToFlags(*config, config_file); !applied.ok()) {
+      return Fail(applied);
+    }
+    std::fprintf(stderr, "kvpack_server: --config %s: %zu keys\n", config_file.c_str(),
+                 config->size());
+  }
   absl::ParseCommandLine(argc, argv);
   // Lock-order cycle detection costs a graph update on every Mutex acquisition.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);

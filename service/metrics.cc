@@ -11,6 +11,9 @@
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/text_serializer.h"
+#include "service/build_info.h"
+#include "service/metric_family.h"
+#include "service/process_metrics.h"
 
 namespace kvpack {
 namespace {
@@ -20,22 +23,6 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
       0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
       0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
   return *buckets;
-}
-
-prometheus::MetricFamily SingleFamily(std::string name, std::string help,
-                                      prometheus::MetricType type, double value) {
-  prometheus::MetricFamily family;
-  family.name = std::move(name);
-  family.help = std::move(help);
-  family.type = type;
-  prometheus::ClientMetric metric;
-  if (type == prometheus::MetricType::Counter) {
-    metric.counter.value = value;
-  } else {
-    metric.gauge.value = value;
-  }
-  family.metric.push_back(std::move(metric));
-  return family;
 }
 
 prometheus::ClientMetric GaugeMetric(prometheus::ClientMetric::Label a,
@@ -306,6 +293,33 @@ absl::StatusOr<std::unique_ptr<ServiceMetrics>> ServiceMetrics::Create(
                             .Help("Stored blocks that failed their checksum and were dropped.")
                             .Register(r)
                             .Add({});
+  m->policy_bytes_in_ = &prometheus::BuildCounter()
+                            .Name("kvpack_policy_bytes_in_total")
+                            .Help("Bytes of blocks stored by codec policy, raw (as received) and "
+                                  "encoded (as kept): the compression ratio of a policy is "
+                                  "rate(raw) / rate(encoded).")
+                            .Register(r);
+  m->store_put_failures_ = &prometheus::BuildCounter()
+                                .Name("kvpack_store_put_failures_total")
+                                .Help("Blocks the store refused or failed to write, by status "
+                                      "code (INTERNAL, UNAVAILABLE: a disk write failed).")
+                                .Register(r);
+  // The codes an alert watches start at zero, so that increase() sees the first failure.
+  for (absl::StatusCode code : {absl::StatusCode::kInternal, absl::StatusCode::kUnavailable,
+                                absl::StatusCode::kDataLoss, absl::StatusCode::kResourceExhausted}) {
+    m->store_put_failures_->Add({{"code", absl::StatusCodeToString(code)}});
+  }
+  const BuildInfo& build = GetBuildInfo();
+  prometheus::BuildGauge()
+      .Name("kvpack_build_info")
+      .Help("Always 1; the labels say which kvpack build this is.")
+      .Register(r)
+      .Add({{"version", build.version},
+            {"compiler", build.compiler},
+            {"mode", build.mode},
+            {"gpu", build.gpu}})
+      .Set(1);
+  m->process_collector_ = std::make_shared<ProcessCollector>();
   m->store_collector_ = std::make_shared<StoreCollector>(store);
   m->readings_ = std::make_shared<ReadingCollector>();
 
@@ -319,6 +333,7 @@ absl::StatusOr<std::unique_ptr<ServiceMetrics>> ServiceMetrics::Create(
     m->exposer_->RegisterCollectable(m->registry_);
     m->exposer_->RegisterCollectable(m->store_collector_);
     m->exposer_->RegisterCollectable(m->readings_);
+    m->exposer_->RegisterCollectable(m->process_collector_);
     const std::vector<int> ports = m->exposer_->GetListeningPorts();
     m->port_ = ports.empty() ? 0 : ports[0];
   }
@@ -335,9 +350,30 @@ void ServiceMetrics::RecordRequest(absl::string_view method, absl::StatusCode co
   latency_->Add(labels, LatencyBuckets()).Observe(absl::ToDoubleSeconds(latency));
 }
 
-void ServiceMetrics::RecordBlockIn(uint64_t raw_bytes, uint64_t encoded_bytes) {
+ServiceMetrics::PolicyCounters ServiceMetrics::PolicySeries(absl::string_view policy) {
+  if (policy.empty()) policy = "unknown";
+  absl::MutexLock lock(&policy_mu_);
+  auto it = policy_series_.find(policy);
+  if (it != policy_series_.end()) return it->second;
+  // One slot stays free for "_other" itself.
+  const std::string label =
+      policy_series_.size() + 1 < kMaxPolicySeries ? std::string(policy) : "_other";
+  it = policy_series_.find(label);
+  if (it != policy_series_.end()) return it->second;
+  PolicyCounters counters;
+  counters.raw = &policy_bytes_in_->Add({{"policy", label}, {"form", "raw"}});
+  counters.encoded = &policy_bytes_in_->Add({{"policy", label}, {"form", "encoded"}});
+  policy_series_.emplace(label, counters);
+  return counters;
+}
+
+void ServiceMetrics::RecordBlockIn(uint64_t raw_bytes, uint64_t encoded_bytes,
+                                   absl::string_view policy) {
   raw_bytes_in_->Increment(static_cast<double>(raw_bytes));
   encoded_bytes_in_->Increment(static_cast<double>(encoded_bytes));
+  const PolicyCounters series = PolicySeries(policy);
+  series.raw->Increment(static_cast<double>(raw_bytes));
+  series.encoded->Increment(static_cast<double>(encoded_bytes));
   blocks_in_->Increment();
   const double encoded = encoded_bytes_in_->Value();
   if (encoded > 0) compression_ratio_->Set(raw_bytes_in_->Value() / encoded);
@@ -366,10 +402,15 @@ void ServiceMetrics::RecordDecode(absl::string_view device, absl::Duration elaps
 
 void ServiceMetrics::RecordCorruptBlock() { corrupt_blocks_->Increment(); }
 
+void ServiceMetrics::RecordStorePutFailure(absl::StatusCode code) {
+  store_put_failures_->Add({{"code", absl::StatusCodeToString(code)}}).Increment();
+}
+
 std::string ServiceMetrics::Scrape() const {
   std::vector<prometheus::MetricFamily> families = registry_->Collect();
   for (auto& family : store_collector_->Collect()) families.push_back(std::move(family));
   for (auto& family : readings_->Collect()) families.push_back(std::move(family));
+  for (auto& family : process_collector_->Collect()) families.push_back(std::move(family));
   return prometheus::TextSerializer().Serialize(families);
 }
 

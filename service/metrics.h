@@ -13,9 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
@@ -31,6 +33,9 @@ namespace kvpack {
 // bytes (RAM plus disk); the rest are summed under namespace="_other".
 inline constexpr size_t kMaxNamespaceSeries = 100;
 inline constexpr absl::string_view kOtherNamespace = "_other";
+// Per-policy byte counters are kept for at most this many distinct codec policies (a client may
+// name any policy in a put); bytes of later ones are counted under policy="_other".
+inline constexpr size_t kMaxPolicySeries = 32;
 
 // `holdings` reduced to the `limit` namespaces holding the most bytes (ties by name), sorted by
 // name, followed, when any were left out (or one was named "_other" already), by one entry
@@ -49,8 +54,10 @@ class ServiceMetrics {
 
   // One finished RPC: `method` is the RPC name ("PutBlocks"), `code` its final status.
   void RecordRequest(absl::string_view method, absl::StatusCode code, absl::Duration latency);
-  // One block stored: its raw size and its encoded size.
-  void RecordBlockIn(uint64_t raw_bytes, uint64_t encoded_bytes);
+  // One block stored: its raw size and its encoded size, and the codec policy it was encoded
+  // with (its canonical text, "k=int8,v=int8"; kvpack_policy_bytes_in_total keeps one pair of
+  // series for each of the first kMaxPolicySeries policies and sums later ones as "_other").
+  void RecordBlockIn(uint64_t raw_bytes, uint64_t encoded_bytes, absl::string_view policy = "");
   // One block served: bytes sent, and whether they were the encoded form.
   void RecordBlockOut(uint64_t bytes, bool encoded);
   // Time spent encoding / decoding one block on `device` ("cpu", "cuda:0").
@@ -58,6 +65,10 @@ class ServiceMetrics {
   void RecordDecode(absl::string_view device, absl::Duration elapsed);
   // A stored block failed its checksum and was dropped.
   void RecordCorruptBlock();
+  // A put whose block the store refused or failed to write, with the store's status code
+  // (RESOURCE_EXHAUSTED when no tier or quota had room, INTERNAL/UNAVAILABLE/DATA_LOSS for a
+  // disk write that failed): kvpack_store_put_failures_total{code}.
+  void RecordStorePutFailure(absl::StatusCode code);
 
   // A figure read at scrape time (bytes held by a budget, calls cancelled for idleness):
   // `read` is called on the scraping thread and must stay valid while the metrics exist.
@@ -96,6 +107,18 @@ class ServiceMetrics {
   prometheus::Family<prometheus::Histogram>* encode_seconds_ = nullptr;
   prometheus::Family<prometheus::Histogram>* decode_seconds_ = nullptr;
   prometheus::Counter* corrupt_blocks_ = nullptr;
+  prometheus::Family<prometheus::Counter>* store_put_failures_ = nullptr;
+
+  // kvpack_policy_bytes_in_total: the raw and encoded counters of each policy seen so far.
+  struct PolicyCounters {
+    prometheus::Counter* raw = nullptr;
+    prometheus::Counter* encoded = nullptr;
+  };
+  PolicyCounters PolicySeries(absl::string_view policy);
+  prometheus::Family<prometheus::Counter>* policy_bytes_in_ = nullptr;
+  absl::Mutex policy_mu_;
+  absl::flat_hash_map<std::string, PolicyCounters> policy_series_ ABSL_GUARDED_BY(policy_mu_);
+  std::shared_ptr<prometheus::Collectable> process_collector_;
 };
 
 }  // namespace kvpack

@@ -115,11 +115,12 @@ class PutBlocksReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
     absl::StatusOr<StorageTier> tier = context_->store->Put(
         block_key, StoredBlock{std::move(encoded), *hash}, stream_.options().durable());
     if (!tier.ok()) {
+      context_->metrics->RecordStorePutFailure(tier.status().code());
       return absl::Status(tier.status().code(),
                           absl::StrCat("storing block #", block.index, ": ",
                                        tier.status().message(), StoredSoFar(block)));
     }
-    context_->metrics->RecordBlockIn(block.layout.RawBytes(), encoded_bytes);
+    context_->metrics->RecordBlockIn(block.layout.RawBytes(), encoded_bytes, header.policy_text);
     v1::PutResult* result = results_.add_results();
     result->set_key(block.key);
     result->set_raw_bytes(block.layout.RawBytes());
