@@ -135,7 +135,8 @@ class Client:
         self._handle = handle
 
     def close(self):
-        if self._handle:
+        # getattr: __del__ runs this on an object whose __init__ failed before the handle.
+        if getattr(self, "_handle", None):
             _native.lib().kvpack_close(self._handle)
             self._handle = None
 
