@@ -1,0 +1,409 @@
+#include "service/device_channel_service.h"
+
+#include <fstream>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "codec/block_header.h"
+#include "codec/codec_policy.h"
+#include "common/status_macros.h"
+#include "gpu/ipc_memory.h"
+#include "proto/wire_layout.h"
+#include "service/request_validation.h"
+#include "service/wire_tier.h"
+#include "storage/block_key.h"
+#include "storage/stored_block.h"
+
+namespace kvpack {
+namespace {
+
+// A CUDA IPC channel's device side: the client's buffers mapped into this process. Calls on
+// the channel hold `mu` for their whole duration.
+class IpcEndpoint : public ChannelEndpoint {
+ public:
+  IpcEndpoint(int device, size_t max_mappings) : importer(device, max_mappings) {}
+  absl::Mutex mu;
+  gpu::IpcImporter importer ABSL_GUARDED_BY(mu);
+};
+
+// Runs `work` on the worker pool and finishes the call with its status (or `allowed`'s error).
+grpc::ServerUnaryReactor* RunOnPool(const ServiceContext* context,
+                                    grpc::CallbackServerContext* call, absl::string_view method,
+                                    std::function<absl::Status(const Permissions&)> work) {
+  grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
+  auto timer = std::make_shared<RpcTimer>(context->metrics, method);
+  absl::StatusOr<Permissions> permissions = context->Authenticate(*call);
+  if (!permissions.ok()) {
+    timer->Finish(reactor, permissions.status());
+    return reactor;
+  }
+  context->pool->Schedule(
+      [reactor, call, timer, work = std::move(work), permissions = *std::move(permissions)] {
+        absl::Status status = call->IsCancelled() ? absl::CancelledError("the call was cancelled")
+                                                  : work(permissions);
+        timer->Finish(reactor, status);
+      });
+  return reactor;
+}
+
+absl::Status CheckDeadline(const grpc::CallbackServerContext& call, size_t index) {
+  if (call.deadline() < std::chrono::system_clock::now()) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "the deadline passed before block #", index, " was done (", index,
+        " earlier blocks of this call were)"));
+  }
+  return absl::OkStatus();
+}
+
+// The client's buffers of one call, mapped, and the device view of each block.
+struct ResolvedBlock {
+  std::string key;
+  BlockLayout layout;
+  gpu::DeviceBlockView view;
+};
+
+absl::StatusOr<std::vector<ResolvedBlock>> Resolve(
+    gpu::IpcImporter& importer, const google::protobuf::RepeatedPtrField<v1::IpcBuffer>& buffers,
+    const google::protobuf::RepeatedPtrField<v1::DeviceBlock>& blocks, uint64_t max_call_bytes,
+    uint64_t max_block_bytes) {
+  if (blocks.empty()) return absl::InvalidArgumentError("no blocks in the request");
+  std::vector<std::pair<uint8_t*, uint64_t>> mapped;
+  mapped.reserve(buffers.size());
+  for (int i = 0; i < buffers.size(); ++i) {
+    absl::StatusOr<std::pair<uint8_t*, uint64_t>> m = importer.Map(buffers[i].handle());
+    if (!m.ok()) {
+      return absl::Status(m.status().code(), absl::StrCat("buffers[", i, "]: ", m.status().message()));
+    }
+    // The driver's size when it told one, else the client's (bounded by the driver's mapping).
+    if (m->second == 0) m->second = buffers[i].size();
+    mapped.push_back(*m);
+  }
+  std::vector<ResolvedBlock> out;
+  out.reserve(blocks.size());
+  uint64_t total = 0;
+  for (int b = 0; b < blocks.size(); ++b) {
+    const v1::DeviceBlock& block = blocks[b];
+    RETURN_IF_ERROR(ValidateKey(block.key(), b));
+    absl::StatusOr<BlockLayout> layout = LayoutFromProto(block.layout());
+    if (!layout.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("block #", b, ": ", layout.status().message()));
+    }
+    const uint64_t raw = layout->RawBytes();
+    if (raw > max_block_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("block #", b, " is ", raw,
+                                                     " bytes; this server accepts blocks up to ",
+                                                     max_block_bytes, " (--max_block_bytes)"));
+    }
+    total += raw;
+    if (total > max_call_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the call moves more than the channel's max_call_bytes (", max_call_bytes,
+          "); split it or open the channel with a larger one"));
+    }
+    const uint64_t dense = uint64_t{layout->kv_heads} * layout->head_dim;
+    const uint64_t stride = block.token_stride() == 0 ? dense : block.token_stride();
+    if (stride < dense) {
+      return absl::InvalidArgumentError(absl::StrCat("block #", b, ": token_stride ", stride,
+                                                     " is below kv_heads * head_dim = ", dense));
+    }
+    const uint64_t element = layout->SegmentRawBytes() / layout->SegmentElements();
+    const uint64_t extent = ((uint64_t{layout->tokens} - 1) * stride + dense) * element;
+    if (block.segments_size() != 2 * static_cast<int>(layout->layers)) {
+      return absl::InvalidArgumentError(absl::StrCat("block #", b, " has ", block.segments_size(),
+                                                     " segments; its layout needs ",
+                                                     2 * layout->layers));
+    }
+    ResolvedBlock resolved{block.key(), *layout, {}};
+    resolved.view.token_stride = block.token_stride();
+    for (int s = 0; s < block.segments_size(); ++s) {
+      const v1::DeviceSegment& segment = block.segments(s);
+      if (segment.buffer() >= mapped.size()) {
+        return absl::InvalidArgumentError(absl::StrCat("block #", b, " segment ", s,
+                                                       " names buffer ", segment.buffer(), " of ",
+                                                       mapped.size()));
+      }
+      const auto& [base, size] = mapped[segment.buffer()];
+      if (segment.offset() > size || extent > size - segment.offset() ||
+          segment.offset() % element != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "block #", b, " segment ", s, ": ", extent, " bytes at offset ", segment.offset(),
+            " do not lie (aligned) inside buffer ", segment.buffer(), " of ", size, " bytes"));
+      }
+      resolved.view.segments.push_back(base + segment.offset());
+    }
+    out.push_back(std::move(resolved));
+  }
+  return out;
+}
+
+}  // namespace
+
+// A GpuCodec borrowed for one call.
+class KvDeviceService::CodecLease {
+ public:
+  CodecLease(KvDeviceService* service, std::unique_ptr<gpu::GpuCodec> codec)
+      : service_(service), codec_(std::move(codec)) {}
+  CodecLease(CodecLease&&) = default;
+  ~CodecLease() {
+    if (codec_ == nullptr) return;
+    absl::MutexLock lock(&service_->codecs_mu_);
+    service_->idle_codecs_.push_back(std::move(codec_));
+  }
+  gpu::GpuCodec* operator->() const { return codec_.get(); }
+
+ private:
+  KvDeviceService* service_;
+  std::unique_ptr<gpu::GpuCodec> codec_;
+};
+
+std::string KvDeviceService::HostId() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return std::string(absl::StripAsciiWhitespace(id));
+}
+
+KvDeviceService::KvDeviceService(const ServiceContext* context, const DeviceChannelOptions& options)
+    : context_(context),
+      options_(options),
+      registry_(std::make_unique<DeviceChannelRegistry>(options.limits)) {}
+
+KvDeviceService::~KvDeviceService() = default;
+
+absl::StatusOr<std::unique_ptr<KvDeviceService>> KvDeviceService::Create(
+    const ServiceContext* context, const DeviceChannelOptions& options) {
+  std::unique_ptr<KvDeviceService> service(new KvDeviceService(context, options));
+  if (options.device >= 0) {
+    for (int i = 0; i < std::max(1, options.codec_instances); ++i) {
+      ASSIGN_OR_RETURN(std::unique_ptr<gpu::GpuCodec> codec, gpu::GpuCodec::Create(options.device));
+      service->idle_codecs_.push_back(std::move(codec));
+    }
+  }
+  return service;
+}
+
+KvDeviceService::CodecLease KvDeviceService::BorrowCodec() {
+  absl::MutexLock lock(&codecs_mu_, absl::Condition(
+      +[](std::vector<std::unique_ptr<gpu::GpuCodec>>* idle) { return !idle->empty(); },
+      &idle_codecs_));
+  std::unique_ptr<gpu::GpuCodec> codec = std::move(idle_codecs_.back());
+  idle_codecs_.pop_back();
+  return CodecLease(this, std::move(codec));
+}
+
+double KvDeviceService::transfer_seconds() const {
+  return static_cast<double>(transfer_nanos_.load(std::memory_order_relaxed)) * 1e-9;
+}
+
+void KvDeviceService::AddSeconds(absl::Duration elapsed) {
+  transfer_nanos_.fetch_add(static_cast<uint64_t>(absl::ToInt64Nanoseconds(elapsed)),
+                            std::memory_order_relaxed);
+}
+
+grpc::ServerUnaryReactor* KvDeviceService::OpenChannel(grpc::CallbackServerContext* call,
+                                                       const v1::OpenChannelRequest* request,
+                                                       v1::OpenChannelResponse* response) {
+  return RunOnPool(context_, call, "OpenChannel",
+                   [this, request, response](const Permissions& permissions) {
+                     return Open(permissions, *request, response);
+                   });
+}
+
+absl::Status KvDeviceService::Open(const Permissions& permissions,
+                                   const v1::OpenChannelRequest& request,
+                                   v1::OpenChannelResponse* response) {
+  RETURN_IF_ERROR(ValidateNamespace(request.namespace_()));
+  if (!permissions.Allows(Right::kRead, request.namespace_())) {
+    RETURN_IF_ERROR(permissions.Check(Right::kWrite, request.namespace_()));
+  }
+  const int transport = request.transport();
+  if (transport != v1::DEVICE_TRANSPORT_CUDA_IPC && transport != v1::DEVICE_TRANSPORT_NCCL) {
+    return absl::InvalidArgumentError("transport must be DEVICE_TRANSPORT_CUDA_IPC or _NCCL");
+  }
+  if (options_.device < 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "this server has no GPU in use for device channels: ", options_.no_gpu_reason));
+  }
+  if (transport == v1::DEVICE_TRANSPORT_NCCL && !options_.nccl) {
+    return absl::FailedPreconditionError(
+        "this server does not serve NCCL channels (started with --nccl=off)");
+  }
+  if (transport == v1::DEVICE_TRANSPORT_CUDA_IPC && request.host_id() != HostId()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "CUDA IPC needs client and server on one host; the client's host_id '",
+        request.host_id(), "' is not this server's (use DEVICE_TRANSPORT_NCCL)"));
+  }
+  if (transport == v1::DEVICE_TRANSPORT_NCCL) {
+    return absl::UnimplementedError(
+        "NCCL device channels are not served yet by this build (use DEVICE_TRANSPORT_CUDA_IPC "
+        "on the same host, or PutBlocks/GetBlocks)");
+  }
+  const int device = options_.device;
+  const size_t max_mappings = options_.max_mappings_per_channel;
+  ASSIGN_OR_RETURN(DeviceChannelRegistry::Lease lease,
+                   registry_->Open(request.namespace_(), transport, request.max_call_bytes(),
+                                   [device, max_mappings](uint64_t, uint64_t)
+                                       -> absl::StatusOr<std::unique_ptr<ChannelEndpoint>> {
+                                     return std::make_unique<IpcEndpoint>(device, max_mappings);
+                                   }));
+  response->set_channel_id(lease->id);
+  response->set_server_device(absl::StrCat("cuda:", device));
+  response->set_max_call_bytes(lease->max_call_bytes);
+  response->set_idle_timeout_ms(
+      static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.limits.idle_timeout)));
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* KvDeviceService::CloseChannel(grpc::CallbackServerContext* call,
+                                                        const v1::CloseChannelRequest* request,
+                                                        v1::CloseChannelResponse* /*response*/) {
+  return RunOnPool(context_, call, "CloseChannel", [this, request](const Permissions&) {
+    return registry_->Close(request->channel_id());
+  });
+}
+
+grpc::ServerUnaryReactor* KvDeviceService::DevicePut(grpc::CallbackServerContext* call,
+                                                     const v1::DevicePutRequest* request,
+                                                     v1::PutBlocksResponse* response) {
+  return RunOnPool(context_, call, "DevicePut",
+                   [this, call, request, response](const Permissions& permissions) {
+                     return Put(permissions, *call, *request, response);
+                   });
+}
+
+absl::Status KvDeviceService::Put(const Permissions& permissions,
+                                  const grpc::CallbackServerContext& call,
+                                  const v1::DevicePutRequest& request,
+                                  v1::PutBlocksResponse* response) {
+  const absl::Time start = absl::Now();
+  ASSIGN_OR_RETURN(DeviceChannelRegistry::Lease channel, registry_->Acquire(request.channel_id()));
+  const std::string& ns = request.options().namespace_();
+  if (ns != channel->ns) {
+    return absl::InvalidArgumentError(absl::StrCat("options.namespace '", ns,
+                                                   "' is not the channel's ('", channel->ns, "')"));
+  }
+  RETURN_IF_ERROR(permissions.Check(Right::kWrite, ns));
+  CodecPolicy policy = context_->default_policy;
+  if (!request.options().codec().empty()) {
+    absl::StatusOr<CodecPolicy> parsed = CodecPolicy::Parse(request.options().codec());
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("options.codec: ", parsed.status().message()));
+    }
+    policy = *std::move(parsed);
+  }
+  auto* endpoint = static_cast<IpcEndpoint*>(channel->endpoint.get());
+  absl::MutexLock lock(&endpoint->mu);
+  ASSIGN_OR_RETURN(std::vector<ResolvedBlock> blocks,
+                   Resolve(endpoint->importer, request.buffers(), request.blocks(),
+                           channel->max_call_bytes, context_->max_block_bytes));
+  RETURN_IF_ERROR(endpoint->importer.WaitEvent(request.ready_event()));
+  CodecLease codec = BorrowCodec();
+  uint64_t moved = 0;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    RETURN_IF_ERROR(CheckDeadline(call, i));
+    const ResolvedBlock& block = blocks[i];
+    const absl::Time encode_start = absl::Now();
+    absl::StatusOr<std::string> encoded = codec->EncodeBlockFromDevice(
+        block.layout, policy, block.view, BlockSeed(ns, block.key));
+    context_->metrics->RecordEncode(absl::StrCat("cuda:", options_.device),
+                                    absl::Now() - encode_start);
+    if (!encoded.ok()) {
+      return absl::Status(encoded.status().code(),
+                          absl::StrCat("block #", i, " (key ", KeyForMessage(block.key),
+                                       "): ", encoded.status().message()));
+    }
+    const uint64_t encoded_bytes = encoded->size();
+    ASSIGN_OR_RETURN(const StorageTier tier,
+                     context_->store->Put(BlockKey(ns, block.key),
+                                          StoredBlock::Of(MakeBlockBytes(*encoded)),
+                                          request.options().durable()));
+    context_->metrics->RecordBlockIn(block.layout.RawBytes(), encoded_bytes);
+    moved += block.layout.RawBytes();
+    v1::PutResult* result = response->add_results();
+    result->set_key(block.key);
+    result->set_raw_bytes(block.layout.RawBytes());
+    result->set_encoded_bytes(encoded_bytes);
+    result->set_tier(ToProtoTier(tier));
+  }
+  put_bytes_.fetch_add(moved, std::memory_order_relaxed);
+  AddSeconds(absl::Now() - start);
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* KvDeviceService::DeviceGet(grpc::CallbackServerContext* call,
+                                                     const v1::DeviceGetRequest* request,
+                                                     v1::DeviceGetResponse* response) {
+  return RunOnPool(context_, call, "DeviceGet",
+                   [this, call, request, response](const Permissions& permissions) {
+                     return Get(permissions, *call, *request, response);
+                   });
+}
+
+absl::Status KvDeviceService::Get(const Permissions& permissions,
+                                  const grpc::CallbackServerContext& call,
+                                  const v1::DeviceGetRequest& request,
+                                  v1::DeviceGetResponse* response) {
+  const absl::Time start = absl::Now();
+  ASSIGN_OR_RETURN(DeviceChannelRegistry::Lease channel, registry_->Acquire(request.channel_id()));
+  const std::string& ns = request.namespace_();
+  if (ns != channel->ns) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("namespace '", ns, "' is not the channel's ('", channel->ns, "')"));
+  }
+  RETURN_IF_ERROR(permissions.Check(Right::kRead, ns));
+  auto* endpoint = static_cast<IpcEndpoint*>(channel->endpoint.get());
+  absl::MutexLock lock(&endpoint->mu);
+  ASSIGN_OR_RETURN(std::vector<ResolvedBlock> blocks,
+                   Resolve(endpoint->importer, request.buffers(), request.blocks(),
+                           channel->max_call_bytes, context_->max_block_bytes));
+  RETURN_IF_ERROR(endpoint->importer.WaitEvent(request.ready_event()));
+  CodecLease codec = BorrowCodec();
+  uint64_t moved = 0;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    RETURN_IF_ERROR(CheckDeadline(call, i));
+    const ResolvedBlock& block = blocks[i];
+    v1::DeviceGetResult* result = response->add_results();
+    result->set_key(block.key);
+    const BlockKey block_key(ns, block.key);
+    StorageTier tier = StorageTier::kNone;
+    absl::StatusOr<StoredBlock> stored = context_->store->Get(block_key, &tier);
+    if (absl::IsNotFound(stored.status())) continue;
+    absl::Status status = stored.status();
+    std::optional<BlockHeader> header;
+    if (status.ok()) {
+      const absl::Span<const uint8_t> bytes = stored->bytes->bytes();
+      // Storage has just checked these bytes against the hash taken at put (as GetBlocks).
+      absl::StatusOr<BlockHeader> parsed = ParseBlock(
+          bytes, context_->store->VerifiesReads() ? ChecksumCheck::kSkip : ChecksumCheck::kVerify);
+      status = parsed.status();
+      if (status.ok() && parsed->layout != block.layout) {
+        status = absl::InvalidArgumentError(absl::StrCat(
+            "the stored block is ", parsed->layout.DebugString(), ", the request names ",
+            block.layout.DebugString()));
+      }
+      if (status.ok()) {
+        const absl::Time decode_start = absl::Now();
+        status = codec->DecodeBlockToDevice(*parsed, bytes, block.view);
+        context_->metrics->RecordDecode(absl::StrCat("cuda:", options_.device),
+                                        absl::Now() - decode_start);
+      }
+    }
+    if (!status.ok()) {
+      result->set_error(std::string(status.message()));
+      result->set_error_code(static_cast<int32_t>(status.code()));
+      continue;
+    }
+    result->set_found(true);
+    result->set_tier(ToProtoTier(tier));
+    context_->metrics->RecordBlockOut(block.layout.RawBytes(), false);
+    moved += block.layout.RawBytes();
+  }
+  get_bytes_.fetch_add(moved, std::memory_order_relaxed);
+  AddSeconds(absl::Now() - start);
+  return absl::OkStatus();
+}
+
+}  // namespace kvpack
