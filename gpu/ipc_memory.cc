@@ -3,6 +3,7 @@
 #include <cuda.h>
 
 #include <cstring>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "gpu/cuda_status.h"
@@ -31,6 +32,14 @@ absl::StatusOr<MemGetAddressRange> AddressRangeFunction() {
 }
 
 }  // namespace
+
+std::string HostBootId() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  return id;
+}
 
 absl::StatusOr<std::pair<uint8_t*, uint64_t>> AllocationRange(const void* device_ptr) {
   absl::StatusOr<MemGetAddressRange> range = AddressRangeFunction();

@@ -38,6 +38,10 @@ struct IpcExport {
   const void* base = nullptr;
 };
 
+// This host's boot id (/proc/sys/kernel/random/boot_id): two processes may use CUDA IPC with
+// each other only when theirs are equal. "" when it cannot be read.
+std::string HostBootId();
+
 // The allocation holding `device_ptr` (cuMemGetAddressRange) and its IPC handle.
 // InvalidArgument for a pointer that is not device memory of this process (host memory,
 // managed memory, memory from cuMemCreate without a shareable handle); the CUDA error

@@ -1,7 +1,8 @@
 #include "service/device_channel_service.h"
 
-#include <fstream>
+#include <algorithm>
 #include <optional>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +11,7 @@
 #include "codec/block_header.h"
 #include "codec/codec_policy.h"
 #include "common/status_macros.h"
+#include "gpu/device_transfer_nccl.h"
 #include "gpu/ipc_memory.h"
 #include "proto/wire_layout.h"
 #include "service/request_validation.h"
@@ -27,6 +29,48 @@ class IpcEndpoint : public ChannelEndpoint {
   IpcEndpoint(int device, size_t max_mappings) : importer(device, max_mappings) {}
   absl::Mutex mu;
   gpu::IpcImporter importer ABSL_GUARDED_BY(mu);
+};
+
+// An NCCL channel's device side: the communicator, which a thread of its own joins as rank 0
+// (the client joins after OpenChannel has answered), giving up at `join_deadline`. Calls hold
+// `mu` for their duration.
+class NcclEndpoint : public ChannelEndpoint {
+ public:
+  NcclEndpoint(std::string id, int device, absl::Time join_deadline)
+      : joiner_([this, id = std::move(id), device, join_deadline] {
+          absl::StatusOr<std::unique_ptr<gpu::NcclChannel>> joined =
+              gpu::NcclChannel::Join(id, /*rank=*/0, device, join_deadline);
+          absl::MutexLock lock(&state_mu_);
+          joined_ = std::move(joined);
+          done_ = true;
+        }) {}
+  ~NcclEndpoint() override { joiner_.join(); }  // returns by join_deadline at the latest
+
+  void Abort() override {
+    absl::MutexLock lock(&state_mu_);
+    if (done_ && joined_.ok()) (*joined_)->Abort();
+  }
+
+  // The joined communicator, waiting for the join until `deadline`.
+  absl::StatusOr<gpu::NcclChannel*> Joined(absl::Time deadline) {
+    absl::MutexLock lock(&state_mu_);
+    state_mu_.AwaitWithDeadline(absl::Condition(&done_), deadline);
+    if (!done_) {
+      return absl::DeadlineExceededError(
+          "the client had not joined the channel's NCCL communicator by the call's deadline");
+    }
+    if (!joined_.ok()) return joined_.status();
+    return joined_->get();
+  }
+
+  absl::Mutex mu;
+
+ private:
+  absl::Mutex state_mu_;
+  bool done_ ABSL_GUARDED_BY(state_mu_) = false;
+  absl::StatusOr<std::unique_ptr<gpu::NcclChannel>> joined_ ABSL_GUARDED_BY(state_mu_) =
+      absl::UnknownError("not joined yet");
+  std::thread joiner_;  // last: starts once the members above exist
 };
 
 // Runs `work` on the worker pool and finishes the call with its status (or `allowed`'s error).
@@ -58,30 +102,20 @@ absl::Status CheckDeadline(const grpc::CallbackServerContext& call, size_t index
   return absl::OkStatus();
 }
 
-// The client's buffers of one call, mapped, and the device view of each block.
-struct ResolvedBlock {
+// A block of a request with its layout checked, and the bytes one of its segments spans.
+struct CheckedBlock {
   std::string key;
   BlockLayout layout;
-  gpu::DeviceBlockView view;
+  uint64_t extent = 0;   // bytes from a segment's first element to past its last
+  uint64_t element = 0;  // bytes per element
 };
 
-absl::StatusOr<std::vector<ResolvedBlock>> Resolve(
-    gpu::IpcImporter& importer, const google::protobuf::RepeatedPtrField<v1::IpcBuffer>& buffers,
+// Checks keys, layouts, strides and the call's byte bounds (the segments are not looked at).
+absl::StatusOr<std::vector<CheckedBlock>> CheckBlocks(
     const google::protobuf::RepeatedPtrField<v1::DeviceBlock>& blocks, uint64_t max_call_bytes,
     uint64_t max_block_bytes) {
   if (blocks.empty()) return absl::InvalidArgumentError("no blocks in the request");
-  std::vector<std::pair<uint8_t*, uint64_t>> mapped;
-  mapped.reserve(buffers.size());
-  for (int i = 0; i < buffers.size(); ++i) {
-    absl::StatusOr<std::pair<uint8_t*, uint64_t>> m = importer.Map(buffers[i].handle());
-    if (!m.ok()) {
-      return absl::Status(m.status().code(), absl::StrCat("buffers[", i, "]: ", m.status().message()));
-    }
-    // The driver's size when it told one, else the client's (bounded by the driver's mapping).
-    if (m->second == 0) m->second = buffers[i].size();
-    mapped.push_back(*m);
-  }
-  std::vector<ResolvedBlock> out;
+  std::vector<CheckedBlock> out;
   out.reserve(blocks.size());
   uint64_t total = 0;
   for (int b = 0; b < blocks.size(); ++b) {
@@ -110,13 +144,48 @@ absl::StatusOr<std::vector<ResolvedBlock>> Resolve(
                                                      " is below kv_heads * head_dim = ", dense));
     }
     const uint64_t element = layout->SegmentRawBytes() / layout->SegmentElements();
-    const uint64_t extent = ((uint64_t{layout->tokens} - 1) * stride + dense) * element;
-    if (block.segments_size() != 2 * static_cast<int>(layout->layers)) {
+    out.push_back(CheckedBlock{block.key(), *layout,
+                               ((uint64_t{layout->tokens} - 1) * stride + dense) * element,
+                               element});
+  }
+  return out;
+}
+
+// The client's buffers of one call, mapped, and the device view of each block.
+struct ResolvedBlock {
+  std::string key;
+  BlockLayout layout;
+  gpu::DeviceBlockView view;
+};
+
+absl::StatusOr<std::vector<ResolvedBlock>> Resolve(
+    gpu::IpcImporter& importer, const google::protobuf::RepeatedPtrField<v1::IpcBuffer>& buffers,
+    const google::protobuf::RepeatedPtrField<v1::DeviceBlock>& blocks, uint64_t max_call_bytes,
+    uint64_t max_block_bytes) {
+  ASSIGN_OR_RETURN(const std::vector<CheckedBlock> checked,
+                   CheckBlocks(blocks, max_call_bytes, max_block_bytes));
+  std::vector<std::pair<uint8_t*, uint64_t>> mapped;
+  mapped.reserve(buffers.size());
+  for (int i = 0; i < buffers.size(); ++i) {
+    absl::StatusOr<std::pair<uint8_t*, uint64_t>> m = importer.Map(buffers[i].handle());
+    if (!m.ok()) {
+      return absl::Status(m.status().code(), absl::StrCat("buffers[", i, "]: ", m.status().message()));
+    }
+    // The driver's size when it told one, else the client's (bounded by the driver's mapping).
+    if (m->second == 0) m->second = buffers[i].size();
+    mapped.push_back(*m);
+  }
+  std::vector<ResolvedBlock> out;
+  out.reserve(blocks.size());
+  for (int b = 0; b < blocks.size(); ++b) {
+    const v1::DeviceBlock& block = blocks[b];
+    const CheckedBlock& c = checked[b];
+    if (block.segments_size() != 2 * static_cast<int>(c.layout.layers)) {
       return absl::InvalidArgumentError(absl::StrCat("block #", b, " has ", block.segments_size(),
                                                      " segments; its layout needs ",
-                                                     2 * layout->layers));
+                                                     2 * c.layout.layers));
     }
-    ResolvedBlock resolved{block.key(), *layout, {}};
+    ResolvedBlock resolved{c.key, c.layout, {}};
     resolved.view.token_stride = block.token_stride();
     for (int s = 0; s < block.segments_size(); ++s) {
       const v1::DeviceSegment& segment = block.segments(s);
@@ -126,10 +195,10 @@ absl::StatusOr<std::vector<ResolvedBlock>> Resolve(
                                                        mapped.size()));
       }
       const auto& [base, size] = mapped[segment.buffer()];
-      if (segment.offset() > size || extent > size - segment.offset() ||
-          segment.offset() % element != 0) {
+      if (segment.offset() > size || c.extent > size - segment.offset() ||
+          segment.offset() % c.element != 0) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "block #", b, " segment ", s, ": ", extent, " bytes at offset ", segment.offset(),
+            "block #", b, " segment ", s, ": ", c.extent, " bytes at offset ", segment.offset(),
             " do not lie (aligned) inside buffer ", segment.buffer(), " of ", size, " bytes"));
       }
       resolved.view.segments.push_back(base + segment.offset());
@@ -153,18 +222,12 @@ class KvDeviceService::CodecLease {
     service_->idle_codecs_.push_back(std::move(codec_));
   }
   gpu::GpuCodec* operator->() const { return codec_.get(); }
+  gpu::GpuCodec* get() const { return codec_.get(); }
 
  private:
   KvDeviceService* service_;
   std::unique_ptr<gpu::GpuCodec> codec_;
 };
-
-std::string KvDeviceService::HostId() {
-  std::ifstream in("/proc/sys/kernel/random/boot_id");
-  std::string id;
-  std::getline(in, id);
-  return std::string(absl::StripAsciiWhitespace(id));
-}
 
 KvDeviceService::KvDeviceService(const ServiceContext* context, const DeviceChannelOptions& options)
     : context_(context),
@@ -231,24 +294,29 @@ absl::Status KvDeviceService::Open(const Permissions& permissions,
     return absl::FailedPreconditionError(
         "this server does not serve NCCL channels (started with --nccl=off)");
   }
-  if (transport == v1::DEVICE_TRANSPORT_CUDA_IPC && request.host_id() != HostId()) {
+  if (transport == v1::DEVICE_TRANSPORT_CUDA_IPC && request.host_id() != gpu::HostBootId()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "CUDA IPC needs client and server on one host; the client's host_id '",
         request.host_id(), "' is not this server's (use DEVICE_TRANSPORT_NCCL)"));
   }
-  if (transport == v1::DEVICE_TRANSPORT_NCCL) {
-    return absl::UnimplementedError(
-        "NCCL device channels are not served yet by this build (use DEVICE_TRANSPORT_CUDA_IPC "
-        "on the same host, or PutBlocks/GetBlocks)");
-  }
   const int device = options_.device;
   const size_t max_mappings = options_.max_mappings_per_channel;
-  ASSIGN_OR_RETURN(DeviceChannelRegistry::Lease lease,
-                   registry_->Open(request.namespace_(), transport, request.max_call_bytes(),
-                                   [device, max_mappings](uint64_t, uint64_t)
-                                       -> absl::StatusOr<std::unique_ptr<ChannelEndpoint>> {
-                                     return std::make_unique<IpcEndpoint>(device, max_mappings);
-                                   }));
+  std::string nccl_id;
+  if (transport == v1::DEVICE_TRANSPORT_NCCL) {
+    ASSIGN_OR_RETURN(nccl_id, gpu::NewNcclUniqueId());
+  }
+  const absl::Time join_deadline =
+      absl::Now() + std::clamp(options_.limits.idle_timeout, absl::Seconds(1), absl::Seconds(60));
+  ASSIGN_OR_RETURN(
+      DeviceChannelRegistry::Lease lease,
+      registry_->Open(request.namespace_(), transport, request.max_call_bytes(),
+                      [&](uint64_t, uint64_t) -> absl::StatusOr<std::unique_ptr<ChannelEndpoint>> {
+                        if (transport == v1::DEVICE_TRANSPORT_NCCL) {
+                          return std::make_unique<NcclEndpoint>(nccl_id, device, join_deadline);
+                        }
+                        return std::make_unique<IpcEndpoint>(device, max_mappings);
+                      }));
+  response->set_nccl_unique_id(nccl_id);
   response->set_channel_id(lease->id);
   response->set_server_device(absl::StrCat("cuda:", device));
   response->set_max_call_bytes(lease->max_call_bytes);
@@ -294,6 +362,12 @@ absl::Status KvDeviceService::Put(const Permissions& permissions,
     }
     policy = *std::move(parsed);
   }
+  const PutTarget target{ns, &policy, request.options().durable(), response};
+  if (channel->transport == v1::DEVICE_TRANSPORT_NCCL) {
+    const absl::Status status = PutOverNccl(call, request, *channel, target);
+    AddSeconds(absl::Now() - start);
+    return status;
+  }
   auto* endpoint = static_cast<IpcEndpoint*>(channel->endpoint.get());
   absl::MutexLock lock(&endpoint->mu);
   ASSIGN_OR_RETURN(std::vector<ResolvedBlock> blocks,
@@ -301,35 +375,79 @@ absl::Status KvDeviceService::Put(const Permissions& permissions,
                            channel->max_call_bytes, context_->max_block_bytes));
   RETURN_IF_ERROR(endpoint->importer.WaitEvent(request.ready_event()));
   CodecLease codec = BorrowCodec();
-  uint64_t moved = 0;
   for (size_t i = 0; i < blocks.size(); ++i) {
     RETURN_IF_ERROR(CheckDeadline(call, i));
-    const ResolvedBlock& block = blocks[i];
-    const absl::Time encode_start = absl::Now();
-    absl::StatusOr<std::string> encoded = codec->EncodeBlockFromDevice(
-        block.layout, policy, block.view, BlockSeed(ns, block.key));
-    context_->metrics->RecordEncode(absl::StrCat("cuda:", options_.device),
-                                    absl::Now() - encode_start);
-    if (!encoded.ok()) {
-      return absl::Status(encoded.status().code(),
-                          absl::StrCat("block #", i, " (key ", KeyForMessage(block.key),
-                                       "): ", encoded.status().message()));
-    }
-    const uint64_t encoded_bytes = encoded->size();
-    ASSIGN_OR_RETURN(const StorageTier tier,
-                     context_->store->Put(BlockKey(ns, block.key),
-                                          StoredBlock::Of(MakeBlockBytes(*encoded)),
-                                          request.options().durable()));
-    context_->metrics->RecordBlockIn(block.layout.RawBytes(), encoded_bytes);
-    moved += block.layout.RawBytes();
-    v1::PutResult* result = response->add_results();
-    result->set_key(block.key);
-    result->set_raw_bytes(block.layout.RawBytes());
-    result->set_encoded_bytes(encoded_bytes);
-    result->set_tier(ToProtoTier(tier));
+    RETURN_IF_ERROR(EncodeAndStore(*codec.get(), target, i, blocks[i].key, blocks[i].layout,
+                                   blocks[i].view));
   }
-  put_bytes_.fetch_add(moved, std::memory_order_relaxed);
   AddSeconds(absl::Now() - start);
+  return absl::OkStatus();
+}
+
+absl::Status KvDeviceService::EncodeAndStore(gpu::GpuCodec& codec, const PutTarget& target,
+                                             size_t index, const std::string& key,
+                                             const BlockLayout& layout,
+                                             const gpu::DeviceBlockView& view) {
+  const absl::Time encode_start = absl::Now();
+  absl::StatusOr<std::string> encoded =
+      codec.EncodeBlockFromDevice(layout, *target.policy, view, BlockSeed(target.ns, key));
+  context_->metrics->RecordEncode(absl::StrCat("cuda:", options_.device),
+                                  absl::Now() - encode_start);
+  if (!encoded.ok()) {
+    return absl::Status(encoded.status().code(),
+                        absl::StrCat("block #", index, " (key ", KeyForMessage(key),
+                                     "): ", encoded.status().message()));
+  }
+  const uint64_t encoded_bytes = encoded->size();
+  ASSIGN_OR_RETURN(const StorageTier tier,
+                   context_->store->Put(BlockKey(target.ns, key),
+                                        StoredBlock::Of(MakeBlockBytes(*encoded)),
+                                        target.durable));
+  context_->metrics->RecordBlockIn(layout.RawBytes(), encoded_bytes);
+  put_bytes_.fetch_add(layout.RawBytes(), std::memory_order_relaxed);
+  v1::PutResult* result = target.response->add_results();
+  result->set_key(key);
+  result->set_raw_bytes(layout.RawBytes());
+  result->set_encoded_bytes(encoded_bytes);
+  result->set_tier(ToProtoTier(tier));
+  return absl::OkStatus();
+}
+
+absl::Status KvDeviceService::PutOverNccl(const grpc::CallbackServerContext& call,
+                                          const v1::DevicePutRequest& request,
+                                          const DeviceChannelRegistry::Channel& channel,
+                                          const PutTarget& target) {
+  auto* endpoint = static_cast<NcclEndpoint*>(channel.endpoint.get());
+  absl::MutexLock lock(&endpoint->mu);
+  const absl::Time deadline = absl::FromChrono(call.deadline());
+  ASSIGN_OR_RETURN(std::vector<CheckedBlock> blocks,
+                   CheckBlocks(request.blocks(), channel.max_call_bytes,
+                               context_->max_block_bytes));
+  absl::StatusOr<gpu::NcclChannel*> nccl = endpoint->Joined(deadline);
+  if (!nccl.ok()) {
+    registry_->Close(channel.id, /*abort=*/true).IgnoreError();  // no use for it any more
+    return nccl.status();
+  }
+  CodecLease codec = BorrowCodec();
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    RETURN_IF_ERROR(CheckDeadline(call, i));
+    const BlockLayout& layout = blocks[i].layout;
+    // The client sends the block's segments in segment order: they land dense.
+    ASSIGN_OR_RETURN(std::unique_ptr<gpu::GpuCodec::DeviceBuffer> staging,
+                     codec->AllocateDevice(layout.RawBytes()));
+    std::vector<std::pair<void*, size_t>> ranges;
+    for (uint32_t s = 0; s < 2 * layout.layers; ++s) {
+      ranges.emplace_back(static_cast<uint8_t*>(staging->data()) + s * layout.SegmentRawBytes(),
+                          layout.SegmentRawBytes());
+    }
+    const absl::Status received = (*nccl)->Recv(ranges, nullptr, deadline);
+    if (!received.ok()) {
+      registry_->Close(channel.id, /*abort=*/true).IgnoreError();
+      return received;
+    }
+    RETURN_IF_ERROR(EncodeAndStore(*codec.get(), target, i, blocks[i].key, layout,
+                                   gpu::DeviceBlockView::Contiguous(staging->data(), layout)));
+  }
   return absl::OkStatus();
 }
 
@@ -354,6 +472,10 @@ absl::Status KvDeviceService::Get(const Permissions& permissions,
         absl::StrCat("namespace '", ns, "' is not the channel's ('", channel->ns, "')"));
   }
   RETURN_IF_ERROR(permissions.Check(Right::kRead, ns));
+  if (channel->transport == v1::DEVICE_TRANSPORT_NCCL) {
+    return absl::UnimplementedError(
+        "DeviceGet over NCCL is not served yet (fetch with Want::kEncoded and DecodeOnGpu)");
+  }
   auto* endpoint = static_cast<IpcEndpoint*>(channel->endpoint.get());
   absl::MutexLock lock(&endpoint->mu);
   ASSIGN_OR_RETURN(std::vector<ResolvedBlock> blocks,

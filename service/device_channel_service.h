@@ -26,6 +26,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "codec/codec_policy.h"
 #include "gpu/gpu_codec.h"
 #include "kvpack/v1/device.grpc.pb.h"
 #include "service/device_channel_registry.h"
@@ -60,9 +61,6 @@ class KvDeviceService final : public v1::KvDeviceService::CallbackService {
   uint64_t get_bytes() const { return get_bytes_.load(std::memory_order_relaxed); }
   double transfer_seconds() const;
 
-  // This host's boot id (what CUDA IPC clients must send as host_id).
-  static std::string HostId();
-
  private:
   class CodecLease;
   KvDeviceService(const ServiceContext* context, const DeviceChannelOptions& options);
@@ -73,6 +71,22 @@ class KvDeviceService final : public v1::KvDeviceService::CallbackService {
                    const v1::DevicePutRequest& request, v1::PutBlocksResponse* response);
   absl::Status Get(const Permissions& permissions, const grpc::CallbackServerContext& call,
                    const v1::DeviceGetRequest& request, v1::DeviceGetResponse* response);
+  // Where the blocks of one put go.
+  struct PutTarget {
+    const std::string& ns;
+    const CodecPolicy* policy;
+    bool durable;
+    v1::PutBlocksResponse* response;
+  };
+  // Encodes block #index (key, layout, in device memory at `view`) and stores it; appends its
+  // result.
+  absl::Status EncodeAndStore(gpu::GpuCodec& codec, const PutTarget& target, size_t index,
+                              const std::string& key, const BlockLayout& layout,
+                              const gpu::DeviceBlockView& view);
+  // DevicePut on an NCCL channel: receives each block's segments into device staging.
+  absl::Status PutOverNccl(const grpc::CallbackServerContext& call,
+                           const v1::DevicePutRequest& request,
+                           const DeviceChannelRegistry::Channel& channel, const PutTarget& target);
   CodecLease BorrowCodec();
   void AddSeconds(absl::Duration elapsed);
 
