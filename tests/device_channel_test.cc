@@ -78,7 +78,7 @@ TEST_F(DeviceChannelTest, AChannelNeedsARightOnItsNamespace) {
 }
 
 TEST_F(DeviceChannelTest, MalformedOpenRequestsAreInvalidArgument) {
-  EXPECT_EQ(Open(kWriter, "").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Open(kWriter, "").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(Open(kWriter, "tenant", v1::DEVICE_TRANSPORT_UNSPECIFIED).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
 }
