@@ -333,6 +333,17 @@ grpc::ServerUnaryReactor* KvDeviceService::CloseChannel(grpc::CallbackServerCont
   });
 }
 
+absl::StatusOr<DeviceChannelRegistry::Lease> KvDeviceService::AcquireFor(
+    uint64_t id, const std::string& ns, Right right, const Permissions& permissions) {
+  ASSIGN_OR_RETURN(DeviceChannelRegistry::Lease channel, registry_->Acquire(id));
+  if (ns != channel->ns) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("namespace '", ns, "' is not the channel's ('", channel->ns, "')"));
+  }
+  RETURN_IF_ERROR(permissions.Check(right, ns));
+  return channel;
+}
+
 grpc::ServerUnaryReactor* KvDeviceService::DevicePut(grpc::CallbackServerContext* call,
                                                      const v1::DevicePutRequest* request,
                                                      v1::PutBlocksResponse* response) {
@@ -347,13 +358,9 @@ absl::Status KvDeviceService::Put(const Permissions& permissions,
                                   const v1::DevicePutRequest& request,
                                   v1::PutBlocksResponse* response) {
   const absl::Time start = absl::Now();
-  ASSIGN_OR_RETURN(DeviceChannelRegistry::Lease channel, registry_->Acquire(request.channel_id()));
   const std::string& ns = request.options().namespace_();
-  if (ns != channel->ns) {
-    return absl::InvalidArgumentError(absl::StrCat("options.namespace '", ns,
-                                                   "' is not the channel's ('", channel->ns, "')"));
-  }
-  RETURN_IF_ERROR(permissions.Check(Right::kWrite, ns));
+  ASSIGN_OR_RETURN(DeviceChannelRegistry::Lease channel,
+                   AcquireFor(request.channel_id(), ns, Right::kWrite, permissions));
   CodecPolicy policy = context_->default_policy;
   if (!request.options().codec().empty()) {
     absl::StatusOr<CodecPolicy> parsed = CodecPolicy::Parse(request.options().codec());
@@ -465,13 +472,9 @@ absl::Status KvDeviceService::Get(const Permissions& permissions,
                                   const v1::DeviceGetRequest& request,
                                   v1::DeviceGetResponse* response) {
   const absl::Time start = absl::Now();
-  ASSIGN_OR_RETURN(DeviceChannelRegistry::Lease channel, registry_->Acquire(request.channel_id()));
   const std::string& ns = request.namespace_();
-  if (ns != channel->ns) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("namespace '", ns, "' is not the channel's ('", channel->ns, "')"));
-  }
-  RETURN_IF_ERROR(permissions.Check(Right::kRead, ns));
+  ASSIGN_OR_RETURN(DeviceChannelRegistry::Lease channel,
+                   AcquireFor(request.channel_id(), ns, Right::kRead, permissions));
   if (channel->transport == v1::DEVICE_TRANSPORT_NCCL) {
     return absl::UnimplementedError(
         "DeviceGet over NCCL is not served yet (fetch with Want::kEncoded and DecodeOnGpu)");

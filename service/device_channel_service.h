@@ -71,6 +71,11 @@ class KvDeviceService final : public v1::KvDeviceService::CallbackService {
                    const v1::DevicePutRequest& request, v1::PutBlocksResponse* response);
   absl::Status Get(const Permissions& permissions, const grpc::CallbackServerContext& call,
                    const v1::DeviceGetRequest& request, v1::DeviceGetResponse* response);
+  // A lease on channel `id` for a call naming `ns` and needing `right` on it: NotFound,
+  // InvalidArgument (another namespace than the channel's) or PermissionDenied otherwise.
+  absl::StatusOr<DeviceChannelRegistry::Lease> AcquireFor(uint64_t id, const std::string& ns,
+                                                          Right right,
+                                                          const Permissions& permissions);
   // Where the blocks of one put go.
   struct PutTarget {
     const std::string& ns;
