@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "codec/block_header.h"
 #include "codec/codec_policy.h"
+#include "common/block_buffer.h"
 #include "common/status_macros.h"
 #include "gpu/device_transfer_nccl.h"
 #include "gpu/ipc_memory.h"
@@ -208,6 +209,37 @@ absl::StatusOr<std::vector<ResolvedBlock>> Resolve(
   return out;
 }
 
+// The encoded block of `view` with its header written, checksum not yet: payloads encoded on
+// the GPU into device memory, then downloaded once into the returned buffer.
+absl::StatusOr<std::shared_ptr<BlockBuffer>> EncodeToHost(gpu::GpuCodec& codec,
+                                                          const BlockLayout& layout,
+                                                          const CodecPolicy& policy,
+                                                          const gpu::DeviceBlockView& view,
+                                                          uint64_t seed) {
+  ASSIGN_OR_RETURN(const BlockHeader header, PlanBlock(layout, policy, seed));
+  RETURN_IF_ERROR(codec.Supports(header));
+  ASSIGN_OR_RETURN(std::unique_ptr<gpu::GpuCodec::DeviceBuffer> device,
+                   codec.AllocateDevice(header.total_size));
+  uint8_t* const block = static_cast<uint8_t*>(device->data());
+  RETURN_IF_ERROR(codec.EncodeBatchOnDevice(header, {&view, 1}, {&block, 1}));
+  std::shared_ptr<BlockBuffer> out = BlockBuffer::Allocate(header.total_size);
+  RETURN_IF_ERROR(codec.CopyToHost(block, out->bytes()));
+  RETURN_IF_ERROR(WriteBlockHeader(header, out->bytes()));
+  return out;
+}
+
+// Decodes `encoded` (host memory, header parsed) into `view`: one upload of the encoded
+// bytes, then the GPU decodes device to device.
+absl::Status DecodeFromHost(gpu::GpuCodec& codec, const BlockHeader& header,
+                            absl::Span<const uint8_t> encoded, const gpu::DeviceBlockView& view) {
+  RETURN_IF_ERROR(codec.Supports(header));
+  ASSIGN_OR_RETURN(std::unique_ptr<gpu::GpuCodec::DeviceBuffer> device,
+                   codec.AllocateDevice(encoded.size()));
+  RETURN_IF_ERROR(codec.CopyToDevice(encoded, device->data()));
+  const uint8_t* const block = static_cast<const uint8_t*>(device->data());
+  return codec.DecodeBatchOnDevice(header, {&block, 1}, {&view, 1});
+}
+
 }  // namespace
 
 // A GpuCodec borrowed for one call.
@@ -395,9 +427,13 @@ absl::Status KvDeviceService::EncodeAndStore(gpu::GpuCodec& codec, const PutTarg
                                              size_t index, const std::string& key,
                                              const BlockLayout& layout,
                                              const gpu::DeviceBlockView& view) {
+  // The payloads are encoded on the GPU into device memory and downloaded once, straight
+  // into the buffer the store keeps; header and checksum are written on the host (as
+  // PutBlocks does for blocks that arrive in their encoded form), and the checksum pass
+  // gives the hash the store carries.
   const absl::Time encode_start = absl::Now();
-  absl::StatusOr<std::string> encoded =
-      codec.EncodeBlockFromDevice(layout, *target.policy, view, BlockSeed(target.ns, key));
+  absl::StatusOr<std::shared_ptr<BlockBuffer>> encoded =
+      EncodeToHost(codec, layout, *target.policy, view, BlockSeed(target.ns, key));
   context_->metrics->RecordEncode(absl::StrCat("cuda:", options_.device),
                                   absl::Now() - encode_start);
   if (!encoded.ok()) {
@@ -405,11 +441,12 @@ absl::Status KvDeviceService::EncodeAndStore(gpu::GpuCodec& codec, const PutTarg
                         absl::StrCat("block #", index, " (key ", KeyForMessage(key),
                                      "): ", encoded.status().message()));
   }
-  const uint64_t encoded_bytes = encoded->size();
+  const uint64_t encoded_bytes = (*encoded)->size();
+  absl::StatusOr<uint64_t> hash = SealBlock((*encoded)->bytes());
+  if (!hash.ok()) return hash.status();
   ASSIGN_OR_RETURN(const StorageTier tier,
                    context_->store->Put(BlockKey(target.ns, key),
-                                        StoredBlock::Of(MakeBlockBytes(*encoded)),
-                                        target.durable));
+                                        StoredBlock{*std::move(encoded), *hash}, target.durable));
   context_->metrics->RecordBlockIn(layout.RawBytes(), encoded_bytes);
   put_bytes_.fetch_add(layout.RawBytes(), std::memory_order_relaxed);
   v1::PutResult* result = target.response->add_results();
@@ -511,7 +548,7 @@ absl::Status KvDeviceService::Get(const Permissions& permissions,
       }
       if (status.ok()) {
         const absl::Time decode_start = absl::Now();
-        status = codec->DecodeBlockToDevice(*parsed, bytes, block.view);
+        status = DecodeFromHost(*codec.get(), *parsed, bytes, block.view);
         context_->metrics->RecordDecode(absl::StrCat("cuda:", options_.device),
                                         absl::Now() - decode_start);
       }
