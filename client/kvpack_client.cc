@@ -203,6 +203,10 @@ Client::Client(const ClientOptions& options, std::vector<std::unique_ptr<Connect
       authorization_(options.token.empty() ? "" : absl::StrCat("Bearer ", options.token)),
       connections_(std::move(connections)) {}
 
+std::shared_ptr<grpc::Channel> Client::channel_for_companion() const {
+  return connections_.front()->channel;
+}
+
 void Client::Prepare(grpc::ClientContext* context, absl::Time deadline) const {
   context->set_deadline(absl::ToChronoTime(deadline));
   if (!authorization_.empty()) context->AddMetadata("authorization", authorization_);

@@ -52,6 +52,7 @@
 #include "codec/block_layout.h"
 
 namespace grpc {
+class Channel;
 class ClientContext;
 }  // namespace grpc
 
@@ -149,6 +150,9 @@ class Client {
 
  private:
   struct Connection;
+  // Companion APIs over the same connections and credentials (client/device_client.h).
+  friend class DeviceClient;
+  std::shared_ptr<grpc::Channel> channel_for_companion() const;
 
   Client(const ClientOptions& options, std::vector<std::unique_ptr<Connection>> connections);
 

@@ -73,6 +73,12 @@ ABSL_FLAG(double, auth_reload_seconds, 2,
 ABSL_FLAG(std::string, quotas, "",
           "per-namespace RAM, disk and put-rate quota file (storage/QUOTAS.md; SIGHUP reloads "
           "it); empty = no quotas");
+// Device channels (service/DEVICE_CHANNELS.md).
+ABSL_FLAG(std::string, nccl, "off",
+          "on: serve NCCL device channels (GPU to GPU across hosts); off: CUDA IPC only");
+ABSL_FLAG(int, device_channels, 64, "Most device channels open at once");
+ABSL_FLAG(double, device_channel_idle_seconds, 60,
+          "A device channel unused this long is closed (a client that went away)");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "on SIGTERM, how long in-flight calls may run before they are cancelled");
 ABSL_FLAG(std::string, tls_cert, "",
@@ -150,6 +156,16 @@ int main(int argc, char** argv) {
   options.shutdown_announce = absl::Seconds(absl::GetFlag(FLAGS_shutdown_announce_seconds));
   options.auth_tokens = absl::GetFlag(FLAGS_auth_tokens);
   options.quotas = absl::GetFlag(FLAGS_quotas);
+  {
+    const std::string nccl = absl::GetFlag(FLAGS_nccl);
+    if (nccl != "on" && nccl != "off") {
+      std::fprintf(stderr, "kvpack_server: --nccl=%s is not on or off\n", nccl.c_str());
+      return 2;
+    }
+    options.nccl = nccl == "on";
+    options.device_channels = absl::GetFlag(FLAGS_device_channels);
+    options.device_channel_idle = absl::Seconds(absl::GetFlag(FLAGS_device_channel_idle_seconds));
+  }
   const double reload_seconds = absl::GetFlag(FLAGS_auth_reload_seconds);
   if (!(reload_seconds >= 0)) {
     return Fail(absl::InvalidArgumentError("--auth_reload_seconds must not be negative"));

@@ -1,5 +1,7 @@
 #include "service/server.h"
 
+#include "service/device_channel_setup.h"
+
 #include "service/quota_file.h"
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "common/status_macros.h"
 #include "gpu/gpu_block_codec.h"
 #include "service/codec_router.h"
@@ -142,12 +145,32 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
         prometheus::MetricType::Counter, [router] { return double(router->gpu_failures()); });
   }
   server->service_ = std::make_unique<KvCacheService>(&server->context_);
+  {
+    DeviceChannelOptions channels;
+    channels.limits.max_channels = options.device_channels;
+    channels.limits.max_bytes = options.device_channel_bytes;
+    channels.limits.default_call_bytes = std::min<uint64_t>(uint64_t{1} << 30,
+                                                            options.device_channel_bytes);
+    channels.limits.idle_timeout = options.device_channel_idle;
+    channels.nccl = options.nccl;
+    int index = -1;
+    if (server->gpu_codec_ != nullptr &&
+        absl::SimpleAtoi(absl::StripPrefix(server->gpu_codec_->device(), "cuda:"), &index)) {
+      channels.device = index;
+    } else {
+      channels.no_gpu_reason = server->device_note_.empty()
+                                   ? absl::StrCat("--device=", options.device)
+                                   : server->device_note_;
+    }
+    ASSIGN_OR_RETURN(server->device_service_, StartDeviceChannels(&server->context_, channels));
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, credentials, &server->port_);
   builder.RegisterService(server->service_.get());
+  if (server->device_service_ != nullptr) builder.RegisterService(server->device_service_.get());
   // Blocks travel in pieces (PutBlocksRequest.data, GetBlocksResponse.data); a message
   // carries at most one piece plus small headers.
   builder.SetMaxReceiveMessageSize(64 << 20);
@@ -246,6 +269,7 @@ void Server::Shutdown(absl::Duration grace) {
   grpc_server_.reset();
   service_.reset();
   metrics_.reset();
+  device_service_.reset();
   store_.reset();
 }
 

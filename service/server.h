@@ -72,6 +72,13 @@ struct ServerOptions {
   bool insecure_no_auth_on_network = false;
   // The per-namespace quota file (storage/QUOTAS.md); "" = no quotas.
   std::string quotas;
+  // Device channels (kvpack.v1.KvDeviceService, service/DEVICE_CHANNELS.md), served on the
+  // GPU in use: whether NCCL channels are served (--nccl), how many channels may be open, the
+  // sum of their max_call_bytes, and how long an unused one lives.
+  bool nccl = false;
+  int device_channels = 64;
+  uint64_t device_channel_bytes = uint64_t{8} << 30;
+  absl::Duration device_channel_idle = absl::Seconds(60);
 };
 
 class Server {
@@ -137,6 +144,7 @@ class Server {
   std::unique_ptr<ThreadPool> control_pool_;
   ServiceContext context_;
   std::unique_ptr<KvCacheService> service_;
+  std::unique_ptr<grpc::Service> device_service_;  // read by metrics_, so destroyed after it
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;
   std::string device_note_;

@@ -1,0 +1,37 @@
+// Starting the device-channel service (kvpack.v1.KvDeviceService, service/DEVICE_CHANNELS.md)
+// from the server's wiring, in builds with and without CUDA: without it (or without a GPU in
+// use) the service still answers, with FAILED_PRECONDITION saying why.
+#ifndef KVPACK_SERVICE_DEVICE_CHANNEL_SETUP_H_
+#define KVPACK_SERVICE_DEVICE_CHANNEL_SETUP_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/grpcpp.h"
+#include "service/device_channel_registry.h"
+#include "service/service_context.h"
+
+namespace kvpack {
+
+struct DeviceChannelOptions {
+  DeviceChannelLimits limits;
+  // GPU the channels encode and decode on; -1 = none (every OpenChannel answers
+  // FAILED_PRECONDITION, naming `no_gpu_reason`).
+  int device = -1;
+  std::string no_gpu_reason;
+  int codec_instances = 4;  // device calls encoding or decoding at once
+  bool nccl = false;        // --nccl=on
+  // CUDA IPC mappings a channel keeps (the least recently used are unmapped beyond).
+  size_t max_mappings_per_channel = 256;
+};
+
+// The service, ready to register, and its metrics added to context->metrics. Unavailable when
+// options.device names a GPU that cannot be used.
+absl::StatusOr<std::unique_ptr<grpc::Service>> StartDeviceChannels(
+    const ServiceContext* context, const DeviceChannelOptions& options);
+
+}  // namespace kvpack
+
+#endif  // KVPACK_SERVICE_DEVICE_CHANNEL_SETUP_H_

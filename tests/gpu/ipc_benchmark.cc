@@ -1,0 +1,158 @@
+// Device transfers against the gRPC path on one GPU, same server, same machine: put and get
+// GB/s (raw bytes per second) of blocks of 2 MiB and 32 MiB for each codec, through
+//   copy   cudaMemcpy device to device in this process (the ceiling),
+//   ipc    DevicePut / GetIntoDevice (client/device_client.h) to a kvpack_server process,
+//   grpc   Client::Put / Get (decoded) of the same blocks from host memory.
+// The server is a separate process (KVPACK_TEST_TARGET, started by tests/gpu/ipc_on_device.sh).
+// Each figure: `--batch` blocks per call, calls repeated for about `--seconds`.
+#include <cuda_runtime_api.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "client/device_client.h"
+#include "client/kvpack_client.h"
+#include "tests/testing/block_data.h"
+
+ABSL_FLAG(std::string, target, "127.0.0.1:50151", "kvpack_server (same host, --device=cuda:0)");
+ABSL_FLAG(std::string, codecs, "raw;int8;turbo3", "codec policies, ';'-separated");
+ABSL_FLAG(int, batch, 8, "blocks per call");
+ABSL_FLAG(double, seconds, 1.0, "about how long each figure is measured");
+
+namespace kvpack {
+namespace {
+
+BlockLayout Layout(uint32_t tokens) {  // 32 layers, 8 KV heads, head_dim 128, bf16
+  BlockLayout layout;
+  layout.layers = 32;
+  layout.kv_heads = 8;
+  layout.head_dim = 128;
+  layout.tokens = tokens;
+  layout.dtype = DType::kBFloat16;
+  return layout;
+}
+
+// Runs `call` (moving `bytes`) until `seconds` passed (at least 3 times, after one warm-up);
+// GB/s.
+template <typename Call>
+double Rate(uint64_t bytes, Call call) {
+  if (!call()) return 0;
+  const absl::Time start = absl::Now();
+  int runs = 0;
+  while (runs < 3 || absl::Now() - start < absl::Seconds(absl::GetFlag(FLAGS_seconds))) {
+    if (!call()) return 0;
+    ++runs;
+  }
+  return double(bytes) * runs / absl::ToDoubleSeconds(absl::Now() - start) / 1e9;
+}
+
+int Main() {
+  ClientOptions options;
+  options.target = absl::GetFlag(FLAGS_target);
+  options.timeout = absl::Seconds(120);
+  auto client = Client::Connect(options);
+  if (!client.ok()) {
+    std::fprintf(stderr, "connect: %s\n", client.status().ToString().c_str());
+    return 1;
+  }
+  cudaDeviceProp prop;
+  cudaGetDeviceProperties(&prop, 0);
+  std::printf("device: %s; batch %d blocks per call\n", prop.name, absl::GetFlag(FLAGS_batch));
+  std::printf("| block | codec | copy D2D GB/s | ipc put | ipc get | grpc put | grpc get | ipc/copy put, get | ipc/grpc put, get |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  cudaStream_t stream;
+  cudaStreamCreate(&stream);
+  const int batch = absl::GetFlag(FLAGS_batch);
+  for (uint32_t tokens : {16u, 256u}) {
+    const BlockLayout layout = Layout(tokens);
+    const uint64_t block_bytes = layout.RawBytes();
+    const uint64_t bytes = block_bytes * batch;
+    const std::string raw = RandomBlock(layout, 1);
+    void* src = nullptr;
+    void* dst = nullptr;
+    cudaMalloc(&src, bytes);
+    cudaMalloc(&dst, bytes);
+    for (int i = 0; i < batch; ++i) {
+      cudaMemcpy(static_cast<uint8_t*>(src) + i * block_bytes, raw.data(), block_bytes,
+                 cudaMemcpyHostToDevice);
+    }
+    const double copy = Rate(bytes, [&] {
+      cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream);
+      return cudaStreamSynchronize(stream) == cudaSuccess;
+    });
+    const std::vector<std::string> codecs =
+        absl::StrSplit(absl::GetFlag(FLAGS_codecs), ';', absl::SkipEmpty());
+    for (const std::string& codec : codecs) {
+      std::vector<DeviceBlockRef> in(batch), out(batch);
+      std::vector<PutBlock> host_blocks;
+      std::vector<std::string> keys;
+      for (int i = 0; i < batch; ++i) {
+        const std::string key = absl::StrCat(codec, "/", tokens, "/", i);
+        keys.push_back(key);
+        in[i] = {key, layout,
+                 gpu::DeviceBlockView::Contiguous(static_cast<uint8_t*>(src) + i * block_bytes,
+                                                  layout)};
+        out[i] = {key, layout,
+                  gpu::DeviceBlockView::Contiguous(static_cast<uint8_t*>(dst) + i * block_bytes,
+                                                   layout)};
+        host_blocks.push_back({absl::StrCat(key, "/grpc"), layout, Bytes(raw)});
+      }
+      PutOptions put_options;
+      put_options.codec = codec;
+      std::string error;
+      auto check = [&](const absl::Status& status) {
+        if (!status.ok() && error.empty()) error = std::string(status.ToString());
+        return status.ok();
+      };
+      // A channel per row: the gRPC measurements below may outlast the server's idle timeout.
+      auto device = DeviceClient::Open(client->get(), "bench");
+      if (!device.ok()) {
+        std::fprintf(stderr, "open channel: %s\n", device.status().ToString().c_str());
+        return 1;
+      }
+      const double ipc_put = Rate(bytes, [&] {
+        auto put = (*device)->PutFromDevice(in, put_options, stream);
+        return check(put.status()) && check((*put)->Wait());
+      });
+      const double ipc_get = Rate(bytes, [&] {
+        auto get = (*device)->GetIntoDevice(out, stream);
+        if (!check(get.status())) return false;
+        return check((*get)->Wait()) && cudaStreamSynchronize(stream) == cudaSuccess;
+      });
+      std::vector<std::string> grpc_keys;
+      for (const PutBlock& b : host_blocks) grpc_keys.push_back(b.key);
+      const double grpc_put = Rate(bytes, [&] {
+        return check((*client)->Put("bench", host_blocks, put_options).status());
+      });
+      const double grpc_get = Rate(bytes, [&] {
+        auto got = (*client)->Get("bench", grpc_keys, Want::kDecoded);
+        return check(got.status()) && (*got)[0].found;
+      });
+      std::printf("| %s | %s | %.0f | %.1f | %.1f | %.2f | %.2f | %.1f%%, %.1f%% | %.1fx, %.1fx |%s\n",
+                  tokens == 16 ? "2 MiB" : "32 MiB", codec.c_str(), copy, ipc_put, ipc_get,
+                  grpc_put, grpc_get, 100 * ipc_put / copy, 100 * ipc_get / copy,
+                  grpc_put > 0 ? ipc_put / grpc_put : 0, grpc_get > 0 ? ipc_get / grpc_get : 0,
+                  error.empty() ? "" : absl::StrCat(" error: ", error).c_str());
+      std::fflush(stdout);
+    }
+    cudaFree(src);
+    cudaFree(dst);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvpack
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return kvpack::Main();
+}

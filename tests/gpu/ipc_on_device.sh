@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The CUDA IPC device path on one GPU: builds (here, no GPU needed) kvpack_server,
+# //tests/gpu:ipc_test and //tests/gpu:ipc_benchmark, bundles them into .device-bundle-ipc/,
+# and on the GPU machine starts a kvpack_server process on cuda:0, runs the test (this
+# process is the client) and the benchmark against it, and prints the server's device-channel
+# metrics.
+#
+# usage (repository root):
+#   tests/gpu/ipc_on_device.sh                 build + bundle here, print the device command
+#   bash tests/gpu/ipc_on_device.sh --device   on the GPU machine, .device-bundle-ipc carried
+# Environment for --device: CODECS (benchmark, default "raw;int8;turbo3"), BATCH (default 8),
+# BENCH=0 skips the benchmark.
+set -euo pipefail
+cd "$(git rev-parse --show-toplevel)"
+bundle=.device-bundle-ipc
+
+if [ "${1:-}" != "--device" ]; then
+  bazel build -c opt //service:kvpack_server //tests/gpu:ipc_test //tests/gpu:ipc_benchmark
+  bin=$(bazel info -c opt bazel-bin 2>/dev/null)
+  rm -rf "$bundle"
+  ../shared/tools/device-bundle -o "$bundle" "$bin/service/kvpack_server" \
+    "$bin/tests/gpu/ipc_test" "$bin/tests/gpu/ipc_benchmark"
+  chmod -R u+w "$bundle"
+  strip -g "$bundle"/bin/*
+  du -sh "$bundle"
+  echo "device run: carry [\"$bundle\"], command: bash tests/gpu/ipc_on_device.sh --device"
+  exit 0
+fi
+
+export LD_LIBRARY_PATH=$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+out=${OUT:-/tmp/kvpack-ipc-out}
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
+data=$(mktemp -d)
+"$bundle/bin/kvpack_server" --device=cuda:0 --listen=127.0.0.1:50151 \
+  --metrics_listen=127.0.0.1:9565 --data_dir="$data" --ram_capacity=16GiB \
+  --device_channel_idle_seconds=3 --device_channels=8 --nccl=on >"$out/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  grep -q "serving on port" "$out/server.log" 2>/dev/null && break
+  sleep 0.2
+done
+export KVPACK_TEST_TARGET=127.0.0.1:50151
+status=0
+echo "== ipc_test (client process) against kvpack_server --device=cuda:0"
+timeout 300 "$bundle/bin/ipc_test" --gtest_brief=1 >"$out/ipc_test.log" 2>&1 \
+  && grep -E '^\[  PASSED  \]' "$out/ipc_test.log" \
+  || { echo "ipc_test: FAILED"; tail -60 "$out/ipc_test.log"; status=1; }
+if [ "${BENCH:-1}" != 0 ]; then
+  echo "== ipc_benchmark"
+  timeout 240 "$bundle/bin/ipc_benchmark" --target=127.0.0.1:50151 \
+    --codecs="${CODECS:-raw;int8;turbo3}" --batch="${BATCH:-8}" 2>&1 | tee "$out/ipc_benchmark.log" \
+    || status=1
+fi
+sleep 4  # past --device_channel_idle_seconds: channels of clients that vanished are closed
+python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9565/metrics').read().decode())" \
+  >"$out/metrics.txt" 2>&1 || true
+grep -E '^kvpack_device_' "$out/metrics.txt" || true
+kill -0 $server 2>/dev/null && echo "server still running" || { echo "server DIED"; status=1; }
+tail -5 "$out/server.log"
+exit $status
