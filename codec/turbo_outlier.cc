@@ -20,8 +20,9 @@ TurboChunkPlan PlanFor(uint32_t d, int high_bits, int low_bits) {
   return plan;
 }
 
-// perm[k] = the channel stored at position k: outliers ascending, then the rest ascending.
-void PermutationFromMask(const uint8_t* mask, uint32_t d, uint32_t* perm) {
+}  // namespace
+
+void OutlierPermutation(const uint8_t* mask, uint32_t d, uint32_t* perm) {
   uint32_t k = 0;
   for (uint32_t c = 0; c < d; ++c)
     if ((mask[c / 8] >> (c % 8)) & 1) perm[k++] = c;
@@ -29,7 +30,11 @@ void PermutationFromMask(const uint8_t* mask, uint32_t d, uint32_t* perm) {
     if (!((mask[c / 8] >> (c % 8)) & 1)) perm[k++] = c;
 }
 
-}  // namespace
+uint32_t OutlierMaskCount(const uint8_t* mask, uint32_t d) {
+  uint32_t set = 0;
+  for (uint32_t b = 0; b < d / 8; ++b) set += __builtin_popcount(mask[b]);
+  return set;
+}
 
 TurboOutlierCodec::TurboOutlierCodec(int high_bits, int low_bits)
     : high_bits_(high_bits), low_bits_(low_bits) {
@@ -101,7 +106,7 @@ absl::Status TurboOutlierCodec::Encode(const SegmentShape& shape, const SegmentC
     const std::vector<double> head_energy(energy.begin() + size_t{h} * d,
                                           energy.begin() + size_t{h + 1} * d);
     for (uint32_t c : SelectOutliers(head_energy)) mask[h * (d / 8) + c / 8] |= 1u << (c % 8);
-    PermutationFromMask(mask + h * (d / 8), d, &perms[size_t{h} * d]);
+    OutlierPermutation(mask + h * (d / 8), d, &perms[size_t{h} * d]);
   }
   uint8_t* g_out = mask + size_t{heads} * d / 8;
   uint8_t* packed = g_out + 2 * n * chunks;
@@ -140,13 +145,12 @@ absl::Status TurboOutlierCodec::Decode(const SegmentShape& shape,
   const uint8_t* mask = encoded.data() + 8;
   std::vector<uint32_t> perms(size_t{heads} * d);
   for (uint32_t h = 0; h < heads; ++h) {
-    uint32_t set = 0;
-    for (uint32_t b = 0; b < d / 8; ++b) set += __builtin_popcount(mask[h * (d / 8) + b]);
+    const uint32_t set = OutlierMaskCount(mask + h * (d / 8), d);
     if (set != d / 4) {
       return absl::DataLossError(absl::StrCat(name(), ": outlier mask of head ", h, " has ", set,
                                               " channels, expected ", d / 4));
     }
-    PermutationFromMask(mask + h * (d / 8), d, &perms[size_t{h} * d]);
+    OutlierPermutation(mask + h * (d / 8), d, &perms[size_t{h} * d]);
   }
   const uint8_t* g_in = mask + size_t{heads} * d / 8;
   const uint8_t* packed = g_in + 2 * n * chunks;

@@ -17,6 +17,13 @@
 
 namespace kvpack {
 
+// The permutation an outlier mask implies (FORMAT.md, turbo25/35): perm[k] = the channel
+// stored at position k, outliers ascending, then the rest ascending. `mask` has d/8 bytes.
+void OutlierPermutation(const uint8_t* mask, uint32_t d, uint32_t* perm);
+
+// Number of channels set in a mask of d/8 bytes.
+uint32_t OutlierMaskCount(const uint8_t* mask, uint32_t d);
+
 class TurboOutlierCodec final : public SegmentCodec {
  public:
   // Precondition: (high_bits, low_bits) is (3, 2) (turbo25) or (4, 3) (turbo35); aborts
