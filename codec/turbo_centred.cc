@@ -127,17 +127,7 @@ absl::Status TurboCentredCodec::Encode(const SegmentShape& shape, const SegmentC
         e[c] += y * y;
       }
     }
-    uint8_t* mask = out.data() + layout.mask;
-    std::fill(mask, mask + size_t{heads} * d / 8, 0);
-    perms.resize(size_t{heads} * d);
-    for (uint32_t h = 0; h < heads; ++h) {
-      const std::vector<double> head_energy(energy.begin() + size_t{h} * d,
-                                            energy.begin() + size_t{h + 1} * d);
-      for (uint32_t c : TurboOutlierCodec::SelectOutliers(head_energy)) {
-        mask[h * (d / 8) + c / 8] |= 1u << (c % 8);
-      }
-      OutlierPermutation(mask + h * (d / 8), d, &perms[size_t{h} * d]);
-    }
+    WriteOutlierMasks(energy, heads, d, out.data() + layout.mask, &perms);
   }
   // Pass 3: centre (and permute), then the turbo steps, a batch of vectors at a time.
   uint8_t* g_out = out.data() + layout.scales;
@@ -196,16 +186,8 @@ absl::Status TurboCentredCodec::Decode(const SegmentShape& shape,
   }
   std::vector<uint32_t> perms;
   if (split()) {
-    const uint8_t* mask = encoded.data() + layout.mask;
-    perms.resize(size_t{heads} * d);
-    for (uint32_t h = 0; h < heads; ++h) {
-      const uint32_t set = OutlierMaskCount(mask + h * (d / 8), d);
-      if (set != d / 4) {
-        return absl::DataLossError(absl::StrCat(name(), ": outlier mask of head ", h, " has ",
-                                                set, " channels, expected ", d / 4));
-      }
-      OutlierPermutation(mask + h * (d / 8), d, &perms[size_t{h} * d]);
-    }
+    status = ReadOutlierMasks(name(), encoded.data() + layout.mask, heads, d, &perms);
+    if (!status.ok()) return status;
   }
   const uint8_t* g_in = encoded.data() + layout.scales;
   const uint8_t* packed = encoded.data() + layout.packed;

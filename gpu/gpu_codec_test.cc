@@ -576,29 +576,33 @@ TEST_F(GpuCodecTest, NewCodecsZerosHugeAndTinyValues) {
   }
 }
 
-TEST_F(GpuCodecTest, NewCodecsRejectNonFiniteAndOverflowLikeCpu) {
+// Fp32 blocks with one NaN, ±Inf or huge value at a few places: the GPU accepts exactly what
+// the CPU accepts (then with the same bytes) and refuses the rest with the CPU's code.
+void ExpectBadValuesLikeCpu(GpuCodec* gpu, const std::string& c) {
   const BlockLayout layout = Layout(1, 2, 128, 4, DType::kFloat32);
-  for (const std::string& c : NewCodecs()) {
-    for (float bad : {std::numeric_limits<float>::quiet_NaN(),
-                      std::numeric_limits<float>::infinity(),
-                      -std::numeric_limits<float>::infinity(), 3e38f, 7e4f}) {
-      for (size_t at : {size_t{0}, size_t{200}, size_t{1023}}) {
-        std::vector<uint8_t> raw = RandomBlock(layout, 11);
-        std::memcpy(raw.data() + 4 * at, &bad, 4);
-        const CodecPolicy policy = Policy(c);
-        absl::StatusOr<std::string> cpu = EncodeBlock(layout, policy, raw, 1);
-        absl::StatusOr<std::string> g = codec_->EncodeBlock(layout, policy, raw, 1);
-        SCOPED_TRACE(absl::StrCat(c, " value ", bad, " at ", at));
-        EXPECT_EQ(g.ok(), cpu.ok()) << "gpu: " << g.status() << " cpu: " << cpu.status();
-        if (!cpu.ok()) {
-          EXPECT_EQ(g.status().code(), cpu.status().code()) << g.status();
-        }
-        if (cpu.ok() && g.ok()) {
-          EXPECT_EQ(FirstDiff(*g, *cpu), -1);
-        }
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(),
+                    std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity(), 3e38f, 7e4f}) {
+    for (size_t at : {size_t{0}, size_t{200}, size_t{1023}}) {
+      std::vector<uint8_t> raw = RandomBlock(layout, 11);
+      std::memcpy(raw.data() + 4 * at, &bad, 4);
+      const CodecPolicy policy = Policy(c);
+      absl::StatusOr<std::string> cpu = EncodeBlock(layout, policy, raw, 1);
+      absl::StatusOr<std::string> g = gpu->EncodeBlock(layout, policy, raw, 1);
+      SCOPED_TRACE(absl::StrCat(c, " value ", bad, " at ", at));
+      EXPECT_EQ(g.ok(), cpu.ok()) << "gpu: " << g.status() << " cpu: " << cpu.status();
+      if (!cpu.ok()) {
+        EXPECT_EQ(g.status().code(), cpu.status().code()) << g.status();
+      }
+      if (cpu.ok() && g.ok()) {
+        EXPECT_EQ(FirstDiff(*g, *cpu), -1);
       }
     }
   }
+}
+
+TEST_F(GpuCodecTest, NewCodecsRejectNonFiniteAndOverflowLikeCpu) {
+  for (const std::string& c : NewCodecs()) ExpectBadValuesLikeCpu(codec_, c);
 }
 
 // Re-seals `bad` after an edit so that only the kernels' checks can catch it.
@@ -838,20 +842,7 @@ TEST_F(GpuCodecTest, CentredCodecsZerosHugeAndTinyValues) {
 TEST_F(GpuCodecTest, CentredCodecsRejectNonFiniteAndOverflowLikeCpu) {
   const BlockLayout layout = Layout(1, 2, 128, 4, DType::kFloat32);
   for (const std::string& c : CentredCodecs()) {
-    for (float bad : {std::numeric_limits<float>::quiet_NaN(),
-                      std::numeric_limits<float>::infinity(), 3e38f, 7e4f}) {
-      for (size_t at : {size_t{0}, size_t{200}, size_t{1023}}) {
-        std::vector<uint8_t> raw = RandomBlock(layout, 11);
-        std::memcpy(raw.data() + 4 * at, &bad, 4);
-        const CodecPolicy policy = Policy(c);
-        absl::StatusOr<std::string> cpu = EncodeBlock(layout, policy, raw, 1);
-        absl::StatusOr<std::string> g = codec_->EncodeBlock(layout, policy, raw, 1);
-        SCOPED_TRACE(absl::StrCat(c, " value ", bad, " at ", at));
-        EXPECT_EQ(g.ok(), cpu.ok()) << "gpu: " << g.status() << " cpu: " << cpu.status();
-        if (!cpu.ok()) EXPECT_EQ(g.status().code(), cpu.status().code()) << g.status();
-        if (cpu.ok() && g.ok()) EXPECT_EQ(FirstDiff(*g, *cpu), -1);
-      }
-    }
+    ExpectBadValuesLikeCpu(codec_, c);
     // A channel whose mean overflows fp16 (every token 7e4 there): refused by both.
     std::vector<uint8_t> raw = RandomBlock(layout, 12);
     const float big = 7e4f;
