@@ -817,6 +817,12 @@ TEST_F(GpuCodecTest, CentredCodecsOddTokenCountsAndMixedPolicies) {
     const BlockLayout layout = Layout(5, 8, 128, 40, DType::kBFloat16);
     CrossCheck(codec_, layout, policy, OffsetBlock(layout, 88), 0x7c7c);
   }
+  // kv_heads · head_dim above kMaxGpuTurboCentredFastRow: the unsplit codecs take the
+  // turbo25/35 kernels with the identity permutation instead of the turbo2/3/4 ones.
+  for (const char* c : {"turbo_c2", "turbo_c3", "turbo_c4"}) {
+    const BlockLayout layout = Layout(1, 40, 256, 5, DType::kBFloat16);
+    CrossCheck(codec_, layout, c, OffsetBlock(layout, 40), 40);
+  }
   // kvpack's large blocks: 256 and 768 tokens at head_dim 128.
   for (uint32_t tokens : {256u, 768u}) {
     const BlockLayout layout = Layout(2, 2, 128, tokens, DType::kBFloat16);

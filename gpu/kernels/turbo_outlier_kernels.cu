@@ -669,12 +669,32 @@ bool TurboCentredSupported(uint32_t head_dim, uint32_t kv_heads, bool split) {
 
 cudaError_t LaunchTurboCentredEncode(const SegmentBatch& batch, const Codebook& high,
                                      const Codebook& low, cudaStream_t stream) {
+  if (high.bits == low.bits && TurboCentredFast(batch.head_dim, batch.kv_heads)) {
+    return LaunchTurboCentredPlain(batch, high, /*encode=*/true, stream);
+  }
   return LaunchCentred<true>(batch, high, low, stream);
 }
 
 cudaError_t LaunchTurboCentredDecode(const SegmentBatch& batch, const Codebook& high,
                                      const Codebook& low, cudaStream_t stream) {
+  if (high.bits == low.bits && TurboCentredFast(batch.head_dim, batch.kv_heads)) {
+    return LaunchTurboCentredPlain(batch, high, /*encode=*/false, stream);
+  }
   return LaunchCentred<false>(batch, high, low, stream);
+}
+
+cudaError_t LaunchTurboCentredMeans(const SegmentBatch& b, cudaStream_t stream) {
+  cudaError_t err = CheckBatch(b);
+  if (err != cudaSuccess || b.count == 0) return err;
+  if (!TurboCentredSupported(b.head_dim, b.kv_heads, /*split=*/false)) return cudaErrorInvalidValue;
+  const OutlierPlan plan = MakePlan(b.head_dim, b.kv_heads, 2, 2, /*centred=*/true);
+  return DispatchElem(b.elem, [&](auto tag) -> cudaError_t {
+    using T = decltype(tag);
+    const uint32_t hpb = std::max<uint32_t>(1, kThreads / b.head_dim);
+    const dim3 grid((b.kv_heads + hpb - 1) / hpb, b.count);
+    OutlierSelectKernel<T, true><<<grid, kThreads, 0, stream>>>(b, hpb, plan);
+    return cudaGetLastError();
+  });
 }
 
 bool TurboOutlierSupported(uint32_t head_dim, uint32_t kv_heads) {
