@@ -29,6 +29,16 @@ constexpr Preset kPresets[] = {
     {"turbo25", "k=turbo25,v=turbo25"},
     {"turbo35", "k=turbo35,v=turbo35"},
     {"k8v2", "k=int8,v=turbo2,boundary=2:int8"},
+    // Centred turbo (codec/turbo_centred.h), for blocks of 256 tokens and more (the fp16
+    // channel means cost 16/tokens bits per value; 16-token pages want turbo*). Values get at
+    // least the keys' bits: once keys are centred, value error dominates attention output
+    // error (bench/RESULTS.md, "Centred turbo").
+    {"tc4", "k=turbo_c4,v=turbo_c4"},
+    {"tc3v4", "k=turbo_c3,v=turbo_c4"},
+    {"tc3v35", "k=turbo_c3,v=turbo_c35"},
+    {"tc3", "k=turbo_c3,v=turbo_c3"},
+    {"tc2v3", "k=turbo_c2,v=turbo_c3"},
+    {"tc2v25", "k=turbo_c2,v=turbo_c25"},
 };
 
 const Preset* FindPreset(absl::string_view name) {

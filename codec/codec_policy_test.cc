@@ -123,7 +123,10 @@ TEST(CodecPolicyTest, PresetsParseExactlyWhenTheirCodecsAreRegistered) {
   const std::pair<const char*, const char*> kExpansions[] = {
       {"k8v4", "k=int8,v=turbo4"}, {"k8v3", "k=int8,v=turbo3"},
       {"turbo4", "k=turbo4,v=turbo4"}, {"turbo3", "k=turbo3,v=turbo3"},
-      {"turbo25", "k=turbo25,v=turbo25"}};
+      {"turbo25", "k=turbo25,v=turbo25"}, {"tc4", "k=turbo_c4,v=turbo_c4"},
+      {"tc3v4", "k=turbo_c3,v=turbo_c4"}, {"tc3v35", "k=turbo_c3,v=turbo_c35"},
+      {"tc3", "k=turbo_c3,v=turbo_c3"}, {"tc2v3", "k=turbo_c2,v=turbo_c3"},
+      {"tc2v25", "k=turbo_c2,v=turbo_c25"}};
   for (const auto& [name, expansion] : kExpansions) {
     bool available = true;
     for (absl::string_view item : absl::StrSplit(expansion, ',')) {

@@ -12,6 +12,7 @@
 #include "codec/int8.h"
 #include "codec/raw.h"
 #include "codec/turbo.h"
+#include "codec/turbo_centred.h"
 #include "codec/turbo_outlier.h"
 #include "codec/turbo_prod.h"
 
@@ -34,6 +35,11 @@ std::vector<const SegmentCodec*> MakeCodecs() {
       new TurboProdCodec(2),
       new TurboProdCodec(3),
       new TurboProdCodec(4),
+      new TurboCentredCodec(2, 2),
+      new TurboCentredCodec(3, 3),
+      new TurboCentredCodec(4, 4),
+      new TurboCentredCodec(3, 2),
+      new TurboCentredCodec(4, 3),
   };
 }
 

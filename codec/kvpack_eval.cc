@@ -36,6 +36,9 @@ ABSL_FLAG(uint32_t, head_dim, 128, "head_dim of generated data; must match a fil
 ABSL_FLAG(uint32_t, count, 512,
           "tokens per block (generated data: 8 layers x 2 KV heads x count tokens; files: the "
           "first count tokens, 0 = all)");
+ABSL_FLAG(uint32_t, first_token, 0,
+          "files: the first token taken from each window (with --count, a later stretch of the "
+          "text as its own block: attention sees only that stretch)");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the generated data and of the encoded blocks");
 ABSL_FLAG(std::string, codecs,
           "raw,int8,int4,fp8_e4m3,turbo2,turbo3,turbo4,turbo25,turbo35,turbo_prod2,turbo_prod3,"
@@ -75,6 +78,7 @@ int Run() {
   options.queries_path = absl::GetFlag(FLAGS_queries);
   options.head_dim = absl::GetFlag(FLAGS_head_dim);
   options.tokens = absl::GetFlag(FLAGS_count);
+  options.first_token = absl::GetFlag(FLAGS_first_token);
   options.seed = absl::GetFlag(FLAGS_seed);
   const std::string format = absl::GetFlag(FLAGS_format);
   if (format != "table" && format != "json") {

@@ -33,6 +33,11 @@ enum class CodecId : uint8_t {
   kTurboProd2 = 23,
   kTurboProd3 = 24,
   kTurboProd4 = 25,
+  kTurboC2 = 30,
+  kTurboC3 = 31,
+  kTurboC4 = 32,
+  kTurboC25 = 33,
+  kTurboC35 = 34,
 };
 
 // What a codec needs to know about the segment it encodes.

@@ -1,7 +1,8 @@
 // Encode and decode throughput of every CPU codec at head_dim 128, one core, reported as
 // bytes/second of bf16 input (the raw segment size). Segment: 256 tokens × 8 KV heads,
 // N(0,1) values. Args: {codec, is_key}; codec 0–9 = turbo2, turbo3, turbo4, turbo25, turbo35,
-// turbo_prod2/3/4, fp8_e4m3, int4 (int4 also as a K segment: per-channel groups).
+// turbo_prod2/3/4, fp8_e4m3, int4 (int4 also as a K segment: per-channel groups); 10–14 =
+// turbo_c2, turbo_c3, turbo_c4, turbo_c25, turbo_c35.
 //
 //   bazel run -c opt //codec:turbo_benchmark -- --benchmark_min_time=0.2 --benchmark_repetitions=5
 //
@@ -16,6 +17,7 @@
 #include "codec/fp8.h"
 #include "codec/int4.h"
 #include "codec/turbo.h"
+#include "codec/turbo_centred.h"
 #include "codec/turbo_outlier.h"
 #include "codec/turbo_prod.h"
 
@@ -54,6 +56,11 @@ std::unique_ptr<SegmentCodec> MakeCodec(int which) {
     case 6: return std::make_unique<TurboProdCodec>(3);
     case 7: return std::make_unique<TurboProdCodec>(4);
     case 8: return std::make_unique<Fp8E4M3Codec>();
+    case 10: return std::make_unique<TurboCentredCodec>(2, 2);
+    case 11: return std::make_unique<TurboCentredCodec>(3, 3);
+    case 12: return std::make_unique<TurboCentredCodec>(4, 4);
+    case 13: return std::make_unique<TurboCentredCodec>(3, 2);
+    case 14: return std::make_unique<TurboCentredCodec>(4, 3);
     default: return std::make_unique<Int4Codec>();
   }
 }
@@ -97,7 +104,7 @@ void BM_Decode(benchmark::State& state) {
 
 // Args: {codec, is_key}. int4 runs twice: keys group per channel, values per token.
 void Codecs(benchmark::internal::Benchmark* b) {
-  for (int c = 0; c <= 9; ++c) b->Args({c, 0});
+  for (int c = 0; c <= 14; ++c) b->Args({c, 0});
   b->Args({9, 1});
 }
 

@@ -20,8 +20,9 @@ TurboChunkPlan PlanFor(uint32_t d, int high_bits, int low_bits) {
   return plan;
 }
 
-// perm[k] = the channel stored at position k: outliers ascending, then the rest ascending.
-void PermutationFromMask(const uint8_t* mask, uint32_t d, uint32_t* perm) {
+}  // namespace
+
+void OutlierPermutation(const uint8_t* mask, uint32_t d, uint32_t* perm) {
   uint32_t k = 0;
   for (uint32_t c = 0; c < d; ++c)
     if ((mask[c / 8] >> (c % 8)) & 1) perm[k++] = c;
@@ -29,7 +30,39 @@ void PermutationFromMask(const uint8_t* mask, uint32_t d, uint32_t* perm) {
     if (!((mask[c / 8] >> (c % 8)) & 1)) perm[k++] = c;
 }
 
-}  // namespace
+uint32_t OutlierMaskCount(const uint8_t* mask, uint32_t d) {
+  uint32_t set = 0;
+  for (uint32_t b = 0; b < d / 8; ++b) set += __builtin_popcount(mask[b]);
+  return set;
+}
+
+void WriteOutlierMasks(const std::vector<double>& energy, uint32_t heads, uint32_t d,
+                       uint8_t* masks, std::vector<uint32_t>* perms) {
+  std::fill(masks, masks + size_t{heads} * d / 8, 0);
+  perms->resize(size_t{heads} * d);
+  for (uint32_t h = 0; h < heads; ++h) {
+    const std::vector<double> head_energy(energy.begin() + size_t{h} * d,
+                                          energy.begin() + size_t{h + 1} * d);
+    uint8_t* mask = masks + size_t{h} * (d / 8);
+    for (uint32_t c : TurboOutlierCodec::SelectOutliers(head_energy)) mask[c / 8] |= 1u << (c % 8);
+    OutlierPermutation(mask, d, &(*perms)[size_t{h} * d]);
+  }
+}
+
+absl::Status ReadOutlierMasks(absl::string_view codec, const uint8_t* masks, uint32_t heads,
+                              uint32_t d, std::vector<uint32_t>* perms) {
+  perms->resize(size_t{heads} * d);
+  for (uint32_t h = 0; h < heads; ++h) {
+    const uint8_t* mask = masks + size_t{h} * (d / 8);
+    const uint32_t set = OutlierMaskCount(mask, d);
+    if (set != d / 4) {
+      return absl::DataLossError(absl::StrCat(codec, ": outlier mask of head ", h, " has ", set,
+                                              " channels, expected ", d / 4));
+    }
+    OutlierPermutation(mask, d, &(*perms)[size_t{h} * d]);
+  }
+  return absl::OkStatus();
+}
 
 TurboOutlierCodec::TurboOutlierCodec(int high_bits, int low_bits)
     : high_bits_(high_bits), low_bits_(low_bits) {
@@ -95,14 +128,8 @@ absl::Status TurboOutlierCodec::Encode(const SegmentShape& shape, const SegmentC
   }
   StoreLE64(out.data(), context.seed);
   uint8_t* mask = out.data() + 8;
-  std::fill(mask, mask + size_t{heads} * d / 8, 0);
-  std::vector<uint32_t> perms(size_t{heads} * d);
-  for (uint32_t h = 0; h < heads; ++h) {
-    const std::vector<double> head_energy(energy.begin() + size_t{h} * d,
-                                          energy.begin() + size_t{h + 1} * d);
-    for (uint32_t c : SelectOutliers(head_energy)) mask[h * (d / 8) + c / 8] |= 1u << (c % 8);
-    PermutationFromMask(mask + h * (d / 8), d, &perms[size_t{h} * d]);
-  }
+  std::vector<uint32_t> perms;
+  WriteOutlierMasks(energy, heads, d, mask, &perms);
   uint8_t* g_out = mask + size_t{heads} * d / 8;
   uint8_t* packed = g_out + 2 * n * chunks;
   float scratch[2 * kMaxTurboChunk];
@@ -138,16 +165,9 @@ absl::Status TurboOutlierCodec::Decode(const SegmentShape& shape,
   SeedTurboChunks(LoadLE64(encoded.data()), &plan);
   const size_t chunks = plan.sizes.size();
   const uint8_t* mask = encoded.data() + 8;
-  std::vector<uint32_t> perms(size_t{heads} * d);
-  for (uint32_t h = 0; h < heads; ++h) {
-    uint32_t set = 0;
-    for (uint32_t b = 0; b < d / 8; ++b) set += __builtin_popcount(mask[h * (d / 8) + b]);
-    if (set != d / 4) {
-      return absl::DataLossError(absl::StrCat(name(), ": outlier mask of head ", h, " has ", set,
-                                              " channels, expected ", d / 4));
-    }
-    PermutationFromMask(mask + h * (d / 8), d, &perms[size_t{h} * d]);
-  }
+  std::vector<uint32_t> perms;
+  status = ReadOutlierMasks(name(), mask, heads, d, &perms);
+  if (!status.ok()) return status;
   const uint8_t* g_in = mask + size_t{heads} * d / 8;
   const uint8_t* packed = g_in + 2 * n * chunks;
   float x[kMaxHeadDim], permuted[kMaxHeadDim];

@@ -17,6 +17,23 @@
 
 namespace kvpack {
 
+// The permutation an outlier mask implies (FORMAT.md, turbo25/35): perm[k] = the channel
+// stored at position k, outliers ascending, then the rest ascending. `mask` has d/8 bytes.
+void OutlierPermutation(const uint8_t* mask, uint32_t d, uint32_t* perm);
+
+// Number of channels set in a mask of d/8 bytes.
+uint32_t OutlierMaskCount(const uint8_t* mask, uint32_t d);
+
+// Per head h of `heads`: the outliers of energy[h·d, (h+1)·d) (SelectOutliers) into the mask
+// at masks + h·d/8 (written whole) and the permutation into (*perms)[h·d, (h+1)·d).
+void WriteOutlierMasks(const std::vector<double>& energy, uint32_t heads, uint32_t d,
+                       uint8_t* masks, std::vector<uint32_t>* perms);
+
+// The permutations of `heads` recorded masks (d/8 bytes each, back to back) into *perms;
+// DataLoss naming `codec` when a mask does not hold exactly d/4 channels.
+absl::Status ReadOutlierMasks(absl::string_view codec, const uint8_t* masks, uint32_t heads,
+                              uint32_t d, std::vector<uint32_t>* perms);
+
 class TurboOutlierCodec final : public SegmentCodec {
  public:
   // Precondition: (high_bits, low_bits) is (3, 2) (turbo25) or (4, 3) (turbo35); aborts

@@ -137,7 +137,12 @@ absl::StatusOr<KvDataset> FromFile(const DatasetOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat(o.dataset, ": head_dim is ", D, ", --head_dim says ", o.head_dim));
   }
-  const uint64_t tokens = o.tokens == 0 || o.tokens > T ? T : o.tokens;
+  if (o.first_token >= T) {
+    return absl::InvalidArgumentError(absl::StrCat(o.dataset, ": --first_token ", o.first_token,
+                                                   " is past its ", T, " tokens"));
+  }
+  const uint64_t first = o.first_token;
+  const uint64_t tokens = o.tokens == 0 || o.tokens > T - first ? T - first : o.tokens;
   KvDataset ds;
   ds.layout.layers = static_cast<uint32_t>(L);
   ds.layout.kv_heads = static_cast<uint32_t>(H);
@@ -152,7 +157,7 @@ absl::StatusOr<KvDataset> FromFile(const DatasetOptions& o) {
     block.reserve(L * 2 * tokens * row);
     for (uint64_t l = 0; l < L; ++l)
       for (uint64_t kvi = 0; kvi < 2; ++kvi) {
-        const float* src = &kv->values[(((w * L + l) * 2 + kvi) * T) * row];
+        const float* src = &kv->values[((((w * L + l) * 2 + kvi) * T) + first) * row];
         block.insert(block.end(), src, src + tokens * row);
       }
     ds.values.push_back(std::move(block));
@@ -175,14 +180,14 @@ absl::StatusOr<KvDataset> FromFile(const DatasetOptions& o) {
     for (uint64_t w = 0; w < W; ++w) {
       std::vector<float> block;
       for (uint64_t l = 0; l < L; ++l) {
-        const float* src = &q->values[((w * L + l) * T) * qrow];
+        const float* src = &q->values[(((w * L + l) * T) + first) * qrow];
         block.insert(block.end(), src, src + tokens * qrow);
       }
       ds.queries.push_back(std::move(block));
     }
   }
   ds.description = absl::StrCat(o.dataset, ": ", W, " window(s), ", L, " layers, ", tokens, " of ",
-                                T, " tokens, ", H, " KV heads, head_dim ", D,
+                                T, " tokens from ", first, ", ", H, " KV heads, head_dim ", D,
                                 ds.query_heads ? absl::StrCat(", ", ds.query_heads, " query heads")
                                                : std::string(", no queries"));
   Finish(&ds);

@@ -24,6 +24,7 @@ struct DatasetOptions {
   std::string queries_path;  // optional queries file for a file dataset ("" = none)
   uint32_t head_dim = 128;   // generated data: the head_dim; files: must match
   uint32_t tokens = 512;     // tokens per block (files: the first `tokens`; 0 = all)
+  uint32_t first_token = 0;  // files: tokens [first_token, first_token + tokens) of each window
   uint64_t seed = 1;         // generated data
 };
 

@@ -1,6 +1,9 @@
 #include "codec/eval/evaluator.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <string>
 
 #include "codec/eval/dataset.h"
 #include "gtest/gtest.h"
@@ -55,6 +58,41 @@ TEST(EvaluatorTest, BadPolicyIsInvalidArgument) {
   const KvDataset ds = Small("gaussian");
   EXPECT_EQ(Evaluator(ds, 4).Evaluate("nope", 1).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// A [layers=1, 2, tokens=8, kv_heads=1, head_dim=16] fp32 .npy whose elements are
+// 100·kv + token + channel/100; --first_token picks a later stretch of the tokens.
+TEST(EvaluatorTest, FirstTokenTakesALaterStretch) {
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, 8, 1, 16), }";
+  header += std::string(128 - 10 - header.size() - 1, ' ') + "\n";
+  std::string bytes = std::string("\x93NUMPY\x01\x00", 8);
+  bytes += static_cast<char>(header.size());
+  bytes += '\0';
+  bytes += header;
+  for (int kv = 0; kv < 2; ++kv)
+    for (int t = 0; t < 8; ++t)
+      for (int c = 0; c < 16; ++c) {
+        const float v = 100.0f * kv + t + c / 100.0f;
+        bytes += std::string(reinterpret_cast<const char*>(&v), 4);
+      }
+  const char* dir = std::getenv("TEST_TMPDIR");
+  const std::string path = std::string(dir ? dir : "/tmp") + "/stretch.npy";
+  std::ofstream(path, std::ios::binary).write(bytes.data(), bytes.size());
+  DatasetOptions o;
+  o.dataset = path;
+  o.head_dim = 16;
+  o.tokens = 2;
+  o.first_token = 5;
+  absl::StatusOr<KvDataset> ds = LoadDataset(o);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_EQ(ds->layout.tokens, 2u);
+  EXPECT_NEAR(ds->values[0][0], 5.0f, 0.05f);            // K, token 5, channel 0
+  EXPECT_NEAR(ds->values[0][16 + 3], 6.03f, 0.05f);      // K, token 6, channel 3
+  EXPECT_NEAR(ds->values[0][2 * 16], 105.0f, 0.5f);      // V, token 5
+  o.tokens = 0;  // all the rest: tokens 5, 6, 7
+  EXPECT_EQ(LoadDataset(o)->layout.tokens, 3u);
+  o.first_token = 8;
+  EXPECT_EQ(LoadDataset(o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(EvaluatorTest, UnknownDatasetIsInvalidArgument) {

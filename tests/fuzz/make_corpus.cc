@@ -163,7 +163,8 @@ void WriteBlocks(CorpusWriter& corpus) {
   const BlockLayout three = Layout(3, 1, 32, 2, DType::kBFloat16);
   for (const absl::string_view policy :
        {"k=int8,v=turbo4", "k=int8,v=turbo2,boundary=1:int8",
-        "k=int4,v=turbo35,boundary=1:fp8_e4m3", "k=turbo_prod3,v=raw,boundary=1:turbo25"}) {
+        "k=int4,v=turbo35,boundary=1:fp8_e4m3", "k=turbo_prod3,v=raw,boundary=1:turbo25",
+        "k=turbo_c3,v=turbo_c35,boundary=1:turbo_c2"}) {
     corpus.Write(target, SeedName(policy, three), Encode(three, policy, seed++));
   }
   // A preset name and spaces as the recorded text: valid, though no encoder writes them.
