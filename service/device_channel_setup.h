@@ -1,6 +1,7 @@
 // Starting the device-channel service (kvpack.v1.KvDeviceService, service/DEVICE_CHANNELS.md)
-// from the server's wiring, in builds with and without CUDA: without it (or without a GPU in
-// use) the service still answers, with FAILED_PRECONDITION saying why.
+// from the server's wiring, in builds with and without CUDA. With CUDA but without a GPU in use
+// the service still answers, with FAILED_PRECONDITION saying why; a build without CUDA serves
+// no device channels (gRPC answers UNIMPLEMENTED).
 #ifndef KVPACK_SERVICE_DEVICE_CHANNEL_SETUP_H_
 #define KVPACK_SERVICE_DEVICE_CHANNEL_SETUP_H_
 
@@ -10,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/impl/service_type.h"  // grpc::Service, whole (unique_ptr deletes it)
 #include "service/device_channel_registry.h"
 #include "service/service_context.h"
 
