@@ -15,10 +15,6 @@ bash tools/setup.sh || exit 1
 bazel_flags=()
 [ -n "${CI:-}" ] && bazel_flags+=(--noshow_progress)
 bazel build "${bazel_flags[@]}" //... ; build_rc=$?
-# Reports of earlier runs are removed first, so that a test since deleted or retagged is not
-# counted from a stale test.xml (Bazel reruns a test whose report is gone).
-clear_test_xml() { [ -n "$1" ] && [ -d "$1" ] && find -L "$1" -name test.xml -delete 2>/dev/null; true; }
-clear_test_xml "$(bazel info bazel-testlogs 2>/dev/null)"
 bazel test "${bazel_flags[@]}" //... ; test_rc=$?
 
 passed=0; failed=0
@@ -56,7 +52,6 @@ if [ "${KVPACK_SKIP_SANITIZERS:-0}" != 1 ]; then
   # Target patterns name the top-level folders, so that //... cannot wander into the main
   # output base through the workspace's bazel-* links.
   patterns=$(find . -mindepth 1 -maxdepth 1 -type d ! -name '.*' ! -name 'bazel-*' -printf '//%P/...\n' | sort)
-  clear_test_xml "$("$sanitizer_bazel" info --config=clang-asan bazel-testlogs 2>/dev/null)"
   asan_start=$SECONDS
   # shellcheck disable=SC2086
   "$sanitizer_bazel" test "${bazel_flags[@]}" --config=clang-asan --build_tests_only \
