@@ -576,29 +576,33 @@ TEST_F(GpuCodecTest, NewCodecsZerosHugeAndTinyValues) {
   }
 }
 
-TEST_F(GpuCodecTest, NewCodecsRejectNonFiniteAndOverflowLikeCpu) {
+// Fp32 blocks with one NaN, ±Inf or huge value at a few places: the GPU accepts exactly what
+// the CPU accepts (then with the same bytes) and refuses the rest with the CPU's code.
+void ExpectBadValuesLikeCpu(GpuCodec* gpu, const std::string& c) {
   const BlockLayout layout = Layout(1, 2, 128, 4, DType::kFloat32);
-  for (const std::string& c : NewCodecs()) {
-    for (float bad : {std::numeric_limits<float>::quiet_NaN(),
-                      std::numeric_limits<float>::infinity(),
-                      -std::numeric_limits<float>::infinity(), 3e38f, 7e4f}) {
-      for (size_t at : {size_t{0}, size_t{200}, size_t{1023}}) {
-        std::vector<uint8_t> raw = RandomBlock(layout, 11);
-        std::memcpy(raw.data() + 4 * at, &bad, 4);
-        const CodecPolicy policy = Policy(c);
-        absl::StatusOr<std::string> cpu = EncodeBlock(layout, policy, raw, 1);
-        absl::StatusOr<std::string> g = codec_->EncodeBlock(layout, policy, raw, 1);
-        SCOPED_TRACE(absl::StrCat(c, " value ", bad, " at ", at));
-        EXPECT_EQ(g.ok(), cpu.ok()) << "gpu: " << g.status() << " cpu: " << cpu.status();
-        if (!cpu.ok()) {
-          EXPECT_EQ(g.status().code(), cpu.status().code()) << g.status();
-        }
-        if (cpu.ok() && g.ok()) {
-          EXPECT_EQ(FirstDiff(*g, *cpu), -1);
-        }
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(),
+                    std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity(), 3e38f, 7e4f}) {
+    for (size_t at : {size_t{0}, size_t{200}, size_t{1023}}) {
+      std::vector<uint8_t> raw = RandomBlock(layout, 11);
+      std::memcpy(raw.data() + 4 * at, &bad, 4);
+      const CodecPolicy policy = Policy(c);
+      absl::StatusOr<std::string> cpu = EncodeBlock(layout, policy, raw, 1);
+      absl::StatusOr<std::string> g = gpu->EncodeBlock(layout, policy, raw, 1);
+      SCOPED_TRACE(absl::StrCat(c, " value ", bad, " at ", at));
+      EXPECT_EQ(g.ok(), cpu.ok()) << "gpu: " << g.status() << " cpu: " << cpu.status();
+      if (!cpu.ok()) {
+        EXPECT_EQ(g.status().code(), cpu.status().code()) << g.status();
+      }
+      if (cpu.ok() && g.ok()) {
+        EXPECT_EQ(FirstDiff(*g, *cpu), -1);
       }
     }
   }
+}
+
+TEST_F(GpuCodecTest, NewCodecsRejectNonFiniteAndOverflowLikeCpu) {
+  for (const std::string& c : NewCodecs()) ExpectBadValuesLikeCpu(codec_, c);
 }
 
 // Re-seals `bad` after an edit so that only the kernels' checks can catch it.
@@ -741,6 +745,158 @@ TEST_F(GpuCodecTest, TurboProdRetiredIdsAreDataLoss) {
       codec_->DecodeBlock(Bytes(b), {reinterpret_cast<uint8_t*>(out.data()), out.size()});
   EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
   EXPECT_NE(st.message().find("older kvpack format"), std::string::npos) << st;
+}
+
+// ---- turbo_c2/c3/c4, turbo_c25/c35: centred turbo ------------------------------------------
+//
+// Byte for byte the CPU's too: the channel means are the same token-order double sums, the
+// centring one rounded float subtraction, the rest the turbo25/35 kernels' arithmetic.
+
+const std::vector<std::string>& CentredCodecs() {
+  static const std::vector<std::string>* const codecs = new std::vector<std::string>{
+      "turbo_c2", "turbo_c3", "turbo_c4", "turbo_c25", "turbo_c35"};
+  return *codecs;
+}
+
+bool CentredSplit(const std::string& codec) { return codec == "turbo_c25" || codec == "turbo_c35"; }
+
+// RandomBlock plus a per-(layer, K|V, head, channel) offset shared by every token, up to a few
+// times the tokens' spread (as real keys carry).
+std::vector<uint8_t> OffsetBlock(const BlockLayout& layout, uint64_t seed, float scale = 1.0f) {
+  std::vector<uint8_t> raw = RandomBlock(layout, seed, scale);
+  std::mt19937_64 rng(seed ^ 0x0ff5e7);
+  std::normal_distribution<float> normal(0.0f, 3.0f * scale);
+  const size_t e = DTypeSize(layout.dtype);
+  const uint32_t d = layout.head_dim, heads = layout.kv_heads;
+  for (uint32_t seg = 0; seg < 2 * layout.layers; ++seg) {
+    std::vector<float> offset(size_t{heads} * d);
+    for (float& o : offset) o = normal(rng);
+    for (uint32_t t = 0; t < layout.tokens; ++t)
+      for (uint32_t i = 0; i < heads * d; ++i) {
+        uint8_t* p = raw.data() + ((uint64_t{seg} * layout.tokens + t) * heads * d + i) * e;
+        float x;
+        if (layout.dtype == DType::kFloat32) {
+          std::memcpy(&x, p, 4);
+        } else {
+          uint16_t h;
+          std::memcpy(&h, p, 2);
+          x = layout.dtype == DType::kBFloat16 ? BFloat16ToFloat(h) : HalfToFloat(h);
+        }
+        StoreElem(layout.dtype, x + offset[i], p);
+      }
+  }
+  return raw;
+}
+
+TEST_F(GpuCodecTest, CentredCodecsEveryDtypeAndHeadDimMatchCpu) {
+  uint64_t seed = 3000;
+  for (const std::string& c : CentredCodecs()) {
+    const std::vector<uint32_t> dims = CentredSplit(c)
+                                           ? std::vector<uint32_t>{32, 64, 96, 128, 160, 192, 256}
+                                           : std::vector<uint32_t>{16, 48, 64, 80, 96, 128, 192, 256};
+    for (DType dtype : {DType::kBFloat16, DType::kFloat16, DType::kFloat32}) {
+      for (uint32_t d : dims) {
+        const BlockLayout layout = Layout(2, 3, d, 37, dtype);
+        ASSERT_TRUE(codec_->SupportsPolicy(layout, Policy(c)).ok()) << c << " d=" << d;
+        CrossCheck(codec_, layout, c, OffsetBlock(layout, seed), seed);
+        ++seed;
+      }
+    }
+  }
+}
+
+TEST_F(GpuCodecTest, CentredCodecsOddTokenCountsAndMixedPolicies) {
+  for (uint32_t tokens : {1u, 2u, 31u, 33u, 65u}) {
+    for (const std::string& c : CentredCodecs()) {
+      const BlockLayout layout = Layout(2, 3, 96, tokens, DType::kFloat16);
+      CrossCheck(codec_, layout, c, OffsetBlock(layout, tokens + 9), tokens + 9);
+    }
+  }
+  for (const std::string policy : {"tc3", "tc3v35", "tc2v25",
+                                   "k=turbo_c35,v=turbo3,boundary=1:int8", "k=turbo_c25,v=int4"}) {
+    const BlockLayout layout = Layout(5, 8, 128, 40, DType::kBFloat16);
+    CrossCheck(codec_, layout, policy, OffsetBlock(layout, 88), 0x7c7c);
+  }
+  // kv_heads · head_dim above kMaxGpuTurboCentredFastRow: the unsplit codecs take the
+  // turbo25/35 kernels with the identity permutation instead of the turbo2/3/4 ones.
+  for (const char* c : {"turbo_c2", "turbo_c3", "turbo_c4"}) {
+    const BlockLayout layout = Layout(1, 40, 256, 5, DType::kBFloat16);
+    CrossCheck(codec_, layout, c, OffsetBlock(layout, 40), 40);
+  }
+  // kvpack's large blocks: 256 and 768 tokens at head_dim 128.
+  for (uint32_t tokens : {256u, 768u}) {
+    const BlockLayout layout = Layout(2, 2, 128, tokens, DType::kBFloat16);
+    CrossCheck(codec_, layout, "k=turbo_c3,v=turbo_c35", OffsetBlock(layout, tokens), tokens);
+  }
+}
+
+TEST_F(GpuCodecTest, CentredCodecsZerosHugeAndTinyValues) {
+  for (const std::string& c : CentredCodecs()) {
+    const BlockLayout bf = Layout(1, 4, 128, 8, DType::kBFloat16);
+    CrossCheck(codec_, bf, c, std::vector<uint8_t>(bf.RawBytes(), 0), 1);
+    CrossCheck(codec_, bf, c, OffsetBlock(bf, 2, 1e-30f), 2);
+    CrossCheck(codec_, bf, c, OffsetBlock(bf, 3, 1e2f), 3);
+    const BlockLayout f32 = Layout(1, 4, 128, 8, DType::kFloat32);
+    CrossCheck(codec_, f32, c, OffsetBlock(f32, 4, 1e-38f), 4);
+    CrossCheck(codec_, f32, c, OffsetBlock(f32, 5, 1e-20f), 5);
+    const BlockLayout f16 = Layout(1, 4, 128, 8, DType::kFloat16);
+    CrossCheck(codec_, f16, c, OffsetBlock(f16, 6, 1e-6f), 6);
+    CrossCheck(codec_, f16, c, OffsetBlock(f16, 7, 10.0f), 7);
+  }
+}
+
+TEST_F(GpuCodecTest, CentredCodecsRejectNonFiniteAndOverflowLikeCpu) {
+  const BlockLayout layout = Layout(1, 2, 128, 4, DType::kFloat32);
+  for (const std::string& c : CentredCodecs()) {
+    ExpectBadValuesLikeCpu(codec_, c);
+    // A channel whose mean overflows fp16 (every token 7e4 there): refused by both.
+    std::vector<uint8_t> raw = RandomBlock(layout, 12);
+    const float big = 7e4f;
+    for (uint32_t t = 0; t < 4; ++t) std::memcpy(raw.data() + 4 * (t * 2 * 128 + 9), &big, 4);
+    EXPECT_EQ(EncodeBlock(layout, Policy(c), raw, 1).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(codec_->EncodeBlock(layout, Policy(c), raw, 1).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+}
+
+TEST_F(GpuCodecTest, CentredCodecsCorruptBytesAreDataLoss) {
+  const BlockLayout layout = Layout(2, 2, 128, 8, DType::kBFloat16);
+  const std::vector<uint8_t> raw = OffsetBlock(layout, 21);
+  std::string out(layout.RawBytes(), '\0');
+  absl::Span<uint8_t> out_span(reinterpret_cast<uint8_t*>(out.data()), out.size());
+  for (const std::string& c : CentredCodecs()) {
+    SCOPED_TRACE(c);
+    absl::StatusOr<std::string> enc = codec_->EncodeBlock(layout, Policy(c), raw, 1);
+    ASSERT_TRUE(enc.ok()) << enc.status();
+    absl::StatusOr<BlockHeader> info = ParseBlock(Bytes(*enc));
+    ASSERT_TRUE(info.ok());
+    const uint64_t seg = info->segments[1].offset;  // layer 0, V
+    const uint64_t means = 2 * 2 * 128, mask = CentredSplit(c) ? 2 * 128 / 8 : 0;
+    auto put16 = [&](uint64_t at, uint16_t v) {
+      std::string b = *enc;
+      b[at] = static_cast<char>(v & 0xff);
+      b[at + 1] = static_cast<char>(v >> 8);
+      return b;
+    };
+    std::vector<std::pair<std::string, std::string>> edits = {
+        {"Inf mean", put16(seg + 8 + 2 * 200, 0x7c00)},
+        {"NaN mean", put16(seg + 8 + 2 * 3, 0xfe01)},
+        {"negative scale", put16(seg + 8 + means + mask + 2 * 3, 0xbc00)},
+        {"Inf scale", put16(seg + 8 + means + mask, 0x7c00)},
+    };
+    if (CentredSplit(c)) {
+      std::string b = *enc;
+      b[seg + 8 + means] ^= 0x01;  // head 0's mask loses or gains a channel
+      edits.push_back({"mask bit count", b});
+    }
+    for (auto& [what, b] : edits) {
+      SCOPED_TRACE(what);
+      Reseal(&b);
+      EXPECT_EQ(DecodeBlock(Bytes(b)).status().code(), absl::StatusCode::kDataLoss);
+      EXPECT_EQ(codec_->DecodeBlock(Bytes(b), out_span).code(), absl::StatusCode::kDataLoss);
+    }
+  }
 }
 
 }  // namespace

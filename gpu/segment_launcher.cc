@@ -1,6 +1,7 @@
 #include "gpu/segment_launcher.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "codec/block_layout.h"
@@ -56,6 +57,24 @@ int TurboProdBits(CodecId codec) {
   }
 }
 
+// (high, low) bits of the centred codecs (turbo_c*), {0, 0} for the others.
+std::pair<int, int> CentredBits(CodecId codec) {
+  switch (codec) {
+    case CodecId::kTurboC2:
+      return {2, 2};
+    case CodecId::kTurboC3:
+      return {3, 3};
+    case CodecId::kTurboC4:
+      return {4, 4};
+    case CodecId::kTurboC25:
+      return {3, 2};
+    case CodecId::kTurboC35:
+      return {4, 3};
+    default:
+      return {0, 0};
+  }
+}
+
 // The exact float matrix the CPU turbo_prod codec multiplies by (codec/qjl.h): built at most
 // once per process, shared with the CPU codec, and never freed.
 const float* QjlMatrixFromCpu(uint32_t chunk_pos, uint32_t size) {
@@ -101,6 +120,20 @@ absl::Status GpuSupports(CodecId codec, const SegmentShape& shape) {
             shape.head_dim, " with ", shape.kv_heads, " kv_heads"));
       }
       return absl::OkStatus();
+    case CodecId::kTurboC2:
+    case CodecId::kTurboC3:
+    case CodecId::kTurboC4:
+    case CodecId::kTurboC25:
+    case CodecId::kTurboC35: {
+      const bool split = CentredBits(codec).first != CentredBits(codec).second;
+      if (!TurboCentredSupported(shape.head_dim, shape.kv_heads, split)) {
+        return absl::UnimplementedError(absl::StrCat(
+            "GPU turbo_c codecs need head_dim a multiple of ", split ? 32 : 16, " up to ",
+            kMaxGpuTurboOutlierHeadDim, " and kv_heads * head_dim <= ", kMaxGpuTurboOutlierRow,
+            ", got head_dim ", shape.head_dim, " with ", shape.kv_heads, " kv_heads"));
+      }
+      return absl::OkStatus();
+    }
     case CodecId::kTurboProd2:
     case CodecId::kTurboProd3:
     case CodecId::kTurboProd4:
@@ -158,6 +191,10 @@ absl::Status LaunchSegments(bool encode, CodecId codec, const SegmentShape& shap
       err = encode ? LaunchTurboOutlierEncode(b, CodebookFor(high), CodebookFor(high - 1), stream)
                    : LaunchTurboOutlierDecode(b, CodebookFor(high), CodebookFor(high - 1), stream);
       what = encode ? "turbo25/35 encode launch" : "turbo25/35 decode launch";
+    } else if (const auto [high, low] = CentredBits(codec); high != 0) {
+      err = encode ? LaunchTurboCentredEncode(b, CodebookFor(high), CodebookFor(low), stream)
+                   : LaunchTurboCentredDecode(b, CodebookFor(high), CodebookFor(low), stream);
+      what = encode ? "turbo_c encode launch" : "turbo_c decode launch";
     } else if (const int prod_bits = TurboProdBits(codec); prod_bits != 0) {
       const Codebook& mse = CodebookFor(prod_bits - 1);
       err = encode ? LaunchTurboProdEncode(b, mse, kTurboProdShrinkage, QjlMatrixFromCpu, stream)

@@ -104,6 +104,29 @@ cudaError_t LaunchTurboOutlierEncode(const SegmentBatch& batch, const Codebook& 
 cudaError_t LaunchTurboOutlierDecode(const SegmentBatch& batch, const Codebook& high,
                                      const Codebook& low, cudaStream_t stream);
 
+// turbo_c2/c3/c4 (ids 30–32: high == low, 2–4 bits) and turbo_c25/c35 (ids 33–34: high 3
+// or 4, low one less): the turbo path on x minus the segment's fp16 per-head channel means,
+// the split ones with turbo25/35's outlier split on the centred energies. The same kernels
+// as turbo25/35: head_dim a multiple of 16 (32 when split) up to kMaxGpuTurboOutlierHeadDim
+// and kv_heads · head_dim <= kMaxGpuTurboOutlierRow (TurboCentredSupported). Encode is two
+// launches (means and masks, then the vectors). Decode flags kErrCorrupt for a non-finite
+// mean, a bad mask or a bad scale.
+bool TurboCentredSupported(uint32_t head_dim, uint32_t kv_heads, bool split);
+cudaError_t LaunchTurboCentredEncode(const SegmentBatch& batch, const Codebook& high,
+                                     const Codebook& low, cudaStream_t stream);
+cudaError_t LaunchTurboCentredDecode(const SegmentBatch& batch, const Codebook& high,
+                                     const Codebook& low, cudaStream_t stream);
+
+// The pieces LaunchTurboCentred* use for the unsplit codecs when TurboCentredFast: the means
+// launch (one thread per channel: seed and fp16 means, kErrNonFinite / kErrScaleOverflow) and
+// the turbo2/3/4 kernels with the means (at most kMaxGpuTurboCentredFastRow floats of them in
+// shared memory). Other shapes take the turbo25/35 kernels with the identity permutation.
+inline constexpr uint32_t kMaxGpuTurboCentredFastRow = 8192;
+bool TurboCentredFast(uint32_t head_dim, uint32_t kv_heads);
+cudaError_t LaunchTurboCentredMeans(const SegmentBatch& batch, cudaStream_t stream);
+cudaError_t LaunchTurboCentredPlain(const SegmentBatch& batch, const Codebook& codebook,
+                                    bool encode, cudaStream_t stream);
+
 // turbo_prod2/3/4 (codec ids 23–25): `mse` is the (b−1)-bit codebook. Needs head_dim a
 // multiple of 16 up to kMaxGpuTurboProdHeadDim (TurboProdSupported). The QJL matrices come
 // from the host: `source` returns codec/qjl.h's QjlProjection(chunk_pos, size).rows (size²

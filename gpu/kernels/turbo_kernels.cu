@@ -9,6 +9,12 @@
 //
 // A block owns a tile of whole vectors and stages the tile's scales and packed indices in
 // shared memory, then writes them with aligned 16-byte stores.
+//
+// The same kernels serve turbo_c2/c3/c4 (ids 30–32, kCentred): the segment's fp16 channel
+// means (written by LaunchTurboCentredMeans, or recorded in the bytes being decoded) are
+// held as floats in shared memory; encode subtracts S1·m̂ from the S1-signed input and decode
+// adds S1·m̂ before the S1-signed store, which is x − m̂ and ŷ + m̂ with FORMAT.md's single
+// rounding each (round to nearest commutes with the sign).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -50,10 +56,16 @@ struct TurboPlan {
   uint32_t packed_offset[kMaxChunks] = {};
   float sqrt_d[kMaxChunks] = {};
   float inv_sqrt_d[kMaxChunks] = {};
+  uint32_t scale_offset = 8;      // bytes before the scales: seed (and the means, centred)
+  uint32_t means_bytes = 0;       // shared memory for the means (centred)
 };
 
-TurboPlan MakePlan(uint32_t d, int bits) {
+TurboPlan MakePlan(uint32_t d, int bits, uint32_t kv_heads = 0, bool centred = false) {
   TurboPlan p;
+  if (centred) {
+    p.scale_offset = 8 + 2 * kv_heads * d;
+    p.means_bytes = Align16(4 * kv_heads * d);
+  }
   uint32_t offset = 0, packed = 0;
   for (int bit = 31; bit >= 0; --bit) {
     const uint32_t size = 1u << bit;
@@ -74,7 +86,7 @@ TurboPlan MakePlan(uint32_t d, int bits) {
   p.vectors_per_warp = 32 / p.lanes_per_vector;
   p.tile_vectors = kPassesPerTile * (kTurboThreads / 32) * p.vectors_per_warp;
   p.smem_bytes = kHeaderBytes + StageBytes(p.tile_vectors * p.chunks * 2) +
-                 StageBytes(p.tile_vectors * p.packed_bytes);
+                 StageBytes(p.tile_vectors * p.packed_bytes) + p.means_bytes;
   return p;
 }
 
@@ -84,6 +96,7 @@ struct TurboSmem {
   double* csq;      // γ_i² (exact in double)
   uint8_t* g;       // staged scales
   uint8_t* idx;     // staged packed indices
+  float* means;     // centred codecs: m̂ [head][d]
 };
 
 __device__ __forceinline__ TurboSmem CarveSmem(uint8_t* smem, const TurboPlan& p) {
@@ -92,7 +105,33 @@ __device__ __forceinline__ TurboSmem CarveSmem(uint8_t* smem, const TurboPlan& p
   s.csq = reinterpret_cast<double*>(smem + kSignBytes);
   s.g = smem + kHeaderBytes;
   s.idx = s.g + StageBytes(p.tile_vectors * p.chunks * 2);
+  s.means = reinterpret_cast<float*>(s.idx + StageBytes(p.tile_vectors * p.packed_bytes));
   return s;
+}
+
+// Centred codecs: the segment's fp16 means (at byte 8, any alignment) as floats in shared
+// memory; true when one is Inf or NaN (no encoder writes one). The caller synchronizes.
+__device__ __forceinline__ bool FillMeans(const TurboSmem& s, const uint8_t* seg, uint32_t count) {
+  bool bad = false;
+  for (uint32_t i = threadIdx.x; i < count; i += blockDim.x) {
+    const uint16_t h = static_cast<uint16_t>(uint32_t{__ldg(seg + 8 + 2 * i)} |
+                                             (uint32_t{__ldg(seg + 9 + 2 * i)} << 8));
+    bad = bad || (h & 0x7c00u) == 0x7c00u;
+    s.means[i] = __half2float(__ushort_as_half(h));
+  }
+  return bad;
+}
+
+// x_i ∘ S1·m̂_i for the lane's 16 elements (m = the lane's first mean): subtract on encode,
+// add on decode.
+template <bool kAdd>
+__device__ __forceinline__ void ApplySignedMeans(float (&x)[kLaneElems], const float* m,
+                                                 uint32_t s1) {
+#pragma unroll
+  for (int i = 0; i < kLaneElems; ++i) {
+    const float sm = __uint_as_float(__float_as_uint(m[i]) ^ (((s1 >> i) & 1u) << 31));
+    x[i] = kAdd ? __fadd_rn(x[i], sm) : __fsub_rn(x[i], sm);
+  }
 }
 
 // Fills γ² and the rotation signs of every chunk (FORMAT.md: splitmix64 seeded with
@@ -188,7 +227,7 @@ __device__ __forceinline__ void LanePairMasks(const LaneTables& t,
   pm[4] = b.x; pm[5] = b.y; pm[6] = b.z; pm[7] = b.w;
 }
 
-template <typename T, int BITS, int CL>
+template <typename T, int BITS, int CL, bool kCentred>
 __global__ void __launch_bounds__(kTurboThreads, 8)
     TurboEncodeKernel(SegmentBatch b, TurboPlan p, const __grid_constant__ Codebook cb) {
   using Packed = turbo::LanePacked<BITS>;
@@ -199,6 +238,7 @@ __global__ void __launch_bounds__(kTurboThreads, 8)
   const uint32_t n = b.tokens * b.kv_heads;
   const uint32_t tiles = (n + p.tile_vectors - 1) / p.tile_vectors;
   FillTables(s, p, cb, io.seed);
+  if (kCentred) FillMeans(s, io.encoded, b.kv_heads * d);  // overflow: flagged by the means launch
   if (blockIdx.x == 0 && threadIdx.x < 8) {
     io.encoded[threadIdx.x] = static_cast<uint8_t>(io.seed >> (8 * threadIdx.x));
   }
@@ -220,8 +260,9 @@ __global__ void __launch_bounds__(kTurboThreads, 8)
   for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
   const uint32_t v0 = tile * p.tile_vectors;
   const uint32_t tv = min(p.tile_vectors, n - v0);
-  uint8_t* const g_g = io.encoded + 8 + 2 * uint64_t{v0} * p.chunks;
-  uint8_t* const g_idx = io.encoded + 8 + 2 * uint64_t{n} * p.chunks + uint64_t{v0} * p.packed_bytes;
+  uint8_t* const g_g = io.encoded + p.scale_offset + 2 * uint64_t{v0} * p.chunks;
+  uint8_t* const g_idx =
+      io.encoded + p.scale_offset + 2 * uint64_t{n} * p.chunks + uint64_t{v0} * p.packed_bytes;
 
   const uint32_t lane_elem = p.start[geo.chunk] + geo.cl.lc * kLaneElems;
   for (uint32_t pass = 0; pass * warps * p.vectors_per_warp < tv; ++pass) {
@@ -236,6 +277,9 @@ __global__ void __launch_bounds__(kTurboThreads, 8)
         if constexpr (sizeof(T) == 2) turbo::LoadMasked<T>(src, pm, x);
       } else {
         turbo::LoadSigned<T>(src, b.raw_aligned, geo.s1, x);
+      }
+      if constexpr (kCentred) {
+        ApplySignedMeans<false>(x, s.means + ((v0 + vl) % b.kv_heads) * d + lane_elem, geo.s1);
       }
     } else {
 #pragma unroll
@@ -285,7 +329,7 @@ __global__ void __launch_bounds__(kTurboThreads, 8)
   if (errors != 0) FlagError(b.error_flags, errors);
 }
 
-template <typename T, int BITS, int CL>
+template <typename T, int BITS, int CL, bool kCentred>
 __global__ void __launch_bounds__(kTurboThreads, 8)
     TurboDecodeKernel(SegmentBatch b, TurboPlan p, const __grid_constant__ Codebook cb) {
   using Packed = turbo::LanePacked<BITS>;
@@ -300,12 +344,15 @@ __global__ void __launch_bounds__(kTurboThreads, 8)
 #pragma unroll
   for (int k = 0; k < 8; ++k) seed |= uint64_t{__ldg(io.encoded + k)} << (8 * k);
   FillTables(s, p, cb, seed);
+  const bool bad_mean = kCentred && FillMeans(s, io.encoded, b.kv_heads * d);
   // The first tile's encoded bytes are staged under the set-up barriers.
   auto fill = [&](uint32_t tile) {
     const uint32_t v0 = tile * p.tile_vectors;
     const uint32_t tv = min(p.tile_vectors, n - v0);
-    FillStage(s.g, io.encoded + 8 + 2 * uint64_t{v0} * p.chunks, tv * p.chunks * 2);
-    FillStage(s.idx, io.encoded + 8 + 2 * uint64_t{n} * p.chunks + uint64_t{v0} * p.packed_bytes,
+    FillStage(s.g, io.encoded + p.scale_offset + 2 * uint64_t{v0} * p.chunks, tv * p.chunks * 2);
+    FillStage(s.idx,
+              io.encoded + p.scale_offset + 2 * uint64_t{n} * p.chunks +
+                  uint64_t{v0} * p.packed_bytes,
               tv * p.packed_bytes);
   };
   if (blockIdx.x < tiles) fill(blockIdx.x);
@@ -321,14 +368,15 @@ __global__ void __launch_bounds__(kTurboThreads, 8)
   __shared__ LaneTables lt;
   FillLaneTables<BITS>(lt, geo, scale, cb);
   __syncthreads();
-  uint32_t errors = 0;
+  uint32_t errors = bad_mean ? kErrCorrupt : 0u;
+  const uint32_t lane_elem = p.start[geo.chunk] + geo.cl.lc * kLaneElems;
 
   for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
   const uint32_t v0 = tile * p.tile_vectors;
   const uint32_t tv = min(p.tile_vectors, n - v0);
-  const uint8_t* const g_g = io.encoded + 8 + 2 * uint64_t{v0} * p.chunks;
+  const uint8_t* const g_g = io.encoded + p.scale_offset + 2 * uint64_t{v0} * p.chunks;
   const uint8_t* const g_idx =
-      io.encoded + 8 + 2 * uint64_t{n} * p.chunks + uint64_t{v0} * p.packed_bytes;
+      io.encoded + p.scale_offset + 2 * uint64_t{n} * p.chunks + uint64_t{v0} * p.packed_bytes;
   const uint32_t shift_g = StageShift(g_g), shift_i = StageShift(g_idx);
   if (tile != blockIdx.x) {
     fill(tile);
@@ -362,8 +410,10 @@ __global__ void __launch_bounds__(kTurboThreads, 8)
     turbo::Butterfly<CL>(x, geo.cl, p.max_chunk_lanes);
     if (!valid) continue;
     turbo::Unscale(x, scale);
-    T* dst = VectorPtr<T>(io, v0 + vl, b.kv_heads, d) +
-             (p.start[geo.chunk] + geo.cl.lc * kLaneElems);
+    if constexpr (kCentred) {
+      ApplySignedMeans<true>(x, s.means + ((v0 + vl) % b.kv_heads) * d + lane_elem, geo.s1);
+    }
+    T* dst = VectorPtr<T>(io, v0 + vl, b.kv_heads, d) + lane_elem;
     if (sizeof(T) == 2 && b.raw_aligned) {
       uint32_t pm[kLaneElems / 2];
       LanePairMasks(lt, pm);
@@ -377,7 +427,7 @@ __global__ void __launch_bounds__(kTurboThreads, 8)
   if (errors != 0) FlagError(b.error_flags, errors);
 }
 
-template <bool kEncode, typename T, int BITS>
+template <bool kEncode, typename T, int BITS, bool kCentred>
 cudaError_t LaunchTurboTyped(const SegmentBatch& b, const TurboPlan& plan, const Codebook& cb,
                              uint64_t tiles, cudaStream_t stream) {
   auto run = [&](auto kernel) -> cudaError_t {
@@ -392,41 +442,60 @@ cudaError_t LaunchTurboTyped(const SegmentBatch& b, const TurboPlan& plan, const
   const bool single = plan.chunks == 1;
   switch (single ? plan.max_chunk_lanes : 0u) {
     case 4:
-      return run(kEncode ? TurboEncodeKernel<T, BITS, 4> : TurboDecodeKernel<T, BITS, 4>);
+      return run(kEncode ? TurboEncodeKernel<T, BITS, 4, kCentred>
+                         : TurboDecodeKernel<T, BITS, 4, kCentred>);
     case 8:
-      return run(kEncode ? TurboEncodeKernel<T, BITS, 8> : TurboDecodeKernel<T, BITS, 8>);
+      return run(kEncode ? TurboEncodeKernel<T, BITS, 8, kCentred>
+                         : TurboDecodeKernel<T, BITS, 8, kCentred>);
     case 16:
-      return run(kEncode ? TurboEncodeKernel<T, BITS, 16> : TurboDecodeKernel<T, BITS, 16>);
+      return run(kEncode ? TurboEncodeKernel<T, BITS, 16, kCentred>
+                         : TurboDecodeKernel<T, BITS, 16, kCentred>);
     default:
-      return run(kEncode ? TurboEncodeKernel<T, BITS, 0> : TurboDecodeKernel<T, BITS, 0>);
+      return run(kEncode ? TurboEncodeKernel<T, BITS, 0, kCentred>
+                         : TurboDecodeKernel<T, BITS, 0, kCentred>);
   }
 }
 
-template <bool kEncode>
+template <bool kEncode, bool kCentred = false>
 cudaError_t LaunchTurbo(const SegmentBatch& b, const Codebook& cb, cudaStream_t stream) {
   cudaError_t err = CheckBatch(b);
   if (err != cudaSuccess || b.count == 0) return err;
   if (!TurboSupported(b.head_dim) || cb.bits < 1 || cb.bits > 4 || !turbo::MirrorBoundaries(cb)) {
     return cudaErrorInvalidValue;
   }
-  const TurboPlan plan = MakePlan(b.head_dim, cb.bits);
+  if (kCentred && !TurboCentredFast(b.head_dim, b.kv_heads)) return cudaErrorInvalidValue;
+  const TurboPlan plan = MakePlan(b.head_dim, cb.bits, b.kv_heads, kCentred);
   const uint64_t tiles = (Vectors(b) + plan.tile_vectors - 1) / plan.tile_vectors;
   return DispatchElem(b.elem, [&](auto tag) -> cudaError_t {
     using T = decltype(tag);
     switch (cb.bits) {
       case 1:
-        return LaunchTurboTyped<kEncode, T, 1>(b, plan, cb, tiles, stream);
+        return LaunchTurboTyped<kEncode, T, 1, kCentred>(b, plan, cb, tiles, stream);
       case 2:
-        return LaunchTurboTyped<kEncode, T, 2>(b, plan, cb, tiles, stream);
+        return LaunchTurboTyped<kEncode, T, 2, kCentred>(b, plan, cb, tiles, stream);
       case 3:
-        return LaunchTurboTyped<kEncode, T, 3>(b, plan, cb, tiles, stream);
+        return LaunchTurboTyped<kEncode, T, 3, kCentred>(b, plan, cb, tiles, stream);
       default:
-        return LaunchTurboTyped<kEncode, T, 4>(b, plan, cb, tiles, stream);
+        return LaunchTurboTyped<kEncode, T, 4, kCentred>(b, plan, cb, tiles, stream);
     }
   });
 }
 
 }  // namespace
+
+bool TurboCentredFast(uint32_t head_dim, uint32_t kv_heads) {
+  return TurboSupported(head_dim) && uint64_t{kv_heads} * head_dim <= kMaxGpuTurboCentredFastRow;
+}
+
+cudaError_t LaunchTurboCentredPlain(const SegmentBatch& batch, const Codebook& codebook,
+                                    bool encode, cudaStream_t stream) {
+  if (encode) {
+    const cudaError_t err = LaunchTurboCentredMeans(batch, stream);
+    if (err != cudaSuccess) return err;
+    return LaunchTurbo<true, true>(batch, codebook, stream);
+  }
+  return LaunchTurbo<false, true>(batch, codebook, stream);
+}
 
 bool TurboSupported(uint32_t head_dim) {
   return head_dim > 0 && head_dim % kLaneElems == 0 && head_dim <= kMaxGpuTurboHeadDim;

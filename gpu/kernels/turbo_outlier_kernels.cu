@@ -1,5 +1,12 @@
 // turbo25 / turbo35 (codec/FORMAT.md, ids 13–14) on the GPU: the outlier-channel split of
-// TurboQuant-MSE.
+// TurboQuant-MSE; and the centred codecs turbo_c2/c3/c4, turbo_c25/c35 (ids 30–34), which are
+// the same chunk path on x − m̂ (m̂ the segment's fp16 per-head channel means), the unsplit
+// ones with the identity permutation.
+//
+// Centred codecs: the first launch (one thread per channel) sums x over the tokens in token
+// order in double, exactly as codec/turbo_centred.cc, writes the fp16 means and (split
+// codecs) ranks the channels by Σ (x − m̂)²; the vector kernels subtract (encode) or add
+// (decode) m̂, read from the segment's bytes, with one rounded float operation.
 //
 // Encode takes two launches. OutlierSelectKernel: a block owns whole heads of one segment, a
 // thread one channel; it sums x² over the segment's tokens in token order (double, exactly
@@ -34,7 +41,7 @@ namespace {
 
 constexpr int kLane = 8;            // elements per lane
 constexpr int kMaxChunks = 8;       // d <= 256: at most 3 + 3 chunks
-constexpr int kSignWords = 2;       // chunks of at most 128 elements
+constexpr int kSignWords = 4;       // chunks of at most 256 elements
 constexpr uint32_t kPasses = 4;     // vector passes of the block per tile
 constexpr uint32_t kSignBytes = kMaxChunks * 2 * kSignWords * 8;
 constexpr uint32_t kTableBytes = 2 * 16 * 8 + 4 * 16 * 4;  // γ² ×2, γ ×2, β ×2
@@ -48,7 +55,11 @@ struct OutlierPlan {
   uint32_t max_chunk_lanes = 0;
   uint32_t tile_vectors = 0;
   uint32_t smem_bytes = 0;
-  uint32_t mask_bytes = 0;         // kv_heads · d / 8, padded to 16
+  uint32_t mask_bytes = 0;         // kv_heads · d / 8, padded to 16 (0 when not split)
+  bool split = true;               // outlier split (a mask and a permutation)
+  bool centred = false;            // fp16 channel means precede the mask
+  uint32_t mask_offset = 8;        // byte offsets in the segment (FORMAT.md)
+  uint32_t scale_offset = 0;
   uint32_t start[kMaxChunks] = {};
   uint32_t size[kMaxChunks] = {};
   uint32_t packed_offset[kMaxChunks] = {};
@@ -73,17 +84,26 @@ void AppendChunks(uint32_t n, int bits, OutlierPlan* p, uint32_t* offset, uint32
   }
 }
 
-OutlierPlan MakePlan(uint32_t d, uint32_t kv_heads, int hi, int lo) {
+OutlierPlan MakePlan(uint32_t d, uint32_t kv_heads, int hi, int lo, bool centred) {
   OutlierPlan p;
+  p.split = hi != lo;
+  p.centred = centred;
   uint32_t offset = 0, packed = 0;
-  AppendChunks(d / 4, hi, &p, &offset, &packed);
-  p.hi_chunks = p.chunks;
-  AppendChunks(d - d / 4, lo, &p, &offset, &packed);
+  if (p.split) {
+    AppendChunks(d / 4, hi, &p, &offset, &packed);
+    p.hi_chunks = p.chunks;
+    AppendChunks(d - d / 4, lo, &p, &offset, &packed);
+  } else {
+    AppendChunks(d, hi, &p, &offset, &packed);
+    p.hi_chunks = p.chunks;
+  }
+  p.mask_offset = 8 + (centred ? 2 * kv_heads * d : 0);
+  p.scale_offset = p.mask_offset + (p.split ? kv_heads * d / 8 : 0);
   p.packed_bytes = packed;
   p.lanes_per_vector = d / kLane;
   p.vectors_per_warp = 32 / p.lanes_per_vector;
   p.tile_vectors = kPasses * (kThreads / 32) * p.vectors_per_warp;
-  p.mask_bytes = Align16(kv_heads * d / 8);
+  p.mask_bytes = p.split ? Align16(kv_heads * d / 8) : 0;
   p.smem_bytes = kSignBytes + kTableBytes + p.mask_bytes + Align16(kv_heads * d) +
                  StageBytes(p.tile_vectors * p.chunks * 2) +
                  StageBytes(p.tile_vectors * p.packed_bytes);
@@ -171,6 +191,29 @@ __device__ __forceinline__ bool BuildPerm(const OutlierSmem& s, uint32_t kv_head
     if (pos < d) s.perm[h * d + pos] = static_cast<uint8_t>(c);
   }
   return __syncthreads_and(ok) != 0;
+}
+
+// The permutation of the segment: from the masks (split codecs; false when a mask is bad, as
+// BuildPerm), else the identity.
+__device__ __forceinline__ bool SegmentPerm(const OutlierSmem& s, const OutlierPlan& p,
+                                            uint32_t kv_heads, uint32_t d) {
+  if (p.split) return BuildPerm(s, kv_heads, d);
+  for (uint32_t idx = threadIdx.x; idx < kv_heads * d; idx += blockDim.x) {
+    s.perm[idx] = static_cast<uint8_t>(idx % d);
+  }
+  __syncthreads();
+  return true;
+}
+
+// m̂ of head h, channel c of a centred segment (0 for the others); *bad set when the fp16 is
+// Inf or NaN (no encoder writes one).
+__device__ __forceinline__ float MeanAt(const uint8_t* seg, const OutlierPlan& p, uint32_t d,
+                                        uint32_t h, uint32_t c, bool* bad) {
+  if (!p.centred) return 0.0f;
+  // Segments start at any byte (the block header's policy text has any length).
+  const uint16_t bits = static_cast<uint16_t>(LoadLE(seg + 8 + 2 * (h * d + c), 2));
+  *bad = *bad || (bits & 0x7c00u) == 0x7c00u;
+  return __half2float(__ushort_as_half(bits));
 }
 
 // Where a lane sits: its vector slot, its 8 permuted positions, its chunk.
@@ -320,9 +363,10 @@ __device__ __forceinline__ float OutputValue(float v) {
 
 // ---- pass 1: channel energies and the outlier masks ----------------------------------------
 
-template <typename T>
+template <typename T, bool kCentred>
 __global__ void __launch_bounds__(kThreads) OutlierSelectKernel(SegmentBatch b,
-                                                                uint32_t heads_per_block) {
+                                                                uint32_t heads_per_block,
+                                                                OutlierPlan plan) {
   // Energies as the two halves of their bit patterns: they are >= +0, and the bit patterns
   // of non-negative doubles order (and compare equal) like their values.
   __shared__ uint32_t energy_hi[kThreads], energy_lo[kThreads];
@@ -334,7 +378,24 @@ __global__ void __launch_bounds__(kThreads) OutlierSelectKernel(SegmentBatch b,
   const bool valid = hl < heads_per_block && h < b.kv_heads;
   double e = 0.0;
   bool finite = true;
-  if (valid) {
+  bool overflow = false;
+  float mean = 0.0f;
+  if (valid && kCentred) {
+    // Σ_t x in token order, one rounded double add per token; the fp16 mean of step 1.
+    const T* p = reinterpret_cast<const T*>(io.raw) + h * d + c;
+    double sum = 0.0;
+    for (uint32_t t = 0; t < b.tokens; ++t) {
+      const float x = LoadOne(p + uint64_t{t} * io.token_stride, 0);
+      finite = finite && IsFiniteBits(x);
+      sum = __dadd_rn(sum, static_cast<double>(x));
+    }
+    const uint16_t m = __half_as_ushort(
+        __float2half_rn(__double2float_rn(__ddiv_rn(sum, static_cast<double>(b.tokens)))));
+    overflow = (m & 0x7c00u) == 0x7c00u;
+    StoreLE(io.encoded + 8 + 2 * (h * d + c), m, 2);
+    mean = __half2float(__ushort_as_half(m));
+  }
+  if (valid && plan.split) {
     const T* p = reinterpret_cast<const T*>(io.raw) + h * d + c;
     uint32_t t = 0;
     // Σ_t x² in token order, one rounded double add per token (products are exact).
@@ -345,16 +406,21 @@ __global__ void __launch_bounds__(kThreads) OutlierSelectKernel(SegmentBatch b,
 #pragma unroll
       for (int k = 0; k < 8; ++k) {
         finite = finite && IsFiniteBits(x[k]);
-        const double v = static_cast<double>(x[k]);
+        const double v = static_cast<double>(kCentred ? __fsub_rn(x[k], mean) : x[k]);
         e = __dadd_rn(e, __dmul_rn(v, v));
       }
     }
     for (; t < b.tokens; ++t) {
       const float x = LoadOne(p + uint64_t{t} * io.token_stride, 0);
       finite = finite && IsFiniteBits(x);
-      e = __dadd_rn(e, __dmul_rn(static_cast<double>(x), static_cast<double>(x)));
+      const double v = static_cast<double>(kCentred ? __fsub_rn(x, mean) : x);
+      e = __dadd_rn(e, __dmul_rn(v, v));
     }
   }
+  if (blockIdx.x == 0 && threadIdx.x == 0) StoreLE(io.encoded, io.seed, 8);
+  if (!finite) FlagError(b.error_flags, kErrNonFinite);
+  if (overflow) FlagError(b.error_flags, kErrScaleOverflow);
+  if (!plan.split) return;
   const uint64_t key = static_cast<uint64_t>(__double_as_longlong(e));
   const uint32_t key_hi = static_cast<uint32_t>(key >> 32), key_lo = static_cast<uint32_t>(key);
   energy_hi[threadIdx.x] = key_hi;
@@ -384,10 +450,8 @@ __global__ void __launch_bounds__(kThreads) OutlierSelectKernel(SegmentBatch b,
   }
   const uint32_t bits = __ballot_sync(0xffffffffu, outlier);
   if (valid && threadIdx.x % 32 == 0) {
-    StoreLE(io.encoded + 8 + h * (d / 8) + c / 8, bits, 4);
+    StoreLE(io.encoded + plan.mask_offset + h * (d / 8) + c / 8, bits, 4);
   }
-  if (blockIdx.x == 0 && threadIdx.x == 0) StoreLE(io.encoded, io.seed, 8);
-  if (!finite) FlagError(b.error_flags, kErrNonFinite);
 }
 
 // ---- pass 2: the vectors -------------------------------------------------------------------
@@ -400,18 +464,20 @@ __global__ void __launch_bounds__(kThreads) OutlierEncodeKernel(SegmentBatch b, 
   const uint32_t d = b.head_dim, heads = b.kv_heads;
   const uint32_t n = b.tokens * heads;
   const OutlierSmem s = Carve(smem, p, heads, d);
-  FillTables(s, p, cb_hi, cb_lo, io.seed, io.encoded + 8, heads * d / 8);
+  FillTables(s, p, cb_hi, cb_lo, io.seed, io.encoded + p.mask_offset,
+             p.split ? heads * d / 8 : 0);
   __syncthreads();
   // A mask without d/4 bits comes only from NaN energies, which pass 1 has flagged.
-  if (!BuildPerm(s, heads, d)) return;
+  if (!SegmentPerm(s, p, heads, d)) return;
   const LaneGeometry geo = LaneFor(s, p);
   const uint32_t warp = threadIdx.x / 32, warps = kThreads / 32;
   const uint32_t D = p.size[geo.chunk];
   const float inv_sqrt_d = p.inv_sqrt_d[geo.chunk], sqrt_d = p.sqrt_d[geo.chunk];
   const uint32_t tiles = (n + p.tile_vectors - 1) / p.tile_vectors;
-  uint8_t* const g_base = io.encoded + 8 + heads * d / 8;
+  uint8_t* const g_base = io.encoded + p.scale_offset;
   uint8_t* const idx_base = g_base + 2ull * n * p.chunks;
   uint32_t errors = 0;
+  bool bad_mean = false;  // the means were written by pass 1, which flagged any overflow
 
   for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const uint32_t v0 = tile * p.tile_vectors;
@@ -429,7 +495,9 @@ __global__ void __launch_bounds__(kThreads) OutlierEncodeKernel(SegmentBatch b, 
 #pragma unroll
         for (int i = 0; i < kLane; ++i) {
           const uint32_t ch = ((i < 4 ? pw.x : pw.y) >> (8 * (i % 4))) & 0xffu;
-          x[i] = __uint_as_float(__float_as_uint(LoadOne(src, ch)) ^ (((geo.s1 >> i) & 1u) << 31));
+          float z = LoadOne(src, ch);
+          if (p.centred) z = __fsub_rn(z, MeanAt(io.encoded, p, d, v % heads, ch, &bad_mean));
+          x[i] = __uint_as_float(__float_as_uint(z) ^ (((geo.s1 >> i) & 1u) << 31));
         }
       }
       // Step 1: the chunk's Σ z² in double (order free, FORMAT.md).
@@ -466,6 +534,7 @@ __global__ void __launch_bounds__(kThreads) OutlierEncodeKernel(SegmentBatch b, 
     FlushStageUnshifted(s.idx, idx_base + uint64_t{v0} * p.packed_bytes, tv * p.packed_bytes);
     __syncthreads();  // the staging buffers are refilled by the next tile
   }
+  (void)bad_mean;
   if (errors != 0) FlagError(b.error_flags, errors);
 }
 
@@ -478,9 +547,10 @@ __global__ void __launch_bounds__(kThreads) OutlierDecodeKernel(SegmentBatch b, 
   const uint32_t n = b.tokens * heads;
   const OutlierSmem s = Carve(smem, p, heads, d);
   // The rotation seed is the one recorded in the segment (FORMAT.md: u64 segment_seed).
-  FillTables(s, p, cb_hi, cb_lo, LoadLE(io.encoded, 8), io.encoded + 8, heads * d / 8);
+  FillTables(s, p, cb_hi, cb_lo, LoadLE(io.encoded, 8), io.encoded + p.mask_offset,
+             p.split ? heads * d / 8 : 0);
   __syncthreads();
-  if (!BuildPerm(s, heads, d)) {
+  if (!SegmentPerm(s, p, heads, d)) {
     if (blockIdx.x == 0 && threadIdx.x == 0) FlagError(b.error_flags, kErrCorrupt);
     return;
   }
@@ -488,9 +558,10 @@ __global__ void __launch_bounds__(kThreads) OutlierDecodeKernel(SegmentBatch b, 
   const uint32_t warp = threadIdx.x / 32, warps = kThreads / 32;
   const float inv_sqrt_d = p.inv_sqrt_d[geo.chunk];
   const uint32_t tiles = (n + p.tile_vectors - 1) / p.tile_vectors;
-  const uint8_t* const g_base = io.encoded + 8 + heads * d / 8;
+  const uint8_t* const g_base = io.encoded + p.scale_offset;
   const uint8_t* const idx_base = g_base + 2ull * n * p.chunks;
   uint32_t errors = 0;
+  bool bad_mean = false;
 
   for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const uint32_t v0 = tile * p.tile_vectors;
@@ -533,30 +604,32 @@ __global__ void __launch_bounds__(kThreads) OutlierDecodeKernel(SegmentBatch b, 
         const float z = __uint_as_float(__float_as_uint(__fmul_rn(x[i], inv_sqrt_d)) ^
                                         (((geo.s1 >> i) & 1u) << 31));
         const uint32_t ch = ((i < 4 ? pw.x : pw.y) >> (8 * (i % 4))) & 0xffu;
-        StoreOne(dst, ch, OutputValue<T>(z));
+        const float m = MeanAt(io.encoded, p, d, v % heads, ch, &bad_mean);
+        StoreOne(dst, ch, OutputValue<T>(p.centred ? __fadd_rn(z, m) : z));
       }
     }
     __syncthreads();  // the staging buffers are refilled by the next tile
   }
+  if (bad_mean) errors |= kErrCorrupt;
   if (errors != 0) FlagError(b.error_flags, errors);
 }
 
-template <bool kEncode, int HI, int LO>
+template <bool kEncode, int HI, int LO, bool kCentred = false>
 cudaError_t LaunchOutlier(const SegmentBatch& b, const Codebook& hi, const Codebook& lo,
                           cudaStream_t stream) {
   cudaError_t err = CheckBatch(b);
   if (err != cudaSuccess || b.count == 0) return err;
-  if (!TurboOutlierSupported(b.head_dim, b.kv_heads) || hi.bits != HI || lo.bits != LO) {
-    return cudaErrorInvalidValue;
-  }
-  const OutlierPlan plan = MakePlan(b.head_dim, b.kv_heads, HI, LO);
+  const bool supported = kCentred ? TurboCentredSupported(b.head_dim, b.kv_heads, HI != LO)
+                                  : TurboOutlierSupported(b.head_dim, b.kv_heads);
+  if (!supported || hi.bits != HI || lo.bits != LO) return cudaErrorInvalidValue;
+  const OutlierPlan plan = MakePlan(b.head_dim, b.kv_heads, HI, LO, kCentred);
   const uint64_t tiles = (Vectors(b) + plan.tile_vectors - 1) / plan.tile_vectors;
   return DispatchElem(b.elem, [&](auto tag) -> cudaError_t {
     using T = decltype(tag);
     if (kEncode) {
       const uint32_t hpb = std::max<uint32_t>(1, kThreads / b.head_dim);
       const dim3 grid((b.kv_heads + hpb - 1) / hpb, b.count);
-      OutlierSelectKernel<T><<<grid, kThreads, 0, stream>>>(b, hpb);
+      OutlierSelectKernel<T, kCentred><<<grid, kThreads, 0, stream>>>(b, hpb, plan);
       cudaError_t e = cudaGetLastError();
       if (e != cudaSuccess) return e;
     }
@@ -570,7 +643,59 @@ cudaError_t LaunchOutlier(const SegmentBatch& b, const Codebook& hi, const Codeb
   });
 }
 
+template <bool kEncode>
+cudaError_t LaunchCentred(const SegmentBatch& b, const Codebook& hi, const Codebook& lo,
+                          cudaStream_t stream) {
+  if (hi.bits == lo.bits) {
+    switch (hi.bits) {
+      case 2: return LaunchOutlier<kEncode, 2, 2, true>(b, hi, lo, stream);
+      case 3: return LaunchOutlier<kEncode, 3, 3, true>(b, hi, lo, stream);
+      case 4: return LaunchOutlier<kEncode, 4, 4, true>(b, hi, lo, stream);
+      default: return cudaErrorInvalidValue;
+    }
+  }
+  if (hi.bits == 3 && lo.bits == 2) return LaunchOutlier<kEncode, 3, 2, true>(b, hi, lo, stream);
+  if (hi.bits == 4 && lo.bits == 3) return LaunchOutlier<kEncode, 4, 3, true>(b, hi, lo, stream);
+  return cudaErrorInvalidValue;
+}
+
 }  // namespace
+
+bool TurboCentredSupported(uint32_t head_dim, uint32_t kv_heads, bool split) {
+  return head_dim > 0 && head_dim % (split ? 32 : 16) == 0 &&
+         head_dim <= kMaxGpuTurboOutlierHeadDim &&
+         uint64_t{kv_heads} * head_dim <= kMaxGpuTurboOutlierRow;
+}
+
+cudaError_t LaunchTurboCentredEncode(const SegmentBatch& batch, const Codebook& high,
+                                     const Codebook& low, cudaStream_t stream) {
+  if (high.bits == low.bits && TurboCentredFast(batch.head_dim, batch.kv_heads)) {
+    return LaunchTurboCentredPlain(batch, high, /*encode=*/true, stream);
+  }
+  return LaunchCentred<true>(batch, high, low, stream);
+}
+
+cudaError_t LaunchTurboCentredDecode(const SegmentBatch& batch, const Codebook& high,
+                                     const Codebook& low, cudaStream_t stream) {
+  if (high.bits == low.bits && TurboCentredFast(batch.head_dim, batch.kv_heads)) {
+    return LaunchTurboCentredPlain(batch, high, /*encode=*/false, stream);
+  }
+  return LaunchCentred<false>(batch, high, low, stream);
+}
+
+cudaError_t LaunchTurboCentredMeans(const SegmentBatch& b, cudaStream_t stream) {
+  cudaError_t err = CheckBatch(b);
+  if (err != cudaSuccess || b.count == 0) return err;
+  if (!TurboCentredSupported(b.head_dim, b.kv_heads, /*split=*/false)) return cudaErrorInvalidValue;
+  const OutlierPlan plan = MakePlan(b.head_dim, b.kv_heads, 2, 2, /*centred=*/true);
+  return DispatchElem(b.elem, [&](auto tag) -> cudaError_t {
+    using T = decltype(tag);
+    const uint32_t hpb = std::max<uint32_t>(1, kThreads / b.head_dim);
+    const dim3 grid((b.kv_heads + hpb - 1) / hpb, b.count);
+    OutlierSelectKernel<T, true><<<grid, kThreads, 0, stream>>>(b, hpb, plan);
+    return cudaGetLastError();
+  });
+}
 
 bool TurboOutlierSupported(uint32_t head_dim, uint32_t kv_heads) {
   return head_dim > 0 && head_dim % 32 == 0 && head_dim <= kMaxGpuTurboOutlierHeadDim &&
