@@ -102,9 +102,11 @@ void MemoryPool::Return(void* data, size_t size) {
     while (cached_ + size > max_cached_bytes_ && !free_.empty() &&
            free_.rbegin()->first > size) {
       auto largest = std::prev(free_.end());
-      release.push_back(largest->second.back());
-      largest->second.pop_back();
-      cached_ -= largest->first;
+      if (!largest->second.empty()) {  // Allocate leaves emptied lists in place
+        release.push_back(largest->second.back());
+        largest->second.pop_back();
+        cached_ -= largest->first;
+      }
       if (largest->second.empty()) free_.erase(largest);
     }
     if (cached_ + size <= max_cached_bytes_) {
