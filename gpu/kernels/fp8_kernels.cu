@@ -39,6 +39,14 @@ __device__ __forceinline__ uint32_t FloatToE4M3(float f) {
   return sign | (r > 0x7Eu ? 0x7Eu : r);
 }
 
+// The vector's scale amax / 448 and the factor 448 / amax its elements are multiplied by
+// (both 0 when amax, given as float bits, is 0).
+__device__ __forceinline__ void VectorScale(uint32_t amax, float* s, float* inv) {
+  const float fmax = __uint_as_float(amax);
+  *s = amax == 0 ? 0.0f : __fdiv_rn(fmax, 448.0f);
+  *inv = amax == 0 ? 0.0f : __fdiv_rn(448.0f, fmax);
+}
+
 uint32_t TileVectors(uint32_t d) { return std::max<uint32_t>(1, kStageLimit / d); }
 
 uint32_t SmemBytes(uint32_t d) {
@@ -104,9 +112,8 @@ __global__ void __launch_bounds__(kThreads) Fp8EncodeKernel(SegmentBatch b, uint
 #pragma unroll
       for (int m = 16; m > 0; m >>= 1) amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, m));
       if (amax >= 0x7f800000u) errors |= kErrNonFinite;
-      const float fmax = __uint_as_float(amax);
-      const float s = amax == 0 ? 0.0f : __fdiv_rn(fmax, 448.0f);
-      const float inv = amax == 0 ? 0.0f : __fdiv_rn(448.0f, fmax);
+      float s, inv;
+      VectorScale(amax, &s, &inv);
       if (lane == 0) StageWord(s_scales, 4 * vl, __float_as_uint(s), 4);
 #pragma unroll
       for (int k = 0; k < kMaxSteps; ++k) {
@@ -190,9 +197,8 @@ __global__ void __launch_bounds__(kThreads) Fp8EncodeWideKernel(SegmentBatch b,
       }
       if (!live) continue;
       if (amax >= 0x7f800000u) errors |= kErrNonFinite;
-      const float fmax = __uint_as_float(amax);
-      const float s = amax == 0 ? 0.0f : __fdiv_rn(fmax, 448.0f);
-      const float inv = amax == 0 ? 0.0f : __fdiv_rn(448.0f, fmax);
+      float s, inv;
+      VectorScale(amax, &s, &inv);
       if (sub == 0) *reinterpret_cast<uint32_t*>(s_scales + 4 * vl) = __float_as_uint(s);
 #pragma unroll
       for (int k = 0; k < kK; ++k) {
