@@ -7,6 +7,10 @@
 #include <memory>
 #include <utility>
 
+// For XXH3_state_t on the stack (the streamed checksum of EncodeHost).
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
@@ -289,58 +293,165 @@ class GpuCodec::Impl {
     return std::max<uint32_t>(1, (layout.layers + 3) / 4);
   }
 
-  // Host raw → encoded block, pipelined by pieces over three streams.
+  // Host raw → encoded block in `out`, pipelined by pieces (HostPipeline).
   absl::StatusOr<uint64_t> EncodeHost(const BlockHeader& plan, RawPieces raw,
                                       absl::Span<uint8_t> out) {
+    RETURN_IF_ERROR(WriteBlockHeader(plan, out));
+    // SealBlock's checksum, computed piece by piece while each piece is still in cache from
+    // its copy out of pinned memory (pieces come down in order, back to back): XXH3-64 of
+    // everything before the checksum, then of the whole block. XXH3's streaming and one-shot
+    // forms agree; gpu_codec_test compares these bytes with the CPU codec's.
+    XXH3_state_t state;
+    XXH3_INITSTATE(&state);
+    XXH3_64bits_reset(&state);
+    XXH3_64bits_update(&state, out.data(), plan.header_size);
+    RETURN_IF_ERROR(HostPipeline(
+        true, plan,
+        [&](uint64_t r0, uint64_t r1, uint64_t, uint64_t) {
+          CopyRawRange(raw, r0, r1, staging_.pin_raw.bytes() + r0);
+        },
+        [&](uint64_t, uint64_t, uint64_t e0, uint64_t e1) {
+          std::memcpy(out.data() + e0, staging_.pin_enc.bytes() + e0, e1 - e0);
+          XXH3_64bits_update(&state, out.data() + e0, e1 - e0);
+        }));
+    uint8_t* const checksum = out.data() + out.size() - kBlockChecksumSize;
+    const uint64_t sum = XXH3_64bits_digest(&state);
+    std::memcpy(checksum, &sum, kBlockChecksumSize);  // little-endian, as StoreLE64
+    XXH3_64bits_update(&state, checksum, kBlockChecksumSize);
+    return XXH3_64bits_digest(&state);
+  }
+
+  // Encoded block (header `plan`) → host raw, pipelined by pieces (HostPipeline).
+  absl::Status DecodeHost(const BlockHeader& plan, absl::Span<const uint8_t> encoded,
+                          absl::Span<uint8_t> raw_out) {
+    return HostPipeline(
+        false, plan,
+        [&](uint64_t, uint64_t, uint64_t e0, uint64_t e1) {
+          std::memcpy(staging_.pin_enc.bytes() + e0, encoded.data() + e0, e1 - e0);
+        },
+        [&](uint64_t r0, uint64_t r1, uint64_t, uint64_t) {
+          std::memcpy(raw_out.data() + r0, staging_.pin_raw.bytes() + r0, r1 - r0);
+        });
+  }
+
+  // One block between host memory and the device through the instance's staging buffers,
+  // in pieces of LayersPerPiece layers: piece p is copied into pinned memory on the host
+  // (`fill`, given the piece's raw range [r0, r1) and encoded range [e0, e1)), uploaded on
+  // copy_in_, coded on compute_, downloaded on copy_out_, and copied out of pinned memory
+  // (`drain`) while the later pieces are still on their way. No allocation, no device-wide
+  // synchronization: each piece's events are waited on, and the kernels' error word comes
+  // back behind the last download.
+  template <typename Fill, typename Drain>
+  absl::Status HostPipeline(bool encode, const BlockHeader& plan, Fill fill, Drain drain) {
+    RETURN_IF_ERROR(EnsureStaging(plan.layout.RawBytes(), plan.total_size));
+    absl::Status st = HostPipelineSteps(encode, plan, fill, drain);
+    if (!st.ok()) {
+      // Nothing may still write the staging buffers when the next call fills them.
+      (void)cudaStreamSynchronize(copy_in_.get());
+      (void)cudaStreamSynchronize(compute_.get());
+      (void)cudaStreamSynchronize(copy_out_.get());
+    }
+    return st;
+  }
+
+  template <typename Fill, typename Drain>
+  absl::Status HostPipelineSteps(bool encode, const BlockHeader& plan, Fill& fill, Drain& drain) {
     const uint64_t seg_raw = plan.layout.SegmentRawBytes();
-    const uint64_t raw_size = plan.layout.RawBytes();
-    ASSIGN_OR_RETURN(MemoryBlock pin_raw, pinned_pool_.Allocate(raw_size));
-    ASSIGN_OR_RETURN(MemoryBlock dev_raw, device_pool_.Allocate(raw_size));
-    ASSIGN_OR_RETURN(MemoryBlock dev_enc, device_pool_.Allocate(plan.total_size));
-    ASSIGN_OR_RETURN(MemoryBlock pin_enc, pinned_pool_.Allocate(plan.total_size));
-    const DeviceBlockView view = DeviceBlockView::Contiguous(dev_raw.data(), plan.layout);
-    uint8_t* const block = dev_enc.bytes();
+    const DeviceBlockView view =
+        DeviceBlockView::Contiguous(staging_.dev_raw.data(), plan.layout);
+    uint8_t* const block = staging_.dev_enc.bytes();
+    uint8_t* const pin_raw = staging_.pin_raw.bytes();
+    uint8_t* const pin_enc = staging_.pin_enc.bytes();
     std::vector<SegmentIo> ios;
     const std::vector<Piece> pieces =
         MakePieces(plan, LayersPerPiece(plan.layout), {&view, 1}, {&block, 1}, &ios);
+    RETURN_IF_ERROR(EnsureEvents(pieces.size()));
     RETURN_IF_ERROR(ResetFlags(compute_.get()));
     ASSIGN_OR_RETURN(const SegmentIo* dev_ios, UploadIos(ios, compute_.get()));
-    std::vector<Event> copied(pieces.size()), computed(pieces.size());
-    for (size_t p = 0; p < pieces.size(); ++p) {
-      const Piece& piece = pieces[p];
-      RETURN_IF_ERROR(copied[p].Init());
-      RETURN_IF_ERROR(computed[p].Init());
-      const uint64_t r0 = piece.seg_begin * seg_raw, r1 = piece.seg_end * seg_raw;
-      CopyRawRange(raw, r0, r1, pin_raw.bytes() + r0);
-      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dev_raw.bytes() + r0, pin_raw.bytes() + r0, r1 - r0,
-                                           cudaMemcpyHostToDevice, copy_in_.get()),
-                           "raw upload");
-      CUDA_RETURN_IF_ERROR(cudaEventRecord(copied[p].get(), copy_in_.get()), "event record");
-      CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(compute_.get(), copied[p].get(), 0), "event wait");
-      RETURN_IF_ERROR(LaunchGroups(true, piece.groups, ios, dev_ios, compute_.get()));
-      CUDA_RETURN_IF_ERROR(cudaEventRecord(computed[p].get(), compute_.get()), "event record");
-      CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_out_.get(), computed[p].get(), 0),
-                           "event wait");
-      const uint64_t e0 = plan.segments[piece.seg_begin].offset;
+    struct Range {
+      uint64_t r0, r1, e0, e1;
+    };
+    const auto range = [&](const Piece& piece) {
       const BlockSegment& last = plan.segments[piece.seg_end - 1];
-      const uint64_t e1 = last.offset + last.length;
-      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pin_enc.bytes() + e0, block + e0, e1 - e0,
-                                           cudaMemcpyDeviceToHost, copy_out_.get()),
-                           "encoded download");
+      return Range{piece.seg_begin * seg_raw, piece.seg_end * seg_raw,
+                   plan.segments[piece.seg_begin].offset, last.offset + last.length};
+    };
+    for (size_t p = 0; p <= pieces.size(); ++p) {
+      if (p < pieces.size()) {
+        const Range r = range(pieces[p]);
+        fill(r.r0, r.r1, r.e0, r.e1);
+        uint8_t* const dev_in = encode ? staging_.dev_raw.bytes() + r.r0 : block + r.e0;
+        const uint8_t* const host_in = encode ? pin_raw + r.r0 : pin_enc + r.e0;
+        const uint64_t in_bytes = encode ? r.r1 - r.r0 : r.e1 - r.e0;
+        CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dev_in, host_in, in_bytes, cudaMemcpyHostToDevice,
+                                             copy_in_.get()),
+                             "upload");
+        CUDA_RETURN_IF_ERROR(cudaEventRecord(copied_[p]->get(), copy_in_.get()), "event record");
+        CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(compute_.get(), copied_[p]->get(), 0),
+                             "event wait");
+        RETURN_IF_ERROR(LaunchGroups(encode, pieces[p].groups, ios, dev_ios, compute_.get()));
+        CUDA_RETURN_IF_ERROR(cudaEventRecord(computed_[p]->get(), compute_.get()),
+                             "event record");
+        CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_out_.get(), computed_[p]->get(), 0),
+                             "event wait");
+        uint8_t* const host_out = encode ? pin_enc + r.e0 : pin_raw + r.r0;
+        const uint8_t* const dev_out = encode ? block + r.e0 : staging_.dev_raw.bytes() + r.r0;
+        const uint64_t out_bytes = encode ? r.e1 - r.e0 : r.r1 - r.r0;
+        CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_out, dev_out, out_bytes, cudaMemcpyDeviceToHost,
+                                             copy_out_.get()),
+                             "download");
+        if (p + 1 == pieces.size()) {
+          // Behind every kernel (copy_out_ waited for the last piece's).
+          CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_flags_.data(), flags(), sizeof(uint32_t),
+                                               cudaMemcpyDeviceToHost, copy_out_.get()),
+                               "flag download");
+        }
+        CUDA_RETURN_IF_ERROR(cudaEventRecord(drained_[p]->get(), copy_out_.get()),
+                             "event record");
+      }
+      if (p > 0) {
+        // Piece p - 1 came down while piece p was filled and uploaded.
+        const Range r = range(pieces[p - 1]);
+        CUDA_RETURN_IF_ERROR(cudaEventSynchronize(drained_[p - 1]->get()), "event synchronize");
+        drain(r.r0, r.r1, r.e0, r.e1);
+      }
     }
-    absl::Status flags = FinishFlags(compute_.get(), true);
-    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_out_.get()), "stream synchronize");
-    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_in_.get()), "stream synchronize");
-    RETURN_IF_ERROR(flags);
-    return Seal(plan, pin_enc.bytes(), out);
+    return KernelFlagsToStatus(*static_cast<uint32_t*>(host_flags_.data()), encode);
   }
 
+  // Staging buffers of at least these sizes (grown, never shrunk: a serving instance sees
+  // one block size, so after its first call no allocation happens here).
+  absl::Status EnsureStaging(uint64_t raw_bytes, uint64_t enc_bytes) {
+    if (staging_.pin_raw.size() < raw_bytes) {
+      staging_.pin_raw.Release();
+      staging_.dev_raw.Release();
+      ASSIGN_OR_RETURN(staging_.pin_raw, pinned_pool_.Allocate(raw_bytes));
+      ASSIGN_OR_RETURN(staging_.dev_raw, device_pool_.Allocate(raw_bytes));
+    }
+    if (staging_.pin_enc.size() < enc_bytes) {
+      staging_.pin_enc.Release();
+      staging_.dev_enc.Release();
+      ASSIGN_OR_RETURN(staging_.pin_enc, pinned_pool_.Allocate(enc_bytes));
+      ASSIGN_OR_RETURN(staging_.dev_enc, device_pool_.Allocate(enc_bytes));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status EnsureEvents(size_t pieces) {
+    for (auto* list : {&copied_, &computed_, &drained_}) {
+      while (list->size() < pieces) {
+        list->push_back(std::make_unique<Event>());
+        RETURN_IF_ERROR(list->back()->Init());
+      }
+    }
+    return absl::OkStatus();
+  }
   // Device raw → encoded block (one piece).
   absl::StatusOr<uint64_t> EncodeDevice(const BlockHeader& plan, const DeviceBlockView& view,
                                         absl::Span<uint8_t> out) {
-    ASSIGN_OR_RETURN(MemoryBlock dev_enc, device_pool_.Allocate(plan.total_size));
-    ASSIGN_OR_RETURN(MemoryBlock pin_enc, pinned_pool_.Allocate(plan.total_size));
-    uint8_t* const block = dev_enc.bytes();
+    RETURN_IF_ERROR(EnsureStaging(0, plan.total_size));
+    const MemoryBlock& pin_enc = staging_.pin_enc;
+    uint8_t* const block = staging_.dev_enc.bytes();
     RETURN_IF_ERROR(RunBatch(true, plan, {&view, 1}, {&block, 1}, compute_.get()));
     const uint64_t payload = plan.total_size - plan.header_size - 8;
     CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pin_enc.bytes() + plan.header_size,
@@ -419,55 +530,11 @@ class GpuCodec::Impl {
     return absl::OkStatus();
   }
 
-  absl::Status DecodeHost(const BlockHeader& plan, absl::Span<const uint8_t> encoded,
-                          absl::Span<uint8_t> raw_out) {
-    const uint64_t seg_raw = plan.layout.SegmentRawBytes();
-    ASSIGN_OR_RETURN(MemoryBlock pin_enc, pinned_pool_.Allocate(plan.total_size));
-    ASSIGN_OR_RETURN(MemoryBlock dev_enc, device_pool_.Allocate(plan.total_size));
-    ASSIGN_OR_RETURN(MemoryBlock dev_raw, device_pool_.Allocate(raw_out.size()));
-    ASSIGN_OR_RETURN(MemoryBlock pin_raw, pinned_pool_.Allocate(raw_out.size()));
-    const DeviceBlockView view = DeviceBlockView::Contiguous(dev_raw.data(), plan.layout);
-    uint8_t* const block = dev_enc.bytes();
-    std::vector<SegmentIo> ios;
-    const std::vector<Piece> pieces =
-        MakePieces(plan, LayersPerPiece(plan.layout), {&view, 1}, {&block, 1}, &ios);
-    RETURN_IF_ERROR(ResetFlags(compute_.get()));
-    ASSIGN_OR_RETURN(const SegmentIo* dev_ios, UploadIos(ios, compute_.get()));
-    std::vector<Event> copied(pieces.size()), computed(pieces.size());
-    for (size_t p = 0; p < pieces.size(); ++p) {
-      const Piece& piece = pieces[p];
-      RETURN_IF_ERROR(copied[p].Init());
-      RETURN_IF_ERROR(computed[p].Init());
-      const uint64_t e0 = plan.segments[piece.seg_begin].offset;
-      const BlockSegment& last = plan.segments[piece.seg_end - 1];
-      const uint64_t e1 = last.offset + last.length;
-      std::memcpy(pin_enc.bytes() + e0, encoded.data() + e0, e1 - e0);
-      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(block + e0, pin_enc.bytes() + e0, e1 - e0,
-                                           cudaMemcpyHostToDevice, copy_in_.get()),
-                           "encoded upload");
-      CUDA_RETURN_IF_ERROR(cudaEventRecord(copied[p].get(), copy_in_.get()), "event record");
-      CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(compute_.get(), copied[p].get(), 0), "event wait");
-      RETURN_IF_ERROR(LaunchGroups(false, piece.groups, ios, dev_ios, compute_.get()));
-      CUDA_RETURN_IF_ERROR(cudaEventRecord(computed[p].get(), compute_.get()), "event record");
-      CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_out_.get(), computed[p].get(), 0),
-                           "event wait");
-      const uint64_t r0 = piece.seg_begin * seg_raw, r1 = piece.seg_end * seg_raw;
-      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pin_raw.bytes() + r0, dev_raw.bytes() + r0, r1 - r0,
-                                           cudaMemcpyDeviceToHost, copy_out_.get()),
-                           "raw download");
-    }
-    absl::Status flags = FinishFlags(compute_.get(), false);
-    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_out_.get()), "stream synchronize");
-    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_in_.get()), "stream synchronize");
-    RETURN_IF_ERROR(flags);
-    std::memcpy(raw_out.data(), pin_raw.data(), raw_out.size());
-    return absl::OkStatus();
-  }
-
   absl::Status DecodeDevice(const BlockHeader& plan, absl::Span<const uint8_t> encoded,
                             const DeviceBlockView& view) {
-    ASSIGN_OR_RETURN(MemoryBlock pin_enc, pinned_pool_.Allocate(plan.total_size));
-    ASSIGN_OR_RETURN(MemoryBlock dev_enc, device_pool_.Allocate(plan.total_size));
+    RETURN_IF_ERROR(EnsureStaging(0, plan.total_size));
+    const MemoryBlock& pin_enc = staging_.pin_enc;
+    const MemoryBlock& dev_enc = staging_.dev_enc;
     std::memcpy(pin_enc.data(), encoded.data(), encoded.size());
     CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dev_enc.data(), pin_enc.data(), encoded.size(),
                                          cudaMemcpyHostToDevice, compute_.get()),
@@ -501,6 +568,12 @@ class GpuCodec::Impl {
   Event kernels_begin_, kernels_end_;
   Event table_free_;  // RunBatch: the previous call's kernels no longer read the table
   std::vector<std::unique_ptr<Event>> group_events_;  // RunBatch: each group's table upload
+  // HostPipeline: the staging buffers, and per piece: uploaded, coded, downloaded.
+  struct Staging {
+    MemoryBlock pin_raw, dev_raw, dev_enc, pin_enc;
+  };
+  Staging staging_;
+  std::vector<std::unique_ptr<Event>> copied_, computed_, drained_;
   double last_kernel_seconds_ = 0;
   MemoryBlock ios_dev_, ios_pinned_;
   std::vector<SegmentIo> ios_host_;  // what ios_dev_ holds

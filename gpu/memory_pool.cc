@@ -2,7 +2,9 @@
 
 #include <cuda_runtime_api.h>
 
+#include <iterator>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gpu/cuda_status.h"
@@ -90,16 +92,31 @@ absl::StatusOr<MemoryBlock> MemoryPool::Allocate(size_t bytes) {
 }
 
 void MemoryPool::Return(void* data, size_t size) {
+  std::vector<void*> release;
   {
     absl::MutexLock lock(&mu_);
     in_use_ -= size;
+    // Make room by releasing cached buffers larger than this one, largest first: one big
+    // buffer kept from a past call must not push every small, frequent size out of the
+    // cache (each miss costs a cudaMalloc and a cudaFree, which synchronize the device).
+    while (cached_ + size > max_cached_bytes_ && !free_.empty() &&
+           free_.rbegin()->first > size) {
+      auto largest = std::prev(free_.end());
+      if (!largest->second.empty()) {  // Allocate leaves emptied lists in place
+        release.push_back(largest->second.back());
+        largest->second.pop_back();
+        cached_ -= largest->first;
+      }
+      if (largest->second.empty()) free_.erase(largest);
+    }
     if (cached_ + size <= max_cached_bytes_) {
       free_[size].push_back(data);
       cached_ += size;
-      return;
+      data = nullptr;
     }
   }
-  RawFree(data);
+  for (void* p : release) RawFree(p);
+  if (data != nullptr) RawFree(data);
 }
 
 void MemoryPool::Trim() {

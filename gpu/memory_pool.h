@@ -2,7 +2,8 @@
 // cudaFree and cudaHostAlloc synchronize the device and cost tens of microseconds or more,
 // so kvpack allocates each size class once and hands buffers back to a free list when their
 // MemoryBlock handle is destroyed. Sizes are rounded up to a power of two (at least 4 KiB);
-// at most `max_cached_bytes` of free buffers are kept, the rest are released at once.
+// at most `max_cached_bytes` of free buffers are kept (a returned buffer first pushes out
+// cached ones larger than itself), the rest are released at once.
 //
 // A pool belongs to one device (it makes that device current while allocating). Thread-safe:
 // Allocate and the return of blocks may run concurrently from any thread. The pool must

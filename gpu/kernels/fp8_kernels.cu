@@ -3,7 +3,8 @@
 // elements per lane per step), so the vector's max |x| is a warp reduction. The code
 // conversion is the integer arithmetic of codec/fp8.cc (FloatToE4M3), so codes match the
 // CPU's bit for bit. A block owns a tile of vectors and stages its scales and codes in
-// shared memory for aligned 16-byte global stores.
+// shared memory for aligned 16-byte global stores. Encode of aligned rows with head_dim a
+// multiple of 16 up to 256 runs Fp8EncodeWideKernel (eight lanes per vector, 16-byte loads).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -36,6 +37,14 @@ __device__ __forceinline__ uint32_t FloatToE4M3(float f) {
   uint32_t r = (a + 0x7FFFFu + ((a >> 20) & 1u)) >> 20;
   r -= 120u << 3;
   return sign | (r > 0x7Eu ? 0x7Eu : r);
+}
+
+// The vector's scale amax / 448 and the factor 448 / amax its elements are multiplied by
+// (both 0 when amax, given as float bits, is 0).
+__device__ __forceinline__ void VectorScale(uint32_t amax, float* s, float* inv) {
+  const float fmax = __uint_as_float(amax);
+  *s = amax == 0 ? 0.0f : __fdiv_rn(fmax, 448.0f);
+  *inv = amax == 0 ? 0.0f : __fdiv_rn(448.0f, fmax);
 }
 
 uint32_t TileVectors(uint32_t d) { return std::max<uint32_t>(1, kStageLimit / d); }
@@ -103,9 +112,8 @@ __global__ void __launch_bounds__(kThreads) Fp8EncodeKernel(SegmentBatch b, uint
 #pragma unroll
       for (int m = 16; m > 0; m >>= 1) amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, m));
       if (amax >= 0x7f800000u) errors |= kErrNonFinite;
-      const float fmax = __uint_as_float(amax);
-      const float s = amax == 0 ? 0.0f : __fdiv_rn(fmax, 448.0f);
-      const float inv = amax == 0 ? 0.0f : __fdiv_rn(448.0f, fmax);
+      float s, inv;
+      VectorScale(amax, &s, &inv);
       if (lane == 0) StageWord(s_scales, 4 * vl, __float_as_uint(s), 4);
 #pragma unroll
       for (int k = 0; k < kMaxSteps; ++k) {
@@ -123,6 +131,90 @@ __global__ void __launch_bounds__(kThreads) Fp8EncodeKernel(SegmentBatch b, uint
           } else {
             StageBytesLE(s_codes, vl * d + e, w, static_cast<int>(left));
           }
+        }
+      }
+    }
+    __syncthreads();
+    FlushStageUnshifted(s_codes, g_codes, tv * d);
+    FlushStageUnshifted(s_scales, g_scales, 4 * tv);
+    __syncthreads();  // the staging buffers are refilled by the next tile
+  }
+  if (errors != 0) FlagError(b.error_flags, errors);
+}
+
+// Encode for 16-byte aligned raw rows with head_dim a multiple of 16 and at most 128 · kK:
+// eight lanes own a vector (16 consecutive elements per lane per step, loaded with 16-byte
+// vectors), so a warp codes four vectors at once with kK · 2 (bf16/fp16) or kK · 4 (fp32)
+// independent 16-byte loads in flight per lane, the max |x| is a three-step reduction among
+// the eight lanes, and each lane stages its 16 codes with one 16-byte shared store.
+constexpr uint32_t kWideLanes = 8;
+constexpr uint32_t kWideRun = 16;
+
+template <typename T, int kK>
+__global__ void __launch_bounds__(kThreads) Fp8EncodeWideKernel(SegmentBatch b,
+                                                                uint32_t tile_vectors) {
+  extern __shared__ __align__(16) uint8_t smem[];
+  const SegmentIo io = b.ios[blockIdx.y];
+  const uint32_t d = b.head_dim;
+  const uint32_t n = b.tokens * b.kv_heads;
+  const uint32_t tiles = (n + tile_vectors - 1) / tile_vectors;
+  uint8_t* const s_codes = smem;
+  uint8_t* const s_scales = smem + StageBytes(tile_vectors * d);
+  const uint32_t sub = threadIdx.x % kWideLanes;
+  const uint32_t slot = threadIdx.x / kWideLanes;  // vector slot within the block's pass
+  constexpr uint32_t kSlots = kThreads / kWideLanes;
+  uint32_t errors = 0;
+
+  for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const uint32_t v0 = tile * tile_vectors;
+    const uint32_t tv = min(tile_vectors, n - v0);
+    uint8_t* const g_scales = io.encoded + 4 * uint64_t{v0};
+    uint8_t* const g_codes = io.encoded + 4 * uint64_t{n} + uint64_t{v0} * d;
+    // Every thread runs the same passes; slots past tv take part in the shuffles with zeros.
+    for (uint32_t base = 0; base < tv; base += kSlots) {
+      const uint32_t vl = base + slot;
+      const bool live = vl < tv;
+      const T* src = VectorPtr<const T>(io, v0 + (live ? vl : 0), b.kv_heads, d);
+      float x[kK][kWideRun];
+      uint32_t amax = 0;
+#pragma unroll
+      for (int k = 0; k < kK; ++k) {
+        const uint32_t e = (k * kWideLanes + sub) * kWideRun;
+        if (live && e < d) {
+          LoadRun<T, kWideRun>(src + e, true, x[k]);
+        } else {
+#pragma unroll
+          for (int i = 0; i < static_cast<int>(kWideRun); ++i) x[k][i] = 0.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < static_cast<int>(kWideRun); ++i) {
+          amax = max(amax, __float_as_uint(x[k][i]) & 0x7fffffffu);
+        }
+      }
+#pragma unroll
+      for (int m = kWideLanes / 2; m > 0; m >>= 1) {
+        amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, m));
+      }
+      if (!live) continue;
+      if (amax >= 0x7f800000u) errors |= kErrNonFinite;
+      float s, inv;
+      VectorScale(amax, &s, &inv);
+      if (sub == 0) *reinterpret_cast<uint32_t*>(s_scales + 4 * vl) = __float_as_uint(s);
+#pragma unroll
+      for (int k = 0; k < kK; ++k) {
+        const uint32_t e = (k * kWideLanes + sub) * kWideRun;
+        if (e < d) {
+          uint32_t w[4];
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            w[j] = 0;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              const uint32_t c = amax == 0 ? 0u : FloatToE4M3(__fmul_rn(x[k][4 * j + i], inv));
+              w[j] |= c << (8 * i);
+            }
+          }
+          *reinterpret_cast<uint4*>(s_codes + vl * d + e) = make_uint4(w[0], w[1], w[2], w[3]);
         }
       }
     }
@@ -206,6 +298,10 @@ cudaError_t LaunchFp8(const SegmentBatch& b, cudaStream_t stream) {
   return DispatchElem(b.elem, [&](auto tag) -> cudaError_t {
     using T = decltype(tag);
     auto kernel = kEncode ? Fp8EncodeKernel<T> : Fp8DecodeKernel<T>;
+    if (kEncode && b.raw_aligned && b.head_dim % kWideRun == 0) {
+      if (b.head_dim <= 128) kernel = Fp8EncodeWideKernel<T, 1>;
+      else if (b.head_dim <= 256) kernel = Fp8EncodeWideKernel<T, 2>;
+    }
     cudaError_t e = PrepareSmem(kernel, smem);
     if (e != cudaSuccess) return e;
     const dim3 grid(BlocksPerSegment(tiles, b.count, ResidentBlocks(kernel, smem)), b.count);

@@ -1,12 +1,15 @@
 // raw (codec/FORMAT.md, id 0) on the GPU: the payload is the segment's elements verbatim,
 // token rows back to back. One launch copies every segment of a batch; a block copies a
-// 16 KiB piece of a segment's byte stream, staged in shared memory so that the side that
+// 16 KiB piece of a segment's byte stream. Dense segments (token stride = row) are one byte
+// run, copied with aligned 16-byte stores and shifted aligned 16-byte loads (BlockCopyBytes);
+// strided ones are staged in shared memory so that the side that
 // may sit at any byte offset inside a block (the payload) is written or read with aligned
 // 16-byte accesses, and the raw side with 4-byte accesses where its alignment allows.
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
+#include "gpu/kernels/byte_io.cuh"
 #include "gpu/kernels/codec_kernels.h"
 #include "gpu/kernels/kernel_common.cuh"
 #include "gpu/kernels/launch_util.cuh"
@@ -36,6 +39,16 @@ __global__ void __launch_bounds__(kThreads) RawKernel(SegmentBatch b, uint32_t e
   if (c0 >= total) return;
   const uint32_t n = static_cast<uint32_t>(min(uint64_t{kPiece}, total - c0));
   uint8_t* const enc = io.encoded + c0;
+  if (pitch == row_bytes) {
+    // Dense rows: the segment is one byte run, copied with 16-byte vectors in flight.
+    uint8_t* const raw = static_cast<uint8_t*>(io.raw) + c0;
+    if (kEncode) {
+      BlockCopyBytes<kThreads>(enc, raw, n);
+    } else {
+      BlockCopyBytes<kThreads>(raw, enc, n);
+    }
+    return;
+  }
   const uint32_t shift = StageShift(enc);
   // 4-byte groups stay inside one row and are 4-byte aligned in the raw layout when:
   const bool words = row_bytes % 4 == 0 && pitch % 4 == 0 &&

@@ -19,6 +19,7 @@ if [ "${1:-}" = "--device" ]; then
   mkdir -p "$out"
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv || true
   status=0
+  .device-bundle/bin/memory_pool_test --gtest_brief=1 2>&1 | tee "$out/memory_pool_test.log" || status=1
   .device-bundle/bin/gpu_codec_test --gtest_brief=1 2>&1 | tee "$out/gpu_codec_test.log" || status=1
   .device-bundle/bin/gpu_codec_benchmark "${@:2}" 2>&1 | tee "$out/gpu_codec_benchmark.log" || status=1
   exit $status
@@ -51,16 +52,16 @@ fi
 
 # Optimized build; the output folder is asked of Bazel (the bazel-bin link follows whichever
 # configuration was built last, possibly by someone else).
-bazel build -c opt --jobs=2 //gpu:gpu_codec_test //gpu:gpu_codec_benchmark
+bazel build -c opt --jobs=2 //gpu:memory_pool_test //gpu:gpu_codec_test //gpu:gpu_codec_benchmark
 bin=$(bazel info -c opt bazel-bin 2>/dev/null)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for b in gpu_codec_test gpu_codec_benchmark; do
+for b in memory_pool_test gpu_codec_test gpu_codec_benchmark; do
   cp "$bin/gpu/$b" "$tmp/$b"
   chmod u+w "$tmp/$b"
   strip -g "$tmp/$b"
 done
-/work/shared/tools/device-bundle "$tmp/gpu_codec_test" "$tmp/gpu_codec_benchmark"
+/work/shared/tools/device-bundle "$tmp/memory_pool_test" "$tmp/gpu_codec_test" "$tmp/gpu_codec_benchmark"
 echo
 echo "device command (carry [\".device-bundle\"], kind nvidia-h100-x1):"
 echo "  bash tests/gpu/run_on_device.sh --device"
