@@ -21,6 +21,23 @@ CodecRouter::CodecRouter(BlockCodec* cpu, BlockCodec* gpu, Mode mode)
                 ? absl::StrCat("auto(", cpu->device(), ",", gpu->device(), ")")
                 : absl::StrCat(gpu->device(), "(", cpu->device(), " fallback)")) {}
 
+std::string CodecRouter::Key(bool encode, const std::string& policy) {
+  std::string key = absl::StrCat(encode ? "e:" : "d:", policy);
+  absl::MutexLock lock(&mu_);
+  if (speeds_.contains(key)) return key;
+  if (keys_[encode] >= kMaxPolicies) return absl::StrCat(encode ? "e:" : "d:", kOtherPolicies);
+  ++keys_[encode];
+  speeds_.try_emplace(key);
+  return key;
+}
+
+bool CodecRouter::PrefersCpu(const Speeds& s) const {
+  if (s.gpu_unsupported) return true;
+  if (mode_ == Mode::kGpuFirst) return false;
+  return s.seconds_per_byte[0] != 0 && s.seconds_per_byte[1] != 0 &&
+         s.seconds_per_byte[0] < s.seconds_per_byte[1];
+}
+
 int CodecRouter::Choose(const std::string& key) {
   absl::MutexLock lock(&mu_);
   Speeds& s = speeds_[key];
@@ -46,11 +63,25 @@ void CodecRouter::Record(const std::string& key, int device, double seconds, uin
 absl::string_view CodecRouter::PreferredDevice(const std::string& policy, bool encode) {
   const std::string key = absl::StrCat(encode ? "e:" : "d:", policy);
   absl::MutexLock lock(&mu_);
-  const Speeds& s = speeds_[key];
-  const bool cpu_faster = s.seconds_per_byte[0] != 0 && s.seconds_per_byte[1] != 0 &&
-                          s.seconds_per_byte[0] < s.seconds_per_byte[1];
-  const bool use_cpu = s.gpu_unsupported || (mode_ == Mode::kFastest && cpu_faster);
-  return codecs_[use_cpu ? 0 : 1]->device();
+  const auto it = speeds_.find(key);
+  return codecs_[it != speeds_.end() && PrefersCpu(it->second) ? 0 : 1]->device();
+}
+
+std::vector<CodecRouter::Reading> CodecRouter::Readings() const {
+  std::vector<Reading> readings;
+  absl::MutexLock lock(&mu_);
+  readings.reserve(speeds_.size());
+  for (const auto& [key, s] : speeds_) {
+    Reading r;
+    r.encode = key[0] == 'e';
+    r.policy = key.substr(2);
+    for (int d = 0; d < 2; ++d) {
+      r.bytes_per_second[d] = s.seconds_per_byte[d] > 0 ? 1 / s.seconds_per_byte[d] : 0;
+    }
+    r.preferred = std::string(codecs_[PrefersCpu(s) ? 0 : 1]->device());
+    readings.push_back(std::move(r));
+  }
+  return readings;
 }
 
 absl::Status CodecRouter::Route(const std::string& key, uint64_t raw_bytes,
@@ -89,7 +120,7 @@ absl::StatusOr<uint64_t> CodecRouter::Encode(const BlockHeader& header, RawPiece
                                              absl::Span<uint8_t> out,
                                              absl::string_view* ran_on) {
   uint64_t hash = 0;
-  RETURN_IF_ERROR(Route(absl::StrCat("e:", header.policy_text), header.layout.RawBytes(), ran_on,
+  RETURN_IF_ERROR(Route(Key(/*encode=*/true, header.policy_text), header.layout.RawBytes(), ran_on,
                         [&](BlockCodec* codec) {
                           absl::StatusOr<uint64_t> sealed = codec->Encode(header, raw, out);
                           if (sealed.ok()) hash = *sealed;
@@ -100,7 +131,7 @@ absl::StatusOr<uint64_t> CodecRouter::Encode(const BlockHeader& header, RawPiece
 
 absl::Status CodecRouter::Decode(const BlockHeader& header, absl::Span<const uint8_t> encoded,
                                  absl::Span<uint8_t> raw_out, absl::string_view* ran_on) {
-  return Route(absl::StrCat("d:", header.policy_text), header.layout.RawBytes(), ran_on,
+  return Route(Key(/*encode=*/false, header.policy_text), header.layout.RawBytes(), ran_on,
                [&](BlockCodec* codec) { return codec->Decode(header, encoded, raw_out); });
 }
 

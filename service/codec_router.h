@@ -11,6 +11,10 @@
 // Blocks that already sit in GPU memory never pass through here: they always use the GPU
 // (gpu::GpuCodec's device-pointer calls).
 //
+// The table is bounded: at most kMaxPolicies policies (per direction) keep their own
+// measurements; calls of later ones share one entry, so a client sending ever new policy texts
+// cannot grow it.
+//
 // Implements BlockCodec, so the service treats it as one more device. Thread-safe.
 #ifndef KVPACK_SERVICE_CODEC_ROUTER_H_
 #define KVPACK_SERVICE_CODEC_ROUTER_H_
@@ -19,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -30,6 +35,9 @@ namespace kvpack {
 class CodecRouter : public BlockCodec {
  public:
   static constexpr int kExploreEvery = 64;
+  static constexpr size_t kMaxPolicies = 128;
+  // The key calls of policies past kMaxPolicies share ("_other").
+  static constexpr const char* kOtherPolicies = "_other";
 
   enum class Mode {
     kFastest,   // by measured speed, as above
@@ -52,6 +60,18 @@ class CodecRouter : public BlockCodec {
   // GPU calls that failed (any error but Unimplemented) and were redone on the CPU.
   uint64_t gpu_failures() const { return gpu_failures_.load(std::memory_order_relaxed); }
 
+  // What the router has measured for one (policy, direction): raw bytes per second on each
+  // device (0 = not measured yet) and the device it sends such blocks to now.
+  struct Reading {
+    std::string policy;  // canonical policy text, or kOtherPolicies
+    bool encode = true;
+    double bytes_per_second[2] = {0, 0};  // [cpu, gpu]
+    std::string preferred;                // device name
+  };
+  std::vector<Reading> Readings() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The two devices' names: [0] the CPU, [1] the GPU.
+  absl::string_view device_name(int i) const { return codecs_[i]->device(); }
+
  private:
   struct Speeds {
     double seconds_per_byte[2] = {0, 0};  // [cpu, gpu]; 0 = not measured yet
@@ -66,6 +86,11 @@ class CodecRouter : public BlockCodec {
   // when the GPU fails in any other way (counted in gpu_failures, logged).
   absl::Status Route(const std::string& key, uint64_t raw_bytes,
                                     absl::string_view* ran_on, const Run& run);
+  // The table key for a call: "e:" or "d:" and the policy text, or the shared key once the
+  // table holds kMaxPolicies keys of that direction.
+  std::string Key(bool encode, const std::string& policy) ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether the CPU is the device to use for `s` when not exploring.
+  bool PrefersCpu(const Speeds& s) const;
   int Choose(const std::string& key) ABSL_LOCKS_EXCLUDED(mu_);
   void Record(const std::string& key, int device, double seconds, uint64_t bytes)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -73,8 +98,9 @@ class CodecRouter : public BlockCodec {
   BlockCodec* const codecs_[2];
   const Mode mode_;
   const std::string name_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Speeds> speeds_ ABSL_GUARDED_BY(mu_);
+  size_t keys_[2] ABSL_GUARDED_BY(mu_) = {0, 0};  // [decode, encode] keys in speeds_
   std::atomic<uint64_t> gpu_failures_{0};
 };
 

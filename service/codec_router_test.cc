@@ -1,11 +1,14 @@
 #include "service/codec_router.h"
 
+#include <map>
+
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "codec/block_format.h"
 #include "gtest/gtest.h"
+#include "service/codec_router_metrics.h"
 
 namespace kvpack {
 namespace {
@@ -172,6 +175,56 @@ TEST_F(CodecRouterTest, GpuFailuresAreRedoneOnTheCpu) {
   EXPECT_EQ(router.gpu_failures(), 6u);
   gpu.fail_with = absl::OkStatus();
   EXPECT_EQ(EncodeOnce(router), "cuda:0") << "a recovered GPU is used again";
+}
+
+// What --device=auto measured and chose is on /metrics: a speed per device once measured, and
+// the preferred device.
+TEST_F(CodecRouterTest, MetricsShowMeasuredSpeedsAndTheChoice) {
+  TimedCodec cpu("cpu", absl::Milliseconds(4));
+  TimedCodec gpu("cuda:0", absl::ZeroDuration());
+  CodecRouter router(&cpu, &gpu, CodecRouter::Mode::kFastest);
+  for (int i = 0; i < 8; ++i) EncodeOnce(router);
+  std::map<std::string, double> speed, preferred;
+  for (const auto& family : CodecRouterCollector(&router).Collect()) {
+    for (const auto& m : family.metric) {
+      std::string key;
+      for (const auto& l : m.label) key += l.name + "=" + l.value + ",";
+      (family.name == "kvpack_codec_measured_bytes_per_second" ? speed : preferred)[key] =
+          m.gauge.value;
+    }
+  }
+  const std::string policy = header_.policy_text;
+  const std::string cpu_key = "device=cpu,direction=encode,policy=" + policy + ",";
+  const std::string gpu_key = "device=cuda:0,direction=encode,policy=" + policy + ",";
+  ASSERT_EQ(speed.count(cpu_key), 1u) << "the CPU was measured";
+  ASSERT_EQ(speed.count(gpu_key), 1u);
+  // At least 4 ms per block on the CPU; the GPU stand-in has no delay.
+  EXPECT_LE(speed[cpu_key], layout_.RawBytes() / 0.004);
+  EXPECT_GT(speed[gpu_key], speed[cpu_key]);
+  EXPECT_EQ(preferred[gpu_key], 1);
+  EXPECT_EQ(preferred[cpu_key], 0);
+  EXPECT_EQ(speed.count("device=cpu,direction=decode,policy=" + policy + ","), 0u)
+      << "nothing decoded";
+}
+
+// A client sending ever new policy texts cannot grow the router's table: past kMaxPolicies
+// they share one entry, and are still routed and encoded correctly.
+TEST_F(CodecRouterTest, TheTableOfPoliciesIsBounded) {
+  TimedCodec cpu("cpu", absl::ZeroDuration());
+  TimedCodec gpu("cuda:0", absl::ZeroDuration());
+  CodecRouter router(&cpu, &gpu, CodecRouter::Mode::kFastest);
+  const std::string text = header_.policy_text;
+  for (size_t i = 0; i < CodecRouter::kMaxPolicies + 50; ++i) {
+    // The router keys on the policy text; one of the same length keeps the header's sizes.
+    const std::string digits = absl::StrCat(1000 + i);
+    header_.policy_text = text.substr(0, text.size() - digits.size()) + digits;
+    EXPECT_FALSE(EncodeOnce(router).empty());
+  }
+  const auto readings = router.Readings();
+  EXPECT_EQ(readings.size(), CodecRouter::kMaxPolicies + 1);
+  bool other = false;
+  for (const auto& r : readings) other |= r.policy == CodecRouter::kOtherPolicies;
+  EXPECT_TRUE(other);
 }
 
 }  // namespace

@@ -406,8 +406,20 @@ void ServiceMetrics::RecordStorePutFailure(absl::StatusCode code) {
   store_put_failures_->Add({{"code", absl::StatusCodeToString(code)}}).Increment();
 }
 
+void ServiceMetrics::AddCollectable(std::shared_ptr<prometheus::Collectable> collectable) {
+  if (exposer_ != nullptr) exposer_->RegisterCollectable(collectable);
+  absl::MutexLock lock(&extra_mu_);
+  extra_.push_back(std::move(collectable));
+}
+
 std::string ServiceMetrics::Scrape() const {
   std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  {
+    absl::MutexLock lock(&extra_mu_);
+    for (const auto& collectable : extra_) {
+      for (auto& family : collectable->Collect()) families.push_back(std::move(family));
+    }
+  }
   for (auto& family : store_collector_->Collect()) families.push_back(std::move(family));
   for (auto& family : readings_->Collect()) families.push_back(std::move(family));
   for (auto& family : process_collector_->Collect()) families.push_back(std::move(family));

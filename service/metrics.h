@@ -75,6 +75,9 @@ class ServiceMetrics {
   void AddReading(std::string name, std::string help, prometheus::MetricType type,
                   std::function<double()> read);
 
+  // More families read at scrape time (served on /metrics and included in Scrape()).
+  void AddCollectable(std::shared_ptr<prometheus::Collectable> collectable);
+
   struct Totals {
     uint64_t raw_bytes_in = 0;
     uint64_t encoded_bytes_in = 0;
@@ -93,6 +96,8 @@ class ServiceMetrics {
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<prometheus::Collectable> store_collector_;
   std::shared_ptr<class ReadingCollector> readings_;
+  mutable absl::Mutex extra_mu_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> extra_ ABSL_GUARDED_BY(extra_mu_);
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
 

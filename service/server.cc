@@ -16,6 +16,7 @@
 #include "common/status_macros.h"
 #include "gpu/gpu_block_codec.h"
 #include "service/codec_router.h"
+#include "service/codec_router_metrics.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
@@ -143,6 +144,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
         "GPU encodes/decodes that failed (out of memory, launch failure, lost device) and were "
         "redone on the CPU.",
         prometheus::MetricType::Counter, [router] { return double(router->gpu_failures()); });
+    server->metrics_->AddCollectable(std::make_shared<CodecRouterCollector>(router));
   }
   server->service_ = std::make_unique<KvCacheService>(&server->context_);
   {

@@ -68,7 +68,7 @@ for device in ${DEVICES-cpu cuda:0 auto}; do
         --concurrency="$CONCURRENCY" --codec="$codec" --want=$want | grep -E "^(put|get|compression)"
     done
   done
-  metrics 9565 | grep -E '^kvpack_codec_(en|de)code_seconds_(count|sum)' || true
+  metrics 9565 | grep -E '^kvpack_codec_((en|de)code_seconds_(count|sum)|measured_bytes_per_second|preferred_device)' || true
   kill -TERM $pid; wait $pid || status=1
   rm -rf "$data"
 done
