@@ -124,13 +124,24 @@ __device__ __forceinline__ bool FillMeans(const TurboSmem& s, const uint8_t* seg
 
 // x_i ∘ S1·m̂_i for the lane's 16 elements (m = the lane's first mean): subtract on encode,
 // add on decode.
+// Decode stores s·(x + s·m) where the CPU computes s·x + m. Negation commutes with rounded
+// addition, so the two agree except in the sign of an exact zero: with s = −1 the CPU's
+// zero is −0 only when both terms are −0 (x and s·m both +0 here), +0 otherwise, so a zero
+// sum is given the sign that the flip at the store turns into the CPU's.
 template <bool kAdd>
 __device__ __forceinline__ void ApplySignedMeans(float (&x)[kLaneElems], const float* m,
                                                  uint32_t s1) {
 #pragma unroll
   for (int i = 0; i < kLaneElems; ++i) {
-    const float sm = __uint_as_float(__float_as_uint(m[i]) ^ (((s1 >> i) & 1u) << 31));
-    x[i] = kAdd ? __fadd_rn(x[i], sm) : __fsub_rn(x[i], sm);
+    const uint32_t flip = ((s1 >> i) & 1u) << 31;
+    const float sm = __uint_as_float(__float_as_uint(m[i]) ^ flip);
+    if constexpr (kAdd) {
+      const float r = __fadd_rn(x[i], sm);
+      const bool both_plus_zero = (__float_as_uint(x[i]) | __float_as_uint(sm)) == 0;
+      x[i] = flip != 0 && r == 0.0f ? (both_plus_zero ? 0.0f : -0.0f) : r;
+    } else {
+      x[i] = __fsub_rn(x[i], sm);
+    }
   }
 }
 
