@@ -380,18 +380,20 @@ absl::Status KvDeviceService::Put(const Permissions& permissions,
     policy = *std::move(parsed);
   }
   const PutTarget target{ns, &policy, request.options().durable(), response};
-  auto* timed = static_cast<TimedEndpoint*>(channel->endpoint.get());
-  const uint64_t stored_before = put_bytes();
-  absl::Status status;
-  if (channel->transport == v1::DEVICE_TRANSPORT_NCCL) {
-    status = PutOverNccl(call, request, *channel, target);
-  } else {
-    status = PutOverIpc(call, request, *channel, target);
-  }
+  const absl::Status status = channel->transport == v1::DEVICE_TRANSPORT_NCCL
+                                  ? PutOverNccl(call, request, *channel, target)
+                                  : PutOverIpc(call, request, *channel, target);
+  uint64_t bytes = 0;
+  for (const v1::PutResult& result : response->results()) bytes += result.raw_bytes();
+  Charge(*channel, start, response->results_size(), bytes);
+  return status;
+}
+
+void KvDeviceService::Charge(const DeviceChannelRegistry::Channel& channel, absl::Time start,
+                             uint64_t blocks, uint64_t bytes) {
   const absl::Duration wall = absl::Now() - start;
   AddSeconds(wall);
-  timed->clock.AddCall(response->results_size(), put_bytes() - stored_before, wall);
-  return status;
+  static_cast<TimedEndpoint*>(channel.endpoint.get())->clock.AddCall(blocks, bytes, wall);
 }
 
 absl::Status KvDeviceService::PutOverIpc(const grpc::CallbackServerContext& call,
@@ -533,17 +535,11 @@ absl::Status KvDeviceService::Get(const Permissions& permissions,
   const std::string& ns = request.namespace_();
   ASSIGN_OR_RETURN(DeviceChannelRegistry::Lease channel,
                    AcquireFor(request.channel_id(), ns, Right::kRead, permissions));
-  auto* timed = static_cast<TimedEndpoint*>(channel->endpoint.get());
-  const uint64_t before = get_bytes();
-  absl::Status status;
-  if (channel->transport == v1::DEVICE_TRANSPORT_NCCL) {
-    status = GetOverNccl(call, request, *channel, response);
-  } else {
-    status = GetOverIpc(call, request, *channel, response);
-  }
-  const absl::Duration wall = absl::Now() - start;
-  AddSeconds(wall);
-  timed->clock.AddCall(response->results_size(), get_bytes() - before, wall);
+  std::atomic<uint64_t> moved{0};
+  const absl::Status status = channel->transport == v1::DEVICE_TRANSPORT_NCCL
+                                  ? GetOverNccl(call, request, *channel, response, &moved)
+                                  : GetOverIpc(call, request, *channel, response, &moved);
+  Charge(*channel, start, response->results_size(), moved.load());
   return status;
 }
 
@@ -571,7 +567,8 @@ absl::StatusOr<KvDeviceService::FetchedBlock> KvDeviceService::Fetch(const std::
 
 // One block's answer: found, or not stored (NotFound), or stored but not served (`status`).
 void KvDeviceService::Answer(const absl::Status& status, const BlockLayout& layout,
-                             StorageTier tier, v1::DeviceGetResult* result) {
+                             StorageTier tier, v1::DeviceGetResult* result,
+                             std::atomic<uint64_t>* moved) {
   if (absl::IsNotFound(status)) return;
   if (!status.ok()) {
     result->set_error(std::string(status.message()));
@@ -582,12 +579,14 @@ void KvDeviceService::Answer(const absl::Status& status, const BlockLayout& layo
   result->set_tier(ToProtoTier(tier));
   context_->metrics->RecordBlockOut(layout.RawBytes(), false);
   get_bytes_.fetch_add(layout.RawBytes(), std::memory_order_relaxed);
+  moved->fetch_add(layout.RawBytes(), std::memory_order_relaxed);
 }
 
 absl::Status KvDeviceService::GetOverIpc(const grpc::CallbackServerContext& call,
                                          const v1::DeviceGetRequest& request,
                                          const DeviceChannelRegistry::Channel& channel,
-                                         v1::DeviceGetResponse* response) {
+                                         v1::DeviceGetResponse* response,
+                                         std::atomic<uint64_t>* moved) {
   auto* endpoint = static_cast<IpcEndpoint*>(channel.endpoint.get());
   DeviceStageClock* const clock = &endpoint->clock;
   absl::MutexLock lock(&endpoint->mu);
@@ -620,7 +619,7 @@ absl::Status KvDeviceService::GetOverIpc(const grpc::CallbackServerContext& call
           context_->metrics->RecordDecode(device, absl::Now() - decode_start);
         }
         Answer(status, block.layout, fetched.ok() ? fetched->tier : StorageTier::kNone,
-               response->mutable_results(static_cast<int>(i)));
+               response->mutable_results(static_cast<int>(i)), moved);
       },
       clock);  // the batch's end waits for every block
   for (const absl::Status& status : failed) RETURN_IF_ERROR(status);
@@ -630,7 +629,8 @@ absl::Status KvDeviceService::GetOverIpc(const grpc::CallbackServerContext& call
 absl::Status KvDeviceService::GetOverNccl(const grpc::CallbackServerContext& call,
                                           const v1::DeviceGetRequest& request,
                                           const DeviceChannelRegistry::Channel& channel,
-                                          v1::DeviceGetResponse* response) {
+                                          v1::DeviceGetResponse* response,
+                                          std::atomic<uint64_t>* moved) {
   auto* endpoint = static_cast<NcclEndpoint*>(channel.endpoint.get());
   DeviceStageClock* const clock = &endpoint->clock;
   absl::MutexLock lock(&endpoint->mu);
@@ -646,7 +646,7 @@ absl::Status KvDeviceService::GetOverNccl(const grpc::CallbackServerContext& cal
   };
   if (!nccl.ok()) return fail(nccl.status());
   const absl::Status status = SendBlocks(call, request.namespace_(), blocks, **nccl, clock,
-                                         response);
+                                         response, moved);
   return status.ok() ? status : fail(status);
 }
 
@@ -654,7 +654,8 @@ absl::Status KvDeviceService::SendBlocks(const grpc::CallbackServerContext& call
                                          const std::string& ns,
                                          const std::vector<CheckedBlock>& blocks,
                                          gpu::NcclChannel& nccl, DeviceStageClock* clock,
-                                         v1::DeviceGetResponse* response) {
+                                         v1::DeviceGetResponse* response,
+                                         std::atomic<uint64_t>* moved) {
   const absl::Time deadline = absl::FromChrono(call.deadline());
   DeviceLanes::Lease lane = lanes_->Borrow();
   // Look every block up first: the manifest (one byte per block, 1 = its segments follow)
@@ -683,7 +684,7 @@ absl::Status KvDeviceService::SendBlocks(const grpc::CallbackServerContext& call
     v1::DeviceGetResult* result = response->add_results();
     result->set_key(blocks[i].key);
     if (!fetched[i].ok()) {
-      Answer(fetched[i].status(), blocks[i].layout, StorageTier::kNone, result);
+      Answer(fetched[i].status(), blocks[i].layout, StorageTier::kNone, result, moved);
       continue;
     }
     RETURN_IF_ERROR(CheckDeadline(call, i));
@@ -701,7 +702,7 @@ absl::Status KvDeviceService::SendBlocks(const grpc::CallbackServerContext& call
     }
     RETURN_IF_ERROR(nccl.Send(ranges, nullptr, deadline));
     block_timer.Lap(DeviceStage::kTransfer);
-    Answer(absl::OkStatus(), layout, fetched[i]->tier, result);
+    Answer(absl::OkStatus(), layout, fetched[i]->tier, result, moved);
   }
   return absl::OkStatus();
 }

@@ -22,6 +22,7 @@
 #ifndef KVPACK_SERVICE_DEVICE_CHANNEL_SERVICE_H_
 #define KVPACK_SERVICE_DEVICE_CHANNEL_SERVICE_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -124,21 +125,26 @@ class KvDeviceService final : public v1::KvDeviceService::CallbackService {
   absl::StatusOr<FetchedBlock> Fetch(const std::string& ns, const std::string& key,
                                      const BlockLayout& layout, StageTimer& timer);
   // Fills one block's result from its status (found, not stored, or an error) and counts it.
+  // `moved` counts the raw bytes of the blocks found.
   void Answer(const absl::Status& status, const BlockLayout& layout, StorageTier tier,
-              v1::DeviceGetResult* result);
+              v1::DeviceGetResult* result, std::atomic<uint64_t>* moved);
   absl::Status GetOverIpc(const grpc::CallbackServerContext& call,
                           const v1::DeviceGetRequest& request,
                           const DeviceChannelRegistry::Channel& channel,
-                          v1::DeviceGetResponse* response);
+                          v1::DeviceGetResponse* response, std::atomic<uint64_t>* moved);
   // DeviceGet on an NCCL channel (service/DEVICE_CHANNELS.md): a manifest, then each found
   // block decoded dense and sent segment by segment.
   absl::Status GetOverNccl(const grpc::CallbackServerContext& call,
                            const v1::DeviceGetRequest& request,
                            const DeviceChannelRegistry::Channel& channel,
-                           v1::DeviceGetResponse* response);
+                           v1::DeviceGetResponse* response, std::atomic<uint64_t>* moved);
   absl::Status SendBlocks(const grpc::CallbackServerContext& call, const std::string& ns,
                           const std::vector<CheckedBlock>& blocks, gpu::NcclChannel& nccl,
-                          DeviceStageClock* clock, v1::DeviceGetResponse* response);
+                          DeviceStageClock* clock, v1::DeviceGetResponse* response,
+                          std::atomic<uint64_t>* moved);
+  // Adds a call's wall time (since `start`) to the service's and the channel's clocks.
+  void Charge(const DeviceChannelRegistry::Channel& channel, absl::Time start, uint64_t blocks,
+              uint64_t bytes);
   void AddSeconds(absl::Duration elapsed);
 
   const ServiceContext* const context_;
