@@ -482,17 +482,25 @@ absl::Status KvDeviceService::PutOverNccl(const grpc::CallbackServerContext& cal
                                           const DeviceChannelRegistry::Channel& channel,
                                           const PutTarget& target) {
   auto* endpoint = static_cast<NcclEndpoint*>(channel.endpoint.get());
-  DeviceStageClock* const clock = &endpoint->clock;
   absl::MutexLock lock(&endpoint->mu);
   const absl::Time deadline = absl::FromChrono(call.deadline());
-  ASSIGN_OR_RETURN(std::vector<CheckedBlock> blocks,
-                   CheckBlocks(request.blocks(), channel.max_call_bytes,
-                               context_->max_block_bytes));
-  absl::StatusOr<gpu::NcclChannel*> nccl = endpoint->Joined(deadline);
-  if (!nccl.ok()) {
-    registry_->Close(channel.id, /*abort=*/true).IgnoreError();  // no use for it any more
-    return nccl.status();
-  }
+  // The client posts its sends with the call: a call that fails, even before a byte was taken,
+  // leaves the two ranks out of step. The channel goes, its communicator aborted.
+  absl::StatusOr<std::vector<CheckedBlock>> blocks =
+      CheckBlocks(request.blocks(), channel.max_call_bytes, context_->max_block_bytes);
+  absl::StatusOr<gpu::NcclChannel*> nccl =
+      blocks.ok() ? endpoint->Joined(deadline) : blocks.status();
+  absl::Status status = nccl.status();
+  if (status.ok()) status = ReceiveBlocks(call, *blocks, **nccl, &endpoint->clock, target);
+  if (!status.ok()) registry_->Close(channel.id, /*abort=*/true).IgnoreError();
+  return status;
+}
+
+absl::Status KvDeviceService::ReceiveBlocks(const grpc::CallbackServerContext& call,
+                                            const std::vector<CheckedBlock>& blocks,
+                                            gpu::NcclChannel& nccl, DeviceStageClock* clock,
+                                            const PutTarget& target) {
+  const absl::Time deadline = absl::FromChrono(call.deadline());
   DeviceLanes::Lease lane = lanes_->Borrow();
   for (size_t i = 0; i < blocks.size(); ++i) {
     RETURN_IF_ERROR(CheckDeadline(call, i));
@@ -501,13 +509,8 @@ absl::Status KvDeviceService::PutOverNccl(const grpc::CallbackServerContext& cal
     ASSIGN_OR_RETURN(std::unique_ptr<gpu::GpuCodec::DeviceBuffer> staging,
                      lane->codec->AllocateDevice(layout.RawBytes()));
     StageTimer timer(clock);
-    const absl::Status received =
-        (*nccl)->Recv(DenseRanges(staging->data(), layout), nullptr, deadline);
+    RETURN_IF_ERROR(nccl.Recv(DenseRanges(staging->data(), layout), nullptr, deadline));
     timer.Lap(DeviceStage::kTransfer);
-    if (!received.ok()) {
-      registry_->Close(channel.id, /*abort=*/true).IgnoreError();
-      return received;
-    }
     ASSIGN_OR_RETURN(StoredBlock stored,
                      EncodeBlock(*lane, call, target, i, blocks[i].key, layout,
                                  gpu::DeviceBlockView::Contiguous(staging->data(), layout), clock));
@@ -635,19 +638,18 @@ absl::Status KvDeviceService::GetOverNccl(const grpc::CallbackServerContext& cal
   DeviceStageClock* const clock = &endpoint->clock;
   absl::MutexLock lock(&endpoint->mu);
   const absl::Time deadline = absl::FromChrono(call.deadline());
-  ASSIGN_OR_RETURN(std::vector<CheckedBlock> blocks,
-                   CheckBlocks(request.blocks(), channel.max_call_bytes,
-                               context_->max_block_bytes));
-  absl::StatusOr<gpu::NcclChannel*> nccl = endpoint->Joined(deadline);
-  // Past this point a failed transfer leaves the two ranks out of step: the channel goes.
-  auto fail = [&](absl::Status status) {
-    registry_->Close(channel.id, /*abort=*/true).IgnoreError();
-    return status;
-  };
-  if (!nccl.ok()) return fail(nccl.status());
-  const absl::Status status = SendBlocks(call, request.namespace_(), blocks, **nccl, clock,
-                                         response, moved);
-  return status.ok() ? status : fail(status);
+  // As for puts: the client waits for bytes from the start of the call, and a call that fails
+  // leaves the ranks out of step; the channel goes, its communicator aborted.
+  absl::StatusOr<std::vector<CheckedBlock>> blocks =
+      CheckBlocks(request.blocks(), channel.max_call_bytes, context_->max_block_bytes);
+  absl::StatusOr<gpu::NcclChannel*> nccl =
+      blocks.ok() ? endpoint->Joined(deadline) : blocks.status();
+  absl::Status status = nccl.status();
+  if (status.ok()) {
+    status = SendBlocks(call, request.namespace_(), *blocks, **nccl, clock, response, moved);
+  }
+  if (!status.ok()) registry_->Close(channel.id, /*abort=*/true).IgnoreError();
+  return status;
 }
 
 absl::Status KvDeviceService::SendBlocks(const grpc::CallbackServerContext& call,

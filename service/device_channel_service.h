@@ -104,6 +104,9 @@ class KvDeviceService final : public v1::KvDeviceService::CallbackService {
   absl::Status PutOverNccl(const grpc::CallbackServerContext& call,
                            const v1::DevicePutRequest& request,
                            const DeviceChannelRegistry::Channel& channel, const PutTarget& target);
+  absl::Status ReceiveBlocks(const grpc::CallbackServerContext& call,
+                             const std::vector<CheckedBlock>& blocks, gpu::NcclChannel& nccl,
+                             DeviceStageClock* clock, const PutTarget& target);
   // Block #index (key, layout, raw in device memory at `view`) encoded on `lane` and sealed
   // (DeadlineExceeded once the call's deadline has passed); errors name the block.
   absl::StatusOr<StoredBlock> EncodeBlock(DeviceLane& lane, const grpc::CallbackServerContext& call,
