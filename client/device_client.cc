@@ -194,6 +194,7 @@ absl::StatusOr<std::unique_ptr<DeviceClient>> DeviceClient::Open(Client* client,
     if (gpu < 0 && cudaGetDevice(&gpu) != cudaSuccess) {
       return absl::UnavailableError("no current CUDA device to join the NCCL channel from");
     }
+    device->nccl_device_ = gpu;
     ASSIGN_OR_RETURN(device->nccl_,
                      gpu::NcclChannel::Join(response.nccl_unique_id(), /*rank=*/1, gpu, deadline));
   }
@@ -320,6 +321,11 @@ absl::StatusOr<std::unique_ptr<DeviceTransfer>> DeviceClient::GetIntoDevice(
     receive = [this, ranges = std::move(ranges)](gpu::NcclChannel& nccl,
                                                  absl::Time deadline) -> absl::Status {
       nccl_mu_.AssertHeld();
+      // This thread's current device may be another: the scratch must sit on the channel's.
+      if (cudaSetDevice(nccl_device_) != cudaSuccess) {
+        cudaGetLastError();
+        return absl::InternalError("cudaSetDevice for the NCCL channel's device failed");
+      }
       const size_t n = ranges.size();
       if (nccl_scratch_bytes_ < n) {
         if (nccl_scratch_ != nullptr) cudaFree(nccl_scratch_);

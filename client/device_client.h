@@ -178,6 +178,7 @@ class DeviceClient {
   // NCCL channels only: the communicator (rank 1), its transfers serialized by nccl_mu_ (the
   // server serves a channel's calls in the order their bytes arrive).
   std::unique_ptr<gpu::NcclChannel> nccl_;
+  int nccl_device_ = 0;  // the CUDA device it was joined on
   absl::Mutex nccl_mu_;
   void* nccl_scratch_ ABSL_GUARDED_BY(nccl_mu_) = nullptr;  // device memory for manifests
   size_t nccl_scratch_bytes_ ABSL_GUARDED_BY(nccl_mu_) = 0;

@@ -477,23 +477,33 @@ absl::Status KvDeviceService::StoreBlock(const PutTarget& target, const std::str
   return absl::OkStatus();
 }
 
+absl::Status KvDeviceService::OnNccl(
+    const grpc::CallbackServerContext& call,
+    const google::protobuf::RepeatedPtrField<v1::DeviceBlock>& request_blocks,
+    const DeviceChannelRegistry::Channel& channel, const NcclCall& work) {
+  auto* endpoint = static_cast<NcclEndpoint*>(channel.endpoint.get());
+  absl::MutexLock lock(&endpoint->mu);
+  // The client posts its sends (or receives) with the call: a call that fails, even before a
+  // byte moved, leaves the two ranks out of step. The channel goes, its communicator aborted.
+  absl::StatusOr<std::vector<CheckedBlock>> blocks =
+      CheckBlocks(request_blocks, channel.max_call_bytes, context_->max_block_bytes);
+  absl::StatusOr<gpu::NcclChannel*> nccl =
+      blocks.ok() ? endpoint->Joined(absl::FromChrono(call.deadline())) : blocks.status();
+  absl::Status status = nccl.status();
+  if (status.ok()) status = work(*blocks, **nccl, &endpoint->clock);
+  if (!status.ok()) registry_->Close(channel.id, /*abort=*/true).IgnoreError();
+  return status;
+}
+
 absl::Status KvDeviceService::PutOverNccl(const grpc::CallbackServerContext& call,
                                           const v1::DevicePutRequest& request,
                                           const DeviceChannelRegistry::Channel& channel,
                                           const PutTarget& target) {
-  auto* endpoint = static_cast<NcclEndpoint*>(channel.endpoint.get());
-  absl::MutexLock lock(&endpoint->mu);
-  const absl::Time deadline = absl::FromChrono(call.deadline());
-  // The client posts its sends with the call: a call that fails, even before a byte was taken,
-  // leaves the two ranks out of step. The channel goes, its communicator aborted.
-  absl::StatusOr<std::vector<CheckedBlock>> blocks =
-      CheckBlocks(request.blocks(), channel.max_call_bytes, context_->max_block_bytes);
-  absl::StatusOr<gpu::NcclChannel*> nccl =
-      blocks.ok() ? endpoint->Joined(deadline) : blocks.status();
-  absl::Status status = nccl.status();
-  if (status.ok()) status = ReceiveBlocks(call, *blocks, **nccl, &endpoint->clock, target);
-  if (!status.ok()) registry_->Close(channel.id, /*abort=*/true).IgnoreError();
-  return status;
+  return OnNccl(call, request.blocks(), channel,
+                [&](const std::vector<CheckedBlock>& blocks, gpu::NcclChannel& nccl,
+                    DeviceStageClock* clock) {
+                  return ReceiveBlocks(call, blocks, nccl, clock, target);
+                });
 }
 
 absl::Status KvDeviceService::ReceiveBlocks(const grpc::CallbackServerContext& call,
@@ -634,22 +644,12 @@ absl::Status KvDeviceService::GetOverNccl(const grpc::CallbackServerContext& cal
                                           const DeviceChannelRegistry::Channel& channel,
                                           v1::DeviceGetResponse* response,
                                           std::atomic<uint64_t>* moved) {
-  auto* endpoint = static_cast<NcclEndpoint*>(channel.endpoint.get());
-  DeviceStageClock* const clock = &endpoint->clock;
-  absl::MutexLock lock(&endpoint->mu);
-  const absl::Time deadline = absl::FromChrono(call.deadline());
-  // As for puts: the client waits for bytes from the start of the call, and a call that fails
-  // leaves the ranks out of step; the channel goes, its communicator aborted.
-  absl::StatusOr<std::vector<CheckedBlock>> blocks =
-      CheckBlocks(request.blocks(), channel.max_call_bytes, context_->max_block_bytes);
-  absl::StatusOr<gpu::NcclChannel*> nccl =
-      blocks.ok() ? endpoint->Joined(deadline) : blocks.status();
-  absl::Status status = nccl.status();
-  if (status.ok()) {
-    status = SendBlocks(call, request.namespace_(), *blocks, **nccl, clock, response, moved);
-  }
-  if (!status.ok()) registry_->Close(channel.id, /*abort=*/true).IgnoreError();
-  return status;
+  return OnNccl(call, request.blocks(), channel,
+                [&](const std::vector<CheckedBlock>& blocks, gpu::NcclChannel& nccl,
+                    DeviceStageClock* clock) {
+                  return SendBlocks(call, request.namespace_(), blocks, nccl, clock, response,
+                                    moved);
+                });
 }
 
 absl::Status KvDeviceService::SendBlocks(const grpc::CallbackServerContext& call,

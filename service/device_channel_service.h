@@ -23,6 +23,7 @@
 #define KVPACK_SERVICE_DEVICE_CHANNEL_SERVICE_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -100,6 +101,13 @@ class KvDeviceService final : public v1::KvDeviceService::CallbackService {
   absl::Status PutOverIpc(const grpc::CallbackServerContext& call,
                           const v1::DevicePutRequest& request,
                           const DeviceChannelRegistry::Channel& channel, const PutTarget& target);
+  // Checks an NCCL call's blocks, waits for the channel's join and runs `work` on the joined
+  // communicator; on any error closes the channel (aborting the communicator).
+  using NcclCall = std::function<absl::Status(const std::vector<CheckedBlock>&,
+                                              gpu::NcclChannel&, DeviceStageClock*)>;
+  absl::Status OnNccl(const grpc::CallbackServerContext& call,
+                      const google::protobuf::RepeatedPtrField<v1::DeviceBlock>& request_blocks,
+                      const DeviceChannelRegistry::Channel& channel, const NcclCall& work);
   // DevicePut on an NCCL channel: receives each block's segments into device staging.
   absl::Status PutOverNccl(const grpc::CallbackServerContext& call,
                            const v1::DevicePutRequest& request,
