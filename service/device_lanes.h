@@ -96,7 +96,7 @@ class DeviceLanes {
   int size() const { return size_; }
 
  private:
-  DeviceLanes(int size) : size_(size), pool_(size) {}
+  explicit DeviceLanes(int size) : size_(size), pool_(size) {}
 
   const int size_;
   absl::Mutex mu_;
