@@ -1,8 +1,10 @@
 #include "client/device_client.h"
 
+#include <algorithm>
+#include <atomic>
 #include <utility>
+#include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -10,6 +12,7 @@
 #include "client/wire_convert.h"
 #include "common/status_macros.h"
 #include "gpu/device_transfer_fence.h"
+#include "gpu/device_transfer_nccl.h"
 #include "gpu/ipc_memory.h"
 #include "grpcpp/grpcpp.h"
 #include "kvpack/v1/device.grpc.pb.h"
@@ -23,10 +26,18 @@ using client_internal::TierFromProto;
 namespace {
 
 // Fills `buffers` and `blocks` of a request from `refs`: one IpcBuffer per distinct allocation.
+// NCCL channels (`ipc` false) send keys and layouts only; the segments must be dense.
 template <typename Request>
-absl::Status Describe(absl::Span<const DeviceBlockRef> refs, Request* request) {
+absl::Status Describe(absl::Span<const DeviceBlockRef> refs, bool ipc, Request* request) {
   if (refs.empty()) return absl::InvalidArgumentError("no blocks given");
-  absl::flat_hash_map<const void*, uint32_t> buffer_of;  // allocation base -> buffers index
+  // The allocations found so far in this call (base, size, buffers index): a segment inside
+  // one needs no driver call (a call's buffers stay allocated until it ends).
+  struct Found {
+    const uint8_t* base;
+    uint64_t size;
+    uint32_t index;
+  };
+  std::vector<Found> found;
   for (size_t b = 0; b < refs.size(); ++b) {
     const DeviceBlockRef& ref = refs[b];
     if (ref.key.empty()) return absl::InvalidArgumentError(absl::StrCat("block #", b, ": empty key"));
@@ -40,21 +51,43 @@ absl::Status Describe(absl::Span<const DeviceBlockRef> refs, Request* request) {
     block->set_key(ref.key);
     LayoutToProto(ref.layout, block->mutable_layout());
     block->set_token_stride(ref.view.token_stride);
+    if (!ipc) {
+      const uint64_t dense = uint64_t{ref.layout.kv_heads} * ref.layout.head_dim;
+      if (ref.view.token_stride != 0 && ref.view.token_stride != dense) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "block #", b, ": NCCL channels move dense segments only (token_stride 0 or ", dense,
+            ", not ", ref.view.token_stride, ")"));
+      }
+      continue;
+    }
     for (void* segment : ref.view.segments) {
-      ASSIGN_OR_RETURN(const auto range, gpu::AllocationRange(segment));
-      auto [it, added] = buffer_of.try_emplace(range.first, request->buffers_size());
-      if (added) {
+      const auto* p = static_cast<const uint8_t*>(segment);
+      auto it = std::find_if(found.begin(), found.end(), [p](const Found& f) {
+        return p >= f.base && p < f.base + f.size;
+      });
+      if (it == found.end()) {
+        ASSIGN_OR_RETURN(const auto range, gpu::AllocationRange(segment));
         ASSIGN_OR_RETURN(const gpu::IpcExport exported, gpu::ExportDevicePointer(range.first));
         v1::IpcBuffer* buffer = request->add_buffers();
         buffer->set_handle(exported.handle);
         buffer->set_size(exported.allocation_size);
+        found.push_back({range.first, range.second,
+                         static_cast<uint32_t>(request->buffers_size() - 1)});
+        it = found.end() - 1;
       }
       v1::DeviceSegment* s = block->add_segments();
-      s->set_buffer(it->second);
-      s->set_offset(static_cast<uint8_t*>(segment) - range.first);
+      s->set_buffer(it->index);
+      s->set_offset(static_cast<uint64_t>(p - it->base));
     }
   }
   return absl::OkStatus();
+}
+
+// The segments of `refs` in order, each as one contiguous range (dense segments).
+std::vector<std::pair<void*, size_t>> SegmentRanges(const DeviceBlockRef& ref) {
+  std::vector<std::pair<void*, size_t>> ranges;
+  for (void* segment : ref.view.segments) ranges.emplace_back(segment, ref.layout.SegmentRawBytes());
+  return ranges;
 }
 
 }  // namespace
@@ -141,23 +174,36 @@ absl::StatusOr<std::unique_ptr<DeviceClient>> DeviceClient::Open(Client* client,
                                                                  const std::string& ns,
                                                                  const DeviceClientOptions& options) {
   std::unique_ptr<DeviceClient> device(new DeviceClient(client, ns));
-  ASSIGN_OR_RETURN(std::unique_ptr<gpu::TransferFence> fence, gpu::TransferFence::Create());
-  device->fence_ = std::move(fence);
   device->rpc_->stub = v1::KvDeviceService::NewStub(client->channel_for_companion());
+  const bool nccl = options.transport == DeviceTransport::kNccl;
   v1::OpenChannelRequest request;
   request.set_namespace_(ns);
-  request.set_transport(v1::DEVICE_TRANSPORT_CUDA_IPC);
-  request.set_host_id(gpu::HostBootId());
+  request.set_transport(nccl ? v1::DEVICE_TRANSPORT_NCCL : v1::DEVICE_TRANSPORT_CUDA_IPC);
+  if (!nccl) request.set_host_id(gpu::HostBootId());
   request.set_max_call_bytes(options.max_call_bytes);
   v1::OpenChannelResponse response;
   grpc::ClientContext context;
-  client->Prepare(&context, absl::Now() + client->options().timeout);
+  const absl::Time deadline = absl::Now() + client->options().timeout;
+  client->Prepare(&context, deadline);
   RETURN_IF_ERROR(StatusFromGrpc(device->rpc_->stub->OpenChannel(&context, request, &response)));
-  device->channel_id_ = response.channel_id();
+  device->channel_id_ = response.channel_id();  // from here on, the destructor closes it
+  ASSIGN_OR_RETURN(std::unique_ptr<gpu::TransferFence> fence, gpu::TransferFence::Create());
+  device->fence_ = std::move(fence);
+  if (nccl) {
+    int gpu = options.device;
+    if (gpu < 0 && cudaGetDevice(&gpu) != cudaSuccess) {
+      return absl::UnavailableError("no current CUDA device to join the NCCL channel from");
+    }
+    device->nccl_device_ = gpu;
+    ASSIGN_OR_RETURN(device->nccl_,
+                     gpu::NcclChannel::Join(response.nccl_unique_id(), /*rank=*/1, gpu, deadline));
+  }
   return device;
 }
 
 DeviceClient::~DeviceClient() {
+  if (nccl_scratch_ != nullptr) cudaFree(nccl_scratch_);
+  nccl_.reset();  // ncclCommDestroy (ncclCommAbort when aborted)
   if (channel_id_ == 0) return;
   v1::CloseChannelRequest request;
   request.set_channel_id(channel_id_);
@@ -168,13 +214,42 @@ DeviceClient::~DeviceClient() {
   StatusFromGrpc(rpc_->stub->CloseChannel(&context, request, &response)).IgnoreError();
 }
 
+template <typename Response, typename Request, typename Call>
+absl::Status DeviceClient::Run(const Request& request, Response* response, Call call,
+                               const NcclWork& over_nccl, cudaEvent_t ready) {
+  grpc::ClientContext context;
+  const absl::Time deadline = absl::Now() + client_->options().timeout;
+  client_->Prepare(&context, deadline);
+  if (nccl_ == nullptr) {
+    return StatusFromGrpc((rpc_->stub.get()->*call)(&context, request, response));
+  }
+  absl::MutexLock lock(&nccl_mu_);
+  std::atomic<bool> moved_all{false};
+  auto rpc = std::async(std::launch::async, [&] {
+    absl::Status status = StatusFromGrpc((rpc_->stub.get()->*call)(&context, request, response));
+    // A refused call leaves bytes posted that the server will never take: end the transfer
+    // now rather than at the deadline (the communicator is aborted).
+    if (!status.ok() && !moved_all.load()) nccl_->Abort();
+    return status;
+  });
+  absl::Status moved = nccl_->WaitFor(ready);
+  if (moved.ok()) moved = over_nccl(*nccl_, deadline);
+  moved_all.store(true);
+  if (!moved.ok()) context.TryCancel();
+  const absl::Status answered = rpc.get();
+  // The server's answer says most (its own error, or the blocks' results); a transfer error
+  // with an OK answer cannot happen unless the channel broke after the server's side ended.
+  if (!answered.ok() && !absl::IsCancelled(answered)) return answered;
+  return moved.ok() ? answered : moved;
+}
+
 template <typename Response, typename Request, typename Call, typename OnOk>
 absl::StatusOr<std::unique_ptr<DeviceTransfer>> DeviceClient::Start(
     std::shared_ptr<Request> request, cudaStream_t stream, bool stream_waits, Call call,
-    OnOk on_ok) {
+    OnOk on_ok, NcclWork over_nccl) {
   ASSIGN_OR_RETURN(std::unique_ptr<gpu::IpcEvent> event, rpc_->TakeEvent());
   RETURN_IF_ERROR(event->Record(stream));
-  request->set_ready_event(event->handle());
+  if (nccl_ == nullptr) request->set_ready_event(event->handle());
   std::unique_ptr<DeviceTransfer> transfer(new DeviceTransfer());
   transfer->fence_ = fence_;
   transfer->fence_value_ = fence_->NextValue();
@@ -183,12 +258,10 @@ absl::StatusOr<std::unique_ptr<DeviceTransfer>> DeviceClient::Start(
       stream_waits ? transfer->WaitOnStream(stream) : absl::OkStatus();
   DeviceTransfer* t = transfer.get();
   gpu::IpcEvent* recorded = event.release();  // back to the pool once the server answered
-  transfer->done_ = std::async(std::launch::async, [this, t, request, recorded, call, on_ok] {
+  transfer->done_ = std::async(std::launch::async, [this, t, request, recorded, call, on_ok,
+                                                    over_nccl = std::move(over_nccl)] {
     Response response;
-    grpc::ClientContext context;
-    client_->Prepare(&context, absl::Now() + client_->options().timeout);
-    const absl::Status status =
-        StatusFromGrpc((rpc_->stub.get()->*call)(&context, *request, &response));
+    const absl::Status status = Run(*request, &response, call, over_nccl, recorded->event());
     t->fence_->Signal(t->fence_value_);
     rpc_->GiveBack(std::unique_ptr<gpu::IpcEvent>(recorded));
     if (status.ok()) on_ok(response, t);
@@ -208,7 +281,20 @@ absl::StatusOr<std::unique_ptr<DeviceTransfer>> DeviceClient::PutFromDevice(
   request->mutable_options()->set_namespace_(ns_);
   request->mutable_options()->set_codec(options.codec);
   request->mutable_options()->set_durable(options.durable);
-  RETURN_IF_ERROR(Describe(blocks, request.get()));
+  RETURN_IF_ERROR(Describe(blocks, nccl_ == nullptr, request.get()));
+  NcclWork send;
+  if (nccl_ != nullptr) {
+    // Each block's segments in segment order, one group per block (as the server receives).
+    std::vector<std::vector<std::pair<void*, size_t>>> ranges;
+    for (const DeviceBlockRef& ref : blocks) ranges.push_back(SegmentRanges(ref));
+    send = [ranges = std::move(ranges)](gpu::NcclChannel& nccl, absl::Time deadline) {
+      for (const auto& block : ranges) {
+        std::vector<std::pair<const void*, size_t>> in(block.begin(), block.end());
+        RETURN_IF_ERROR(nccl.Send(in, nullptr, deadline));
+      }
+      return absl::OkStatus();
+    };
+  }
   return Start<v1::PutBlocksResponse>(
       request, stream, /*stream_waits=*/false, &v1::KvDeviceService::Stub::DevicePut,
       [](const v1::PutBlocksResponse& response, DeviceTransfer* t) {
@@ -216,7 +302,8 @@ absl::StatusOr<std::unique_ptr<DeviceTransfer>> DeviceClient::PutFromDevice(
           t->put_results_.push_back(
               PutResult{r.key(), r.raw_bytes(), r.encoded_bytes(), TierFromProto(r.tier())});
         }
-      });
+      },
+      std::move(send));
 }
 
 absl::StatusOr<std::unique_ptr<DeviceTransfer>> DeviceClient::GetIntoDevice(
@@ -224,7 +311,45 @@ absl::StatusOr<std::unique_ptr<DeviceTransfer>> DeviceClient::GetIntoDevice(
   auto request = std::make_shared<v1::DeviceGetRequest>();
   request->set_channel_id(channel_id_);
   request->set_namespace_(ns_);
-  RETURN_IF_ERROR(Describe(blocks, request.get()));
+  RETURN_IF_ERROR(Describe(blocks, nccl_ == nullptr, request.get()));
+  NcclWork receive;
+  if (nccl_ != nullptr) {
+    // The server's manifest first (one byte per block, 1 = its segments follow), then the
+    // segments of each block it marked, in order.
+    std::vector<std::vector<std::pair<void*, size_t>>> ranges;
+    for (const DeviceBlockRef& ref : blocks) ranges.push_back(SegmentRanges(ref));
+    receive = [this, ranges = std::move(ranges)](gpu::NcclChannel& nccl,
+                                                 absl::Time deadline) -> absl::Status {
+      nccl_mu_.AssertHeld();
+      // This thread's current device may be another: the scratch must sit on the channel's.
+      if (cudaSetDevice(nccl_device_) != cudaSuccess) {
+        cudaGetLastError();
+        return absl::InternalError("cudaSetDevice for the NCCL channel's device failed");
+      }
+      const size_t n = ranges.size();
+      if (nccl_scratch_bytes_ < n) {
+        if (nccl_scratch_ != nullptr) cudaFree(nccl_scratch_);
+        nccl_scratch_ = nullptr;
+        nccl_scratch_bytes_ = 0;
+        if (cudaMalloc(&nccl_scratch_, n) != cudaSuccess) {
+          cudaGetLastError();
+          return absl::ResourceExhaustedError("no device memory for the NCCL manifest");
+        }
+        nccl_scratch_bytes_ = n;
+      }
+      const std::pair<void*, size_t> manifest_range{nccl_scratch_, n};
+      RETURN_IF_ERROR(nccl.Recv({&manifest_range, 1}, nullptr, deadline));
+      std::vector<uint8_t> manifest(n);
+      if (cudaMemcpy(manifest.data(), nccl_scratch_, n, cudaMemcpyDeviceToHost) != cudaSuccess) {
+        cudaGetLastError();
+        return absl::InternalError("reading the NCCL manifest back failed");
+      }
+      for (size_t i = 0; i < n; ++i) {
+        if (manifest[i] == 1) RETURN_IF_ERROR(nccl.Recv(ranges[i], nullptr, deadline));
+      }
+      return absl::OkStatus();
+    };
+  }
   return Start<v1::DeviceGetResponse>(
       request, stream, /*stream_waits=*/true, &v1::KvDeviceService::Stub::DeviceGet,
       [](const v1::DeviceGetResponse& response, DeviceTransfer* t) {
@@ -232,7 +357,8 @@ absl::StatusOr<std::unique_ptr<DeviceTransfer>> DeviceClient::GetIntoDevice(
           t->get_results_.push_back(
               DeviceGetResult{r.key(), r.found(), TierFromProto(r.tier()), r.error()});
         }
-      });
+      },
+      std::move(receive));
 }
 
 }  // namespace kvpack

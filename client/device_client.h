@@ -1,6 +1,6 @@
 // Device-resident puts and gets: KV blocks that live in this process's GPU memory go to a
-// kvpack server on the same host and come back without passing through host memory on the
-// client's side. The server maps the client's buffers through CUDA IPC, encodes the blocks on
+// kvpack server (on the same host through CUDA IPC, or anywhere NCCL reaches) and come back
+// without passing through host memory on the client's side. The server maps the client's buffers through CUDA IPC, encodes the blocks on
 // its own GPU and stores exactly the bytes PutBlocks would store (so Client::Get,
 // GetIntoDevice and every other reader see one store); gets decode on the server's GPU straight
 // into the caller's buffers. Protocol: service/DEVICE_CHANNELS.md.
@@ -34,6 +34,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <memory>
 #include <string>
@@ -41,6 +42,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "client/kvpack_client.h"
 #include "client/kvpack_types.h"
@@ -50,6 +53,7 @@
 namespace kvpack {
 
 namespace gpu {
+class NcclChannel;
 class TransferFence;
 }  // namespace gpu
 
@@ -102,16 +106,34 @@ class DeviceTransfer {
   std::vector<DeviceGetResult> get_results_;
 };
 
+enum class DeviceTransport {
+  // Same host: the server maps this process's buffers and reads / writes them itself.
+  kCudaIpc,
+  // A 2-rank NCCL communicator between this process's GPU and the server's (another GPU of
+  // this host or another host; the server runs with --nccl=on). Open joins it as rank 1.
+  // Segments must be dense (token_stride 0 or kv_heads · head_dim). Transfers on one channel
+  // run one at a time. A transfer that fails or passes its deadline aborts the communicator
+  // (ncclCommAbort): that call and every later one on the channel fail (UNAVAILABLE /
+  // DEADLINE_EXCEEDED); open a new channel. NCCL refuses two ranks on one GPU: a client sharing
+  // the server's GPU uses kCudaIpc.
+  kNccl,
+};
+
 struct DeviceClientOptions {
   // The most raw bytes one call moves (asked of the server at open; 0 = its default, 1 GiB).
   uint64_t max_call_bytes = 0;
+  DeviceTransport transport = DeviceTransport::kCudaIpc;
+  // kNccl: this process's CUDA device for the communicator (-1: the current device).
+  int device = -1;
 };
 
 class DeviceClient {
  public:
-  // Opens a CUDA IPC channel for namespace `ns` on the server `client` talks to (which must
-  // outlive this object). FAILED_PRECONDITION when the server has no GPU in use or runs on
-  // another host; RESOURCE_EXHAUSTED at its channel limits; the client's auth errors.
+  // Opens a channel (options.transport) for namespace `ns` on the server `client` talks to
+  // (which must outlive this object). FAILED_PRECONDITION when the server has no GPU in use,
+  // runs on another host (CUDA IPC) or does not serve NCCL; RESOURCE_EXHAUSTED at its channel
+  // limits; the client's auth errors; NCCL: DEADLINE_EXCEEDED / UNAVAILABLE when the
+  // communicator cannot be joined within the client's timeout.
   static absl::StatusOr<std::unique_ptr<DeviceClient>> Open(Client* client, const std::string& ns,
                                                             const DeviceClientOptions& options = {});
   // Closes the channel. Every DeviceTransfer it started must have been destroyed (or waited
@@ -137,16 +159,29 @@ class DeviceClient {
   DeviceClient(Client* client, std::string ns);
   // Records the ready event on `stream`, enqueues the fence wait there when `stream_waits`,
   // and runs the RPC `call` on its own thread; `on_ok` fills the transfer's results.
+  // NCCL channels: `over_nccl(channel, deadline)` moves the call's bytes while the RPC runs.
+  using NcclWork = std::function<absl::Status(gpu::NcclChannel&, absl::Time)>;
   template <typename Response, typename Request, typename Call, typename OnOk>
   absl::StatusOr<std::unique_ptr<DeviceTransfer>> Start(std::shared_ptr<Request> request,
                                                         cudaStream_t stream, bool stream_waits,
-                                                        Call call, OnOk on_ok);
+                                                        Call call, OnOk on_ok, NcclWork over_nccl);
+  // The RPC `call` and, on an NCCL channel, its bytes (`over_nccl`), one transfer at a time.
+  template <typename Response, typename Request, typename Call>
+  absl::Status Run(const Request& request, Response* response, Call call,
+                   const NcclWork& over_nccl, cudaEvent_t ready);
 
   Client* const client_;
   const std::string ns_;
   std::unique_ptr<Rpc> rpc_;
   uint64_t channel_id_ = 0;
   std::shared_ptr<gpu::TransferFence> fence_;
+  // NCCL channels only: the communicator (rank 1), its transfers serialized by nccl_mu_ (the
+  // server serves a channel's calls in the order their bytes arrive).
+  std::unique_ptr<gpu::NcclChannel> nccl_;
+  int nccl_device_ = 0;  // the CUDA device it was joined on
+  absl::Mutex nccl_mu_;
+  void* nccl_scratch_ ABSL_GUARDED_BY(nccl_mu_) = nullptr;  // device memory for manifests
+  size_t nccl_scratch_bytes_ ABSL_GUARDED_BY(nccl_mu_) = 0;
 };
 
 }  // namespace kvpack

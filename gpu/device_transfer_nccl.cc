@@ -160,6 +160,12 @@ absl::Status NcclChannel::Transfer(bool send, absl::Span<const std::pair<void*, 
   return WaitIdle(deadline, what);
 }
 
+absl::Status NcclChannel::WaitFor(cudaEvent_t ready) {
+  if (aborted_) return absl::UnavailableError("the NCCL channel was aborted; open a new one");
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(device_), "cudaSetDevice");
+  return CudaStatus(cudaStreamWaitEvent(stream_, ready, 0), "cudaStreamWaitEvent(nccl)");
+}
+
 absl::Status NcclChannel::Send(absl::Span<const std::pair<const void*, size_t>> ranges,
                                cudaStream_t after, absl::Time deadline) {
   std::vector<std::pair<void*, size_t>> mutable_ranges;

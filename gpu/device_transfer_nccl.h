@@ -61,6 +61,10 @@ class NcclChannel {
   absl::Status Recv(absl::Span<const std::pair<void*, size_t>> ranges, cudaStream_t after,
                     absl::Time deadline);
 
+  // Makes the channel's later transfers wait (on the GPU) for `ready`, an event the caller
+  // recorded on its stream; returns at once.
+  absl::Status WaitFor(cudaEvent_t ready);
+
   // Makes the call in flight (or the next one) fail with Unavailable and abort the
   // communicator. Any thread.
   void Abort() { abort_requested_.store(true, std::memory_order_relaxed); }

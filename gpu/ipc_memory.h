@@ -64,6 +64,7 @@ class IpcEvent {
 
   absl::Status Record(cudaStream_t stream);
   const std::string& handle() const { return handle_; }
+  cudaEvent_t event() const { return event_; }
 
  private:
   IpcEvent() = default;

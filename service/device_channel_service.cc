@@ -14,6 +14,8 @@
 #include "common/status_macros.h"
 #include "gpu/device_transfer_nccl.h"
 #include "gpu/ipc_memory.h"
+#include "service/device_lanes.h"
+#include "service/device_stage_clock.h"
 #include "proto/wire_layout.h"
 #include "service/request_validation.h"
 #include "service/wire_tier.h"
@@ -21,13 +23,43 @@
 #include "storage/stored_block.h"
 
 namespace kvpack {
+namespace device_internal {
+
+// A block of a request with its layout checked, and the bytes one of its segments spans.
+struct CheckedBlock {
+  std::string key;
+  BlockLayout layout;
+  uint64_t extent = 0;   // bytes from a segment's first element to past its last
+  uint64_t element = 0;  // bytes per element
+};
+
+}  // namespace device_internal
 namespace {
+
+// What every channel's endpoint has: where its calls' time went (printed when the channel
+// goes, with --device_stage_log).
+class TimedEndpoint : public ChannelEndpoint {
+ public:
+  TimedEndpoint(uint64_t id, bool log) : id_(id), log_(log) {}
+  ~TimedEndpoint() override {
+    if (log_ && clock.calls() > 0) {
+      std::fprintf(stderr, "kvpack_server: device channel %016llx closed: %s\n",
+                   static_cast<unsigned long long>(id_), clock.Summary().c_str());
+    }
+  }
+  DeviceStageClock clock;
+
+ private:
+  const uint64_t id_;
+  const bool log_;
+};
 
 // A CUDA IPC channel's device side: the client's buffers mapped into this process. Calls on
 // the channel hold `mu` for their whole duration.
-class IpcEndpoint : public ChannelEndpoint {
+class IpcEndpoint : public TimedEndpoint {
  public:
-  IpcEndpoint(int device, size_t max_mappings) : importer(device, max_mappings) {}
+  IpcEndpoint(uint64_t id, bool log, int device, size_t max_mappings)
+      : TimedEndpoint(id, log), importer(device, max_mappings) {}
   absl::Mutex mu;
   gpu::IpcImporter importer ABSL_GUARDED_BY(mu);
 };
@@ -35,10 +67,11 @@ class IpcEndpoint : public ChannelEndpoint {
 // An NCCL channel's device side: the communicator, which a thread of its own joins as rank 0
 // (the client joins after OpenChannel has answered), giving up at `join_deadline`. Calls hold
 // `mu` for their duration.
-class NcclEndpoint : public ChannelEndpoint {
+class NcclEndpoint : public TimedEndpoint {
  public:
-  NcclEndpoint(std::string id, int device, absl::Time join_deadline)
-      : joiner_([this, id = std::move(id), device, join_deadline] {
+  NcclEndpoint(uint64_t channel_id, bool log, std::string id, int device, absl::Time join_deadline)
+      : TimedEndpoint(channel_id, log),
+        joiner_([this, id = std::move(id), device, join_deadline] {
           absl::StatusOr<std::unique_ptr<gpu::NcclChannel>> joined =
               gpu::NcclChannel::Join(id, /*rank=*/0, device, join_deadline);
           absl::MutexLock lock(&state_mu_);
@@ -103,13 +136,7 @@ absl::Status CheckDeadline(const grpc::CallbackServerContext& call, size_t index
   return absl::OkStatus();
 }
 
-// A block of a request with its layout checked, and the bytes one of its segments spans.
-struct CheckedBlock {
-  std::string key;
-  BlockLayout layout;
-  uint64_t extent = 0;   // bytes from a segment's first element to past its last
-  uint64_t element = 0;  // bytes per element
-};
+using device_internal::CheckedBlock;
 
 // Checks keys, layouts, strides and the call's byte bounds (the segments are not looked at).
 absl::StatusOr<std::vector<CheckedBlock>> CheckBlocks(
@@ -209,57 +236,18 @@ absl::StatusOr<std::vector<ResolvedBlock>> Resolve(
   return out;
 }
 
-// The encoded block of `view` with its header written, checksum not yet: payloads encoded on
-// the GPU into device memory, then downloaded once into the returned buffer.
-absl::StatusOr<std::shared_ptr<BlockBuffer>> EncodeToHost(gpu::GpuCodec& codec,
-                                                          const BlockLayout& layout,
-                                                          const CodecPolicy& policy,
-                                                          const gpu::DeviceBlockView& view,
-                                                          uint64_t seed) {
-  ASSIGN_OR_RETURN(const BlockHeader header, PlanBlock(layout, policy, seed));
-  RETURN_IF_ERROR(codec.Supports(header));
-  ASSIGN_OR_RETURN(std::unique_ptr<gpu::GpuCodec::DeviceBuffer> device,
-                   codec.AllocateDevice(header.total_size));
-  uint8_t* const block = static_cast<uint8_t*>(device->data());
-  RETURN_IF_ERROR(codec.EncodeBatchOnDevice(header, {&view, 1}, {&block, 1}));
-  std::shared_ptr<BlockBuffer> out = BlockBuffer::Allocate(header.total_size);
-  RETURN_IF_ERROR(codec.CopyToHost(block, out->bytes()));
-  RETURN_IF_ERROR(WriteBlockHeader(header, out->bytes()));
-  return out;
-}
-
-// Decodes `encoded` (host memory, header parsed) into `view`: one upload of the encoded
-// bytes, then the GPU decodes device to device.
-absl::Status DecodeFromHost(gpu::GpuCodec& codec, const BlockHeader& header,
-                            absl::Span<const uint8_t> encoded, const gpu::DeviceBlockView& view) {
-  RETURN_IF_ERROR(codec.Supports(header));
-  ASSIGN_OR_RETURN(std::unique_ptr<gpu::GpuCodec::DeviceBuffer> device,
-                   codec.AllocateDevice(encoded.size()));
-  RETURN_IF_ERROR(codec.CopyToDevice(encoded, device->data()));
-  const uint8_t* const block = static_cast<const uint8_t*>(device->data());
-  return codec.DecodeBatchOnDevice(header, {&block, 1}, {&view, 1});
+// The 2 · layers segments of a dense block at `base`, in segment order: the ranges an NCCL
+// peer sends (or receives) for one block.
+std::vector<std::pair<void*, size_t>> DenseRanges(void* base, const BlockLayout& layout) {
+  std::vector<std::pair<void*, size_t>> ranges;
+  for (uint32_t s = 0; s < 2 * layout.layers; ++s) {
+    ranges.emplace_back(static_cast<uint8_t*>(base) + s * layout.SegmentRawBytes(),
+                        layout.SegmentRawBytes());
+  }
+  return ranges;
 }
 
 }  // namespace
-
-// A GpuCodec borrowed for one call.
-class KvDeviceService::CodecLease {
- public:
-  CodecLease(KvDeviceService* service, std::unique_ptr<gpu::GpuCodec> codec)
-      : service_(service), codec_(std::move(codec)) {}
-  CodecLease(CodecLease&&) = default;
-  ~CodecLease() {
-    if (codec_ == nullptr) return;
-    absl::MutexLock lock(&service_->codecs_mu_);
-    service_->idle_codecs_.push_back(std::move(codec_));
-  }
-  gpu::GpuCodec* operator->() const { return codec_.get(); }
-  gpu::GpuCodec* get() const { return codec_.get(); }
-
- private:
-  KvDeviceService* service_;
-  std::unique_ptr<gpu::GpuCodec> codec_;
-};
 
 KvDeviceService::KvDeviceService(const ServiceContext* context, const DeviceChannelOptions& options)
     : context_(context),
@@ -272,21 +260,9 @@ absl::StatusOr<std::unique_ptr<KvDeviceService>> KvDeviceService::Create(
     const ServiceContext* context, const DeviceChannelOptions& options) {
   std::unique_ptr<KvDeviceService> service(new KvDeviceService(context, options));
   if (options.device >= 0) {
-    for (int i = 0; i < std::max(1, options.codec_instances); ++i) {
-      ASSIGN_OR_RETURN(std::unique_ptr<gpu::GpuCodec> codec, gpu::GpuCodec::Create(options.device));
-      service->idle_codecs_.push_back(std::move(codec));
-    }
+    ASSIGN_OR_RETURN(service->lanes_, DeviceLanes::Create(options.device, options.codec_instances));
   }
   return service;
-}
-
-KvDeviceService::CodecLease KvDeviceService::BorrowCodec() {
-  absl::MutexLock lock(&codecs_mu_, absl::Condition(
-      +[](std::vector<std::unique_ptr<gpu::GpuCodec>>* idle) { return !idle->empty(); },
-      &idle_codecs_));
-  std::unique_ptr<gpu::GpuCodec> codec = std::move(idle_codecs_.back());
-  idle_codecs_.pop_back();
-  return CodecLease(this, std::move(codec));
 }
 
 double KvDeviceService::transfer_seconds() const {
@@ -333,6 +309,7 @@ absl::Status KvDeviceService::Open(const Permissions& permissions,
   }
   const int device = options_.device;
   const size_t max_mappings = options_.max_mappings_per_channel;
+  const bool log = options_.stage_log;
   std::string nccl_id;
   if (transport == v1::DEVICE_TRANSPORT_NCCL) {
     ASSIGN_OR_RETURN(nccl_id, gpu::NewNcclUniqueId());
@@ -342,11 +319,12 @@ absl::Status KvDeviceService::Open(const Permissions& permissions,
   ASSIGN_OR_RETURN(
       DeviceChannelRegistry::Lease lease,
       registry_->Open(request.namespace_(), transport, request.max_call_bytes(),
-                      [&](uint64_t, uint64_t) -> absl::StatusOr<std::unique_ptr<ChannelEndpoint>> {
+                      [&](uint64_t id, uint64_t) -> absl::StatusOr<std::unique_ptr<ChannelEndpoint>> {
                         if (transport == v1::DEVICE_TRANSPORT_NCCL) {
-                          return std::make_unique<NcclEndpoint>(nccl_id, device, join_deadline);
+                          return std::make_unique<NcclEndpoint>(id, log, nccl_id, device,
+                                                                join_deadline);
                         }
-                        return std::make_unique<IpcEndpoint>(device, max_mappings);
+                        return std::make_unique<IpcEndpoint>(id, log, device, max_mappings);
                       }));
   response->set_nccl_unique_id(nccl_id);
   response->set_channel_id(lease->id);
@@ -402,51 +380,93 @@ absl::Status KvDeviceService::Put(const Permissions& permissions,
     policy = *std::move(parsed);
   }
   const PutTarget target{ns, &policy, request.options().durable(), response};
-  if (channel->transport == v1::DEVICE_TRANSPORT_NCCL) {
-    const absl::Status status = PutOverNccl(call, request, *channel, target);
-    AddSeconds(absl::Now() - start);
-    return status;
-  }
-  auto* endpoint = static_cast<IpcEndpoint*>(channel->endpoint.get());
-  absl::MutexLock lock(&endpoint->mu);
-  ASSIGN_OR_RETURN(std::vector<ResolvedBlock> blocks,
-                   Resolve(endpoint->importer, request.buffers(), request.blocks(),
-                           channel->max_call_bytes, context_->max_block_bytes));
-  RETURN_IF_ERROR(endpoint->importer.WaitEvent(request.ready_event()));
-  CodecLease codec = BorrowCodec();
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    RETURN_IF_ERROR(CheckDeadline(call, i));
-    RETURN_IF_ERROR(EncodeAndStore(*codec.get(), target, i, blocks[i].key, blocks[i].layout,
-                                   blocks[i].view));
-  }
-  AddSeconds(absl::Now() - start);
-  return absl::OkStatus();
+  const absl::Status status = channel->transport == v1::DEVICE_TRANSPORT_NCCL
+                                  ? PutOverNccl(call, request, *channel, target)
+                                  : PutOverIpc(call, request, *channel, target);
+  uint64_t bytes = 0;
+  for (const v1::PutResult& result : response->results()) bytes += result.raw_bytes();
+  Charge(*channel, start, response->results_size(), bytes);
+  return status;
 }
 
-absl::Status KvDeviceService::EncodeAndStore(gpu::GpuCodec& codec, const PutTarget& target,
-                                             size_t index, const std::string& key,
-                                             const BlockLayout& layout,
-                                             const gpu::DeviceBlockView& view) {
-  // The payloads are encoded on the GPU into device memory and downloaded once, straight
-  // into the buffer the store keeps; header and checksum are written on the host (as
-  // PutBlocks does for blocks that arrive in their encoded form), and the checksum pass
-  // gives the hash the store carries.
+void KvDeviceService::Charge(const DeviceChannelRegistry::Channel& channel, absl::Time start,
+                             uint64_t blocks, uint64_t bytes) {
+  const absl::Duration wall = absl::Now() - start;
+  AddSeconds(wall);
+  static_cast<TimedEndpoint*>(channel.endpoint.get())->clock.AddCall(blocks, bytes, wall);
+}
+
+absl::Status KvDeviceService::PutOverIpc(const grpc::CallbackServerContext& call,
+                                         const v1::DevicePutRequest& request,
+                                         const DeviceChannelRegistry::Channel& channel,
+                                         const PutTarget& target) {
+  auto* endpoint = static_cast<IpcEndpoint*>(channel.endpoint.get());
+  DeviceStageClock* const clock = &endpoint->clock;
+  absl::MutexLock lock(&endpoint->mu);
+  StageTimer timer(clock);
+  ASSIGN_OR_RETURN(std::vector<ResolvedBlock> blocks,
+                   Resolve(endpoint->importer, request.buffers(), request.blocks(),
+                           channel.max_call_bytes, context_->max_block_bytes));
+  timer.Lap(DeviceStage::kMap);
+  RETURN_IF_ERROR(endpoint->importer.WaitEvent(request.ready_event()));
+  timer.Lap(DeviceStage::kWait);
+  // The blocks are encoded, downloaded and sealed on the lanes in parallel, and stored here in
+  // order, so that on an error exactly the blocks before the failing one are stored.
+  std::vector<absl::StatusOr<StoredBlock>> encoded(blocks.size(),
+                                                   absl::UnknownError("not encoded"));
+  std::atomic<bool> stop{false};
+  std::unique_ptr<DeviceLanes::Batch> batch = lanes_->Start(
+      blocks.size(),
+      [&](DeviceLane& lane, size_t i) {
+        if (stop.load(std::memory_order_relaxed)) return;
+        encoded[i] = EncodeBlock(lane, call, target, i, blocks[i].key, blocks[i].layout,
+                                 blocks[i].view, clock);
+      },
+      clock);
+  absl::Status status;
+  for (size_t i = 0; i < blocks.size() && status.ok(); ++i) {
+    batch->Wait(i);
+    status = encoded[i].status();
+    if (status.ok()) {
+      StageTimer store(clock);
+      status = StoreBlock(target, blocks[i].key, blocks[i].layout, *std::move(encoded[i]));
+      store.Lap(DeviceStage::kStore);
+    }
+  }
+  stop.store(true, std::memory_order_relaxed);
+  return status;  // `batch` waits for the blocks still in flight
+}
+
+absl::StatusOr<StoredBlock> KvDeviceService::EncodeBlock(DeviceLane& lane,
+                                                         const grpc::CallbackServerContext& call,
+                                                         const PutTarget& target, size_t index,
+                                                         const std::string& key,
+                                                         const BlockLayout& layout,
+                                                         const gpu::DeviceBlockView& view,
+                                                         DeviceStageClock* clock) {
+  RETURN_IF_ERROR(CheckDeadline(call, index));
+  StageTimer timer(clock);
   const absl::Time encode_start = absl::Now();
-  absl::StatusOr<std::shared_ptr<BlockBuffer>> encoded =
-      EncodeToHost(codec, layout, *target.policy, view, BlockSeed(target.ns, key));
+  absl::StatusOr<StoredBlock> stored = [&]() -> absl::StatusOr<StoredBlock> {
+    ASSIGN_OR_RETURN(const BlockHeader header,
+                     PlanBlock(layout, *target.policy, BlockSeed(target.ns, key)));
+    return EncodeOnLane(lane, header, view, timer);
+  }();
   context_->metrics->RecordEncode(absl::StrCat("cuda:", options_.device),
                                   absl::Now() - encode_start);
-  if (!encoded.ok()) {
-    return absl::Status(encoded.status().code(),
+  if (!stored.ok()) {
+    return absl::Status(stored.status().code(),
                         absl::StrCat("block #", index, " (key ", KeyForMessage(key),
-                                     "): ", encoded.status().message()));
+                                     "): ", stored.status().message()));
   }
-  const uint64_t encoded_bytes = (*encoded)->size();
-  absl::StatusOr<uint64_t> hash = SealBlock((*encoded)->bytes());
-  if (!hash.ok()) return hash.status();
-  ASSIGN_OR_RETURN(const StorageTier tier,
-                   context_->store->Put(BlockKey(target.ns, key),
-                                        StoredBlock{*std::move(encoded), *hash}, target.durable));
+  return stored;
+}
+
+absl::Status KvDeviceService::StoreBlock(const PutTarget& target, const std::string& key,
+                                         const BlockLayout& layout, StoredBlock block) {
+  const uint64_t encoded_bytes = block.bytes->size();
+  ASSIGN_OR_RETURN(const StorageTier tier, context_->store->Put(BlockKey(target.ns, key),
+                                                                std::move(block), target.durable));
   context_->metrics->RecordBlockIn(layout.RawBytes(), encoded_bytes);
   put_bytes_.fetch_add(layout.RawBytes(), std::memory_order_relaxed);
   v1::PutResult* result = target.response->add_results();
@@ -457,40 +477,56 @@ absl::Status KvDeviceService::EncodeAndStore(gpu::GpuCodec& codec, const PutTarg
   return absl::OkStatus();
 }
 
+absl::Status KvDeviceService::OnNccl(
+    const grpc::CallbackServerContext& call,
+    const google::protobuf::RepeatedPtrField<v1::DeviceBlock>& request_blocks,
+    const DeviceChannelRegistry::Channel& channel, const NcclCall& work) {
+  auto* endpoint = static_cast<NcclEndpoint*>(channel.endpoint.get());
+  absl::MutexLock lock(&endpoint->mu);
+  // The client posts its sends (or receives) with the call: a call that fails, even before a
+  // byte moved, leaves the two ranks out of step. The channel goes, its communicator aborted.
+  absl::StatusOr<std::vector<CheckedBlock>> blocks =
+      CheckBlocks(request_blocks, channel.max_call_bytes, context_->max_block_bytes);
+  absl::StatusOr<gpu::NcclChannel*> nccl =
+      blocks.ok() ? endpoint->Joined(absl::FromChrono(call.deadline())) : blocks.status();
+  absl::Status status = nccl.status();
+  if (status.ok()) status = work(*blocks, **nccl, &endpoint->clock);
+  if (!status.ok()) registry_->Close(channel.id, /*abort=*/true).IgnoreError();
+  return status;
+}
+
 absl::Status KvDeviceService::PutOverNccl(const grpc::CallbackServerContext& call,
                                           const v1::DevicePutRequest& request,
                                           const DeviceChannelRegistry::Channel& channel,
                                           const PutTarget& target) {
-  auto* endpoint = static_cast<NcclEndpoint*>(channel.endpoint.get());
-  absl::MutexLock lock(&endpoint->mu);
+  return OnNccl(call, request.blocks(), channel,
+                [&](const std::vector<CheckedBlock>& blocks, gpu::NcclChannel& nccl,
+                    DeviceStageClock* clock) {
+                  return ReceiveBlocks(call, blocks, nccl, clock, target);
+                });
+}
+
+absl::Status KvDeviceService::ReceiveBlocks(const grpc::CallbackServerContext& call,
+                                            const std::vector<CheckedBlock>& blocks,
+                                            gpu::NcclChannel& nccl, DeviceStageClock* clock,
+                                            const PutTarget& target) {
   const absl::Time deadline = absl::FromChrono(call.deadline());
-  ASSIGN_OR_RETURN(std::vector<CheckedBlock> blocks,
-                   CheckBlocks(request.blocks(), channel.max_call_bytes,
-                               context_->max_block_bytes));
-  absl::StatusOr<gpu::NcclChannel*> nccl = endpoint->Joined(deadline);
-  if (!nccl.ok()) {
-    registry_->Close(channel.id, /*abort=*/true).IgnoreError();  // no use for it any more
-    return nccl.status();
-  }
-  CodecLease codec = BorrowCodec();
+  DeviceLanes::Lease lane = lanes_->Borrow();
   for (size_t i = 0; i < blocks.size(); ++i) {
     RETURN_IF_ERROR(CheckDeadline(call, i));
     const BlockLayout& layout = blocks[i].layout;
     // The client sends the block's segments in segment order: they land dense.
     ASSIGN_OR_RETURN(std::unique_ptr<gpu::GpuCodec::DeviceBuffer> staging,
-                     codec->AllocateDevice(layout.RawBytes()));
-    std::vector<std::pair<void*, size_t>> ranges;
-    for (uint32_t s = 0; s < 2 * layout.layers; ++s) {
-      ranges.emplace_back(static_cast<uint8_t*>(staging->data()) + s * layout.SegmentRawBytes(),
-                          layout.SegmentRawBytes());
-    }
-    const absl::Status received = (*nccl)->Recv(ranges, nullptr, deadline);
-    if (!received.ok()) {
-      registry_->Close(channel.id, /*abort=*/true).IgnoreError();
-      return received;
-    }
-    RETURN_IF_ERROR(EncodeAndStore(*codec.get(), target, i, blocks[i].key, layout,
-                                   gpu::DeviceBlockView::Contiguous(staging->data(), layout)));
+                     lane->codec->AllocateDevice(layout.RawBytes()));
+    StageTimer timer(clock);
+    RETURN_IF_ERROR(nccl.Recv(DenseRanges(staging->data(), layout), nullptr, deadline));
+    timer.Lap(DeviceStage::kTransfer);
+    ASSIGN_OR_RETURN(StoredBlock stored,
+                     EncodeBlock(*lane, call, target, i, blocks[i].key, layout,
+                                 gpu::DeviceBlockView::Contiguous(staging->data(), layout), clock));
+    StageTimer store(clock);
+    RETURN_IF_ERROR(StoreBlock(target, blocks[i].key, layout, std::move(stored)));
+    store.Lap(DeviceStage::kStore);
   }
   return absl::OkStatus();
 }
@@ -512,59 +548,164 @@ absl::Status KvDeviceService::Get(const Permissions& permissions,
   const std::string& ns = request.namespace_();
   ASSIGN_OR_RETURN(DeviceChannelRegistry::Lease channel,
                    AcquireFor(request.channel_id(), ns, Right::kRead, permissions));
-  if (channel->transport == v1::DEVICE_TRANSPORT_NCCL) {
-    return absl::UnimplementedError(
-        "DeviceGet over NCCL is not served yet (fetch with Want::kEncoded and DecodeOnGpu)");
+  std::atomic<uint64_t> moved{0};
+  const absl::Status status = channel->transport == v1::DEVICE_TRANSPORT_NCCL
+                                  ? GetOverNccl(call, request, *channel, response, &moved)
+                                  : GetOverIpc(call, request, *channel, response, &moved);
+  Charge(*channel, start, response->results_size(), moved.load());
+  return status;
+}
+
+absl::StatusOr<KvDeviceService::FetchedBlock> KvDeviceService::Fetch(const std::string& ns,
+                                                                     const std::string& key,
+                                                                     const BlockLayout& layout,
+                                                                     StageTimer& timer) {
+  FetchedBlock fetched;
+  absl::StatusOr<StoredBlock> stored = context_->store->Get(BlockKey(ns, key), &fetched.tier);
+  timer.Lap(DeviceStage::kLookup);
+  if (!stored.ok()) return stored.status();
+  fetched.bytes = std::move(stored->bytes);
+  // Storage has just checked these bytes against the hash taken at put (as GetBlocks).
+  ASSIGN_OR_RETURN(fetched.header,
+                   ParseBlock(fetched.bytes->bytes(), context_->store->VerifiesReads()
+                                                          ? ChecksumCheck::kSkip
+                                                          : ChecksumCheck::kVerify));
+  if (fetched.header.layout != layout) {
+    return absl::InvalidArgumentError(absl::StrCat("the stored block is ",
+                                                   fetched.header.layout.DebugString(),
+                                                   ", the request names ", layout.DebugString()));
   }
-  auto* endpoint = static_cast<IpcEndpoint*>(channel->endpoint.get());
+  return fetched;
+}
+
+// One block's answer: found, or not stored (NotFound), or stored but not served (`status`).
+void KvDeviceService::Answer(const absl::Status& status, const BlockLayout& layout,
+                             StorageTier tier, v1::DeviceGetResult* result,
+                             std::atomic<uint64_t>* moved) {
+  if (absl::IsNotFound(status)) return;
+  if (!status.ok()) {
+    result->set_error(std::string(status.message()));
+    result->set_error_code(static_cast<int32_t>(status.code()));
+    return;
+  }
+  result->set_found(true);
+  result->set_tier(ToProtoTier(tier));
+  context_->metrics->RecordBlockOut(layout.RawBytes(), false);
+  get_bytes_.fetch_add(layout.RawBytes(), std::memory_order_relaxed);
+  moved->fetch_add(layout.RawBytes(), std::memory_order_relaxed);
+}
+
+absl::Status KvDeviceService::GetOverIpc(const grpc::CallbackServerContext& call,
+                                         const v1::DeviceGetRequest& request,
+                                         const DeviceChannelRegistry::Channel& channel,
+                                         v1::DeviceGetResponse* response,
+                                         std::atomic<uint64_t>* moved) {
+  auto* endpoint = static_cast<IpcEndpoint*>(channel.endpoint.get());
+  DeviceStageClock* const clock = &endpoint->clock;
   absl::MutexLock lock(&endpoint->mu);
+  StageTimer timer(clock);
   ASSIGN_OR_RETURN(std::vector<ResolvedBlock> blocks,
                    Resolve(endpoint->importer, request.buffers(), request.blocks(),
-                           channel->max_call_bytes, context_->max_block_bytes));
+                           channel.max_call_bytes, context_->max_block_bytes));
+  timer.Lap(DeviceStage::kMap);
   RETURN_IF_ERROR(endpoint->importer.WaitEvent(request.ready_event()));
-  CodecLease codec = BorrowCodec();
-  uint64_t moved = 0;
+  timer.Lap(DeviceStage::kWait);
+  // Each block is looked up, uploaded and decoded on a lane; the blocks go in parallel, each
+  // writing its own result.
+  for (size_t i = 0; i < blocks.size(); ++i) response->add_results()->set_key(blocks[i].key);
+  std::vector<absl::Status> failed(blocks.size());  // the call's errors (deadline, CUDA)
+  const std::string device = absl::StrCat("cuda:", options_.device);
+  lanes_->Start(
+      blocks.size(),
+      [&](DeviceLane& lane, size_t i) {
+        failed[i] = CheckDeadline(call, i);
+        if (!failed[i].ok()) return;
+        const ResolvedBlock& block = blocks[i];
+        StageTimer block_timer(clock);
+        absl::StatusOr<FetchedBlock> fetched = Fetch(request.namespace_(), block.key,
+                                                     block.layout, block_timer);
+        absl::Status status = fetched.status();
+        if (status.ok()) {
+          const absl::Time decode_start = absl::Now();
+          status = DecodeOnLane(lane, fetched->header, fetched->bytes->bytes(), block.view,
+                                block_timer);
+          context_->metrics->RecordDecode(device, absl::Now() - decode_start);
+        }
+        Answer(status, block.layout, fetched.ok() ? fetched->tier : StorageTier::kNone,
+               response->mutable_results(static_cast<int>(i)), moved);
+      },
+      clock);  // the batch's end waits for every block
+  for (const absl::Status& status : failed) RETURN_IF_ERROR(status);
+  return absl::OkStatus();
+}
+
+absl::Status KvDeviceService::GetOverNccl(const grpc::CallbackServerContext& call,
+                                          const v1::DeviceGetRequest& request,
+                                          const DeviceChannelRegistry::Channel& channel,
+                                          v1::DeviceGetResponse* response,
+                                          std::atomic<uint64_t>* moved) {
+  return OnNccl(call, request.blocks(), channel,
+                [&](const std::vector<CheckedBlock>& blocks, gpu::NcclChannel& nccl,
+                    DeviceStageClock* clock) {
+                  return SendBlocks(call, request.namespace_(), blocks, nccl, clock, response,
+                                    moved);
+                });
+}
+
+absl::Status KvDeviceService::SendBlocks(const grpc::CallbackServerContext& call,
+                                         const std::string& ns,
+                                         const std::vector<CheckedBlock>& blocks,
+                                         gpu::NcclChannel& nccl, DeviceStageClock* clock,
+                                         v1::DeviceGetResponse* response,
+                                         std::atomic<uint64_t>* moved) {
+  const absl::Time deadline = absl::FromChrono(call.deadline());
+  DeviceLanes::Lease lane = lanes_->Borrow();
+  // Look every block up first: the manifest (one byte per block, 1 = its segments follow)
+  // tells the client which receives to post.
+  std::vector<absl::StatusOr<FetchedBlock>> fetched;
+  std::string manifest(blocks.size(), '\0');
   for (size_t i = 0; i < blocks.size(); ++i) {
-    RETURN_IF_ERROR(CheckDeadline(call, i));
-    const ResolvedBlock& block = blocks[i];
-    v1::DeviceGetResult* result = response->add_results();
-    result->set_key(block.key);
-    const BlockKey block_key(ns, block.key);
-    StorageTier tier = StorageTier::kNone;
-    absl::StatusOr<StoredBlock> stored = context_->store->Get(block_key, &tier);
-    if (absl::IsNotFound(stored.status())) continue;
-    absl::Status status = stored.status();
-    std::optional<BlockHeader> header;
-    if (status.ok()) {
-      const absl::Span<const uint8_t> bytes = stored->bytes->bytes();
-      // Storage has just checked these bytes against the hash taken at put (as GetBlocks).
-      absl::StatusOr<BlockHeader> parsed = ParseBlock(
-          bytes, context_->store->VerifiesReads() ? ChecksumCheck::kSkip : ChecksumCheck::kVerify);
-      status = parsed.status();
-      if (status.ok() && parsed->layout != block.layout) {
-        status = absl::InvalidArgumentError(absl::StrCat(
-            "the stored block is ", parsed->layout.DebugString(), ", the request names ",
-            block.layout.DebugString()));
-      }
-      if (status.ok()) {
-        const absl::Time decode_start = absl::Now();
-        status = DecodeFromHost(*codec.get(), *parsed, bytes, block.view);
-        context_->metrics->RecordDecode(absl::StrCat("cuda:", options_.device),
-                                        absl::Now() - decode_start);
-      }
+    StageTimer timer(clock);
+    fetched.push_back(Fetch(ns, blocks[i].key, blocks[i].layout, timer));
+    if (fetched.back().ok()) {
+      absl::Status supported = lane->codec->Supports(fetched.back()->header);
+      if (!supported.ok()) fetched.back() = supported;
     }
-    if (!status.ok()) {
-      result->set_error(std::string(status.message()));
-      result->set_error_code(static_cast<int32_t>(status.code()));
+    manifest[i] = fetched.back().ok() ? 1 : 0;
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<gpu::GpuCodec::DeviceBuffer> sent,
+                   lane->codec->AllocateDevice(manifest.size()));
+  RETURN_IF_ERROR(lane->staging->Upload(
+      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(manifest.data()), manifest.size()),
+      sent->data()));
+  StageTimer timer(clock);
+  const std::pair<const void*, size_t> manifest_range{sent->data(), manifest.size()};
+  RETURN_IF_ERROR(nccl.Send({&manifest_range, 1}, nullptr, deadline));
+  timer.Lap(DeviceStage::kTransfer);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    v1::DeviceGetResult* result = response->add_results();
+    result->set_key(blocks[i].key);
+    if (!fetched[i].ok()) {
+      Answer(fetched[i].status(), blocks[i].layout, StorageTier::kNone, result, moved);
       continue;
     }
-    result->set_found(true);
-    result->set_tier(ToProtoTier(tier));
-    context_->metrics->RecordBlockOut(block.layout.RawBytes(), false);
-    moved += block.layout.RawBytes();
+    RETURN_IF_ERROR(CheckDeadline(call, i));
+    const BlockLayout& layout = blocks[i].layout;
+    ASSIGN_OR_RETURN(std::unique_ptr<gpu::GpuCodec::DeviceBuffer> staging,
+                     lane->codec->AllocateDevice(layout.RawBytes()));
+    StageTimer block_timer(clock);
+    absl::Status decoded =
+        DecodeOnLane(*lane, fetched[i]->header, fetched[i]->bytes->bytes(),
+                     gpu::DeviceBlockView::Contiguous(staging->data(), layout), block_timer);
+    RETURN_IF_ERROR(decoded);  // (the client waits for bytes that cannot come: the channel goes)
+    std::vector<std::pair<const void*, size_t>> ranges;
+    for (const auto& [ptr, bytes] : DenseRanges(staging->data(), layout)) {
+      ranges.emplace_back(ptr, bytes);
+    }
+    RETURN_IF_ERROR(nccl.Send(ranges, nullptr, deadline));
+    block_timer.Lap(DeviceStage::kTransfer);
+    Answer(absl::OkStatus(), layout, fetched[i]->tier, result, moved);
   }
-  get_bytes_.fetch_add(moved, std::memory_order_relaxed);
-  AddSeconds(absl::Now() - start);
   return absl::OkStatus();
 }
 

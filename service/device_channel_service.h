@@ -16,10 +16,14 @@
 // deadline passes mid-call (the blocks before the one being worked on are stored, as with
 // PutBlocks); UNAVAILABLE when the peer of a channel failed (the channel is aborted and closed).
 //
-// Handlers run on the worker pool; calls on one channel are serialized. Thread-safe.
+// Handlers run on the worker pool; calls on one channel are serialized. The blocks of one
+// CUDA IPC call are worked on in parallel on the service's lanes (service/device_lanes.h) and
+// stored in order. Thread-safe.
 #ifndef KVPACK_SERVICE_DEVICE_CHANNEL_SERVICE_H_
 #define KVPACK_SERVICE_DEVICE_CHANNEL_SERVICE_H_
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,13 +31,22 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "codec/codec_policy.h"
+#include "codec/block_header.h"
+#include "gpu/device_transfer_nccl.h"
 #include "gpu/gpu_codec.h"
 #include "kvpack/v1/device.grpc.pb.h"
 #include "service/device_channel_registry.h"
 #include "service/device_channel_setup.h"
+#include "service/device_lanes.h"
+#include "service/device_stage_clock.h"
 #include "service/service_context.h"
+#include "storage/stored_block.h"
+#include "storage/tier.h"
 
 namespace kvpack {
+namespace device_internal {
+struct CheckedBlock;  // a request's block with its layout and strides checked
+}  // namespace device_internal
 
 class KvDeviceService final : public v1::KvDeviceService::CallbackService {
  public:
@@ -62,7 +75,7 @@ class KvDeviceService final : public v1::KvDeviceService::CallbackService {
   double transfer_seconds() const;
 
  private:
-  class CodecLease;
+  using CheckedBlock = device_internal::CheckedBlock;
   KvDeviceService(const ServiceContext* context, const DeviceChannelOptions& options);
 
   absl::Status Open(const Permissions& permissions, const v1::OpenChannelRequest& request,
@@ -83,23 +96,72 @@ class KvDeviceService final : public v1::KvDeviceService::CallbackService {
     bool durable;
     v1::PutBlocksResponse* response;
   };
-  // Encodes block #index (key, layout, in device memory at `view`) and stores it; appends its
-  // result.
-  absl::Status EncodeAndStore(gpu::GpuCodec& codec, const PutTarget& target, size_t index,
-                              const std::string& key, const BlockLayout& layout,
-                              const gpu::DeviceBlockView& view);
+  // DevicePut on a CUDA IPC channel: the blocks are encoded on the lanes in parallel straight
+  // from the client's mapped buffers and stored in order.
+  absl::Status PutOverIpc(const grpc::CallbackServerContext& call,
+                          const v1::DevicePutRequest& request,
+                          const DeviceChannelRegistry::Channel& channel, const PutTarget& target);
+  // Checks an NCCL call's blocks, waits for the channel's join and runs `work` on the joined
+  // communicator; on any error closes the channel (aborting the communicator).
+  using NcclCall = std::function<absl::Status(const std::vector<CheckedBlock>&,
+                                              gpu::NcclChannel&, DeviceStageClock*)>;
+  absl::Status OnNccl(const grpc::CallbackServerContext& call,
+                      const google::protobuf::RepeatedPtrField<v1::DeviceBlock>& request_blocks,
+                      const DeviceChannelRegistry::Channel& channel, const NcclCall& work);
   // DevicePut on an NCCL channel: receives each block's segments into device staging.
   absl::Status PutOverNccl(const grpc::CallbackServerContext& call,
                            const v1::DevicePutRequest& request,
                            const DeviceChannelRegistry::Channel& channel, const PutTarget& target);
-  CodecLease BorrowCodec();
+  absl::Status ReceiveBlocks(const grpc::CallbackServerContext& call,
+                             const std::vector<CheckedBlock>& blocks, gpu::NcclChannel& nccl,
+                             DeviceStageClock* clock, const PutTarget& target);
+  // Block #index (key, layout, raw in device memory at `view`) encoded on `lane` and sealed
+  // (DeadlineExceeded once the call's deadline has passed); errors name the block.
+  absl::StatusOr<StoredBlock> EncodeBlock(DeviceLane& lane, const grpc::CallbackServerContext& call,
+                                          const PutTarget& target, size_t index,
+                                          const std::string& key, const BlockLayout& layout,
+                                          const gpu::DeviceBlockView& view,
+                                          DeviceStageClock* clock);
+  // Stores an encoded block and appends its result.
+  absl::Status StoreBlock(const PutTarget& target, const std::string& key,
+                          const BlockLayout& layout, StoredBlock block);
+
+  // A stored block, its header parsed and its layout checked against the request's.
+  struct FetchedBlock {
+    BlockBytes bytes;
+    BlockHeader header;
+    StorageTier tier = StorageTier::kNone;
+  };
+  // NotFound when not stored; DataLoss for a corrupt block; InvalidArgument for another layout.
+  absl::StatusOr<FetchedBlock> Fetch(const std::string& ns, const std::string& key,
+                                     const BlockLayout& layout, StageTimer& timer);
+  // Fills one block's result from its status (found, not stored, or an error) and counts it.
+  // `moved` counts the raw bytes of the blocks found.
+  void Answer(const absl::Status& status, const BlockLayout& layout, StorageTier tier,
+              v1::DeviceGetResult* result, std::atomic<uint64_t>* moved);
+  absl::Status GetOverIpc(const grpc::CallbackServerContext& call,
+                          const v1::DeviceGetRequest& request,
+                          const DeviceChannelRegistry::Channel& channel,
+                          v1::DeviceGetResponse* response, std::atomic<uint64_t>* moved);
+  // DeviceGet on an NCCL channel (service/DEVICE_CHANNELS.md): a manifest, then each found
+  // block decoded dense and sent segment by segment.
+  absl::Status GetOverNccl(const grpc::CallbackServerContext& call,
+                           const v1::DeviceGetRequest& request,
+                           const DeviceChannelRegistry::Channel& channel,
+                           v1::DeviceGetResponse* response, std::atomic<uint64_t>* moved);
+  absl::Status SendBlocks(const grpc::CallbackServerContext& call, const std::string& ns,
+                          const std::vector<CheckedBlock>& blocks, gpu::NcclChannel& nccl,
+                          DeviceStageClock* clock, v1::DeviceGetResponse* response,
+                          std::atomic<uint64_t>* moved);
+  // Adds a call's wall time (since `start`) to the service's and the channel's clocks.
+  void Charge(const DeviceChannelRegistry::Channel& channel, absl::Time start, uint64_t blocks,
+              uint64_t bytes);
   void AddSeconds(absl::Duration elapsed);
 
   const ServiceContext* const context_;
   const DeviceChannelOptions options_;
   std::unique_ptr<DeviceChannelRegistry> registry_;
-  absl::Mutex codecs_mu_;
-  std::vector<std::unique_ptr<gpu::GpuCodec>> idle_codecs_ ABSL_GUARDED_BY(codecs_mu_);
+  std::unique_ptr<DeviceLanes> lanes_;  // null without a GPU in use
   std::atomic<uint64_t> put_bytes_{0};
   std::atomic<uint64_t> get_bytes_{0};
   std::atomic<uint64_t> transfer_nanos_{0};

@@ -23,10 +23,13 @@ struct DeviceChannelOptions {
   // FAILED_PRECONDITION, naming `no_gpu_reason`).
   int device = -1;
   std::string no_gpu_reason;
-  int codec_instances = 4;  // device calls encoding or decoding at once
+  // Lanes (service/device_lanes.h): blocks encoded or decoded at once across all channels.
+  int codec_instances = 4;
   bool nccl = false;        // --nccl=on
   // CUDA IPC mappings a channel keeps (the least recently used are unmapped beyond).
   size_t max_mappings_per_channel = 256;
+  // Print each channel's stage times (service/device_stage_clock.h) to stderr when it closes.
+  bool stage_log = false;
 };
 
 // The service, ready to register, and its metrics added to context->metrics. Unavailable when

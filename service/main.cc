@@ -79,6 +79,12 @@ ABSL_FLAG(std::string, nccl, "off",
 ABSL_FLAG(int, device_channels, 64, "Most device channels open at once");
 ABSL_FLAG(double, device_channel_idle_seconds, 60,
           "A device channel unused this long is closed (a client that went away)");
+ABSL_FLAG(int, device_lanes, 4,
+          "Blocks of device-channel calls encoded or decoded at once (each lane: a GPU codec "
+          "instance, 2 MiB of page-locked staging and a worker thread)");
+ABSL_FLAG(bool, device_stage_log, false,
+          "Print each device channel's time per stage (map, encode, download, seal, store, ...) "
+          "to stderr when it closes");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "on SIGTERM, how long in-flight calls may run before they are cancelled");
 ABSL_FLAG(std::string, tls_cert, "",
@@ -165,6 +171,8 @@ int main(int argc, char** argv) {
     options.nccl = nccl == "on";
     options.device_channels = absl::GetFlag(FLAGS_device_channels);
     options.device_channel_idle = absl::Seconds(absl::GetFlag(FLAGS_device_channel_idle_seconds));
+    options.device_lanes = absl::GetFlag(FLAGS_device_lanes);
+    options.device_stage_log = absl::GetFlag(FLAGS_device_stage_log);
   }
   const double reload_seconds = absl::GetFlag(FLAGS_auth_reload_seconds);
   if (!(reload_seconds >= 0)) {

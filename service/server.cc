@@ -155,6 +155,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                                                             options.device_channel_bytes);
     channels.limits.idle_timeout = options.device_channel_idle;
     channels.nccl = options.nccl;
+    channels.codec_instances = options.device_lanes;
+    channels.stage_log = options.device_stage_log;
     int index = -1;
     if (server->gpu_codec_ != nullptr &&
         absl::SimpleAtoi(absl::StripPrefix(server->gpu_codec_->device(), "cuda:"), &index)) {

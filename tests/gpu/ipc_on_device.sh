@@ -9,17 +9,19 @@
 #   tests/gpu/ipc_on_device.sh                 build + bundle here, print the device command
 #   bash tests/gpu/ipc_on_device.sh --device   on the GPU machine, .device-bundle-ipc carried
 # Environment for --device: CODECS (benchmark, default "raw;int8;turbo3"), BATCH (default 8),
-# BENCH=0 skips the benchmark.
+# LANES (the server's --device_lanes, default 4), BENCH=0 skips the benchmark. The server runs
+# with --device_stage_log: each benchmark row's channel prints where its time went.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 bundle=.device-bundle-ipc
 
 if [ "${1:-}" != "--device" ]; then
-  bazel build -c opt //service:kvpack_server //tests/gpu:ipc_test //tests/gpu:ipc_benchmark
+  bazel build -c opt //service:kvpack_server //tests/gpu:ipc_test //tests/gpu:ipc_benchmark \
+    //gpu:pinned_staging_test
   bin=$(bazel info -c opt bazel-bin 2>/dev/null)
   rm -rf "$bundle"
   ../shared/tools/device-bundle -o "$bundle" "$bin/service/kvpack_server" \
-    "$bin/tests/gpu/ipc_test" "$bin/tests/gpu/ipc_benchmark"
+    "$bin/tests/gpu/ipc_test" "$bin/tests/gpu/ipc_benchmark" "$bin/gpu/pinned_staging_test"
   chmod -R u+w "$bundle"
   strip -g "$bundle"/bin/*
   du -sh "$bundle"
@@ -34,7 +36,8 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 data=$(mktemp -d)
 "$bundle/bin/kvpack_server" --device=cuda:0 --listen=127.0.0.1:50151 \
   --metrics_listen=127.0.0.1:9565 --data_dir="$data" --ram_capacity=16GiB \
-  --device_channel_idle_seconds=3 --device_channels=8 --nccl=on >"$out/server.log" 2>&1 &
+  --device_channel_idle_seconds=3 --device_channels=8 --nccl=on --device_lanes="${LANES:-4}" \
+  --device_stage_log >"$out/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
@@ -47,6 +50,8 @@ echo "== ipc_test (client process) against kvpack_server --device=cuda:0"
 timeout 300 "$bundle/bin/ipc_test" --gtest_brief=1 >"$out/ipc_test.log" 2>&1 \
   && grep -E '^\[  PASSED  \]' "$out/ipc_test.log" \
   || { echo "ipc_test: FAILED"; tail -60 "$out/ipc_test.log"; status=1; }
+echo "== pinned_staging_test"
+timeout 60 "$bundle/bin/pinned_staging_test" --gtest_brief=1 2>&1 | tail -3 || status=1
 if [ "${BENCH:-1}" != 0 ]; then
   echo "== ipc_benchmark"
   timeout 240 "$bundle/bin/ipc_benchmark" --target=127.0.0.1:50151 \
@@ -57,6 +62,8 @@ sleep 4  # past --device_channel_idle_seconds: channels of clients that vanished
 python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9565/metrics').read().decode())" \
   >"$out/metrics.txt" 2>&1 || true
 grep -E '^kvpack_device_' "$out/metrics.txt" || true
+echo "== stage times per channel (one line per benchmark row, put and get together)"
+grep "device channel" "$out/server.log" | sed 's/^kvpack_server: device channel [0-9a-f]* closed: //' || true
 kill -0 $server 2>/dev/null && echo "server still running" || { echo "server DIED"; status=1; }
 tail -5 "$out/server.log"
 exit $status

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -309,6 +310,76 @@ TEST_F(IpcEdgeTest, AChannelLeftIdleIsTornDown) {
   grpc::ClientContext context;
   const grpc::Status status = stub->DeviceGet(&context, request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
+}
+
+// The blocks of one call are encoded / decoded on the server's lanes in parallel: each must
+// still get its own bytes, the results come in request order, and a missing key in the middle
+// of a get leaves its neighbours found.
+TEST_F(IpcEdgeTest, ManyBlocksOfOneCallKeepTheirOwnBytesAndOrder) {
+  const BlockLayout layout = TestLayout();
+  constexpr int kBlocks = 16;
+  const size_t bytes = layout.RawBytes();
+  DeviceMemory src(bytes * kBlocks), dst(bytes * (kBlocks + 1));
+  std::vector<std::string> raws;
+  std::vector<DeviceBlockRef> in, out;
+  for (int i = 0; i < kBlocks; ++i) {
+    raws.push_back(RandomBlock(layout, 100 + i));
+    CUDA_ASSERT(cudaMemcpy(src.bytes() + i * bytes, raws.back().data(), bytes,
+                           cudaMemcpyHostToDevice));
+    in.push_back({absl::StrCat("many/", i), layout,
+                  gpu::DeviceBlockView::Contiguous(src.bytes() + i * bytes, layout)});
+  }
+  PutOptions options;
+  options.codec = "raw";
+  auto put = device_->PutFromDevice(in, options, stream_);
+  ASSERT_TRUE(put.ok()) << put.status();
+  ASSERT_TRUE((*put)->Wait().ok()) << (*put)->Wait();
+  ASSERT_EQ((*put)->put_results().size(), size_t{kBlocks});
+  for (int i = 0; i < kBlocks; ++i) EXPECT_EQ((*put)->put_results()[i].key, in[i].key);
+  for (int i = 0; i < kBlocks; ++i) {
+    auto got = client_->Get(ns_, {in[i].key}, Want::kDecoded);
+    ASSERT_TRUE(got.ok() && (*got)[0].found) << in[i].key;
+    EXPECT_TRUE(std::string((*got)[0].bytes) == raws[i]) << in[i].key;
+  }
+  // Get them back with an absent key at position 5.
+  for (int i = 0; i <= kBlocks; ++i) {
+    const std::string key = i == 5 ? "many/absent" : in[i < 5 ? i : i - 1].key;
+    out.push_back({key, layout, gpu::DeviceBlockView::Contiguous(dst.bytes() + i * bytes, layout)});
+  }
+  CUDA_ASSERT(cudaMemset(dst.ptr, 0, bytes * (kBlocks + 1)));
+  auto get = device_->GetIntoDevice(out, stream_);
+  ASSERT_TRUE(get.ok()) << get.status();
+  ASSERT_TRUE((*get)->Wait().ok()) << (*get)->Wait();
+  CUDA_ASSERT(cudaStreamSynchronize(stream_));
+  ASSERT_EQ((*get)->get_results().size(), size_t{kBlocks + 1});
+  for (int i = 0; i <= kBlocks; ++i) {
+    const DeviceGetResult& r = (*get)->get_results()[i];
+    EXPECT_EQ(r.key, out[i].key);
+    EXPECT_EQ(r.found, i != 5) << i;
+    if (i == 5) continue;
+    std::string back(bytes, '\0');
+    CUDA_ASSERT(cudaMemcpy(back.data(), dst.bytes() + i * bytes, bytes, cudaMemcpyDeviceToHost));
+    EXPECT_TRUE(back == raws[i < 5 ? i : i - 1]) << "block " << i;
+  }
+}
+
+// A DeviceClient asking for an NCCL channel on the server's own GPU: NCCL refuses two ranks on
+// one GPU ("Duplicate GPU detected"), and the open must fail, not hang, on both sides; the
+// server goes on serving.
+TEST_F(IpcEdgeTest, AnNcclClientOnTheServersGpuFailsItsOpenWithoutHanging) {
+  ClientOptions options;
+  options.target = Target();
+  options.timeout = absl::Seconds(8);
+  auto client = Client::Connect(options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  DeviceClientOptions nccl;
+  nccl.transport = DeviceTransport::kNccl;
+  const absl::Time start = absl::Now();
+  auto device = DeviceClient::Open(client->get(), ns_, nccl);
+  EXPECT_FALSE(device.ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(12)) << device.status();
+  std::printf("NCCL open on one GPU: %s\n", device.status().ToString().c_str());
+  EXPECT_TRUE(client_->Stats().ok());
 }
 
 // NCCL refuses two ranks on one GPU, so on one GPU only the server's side runs: a client that
