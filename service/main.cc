@@ -79,7 +79,7 @@ ABSL_FLAG(std::string, nccl, "off",
 ABSL_FLAG(int, device_channels, 64, "Most device channels open at once");
 ABSL_FLAG(double, device_channel_idle_seconds, 60,
           "A device channel unused this long is closed (a client that went away)");
-ABSL_FLAG(int, device_lanes, 4,
+ABSL_FLAG(int, device_lanes, 8,
           "Blocks of device-channel calls encoded or decoded at once (each lane: a GPU codec "
           "instance, 2 MiB of page-locked staging and a worker thread)");
 ABSL_FLAG(bool, device_stage_log, false,

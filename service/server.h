@@ -79,7 +79,7 @@ struct ServerOptions {
   int device_channels = 64;
   uint64_t device_channel_bytes = uint64_t{8} << 30;
   absl::Duration device_channel_idle = absl::Seconds(60);
-  int device_lanes = 4;            // blocks of device calls encoded / decoded at once
+  int device_lanes = 8;            // blocks of device calls encoded / decoded at once
   bool device_stage_log = false;   // print each channel's stage times when it closes
 };
 

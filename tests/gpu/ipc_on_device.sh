@@ -36,7 +36,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 data=$(mktemp -d)
 "$bundle/bin/kvpack_server" --device=cuda:0 --listen=127.0.0.1:50151 \
   --metrics_listen=127.0.0.1:9565 --data_dir="$data" --ram_capacity=16GiB \
-  --device_channel_idle_seconds=3 --device_channels=8 --nccl=on --device_lanes="${LANES:-4}" \
+  --device_channel_idle_seconds=3 --device_channels=8 --nccl=on --device_lanes="${LANES:-8}" \
   --device_stage_log >"$out/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
