@@ -1,0 +1,219 @@
+#include "codec/rans.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "codec/segment_io.h"
+
+namespace kvpack {
+namespace {
+
+// States stay in [kRansLow, 2^31): an encoder emits 16 bits before coding a symbol of
+// frequency f whenever x ≥ f · 2^19, a decoder reads 16 bits whenever x falls below 2^15.
+constexpr int kFreqShift = 31 - kRansScaleBits;
+
+// Per-symbol encoder constants: x / freq by a multiply and shifts (Alverson's method as in
+// ryg_rans; exact for x < 2^31), so the encoder needs no division.
+struct EncSymbol {
+  uint32_t x_max = 0;
+  uint32_t rcp_freq = 0;
+  uint32_t rcp_shift = 0;
+  uint32_t bias = 0;
+  uint32_t cmpl_freq = 0;
+};
+
+EncSymbol MakeEncSymbol(uint32_t start, uint32_t freq) {
+  EncSymbol e;
+  e.x_max = freq << kFreqShift;
+  e.cmpl_freq = kRansTotal - freq;
+  if (freq < 2) {
+    e.rcp_freq = ~0u;
+    e.rcp_shift = 0;
+    e.bias = start + kRansTotal - 1;
+  } else {
+    uint32_t shift = 0;
+    while (freq > (1u << shift)) ++shift;
+    e.rcp_freq = static_cast<uint32_t>(((uint64_t{1} << (shift + 31)) + freq - 1) / freq);
+    e.rcp_shift = shift - 1;
+    e.bias = start;
+  }
+  return e;
+}
+
+}  // namespace
+
+RansTable NormalizeRansTable(absl::Span<const uint64_t> counts) {
+  RansTable t;
+  t.freq.assign(counts.size(), 0);
+  uint64_t total = 0;
+  for (uint64_t c : counts) total += c;
+  uint64_t assigned = 0;
+  size_t top = 0;
+  for (size_t s = 0; s < counts.size(); ++s) {
+    if (counts[s] == 0) continue;
+    const uint64_t f = std::max<uint64_t>(
+        1, static_cast<uint64_t>((static_cast<unsigned __int128>(counts[s]) * kRansTotal) / total));
+    t.freq[s] = static_cast<uint32_t>(f);
+    assigned += f;
+    if (counts[s] > counts[top]) top = s;
+  }
+  if (assigned <= kRansTotal) {
+    t.freq[top] += static_cast<uint32_t>(kRansTotal - assigned);
+  } else {
+    // Only possible with many rare symbols floored up to 1.
+    for (uint64_t excess = assigned - kRansTotal; excess > 0; --excess) {
+      size_t big = 0;
+      for (size_t s = 0; s < t.freq.size(); ++s) {
+        if (t.freq[s] >= t.freq[big]) big = s;
+      }
+      --t.freq[big];
+    }
+  }
+  FinishRansTable(&t).IgnoreError();  // the sum is kRansTotal by construction
+  return t;
+}
+
+absl::Status FinishRansTable(RansTable* table) {
+  table->start.assign(table->freq.size(), 0);
+  uint64_t sum = 0;
+  for (size_t s = 0; s < table->freq.size(); ++s) {
+    table->start[s] = static_cast<uint32_t>(std::min<uint64_t>(sum, kRansTotal));
+    sum += table->freq[s];
+  }
+  if (sum != kRansTotal) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("entropy table frequencies sum to ", sum, ", not ", kRansTotal));
+  }
+  return absl::OkStatus();
+}
+
+double RansCodedBits(const RansTable& table, absl::Span<const uint64_t> counts) {
+  double bits = 0;
+  for (size_t s = 0; s < counts.size(); ++s) {
+    if (counts[s] != 0) {
+      bits += static_cast<double>(counts[s]) *
+              (kRansScaleBits - std::log2(static_cast<double>(table.freq[s])));
+    }
+  }
+  return bits;
+}
+
+bool RansEncode(const RansTable& table, absl::Span<const uint8_t> symbols,
+                absl::Span<uint8_t> out, uint32_t lane_bytes[kRansLanes]) {
+  std::vector<EncSymbol> enc(table.freq.size());
+  for (size_t s = 0; s < enc.size(); ++s) {
+    if (table.freq[s] != 0) enc[s] = MakeEncSymbol(table.start[s], table.freq[s]);
+  }
+  const size_t n = symbols.size();
+  // Each lane's words go backwards into its own region of `scratch`: at most 12 bits per
+  // symbol, so ⌈lane symbols · 3/4⌉ + 1 words.
+  const size_t per_lane = n / kRansLanes + 1;
+  const size_t cap = per_lane * 3 / 4 + 2;
+  std::vector<uint16_t> scratch(cap * kRansLanes);
+  uint16_t* ptr[kRansLanes];
+  uint32_t x[kRansLanes];
+  for (int l = 0; l < kRansLanes; ++l) {
+    ptr[l] = scratch.data() + cap * (l + 1);
+    x[l] = kRansLow;
+  }
+  // Symbols are coded last to first so that the decoder reads them first to last.
+  for (size_t i = n; i-- > 0;) {
+    const int l = static_cast<int>(i % kRansLanes);
+    const EncSymbol& e = enc[symbols[i]];
+    uint32_t s = x[l];
+    if (s >= e.x_max) {
+      *--ptr[l] = static_cast<uint16_t>(s & 0xffff);
+      s >>= 16;
+    }
+    const uint32_t q =
+        static_cast<uint32_t>((uint64_t{s} * e.rcp_freq) >> 32) >> e.rcp_shift;
+    x[l] = s + e.bias + q * e.cmpl_freq;
+  }
+  size_t pos = 0;
+  for (int l = 0; l < kRansLanes; ++l) {
+    const size_t words = static_cast<size_t>(scratch.data() + cap * (l + 1) - ptr[l]);
+    const size_t bytes = 4 + 2 * words;
+    if (pos + bytes > out.size()) return false;
+    StoreLE32(out.data() + pos, x[l]);
+    std::memcpy(out.data() + pos + 4, ptr[l], 2 * words);  // little-endian host (segment_io.h)
+    lane_bytes[l] = static_cast<uint32_t>(bytes);
+    pos += bytes;
+  }
+  return true;
+}
+
+absl::Status RansDecoder::Check(absl::Span<const uint8_t> streams,
+                                const uint32_t lane_bytes[kRansLanes]) {
+  uint64_t pos = 0;
+  for (int l = 0; l < kRansLanes; ++l) {
+    const uint32_t b = lane_bytes[l];
+    if (b < 4 || b % 2 != 0) {
+      return absl::DataLossError(absl::StrCat("entropy lane ", l, " has ", b, " bytes"));
+    }
+    if (pos + b > streams.size()) {
+      return absl::DataLossError(
+          absl::StrCat("entropy lane ", l, " runs past the end of the segment"));
+    }
+    const uint32_t x = LoadLE32(streams.data() + pos);
+    if (x < kRansLow || x >= (1u << 31)) {
+      return absl::DataLossError(absl::StrCat("entropy lane ", l, " has an invalid state"));
+    }
+    pos += b;
+  }
+  return absl::OkStatus();
+}
+
+RansDecoder::RansDecoder(const RansTable& table, absl::Span<const uint8_t> streams,
+                         const uint32_t lane_bytes[kRansLanes])
+    : slots_(kRansTotal) {
+  for (size_t s = 0; s < table.freq.size(); ++s) {
+    for (uint32_t k = 0; k < table.freq[s]; ++k) {
+      Slot& slot = slots_[table.start[s] + k];
+      slot.freq = static_cast<uint16_t>(table.freq[s]);
+      slot.bias = static_cast<uint16_t>(k);
+      slot.symbol = static_cast<uint8_t>(s);
+    }
+  }
+  const uint8_t* p = streams.data();
+  for (int l = 0; l < kRansLanes; ++l) {
+    state_[l] = LoadLE32(p);
+    next_[l] = p + 4;
+    end_[l] = p + lane_bytes[l];
+    p += lane_bytes[l];
+  }
+}
+
+absl::Status RansDecoder::Decode(size_t count, uint8_t* out) {
+  int l = lane_;
+  for (size_t i = 0; i < count; ++i) {
+    uint32_t x = state_[l];
+    const Slot& slot = slots_[x & (kRansTotal - 1)];
+    out[i] = slot.symbol;
+    x = slot.freq * (x >> kRansScaleBits) + slot.bias;
+    if (x < kRansLow) {
+      if (next_[l] == end_[l]) {
+        return absl::DataLossError(absl::StrCat("entropy lane ", l, " ends early"));
+      }
+      x = (x << 16) | LoadLE16(next_[l]);
+      next_[l] += 2;
+    }
+    state_[l] = x;
+    l = (l + 1) & (kRansLanes - 1);
+  }
+  lane_ = l;
+  return absl::OkStatus();
+}
+
+absl::Status RansDecoder::Finish() const {
+  for (int l = 0; l < kRansLanes; ++l) {
+    if (state_[l] != kRansLow || next_[l] != end_[l]) {
+      return absl::DataLossError(
+          absl::StrCat("entropy lane ", l, " does not end where its stream does"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kvpack

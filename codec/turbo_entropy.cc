@@ -1,0 +1,379 @@
+#include "codec/turbo_entropy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <numeric>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "codec/element_convert_simd.h"
+#include "codec/float_convert.h"
+#include "codec/hadamard.h"
+#include "codec/rans.h"
+#include "codec/segment_io.h"
+#include "codec/turbo_kernel.h"
+
+namespace kvpack {
+namespace {
+
+// Indices q lie in [−kMaxIndex, kMaxIndex] and are coded as symbols q + kMaxIndex.
+constexpr int kMaxIndex = 63;
+constexpr int kSymbols = 2 * kMaxIndex + 1;
+// |q| = 1 .. kOffsets−1 decode to (|q| + offset/256)·Δ; entry 0 is always 0.
+constexpr int kOffsets = 16;
+// Step ladder: α_k = 2^(k/16 − 6), k = 0 .. kLadder−1, Δ_h = fp16(α_k · σ_h).
+constexpr int kLadder = 161;
+// Histogram of |y|/σ used to guess the step: kHistPerSigma bins per σ up to kHistSigmas σ.
+constexpr int kHistPerSigma = 32;
+constexpr int kHistSigmas = 64;
+constexpr int kHistBins = kHistPerSigma * kHistSigmas;
+
+double LadderAlpha(int k) { return std::exp2(k / 16.0 - 6.0); }
+
+// Where the fixed parts of a segment lie (FORMAT.md, turbo_e*); the table, lane lengths and
+// streams follow at `table`.
+struct Layout {
+  uint64_t means = 8;  // fp16 [kv_heads][d]
+  uint64_t steps = 0;  // fp16 [kv_heads]
+  uint64_t offsets = 0;  // i8 [kOffsets]
+  uint64_t table = 0;  // u8 first symbol, u8 symbol count, u16 freq[count]
+  uint64_t total = 0;
+};
+
+Layout LayoutOf(const SegmentShape& shape, int half_bits) {
+  Layout l;
+  l.steps = l.means + 2 * uint64_t{shape.kv_heads} * shape.head_dim;
+  l.offsets = l.steps + 2 * uint64_t{shape.kv_heads};
+  l.table = l.offsets + kOffsets;
+  l.total = (shape.Elements() * static_cast<uint64_t>(half_bits) + 15) / 16;
+  return l;
+}
+
+// The largest side information after `table`: a full frequency table and the lane lengths.
+constexpr uint64_t kMaxTableAndLanes = 2 + 2 * kSymbols + 4 * kRansLanes;
+
+bool BadStep(uint16_t h) { return (h & 0x7c00u) == 0x7c00u || (h & 0x8000u) != 0 || h == 0; }
+
+uint16_t StepFor(double alpha, double sigma) {
+  if (sigma == 0) return 0x3c00;  // 1.0: every index is 0
+  const uint16_t h = FloatToHalf(static_cast<float>(alpha * sigma));
+  if (h == 0) return 1;                        // smallest subnormal
+  if ((h & 0x7c00u) == 0x7c00u) return 0x7bff;  // largest finite
+  return h;
+}
+
+// The quantizer: |q| = min(kMaxIndex, ⌊|y|·inv + 0.5⌋) in float, negative for y < 0.
+inline int Quantize(float y, float inv) {
+  const float t = std::fabs(y) * inv + 0.5f;
+  const int a = t >= static_cast<float>(kMaxIndex) ? kMaxIndex : static_cast<int>(t);
+  return y < 0 ? -a : a;
+}
+
+// One try at a ladder step: the symbols, their counts and the offsets of every segment value.
+struct Quantized {
+  std::vector<uint8_t> symbols;
+  uint64_t counts[kSymbols];
+  int8_t offsets[kOffsets];
+};
+
+void QuantizeAll(const std::vector<float>& y, uint64_t n, uint32_t d, uint32_t heads,
+                 const std::vector<float>& inv, Quantized* out) {
+  std::fill(out->counts, out->counts + kSymbols, 0);
+  double frac_sum[kOffsets] = {0};
+  out->symbols.resize(n * d);
+  for (uint64_t v = 0; v < n; ++v) {
+    const float k = inv[v % heads];
+    const float* yv = &y[v * d];
+    uint8_t* s = &out->symbols[v * d];
+    for (uint32_t c = 0; c < d; ++c) {
+      const int q = Quantize(yv[c], k);
+      s[c] = static_cast<uint8_t>(q + kMaxIndex);
+      const int a = std::abs(q);
+      if (a < kOffsets) frac_sum[a] += double{std::fabs(yv[c]) * k} - a;
+    }
+    for (uint32_t c = 0; c < d; ++c) ++out->counts[s[c]];
+  }
+  out->offsets[0] = 0;
+  for (int a = 1; a < kOffsets; ++a) {
+    const uint64_t count = out->counts[kMaxIndex + a] + out->counts[kMaxIndex - a];
+    const double off = count == 0 ? 0.0 : std::nearbyint(frac_sum[a] / count * 256.0);
+    out->offsets[a] = static_cast<int8_t>(std::max(-128.0, std::min(127.0, off)));
+  }
+}
+
+// Symbols [first, first + count) of a table, and the bytes of table plus lane lengths.
+struct SymbolRange {
+  int first = 0, count = 0;
+};
+SymbolRange RangeOf(const uint64_t* counts) {
+  int lo = 0, hi = kSymbols - 1;
+  while (lo < hi && counts[lo] == 0) ++lo;
+  while (hi > lo && counts[hi] == 0) --hi;
+  return {lo, hi - lo + 1};
+}
+
+// Bits the entropy-coded part would take for these counts: table, lane lengths, coded symbols,
+// and 48 bits per lane of rANS overhead (an upper bound of the final state and last word).
+double CodedBitsUpperBound(const uint64_t* counts) {
+  const SymbolRange r = RangeOf(counts);
+  const RansTable t = NormalizeRansTable(absl::MakeConstSpan(counts + r.first, r.count));
+  return 8.0 * (2 + 2 * r.count + 4 * kRansLanes) +
+         RansCodedBits(t, absl::MakeConstSpan(counts + r.first, r.count)) + 48.0 * kRansLanes;
+}
+
+}  // namespace
+
+TurboEntropyCodec::TurboEntropyCodec(int half_bits) : half_bits_(half_bits) {
+  if (half_bits < 4 || half_bits > 8) std::abort();
+}
+
+CodecId TurboEntropyCodec::id() const {
+  return static_cast<CodecId>(static_cast<int>(CodecId::kTurboE2) + half_bits_ - 4);
+}
+
+absl::string_view TurboEntropyCodec::name() const {
+  static constexpr absl::string_view kNames[] = {"turbo_e2", "turbo_e25", "turbo_e3",
+                                                 "turbo_e35", "turbo_e4"};
+  return kNames[half_bits_ - 4];
+}
+
+absl::Status TurboEntropyCodec::Supports(const SegmentShape& shape) const {
+  absl::Status status = CheckTurboShape(name(), shape, 16);
+  if (!status.ok()) return status;
+  const Layout l = LayoutOf(shape, half_bits_);
+  // Room for the side information and at least a quarter bit per value of indices.
+  if (l.table + kMaxTableAndLanes + shape.Elements() / 32 > l.total) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name(), ": a segment of ", shape.tokens, " tokens x ", shape.kv_heads,
+        " heads is too small for its means, steps and entropy tables; use turbo* or more "
+        "tokens per block"));
+  }
+  return absl::OkStatus();
+}
+
+uint64_t TurboEntropyCodec::EncodedSize(const SegmentShape& shape) const {
+  return LayoutOf(shape, half_bits_).total;
+}
+
+absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentContext& context,
+                                       absl::Span<const uint8_t> raw,
+                                       absl::Span<uint8_t> out) const {
+  absl::Status status = Supports(shape);
+  if (!status.ok()) return status;
+  status = CheckEncodeBuffers(name(), shape, EncodedSize(shape), raw.size(), out.size());
+  if (!status.ok()) return status;
+  const uint32_t d = shape.head_dim, heads = shape.kv_heads;
+  const uint64_t n = shape.Vectors();
+  const size_t elem = DTypeSize(shape.dtype);
+  const Layout layout = LayoutOf(shape, half_bits_);
+  TurboChunkPlan plan;
+  AppendTurboChunks(d, 2, &plan);
+  SeedTurboChunks(context.seed, &plan);
+  std::fill(out.begin(), out.end(), 0);
+  StoreLE64(out.data(), context.seed);
+  // Pass 1: per-head channel sums Σ_t x in double, tokens in order; the fp16 means.
+  std::vector<float> x(d);
+  std::vector<double> sums(size_t{heads} * d, 0.0);
+  for (uint64_t v = 0; v < n; ++v) {
+    LoadElements(shape.dtype, raw.data() + v * d * elem, d, x.data());
+    if (!AllFinite(x.data(), d)) {
+      return absl::InvalidArgumentError(absl::StrCat(name(), ": non-finite value in vector ", v,
+                                                     " (token ", v / heads, ", head ", v % heads, ")"));
+    }
+    double* s = &sums[(v % heads) * d];
+    for (uint32_t c = 0; c < d; ++c) s[c] += double{x[c]};
+  }
+  std::vector<float> means(size_t{heads} * d);
+  for (size_t i = 0; i < means.size(); ++i) {
+    const uint16_t h = FloatToHalf(static_cast<float>(sums[i] / shape.tokens));
+    if ((h & 0x7c00u) == 0x7c00u) {
+      return absl::InvalidArgumentError(absl::StrCat(name(), ": the mean of head ", i / d,
+                                                     " channel ", i % d, " overflows fp16"));
+    }
+    StoreLE16(out.data() + layout.means + 2 * i, h);
+    means[i] = HalfToFloat(h);
+  }
+  // Pass 2: centre and rotate every vector; per-head energies Σ y² in double, vectors in order.
+  std::vector<float> y(n * d);
+  std::vector<double> energy(heads, 0.0);
+  for (uint64_t v = 0; v < n; ++v) {
+    LoadElements(shape.dtype, raw.data() + v * d * elem, d, x.data());
+    const float* m = &means[(v % heads) * d];
+    for (uint32_t c = 0; c < d; ++c) x[c] -= m[c];
+    float* yv = &y[v * d];
+    for (size_t c = 0; c < plan.sizes.size(); ++c) {
+      HadamardRotate(plan.signs[c], x.data() + plan.offsets[c], yv + plan.offsets[c]);
+    }
+    double e = 0;
+    for (uint32_t c = 0; c < d; ++c) e += double{yv[c]} * yv[c];
+    energy[v % heads] += e;
+  }
+  std::vector<double> sigma(heads);
+  for (uint32_t h = 0; h < heads; ++h) {
+    if (!std::isfinite(energy[h])) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name(), ": the centred values of head ", h, " are too large to quantize"));
+    }
+    sigma[h] = std::sqrt(energy[h] / (static_cast<double>(shape.tokens) * d));
+  }
+  // Pass 3: a histogram of |y|/σ_h to guess the finest ladder step that fits.
+  std::vector<uint64_t> hist(kHistBins, 0);
+  for (uint64_t v = 0; v < n; ++v) {
+    const double s = sigma[v % heads];
+    const float scale = s == 0 ? 0.0f : static_cast<float>(kHistPerSigma / s);
+    const float* yv = &y[v * d];
+    for (uint32_t c = 0; c < d; ++c) {
+      const float b = std::fabs(yv[c]) * scale;
+      ++hist[b >= kHistBins - 1 ? kHistBins - 1 : static_cast<int>(b)];
+    }
+  }
+  const double budget_bits = 8.0 * static_cast<double>(layout.total - layout.table);
+  auto estimate = [&](int k) {
+    // Each bin's count goes to the |q| of its centre, split evenly between ±q.
+    uint64_t counts[kSymbols] = {0};
+    const double alpha = LadderAlpha(k);
+    for (int b = 0; b < kHistBins; ++b) {
+      if (hist[b] == 0) continue;
+      const int a = std::min<int>(kMaxIndex, static_cast<int>((b + 0.5) / kHistPerSigma / alpha + 0.5));
+      if (a == 0) {
+        counts[kMaxIndex] += hist[b];
+      } else {
+        counts[kMaxIndex + a] += hist[b] - hist[b] / 2;
+        counts[kMaxIndex - a] += hist[b] / 2;
+      }
+    }
+    return CodedBitsUpperBound(counts);
+  };
+  int lo = 0, hi = kLadder - 1;  // smallest k whose estimate fits, by bisection
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (estimate(mid) <= budget_bits) hi = mid; else lo = mid + 1;
+  }
+  // Pass 4: quantize at that step; move one rung coarser while the exact counts or the coded
+  // streams do not fit.
+  Quantized q;
+  std::vector<float> inv(heads);
+  uint8_t* table = out.data() + layout.table;
+  for (int k = lo; k < kLadder; ++k) {
+    for (uint32_t h = 0; h < heads; ++h) {
+      const uint16_t step = StepFor(LadderAlpha(k), sigma[h]);
+      StoreLE16(out.data() + layout.steps + 2 * h, step);
+      inv[h] = 1.0f / HalfToFloat(step);
+    }
+    QuantizeAll(y, n, d, heads, inv, &q);
+    if (CodedBitsUpperBound(q.counts) > budget_bits && k + 1 < kLadder) continue;
+    const SymbolRange r = RangeOf(q.counts);
+    const RansTable t = NormalizeRansTable(absl::MakeConstSpan(q.counts + r.first, r.count));
+    if (r.first != 0) {
+      for (uint8_t& s : q.symbols) s = static_cast<uint8_t>(s - r.first);
+    }
+    const uint64_t lanes_at = 2 + 2 * uint64_t(r.count);
+    const uint64_t streams_at = lanes_at + 4 * kRansLanes;
+    uint32_t lane_bytes[kRansLanes];
+    if (!RansEncode(t, q.symbols,
+                    absl::MakeSpan(table + streams_at, layout.total - layout.table - streams_at),
+                    lane_bytes)) {
+      continue;
+    }
+    std::fill(table + streams_at + std::accumulate(lane_bytes, lane_bytes + kRansLanes, uint64_t{0}),
+              out.data() + out.size(), 0);
+    table[0] = static_cast<uint8_t>(r.first);
+    table[1] = static_cast<uint8_t>(r.count);
+    for (int s = 0; s < r.count; ++s) StoreLE16(table + 2 + 2 * s, static_cast<uint16_t>(t.freq[s]));
+    for (int l = 0; l < kRansLanes; ++l) StoreLE32(table + lanes_at + 4 * l, lane_bytes[l]);
+    for (int a = 0; a < kOffsets; ++a) out[layout.offsets + a] = static_cast<uint8_t>(q.offsets[a]);
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(name(), ": the segment's indices do not fit its size at any step"));
+}
+
+absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
+                                       absl::Span<const uint8_t> encoded,
+                                       absl::Span<uint8_t> raw) const {
+  absl::Status status = Supports(shape);
+  if (!status.ok()) return status;
+  status = CheckDecodeBuffers(name(), shape, EncodedSize(shape), encoded.size(), raw.size());
+  if (!status.ok()) return status;
+  const uint32_t d = shape.head_dim, heads = shape.kv_heads;
+  const uint64_t n = shape.Vectors();
+  const size_t elem = DTypeSize(shape.dtype);
+  const Layout layout = LayoutOf(shape, half_bits_);
+  TurboChunkPlan plan;
+  AppendTurboChunks(d, 2, &plan);
+  SeedTurboChunks(LoadLE64(encoded.data()), &plan);
+  std::vector<float> means(size_t{heads} * d);
+  for (size_t i = 0; i < means.size(); ++i) {
+    const uint16_t h = LoadLE16(encoded.data() + layout.means + 2 * i);
+    if ((h & 0x7c00u) == 0x7c00u) {
+      return absl::DataLossError(absl::StrCat(name(), ": the mean of head ", i / d, " channel ",
+                                              i % d, " is not finite"));
+    }
+    means[i] = HalfToFloat(h);
+  }
+  if (encoded[layout.offsets] != 0) {
+    return absl::DataLossError(absl::StrCat(name(), ": reconstruction offset 0 is not 0"));
+  }
+  const uint8_t* table = encoded.data() + layout.table;
+  const int first = table[0], count = table[1];
+  if (count == 0 || first + count > kSymbols) {
+    return absl::DataLossError(absl::StrCat(name(), ": entropy table covers symbols ", first,
+                                            " + ", count, ", beyond ", kSymbols));
+  }
+  RansTable t;
+  for (int s = 0; s < count; ++s) t.freq.push_back(LoadLE16(table + 2 + 2 * s));
+  if (!FinishRansTable(&t).ok()) {
+    return absl::DataLossError(absl::StrCat(name(), ": entropy table frequencies do not sum to ",
+                                            kRansTotal));
+  }
+  const uint64_t lanes_at = 2 + 2 * uint64_t(count);
+  const uint64_t streams_at = lanes_at + 4 * kRansLanes;
+  uint32_t lane_bytes[kRansLanes];
+  for (int l = 0; l < kRansLanes; ++l) lane_bytes[l] = LoadLE32(table + lanes_at + 4 * l);
+  const absl::Span<const uint8_t> streams =
+      encoded.subspan(layout.table + streams_at, layout.total - layout.table - streams_at);
+  status = RansDecoder::Check(streams, lane_bytes);
+  if (!status.ok()) return absl::DataLossError(absl::StrCat(name(), ": ", status.message()));
+  const uint64_t used = std::accumulate(lane_bytes, lane_bytes + kRansLanes, uint64_t{0});
+  for (uint64_t i = used; i < streams.size(); ++i) {
+    if (streams[i] != 0) return absl::DataLossError(absl::StrCat(name(), ": non-zero padding"));
+  }
+  // Reconstruction values per head and symbol.
+  std::vector<float> value(size_t{heads} * count);
+  for (uint32_t h = 0; h < heads; ++h) {
+    const uint16_t step_bits = LoadLE16(encoded.data() + layout.steps + 2 * h);
+    if (BadStep(step_bits)) {
+      return absl::DataLossError(absl::StrCat(name(), ": head ", h, " has an invalid step 0x",
+                                              absl::Hex(step_bits)));
+    }
+    const float step = HalfToFloat(step_bits);
+    for (int s = 0; s < count; ++s) {
+      const int q = first + s - kMaxIndex, a = std::abs(q);
+      const float level = a < kOffsets
+          ? static_cast<float>(a) + static_cast<int8_t>(encoded[layout.offsets + a]) * (1.0f / 256)
+          : static_cast<float>(a);
+      value[size_t{h} * count + s] = (q < 0 ? -level : level) * step;
+    }
+  }
+  RansDecoder decoder(t, streams, lane_bytes);
+  std::vector<uint8_t> sym(d);
+  std::vector<float> y(d), x(d);
+  for (uint64_t v = 0; v < n; ++v) {
+    status = decoder.Decode(d, sym.data());
+    if (!status.ok()) return absl::DataLossError(absl::StrCat(name(), ": ", status.message()));
+    const float* val = &value[(v % heads) * count];
+    for (uint32_t c = 0; c < d; ++c) y[c] = val[sym[c]];
+    for (size_t c = 0; c < plan.sizes.size(); ++c) {
+      HadamardUnrotate(plan.signs[c], y.data() + plan.offsets[c], x.data() + plan.offsets[c]);
+    }
+    const float* m = &means[(v % heads) * d];
+    for (uint32_t c = 0; c < d; ++c) x[c] += m[c];
+    StoreElements(shape.dtype, x.data(), d, raw.data() + v * d * elem);
+  }
+  status = decoder.Finish();
+  if (!status.ok()) return absl::DataLossError(absl::StrCat(name(), ": ", status.message()));
+  return absl::OkStatus();
+}
+
+}  // namespace kvpack
