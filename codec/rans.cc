@@ -186,23 +186,27 @@ RansDecoder::RansDecoder(const RansTable& table, absl::Span<const uint8_t> strea
 }
 
 absl::Status RansDecoder::Decode(size_t count, uint8_t* out) {
+  // Branch-free renormalization (whether a lane needs a word is data-dependent and would
+  // mispredict often); a lane that needs a word past its end reads a zero instead and sets
+  // `overrun`, reported after the loop.
+  static const uint8_t kZeros[2] = {0, 0};
   int l = lane_;
+  bool overrun = false;
   for (size_t i = 0; i < count; ++i) {
     uint32_t x = state_[l];
     const Slot& slot = slots_[x & (kRansTotal - 1)];
     out[i] = slot.symbol;
     x = slot.freq * (x >> kRansScaleBits) + slot.bias;
-    if (x < kRansLow) {
-      if (next_[l] == end_[l]) {
-        return absl::DataLossError(absl::StrCat("entropy lane ", l, " ends early"));
-      }
-      x = (x << 16) | LoadLE16(next_[l]);
-      next_[l] += 2;
-    }
-    state_[l] = x;
+    const bool need = x < kRansLow;
+    const bool have = next_[l] != end_[l];
+    overrun |= need & !have;
+    const uint32_t word = LoadLE16(have ? next_[l] : kZeros);
+    state_[l] = need ? (x << 16) | word : x;
+    next_[l] += (need & have) ? 2 : 0;
     l = (l + 1) & (kRansLanes - 1);
   }
   lane_ = l;
+  if (overrun) return absl::DataLossError("an entropy lane ends early");
   return absl::OkStatus();
 }
 

@@ -70,35 +70,56 @@ inline int Quantize(float y, float inv) {
   return y < 0 ? -a : a;
 }
 
-// One try at a ladder step: the symbols, their counts and the offsets of every segment value.
+// One try at a ladder step: the symbols of every segment value and their counts.
 struct Quantized {
   std::vector<uint8_t> symbols;
   uint64_t counts[kSymbols];
-  int8_t offsets[kOffsets];
 };
 
 void QuantizeAll(const std::vector<float>& y, uint64_t n, uint32_t d, uint32_t heads,
                  const std::vector<float>& inv, Quantized* out) {
-  std::fill(out->counts, out->counts + kSymbols, 0);
-  double frac_sum[kOffsets] = {0};
   out->symbols.resize(n * d);
+  // Four partial histograms, so that runs of one symbol do not chain through one counter.
+  uint32_t part[4][kSymbols] = {};
   for (uint64_t v = 0; v < n; ++v) {
     const float k = inv[v % heads];
     const float* yv = &y[v * d];
     uint8_t* s = &out->symbols[v * d];
-    for (uint32_t c = 0; c < d; ++c) {
-      const int q = Quantize(yv[c], k);
-      s[c] = static_cast<uint8_t>(q + kMaxIndex);
-      const int a = std::abs(q);
-      if (a < kOffsets) frac_sum[a] += double{std::fabs(yv[c]) * k} - a;
+    for (uint32_t c = 0; c < d; ++c) s[c] = static_cast<uint8_t>(Quantize(yv[c], k) + kMaxIndex);
+    for (uint32_t c = 0; c < d; c += 4) {
+      ++part[0][s[c]];
+      ++part[1][s[c + 1]];
+      ++part[2][s[c + 2]];
+      ++part[3][s[c + 3]];
     }
-    for (uint32_t c = 0; c < d; ++c) ++out->counts[s[c]];
   }
-  out->offsets[0] = 0;
+  for (int s = 0; s < kSymbols; ++s) {
+    out->counts[s] = uint64_t{part[0][s]} + part[1][s] + part[2][s] + part[3][s];
+  }
+}
+
+// The reconstruction offsets of |q| = 1 .. kOffsets−1: the mean of |y|/Δ − |q| over the
+// segment's values with that |q|, in 1/256 of a step, rounded and clamped to int8.
+void CentroidOffsets(const std::vector<float>& y, const Quantized& q, uint64_t n, uint32_t d,
+                     uint32_t heads, const std::vector<float>& inv, int8_t offsets[kOffsets]) {
+  double sum[kOffsets] = {0};
+  float part[4][kOffsets];
+  for (uint64_t v = 0; v < n; ++v) {
+    const float k = inv[v % heads];
+    const float* yv = &y[v * d];
+    const uint8_t* s = &q.symbols[v * d];
+    std::fill(&part[0][0], &part[0][0] + 4 * kOffsets, 0.0f);
+    for (uint32_t c = 0; c < d; ++c) {
+      const int a = std::abs(static_cast<int>(s[c]) - kMaxIndex);
+      if (a < kOffsets) part[c & 3][a] += std::fabs(yv[c]) * k - static_cast<float>(a);
+    }
+    for (int a = 0; a < kOffsets; ++a) sum[a] += double{part[0][a]} + part[1][a] + part[2][a] + part[3][a];
+  }
+  offsets[0] = 0;
   for (int a = 1; a < kOffsets; ++a) {
-    const uint64_t count = out->counts[kMaxIndex + a] + out->counts[kMaxIndex - a];
-    const double off = count == 0 ? 0.0 : std::nearbyint(frac_sum[a] / count * 256.0);
-    out->offsets[a] = static_cast<int8_t>(std::max(-128.0, std::min(127.0, off)));
+    const uint64_t count = q.counts[kMaxIndex + a] + q.counts[kMaxIndex - a];
+    const double off = count == 0 ? 0.0 : std::nearbyint(sum[a] / count * 256.0);
+    offsets[a] = static_cast<int8_t>(std::max(-128.0, std::min(127.0, off)));
   }
 }
 
@@ -263,6 +284,8 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
     }
     QuantizeAll(y, n, d, heads, inv, &q);
     if (CodedBitsUpperBound(q.counts) > budget_bits && k + 1 < kLadder) continue;
+    int8_t offsets[kOffsets];
+    CentroidOffsets(y, q, n, d, heads, inv, offsets);  // before the symbols are rebased
     const SymbolRange r = RangeOf(q.counts);
     const RansTable t = NormalizeRansTable(absl::MakeConstSpan(q.counts + r.first, r.count));
     if (r.first != 0) {
@@ -282,7 +305,7 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
     table[1] = static_cast<uint8_t>(r.count);
     for (int s = 0; s < r.count; ++s) StoreLE16(table + 2 + 2 * s, static_cast<uint16_t>(t.freq[s]));
     for (int l = 0; l < kRansLanes; ++l) StoreLE32(table + lanes_at + 4 * l, lane_bytes[l]);
-    for (int a = 0; a < kOffsets; ++a) out[layout.offsets + a] = static_cast<uint8_t>(q.offsets[a]);
+    for (int a = 0; a < kOffsets; ++a) out[layout.offsets + a] = static_cast<uint8_t>(offsets[a]);
     return absl::OkStatus();
   }
   return absl::InvalidArgumentError(
