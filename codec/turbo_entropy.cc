@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "codec/channel_means.h"
 #include "codec/element_convert_simd.h"
 #include "codec/float_convert.h"
 #include "codec/hadamard.h"
@@ -193,28 +194,11 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
   SeedTurboChunks(context.seed, &plan);
   std::fill(out.begin(), out.end(), 0);
   StoreLE64(out.data(), context.seed);
-  // Pass 1: per-head channel sums Σ_t x in double, tokens in order; the fp16 means.
+  // Pass 1: the fp16 channel means.
+  std::vector<float> means;
+  status = EncodeChannelMeans(name(), shape, raw, out.data() + layout.means, &means);
+  if (!status.ok()) return status;
   std::vector<float> x(d);
-  std::vector<double> sums(size_t{heads} * d, 0.0);
-  for (uint64_t v = 0; v < n; ++v) {
-    LoadElements(shape.dtype, raw.data() + v * d * elem, d, x.data());
-    if (!AllFinite(x.data(), d)) {
-      return absl::InvalidArgumentError(absl::StrCat(name(), ": non-finite value in vector ", v,
-                                                     " (token ", v / heads, ", head ", v % heads, ")"));
-    }
-    double* s = &sums[(v % heads) * d];
-    for (uint32_t c = 0; c < d; ++c) s[c] += double{x[c]};
-  }
-  std::vector<float> means(size_t{heads} * d);
-  for (size_t i = 0; i < means.size(); ++i) {
-    const uint16_t h = FloatToHalf(static_cast<float>(sums[i] / shape.tokens));
-    if ((h & 0x7c00u) == 0x7c00u) {
-      return absl::InvalidArgumentError(absl::StrCat(name(), ": the mean of head ", i / d,
-                                                     " channel ", i % d, " overflows fp16"));
-    }
-    StoreLE16(out.data() + layout.means + 2 * i, h);
-    means[i] = HalfToFloat(h);
-  }
   // Pass 2: centre and rotate every vector; per-head energies Σ y² in double, vectors in order.
   std::vector<float> y(n * d);
   std::vector<double> energy(heads, 0.0);
@@ -326,15 +310,9 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
   TurboChunkPlan plan;
   AppendTurboChunks(d, 2, &plan);
   SeedTurboChunks(LoadLE64(encoded.data()), &plan);
-  std::vector<float> means(size_t{heads} * d);
-  for (size_t i = 0; i < means.size(); ++i) {
-    const uint16_t h = LoadLE16(encoded.data() + layout.means + 2 * i);
-    if ((h & 0x7c00u) == 0x7c00u) {
-      return absl::DataLossError(absl::StrCat(name(), ": the mean of head ", i / d, " channel ",
-                                              i % d, " is not finite"));
-    }
-    means[i] = HalfToFloat(h);
-  }
+  std::vector<float> means;
+  status = DecodeChannelMeans(name(), shape, encoded.data() + layout.means, &means);
+  if (!status.ok()) return status;
   if (encoded[layout.offsets] != 0) {
     return absl::DataLossError(absl::StrCat(name(), ": reconstruction offset 0 is not 0"));
   }
