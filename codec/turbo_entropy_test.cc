@@ -6,6 +6,7 @@
 #include "codec/block_format.h"
 #include "codec/codec_policy.h"
 #include "codec/codec_registry.h"
+#include "codec/random.h"
 #include "codec/segment_io.h"
 #include "codec/turbo_centred.h"
 #include "codec/turbo_test_util.h"
@@ -221,6 +222,97 @@ TEST(TurboEntropyTest, WholeBlocksRoundTripThroughThePolicy) {
                     .ok());
     EXPECT_LT(Nmse(AsFloats(raw, DType::kBFloat16), AsFloats(dec, DType::kBFloat16), 128), 0.03)
         << text;
+  }
+}
+
+// FNV-1a over bytes: a fingerprint of an encoding or a decoding.
+uint64_t Fnv1a(const std::vector<uint8_t>& bytes) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (uint8_t b : bytes) h = (h ^ b) * 0x100000001b3ull;
+  return h;
+}
+
+// Inputs from splitmix64 alone (no <random> distribution, no libm): per element the sum of
+// four uniforms in [−1, 1) (≈ N(0, 4/3)), a per-head channel offset, and one value in 64 ten
+// times larger, so that the tables hold rare symbols and the largest indices.
+std::vector<float> GoldenData(const SegmentShape& shape, uint64_t seed) {
+  uint64_t state = seed;
+  auto uniform = [&] {
+    return static_cast<float>(static_cast<int64_t>(SplitMix64Next(&state) >> 40) - (1 << 23)) *
+           (1.0f / (1 << 23));
+  };
+  const uint32_t d = shape.head_dim;
+  std::vector<float> offsets(size_t{shape.kv_heads} * d);
+  for (float& o : offsets) o = 2.0f * uniform();
+  std::vector<float> x(shape.Elements());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float g = uniform() + uniform() + uniform() + uniform();
+    const float tail = (SplitMix64Next(&state) & 63) == 0 ? 10.0f : 1.0f;
+    x[i] = g * tail + offsets[(i / d) % shape.kv_heads * d + i % d];
+  }
+  return x;
+}
+
+// The encoder and decoder are specified by their bytes (FORMAT.md): these fingerprints were
+// taken from the first implementation, and any speed-up must reproduce them exactly. The
+// shapes cover bf16/fp16/fp32, one and several rotation chunks (128; 64 + 16; 128 + 64), and
+// segments whose symbol count is not a multiple of the 32 lanes.
+TEST(TurboEntropyTest, EncodedAndDecodedBytesMatchTheReferenceFingerprints) {
+  struct Case {
+    SegmentShape shape;
+    uint64_t data_seed;
+  };
+  const Case cases[] = {
+      {Shape(256, 8, 128, DType::kBFloat16), 1},
+      {Shape(192, 4, 128, DType::kFloat16, /*is_key=*/true), 2},
+      {Shape(96, 2, 80, DType::kFloat32), 3},
+      {Shape(67, 3, 192, DType::kBFloat16), 4},
+  };
+  const TurboEntropyCodec* codecs[] = {&kE2, &kE25, &kE3, &kE35, &kE4};
+  // [case][codec]: {encoded, decoded}.
+  const uint64_t kExpected[4][5][2] = {
+      {
+          {0x968d92726b7bebb3ull, 0xcc7c7063ebf574b7ull},
+          {0x2e45bc63203d7b8dull, 0x1fe3ba5a654857d1ull},
+          {0x468c88edc223f80full, 0x110d9e744bcf85c7ull},
+          {0x140505a0ce9b05dull, 0x5c5568a7520e4245ull},
+          {0x89028df50264352aull, 0x2477110ff5be2263ull},
+      },
+      {
+          {0x3dd0dced38f7420full, 0xbdd14fe43ad6cc6bull},
+          {0x77add832853c98caull, 0x94e11a3c17ddb1b8ull},
+          {0xda95ad2597f8cbe9ull, 0x35c3356488dde16dull},
+          {0xe89fd0ea8476fa2full, 0xc9df9b2f3e06db69ull},
+          {0x80b5c1297f44bc68ull, 0x6d733df925afa57ull},
+      },
+      {
+          {0xd2c4c1e592ea0bcull, 0x278b71125e4ca27dull},
+          {0xbea4ca4ac8531734ull, 0x575c1a3196ca0364ull},
+          {0xb6423eb16d6243b1ull, 0xc3dfa4e06b741b1aull},
+          {0x58a0ce212194de11ull, 0xa6abf038d9443258ull},
+          {0x97c150975deb29e0ull, 0x390e7b4abf7c05b3ull},
+      },
+      {
+          {0xf05e0f5f834c5f23ull, 0x7843868472bcbf3ull},
+          {0xdb25f19a1b42f763ull, 0x946e87a98e73b68ull},
+          {0x2ec38d49d7f05a9cull, 0xcb263158cc13925aull},
+          {0xa52ac04f0657cffull, 0xd476b26b7f8e7d7eull},
+          {0x3c7fdc359f78400dull, 0xfd02b1102e16f8eull},
+      },
+  };
+  for (int i = 0; i < 4; ++i) {
+    const SegmentShape& shape = cases[i].shape;
+    const std::vector<uint8_t> raw =
+        AsBytes(GoldenData(shape, cases[i].data_seed), shape.dtype);
+    for (int c = 0; c < 5; ++c) {
+      const std::vector<uint8_t> enc = EncodeOk(*codecs[c], shape, raw, 1000 + i);
+      std::vector<uint8_t> dec(shape.RawBytes());
+      ASSERT_TRUE(codecs[c]->Decode(shape, enc, absl::MakeSpan(dec)).ok());
+      EXPECT_EQ(Fnv1a(enc), kExpected[i][c][0])
+          << "case " << i << " " << codecs[c]->name() << " encoded 0x" << std::hex << Fnv1a(enc);
+      EXPECT_EQ(Fnv1a(dec), kExpected[i][c][1])
+          << "case " << i << " " << codecs[c]->name() << " decoded 0x" << std::hex << Fnv1a(dec);
+    }
   }
 }
 
