@@ -1,7 +1,10 @@
 #include "codec/rans.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -100,46 +103,143 @@ double RansCodedBits(const RansTable& table, absl::Span<const uint64_t> counts) 
   return bits;
 }
 
-bool RansEncode(const RansTable& table, absl::Span<const uint8_t> symbols,
-                absl::Span<uint8_t> out, uint32_t lane_bytes[kRansLanes]) {
-  std::vector<EncSymbol> enc(table.freq.size());
-  for (size_t s = 0; s < enc.size(); ++s) {
+namespace {
+
+bool HaveAvx2() {
+  static const bool have = __builtin_cpu_supports("avx2");
+  return have;
+}
+
+bool UseAvx2(RansPath path) { return path != RansPath::kScalar && HaveAvx2(); }
+
+// The reference encoder: one symbol at a time, lanes round robin, last symbol first.
+// Codes symbols [begin, end), symbol i in lane i mod kRansLanes.
+void EncodeScalar(const RansTable& table, const uint8_t* symbols, size_t begin, size_t end,
+                  uint32_t x[kRansLanes], uint32_t pos[kRansLanes], uint16_t* scratch) {
+  EncSymbol enc[256];
+  for (size_t s = 0; s < table.freq.size(); ++s) {
     if (table.freq[s] != 0) enc[s] = MakeEncSymbol(table.start[s], table.freq[s]);
   }
-  const size_t n = symbols.size();
-  // Each lane's words go backwards into its own region of `scratch`: at most 12 bits per
-  // symbol, so ⌈lane symbols · 3/4⌉ + 1 words.
-  const size_t per_lane = n / kRansLanes + 1;
-  const size_t cap = per_lane * 3 / 4 + 2;
-  std::vector<uint16_t> scratch(cap * kRansLanes);
-  uint16_t* ptr[kRansLanes];
-  uint32_t x[kRansLanes];
-  for (int l = 0; l < kRansLanes; ++l) {
-    ptr[l] = scratch.data() + cap * (l + 1);
-    x[l] = kRansLow;
-  }
-  // Symbols are coded last to first so that the decoder reads them first to last.
-  for (size_t i = n; i-- > 0;) {
+  for (size_t i = end; i-- > begin;) {
     const int l = static_cast<int>(i % kRansLanes);
     const EncSymbol& e = enc[symbols[i]];
     uint32_t s = x[l];
     if (s >= e.x_max) {
-      *--ptr[l] = static_cast<uint16_t>(s & 0xffff);
+      scratch[--pos[l]] = static_cast<uint16_t>(s & 0xffff);
       s >>= 16;
     }
     const uint32_t q =
         static_cast<uint32_t>((uint64_t{s} * e.rcp_freq) >> 32) >> e.rcp_shift;
     x[l] = s + e.bias + q * e.cmpl_freq;
   }
-  size_t pos = 0;
+}
+
+// The AVX2 encoder's per-symbol constants: freq | start << 13, and 1.0f / freq.
+struct Avx2EncTables {
+  alignas(32) uint32_t packed[256];
+  alignas(32) float rcp[256];
+};
+
+// Codes one symbol in each of 8 consecutive lanes (states x, symbols sym). x / freq comes from
+// a float reciprocal and one correction: the float quotient is within 0.1 of x / freq for
+// x < 2^31, so its truncation is ⌊x/freq⌋ − 1, ⌊x/freq⌋ or ⌊x/freq⌋ + 1, and the remainder's
+// sign and size say which. A lane's word is stored unconditionally below its stream and kept
+// only when the lane renormalizes, so the step has no data-dependent branch.
+__attribute__((target("avx2"), always_inline)) inline __m256i EncodeEight(
+    __m256i x, const uint8_t* sym8, const Avx2EncTables& t, uint16_t* scratch, uint32_t* pos) {
+  const __m256i sym = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sym8)));
+  const __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(t.packed), sym, 4);
+  const __m256 rcp = _mm256_i32gather_ps(t.rcp, sym, 4);
+  const __m256i freq = _mm256_and_si256(e, _mm256_set1_epi32(0x1fff));
+  const __m256i start = _mm256_srli_epi32(e, 13);
+  const __m256i freq_m1 = _mm256_sub_epi32(freq, _mm256_set1_epi32(1));
+  // x ≥ freq << 19, i.e. x > (freq << 19) − 1; states are below 2^31, so signed compares.
+  const __m256i need = _mm256_cmpgt_epi32(x, _mm256_or_si256(_mm256_slli_epi32(freq_m1, kFreqShift),
+                                                             _mm256_set1_epi32((1 << kFreqShift) - 1)));
+  alignas(32) uint32_t words[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(words), x);
+  const uint32_t mask = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(need)));
+  for (int k = 0; k < 8; ++k) {
+    scratch[pos[k] - 1] = static_cast<uint16_t>(words[k]);
+    pos[k] -= (mask >> k) & 1;
+  }
+  x = _mm256_blendv_epi8(x, _mm256_srli_epi32(x, 16), need);
+  __m256i q = _mm256_cvttps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(x), rcp));
+  const __m256i r = _mm256_sub_epi32(x, _mm256_mullo_epi32(q, freq));
+  q = _mm256_sub_epi32(q, _mm256_cmpgt_epi32(r, freq_m1));               // r ≥ freq: q + 1
+  q = _mm256_add_epi32(q, _mm256_cmpgt_epi32(_mm256_setzero_si256(), r));  // r < 0: q − 1
+  const __m256i cmpl = _mm256_sub_epi32(_mm256_set1_epi32(kRansTotal), freq);
+  return _mm256_add_epi32(_mm256_add_epi32(x, start), _mm256_mullo_epi32(q, cmpl));
+}
+
+// Codes symbols [0, count) with count a multiple of 8, last group first; states and stream
+// positions in and out through x[] and pos[].
+__attribute__((target("avx2"))) void EncodeAvx2(const RansTable& table, const uint8_t* symbols,
+                                                size_t count, uint32_t x[kRansLanes],
+                                                uint32_t pos[kRansLanes], uint16_t* scratch) {
+  Avx2EncTables t;
+  for (size_t s = 0; s < 256; ++s) {
+    const uint32_t f = s < table.freq.size() ? table.freq[s] : 0;
+    t.packed[s] = f == 0 ? 0 : f | table.start[s] << 13;
+    t.rcp[s] = f == 0 ? 0.0f : 1.0f / static_cast<float>(f);
+  }
+  __m256i* const reg = reinterpret_cast<__m256i*>(x);  // x is 32-byte aligned by the caller
+  size_t g = count / 8;
+  // Groups above the last multiple of 4 one at a time, then 4 groups (32 lanes) a round
+  // with the states in registers.
+  for (; g % 4 != 0; --g) {
+    const size_t i = 8 * (g - 1), l = i % kRansLanes;
+    reg[l / 8] = EncodeEight(reg[l / 8], symbols + i, t, scratch, pos + l);
+  }
+  __m256i x0 = reg[0], x1 = reg[1], x2 = reg[2], x3 = reg[3];
+  for (; g != 0; g -= 4) {
+    const uint8_t* s = symbols + 8 * (g - 4);
+    x3 = EncodeEight(x3, s + 24, t, scratch, pos + 24);
+    x2 = EncodeEight(x2, s + 16, t, scratch, pos + 16);
+    x1 = EncodeEight(x1, s + 8, t, scratch, pos + 8);
+    x0 = EncodeEight(x0, s, t, scratch, pos);
+  }
+  reg[0] = x0;
+  reg[1] = x1;
+  reg[2] = x2;
+  reg[3] = x3;
+}
+
+}  // namespace
+
+bool RansEncode(const RansTable& table, absl::Span<const uint8_t> symbols,
+                absl::Span<uint8_t> out, uint32_t lane_bytes[kRansLanes], RansPath path) {
+  const size_t n = symbols.size();
+  // Each lane's words go backwards into its own region of `scratch`: at most 12 bits per
+  // symbol, so ⌈lane symbols · 3/4⌉ + 1 words, and one more below them for the AVX2
+  // encoder's unconditional store.
+  const size_t per_lane = n / kRansLanes + 1;
+  const size_t cap = per_lane * 3 / 4 + 3;
+  std::vector<uint16_t> scratch(cap * kRansLanes);
+  alignas(32) uint32_t x[kRansLanes];
+  alignas(32) uint32_t pos[kRansLanes];
   for (int l = 0; l < kRansLanes; ++l) {
-    const size_t words = static_cast<size_t>(scratch.data() + cap * (l + 1) - ptr[l]);
+    pos[l] = static_cast<uint32_t>(cap * (l + 1));
+    x[l] = kRansLow;
+  }
+  // Symbols are coded last to first so that the decoder reads them first to last; lanes are
+  // independent, so the AVX2 path codes the symbols past the last whole group of 8 first.
+  if (UseAvx2(path)) {
+    const size_t whole = n / 8 * 8;
+    EncodeScalar(table, symbols.data(), whole, n, x, pos, scratch.data());
+    EncodeAvx2(table, symbols.data(), whole, x, pos, scratch.data());
+  } else {
+    EncodeScalar(table, symbols.data(), 0, n, x, pos, scratch.data());
+  }
+  size_t out_pos = 0;
+  for (int l = 0; l < kRansLanes; ++l) {
+    const size_t words = cap * (l + 1) - pos[l];
     const size_t bytes = 4 + 2 * words;
-    if (pos + bytes > out.size()) return false;
-    StoreLE32(out.data() + pos, x[l]);
-    std::memcpy(out.data() + pos + 4, ptr[l], 2 * words);  // little-endian host (segment_io.h)
+    if (out_pos + bytes > out.size()) return false;
+    StoreLE32(out.data() + out_pos, x[l]);
+    std::memcpy(out.data() + out_pos + 4, scratch.data() + pos[l], 2 * words);  // little-endian host (segment_io.h)
     lane_bytes[l] = static_cast<uint32_t>(bytes);
-    pos += bytes;
+    out_pos += bytes;
   }
   return true;
 }
@@ -166,46 +266,116 @@ absl::Status RansDecoder::Check(absl::Span<const uint8_t> streams,
 }
 
 RansDecoder::RansDecoder(const RansTable& table, absl::Span<const uint8_t> streams,
-                         const uint32_t lane_bytes[kRansLanes])
-    : slots_(kRansTotal) {
+                         const uint32_t lane_bytes[kRansLanes], RansPath path)
+    : streams_(streams.data()), avx2_(UseAvx2(path)) {
+  if (table.freq.size() > 128) std::abort();  // the slot's symbol field has 7 bits
   for (size_t s = 0; s < table.freq.size(); ++s) {
-    for (uint32_t k = 0; k < table.freq[s]; ++k) {
-      Slot& slot = slots_[table.start[s] + k];
-      slot.freq = static_cast<uint16_t>(table.freq[s]);
-      slot.bias = static_cast<uint16_t>(k);
-      slot.symbol = static_cast<uint8_t>(s);
+    const uint32_t f = table.freq[s];
+    for (uint32_t k = 0; k < f; ++k) {
+      slots_[table.start[s] + k] = f | k << 13 | static_cast<uint32_t>(s) << 25;
     }
   }
-  const uint8_t* p = streams.data();
+  int32_t pos = 0;
   for (int l = 0; l < kRansLanes; ++l) {
-    state_[l] = LoadLE32(p);
-    next_[l] = p + 4;
-    end_[l] = p + lane_bytes[l];
-    p += lane_bytes[l];
+    state_[l] = LoadLE32(streams_ + pos);
+    next_[l] = pos + 4;
+    end_[l] = pos + static_cast<int32_t>(lane_bytes[l]);
+    pos = end_[l];
   }
 }
 
-absl::Status RansDecoder::Decode(size_t count, uint8_t* out) {
-  // Branch-free renormalization (whether a lane needs a word is data-dependent and would
-  // mispredict often); a lane that needs a word past its end reads a zero instead and sets
-  // `overrun`, reported after the loop.
-  static const uint8_t kZeros[2] = {0, 0};
-  int l = lane_;
-  bool overrun = false;
-  for (size_t i = 0; i < count; ++i) {
-    uint32_t x = state_[l];
-    const Slot& slot = slots_[x & (kRansTotal - 1)];
-    out[i] = slot.symbol;
-    x = slot.freq * (x >> kRansScaleBits) + slot.bias;
-    const bool need = x < kRansLow;
-    const bool have = next_[l] != end_[l];
-    overrun |= need & !have;
-    const uint32_t word = LoadLE16(have ? next_[l] : kZeros);
-    state_[l] = need ? (x << 16) | word : x;
-    next_[l] += (need & have) ? 2 : 0;
-    l = (l + 1) & (kRansLanes - 1);
+// Branch-free renormalization (whether a lane needs a word is data-dependent and would
+// mispredict often); a lane that needs a word past its end reads a zero instead and sets
+// `overrun`, which Decode reports.
+uint8_t RansDecoder::DecodeOne(bool* overrun) {
+  const int l = lane_;
+  uint32_t x = state_[l];
+  const uint32_t e = slots_[x & (kRansTotal - 1)];
+  x = (e & 0x1fff) * (x >> kRansScaleBits) + ((e >> 13) & 0xfff);
+  const bool need = x < kRansLow;
+  const bool have = next_[l] < end_[l];
+  *overrun |= need & !have;
+  const uint32_t word = have ? LoadLE16(streams_ + next_[l]) : 0;
+  state_[l] = need ? (x << 16) | word : x;
+  next_[l] += (need & have) ? 2 : 0;
+  lane_ = (l + 1) & (kRansLanes - 1);
+  return static_cast<uint8_t>(e >> 25);
+}
+
+namespace {
+
+// One step of 8 consecutive lanes: states x, stream offsets next (in and out), ends end.
+// Symbols to out[0..8). The lanes that renormalize and have a word left gather it (32 bits
+// ending at the word, so no byte past it is read); the others read nothing.
+__attribute__((target("avx2"), always_inline)) inline __m256i DecodeEight(
+    __m256i x, __m256i* next, __m256i end, __m256i* overrun, const uint32_t* slots,
+    const uint8_t* streams, uint8_t* out) {
+  const __m256i e = _mm256_i32gather_epi32(
+      reinterpret_cast<const int*>(slots), _mm256_and_si256(x, _mm256_set1_epi32(kRansTotal - 1)), 4);
+  const __m256i freq = _mm256_and_si256(e, _mm256_set1_epi32(0x1fff));
+  const __m256i bias = _mm256_and_si256(_mm256_srli_epi32(e, 13), _mm256_set1_epi32(0xfff));
+  x = _mm256_add_epi32(_mm256_mullo_epi32(freq, _mm256_srli_epi32(x, kRansScaleBits)), bias);
+  const __m256i need = _mm256_cmpgt_epi32(_mm256_set1_epi32(kRansLow), x);
+  const __m256i have = _mm256_cmpgt_epi32(end, *next);
+  const __m256i take = _mm256_and_si256(need, have);
+  *overrun = _mm256_or_si256(*overrun, _mm256_andnot_si256(have, need));
+  const __m256i word = _mm256_srli_epi32(
+      _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), reinterpret_cast<const int*>(streams),
+                                  _mm256_sub_epi32(*next, _mm256_set1_epi32(2)), take, 1),
+      16);
+  x = _mm256_blendv_epi8(x, _mm256_or_si256(_mm256_slli_epi32(x, 16), word), need);
+  *next = _mm256_sub_epi32(*next, _mm256_add_epi32(take, take));  // take is −1: +2
+  const __m256i sym = _mm256_srli_epi32(e, 25);
+  const __m128i s16 = _mm_packus_epi32(_mm256_castsi256_si128(sym), _mm256_extracti128_si256(sym, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm_packus_epi16(s16, s16));
+  return x;
+}
+
+}  // namespace
+
+__attribute__((target("avx2"))) bool RansDecoder::DecodeAvx2(size_t count, uint8_t* out) {
+  __m256i* const x = reinterpret_cast<__m256i*>(state_);
+  __m256i* const next = reinterpret_cast<__m256i*>(next_);
+  const __m256i* const end = reinterpret_cast<const __m256i*>(end_);
+  __m256i overrun = _mm256_setzero_si256();
+  size_t i = 0;
+  // Single groups up to lane 0, then 32 lanes a round with the states in registers.
+  for (; i < count && lane_ != 0; i += 8) {
+    const int r = lane_ / 8;
+    x[r] = DecodeEight(x[r], &next[r], end[r], &overrun, slots_, streams_, out + i);
+    lane_ = (lane_ + 8) & (kRansLanes - 1);
   }
-  lane_ = l;
+  if (count - i >= 32) {
+    __m256i x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+    __m256i n0 = next[0], n1 = next[1], n2 = next[2], n3 = next[3];
+    const __m256i e0 = end[0], e1 = end[1], e2 = end[2], e3 = end[3];
+    for (; count - i >= 32; i += 32) {
+      x0 = DecodeEight(x0, &n0, e0, &overrun, slots_, streams_, out + i);
+      x1 = DecodeEight(x1, &n1, e1, &overrun, slots_, streams_, out + i + 8);
+      x2 = DecodeEight(x2, &n2, e2, &overrun, slots_, streams_, out + i + 16);
+      x3 = DecodeEight(x3, &n3, e3, &overrun, slots_, streams_, out + i + 24);
+    }
+    x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
+    next[0] = n0, next[1] = n1, next[2] = n2, next[3] = n3;
+  }
+  for (; i < count; i += 8) {
+    const int r = lane_ / 8;
+    x[r] = DecodeEight(x[r], &next[r], end[r], &overrun, slots_, streams_, out + i);
+    lane_ = (lane_ + 8) & (kRansLanes - 1);
+  }
+  return !_mm256_testz_si256(overrun, overrun);
+}
+
+absl::Status RansDecoder::Decode(size_t count, uint8_t* out) {
+  bool overrun = false;
+  size_t i = 0;
+  if (avx2_) {
+    for (; i < count && lane_ % 8 != 0; ++i) out[i] = DecodeOne(&overrun);
+    const size_t whole = (count - i) / 8 * 8;
+    if (whole != 0) overrun |= DecodeAvx2(whole, out + i);
+    i += whole;
+  }
+  for (; i < count; ++i) out[i] = DecodeOne(&overrun);
   if (overrun) return absl::DataLossError("an entropy lane ends early");
   return absl::OkStatus();
 }

@@ -54,15 +54,24 @@ absl::Status FinishRansTable(RansTable* table);
 // overheads. Precondition: freq[s] > 0 wherever counts[s] > 0.
 double RansCodedBits(const RansTable& table, absl::Span<const uint64_t> counts);
 
+// Which implementation codes the lanes. Both produce and accept exactly the same bytes:
+// kAvx2 keeps 8 lanes in a 256-bit register (gathers for the table look-ups, no
+// data-dependent branches), kScalar is the portable reference. kBest is kAvx2 where the CPU
+// has AVX2 (checked at run time), kScalar elsewhere; kAvx2 on a CPU without it means kScalar.
+enum class RansPath { kBest, kScalar, kAvx2 };
+
 // Encodes `symbols` (every symbol coded with a non-zero frequency in `table`) into kRansLanes
 // streams written back to back into `out`, lane 0 first; lane_bytes[l] receives the length
 // of lane l's stream (its final 4-byte state, then 16-bit words in decoding order; always even
 // and ≥ 4). Returns false, with `out` partly written, when the streams do not fit in `out`.
+// Precondition: table.freq.size() ≤ 256.
 bool RansEncode(const RansTable& table, absl::Span<const uint8_t> symbols,
-                absl::Span<uint8_t> out, uint32_t lane_bytes[kRansLanes]);
+                absl::Span<uint8_t> out, uint32_t lane_bytes[kRansLanes],
+                RansPath path = RansPath::kBest);
 
 // The decoder of one segment's lanes: checks the streams, then hands out symbols in the order
-// they were coded. Borrows the table and the bytes; both must outlive it.
+// they were coded. Borrows the table and the bytes; both must outlive it. Holds its 4096-slot
+// table inline (16 KiB, no heap allocation).
 class RansDecoder {
  public:
   // `streams` holds the lanes back to back with the lengths lane_bytes[]; symbols count the
@@ -70,9 +79,13 @@ class RansDecoder {
   // or a lane's initial state is outside [2^15, 2^31).
   static absl::Status Check(absl::Span<const uint8_t> streams, const uint32_t lane_bytes[kRansLanes]);
 
-  // Precondition: Check(streams, lane_bytes).ok() and FinishRansTable(table) was OK.
+  // Precondition: Check(streams, lane_bytes).ok(), FinishRansTable(table) was OK, and the
+  // table has at most 128 symbols.
   RansDecoder(const RansTable& table, absl::Span<const uint8_t> streams,
-              const uint32_t lane_bytes[kRansLanes]);
+              const uint32_t lane_bytes[kRansLanes], RansPath path = RansPath::kBest);
+
+  RansDecoder(const RansDecoder&) = delete;
+  RansDecoder& operator=(const RansDecoder&) = delete;
 
   // Decodes the next `count` symbols into out[0..count). DataLoss when a lane runs out of
   // words.
@@ -83,16 +96,18 @@ class RansDecoder {
   absl::Status Finish() const;
 
  private:
-  struct Slot {
-    uint16_t freq;
-    uint16_t bias;  // slot − start[symbol]
-    uint8_t symbol;
-  };
-  std::vector<Slot> slots_;  // kRansTotal entries
+  // One step of the scalar decoder on lane lane_; returns the symbol.
+  uint8_t DecodeOne(bool* overrun);
+  bool DecodeAvx2(size_t count, uint8_t* out);  // whole groups of 8 lanes; true on overrun
+
+  // Slot s of the 4096: freq (bits 0–12) | (s − start[symbol]) << 13 | symbol << 25.
+  alignas(32) uint32_t slots_[kRansTotal];
+  alignas(32) uint32_t state_[kRansLanes];
+  alignas(32) int32_t next_[kRansLanes];  // offset in streams_ of the lane's next word
+  alignas(32) int32_t end_[kRansLanes];   // offset in streams_ where the lane's stream ends
+  const uint8_t* streams_;
   int lane_ = 0;  // the lane of the next symbol
-  uint32_t state_[kRansLanes];
-  const uint8_t* next_[kRansLanes];
-  const uint8_t* end_[kRansLanes];
+  bool avx2_;
 };
 
 }  // namespace kvpack
