@@ -1,5 +1,7 @@
 #include "codec/turbo_entropy.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -11,6 +13,7 @@
 #include "codec/element_convert_simd.h"
 #include "codec/float_convert.h"
 #include "codec/hadamard.h"
+#include "codec/hadamard_simd.h"
 #include "codec/rans.h"
 #include "codec/segment_io.h"
 #include "codec/turbo_kernel.h"
@@ -64,63 +67,164 @@ uint16_t StepFor(double alpha, double sigma) {
   return h;
 }
 
-// The quantizer: |q| = min(kMaxIndex, ⌊|y|·inv + 0.5⌋) in float, negative for y < 0.
-inline int Quantize(float y, float inv) {
-  const float t = std::fabs(y) * inv + 0.5f;
-  const int a = t >= static_cast<float>(kMaxIndex) ? kMaxIndex : static_cast<int>(t);
-  return y < 0 ? -a : a;
-}
-
-// One try at a ladder step: the symbols of every segment value and their counts.
+// One try at a ladder step: the symbols of every segment value, their counts, and per |q| <
+// kOffsets the sum over the segment's vectors of Σ (|y|/Δ − |q|) (the centroid offsets' sums).
 struct Quantized {
   std::vector<uint8_t> symbols;
   uint64_t counts[kSymbols];
+  double offset_sums[kOffsets];
 };
 
+// The quantizer, 8 values at a time: |q| = min(kMaxIndex, ⌊|y|·inv + 0.5⌋) in float, negative
+// for y < 0, as the symbol q + kMaxIndex; also |q| and |y|·inv − |q|.
+inline void QuantizeEight(const float* y, __m256 inv, __m256i* a, __m256i* symbol, __m256* frac) {
+  const __m256 v = _mm256_loadu_ps(y);
+  const __m256 scaled = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), v), inv);
+  *a = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_add_ps(scaled, _mm256_set1_ps(0.5f)),
+                                         _mm256_set1_ps(static_cast<float>(kMaxIndex))));
+  const __m256i negative = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+  const __m256i mid = _mm256_set1_epi32(kMaxIndex);
+  *symbol = _mm256_blendv_epi8(_mm256_add_epi32(mid, *a), _mm256_sub_epi32(mid, *a), negative);
+  *frac = _mm256_sub_ps(scaled, _mm256_cvtepi32_ps(*a));
+}
+
+// Quantizes every value at the steps 1/inv[h], counting the symbols and summing the centroid
+// offsets in one pass. The offset sums are the reference's: per vector, four float partial
+// sums per |q| (value c into partial c mod 4, c ascending), added into a double per |q| in
+// vector order.
 void QuantizeAll(const std::vector<float>& y, uint64_t n, uint32_t d, uint32_t heads,
                  const std::vector<float>& inv, Quantized* out) {
   out->symbols.resize(n * d);
-  // Four partial histograms, so that runs of one symbol do not chain through one counter.
-  uint32_t part[4][kSymbols] = {};
+  uint32_t counts[4][kSymbols + 1] = {};  // four partial counts break store-to-load chains
+  std::fill(out->offset_sums, out->offset_sums + kOffsets, 0.0);
   for (uint64_t v = 0; v < n; ++v) {
-    const float k = inv[v % heads];
+    const __m256 k = _mm256_set1_ps(inv[v % heads]);
     const float* yv = &y[v * d];
     uint8_t* s = &out->symbols[v * d];
-    for (uint32_t c = 0; c < d; ++c) s[c] = static_cast<uint8_t>(Quantize(yv[c], k) + kMaxIndex);
-    for (uint32_t c = 0; c < d; c += 4) {
-      ++part[0][s[c]];
-      ++part[1][s[c + 1]];
-      ++part[2][s[c + 2]];
-      ++part[3][s[c + 3]];
+    // Partial sums per (c mod 4, |q|); |q| ≥ kOffsets goes to the unused bucket kOffsets.
+    float part[4][kOffsets + 1] = {};
+    for (uint32_t c = 0; c < d; c += 8) {
+      __m256i a, symbol;
+      __m256 frac;
+      QuantizeEight(yv + c, k, &a, &symbol, &frac);
+      alignas(32) int32_t bucket[8], sym[8];
+      alignas(32) float f[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(bucket),
+                         _mm256_min_epi32(a, _mm256_set1_epi32(kOffsets)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sym), symbol);
+      _mm256_store_ps(f, frac);
+      const __m128i s16 = _mm_packus_epi32(_mm256_castsi256_si128(symbol),
+                                           _mm256_extracti128_si256(symbol, 1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(s + c), _mm_packus_epi16(s16, s16));
+      for (int j = 0; j < 8; ++j) {
+        ++counts[j & 3][sym[j]];
+        part[j & 3][bucket[j]] += f[j];
+      }
+    }
+    for (int a = 0; a < kOffsets; ++a) {
+      out->offset_sums[a] += double{part[0][a]} + part[1][a] + part[2][a] + part[3][a];
     }
   }
   for (int s = 0; s < kSymbols; ++s) {
-    out->counts[s] = uint64_t{part[0][s]} + part[1][s] + part[2][s] + part[3][s];
+    out->counts[s] = uint64_t{counts[0][s]} + counts[1][s] + counts[2][s] + counts[3][s];
   }
 }
 
 // The reconstruction offsets of |q| = 1 .. kOffsets−1: the mean of |y|/Δ − |q| over the
 // segment's values with that |q|, in 1/256 of a step, rounded and clamped to int8.
-void CentroidOffsets(const std::vector<float>& y, const Quantized& q, uint64_t n, uint32_t d,
-                     uint32_t heads, const std::vector<float>& inv, int8_t offsets[kOffsets]) {
-  double sum[kOffsets] = {0};
-  float part[4][kOffsets];
-  for (uint64_t v = 0; v < n; ++v) {
-    const float k = inv[v % heads];
-    const float* yv = &y[v * d];
-    const uint8_t* s = &q.symbols[v * d];
-    std::fill(&part[0][0], &part[0][0] + 4 * kOffsets, 0.0f);
-    for (uint32_t c = 0; c < d; ++c) {
-      const int a = std::abs(static_cast<int>(s[c]) - kMaxIndex);
-      if (a < kOffsets) part[c & 3][a] += std::fabs(yv[c]) * k - static_cast<float>(a);
-    }
-    for (int a = 0; a < kOffsets; ++a) sum[a] += double{part[0][a]} + part[1][a] + part[2][a] + part[3][a];
-  }
+void CentroidOffsets(const Quantized& q, int8_t offsets[kOffsets]) {
   offsets[0] = 0;
   for (int a = 1; a < kOffsets; ++a) {
     const uint64_t count = q.counts[kMaxIndex + a] + q.counts[kMaxIndex - a];
-    const double off = count == 0 ? 0.0 : std::nearbyint(sum[a] / count * 256.0);
+    const double off = count == 0 ? 0.0 : std::nearbyint(q.offset_sums[a] / count * 256.0);
     offsets[a] = static_cast<int8_t>(std::max(-128.0, std::min(127.0, off)));
+  }
+}
+
+// Centres and rotates one chunk of D = 8·R values held in registers: y = rotation of x − m.
+template <int R>
+void RotateChunk(const HadamardSigns& signs, const float* x, const float* m, float* y) {
+  const float* s1 = reinterpret_cast<const float*>(signs.s1_xor.data());
+  __m256 v[R];
+  for (int r = 0; r < R; ++r) {
+    v[r] = _mm256_xor_ps(_mm256_sub_ps(_mm256_loadu_ps(x + 8 * r), _mm256_loadu_ps(m + 8 * r)),
+                         _mm256_loadu_ps(s1 + 8 * r));
+  }
+  RegisterWalshHadamard<R>(v);
+  // (h · 1/√D) ⊕ S2 == h · (±1/√D) exactly.
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_ps(y + 8 * r, _mm256_mul_ps(v[r], _mm256_loadu_ps(signs.s2_scaled.data() + 8 * r)));
+  }
+}
+
+// y = rotation of x − m for one vector, chunk by chunk; x is overwritten.
+void CentreAndRotate(const TurboChunkPlan& plan, float* x, const float* m, float* y) {
+  for (size_t c = 0; c < plan.sizes.size(); ++c) {
+    const uint32_t o = plan.offsets[c];
+    switch (plan.sizes[c]) {
+      case 32: RotateChunk<4>(plan.signs[c], x + o, m + o, y + o); break;
+      case 64: RotateChunk<8>(plan.signs[c], x + o, m + o, y + o); break;
+      case 128: RotateChunk<16>(plan.signs[c], x + o, m + o, y + o); break;
+      case 256: RotateChunk<32>(plan.signs[c], x + o, m + o, y + o); break;
+      default:
+        for (uint32_t i = 0; i < plan.sizes[c]; ++i) x[o + i] -= m[o + i];
+        HadamardRotate(plan.signs[c], x + o, y + o);
+    }
+  }
+}
+
+// e[j] = Σ_c y_j[c]² in double, c ascending (the reference order), for the 8 vectors of d
+// values at y, y + d, …: the vectors' sums run side by side in the lanes of two registers.
+void SumSquaresEight(const float* y, uint32_t d, double e[8]) {
+  __m256d acc[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+  for (uint32_t c = 0; c < d; c += 4) {
+    for (int half = 0; half < 2; ++half) {
+      const float* base = y + 4 * half * size_t{d} + c;
+      __m128 r0 = _mm_loadu_ps(base), r1 = _mm_loadu_ps(base + d);
+      __m128 r2 = _mm_loadu_ps(base + 2 * d), r3 = _mm_loadu_ps(base + 3 * d);
+      _MM_TRANSPOSE4_PS(r0, r1, r2, r3);  // r_k = element c + k of the four vectors
+      for (__m128 r : {r0, r1, r2, r3}) {
+        const __m256d w = _mm256_cvtps_pd(r);
+        acc[half] = _mm256_add_pd(acc[half], _mm256_mul_pd(w, w));
+      }
+    }
+  }
+  _mm256_storeu_pd(e, acc[0]);
+  _mm256_storeu_pd(e + 4, acc[1]);
+}
+
+// Dequantizes and unrotates one chunk of D = 8·R symbols in registers, adding the means.
+template <int R>
+void DecodeChunk(const HadamardSigns& signs, const uint8_t* sym, const float* value,
+                 const float* m, float* x) {
+  const float* s2 = reinterpret_cast<const float*>(signs.s2_xor.data());
+  __m256 v[R];
+  for (int r = 0; r < R; ++r) {
+    const __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sym + 8 * r)));
+    v[r] = _mm256_xor_ps(_mm256_i32gather_ps(value, idx, 4), _mm256_loadu_ps(s2 + 8 * r));
+  }
+  RegisterWalshHadamard<R>(v);
+  for (int r = 0; r < R; ++r) {
+    const __m256 z = _mm256_mul_ps(v[r], _mm256_loadu_ps(signs.s1_scaled.data() + 8 * r));
+    _mm256_storeu_ps(x + 8 * r, _mm256_add_ps(z, _mm256_loadu_ps(m + 8 * r)));
+  }
+}
+
+// x = unrotation of the values of `sym`, plus the means m, chunk by chunk; y is scratch.
+void DecodeVector(const TurboChunkPlan& plan, const uint8_t* sym, const float* value,
+                  const float* m, float* y, float* x) {
+  for (size_t c = 0; c < plan.sizes.size(); ++c) {
+    const uint32_t o = plan.offsets[c];
+    switch (plan.sizes[c]) {
+      case 32: DecodeChunk<4>(plan.signs[c], sym + o, value, m + o, x + o); break;
+      case 64: DecodeChunk<8>(plan.signs[c], sym + o, value, m + o, x + o); break;
+      case 128: DecodeChunk<16>(plan.signs[c], sym + o, value, m + o, x + o); break;
+      case 256: DecodeChunk<32>(plan.signs[c], sym + o, value, m + o, x + o); break;
+      default:
+        for (uint32_t i = 0; i < plan.sizes[c]; ++i) y[o + i] = value[sym[o + i]];
+        HadamardUnrotate(plan.signs[c], y + o, x + o);
+        for (uint32_t i = 0; i < plan.sizes[c]; ++i) x[o + i] += m[o + i];
+    }
   }
 }
 
@@ -192,26 +296,30 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
   TurboChunkPlan plan;
   AppendTurboChunks(d, 2, &plan);
   SeedTurboChunks(context.seed, &plan);
-  std::fill(out.begin(), out.end(), 0);
+  // Every byte of `out` is written below (seed, means, steps, offsets, table, lane lengths,
+  // streams and the zero padding after them).
   StoreLE64(out.data(), context.seed);
   // Pass 1: the fp16 channel means.
   std::vector<float> means;
   status = EncodeChannelMeans(name(), shape, raw, out.data() + layout.means, &means);
   if (!status.ok()) return status;
-  std::vector<float> x(d);
-  // Pass 2: centre and rotate every vector; per-head energies Σ y² in double, vectors in order.
+  // Pass 2: centre and rotate every vector; per-head energies Σ y² in double, each vector's
+  // sum in channel order, added in vector order.
   std::vector<float> y(n * d);
+  std::vector<float> x(d);
   std::vector<double> energy(heads, 0.0);
   for (uint64_t v = 0; v < n; ++v) {
     LoadElements(shape.dtype, raw.data() + v * d * elem, d, x.data());
-    const float* m = &means[(v % heads) * d];
-    for (uint32_t c = 0; c < d; ++c) x[c] -= m[c];
-    float* yv = &y[v * d];
-    for (size_t c = 0; c < plan.sizes.size(); ++c) {
-      HadamardRotate(plan.signs[c], x.data() + plan.offsets[c], yv + plan.offsets[c]);
+    CentreAndRotate(plan, x.data(), &means[(v % heads) * d], &y[v * d]);
+    if (v % 8 == 7) {
+      double e[8];
+      SumSquaresEight(&y[(v - 7) * d], d, e);
+      for (int j = 0; j < 8; ++j) energy[(v - 7 + j) % heads] += e[j];
     }
+  }
+  for (uint64_t v = n / 8 * 8; v < n; ++v) {
     double e = 0;
-    for (uint32_t c = 0; c < d; ++c) e += double{yv[c]} * yv[c];
+    for (uint32_t c = 0; c < d; ++c) e += double{y[v * d + c]} * y[v * d + c];
     energy[v % heads] += e;
   }
   std::vector<double> sigma(heads);
@@ -226,11 +334,15 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
   std::vector<uint64_t> hist(kHistBins, 0);
   for (uint64_t v = 0; v < n; ++v) {
     const double s = sigma[v % heads];
-    const float scale = s == 0 ? 0.0f : static_cast<float>(kHistPerSigma / s);
+    const __m256 scale = _mm256_set1_ps(s == 0 ? 0.0f : static_cast<float>(kHistPerSigma / s));
     const float* yv = &y[v * d];
-    for (uint32_t c = 0; c < d; ++c) {
-      const float b = std::fabs(yv[c]) * scale;
-      ++hist[b >= kHistBins - 1 ? kHistBins - 1 : static_cast<int>(b)];
+    for (uint32_t c = 0; c < d; c += 8) {
+      // min(|y|·scale, last bin) truncated: the bin, the last one for everything beyond it.
+      const __m256 b = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(yv + c)), scale);
+      alignas(32) int32_t bin[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(bin),
+                         _mm256_cvttps_epi32(_mm256_min_ps(b, _mm256_set1_ps(kHistBins - 1))));
+      for (int j = 0; j < 8; ++j) ++hist[bin[j]];
     }
   }
   const double budget_bits = 8.0 * static_cast<double>(layout.total - layout.table);
@@ -269,7 +381,7 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
     QuantizeAll(y, n, d, heads, inv, &q);
     if (CodedBitsUpperBound(q.counts) > budget_bits && k + 1 < kLadder) continue;
     int8_t offsets[kOffsets];
-    CentroidOffsets(y, q, n, d, heads, inv, offsets);  // before the symbols are rebased
+    CentroidOffsets(q, offsets);
     const SymbolRange r = RangeOf(q.counts);
     const RansTable t = NormalizeRansTable(absl::MakeConstSpan(q.counts + r.first, r.count));
     if (r.first != 0) {
@@ -358,19 +470,20 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
     }
   }
   RansDecoder decoder(t, streams, lane_bytes);
-  std::vector<uint8_t> sym(d);
+  // Symbols a batch of whole vectors at a time (about 4096), so the coder runs long stretches.
+  const uint64_t batch = std::max<uint64_t>(1, 4096 / d);
+  std::vector<uint8_t> sym(batch * d);
   std::vector<float> y(d), x(d);
-  for (uint64_t v = 0; v < n; ++v) {
-    status = decoder.Decode(d, sym.data());
+  for (uint64_t v0 = 0; v0 < n; v0 += batch) {
+    const uint64_t vectors = std::min(batch, n - v0);
+    status = decoder.Decode(vectors * d, sym.data());
     if (!status.ok()) return absl::DataLossError(absl::StrCat(name(), ": ", status.message()));
-    const float* val = &value[(v % heads) * count];
-    for (uint32_t c = 0; c < d; ++c) y[c] = val[sym[c]];
-    for (size_t c = 0; c < plan.sizes.size(); ++c) {
-      HadamardUnrotate(plan.signs[c], y.data() + plan.offsets[c], x.data() + plan.offsets[c]);
+    for (uint64_t v = v0; v < v0 + vectors; ++v) {
+      const uint32_t h = v % heads;
+      DecodeVector(plan, &sym[(v - v0) * d], &value[size_t{h} * count], &means[h * d],
+                   y.data(), x.data());
+      StoreElements(shape.dtype, x.data(), d, raw.data() + v * d * elem);
     }
-    const float* m = &means[(v % heads) * d];
-    for (uint32_t c = 0; c < d; ++c) x[c] += m[c];
-    StoreElements(shape.dtype, x.data(), d, raw.data() + v * d * elem);
   }
   status = decoder.Finish();
   if (!status.ok()) return absl::DataLossError(absl::StrCat(name(), ": ", status.message()));
