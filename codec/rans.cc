@@ -136,20 +136,27 @@ void EncodeScalar(const RansTable& table, const uint8_t* symbols, size_t begin, 
 
 // The AVX2 encoder's per-symbol constants: freq | start << 13, and 1.0f / freq.
 struct Avx2EncTables {
-  alignas(32) uint32_t packed[256];
-  alignas(32) float rcp[256];
+  uint32_t packed[256];
+  float rcp[256];
 };
 
-// Codes one symbol in each of 8 consecutive lanes (states x, symbols sym). x / freq comes from
-// a float reciprocal and one correction: the float quotient is within 0.1 of x / freq for
-// x < 2^31, so its truncation is ⌊x/freq⌋ − 1, ⌊x/freq⌋ or ⌊x/freq⌋ + 1, and the remainder's
-// sign and size say which. A lane's word is stored unconditionally below its stream and kept
-// only when the lane renormalizes, so the step has no data-dependent branch.
+// The constants of a run of symbols, looked up ahead of the coding loop (plain loads and
+// stores pipeline better than gathers).
+constexpr size_t kEncBatch = 2048;  // symbols, a multiple of 32
+struct Avx2EncBatch {
+  alignas(32) uint32_t packed[kEncBatch];
+  alignas(32) float rcp[kEncBatch];
+};
+
+// Codes one symbol in each of 8 consecutive lanes (states x; constants packed, rcp). x / freq
+// comes from the float reciprocal and one correction: the float quotient is within 0.1 of
+// x / freq for x < 2^31, so its truncation is ⌊x/freq⌋ − 1, ⌊x/freq⌋ or ⌊x/freq⌋ + 1, and the
+// remainder's sign and size say which. A lane's word is stored unconditionally below its
+// stream and kept only when the lane renormalizes, so the step has no data-dependent branch.
 __attribute__((target("avx2"), always_inline)) inline __m256i EncodeEight(
-    __m256i x, const uint8_t* sym8, const Avx2EncTables& t, uint16_t* scratch, uint32_t* pos) {
-  const __m256i sym = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sym8)));
-  const __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(t.packed), sym, 4);
-  const __m256 rcp = _mm256_i32gather_ps(t.rcp, sym, 4);
+    __m256i x, const uint32_t* packed, const float* rcp8, uint16_t* scratch, uint32_t* pos) {
+  const __m256i e = _mm256_load_si256(reinterpret_cast<const __m256i*>(packed));
+  const __m256 rcp = _mm256_load_ps(rcp8);
   const __m256i freq = _mm256_and_si256(e, _mm256_set1_epi32(0x1fff));
   const __m256i start = _mm256_srli_epi32(e, 13);
   const __m256i freq_m1 = _mm256_sub_epi32(freq, _mm256_set1_epi32(1));
@@ -172,6 +179,17 @@ __attribute__((target("avx2"), always_inline)) inline __m256i EncodeEight(
   return _mm256_add_epi32(_mm256_add_epi32(x, start), _mm256_mullo_epi32(q, cmpl));
 }
 
+// b's constants of symbols[0..n). Scalar loads on purpose: the vectorizer would turn them into
+// gathers, which are slower here.
+__attribute__((optimize("no-tree-vectorize"))) void LookUp(const Avx2EncTables& t,
+                                                            const uint8_t* symbols, size_t n,
+                                                            Avx2EncBatch* b) {
+  for (size_t i = 0; i < n; ++i) {
+    b->packed[i] = t.packed[symbols[i]];
+    b->rcp[i] = t.rcp[symbols[i]];
+  }
+}
+
 // Codes symbols [0, count) with count a multiple of 8, last group first; states and stream
 // positions in and out through x[] and pos[].
 __attribute__((target("avx2"))) void EncodeAvx2(const RansTable& table, const uint8_t* symbols,
@@ -183,21 +201,31 @@ __attribute__((target("avx2"))) void EncodeAvx2(const RansTable& table, const ui
     t.packed[s] = f == 0 ? 0 : f | table.start[s] << 13;
     t.rcp[s] = f == 0 ? 0.0f : 1.0f / static_cast<float>(f);
   }
+  Avx2EncBatch b;
+  auto look_up = [&](size_t first, size_t n) { LookUp(t, symbols + first, n, &b); };
   __m256i* const reg = reinterpret_cast<__m256i*>(x);  // x is 32-byte aligned by the caller
+  // Groups of 8 above the last multiple of 32 one at a time, then 32 lanes a round with the
+  // states in registers.
   size_t g = count / 8;
-  // Groups above the last multiple of 4 one at a time, then 4 groups (32 lanes) a round
-  // with the states in registers.
-  for (; g % 4 != 0; --g) {
-    const size_t i = 8 * (g - 1), l = i % kRansLanes;
-    reg[l / 8] = EncodeEight(reg[l / 8], symbols + i, t, scratch, pos + l);
+  if (g % 4 != 0) {
+    const size_t first = 8 * (g / 4 * 4);
+    look_up(first, count - first);
+    for (; g % 4 != 0; --g) {
+      const size_t i = 8 * (g - 1), l = i % kRansLanes;
+      reg[l / 8] = EncodeEight(reg[l / 8], b.packed + (i - first), b.rcp + (i - first), scratch, pos + l);
+    }
   }
   __m256i x0 = reg[0], x1 = reg[1], x2 = reg[2], x3 = reg[3];
-  for (; g != 0; g -= 4) {
-    const uint8_t* s = symbols + 8 * (g - 4);
-    x3 = EncodeEight(x3, s + 24, t, scratch, pos + 24);
-    x2 = EncodeEight(x2, s + 16, t, scratch, pos + 16);
-    x1 = EncodeEight(x1, s + 8, t, scratch, pos + 8);
-    x0 = EncodeEight(x0, s, t, scratch, pos);
+  while (g != 0) {
+    const size_t n = std::min(8 * g, kEncBatch), first = 8 * g - n;
+    look_up(first, n);
+    for (size_t j = n; j != 0; j -= 32) {
+      x3 = EncodeEight(x3, b.packed + j - 8, b.rcp + j - 8, scratch, pos + 24);
+      x2 = EncodeEight(x2, b.packed + j - 16, b.rcp + j - 16, scratch, pos + 16);
+      x1 = EncodeEight(x1, b.packed + j - 24, b.rcp + j - 24, scratch, pos + 8);
+      x0 = EncodeEight(x0, b.packed + j - 32, b.rcp + j - 32, scratch, pos);
+    }
+    g -= n / 8;
   }
   reg[0] = x0;
   reg[1] = x1;
