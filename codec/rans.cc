@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "codec/segment_io.h"
@@ -134,10 +135,9 @@ void EncodeScalar(const RansTable& table, const uint8_t* symbols, size_t begin, 
   }
 }
 
-// The AVX2 encoder's per-symbol constants: freq | start << 13, and 1.0f / freq.
+// The AVX2 encoder's per-symbol constants: freq | start << 13.
 struct Avx2EncTables {
   uint32_t packed[256];
-  float rcp[256];
 };
 
 // The constants of a run of symbols, looked up ahead of the coding loop (plain loads and
@@ -145,7 +145,6 @@ struct Avx2EncTables {
 constexpr size_t kEncBatch = 2048;  // symbols, a multiple of 32
 struct Avx2EncBatch {
   alignas(32) uint32_t packed[kEncBatch];
-  alignas(32) float rcp[kEncBatch];
 };
 
 // Codes one symbol in each of 8 consecutive lanes (states x; constants packed, rcp). x / freq
@@ -154,10 +153,11 @@ struct Avx2EncBatch {
 // remainder's sign and size say which. A lane's word is stored unconditionally below its
 // stream and kept only when the lane renormalizes, so the step has no data-dependent branch.
 __attribute__((target("avx2"), always_inline)) inline __m256i EncodeEight(
-    __m256i x, const uint32_t* packed, const float* rcp8, uint16_t* scratch, uint32_t* pos) {
+    __m256i x, const uint32_t* packed, uint16_t* scratch, uint32_t* pos) {
   const __m256i e = _mm256_load_si256(reinterpret_cast<const __m256i*>(packed));
-  const __m256 rcp = _mm256_load_ps(rcp8);
   const __m256i freq = _mm256_and_si256(e, _mm256_set1_epi32(0x1fff));
+  // 1.0f / freq, correctly rounded.
+  const __m256 rcp = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_cvtepi32_ps(freq));
   const __m256i start = _mm256_srli_epi32(e, 13);
   const __m256i freq_m1 = _mm256_sub_epi32(freq, _mm256_set1_epi32(1));
   // x ≥ freq << 19, i.e. x > (freq << 19) − 1; states are below 2^31, so signed compares.
@@ -186,7 +186,6 @@ __attribute__((optimize("no-tree-vectorize"))) void LookUp(const Avx2EncTables& 
                                                             Avx2EncBatch* b) {
   for (size_t i = 0; i < n; ++i) {
     b->packed[i] = t.packed[symbols[i]];
-    b->rcp[i] = t.rcp[symbols[i]];
   }
 }
 
@@ -199,7 +198,6 @@ __attribute__((target("avx2"))) void EncodeAvx2(const RansTable& table, const ui
   for (size_t s = 0; s < 256; ++s) {
     const uint32_t f = s < table.freq.size() ? table.freq[s] : 0;
     t.packed[s] = f == 0 ? 0 : f | table.start[s] << 13;
-    t.rcp[s] = f == 0 ? 0.0f : 1.0f / static_cast<float>(f);
   }
   Avx2EncBatch b;
   auto look_up = [&](size_t first, size_t n) { LookUp(t, symbols + first, n, &b); };
@@ -212,7 +210,7 @@ __attribute__((target("avx2"))) void EncodeAvx2(const RansTable& table, const ui
     look_up(first, count - first);
     for (; g % 4 != 0; --g) {
       const size_t i = 8 * (g - 1), l = i % kRansLanes;
-      reg[l / 8] = EncodeEight(reg[l / 8], b.packed + (i - first), b.rcp + (i - first), scratch, pos + l);
+      reg[l / 8] = EncodeEight(reg[l / 8], b.packed + (i - first), scratch, pos + l);
     }
   }
   __m256i x0 = reg[0], x1 = reg[1], x2 = reg[2], x3 = reg[3];
@@ -220,10 +218,10 @@ __attribute__((target("avx2"))) void EncodeAvx2(const RansTable& table, const ui
     const size_t n = std::min(8 * g, kEncBatch), first = 8 * g - n;
     look_up(first, n);
     for (size_t j = n; j != 0; j -= 32) {
-      x3 = EncodeEight(x3, b.packed + j - 8, b.rcp + j - 8, scratch, pos + 24);
-      x2 = EncodeEight(x2, b.packed + j - 16, b.rcp + j - 16, scratch, pos + 16);
-      x1 = EncodeEight(x1, b.packed + j - 24, b.rcp + j - 24, scratch, pos + 8);
-      x0 = EncodeEight(x0, b.packed + j - 32, b.rcp + j - 32, scratch, pos);
+      x3 = EncodeEight(x3, b.packed + j - 8, scratch, pos + 24);
+      x2 = EncodeEight(x2, b.packed + j - 16, scratch, pos + 16);
+      x1 = EncodeEight(x1, b.packed + j - 24, scratch, pos + 8);
+      x0 = EncodeEight(x0, b.packed + j - 32, scratch, pos);
     }
     g -= n / 8;
   }
@@ -243,7 +241,8 @@ bool RansEncode(const RansTable& table, absl::Span<const uint8_t> symbols,
   // encoder's unconditional store.
   const size_t per_lane = n / kRansLanes + 1;
   const size_t cap = per_lane * 3 / 4 + 3;
-  std::vector<uint16_t> scratch(cap * kRansLanes);
+  std::unique_ptr<uint16_t[]> scratch_words(new uint16_t[cap * kRansLanes]);  // uninitialized
+  uint16_t* const scratch = scratch_words.get();
   alignas(32) uint32_t x[kRansLanes];
   alignas(32) uint32_t pos[kRansLanes];
   for (int l = 0; l < kRansLanes; ++l) {
@@ -254,10 +253,10 @@ bool RansEncode(const RansTable& table, absl::Span<const uint8_t> symbols,
   // independent, so the AVX2 path codes the symbols past the last whole group of 8 first.
   if (UseAvx2(path)) {
     const size_t whole = n / 8 * 8;
-    EncodeScalar(table, symbols.data(), whole, n, x, pos, scratch.data());
-    EncodeAvx2(table, symbols.data(), whole, x, pos, scratch.data());
+    EncodeScalar(table, symbols.data(), whole, n, x, pos, scratch);
+    EncodeAvx2(table, symbols.data(), whole, x, pos, scratch);
   } else {
-    EncodeScalar(table, symbols.data(), 0, n, x, pos, scratch.data());
+    EncodeScalar(table, symbols.data(), 0, n, x, pos, scratch);
   }
   size_t out_pos = 0;
   for (int l = 0; l < kRansLanes; ++l) {
@@ -265,7 +264,7 @@ bool RansEncode(const RansTable& table, absl::Span<const uint8_t> symbols,
     const size_t bytes = 4 + 2 * words;
     if (out_pos + bytes > out.size()) return false;
     StoreLE32(out.data() + out_pos, x[l]);
-    std::memcpy(out.data() + out_pos + 4, scratch.data() + pos[l], 2 * words);  // little-endian host (segment_io.h)
+    std::memcpy(out.data() + out_pos + 4, scratch + pos[l], 2 * words);  // little-endian host (segment_io.h)
     lane_bytes[l] = static_cast<uint32_t>(bytes);
     out_pos += bytes;
   }

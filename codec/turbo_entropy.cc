@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <memory>
 #include <numeric>
 #include <vector>
 
@@ -70,7 +71,7 @@ uint16_t StepFor(double alpha, double sigma) {
 // One try at a ladder step: the symbols of every segment value, their counts, and per |q| <
 // kOffsets the sum over the segment's vectors of Σ (|y|/Δ − |q|) (the centroid offsets' sums).
 struct Quantized {
-  std::vector<uint8_t> symbols;
+  std::unique_ptr<uint8_t[]> symbols;  // uninitialized until QuantizeAll
   uint64_t counts[kSymbols];
   double offset_sums[kOffsets];
 };
@@ -92,9 +93,9 @@ inline void QuantizeEight(const float* y, __m256 inv, __m256i* a, __m256i* symbo
 // offsets in one pass. The offset sums are the reference's: per vector, four float partial
 // sums per |q| (value c into partial c mod 4, c ascending), added into a double per |q| in
 // vector order.
-void QuantizeAll(const std::vector<float>& y, uint64_t n, uint32_t d, uint32_t heads,
+void QuantizeAll(const float* y, uint64_t n, uint32_t d, uint32_t heads,
                  const std::vector<float>& inv, Quantized* out) {
-  out->symbols.resize(n * d);
+  if (out->symbols == nullptr) out->symbols.reset(new uint8_t[n * d]);
   uint32_t counts[4][kSymbols + 1] = {};  // four partial counts break store-to-load chains
   std::fill(out->offset_sums, out->offset_sums + kOffsets, 0.0);
   for (uint64_t v = 0; v < n; ++v) {
@@ -305,7 +306,8 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
   if (!status.ok()) return status;
   // Pass 2: centre and rotate every vector; per-head energies Σ y² in double, each vector's
   // sum in channel order, added in vector order.
-  std::vector<float> y(n * d);
+  std::unique_ptr<float[]> y_values(new float[n * d]);  // every value is written
+  float* const y = y_values.get();
   std::vector<float> x(d);
   std::vector<double> energy(heads, 0.0);
   for (uint64_t v = 0; v < n; ++v) {
@@ -385,12 +387,12 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
     const SymbolRange r = RangeOf(q.counts);
     const RansTable t = NormalizeRansTable(absl::MakeConstSpan(q.counts + r.first, r.count));
     if (r.first != 0) {
-      for (uint8_t& s : q.symbols) s = static_cast<uint8_t>(s - r.first);
+      for (uint64_t i = 0; i < n * d; ++i) q.symbols[i] = static_cast<uint8_t>(q.symbols[i] - r.first);
     }
     const uint64_t lanes_at = 2 + 2 * uint64_t(r.count);
     const uint64_t streams_at = lanes_at + 4 * kRansLanes;
     uint32_t lane_bytes[kRansLanes];
-    if (!RansEncode(t, q.symbols,
+    if (!RansEncode(t, absl::MakeConstSpan(q.symbols.get(), n * d),
                     absl::MakeSpan(table + streams_at, layout.total - layout.table - streams_at),
                     lane_bytes)) {
       continue;
