@@ -386,13 +386,16 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
     CentroidOffsets(q, offsets);
     const SymbolRange r = RangeOf(q.counts);
     const RansTable t = NormalizeRansTable(absl::MakeConstSpan(q.counts + r.first, r.count));
-    if (r.first != 0) {
-      for (uint64_t i = 0; i < n * d; ++i) q.symbols[i] = static_cast<uint8_t>(q.symbols[i] - r.first);
-    }
+    // The coder takes the symbols as they are (not rebased to `first`): the same table with
+    // `first` empty symbols in front codes them to the same streams.
+    RansTable coder_table;
+    coder_table.freq.assign(r.first, 0);
+    coder_table.freq.insert(coder_table.freq.end(), t.freq.begin(), t.freq.end());
+    FinishRansTable(&coder_table).IgnoreError();  // the same frequencies, summing to 4096
     const uint64_t lanes_at = 2 + 2 * uint64_t(r.count);
     const uint64_t streams_at = lanes_at + 4 * kRansLanes;
     uint32_t lane_bytes[kRansLanes];
-    if (!RansEncode(t, absl::MakeConstSpan(q.symbols.get(), n * d),
+    if (!RansEncode(coder_table, absl::MakeConstSpan(q.symbols.get(), n * d),
                     absl::MakeSpan(table + streams_at, layout.total - layout.table - streams_at),
                     lane_bytes)) {
       continue;
