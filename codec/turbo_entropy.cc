@@ -68,17 +68,18 @@ uint16_t StepFor(double alpha, double sigma) {
   return h;
 }
 
-// One try at a ladder step: the symbols of every segment value, their counts, and per |q| <
-// kOffsets the sum over the segment's vectors of Σ (|y|/Δ − |q|) (the centroid offsets' sums).
+// One try at a ladder step: the symbols of every segment value, their counts, and per symbol
+// of |q| = 1 .. kOffsets−1 the exact sum of its values' t = |y|/Δ − |q| (FORMAT.md's centroid
+// offsets), in units of 2^−25.
 struct Quantized {
   std::unique_ptr<uint8_t[]> symbols;  // uninitialized until QuantizeAll
   uint64_t counts[kSymbols];
-  double offset_sums[kOffsets];
+  int64_t t_sums[kSymbols];
 };
 
 // The quantizer, 8 values at a time: |q| = min(kMaxIndex, ⌊|y|·inv + 0.5⌋) in float, negative
-// for y < 0, as the symbol q + kMaxIndex; also |q| and |y|·inv − |q|.
-inline void QuantizeEight(const float* y, __m256 inv, __m256i* a, __m256i* symbol, __m256* frac) {
+// for y < 0, as the symbol q + kMaxIndex; also |q| and t = |y|·inv − |q| in float.
+inline void QuantizeEight(const float* y, __m256 inv, __m256i* a, __m256i* symbol, __m256* t) {
   const __m256 v = _mm256_loadu_ps(y);
   const __m256 scaled = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), v), inv);
   *a = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_add_ps(scaled, _mm256_set1_ps(0.5f)),
@@ -86,58 +87,109 @@ inline void QuantizeEight(const float* y, __m256 inv, __m256i* a, __m256i* symbo
   const __m256i negative = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
   const __m256i mid = _mm256_set1_epi32(kMaxIndex);
   *symbol = _mm256_blendv_epi8(_mm256_add_epi32(mid, *a), _mm256_sub_epi32(mid, *a), negative);
-  *frac = _mm256_sub_ps(scaled, _mm256_cvtepi32_ps(*a));
+  *t = _mm256_sub_ps(scaled, _mm256_cvtepi32_ps(*a));
 }
 
-// Quantizes every value at the steps 1/inv[h], counting the symbols and summing the centroid
-// offsets in one pass. The offset sums are the reference's: per vector, four float partial
-// sums per |q| (value c into partial c mod 4, c ascending), added into a double per |q| in
-// vector order.
+// Quantizes every value at the steps 1/inv[h]: symbols, counts and exact t sums in one pass.
+//
+// Why t·2^25 is an exact integer: for |q| ≥ 1, |y|·inv ≥ 0.5 − 2^−25 is a float multiple of
+// 2^−25, so t (its float difference with |q|) is one too, and |t| ≤ 0.5 + 2^−24 bounds it.
+// Each value adds 2^40 + t·2^25 (t = 0 outside |q| = 1 .. kOffsets−1) to one int64 slot per
+// symbol, which holds the count above bit 40 and the sum below; slots are flushed before 2^14
+// values reach them, so |sum| < 2^39 never touches the count.
 void QuantizeAll(const float* y, uint64_t n, uint32_t d, uint32_t heads,
                  const std::vector<float>& inv, Quantized* out) {
   if (out->symbols == nullptr) out->symbols.reset(new uint8_t[n * d]);
-  uint32_t counts[4][kSymbols + 1] = {};  // four partial counts break store-to-load chains
-  std::fill(out->offset_sums, out->offset_sums + kOffsets, 0.0);
+  std::fill(out->counts, out->counts + kSymbols, 0);
+  std::fill(out->t_sums, out->t_sums + kSymbols, 0);
+  int64_t slots[4][kSymbols + 1] = {};  // four partial slots break store-to-load chains
+  auto flush = [&] {
+    for (int j = 0; j < 4; ++j) {
+      for (int s = 0; s < kSymbols; ++s) {
+        const int64_t count = (slots[j][s] + (int64_t{1} << 39)) >> 40;
+        out->counts[s] += static_cast<uint64_t>(count);
+        out->t_sums[s] += slots[j][s] - count * (int64_t{1} << 40);
+        slots[j][s] = 0;
+      }
+    }
+  };
+  const uint64_t flush_every = std::max<uint64_t>(1, (uint64_t{1} << 16) / d);  // 2^14 a slot row
+  const __m256i one_count = _mm256_set1_epi64x(int64_t{1} << 40);
   for (uint64_t v = 0; v < n; ++v) {
     const __m256 k = _mm256_set1_ps(inv[v % heads]);
     const float* yv = &y[v * d];
     uint8_t* s = &out->symbols[v * d];
-    // Partial sums per (c mod 4, |q|); |q| ≥ kOffsets goes to the unused bucket kOffsets.
-    float part[4][kOffsets + 1] = {};
     for (uint32_t c = 0; c < d; c += 8) {
       __m256i a, symbol;
-      __m256 frac;
-      QuantizeEight(yv + c, k, &a, &symbol, &frac);
-      alignas(32) int32_t bucket[8], sym[8];
-      alignas(32) float f[8];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(bucket),
-                         _mm256_min_epi32(a, _mm256_set1_epi32(kOffsets)));
+      __m256 t;
+      QuantizeEight(yv + c, k, &a, &symbol, &t);
+      const __m256i summed = _mm256_andnot_si256(
+          _mm256_cmpeq_epi32(a, _mm256_setzero_si256()),
+          _mm256_cmpgt_epi32(_mm256_set1_epi32(kOffsets), a));
+      const __m256i fixed = _mm256_and_si256(
+          summed, _mm256_cvttps_epi32(_mm256_mul_ps(t, _mm256_set1_ps(0x1.0p25f))));
+      alignas(32) int64_t add[8];
+      alignas(32) int32_t sym[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(add),
+                         _mm256_add_epi64(one_count, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(fixed))));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(add + 4),
+                         _mm256_add_epi64(one_count, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(fixed, 1))));
       _mm256_store_si256(reinterpret_cast<__m256i*>(sym), symbol);
-      _mm256_store_ps(f, frac);
       const __m128i s16 = _mm_packus_epi32(_mm256_castsi256_si128(symbol),
                                            _mm256_extracti128_si256(symbol, 1));
       _mm_storel_epi64(reinterpret_cast<__m128i*>(s + c), _mm_packus_epi16(s16, s16));
-      for (int j = 0; j < 8; ++j) {
-        ++counts[j & 3][sym[j]];
-        part[j & 3][bucket[j]] += f[j];
-      }
+      for (int j = 0; j < 8; ++j) slots[j & 3][sym[j]] += add[j];
     }
-    for (int a = 0; a < kOffsets; ++a) {
-      out->offset_sums[a] += double{part[0][a]} + part[1][a] + part[2][a] + part[3][a];
-    }
+    if ((v + 1) % flush_every == 0) flush();
   }
-  for (int s = 0; s < kSymbols; ++s) {
-    out->counts[s] = uint64_t{counts[0][s]} + counts[1][s] + counts[2][s] + counts[3][s];
+  flush();
+}
+
+// The reference of the offset sums (FORMAT.md): per vector, four float partial sums of t per
+// |q| (value c into partial c mod 4, c ascending), added into a double per |q| in vector order.
+void ReferenceOffsetSums(const float* y, const uint8_t* symbols, uint64_t n, uint32_t d,
+                         uint32_t heads, const std::vector<float>& inv, double sum[kOffsets]) {
+  std::fill(sum, sum + kOffsets, 0.0);
+  for (uint64_t v = 0; v < n; ++v) {
+    const float k = inv[v % heads];
+    const float* yv = &y[v * d];
+    const uint8_t* s = &symbols[v * d];
+    float part[4][kOffsets] = {};
+    for (uint32_t c = 0; c < d; ++c) {
+      const int a = std::abs(static_cast<int>(s[c]) - kMaxIndex);
+      if (a < kOffsets) part[c & 3][a] += std::fabs(yv[c]) * k - static_cast<float>(a);
+    }
+    for (int a = 0; a < kOffsets; ++a) sum[a] += double{part[0][a]} + part[1][a] + part[2][a] + part[3][a];
   }
 }
 
-// The reconstruction offsets of |q| = 1 .. kOffsets−1: the mean of |y|/Δ − |q| over the
-// segment's values with that |q|, in 1/256 of a step, rounded and clamped to int8.
-void CentroidOffsets(const Quantized& q, int8_t offsets[kOffsets]) {
+// The reconstruction offsets of |q| = 1 .. kOffsets−1: the mean of t over the segment's values
+// with that |q|, in 1/256 of a step, rounded and clamped to int8, from the reference sums.
+//
+// The reference rounds (float partial sums of at most ⌈d/4⌉ terms, then double sums); the
+// exact sums differ from it by at most |t|max · count · (γ(⌈d/4⌉) + 4n·2^−53), γ(m) = m·2^−24/
+// (1 − m·2^−24), twice that here for margin. When the exact mean, so widened, rounds to one
+// integer either way, so does the reference's and the exact sums decide; otherwise (about one
+// segment in a hundred) the reference sums are computed.
+void CentroidOffsets(const Quantized& q, const float* y, uint64_t n, uint32_t d, uint32_t heads,
+                     const std::vector<float>& inv, bool reference, int8_t offsets[kOffsets]) {
+  const double m = (d + 3) / 4;
+  const double rel = 2.0 * 0.50001 * (m * 0x1.0p-24 / (1 - m * 0x1.0p-24) + 4.0 * n * 0x1.0p-53);
+  double sum[kOffsets];
+  bool exact = !reference;
+  for (int a = 1; a < kOffsets && exact; ++a) {
+    const uint64_t count = q.counts[kMaxIndex + a] + q.counts[kMaxIndex - a];
+    if (count == 0) continue;
+    sum[a] = static_cast<double>(q.t_sums[kMaxIndex + a] + q.t_sums[kMaxIndex - a]) * 0x1.0p-25;
+    const double u = sum[a] / count * 256.0;
+    const double slack = rel * 256.0 + 1e-9 * std::fabs(u);
+    exact = std::nearbyint(u - slack) == std::nearbyint(u + slack);
+  }
+  if (!exact) ReferenceOffsetSums(y, q.symbols.get(), n, d, heads, inv, sum);
   offsets[0] = 0;
   for (int a = 1; a < kOffsets; ++a) {
     const uint64_t count = q.counts[kMaxIndex + a] + q.counts[kMaxIndex - a];
-    const double off = count == 0 ? 0.0 : std::nearbyint(q.offset_sums[a] / count * 256.0);
+    const double off = count == 0 ? 0.0 : std::nearbyint(sum[a] / count * 256.0);
     offsets[a] = static_cast<int8_t>(std::max(-128.0, std::min(127.0, off)));
   }
 }
@@ -251,7 +303,8 @@ double CodedBitsUpperBound(const uint64_t* counts) {
 
 }  // namespace
 
-TurboEntropyCodec::TurboEntropyCodec(int half_bits) : half_bits_(half_bits) {
+TurboEntropyCodec::TurboEntropyCodec(int half_bits, OffsetSums offset_sums)
+    : half_bits_(half_bits), offset_sums_(offset_sums) {
   if (half_bits < 4 || half_bits > 8) std::abort();
 }
 
@@ -383,7 +436,7 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
     QuantizeAll(y, n, d, heads, inv, &q);
     if (CodedBitsUpperBound(q.counts) > budget_bits && k + 1 < kLadder) continue;
     int8_t offsets[kOffsets];
-    CentroidOffsets(q, offsets);
+    CentroidOffsets(q, y, n, d, heads, inv, offset_sums_ == OffsetSums::kReference, offsets);
     const SymbolRange r = RangeOf(q.counts);
     const RansTable t = NormalizeRansTable(absl::MakeConstSpan(q.counts + r.first, r.count));
     // The coder takes the symbols as they are (not rebased to `first`): the same table with

@@ -31,8 +31,15 @@ namespace kvpack {
 
 class TurboEntropyCodec final : public SegmentCodec {
  public:
+  // How the encoder gets the centroid offsets' sums (FORMAT.md defines them by float partial
+  // sums in a fixed order). kExactFirst derives them from exact integer sums taken in the
+  // quantization pass whenever that provably rounds to the same offsets, and falls back to
+  // the reference order otherwise; kReference always runs the reference order (one more pass
+  // over the segment). Both give the same bytes; kReference exists to test that.
+  enum class OffsetSums { kExactFirst, kReference };
+
   // half_bits: 4, 5, 6, 7 or 8 for turbo_e2, e25, e3, e35, e4 (aborts otherwise).
-  explicit TurboEntropyCodec(int half_bits);
+  explicit TurboEntropyCodec(int half_bits, OffsetSums offset_sums = OffsetSums::kExactFirst);
 
   CodecId id() const override;
   absl::string_view name() const override;
@@ -56,6 +63,7 @@ class TurboEntropyCodec final : public SegmentCodec {
 
  private:
   const int half_bits_;
+  const OffsetSums offset_sums_;
 };
 
 }  // namespace kvpack
