@@ -128,13 +128,16 @@ void QuantizeAll(const float* y, uint64_t n, uint32_t d, uint32_t heads,
           _mm256_cmpgt_epi32(_mm256_set1_epi32(kOffsets), a));
       const __m256i fixed = _mm256_and_si256(
           summed, _mm256_cvttps_epi32(_mm256_mul_ps(t, _mm256_set1_ps(0x1.0p25f))));
+      // Through memory, not 8 lane extracts (2 µops each): volatile keeps the compiler from
+      // turning the reloads into extracts.
       alignas(32) int64_t add[8];
-      alignas(32) int32_t sym[8];
+      alignas(32) int32_t sym_lanes[8];
+      const volatile int32_t* const sym = sym_lanes;
       _mm256_store_si256(reinterpret_cast<__m256i*>(add),
                          _mm256_add_epi64(one_count, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(fixed))));
       _mm256_store_si256(reinterpret_cast<__m256i*>(add + 4),
                          _mm256_add_epi64(one_count, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(fixed, 1))));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(sym), symbol);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sym_lanes), symbol);
       const __m128i s16 = _mm_packus_epi32(_mm256_castsi256_si128(symbol),
                                            _mm256_extracti128_si256(symbol, 1));
       _mm_storel_epi64(reinterpret_cast<__m128i*>(s + c), _mm_packus_epi16(s16, s16));
@@ -394,8 +397,9 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
     for (uint32_t c = 0; c < d; c += 8) {
       // min(|y|·scale, last bin) truncated: the bin, the last one for everything beyond it.
       const __m256 b = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(yv + c)), scale);
-      alignas(32) int32_t bin[8];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(bin),
+      alignas(32) int32_t bin_lanes[8];
+      const volatile int32_t* const bin = bin_lanes;  // through memory, as in QuantizeAll
+      _mm256_store_si256(reinterpret_cast<__m256i*>(bin_lanes),
                          _mm256_cvttps_epi32(_mm256_min_ps(b, _mm256_set1_ps(kHistBins - 1))));
       for (int j = 0; j < 8; ++j) ++hist[bin[j]];
     }
