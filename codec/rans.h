@@ -56,8 +56,9 @@ double RansCodedBits(const RansTable& table, absl::Span<const uint64_t> counts);
 
 // Which implementation codes the lanes. Both produce and accept exactly the same bytes:
 // kAvx2 keeps 8 lanes in a 256-bit register (gathers for the table look-ups, no
-// data-dependent branches), kScalar is the portable reference. kBest is kAvx2 where the CPU
-// has AVX2 (checked at run time), kScalar elsewhere; kAvx2 on a CPU without it means kScalar.
+// data-dependent branches; codec/rans_avx2.h), kScalar is the portable reference. kBest is
+// kAvx2 where the CPU has AVX2 and BMI2 (checked at run time), kScalar elsewhere; kAvx2 on a
+// CPU without them means kScalar.
 enum class RansPath { kBest, kScalar, kAvx2 };
 
 // Encodes `symbols` (every symbol coded with a non-zero frequency in `table`) into kRansLanes
