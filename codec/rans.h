@@ -55,7 +55,7 @@ absl::Status FinishRansTable(RansTable* table);
 double RansCodedBits(const RansTable& table, absl::Span<const uint64_t> counts);
 
 // Which implementation codes the lanes. Both produce and accept exactly the same bytes:
-// kAvx2 keeps 8 lanes in a 256-bit register (gathers for the table look-ups, no
+// kAvx2 keeps 8 lanes in a 256-bit register (table look-ups by loads or gathers, no
 // data-dependent branches; codec/rans_avx2.h), kScalar is the portable reference. kBest is
 // kAvx2 where the CPU has AVX2 and BMI2 (checked at run time), kScalar elsewhere; kAvx2 on a
 // CPU without them means kScalar.
