@@ -26,11 +26,18 @@ struct Avx2EncBatch {
 
 // b's constants of symbols[0..n). Scalar loads on purpose: the vectorizer would turn them into
 // gathers, which are slower here.
+#if defined(__clang__)
+void LookUp(const Avx2EncTables& t, const uint8_t* symbols, size_t n, Avx2EncBatch* b) {
+#pragma clang loop vectorize(disable)
+  for (size_t i = 0; i < n; ++i) b->packed[i] = t.packed[symbols[i]];
+}
+#else
 __attribute__((optimize("no-tree-vectorize"))) void LookUp(const Avx2EncTables& t,
                                                             const uint8_t* symbols, size_t n,
                                                             Avx2EncBatch* b) {
   for (size_t i = 0; i < n; ++i) b->packed[i] = t.packed[symbols[i]];
 }
+#endif
 
 // What the AVX2 encoder emits: for group g of 8 lanes (symbols 8g .. 8g+7, register r = g mod 4,
 // row i = g / 4 of that register), the low 16 bits of the 8 states before renormalization
