@@ -3,6 +3,7 @@
 // Laplacian whose spread sets the rate. Args: {path (0 scalar, 1 AVX2), spread·10}.
 //
 //   bazel run -c opt //codec:rans_benchmark -- --benchmark_min_time=0.3
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
