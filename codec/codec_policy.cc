@@ -39,6 +39,13 @@ constexpr Preset kPresets[] = {
     {"tc3", "k=turbo_c3,v=turbo_c3"},
     {"tc2v3", "k=turbo_c2,v=turbo_c3"},
     {"tc2v25", "k=turbo_c2,v=turbo_c25"},
+    // Entropy-coded centred turbo (codec/turbo_entropy.h): exactly B bits per value stored,
+    // for blocks of 256 tokens and more. Values half a bit above keys (bench/RESULTS.md,
+    // "Entropy-coded turbo"); turbo_e2 .. turbo_e4 alone give K and V the same rate.
+    {"te35v4", "k=turbo_e35,v=turbo_e4"},
+    {"te3v35", "k=turbo_e3,v=turbo_e35"},
+    {"te25v3", "k=turbo_e25,v=turbo_e3"},
+    {"te2v25", "k=turbo_e2,v=turbo_e25"},
 };
 
 const Preset* FindPreset(absl::string_view name) {

@@ -13,6 +13,7 @@
 #include "codec/raw.h"
 #include "codec/turbo.h"
 #include "codec/turbo_centred.h"
+#include "codec/turbo_entropy.h"
 #include "codec/turbo_outlier.h"
 #include "codec/turbo_prod.h"
 
@@ -40,6 +41,11 @@ std::vector<const SegmentCodec*> MakeCodecs() {
       new TurboCentredCodec(4, 4),
       new TurboCentredCodec(3, 2),
       new TurboCentredCodec(4, 3),
+      new TurboEntropyCodec(4),
+      new TurboEntropyCodec(5),
+      new TurboEntropyCodec(6),
+      new TurboEntropyCodec(7),
+      new TurboEntropyCodec(8),
   };
 }
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "codec/hadamard_simd.h"
 #include "codec/random.h"
 
 namespace kvpack {
@@ -33,25 +34,10 @@ void ScalarWalshHadamard(float* x, uint32_t D) {
   }
 }
 
-// One register's three in-lane stages (strides 1, 2, 4). Each output lane is the same single
-// rounded add or subtract of the same two operands as the scalar butterfly (x + y == y + x,
-// and fma(v, ±1, p) rounds p ± v once), so the result is bit-identical.
-inline __m256 InRegisterStages(__m256 v) {
-  const __m256 sgn1 = _mm256_setr_ps(1, -1, 1, -1, 1, -1, 1, -1);
-  const __m256 sgn2 = _mm256_setr_ps(1, 1, -1, -1, 1, 1, -1, -1);
-  const __m256 sgn4 = _mm256_setr_ps(1, 1, 1, 1, -1, -1, -1, -1);
-  // p ± v as a fused multiply-add by ±1: the product is exact, so this is the single rounded
-  // sum or difference of the scalar butterfly.
-  v = _mm256_fmadd_ps(v, sgn1, _mm256_permute_ps(v, 0xB1));
-  v = _mm256_fmadd_ps(v, sgn2, _mm256_permute_ps(v, 0x4E));
-  v = _mm256_fmadd_ps(v, sgn4, _mm256_permute2f128_ps(v, v, 0x01));
-  return v;
-}
-
 void VectorWalshHadamard(float* x, uint32_t D) {
   const uint32_t regs = D / 8;
   for (uint32_t r = 0; r < regs; ++r) {
-    _mm256_storeu_ps(x + 8 * r, InRegisterStages(_mm256_loadu_ps(x + 8 * r)));
+    _mm256_storeu_ps(x + 8 * r, InLaneStages(_mm256_loadu_ps(x + 8 * r)));
   }
   for (uint32_t h = 8; h < D; h *= 2) {
     for (uint32_t i = 0; i < D; i += 2 * h) {
@@ -65,7 +51,12 @@ void VectorWalshHadamard(float* x, uint32_t D) {
 }
 
 void ApplyXor(const uint32_t* mask, const float* in, float* out, uint32_t D) {
-  for (uint32_t i = 0; i < D; ++i) {
+  uint32_t i = 0;
+  for (; i + 8 <= D; i += 8) {
+    const __m256 m = _mm256_loadu_ps(reinterpret_cast<const float*>(mask + i));
+    _mm256_storeu_ps(out + i, _mm256_xor_ps(_mm256_loadu_ps(in + i), m));
+  }
+  for (; i < D; ++i) {
     uint32_t u;
     std::memcpy(&u, in + i, 4);
     u ^= mask[i];
@@ -74,7 +65,13 @@ void ApplyXor(const uint32_t* mask, const float* in, float* out, uint32_t D) {
 }
 
 void ScaleXor(const uint32_t* mask, float scale, float* x, uint32_t D) {
-  for (uint32_t i = 0; i < D; ++i) {
+  uint32_t i = 0;
+  const __m256 k = _mm256_set1_ps(scale);
+  for (; i + 8 <= D; i += 8) {
+    const __m256 m = _mm256_loadu_ps(reinterpret_cast<const float*>(mask + i));
+    _mm256_storeu_ps(x + i, _mm256_xor_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), k), m));
+  }
+  for (; i < D; ++i) {
     float v = x[i] * scale;
     uint32_t u;
     std::memcpy(&u, &v, 4);

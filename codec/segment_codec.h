@@ -38,6 +38,11 @@ enum class CodecId : uint8_t {
   kTurboC4 = 32,
   kTurboC25 = 33,
   kTurboC35 = 34,
+  kTurboE2 = 35,
+  kTurboE25 = 36,
+  kTurboE3 = 37,
+  kTurboE35 = 38,
+  kTurboE4 = 39,
 };
 
 // What a codec needs to know about the segment it encodes.

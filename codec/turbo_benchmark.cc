@@ -2,7 +2,7 @@
 // bytes/second of bf16 input (the raw segment size). Segment: 256 tokens × 8 KV heads,
 // N(0,1) values. Args: {codec, is_key}; codec 0–9 = turbo2, turbo3, turbo4, turbo25, turbo35,
 // turbo_prod2/3/4, fp8_e4m3, int4 (int4 also as a K segment: per-channel groups); 10–14 =
-// turbo_c2, turbo_c3, turbo_c4, turbo_c25, turbo_c35.
+// turbo_c2, turbo_c3, turbo_c4, turbo_c25, turbo_c35; 15–19 = turbo_e2, e25, e3, e35, e4.
 //
 //   bazel run -c opt //codec:turbo_benchmark -- --benchmark_min_time=0.2 --benchmark_repetitions=5
 //
@@ -18,6 +18,7 @@
 #include "codec/int4.h"
 #include "codec/turbo.h"
 #include "codec/turbo_centred.h"
+#include "codec/turbo_entropy.h"
 #include "codec/turbo_outlier.h"
 #include "codec/turbo_prod.h"
 
@@ -61,6 +62,11 @@ std::unique_ptr<SegmentCodec> MakeCodec(int which) {
     case 12: return std::make_unique<TurboCentredCodec>(4, 4);
     case 13: return std::make_unique<TurboCentredCodec>(3, 2);
     case 14: return std::make_unique<TurboCentredCodec>(4, 3);
+    case 15: return std::make_unique<TurboEntropyCodec>(4);
+    case 16: return std::make_unique<TurboEntropyCodec>(5);
+    case 17: return std::make_unique<TurboEntropyCodec>(6);
+    case 18: return std::make_unique<TurboEntropyCodec>(7);
+    case 19: return std::make_unique<TurboEntropyCodec>(8);
     default: return std::make_unique<Int4Codec>();
   }
 }
@@ -104,7 +110,7 @@ void BM_Decode(benchmark::State& state) {
 
 // Args: {codec, is_key}. int4 runs twice: keys group per channel, values per token.
 void Codecs(benchmark::internal::Benchmark* b) {
-  for (int c = 0; c <= 14; ++c) b->Args({c, 0});
+  for (int c = 0; c <= 19; ++c) b->Args({c, 0});
   b->Args({9, 1});
 }
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "codec/channel_means.h"
 #include "codec/element_convert_simd.h"
 #include "codec/float_convert.h"
 #include "codec/segment_io.h"
@@ -92,28 +93,11 @@ absl::Status TurboCentredCodec::Encode(const SegmentShape& shape, const SegmentC
   const Layout layout = LayoutOf(shape, plan, split());
   const size_t chunks = plan.sizes.size();
   std::vector<float> x(kBatch * d), centred(kBatch * d);
-  // Pass 1: per-head channel sums Σ_t x in double, tokens in order; the fp16 means.
-  std::vector<double> sums(size_t{heads} * d, 0.0);
-  for (uint64_t v = 0; v < n; ++v) {
-    LoadElements(shape.dtype, raw.data() + v * d * elem, d, x.data());
-    if (!AllFinite(x.data(), d)) {
-      return absl::InvalidArgumentError(absl::StrCat(name(), ": non-finite value in vector ", v,
-                                                     " (token ", v / heads, ", head ", v % heads, ")"));
-    }
-    double* s = &sums[(v % heads) * d];
-    for (uint32_t c = 0; c < d; ++c) s[c] += double{x[c]};
-  }
+  // Pass 1: the fp16 channel means.
   StoreLE64(out.data(), context.seed);
-  std::vector<float> means(size_t{heads} * d);
-  for (size_t i = 0; i < means.size(); ++i) {
-    const uint16_t h = FloatToHalf(static_cast<float>(sums[i] / shape.tokens));
-    if ((h & 0x7c00u) == 0x7c00u) {
-      return absl::InvalidArgumentError(absl::StrCat(name(), ": the mean of head ", i / d,
-                                                     " channel ", i % d, " overflows fp16"));
-    }
-    StoreLE16(out.data() + layout.means + 2 * i, h);
-    means[i] = HalfToFloat(h);
-  }
+  std::vector<float> means;
+  status = EncodeChannelMeans(name(), shape, raw, out.data() + layout.means, &means);
+  if (!status.ok()) return status;
   // Pass 2 (split codecs): per-head centred energy Σ_t (x − m)², the outlier masks.
   std::vector<uint32_t> perms;
   if (split()) {
@@ -175,15 +159,9 @@ absl::Status TurboCentredCodec::Decode(const SegmentShape& shape,
   SeedTurboChunks(LoadLE64(encoded.data()), &plan);
   const Layout layout = LayoutOf(shape, plan, split());
   const size_t chunks = plan.sizes.size();
-  std::vector<float> means(size_t{heads} * d);
-  for (size_t i = 0; i < means.size(); ++i) {
-    const uint16_t h = LoadLE16(encoded.data() + layout.means + 2 * i);
-    if ((h & 0x7c00u) == 0x7c00u) {
-      return absl::DataLossError(absl::StrCat(name(), ": the mean of head ", i / d, " channel ",
-                                              i % d, " is not finite"));
-    }
-    means[i] = HalfToFloat(h);
-  }
+  std::vector<float> means;
+  status = DecodeChannelMeans(name(), shape, encoded.data() + layout.means, &means);
+  if (!status.ok()) return status;
   std::vector<uint32_t> perms;
   if (split()) {
     status = ReadOutlierMasks(name(), encoded.data() + layout.mask, heads, d, &perms);

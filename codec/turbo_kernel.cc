@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "codec/hadamard_simd.h"
 #include "codec/lloyd_max.h"
 #include "codec/segment_io.h"
 #include "absl/strings/str_cat.h"
@@ -206,39 +207,7 @@ void ScalarPack(int bits, const uint8_t* idx, uint32_t D, uint8_t* out) {
 // In-register variants for D = 8·R, R >= 4: the rotation, quantization and dequantization
 // of one chunk with every value held in ymm registers (fully unrolled for fixed R). Each
 // element sees exactly the operations of the memory-based path, in the same order, so the
-// bytes are identical.
-__attribute__((always_inline)) inline __m256 InLaneStages(__m256 v) {
-  // Each stage is p ± v as one fused multiply-add by ±1: the product is exact, so the result
-  // is the single rounded a + b or a − b of the scalar butterfly, bit for bit.
-  const __m256 sgn1 = _mm256_setr_ps(1, -1, 1, -1, 1, -1, 1, -1);
-  const __m256 sgn2 = _mm256_setr_ps(1, 1, -1, -1, 1, 1, -1, -1);
-  const __m256 sgn4 = _mm256_setr_ps(1, 1, 1, 1, -1, -1, -1, -1);
-  v = _mm256_fmadd_ps(v, sgn1, _mm256_permute_ps(v, 0xB1));
-  v = _mm256_fmadd_ps(v, sgn2, _mm256_permute_ps(v, 0x4E));
-  v = _mm256_fmadd_ps(v, sgn4, _mm256_permute2f128_ps(v, v, 0x01));
-  return v;
-}
-
-// One butterfly stage across registers: the pairs (j, j + H) for every j with bit H clear.
-// Fixed trip counts, fully unrolled, so that v[] stays in registers.
-template <int R, int H>
-__attribute__((always_inline)) inline void RegisterStage(__m256* v) {
-#pragma GCC unroll 32
-  for (int p = 0; p < R / 2; ++p) {
-    const int j = (p / H) * 2 * H + p % H;
-    const __m256 a = v[j], b = v[j + H];
-    v[j] = _mm256_add_ps(a, b);
-    v[j + H] = _mm256_sub_ps(a, b);
-  }
-  if constexpr (2 * H < R) RegisterStage<R, 2 * H>(v);
-}
-
-template <int R>
-__attribute__((always_inline)) inline void RegisterWalshHadamard(__m256* v) {
-#pragma GCC unroll 32
-  for (int r = 0; r < R; ++r) v[r] = InLaneStages(v[r]);
-  if constexpr (R > 1) RegisterStage<R, 1>(v);
-}
+// bytes are identical. The butterfly itself is codec/hadamard_simd.h's.
 
 // ‖c‖² from bit planes of the indices (bit i of plane k = bit k of index i, 64 indices a
 // word, `valid` masking the last word): the level-class counts of FORMAT.md by popcount.

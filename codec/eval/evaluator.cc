@@ -86,20 +86,9 @@ void Evaluator::Attend(const std::vector<float>& kv, const float* q, uint32_t la
 absl::StatusOr<EvalRow> Evaluator::Evaluate(absl::string_view policy_text, uint64_t seed) const {
   absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(policy_text);
   if (!policy.ok()) return policy.status();
-  EvalRow row;
-  row.codec = std::string(policy_text);
-  row.policy = policy->ToString();
   const BlockLayout& l = data_.layout;
-  const uint32_t d = l.head_dim;
-  double encode_s = 0, decode_s = 0, encoded_bytes = 0, raw_bytes = 0;
-  double nmse[2] = {0, 0}, cosine = 0;
-  uint64_t vectors[2] = {0, 0};
-  double bias_num = 0, bias_den = 0, rel_err = 0, top1 = 0, top5 = 0;
-  uint64_t queries = 0;
-  size_t ref_index = 0;
-  std::vector<double> logits;
-  std::vector<float> output;
-  std::vector<uint32_t> top;
+  double encode_s = 0, decode_s = 0, encoded_bytes = 0;
+  std::vector<std::vector<float>> decoded(data_.values.size());
   for (size_t b = 0; b < data_.values.size(); ++b) {
     // Each block is encoded and decoded timing_repeats_ times; the fastest pass counts (the
     // first one also pays for page faults on fresh buffers).
@@ -122,11 +111,36 @@ absl::StatusOr<EvalRow> Evaluator::Evaluate(absl::string_view policy_text, uint6
     encode_s += best_encode;
     decode_s += best_decode;
     encoded_bytes += encoded->size();
-    raw_bytes += l.RawBytes();
-    std::vector<float> dec(decoded_raw.size() / 2);
+    std::vector<float>& dec = decoded[b];
+    dec.resize(decoded_raw.size() / 2);
     for (size_t i = 0; i < dec.size(); ++i) {
       dec[i] = BFloat16ToFloat(static_cast<uint16_t>(decoded_raw[2 * i] | (decoded_raw[2 * i + 1] << 8)));
     }
+  }
+  EvalRow row = Score(decoded, encoded_bytes);
+  row.codec = std::string(policy_text);
+  row.policy = policy->ToString();
+  const double raw_bytes = static_cast<double>(l.RawBytes()) * data_.values.size();
+  row.encode_gbps = raw_bytes / encode_s / 1e9;
+  row.decode_gbps = raw_bytes / decode_s / 1e9;
+  return row;
+}
+
+EvalRow Evaluator::Score(const std::vector<std::vector<float>>& decoded,
+                         double encoded_bytes) const {
+  EvalRow row;
+  const BlockLayout& l = data_.layout;
+  const uint32_t d = l.head_dim;
+  double nmse[2] = {0, 0}, cosine = 0;
+  uint64_t vectors[2] = {0, 0};
+  double bias_num = 0, bias_den = 0, rel_err = 0, top1 = 0, top5 = 0;
+  uint64_t queries = 0;
+  size_t ref_index = 0;
+  std::vector<double> logits;
+  std::vector<float> output;
+  std::vector<uint32_t> top;
+  for (size_t b = 0; b < data_.values.size(); ++b) {
+    const std::vector<float>& dec = decoded[b];
     const std::vector<float>& x = data_.values[b];
     for (size_t v = 0; v < x.size() / d; ++v) {
       const uint32_t kv = static_cast<uint32_t>((v / (size_t{l.tokens} * l.kv_heads)) % 2);
@@ -175,7 +189,8 @@ absl::StatusOr<EvalRow> Evaluator::Evaluate(absl::string_view policy_text, uint6
           ++queries;
         }
   }
-  const double elements = raw_bytes / 2;
+  const double raw_bytes = static_cast<double>(l.RawBytes()) * data_.values.size();
+  const double elements = raw_bytes / DTypeSize(l.dtype);
   row.bits_per_value = 8 * encoded_bytes / elements;
   row.compression_ratio = raw_bytes / encoded_bytes;
   row.nmse_k = nmse[0] / std::max<uint64_t>(vectors[0], 1);
@@ -190,8 +205,6 @@ absl::StatusOr<EvalRow> Evaluator::Evaluate(absl::string_view policy_text, uint6
     row.attn_top1 = top1 / queries;
     row.attn_top5 = top5 / queries;
   }
-  row.encode_gbps = raw_bytes / encode_s / 1e9;
-  row.decode_gbps = raw_bytes / decode_s / 1e9;
   return row;
 }
 

@@ -47,6 +47,12 @@ class Evaluator {
   // dataset's layout; encode/decode errors as EncodeBlock/DecodeBlock report them.
   absl::StatusOr<EvalRow> Evaluate(absl::string_view policy_text, uint64_t seed) const;
 
+  // The quality numbers of a reconstruction made some other way (a codec under study that is
+  // not registered): decoded[b] holds block b as floats in the dataset's layout, and
+  // `encoded_bytes` is what all blocks would take stored. Leaves codec, policy and the speeds
+  // empty. Precondition: decoded.size() and each decoded[b].size() match the dataset.
+  EvalRow Score(const std::vector<std::vector<float>>& decoded, double encoded_bytes) const;
+
  private:
   struct Reference {
     std::vector<float> output;      // o, head_dim floats

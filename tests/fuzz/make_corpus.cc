@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/string_view.h"
@@ -142,8 +143,11 @@ void WriteBlocks(CorpusWriter& corpus) {
   corpus.Clear(target);
   uint64_t seed = 1;
   // Every codec alone, in bf16; the 16-multiple codecs also at a two-chunk head_dim.
+  // turbo_e* needs segments large enough for its means and entropy tables.
   for (const absl::string_view codec : CodecNames()) {
-    const BlockLayout layout = Layout(2, 1, 32, 3, DType::kBFloat16);
+    const BlockLayout layout = absl::StartsWith(codec, "turbo_e")
+                                   ? Layout(1, 2, 32, 64, DType::kBFloat16)
+                                   : Layout(2, 1, 32, 3, DType::kBFloat16);
     corpus.Write(target, SeedName(codec, layout), Encode(layout, codec, seed++));
   }
   for (const absl::string_view codec : {"turbo3", "turbo_prod2"}) {
@@ -182,7 +186,9 @@ void WriteRoundTripSpecs(CorpusWriter& corpus) {
   for (char& c : elements) c = static_cast<char>(rng());
   elements[0] = 10;  // scale 2^0 / 16
   for (size_t i = 0; i < names.size(); ++i) {
-    const BlockLayout layout = Layout(2, 2, 32, 3, DType::kBFloat16);
+    const BlockLayout layout = absl::StartsWith(names[i], "turbo_e")
+                                   ? Layout(1, 2, 32, 40, DType::kBFloat16)
+                                   : Layout(2, 2, 32, 3, DType::kBFloat16);
     corpus.Write(target, absl::StrCat(names[i], "-moderate"),
                  fuzz::WriteBlockSpec(layout, i, i, 0, 0, 100 + i, fuzz::DataMode::kModerate,
                                       elements));

@@ -1,0 +1,252 @@
+#include "codec/rans.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "codec/rans_avx2.h"
+#include "codec/segment_io.h"
+
+namespace kvpack {
+namespace {
+
+using rans_internal::kFreqShift;
+
+// Per-symbol encoder constants: x / freq by a multiply and shifts (Alverson's method as in
+// ryg_rans; exact for x < 2^31), so the encoder needs no division.
+struct EncSymbol {
+  uint32_t x_max = 0;
+  uint32_t rcp_freq = 0;
+  uint32_t rcp_shift = 0;
+  uint32_t bias = 0;
+  uint32_t cmpl_freq = 0;
+};
+
+EncSymbol MakeEncSymbol(uint32_t start, uint32_t freq) {
+  EncSymbol e;
+  e.x_max = freq << kFreqShift;
+  e.cmpl_freq = kRansTotal - freq;
+  if (freq < 2) {
+    e.rcp_freq = ~0u;
+    e.rcp_shift = 0;
+    e.bias = start + kRansTotal - 1;
+  } else {
+    uint32_t shift = 0;
+    while (freq > (1u << shift)) ++shift;
+    e.rcp_freq = static_cast<uint32_t>(((uint64_t{1} << (shift + 31)) + freq - 1) / freq);
+    e.rcp_shift = shift - 1;
+    e.bias = start;
+  }
+  return e;
+}
+
+}  // namespace
+
+RansTable NormalizeRansTable(absl::Span<const uint64_t> counts) {
+  RansTable t;
+  t.freq.assign(counts.size(), 0);
+  uint64_t total = 0;
+  for (uint64_t c : counts) total += c;
+  uint64_t assigned = 0;
+  size_t top = 0;
+  for (size_t s = 0; s < counts.size(); ++s) {
+    if (counts[s] == 0) continue;
+    const uint64_t f = std::max<uint64_t>(
+        1, static_cast<uint64_t>((static_cast<unsigned __int128>(counts[s]) * kRansTotal) / total));
+    t.freq[s] = static_cast<uint32_t>(f);
+    assigned += f;
+    if (counts[s] > counts[top]) top = s;
+  }
+  if (assigned <= kRansTotal) {
+    t.freq[top] += static_cast<uint32_t>(kRansTotal - assigned);
+  } else {
+    // Only possible with many rare symbols floored up to 1.
+    for (uint64_t excess = assigned - kRansTotal; excess > 0; --excess) {
+      size_t big = 0;
+      for (size_t s = 0; s < t.freq.size(); ++s) {
+        if (t.freq[s] >= t.freq[big]) big = s;
+      }
+      --t.freq[big];
+    }
+  }
+  FinishRansTable(&t).IgnoreError();  // the sum is kRansTotal by construction
+  return t;
+}
+
+absl::Status FinishRansTable(RansTable* table) {
+  table->start.assign(table->freq.size(), 0);
+  uint64_t sum = 0;
+  for (size_t s = 0; s < table->freq.size(); ++s) {
+    table->start[s] = static_cast<uint32_t>(std::min<uint64_t>(sum, kRansTotal));
+    sum += table->freq[s];
+  }
+  if (sum != kRansTotal) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("entropy table frequencies sum to ", sum, ", not ", kRansTotal));
+  }
+  return absl::OkStatus();
+}
+
+double RansCodedBits(const RansTable& table, absl::Span<const uint64_t> counts) {
+  double bits = 0;
+  for (size_t s = 0; s < counts.size(); ++s) {
+    if (counts[s] != 0) {
+      bits += static_cast<double>(counts[s]) *
+              (kRansScaleBits - std::log2(static_cast<double>(table.freq[s])));
+    }
+  }
+  return bits;
+}
+
+namespace {
+
+bool HaveAvx2() {
+  static const bool have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
+  return have;
+}
+
+bool UseAvx2(RansPath path) { return path != RansPath::kScalar && HaveAvx2(); }
+
+// The reference encoder: one symbol at a time, lanes round robin, last symbol first.
+// Codes symbols [begin, end), symbol i in lane i mod kRansLanes.
+void EncodeScalar(const RansTable& table, const uint8_t* symbols, size_t begin, size_t end,
+                  uint32_t x[kRansLanes], uint32_t pos[kRansLanes], uint16_t* scratch) {
+  EncSymbol enc[256];
+  for (size_t s = 0; s < table.freq.size(); ++s) {
+    if (table.freq[s] != 0) enc[s] = MakeEncSymbol(table.start[s], table.freq[s]);
+  }
+  for (size_t i = end; i-- > begin;) {
+    const int l = static_cast<int>(i % kRansLanes);
+    const EncSymbol& e = enc[symbols[i]];
+    uint32_t s = x[l];
+    if (s >= e.x_max) {
+      scratch[--pos[l]] = static_cast<uint16_t>(s & 0xffff);
+      s >>= 16;
+    }
+    const uint32_t q =
+        static_cast<uint32_t>((uint64_t{s} * e.rcp_freq) >> 32) >> e.rcp_shift;
+    x[l] = s + e.bias + q * e.cmpl_freq;
+  }
+}
+
+
+}  // namespace
+
+bool RansEncode(const RansTable& table, absl::Span<const uint8_t> symbols,
+                absl::Span<uint8_t> out, uint32_t lane_bytes[kRansLanes], RansPath path) {
+  if (UseAvx2(path)) return rans_internal::EncodeAvx2(table, symbols, out, lane_bytes);
+  const size_t n = symbols.size();
+  // Each lane's words go backwards into its own region of `scratch`: at most 12 bits per
+  // symbol, so ⌈lane symbols · 3/4⌉ + 1 words.
+  const size_t per_lane = n / kRansLanes + 1;
+  const size_t cap = per_lane * 3 / 4 + 2;
+  std::unique_ptr<uint16_t[]> scratch_words(new uint16_t[cap * kRansLanes]);  // uninitialized
+  uint16_t* const scratch = scratch_words.get();
+  uint32_t x[kRansLanes];
+  uint32_t pos[kRansLanes];
+  for (int l = 0; l < kRansLanes; ++l) {
+    pos[l] = static_cast<uint32_t>(cap * (l + 1));
+    x[l] = kRansLow;
+  }
+  // Symbols are coded last to first so that the decoder reads them first to last.
+  EncodeScalar(table, symbols.data(), 0, n, x, pos, scratch);
+  size_t out_pos = 0;
+  for (int l = 0; l < kRansLanes; ++l) {
+    const size_t words = cap * (l + 1) - pos[l];
+    const size_t bytes = 4 + 2 * words;
+    if (out_pos + bytes > out.size()) return false;
+    StoreLE32(out.data() + out_pos, x[l]);
+    std::memcpy(out.data() + out_pos + 4, scratch + pos[l], 2 * words);  // little-endian host (segment_io.h)
+    lane_bytes[l] = static_cast<uint32_t>(bytes);
+    out_pos += bytes;
+  }
+  return true;
+}
+
+absl::Status RansDecoder::Check(absl::Span<const uint8_t> streams,
+                                const uint32_t lane_bytes[kRansLanes]) {
+  uint64_t pos = 0;
+  for (int l = 0; l < kRansLanes; ++l) {
+    const uint32_t b = lane_bytes[l];
+    if (b < 4 || b % 2 != 0) {
+      return absl::DataLossError(absl::StrCat("entropy lane ", l, " has ", b, " bytes"));
+    }
+    if (pos + b > streams.size()) {
+      return absl::DataLossError(
+          absl::StrCat("entropy lane ", l, " runs past the end of the segment"));
+    }
+    const uint32_t x = LoadLE32(streams.data() + pos);
+    if (x < kRansLow || x >= (1u << 31)) {
+      return absl::DataLossError(absl::StrCat("entropy lane ", l, " has an invalid state"));
+    }
+    pos += b;
+  }
+  return absl::OkStatus();
+}
+
+RansDecoder::RansDecoder(const RansTable& table, absl::Span<const uint8_t> streams,
+                         const uint32_t lane_bytes[kRansLanes], RansPath path)
+    : streams_(streams.data()), avx2_(UseAvx2(path)) {
+  if (table.freq.size() > 128) std::abort();  // the slot's symbol field has 7 bits
+  for (size_t s = 0; s < table.freq.size(); ++s) {
+    const uint32_t f = table.freq[s];
+    for (uint32_t k = 0; k < f; ++k) {
+      slots_[table.start[s] + k] = f | k << 13 | static_cast<uint32_t>(s) << 25;
+    }
+  }
+  int32_t pos = 0;
+  for (int l = 0; l < kRansLanes; ++l) {
+    state_[l] = LoadLE32(streams_ + pos);
+    next_[l] = pos + 4;
+    end_[l] = pos + static_cast<int32_t>(lane_bytes[l]);
+    pos = end_[l];
+  }
+}
+
+// Branch-free renormalization (whether a lane needs a word is data-dependent and would
+// mispredict often); a lane that needs a word past its end reads a zero instead and sets
+// `overrun`, which Decode reports.
+uint8_t RansDecoder::DecodeOne(bool* overrun) {
+  const int l = lane_;
+  uint32_t x = state_[l];
+  const uint32_t e = slots_[x & (kRansTotal - 1)];
+  x = (e & 0x1fff) * (x >> kRansScaleBits) + ((e >> 13) & 0xfff);
+  const bool need = x < kRansLow;
+  const bool have = next_[l] < end_[l];
+  *overrun |= need & !have;
+  const uint32_t word = have ? LoadLE16(streams_ + next_[l]) : 0;
+  state_[l] = need ? (x << 16) | word : x;
+  next_[l] += (need & have) ? 2 : 0;
+  lane_ = (l + 1) & (kRansLanes - 1);
+  return static_cast<uint8_t>(e >> 25);
+}
+
+
+absl::Status RansDecoder::Decode(size_t count, uint8_t* out) {
+  bool overrun = false;
+  size_t i = 0;
+  if (avx2_) {
+    for (; i < count && lane_ % 8 != 0; ++i) out[i] = DecodeOne(&overrun);
+    const size_t whole = (count - i) / 8 * 8;
+    if (whole != 0) overrun |= DecodeAvx2(whole, out + i);
+    i += whole;
+  }
+  for (; i < count; ++i) out[i] = DecodeOne(&overrun);
+  if (overrun) return absl::DataLossError("an entropy lane ends early");
+  return absl::OkStatus();
+}
+
+absl::Status RansDecoder::Finish() const {
+  for (int l = 0; l < kRansLanes; ++l) {
+    if (state_[l] != kRansLow || next_[l] != end_[l]) {
+      return absl::DataLossError(
+          absl::StrCat("entropy lane ", l, " does not end where its stream does"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kvpack

@@ -1,0 +1,292 @@
+#include "codec/rans_avx2.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+#include "codec/segment_io.h"
+
+namespace kvpack {
+namespace rans_internal {
+namespace {
+
+// The AVX2 encoder's per-symbol constants: freq | start << 13.
+struct Avx2EncTables {
+  uint32_t packed[256];
+};
+
+// The constants of a run of symbols, looked up ahead of the coding loop (plain loads and
+// stores pipeline better than gathers).
+constexpr size_t kEncBatch = 2048;  // symbols, a multiple of 32
+struct Avx2EncBatch {
+  alignas(32) uint32_t packed[kEncBatch];
+};
+
+// b's constants of symbols[0..n). Scalar loads on purpose: the vectorizer would turn them into
+// gathers, which are slower here.
+#if defined(__clang__)
+void LookUp(const Avx2EncTables& t, const uint8_t* symbols, size_t n, Avx2EncBatch* b) {
+#pragma clang loop vectorize(disable)
+  for (size_t i = 0; i < n; ++i) b->packed[i] = t.packed[symbols[i]];
+}
+#else
+__attribute__((optimize("no-tree-vectorize"))) void LookUp(const Avx2EncTables& t,
+                                                            const uint8_t* symbols, size_t n,
+                                                            Avx2EncBatch* b) {
+  for (size_t i = 0; i < n; ++i) b->packed[i] = t.packed[symbols[i]];
+}
+#endif
+
+// What the AVX2 encoder emits: for group g of 8 lanes (symbols 8g .. 8g+7, register r = g mod 4,
+// row i = g / 4 of that register), the low 16 bits of the 8 states before renormalization
+// (row i of rows[r]) and which lanes renormalized (byte i of masks[r]). Rows are kept in
+// symbol order, which is each lane's decoding order, and compacted into streams at the end.
+struct Avx2Emitted {
+  size_t rows_per_register = 0;  // a multiple of 8; masks of unused rows are 0
+  std::unique_ptr<uint16_t[]> rows;  // [4][rows_per_register][8], uninitialized
+  std::unique_ptr<uint8_t[]> masks;  // [4][rows_per_register]
+  uint16_t* Row(size_t g) { return rows.get() + ((g % 4) * rows_per_register + g / 4) * 8; }
+  uint8_t* Mask(size_t g) { return masks.get() + (g % 4) * rows_per_register + g / 4; }
+};
+
+// Codes one symbol in each of 8 consecutive lanes of group g (states x, constants packed;
+// lanes outside `valid` keep their state and emit nothing). x / freq comes from the float
+// reciprocal and one correction: the float quotient is within 0.1 of x / freq for x < 2^31, so
+// its truncation is ⌊x/freq⌋ − 1, ⌊x/freq⌋ or ⌊x/freq⌋ + 1, and the remainder's sign and size
+// say which. No data-dependent branch. `words` counts each lane's renormalizations.
+__attribute__((target("avx2"), always_inline)) inline __m256i EncodeEight(
+    __m256i x, const uint32_t* packed, size_t g, __m256i valid, Avx2Emitted* emitted,
+    __m256i* words) {
+  const __m256i e = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed));
+  const __m256i freq = _mm256_and_si256(e, _mm256_set1_epi32(0x1fff));
+  // 1.0f / freq, correctly rounded.
+  const __m256 rcp = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_cvtepi32_ps(freq));
+  const __m256i start = _mm256_srli_epi32(e, 13);
+  const __m256i freq_m1 = _mm256_sub_epi32(freq, _mm256_set1_epi32(1));
+  // x ≥ freq << 19, i.e. x > (freq << 19) − 1; states are below 2^31, so signed compares.
+  const __m256i need = _mm256_and_si256(
+      valid, _mm256_cmpgt_epi32(x, _mm256_or_si256(_mm256_slli_epi32(freq_m1, kFreqShift),
+                                                   _mm256_set1_epi32((1 << kFreqShift) - 1))));
+  const __m256i low = _mm256_and_si256(x, _mm256_set1_epi32(0xffff));
+  const __m256i packed16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(low, low), 0x08);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(emitted->Row(g)), _mm256_castsi256_si128(packed16));
+  *emitted->Mask(g) = static_cast<uint8_t>(_mm256_movemask_ps(_mm256_castsi256_ps(need)));
+  *words = _mm256_sub_epi32(*words, need);
+  const __m256i y = _mm256_blendv_epi8(x, _mm256_srli_epi32(x, 16), need);
+  __m256i q = _mm256_cvttps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(y), rcp));
+  const __m256i r = _mm256_sub_epi32(y, _mm256_mullo_epi32(q, freq));
+  q = _mm256_sub_epi32(q, _mm256_cmpgt_epi32(r, freq_m1));               // r ≥ freq: q + 1
+  q = _mm256_add_epi32(q, _mm256_cmpgt_epi32(_mm256_setzero_si256(), r));  // r < 0: q − 1
+  const __m256i cmpl = _mm256_sub_epi32(_mm256_set1_epi32(kRansTotal), freq);
+  const __m256i coded = _mm256_add_epi32(_mm256_add_epi32(y, start), _mm256_mullo_epi32(q, cmpl));
+  return _mm256_blendv_epi8(x, coded, valid);
+}
+
+// pshufb controls that move the 16-bit elements selected by an 8-bit mask to the front.
+struct CompressTable {
+  alignas(16) uint8_t shuffle[256][16];
+  CompressTable() {
+    for (int m = 0; m < 256; ++m) {
+      int out = 0;
+      for (int i = 0; i < 8; ++i) {
+        if ((m >> i) & 1) {
+          shuffle[m][out++] = static_cast<uint8_t>(2 * i);
+          shuffle[m][out++] = static_cast<uint8_t>(2 * i + 1);
+        }
+      }
+      while (out < 16) shuffle[m][out++] = 0x80;
+    }
+  }
+};
+
+// Writes lane by lane the final state, then the kept words of each row in row order, into
+// `out` at the offsets lane_start[] (each lane's length known from its word count, so a lane
+// never writes into the next).
+__attribute__((target("avx2,bmi2,popcnt"))) void CompactLanes(
+    Avx2Emitted* emitted, const uint32_t x[kRansLanes], const size_t lane_start[kRansLanes + 1],
+    uint8_t* out) {
+  static const CompressTable table;
+  for (int l = 0; l < kRansLanes; ++l) StoreLE32(out + lane_start[l], x[l]);
+  for (int r = 0; r < 4; ++r) {
+    uint8_t* dst[8];
+    for (int k = 0; k < 8; ++k) dst[k] = out + lane_start[8 * r + k] + 4;
+    const uint16_t* rows = emitted->rows.get() + r * emitted->rows_per_register * 8;
+    const uint8_t* masks = emitted->masks.get() + r * emitted->rows_per_register;
+    for (size_t i = 0; i < emitted->rows_per_register; i += 8) {
+      // 8 rows × 8 lanes of 16-bit words, transposed: c[k] = lane k's words of rows i .. i+7.
+      __m128i v[8];
+      for (int j = 0; j < 8; ++j) v[j] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows + (i + j) * 8));
+      __m128i t[8], u[8], c[8];
+      for (int j = 0; j < 4; ++j) {
+        t[2 * j] = _mm_unpacklo_epi16(v[2 * j], v[2 * j + 1]);
+        t[2 * j + 1] = _mm_unpackhi_epi16(v[2 * j], v[2 * j + 1]);
+      }
+      for (int h = 0; h < 2; ++h) {
+        u[4 * h + 0] = _mm_unpacklo_epi32(t[4 * h], t[4 * h + 2]);
+        u[4 * h + 1] = _mm_unpackhi_epi32(t[4 * h], t[4 * h + 2]);
+        u[4 * h + 2] = _mm_unpacklo_epi32(t[4 * h + 1], t[4 * h + 3]);
+        u[4 * h + 3] = _mm_unpackhi_epi32(t[4 * h + 1], t[4 * h + 3]);
+      }
+      for (int j = 0; j < 4; ++j) {
+        c[2 * j] = _mm_unpacklo_epi64(u[j], u[j + 4]);
+        c[2 * j + 1] = _mm_unpackhi_epi64(u[j], u[j + 4]);
+      }
+      uint64_t m;
+      std::memcpy(&m, masks + i, 8);  // byte j: the lanes of row i + j that renormalized
+      for (int k = 0; k < 8; ++k) {
+        const uint32_t keep = static_cast<uint32_t>(_pext_u64(m, 0x0101010101010101ull << k));
+        const __m128i words = _mm_shuffle_epi8(
+            c[k], _mm_load_si128(reinterpret_cast<const __m128i*>(table.shuffle[keep])));
+        const int bytes = 2 * __builtin_popcount(keep);
+        uint8_t* const lane_end = out + lane_start[8 * r + k + 1];
+        if (dst[k] + 16 <= lane_end) {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[k]), words);
+        } else {
+          alignas(16) uint8_t tail[16];
+          _mm_store_si128(reinterpret_cast<__m128i*>(tail), words);
+          std::memcpy(dst[k], tail, bytes);
+        }
+        dst[k] += bytes;
+      }
+    }
+  }
+}
+
+// The AVX2 encoder: every group of 8 lanes (a last partial group with its missing lanes
+// masked), last group first, 32 lanes a round with the states in registers, then the streams
+// compacted from the emitted rows. False when they do not fit in `out`.
+}  // namespace
+
+__attribute__((target("avx2"))) bool EncodeAvx2(const RansTable& table,
+                                                absl::Span<const uint8_t> symbols,
+                                                absl::Span<uint8_t> out,
+                                                uint32_t lane_bytes[kRansLanes]) {
+  Avx2EncTables t;
+  for (size_t s = 0; s < 256; ++s) {
+    const uint32_t f = s < table.freq.size() ? table.freq[s] : 0;
+    t.packed[s] = f == 0 ? 0 : f | table.start[s] << 13;
+  }
+  const size_t n = symbols.size(), groups = (n + 7) / 8;
+  Avx2Emitted emitted;
+  emitted.rows_per_register = ((groups + 3) / 4 + 7) / 8 * 8;
+  emitted.rows.reset(new uint16_t[4 * emitted.rows_per_register * 8]);
+  emitted.masks.reset(new uint8_t[4 * emitted.rows_per_register]());
+  alignas(32) uint32_t x[kRansLanes];
+  alignas(32) uint32_t words[kRansLanes] = {};
+  for (uint32_t& s : x) s = kRansLow;
+  __m256i* const xr = reinterpret_cast<__m256i*>(x);
+  __m256i* const wr = reinterpret_cast<__m256i*>(words);
+  const __m256i all = _mm256_set1_epi32(-1);
+  Avx2EncBatch b;
+  size_t g = n / 8;  // whole groups left
+  if (n % 8 != 0) {
+    alignas(32) uint32_t packed[8] = {};
+    for (size_t i = 8 * g; i < n; ++i) packed[i - 8 * g] = t.packed[symbols[i]];
+    const __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n % 8)),
+                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    xr[g % 4] = EncodeEight(xr[g % 4], packed, g, valid, &emitted, &wr[g % 4]);
+  }
+  if (g % 4 != 0) {
+    const size_t first = 8 * (g / 4 * 4);
+    LookUp(t, symbols.data() + first, 8 * g - first, &b);
+    for (; g % 4 != 0; --g) {
+      const size_t r = (g - 1) % 4;
+      xr[r] = EncodeEight(xr[r], b.packed + 8 * (g - 1) - first, g - 1, all, &emitted, &wr[r]);
+    }
+  }
+  __m256i x0 = xr[0], x1 = xr[1], x2 = xr[2], x3 = xr[3];
+  __m256i w0 = wr[0], w1 = wr[1], w2 = wr[2], w3 = wr[3];
+  while (g != 0) {
+    const size_t count = std::min(8 * g, kEncBatch), first = 8 * g - count;
+    LookUp(t, symbols.data() + first, count, &b);
+    for (size_t j = count; j != 0; j -= 32) {
+      const size_t g0 = (first + j) / 8 - 4;
+      x3 = EncodeEight(x3, b.packed + j - 8, g0 + 3, all, &emitted, &w3);
+      x2 = EncodeEight(x2, b.packed + j - 16, g0 + 2, all, &emitted, &w2);
+      x1 = EncodeEight(x1, b.packed + j - 24, g0 + 1, all, &emitted, &w1);
+      x0 = EncodeEight(x0, b.packed + j - 32, g0, all, &emitted, &w0);
+    }
+    g -= count / 8;
+  }
+  xr[0] = x0, xr[1] = x1, xr[2] = x2, xr[3] = x3;
+  wr[0] = w0, wr[1] = w1, wr[2] = w2, wr[3] = w3;
+  size_t lane_start[kRansLanes + 1];
+  lane_start[0] = 0;
+  for (int l = 0; l < kRansLanes; ++l) {
+    lane_bytes[l] = 4 + 2 * words[l];
+    lane_start[l + 1] = lane_start[l] + lane_bytes[l];
+  }
+  if (lane_start[kRansLanes] > out.size()) return false;
+  CompactLanes(&emitted, x, lane_start, out.data());
+  return true;
+}
+
+}  // namespace rans_internal
+
+namespace {
+
+// One step of 8 consecutive lanes: states x, stream offsets next (in and out), ends end.
+// Symbols to out[0..8). The lanes that renormalize and have a word left gather it (32 bits
+// ending at the word, so no byte past it is read); the others read nothing.
+__attribute__((target("avx2"), always_inline)) inline __m256i DecodeEight(
+    __m256i x, __m256i* next, __m256i end, __m256i* overrun, const uint32_t* slots,
+    const uint8_t* streams, uint8_t* out) {
+  const __m256i e = _mm256_i32gather_epi32(
+      reinterpret_cast<const int*>(slots), _mm256_and_si256(x, _mm256_set1_epi32(kRansTotal - 1)), 4);
+  const __m256i freq = _mm256_and_si256(e, _mm256_set1_epi32(0x1fff));
+  const __m256i bias = _mm256_and_si256(_mm256_srli_epi32(e, 13), _mm256_set1_epi32(0xfff));
+  x = _mm256_add_epi32(_mm256_mullo_epi32(freq, _mm256_srli_epi32(x, kRansScaleBits)), bias);
+  const __m256i need = _mm256_cmpgt_epi32(_mm256_set1_epi32(kRansLow), x);
+  const __m256i have = _mm256_cmpgt_epi32(end, *next);
+  const __m256i take = _mm256_and_si256(need, have);
+  *overrun = _mm256_or_si256(*overrun, _mm256_andnot_si256(have, need));
+  const __m256i word = _mm256_srli_epi32(
+      _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), reinterpret_cast<const int*>(streams),
+                                  _mm256_sub_epi32(*next, _mm256_set1_epi32(2)), take, 1),
+      16);
+  x = _mm256_blendv_epi8(x, _mm256_or_si256(_mm256_slli_epi32(x, 16), word), need);
+  *next = _mm256_sub_epi32(*next, _mm256_add_epi32(take, take));  // take is −1: +2
+  const __m256i sym = _mm256_srli_epi32(e, 25);
+  const __m128i s16 = _mm_packus_epi32(_mm256_castsi256_si128(sym), _mm256_extracti128_si256(sym, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm_packus_epi16(s16, s16));
+  return x;
+}
+
+}  // namespace
+
+__attribute__((target("avx2"))) bool RansDecoder::DecodeAvx2(size_t count, uint8_t* out) {
+  __m256i* const x = reinterpret_cast<__m256i*>(state_);
+  __m256i* const next = reinterpret_cast<__m256i*>(next_);
+  const __m256i* const end = reinterpret_cast<const __m256i*>(end_);
+  __m256i overrun = _mm256_setzero_si256();
+  size_t i = 0;
+  // Single groups up to lane 0, then 32 lanes a round with the states in registers.
+  for (; i < count && lane_ != 0; i += 8) {
+    const int r = lane_ / 8;
+    x[r] = DecodeEight(x[r], &next[r], end[r], &overrun, slots_, streams_, out + i);
+    lane_ = (lane_ + 8) & (kRansLanes - 1);
+  }
+  if (count - i >= 32) {
+    __m256i x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+    __m256i n0 = next[0], n1 = next[1], n2 = next[2], n3 = next[3];
+    const __m256i e0 = end[0], e1 = end[1], e2 = end[2], e3 = end[3];
+    for (; count - i >= 32; i += 32) {
+      x0 = DecodeEight(x0, &n0, e0, &overrun, slots_, streams_, out + i);
+      x1 = DecodeEight(x1, &n1, e1, &overrun, slots_, streams_, out + i + 8);
+      x2 = DecodeEight(x2, &n2, e2, &overrun, slots_, streams_, out + i + 16);
+      x3 = DecodeEight(x3, &n3, e3, &overrun, slots_, streams_, out + i + 24);
+    }
+    x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
+    next[0] = n0, next[1] = n1, next[2] = n2, next[3] = n3;
+  }
+  for (; i < count; i += 8) {
+    const int r = lane_ / 8;
+    x[r] = DecodeEight(x[r], &next[r], end[r], &overrun, slots_, streams_, out + i);
+    lane_ = (lane_ + 8) & (kRansLanes - 1);
+  }
+  return !_mm256_testz_si256(overrun, overrun);
+}
+
+}  // namespace kvpack

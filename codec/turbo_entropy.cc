@@ -1,0 +1,555 @@
+#include "codec/turbo_entropy.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <memory>
+#include <numeric>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "codec/channel_means.h"
+#include "codec/element_convert_simd.h"
+#include "codec/float_convert.h"
+#include "codec/hadamard.h"
+#include "codec/hadamard_simd.h"
+#include "codec/rans.h"
+#include "codec/segment_io.h"
+#include "codec/turbo_kernel.h"
+
+namespace kvpack {
+namespace {
+
+// Indices q lie in [−kMaxIndex, kMaxIndex] and are coded as symbols q + kMaxIndex.
+constexpr int kMaxIndex = 63;
+constexpr int kSymbols = 2 * kMaxIndex + 1;
+// |q| = 1 .. kOffsets−1 decode to (|q| + offset/256)·Δ; entry 0 is always 0.
+constexpr int kOffsets = 16;
+// Step ladder: α_k = 2^(k/16 − 6), k = 0 .. kLadder−1, Δ_h = fp16(α_k · σ_h).
+constexpr int kLadder = 161;
+// Histogram of |y|/σ used to guess the step: kHistPerSigma bins per σ up to kHistSigmas σ.
+constexpr int kHistPerSigma = 32;
+constexpr int kHistSigmas = 64;
+constexpr int kHistBins = kHistPerSigma * kHistSigmas;
+
+double LadderAlpha(int k) { return std::exp2(k / 16.0 - 6.0); }
+
+// Where the fixed parts of a segment lie (FORMAT.md, turbo_e*); the table, lane lengths and
+// streams follow at `table`.
+struct Layout {
+  uint64_t means = 8;  // fp16 [kv_heads][d]
+  uint64_t steps = 0;  // fp16 [kv_heads]
+  uint64_t offsets = 0;  // i8 [kOffsets]
+  uint64_t table = 0;  // u8 first symbol, u8 symbol count, u16 freq[count]
+  uint64_t total = 0;
+};
+
+Layout LayoutOf(const SegmentShape& shape, int half_bits) {
+  Layout l;
+  l.steps = l.means + 2 * uint64_t{shape.kv_heads} * shape.head_dim;
+  l.offsets = l.steps + 2 * uint64_t{shape.kv_heads};
+  l.table = l.offsets + kOffsets;
+  l.total = (shape.Elements() * static_cast<uint64_t>(half_bits) + 15) / 16;
+  return l;
+}
+
+// The largest side information after `table`: a full frequency table and the lane lengths.
+constexpr uint64_t kMaxTableAndLanes = 2 + 2 * kSymbols + 4 * kRansLanes;
+
+bool BadStep(uint16_t h) { return (h & 0x7c00u) == 0x7c00u || (h & 0x8000u) != 0 || h == 0; }
+
+uint16_t StepFor(double alpha, double sigma) {
+  if (sigma == 0) return 0x3c00;  // 1.0: every index is 0
+  const uint16_t h = FloatToHalf(static_cast<float>(alpha * sigma));
+  if (h == 0) return 1;                        // smallest subnormal
+  if ((h & 0x7c00u) == 0x7c00u) return 0x7bff;  // largest finite
+  return h;
+}
+
+// One try at a ladder step: the symbols of every segment value, their counts, and per symbol
+// of |q| = 1 .. kOffsets−1 the exact sum of its values' t = |y|/Δ − |q| (FORMAT.md's centroid
+// offsets), in units of 2^−25.
+struct Quantized {
+  std::unique_ptr<uint8_t[]> symbols;  // uninitialized until QuantizeAll
+  uint64_t counts[kSymbols];
+  int64_t t_sums[kSymbols];
+};
+
+// The quantizer, 8 values at a time: |q| = min(kMaxIndex, ⌊|y|·inv + 0.5⌋) in float, negative
+// for y < 0, as the symbol q + kMaxIndex; also |q| and t = |y|·inv − |q| in float.
+inline void QuantizeEight(const float* y, __m256 inv, __m256i* a, __m256i* symbol, __m256* t) {
+  const __m256 v = _mm256_loadu_ps(y);
+  const __m256 scaled = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), v), inv);
+  *a = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_add_ps(scaled, _mm256_set1_ps(0.5f)),
+                                         _mm256_set1_ps(static_cast<float>(kMaxIndex))));
+  const __m256i negative = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+  const __m256i mid = _mm256_set1_epi32(kMaxIndex);
+  *symbol = _mm256_blendv_epi8(_mm256_add_epi32(mid, *a), _mm256_sub_epi32(mid, *a), negative);
+  *t = _mm256_sub_ps(scaled, _mm256_cvtepi32_ps(*a));
+}
+
+// Quantizes every value at the steps 1/inv[h]: symbols, counts and exact t sums in one pass.
+//
+// Why t·2^25 is an exact integer: for |q| ≥ 1, |y|·inv ≥ 0.5 − 2^−25 is a float multiple of
+// 2^−25, so t (its float difference with |q|) is one too, and |t| ≤ 0.5 + 2^−24 bounds it.
+// Each value adds 2^40 + t·2^25 (t = 0 outside |q| = 1 .. kOffsets−1) to one int64 slot per
+// symbol, which holds the count above bit 40 and the sum below; slots are flushed before 2^14
+// values reach them, so |sum| < 2^39 never touches the count.
+void QuantizeAll(const float* y, uint64_t n, uint32_t d, uint32_t heads,
+                 const std::vector<float>& inv, Quantized* out) {
+  if (out->symbols == nullptr) out->symbols.reset(new uint8_t[n * d]);
+  std::fill(out->counts, out->counts + kSymbols, 0);
+  std::fill(out->t_sums, out->t_sums + kSymbols, 0);
+  int64_t slots[4][kSymbols + 1] = {};  // four partial slots break store-to-load chains
+  auto flush = [&] {
+    for (int j = 0; j < 4; ++j) {
+      for (int s = 0; s < kSymbols; ++s) {
+        const int64_t count = (slots[j][s] + (int64_t{1} << 39)) >> 40;
+        out->counts[s] += static_cast<uint64_t>(count);
+        out->t_sums[s] += slots[j][s] - count * (int64_t{1} << 40);
+        slots[j][s] = 0;
+      }
+    }
+  };
+  const uint64_t flush_every = std::max<uint64_t>(1, (uint64_t{1} << 16) / d);  // 2^14 a slot row
+  const __m256i one_count = _mm256_set1_epi64x(int64_t{1} << 40);
+  for (uint64_t v = 0; v < n; ++v) {
+    const __m256 k = _mm256_set1_ps(inv[v % heads]);
+    const float* yv = &y[v * d];
+    uint8_t* s = &out->symbols[v * d];
+    for (uint32_t c = 0; c < d; c += 8) {
+      __m256i a, symbol;
+      __m256 t;
+      QuantizeEight(yv + c, k, &a, &symbol, &t);
+      const __m256i summed = _mm256_andnot_si256(
+          _mm256_cmpeq_epi32(a, _mm256_setzero_si256()),
+          _mm256_cmpgt_epi32(_mm256_set1_epi32(kOffsets), a));
+      const __m256i fixed = _mm256_and_si256(
+          summed, _mm256_cvttps_epi32(_mm256_mul_ps(t, _mm256_set1_ps(0x1.0p25f))));
+      // Through memory, not 8 lane extracts (2 µops each): volatile keeps the compiler from
+      // turning the reloads into extracts.
+      alignas(32) int64_t add[8];
+      alignas(32) int32_t sym_lanes[8];
+      const volatile int32_t* const sym = sym_lanes;
+      _mm256_store_si256(reinterpret_cast<__m256i*>(add),
+                         _mm256_add_epi64(one_count, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(fixed))));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(add + 4),
+                         _mm256_add_epi64(one_count, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(fixed, 1))));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sym_lanes), symbol);
+      const __m128i s16 = _mm_packus_epi32(_mm256_castsi256_si128(symbol),
+                                           _mm256_extracti128_si256(symbol, 1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(s + c), _mm_packus_epi16(s16, s16));
+      for (int j = 0; j < 8; ++j) slots[j & 3][sym[j]] += add[j];
+    }
+    if ((v + 1) % flush_every == 0) flush();
+  }
+  flush();
+}
+
+// The reference of the offset sums (FORMAT.md): per vector, four float partial sums of t per
+// |q| (value c into partial c mod 4, c ascending), added into a double per |q| in vector order.
+void ReferenceOffsetSums(const float* y, const uint8_t* symbols, uint64_t n, uint32_t d,
+                         uint32_t heads, const std::vector<float>& inv, double sum[kOffsets]) {
+  std::fill(sum, sum + kOffsets, 0.0);
+  for (uint64_t v = 0; v < n; ++v) {
+    const float k = inv[v % heads];
+    const float* yv = &y[v * d];
+    const uint8_t* s = &symbols[v * d];
+    float part[4][kOffsets] = {};
+    for (uint32_t c = 0; c < d; ++c) {
+      const int a = std::abs(static_cast<int>(s[c]) - kMaxIndex);
+      if (a < kOffsets) part[c & 3][a] += std::fabs(yv[c]) * k - static_cast<float>(a);
+    }
+    for (int a = 0; a < kOffsets; ++a) sum[a] += double{part[0][a]} + part[1][a] + part[2][a] + part[3][a];
+  }
+}
+
+// The reconstruction offsets of |q| = 1 .. kOffsets−1: the mean of t over the segment's values
+// with that |q|, in 1/256 of a step, rounded and clamped to int8, from the reference sums.
+//
+// The reference rounds (float partial sums of at most ⌈d/4⌉ terms, then double sums); the
+// exact sums differ from it by at most |t|max · count · (γ(⌈d/4⌉) + 4n·2^−53), γ(m) = m·2^−24/
+// (1 − m·2^−24), twice that here for margin. When the exact mean, so widened, rounds to one
+// integer either way, so does the reference's and the exact sums decide; otherwise (about one
+// segment in a hundred) the reference sums are computed.
+void CentroidOffsets(const Quantized& q, const float* y, uint64_t n, uint32_t d, uint32_t heads,
+                     const std::vector<float>& inv, bool reference, int8_t offsets[kOffsets]) {
+  const double m = (d + 3) / 4;
+  const double rel = 2.0 * 0.50001 * (m * 0x1.0p-24 / (1 - m * 0x1.0p-24) + 4.0 * n * 0x1.0p-53);
+  double sum[kOffsets];
+  bool exact = !reference;
+  for (int a = 1; a < kOffsets && exact; ++a) {
+    const uint64_t count = q.counts[kMaxIndex + a] + q.counts[kMaxIndex - a];
+    if (count == 0) continue;
+    sum[a] = static_cast<double>(q.t_sums[kMaxIndex + a] + q.t_sums[kMaxIndex - a]) * 0x1.0p-25;
+    const double u = sum[a] / count * 256.0;
+    const double slack = rel * 256.0 + 1e-9 * std::fabs(u);
+    exact = std::nearbyint(u - slack) == std::nearbyint(u + slack);
+  }
+  if (!exact) ReferenceOffsetSums(y, q.symbols.get(), n, d, heads, inv, sum);
+  offsets[0] = 0;
+  for (int a = 1; a < kOffsets; ++a) {
+    const uint64_t count = q.counts[kMaxIndex + a] + q.counts[kMaxIndex - a];
+    const double off = count == 0 ? 0.0 : std::nearbyint(sum[a] / count * 256.0);
+    offsets[a] = static_cast<int8_t>(std::max(-128.0, std::min(127.0, off)));
+  }
+}
+
+// Centres and rotates one chunk of D = 8·R values held in registers: y = rotation of x − m.
+template <int R>
+void RotateChunk(const HadamardSigns& signs, const float* x, const float* m, float* y) {
+  const float* s1 = reinterpret_cast<const float*>(signs.s1_xor.data());
+  __m256 v[R];
+  for (int r = 0; r < R; ++r) {
+    v[r] = _mm256_xor_ps(_mm256_sub_ps(_mm256_loadu_ps(x + 8 * r), _mm256_loadu_ps(m + 8 * r)),
+                         _mm256_loadu_ps(s1 + 8 * r));
+  }
+  RegisterWalshHadamard<R>(v);
+  // (h · 1/√D) ⊕ S2 == h · (±1/√D) exactly.
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_ps(y + 8 * r, _mm256_mul_ps(v[r], _mm256_loadu_ps(signs.s2_scaled.data() + 8 * r)));
+  }
+}
+
+// y = rotation of x − m for one vector, chunk by chunk; x is overwritten.
+void CentreAndRotate(const TurboChunkPlan& plan, float* x, const float* m, float* y) {
+  for (size_t c = 0; c < plan.sizes.size(); ++c) {
+    const uint32_t o = plan.offsets[c];
+    switch (plan.sizes[c]) {
+      case 32: RotateChunk<4>(plan.signs[c], x + o, m + o, y + o); break;
+      case 64: RotateChunk<8>(plan.signs[c], x + o, m + o, y + o); break;
+      case 128: RotateChunk<16>(plan.signs[c], x + o, m + o, y + o); break;
+      case 256: RotateChunk<32>(plan.signs[c], x + o, m + o, y + o); break;
+      default:
+        for (uint32_t i = 0; i < plan.sizes[c]; ++i) x[o + i] -= m[o + i];
+        HadamardRotate(plan.signs[c], x + o, y + o);
+    }
+  }
+}
+
+// e[j] = Σ_c y_j[c]² in double, c ascending (the reference order), for the 8 vectors of d
+// values at y, y + d, …: the vectors' sums run side by side in the lanes of two registers.
+void SumSquaresEight(const float* y, uint32_t d, double e[8]) {
+  __m256d acc[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+  for (uint32_t c = 0; c < d; c += 4) {
+    for (int half = 0; half < 2; ++half) {
+      const float* base = y + 4 * half * size_t{d} + c;
+      __m128 r0 = _mm_loadu_ps(base), r1 = _mm_loadu_ps(base + d);
+      __m128 r2 = _mm_loadu_ps(base + 2 * d), r3 = _mm_loadu_ps(base + 3 * d);
+      _MM_TRANSPOSE4_PS(r0, r1, r2, r3);  // r_k = element c + k of the four vectors
+      for (__m128 r : {r0, r1, r2, r3}) {
+        const __m256d w = _mm256_cvtps_pd(r);
+        acc[half] = _mm256_add_pd(acc[half], _mm256_mul_pd(w, w));
+      }
+    }
+  }
+  _mm256_storeu_pd(e, acc[0]);
+  _mm256_storeu_pd(e + 4, acc[1]);
+}
+
+// Dequantizes and unrotates one chunk of D = 8·R symbols in registers, adding the means.
+template <int R>
+void DecodeChunk(const HadamardSigns& signs, const uint8_t* sym, const float* value,
+                 const float* m, float* x) {
+  const float* s2 = reinterpret_cast<const float*>(signs.s2_xor.data());
+  __m256 v[R];
+  for (int r = 0; r < R; ++r) {
+    const __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sym + 8 * r)));
+    v[r] = _mm256_xor_ps(_mm256_i32gather_ps(value, idx, 4), _mm256_loadu_ps(s2 + 8 * r));
+  }
+  RegisterWalshHadamard<R>(v);
+  for (int r = 0; r < R; ++r) {
+    const __m256 z = _mm256_mul_ps(v[r], _mm256_loadu_ps(signs.s1_scaled.data() + 8 * r));
+    _mm256_storeu_ps(x + 8 * r, _mm256_add_ps(z, _mm256_loadu_ps(m + 8 * r)));
+  }
+}
+
+// x = unrotation of the values of `sym`, plus the means m, chunk by chunk; y is scratch.
+void DecodeVector(const TurboChunkPlan& plan, const uint8_t* sym, const float* value,
+                  const float* m, float* y, float* x) {
+  for (size_t c = 0; c < plan.sizes.size(); ++c) {
+    const uint32_t o = plan.offsets[c];
+    switch (plan.sizes[c]) {
+      case 32: DecodeChunk<4>(plan.signs[c], sym + o, value, m + o, x + o); break;
+      case 64: DecodeChunk<8>(plan.signs[c], sym + o, value, m + o, x + o); break;
+      case 128: DecodeChunk<16>(plan.signs[c], sym + o, value, m + o, x + o); break;
+      case 256: DecodeChunk<32>(plan.signs[c], sym + o, value, m + o, x + o); break;
+      default:
+        for (uint32_t i = 0; i < plan.sizes[c]; ++i) y[o + i] = value[sym[o + i]];
+        HadamardUnrotate(plan.signs[c], y + o, x + o);
+        for (uint32_t i = 0; i < plan.sizes[c]; ++i) x[o + i] += m[o + i];
+    }
+  }
+}
+
+// Symbols [first, first + count) of a table, and the bytes of table plus lane lengths.
+struct SymbolRange {
+  int first = 0, count = 0;
+};
+SymbolRange RangeOf(const uint64_t* counts) {
+  int lo = 0, hi = kSymbols - 1;
+  while (lo < hi && counts[lo] == 0) ++lo;
+  while (hi > lo && counts[hi] == 0) --hi;
+  return {lo, hi - lo + 1};
+}
+
+// Bits the entropy-coded part would take for these counts: table, lane lengths, coded symbols,
+// and 48 bits per lane of rANS overhead (an upper bound of the final state and last word).
+double CodedBitsUpperBound(const uint64_t* counts) {
+  const SymbolRange r = RangeOf(counts);
+  const RansTable t = NormalizeRansTable(absl::MakeConstSpan(counts + r.first, r.count));
+  return 8.0 * (2 + 2 * r.count + 4 * kRansLanes) +
+         RansCodedBits(t, absl::MakeConstSpan(counts + r.first, r.count)) + 48.0 * kRansLanes;
+}
+
+}  // namespace
+
+TurboEntropyCodec::TurboEntropyCodec(int half_bits, OffsetSums offset_sums)
+    : half_bits_(half_bits), offset_sums_(offset_sums) {
+  if (half_bits < 4 || half_bits > 8) std::abort();
+}
+
+CodecId TurboEntropyCodec::id() const {
+  return static_cast<CodecId>(static_cast<int>(CodecId::kTurboE2) + half_bits_ - 4);
+}
+
+absl::string_view TurboEntropyCodec::name() const {
+  static constexpr absl::string_view kNames[] = {"turbo_e2", "turbo_e25", "turbo_e3",
+                                                 "turbo_e35", "turbo_e4"};
+  return kNames[half_bits_ - 4];
+}
+
+absl::Status TurboEntropyCodec::Supports(const SegmentShape& shape) const {
+  absl::Status status = CheckTurboShape(name(), shape, 16);
+  if (!status.ok()) return status;
+  const Layout l = LayoutOf(shape, half_bits_);
+  // Room for the side information and at least a quarter bit per value of indices.
+  if (l.table + kMaxTableAndLanes + shape.Elements() / 32 > l.total) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name(), ": a segment of ", shape.tokens, " tokens x ", shape.kv_heads,
+        " heads is too small for its means, steps and entropy tables; use turbo* or more "
+        "tokens per block"));
+  }
+  return absl::OkStatus();
+}
+
+uint64_t TurboEntropyCodec::EncodedSize(const SegmentShape& shape) const {
+  return LayoutOf(shape, half_bits_).total;
+}
+
+absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentContext& context,
+                                       absl::Span<const uint8_t> raw,
+                                       absl::Span<uint8_t> out) const {
+  absl::Status status = Supports(shape);
+  if (!status.ok()) return status;
+  status = CheckEncodeBuffers(name(), shape, EncodedSize(shape), raw.size(), out.size());
+  if (!status.ok()) return status;
+  const uint32_t d = shape.head_dim, heads = shape.kv_heads;
+  const uint64_t n = shape.Vectors();
+  const size_t elem = DTypeSize(shape.dtype);
+  const Layout layout = LayoutOf(shape, half_bits_);
+  TurboChunkPlan plan;
+  AppendTurboChunks(d, 2, &plan);
+  SeedTurboChunks(context.seed, &plan);
+  // Every byte of `out` is written below (seed, means, steps, offsets, table, lane lengths,
+  // streams and the zero padding after them).
+  StoreLE64(out.data(), context.seed);
+  // Pass 1: the fp16 channel means.
+  std::vector<float> means;
+  status = EncodeChannelMeans(name(), shape, raw, out.data() + layout.means, &means);
+  if (!status.ok()) return status;
+  // Pass 2: centre and rotate every vector; per-head energies Σ y² in double, each vector's
+  // sum in channel order, added in vector order.
+  std::unique_ptr<float[]> y_values(new float[n * d]);  // every value is written
+  float* const y = y_values.get();
+  std::vector<float> x(d);
+  std::vector<double> energy(heads, 0.0);
+  for (uint64_t v = 0; v < n; ++v) {
+    LoadElements(shape.dtype, raw.data() + v * d * elem, d, x.data());
+    CentreAndRotate(plan, x.data(), &means[(v % heads) * d], &y[v * d]);
+    if (v % 8 == 7) {
+      double e[8];
+      SumSquaresEight(&y[(v - 7) * d], d, e);
+      for (int j = 0; j < 8; ++j) energy[(v - 7 + j) % heads] += e[j];
+    }
+  }
+  for (uint64_t v = n / 8 * 8; v < n; ++v) {
+    double e = 0;
+    for (uint32_t c = 0; c < d; ++c) e += double{y[v * d + c]} * y[v * d + c];
+    energy[v % heads] += e;
+  }
+  std::vector<double> sigma(heads);
+  for (uint32_t h = 0; h < heads; ++h) {
+    if (!std::isfinite(energy[h])) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name(), ": the centred values of head ", h, " are too large to quantize"));
+    }
+    sigma[h] = std::sqrt(energy[h] / (static_cast<double>(shape.tokens) * d));
+  }
+  // Pass 3: a histogram of |y|/σ_h to guess the finest ladder step that fits.
+  std::vector<uint64_t> hist(kHistBins, 0);
+  for (uint64_t v = 0; v < n; ++v) {
+    const double s = sigma[v % heads];
+    const __m256 scale = _mm256_set1_ps(s == 0 ? 0.0f : static_cast<float>(kHistPerSigma / s));
+    const float* yv = &y[v * d];
+    for (uint32_t c = 0; c < d; c += 8) {
+      // min(|y|·scale, last bin) truncated: the bin, the last one for everything beyond it.
+      const __m256 b = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(yv + c)), scale);
+      alignas(32) int32_t bin_lanes[8];
+      const volatile int32_t* const bin = bin_lanes;  // through memory, as in QuantizeAll
+      _mm256_store_si256(reinterpret_cast<__m256i*>(bin_lanes),
+                         _mm256_cvttps_epi32(_mm256_min_ps(b, _mm256_set1_ps(kHistBins - 1))));
+      for (int j = 0; j < 8; ++j) ++hist[bin[j]];
+    }
+  }
+  const double budget_bits = 8.0 * static_cast<double>(layout.total - layout.table);
+  auto estimate = [&](int k) {
+    // Each bin's count goes to the |q| of its centre, split evenly between ±q.
+    uint64_t counts[kSymbols] = {0};
+    const double alpha = LadderAlpha(k);
+    for (int b = 0; b < kHistBins; ++b) {
+      if (hist[b] == 0) continue;
+      const int a = std::min<int>(kMaxIndex, static_cast<int>((b + 0.5) / kHistPerSigma / alpha + 0.5));
+      if (a == 0) {
+        counts[kMaxIndex] += hist[b];
+      } else {
+        counts[kMaxIndex + a] += hist[b] - hist[b] / 2;
+        counts[kMaxIndex - a] += hist[b] / 2;
+      }
+    }
+    return CodedBitsUpperBound(counts);
+  };
+  int lo = 0, hi = kLadder - 1;  // smallest k whose estimate fits, by bisection
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (estimate(mid) <= budget_bits) hi = mid; else lo = mid + 1;
+  }
+  // Pass 4: quantize at that step; move one rung coarser while the exact counts or the coded
+  // streams do not fit.
+  Quantized q;
+  std::vector<float> inv(heads);
+  uint8_t* table = out.data() + layout.table;
+  for (int k = lo; k < kLadder; ++k) {
+    for (uint32_t h = 0; h < heads; ++h) {
+      const uint16_t step = StepFor(LadderAlpha(k), sigma[h]);
+      StoreLE16(out.data() + layout.steps + 2 * h, step);
+      inv[h] = 1.0f / HalfToFloat(step);
+    }
+    QuantizeAll(y, n, d, heads, inv, &q);
+    if (CodedBitsUpperBound(q.counts) > budget_bits && k + 1 < kLadder) continue;
+    int8_t offsets[kOffsets];
+    CentroidOffsets(q, y, n, d, heads, inv, offset_sums_ == OffsetSums::kReference, offsets);
+    const SymbolRange r = RangeOf(q.counts);
+    const RansTable t = NormalizeRansTable(absl::MakeConstSpan(q.counts + r.first, r.count));
+    // The coder takes the symbols as they are (not rebased to `first`): the same table with
+    // `first` empty symbols in front codes them to the same streams.
+    RansTable coder_table;
+    coder_table.freq.assign(r.first, 0);
+    coder_table.freq.insert(coder_table.freq.end(), t.freq.begin(), t.freq.end());
+    FinishRansTable(&coder_table).IgnoreError();  // the same frequencies, summing to 4096
+    const uint64_t lanes_at = 2 + 2 * uint64_t(r.count);
+    const uint64_t streams_at = lanes_at + 4 * kRansLanes;
+    uint32_t lane_bytes[kRansLanes];
+    if (!RansEncode(coder_table, absl::MakeConstSpan(q.symbols.get(), n * d),
+                    absl::MakeSpan(table + streams_at, layout.total - layout.table - streams_at),
+                    lane_bytes)) {
+      continue;
+    }
+    std::fill(table + streams_at + std::accumulate(lane_bytes, lane_bytes + kRansLanes, uint64_t{0}),
+              out.data() + out.size(), 0);
+    table[0] = static_cast<uint8_t>(r.first);
+    table[1] = static_cast<uint8_t>(r.count);
+    for (int s = 0; s < r.count; ++s) StoreLE16(table + 2 + 2 * s, static_cast<uint16_t>(t.freq[s]));
+    for (int l = 0; l < kRansLanes; ++l) StoreLE32(table + lanes_at + 4 * l, lane_bytes[l]);
+    for (int a = 0; a < kOffsets; ++a) out[layout.offsets + a] = static_cast<uint8_t>(offsets[a]);
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(name(), ": the segment's indices do not fit its size at any step"));
+}
+
+absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
+                                       absl::Span<const uint8_t> encoded,
+                                       absl::Span<uint8_t> raw) const {
+  absl::Status status = Supports(shape);
+  if (!status.ok()) return status;
+  status = CheckDecodeBuffers(name(), shape, EncodedSize(shape), encoded.size(), raw.size());
+  if (!status.ok()) return status;
+  const uint32_t d = shape.head_dim, heads = shape.kv_heads;
+  const uint64_t n = shape.Vectors();
+  const size_t elem = DTypeSize(shape.dtype);
+  const Layout layout = LayoutOf(shape, half_bits_);
+  TurboChunkPlan plan;
+  AppendTurboChunks(d, 2, &plan);
+  SeedTurboChunks(LoadLE64(encoded.data()), &plan);
+  std::vector<float> means;
+  status = DecodeChannelMeans(name(), shape, encoded.data() + layout.means, &means);
+  if (!status.ok()) return status;
+  if (encoded[layout.offsets] != 0) {
+    return absl::DataLossError(absl::StrCat(name(), ": reconstruction offset 0 is not 0"));
+  }
+  const uint8_t* table = encoded.data() + layout.table;
+  const int first = table[0], count = table[1];
+  if (count == 0 || first + count > kSymbols) {
+    return absl::DataLossError(absl::StrCat(name(), ": entropy table covers symbols ", first,
+                                            " + ", count, ", beyond ", kSymbols));
+  }
+  RansTable t;
+  for (int s = 0; s < count; ++s) t.freq.push_back(LoadLE16(table + 2 + 2 * s));
+  if (!FinishRansTable(&t).ok()) {
+    return absl::DataLossError(absl::StrCat(name(), ": entropy table frequencies do not sum to ",
+                                            kRansTotal));
+  }
+  const uint64_t lanes_at = 2 + 2 * uint64_t(count);
+  const uint64_t streams_at = lanes_at + 4 * kRansLanes;
+  uint32_t lane_bytes[kRansLanes];
+  for (int l = 0; l < kRansLanes; ++l) lane_bytes[l] = LoadLE32(table + lanes_at + 4 * l);
+  const absl::Span<const uint8_t> streams =
+      encoded.subspan(layout.table + streams_at, layout.total - layout.table - streams_at);
+  status = RansDecoder::Check(streams, lane_bytes);
+  if (!status.ok()) return absl::DataLossError(absl::StrCat(name(), ": ", status.message()));
+  const uint64_t used = std::accumulate(lane_bytes, lane_bytes + kRansLanes, uint64_t{0});
+  for (uint64_t i = used; i < streams.size(); ++i) {
+    if (streams[i] != 0) return absl::DataLossError(absl::StrCat(name(), ": non-zero padding"));
+  }
+  // Reconstruction values per head and symbol.
+  std::vector<float> value(size_t{heads} * count);
+  for (uint32_t h = 0; h < heads; ++h) {
+    const uint16_t step_bits = LoadLE16(encoded.data() + layout.steps + 2 * h);
+    if (BadStep(step_bits)) {
+      return absl::DataLossError(absl::StrCat(name(), ": head ", h, " has an invalid step 0x",
+                                              absl::Hex(step_bits)));
+    }
+    const float step = HalfToFloat(step_bits);
+    for (int s = 0; s < count; ++s) {
+      const int q = first + s - kMaxIndex, a = std::abs(q);
+      const float level = a < kOffsets
+          ? static_cast<float>(a) + static_cast<int8_t>(encoded[layout.offsets + a]) * (1.0f / 256)
+          : static_cast<float>(a);
+      value[size_t{h} * count + s] = (q < 0 ? -level : level) * step;
+    }
+  }
+  RansDecoder decoder(t, streams, lane_bytes);
+  // Symbols a batch of whole vectors at a time (about 4096), so the coder runs long stretches.
+  const uint64_t batch = std::max<uint64_t>(1, 4096 / d);
+  std::vector<uint8_t> sym(batch * d);
+  std::vector<float> y(d), x(d);
+  for (uint64_t v0 = 0; v0 < n; v0 += batch) {
+    const uint64_t vectors = std::min(batch, n - v0);
+    status = decoder.Decode(vectors * d, sym.data());
+    if (!status.ok()) return absl::DataLossError(absl::StrCat(name(), ": ", status.message()));
+    for (uint64_t v = v0; v < v0 + vectors; ++v) {
+      const uint32_t h = v % heads;
+      DecodeVector(plan, &sym[(v - v0) * d], &value[size_t{h} * count], &means[h * d],
+                   y.data(), x.data());
+      StoreElements(shape.dtype, x.data(), d, raw.data() + v * d * elem);
+    }
+  }
+  status = decoder.Finish();
+  if (!status.ok()) return absl::DataLossError(absl::StrCat(name(), ": ", status.message()));
+  return absl::OkStatus();
+}
+
+}  // namespace kvpack
