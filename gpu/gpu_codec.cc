@@ -16,7 +16,6 @@
 #include "common/status_macros.h"
 #include "gpu/cuda_status.h"
 #include "gpu/memory_pool.h"
-#include "gpu/parallel_ranges.h"
 #include "gpu/segment_launcher.h"
 
 namespace kvpack {
@@ -166,8 +165,7 @@ class GpuCodec::Impl {
       : device_(device),
         options_(options),
         device_pool_(MemoryPool::Kind::kDevice, device, options.max_cached_device_bytes),
-        pinned_pool_(MemoryPool::Kind::kPinnedHost, device, options.max_cached_pinned_bytes),
-        copiers_(std::max(0, options.host_copy_threads - 1)) {}
+        pinned_pool_(MemoryPool::Kind::kPinnedHost, device, options.max_cached_pinned_bytes) {}
 
   absl::Status Init() {
     CUDA_RETURN_IF_ERROR(cudaSetDevice(device_), "cudaSetDevice");
@@ -290,13 +288,6 @@ class GpuCodec::Impl {
     return KernelFlagsToStatus(*static_cast<uint32_t*>(host_flags_.data()), encode);
   }
 
-  // Host copies to and from pinned staging, split over the instance's copy threads.
-  static constexpr uint64_t kMinCopyRange = 128 << 10;
-  void Copy(uint8_t* dst, const uint8_t* src, uint64_t n) {
-    copiers_.Run(n, kMinCopyRange,
-                 [&](uint64_t b, uint64_t e) { std::memcpy(dst + b, src + b, e - b); });
-  }
-
   uint32_t LayersPerPiece(const BlockLayout& layout) const {
     if (options_.layers_per_piece != 0) return options_.layers_per_piece;
     return std::max<uint32_t>(1, (layout.layers + 3) / 4);
@@ -317,12 +308,10 @@ class GpuCodec::Impl {
     RETURN_IF_ERROR(HostPipeline(
         true, plan,
         [&](uint64_t r0, uint64_t r1, uint64_t, uint64_t) {
-          copiers_.Run(r1 - r0, kMinCopyRange, [&](uint64_t b, uint64_t e) {
-            CopyRawRange(raw, r0 + b, r0 + e, staging_.pin_raw.bytes() + r0 + b);
-          });
+          CopyRawRange(raw, r0, r1, staging_.pin_raw.bytes() + r0);
         },
         [&](uint64_t, uint64_t, uint64_t e0, uint64_t e1) {
-          Copy(out.data() + e0, staging_.pin_enc.bytes() + e0, e1 - e0);
+          std::memcpy(out.data() + e0, staging_.pin_enc.bytes() + e0, e1 - e0);
           XXH3_64bits_update(&state, out.data() + e0, e1 - e0);
         }));
     uint8_t* const checksum = out.data() + out.size() - kBlockChecksumSize;
@@ -338,10 +327,10 @@ class GpuCodec::Impl {
     return HostPipeline(
         false, plan,
         [&](uint64_t, uint64_t, uint64_t e0, uint64_t e1) {
-          Copy(staging_.pin_enc.bytes() + e0, encoded.data() + e0, e1 - e0);
+          std::memcpy(staging_.pin_enc.bytes() + e0, encoded.data() + e0, e1 - e0);
         },
         [&](uint64_t r0, uint64_t r1, uint64_t, uint64_t) {
-          Copy(raw_out.data() + r0, staging_.pin_raw.bytes() + r0, r1 - r0);
+          std::memcpy(raw_out.data() + r0, staging_.pin_raw.bytes() + r0, r1 - r0);
         });
   }
 
@@ -588,7 +577,6 @@ class GpuCodec::Impl {
   double last_kernel_seconds_ = 0;
   MemoryBlock ios_dev_, ios_pinned_;
   std::vector<SegmentIo> ios_host_;  // what ios_dev_ holds
-  ParallelRanges copiers_;           // HostPipeline's staging copies
   absl::Mutex mu_;
 };
 

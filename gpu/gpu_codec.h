@@ -60,9 +60,6 @@ struct GpuCodecOptions {
   // Layers per pipelined piece of a host-memory block (copies of one piece overlap the
   // kernels of the previous one). 0 picks about four pieces per block.
   uint32_t layers_per_piece = 0;
-  // Threads (the caller's included) that copy a host block to and from pinned staging: one
-  // thread's memcpy is slower than the PCIe transfer it feeds. 1 = the caller alone.
-  int host_copy_threads = 4;
   // Free device / pinned memory kept cached for reuse.
   size_t max_cached_device_bytes = size_t{1} << 30;
   size_t max_cached_pinned_bytes = size_t{256} << 20;
