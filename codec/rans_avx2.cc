@@ -193,7 +193,7 @@ __attribute__((target("avx2"))) bool EncodeAvx2(const RansTable& table,
     LookUp(t, symbols.data() + first, 8 * g - first, &b);
     for (; g % 4 != 0; --g) {
       const size_t r = (g - 1) % 4;
-      xr[r] = EncodeEight(xr[r], b.packed + 8 * (g - 1) - first, g - 1, all, &emitted, &wr[r]);
+      xr[r] = EncodeEight(xr[r], b.packed + (8 * (g - 1) - first), g - 1, all, &emitted, &wr[r]);
     }
   }
   __m256i x0 = xr[0], x1 = xr[1], x2 = xr[2], x3 = xr[3];
