@@ -56,6 +56,7 @@ typedef int kvpack_code;
 #define KVPACK_TIER_UNSPECIFIED 0
 #define KVPACK_TIER_RAM 1
 #define KVPACK_TIER_DISK 2
+#define KVPACK_TIER_DEVICE 3 /* the server's GPU memory (--device_tier) */
 
 /* What a get returns: raw tensor bytes (decoded by the server), or the stored encoded block
  * for the caller to decode (kvpack_blocks_decode, kvpack_blocks_decode_on_gpu). */

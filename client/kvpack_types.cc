@@ -8,6 +8,8 @@ const char* TierName(Tier tier) {
       return "ram";
     case Tier::kDisk:
       return "disk";
+    case Tier::kDevice:
+      return "device";
     case Tier::kUnspecified:
       break;
   }

@@ -19,9 +19,10 @@ enum class Tier : uint8_t {
   kUnspecified = 0,
   kRam = 1,
   kDisk = 2,
+  kDevice = 3,  // the server's GPU memory (--device_tier), written to RAM behind
 };
 
-// "ram", "disk" or "unspecified".
+// "ram", "disk", "device" or "unspecified".
 const char* TierName(Tier tier);
 
 // What a get returns: the raw tensor bytes (decoded on the server) or the stored encoded

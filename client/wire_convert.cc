@@ -33,6 +33,8 @@ Tier TierFromProto(int tier) {
       return Tier::kRam;
     case v1::TIER_DISK:
       return Tier::kDisk;
+    case v1::TIER_DEVICE:
+      return Tier::kDevice;
     default:
       return Tier::kUnspecified;
   }

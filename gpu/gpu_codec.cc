@@ -146,6 +146,31 @@ absl::Status CheckEncoded(const BlockHeader& header, absl::Span<const uint8_t> e
   return absl::OkStatus();
 }
 
+// InvalidArgument unless every header has the first's layout, size and segment table (codecs,
+// shapes, offsets); seeds may differ. `count` is the number of blocks the caller passes.
+absl::Status CheckSameTables(absl::Span<const BlockHeader* const> headers, size_t count) {
+  if (headers.empty() || headers.size() != count) {
+    return absl::InvalidArgumentError(absl::StrCat("a batch of ", count, " blocks needs as many "
+                                                   "headers, got ", headers.size()));
+  }
+  const BlockHeader& first = *headers[0];
+  for (const BlockHeader* h : headers) {
+    bool same = h->layout == first.layout && h->total_size == first.total_size &&
+                h->header_size == first.header_size && h->segments.size() == first.segments.size();
+    for (size_t j = 0; same && j < h->segments.size(); ++j) {
+      const BlockSegment& a = h->segments[j];
+      const BlockSegment& b = first.segments[j];
+      same = a.codec == b.codec && a.offset == b.offset && a.length == b.length &&
+             a.raw_offset == b.raw_offset;
+    }
+    if (!same) {
+      return absl::InvalidArgumentError(
+          "the blocks of one batch must share layout and codecs (only their seeds may differ)");
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckGpuPlan(const BlockHeader& plan) {
   for (const BlockSegment& s : plan.segments) {
     absl::Status st = GpuSupports(s.codec->id(), s.shape);
@@ -466,8 +491,11 @@ class GpuCodec::Impl {
   // Launch group by launch group, the group's SegmentIo entries are written straight into
   // pinned memory, uploaded on the copy stream and launched, so that building the next
   // group's table on the host overlaps the kernels of the previous one.
+  // `seeds`, when not empty, holds each block's own header (the plan's layout and codecs,
+  // other seeds): its segments' seeds are used instead of the plan's.
   absl::Status RunBatch(bool encode, const BlockHeader& plan, absl::Span<const DeviceBlockView> views,
-                        absl::Span<uint8_t* const> blocks, cudaStream_t stream) {
+                        absl::Span<uint8_t* const> blocks, cudaStream_t stream,
+                        absl::Span<const BlockHeader* const> seeds = {}) {
     const std::vector<PlanGroup> groups = GroupPlan(plan);
     const size_t entries = plan.segments.size() * views.size();
     const size_t bytes = std::max<size_t>(1, entries * sizeof(SegmentIo));
@@ -502,7 +530,7 @@ class GpuCodec::Impl {
           out->raw = v.segments[j];
           out->token_stride = stride;
           out->encoded = blocks[b] + s.offset;
-          out->seed = s.context.seed;
+          out->seed = seeds.empty() ? s.context.seed : seeds[b]->segments[j].context.seed;
           ++out;
         }
       }
@@ -744,6 +772,40 @@ absl::Status GpuCodec::DecodeBatchOnDevice(const BlockHeader& plan,
   std::vector<uint8_t*> blocks(src_blocks.size());
   for (size_t i = 0; i < src_blocks.size(); ++i) blocks[i] = const_cast<uint8_t*>(src_blocks[i]);
   return impl_->RunBatch(false, plan, dsts, blocks, s);
+}
+
+absl::Status GpuCodec::EncodeBlocksOnDevice(absl::Span<const BlockHeader* const> headers,
+                                            absl::Span<const DeviceBlockView> srcs,
+                                            absl::Span<uint8_t* const> dst_blocks, void* stream) {
+  RETURN_IF_ERROR(CheckSameTables(headers, srcs.size()));
+  if (srcs.size() != dst_blocks.size()) {
+    return absl::InvalidArgumentError("EncodeBlocksOnDevice: srcs and dst_blocks differ in size");
+  }
+  const BlockHeader& plan = *headers[0];
+  for (const DeviceBlockView& v : srcs) RETURN_IF_ERROR(CheckView(plan.layout, v));
+  RETURN_IF_ERROR(CheckGpuPlan(plan));
+  absl::MutexLock lock(&impl_->mu());
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
+  cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : impl_->compute_stream();
+  return impl_->RunBatch(true, plan, srcs, dst_blocks, s, headers);
+}
+
+absl::Status GpuCodec::DecodeBlocksOnDevice(absl::Span<const BlockHeader* const> headers,
+                                            absl::Span<const uint8_t* const> src_blocks,
+                                            absl::Span<const DeviceBlockView> dsts, void* stream) {
+  RETURN_IF_ERROR(CheckSameTables(headers, dsts.size()));
+  if (src_blocks.size() != dsts.size()) {
+    return absl::InvalidArgumentError("DecodeBlocksOnDevice: src_blocks and dsts differ in size");
+  }
+  const BlockHeader& plan = *headers[0];
+  for (const DeviceBlockView& v : dsts) RETURN_IF_ERROR(CheckView(plan.layout, v));
+  RETURN_IF_ERROR(CheckGpuPlan(plan));
+  absl::MutexLock lock(&impl_->mu());
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
+  cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : impl_->compute_stream();
+  std::vector<uint8_t*> blocks(src_blocks.size());
+  for (size_t i = 0; i < src_blocks.size(); ++i) blocks[i] = const_cast<uint8_t*>(src_blocks[i]);
+  return impl_->RunBatch(false, plan, dsts, blocks, s, headers);
 }
 
 double GpuCodec::LastKernelSeconds() const {

@@ -128,6 +128,17 @@ class GpuCodec {
                                    absl::Span<const uint8_t* const> src_blocks,
                                    absl::Span<const DeviceBlockView> dsts, void* stream = nullptr);
 
+  // As EncodeBatchOnDevice / DecodeBatchOnDevice, for blocks of one layout and policy whose
+  // headers differ only in their segments' seeds (PlanBlock with each block's own seed, as
+  // blocks of different keys have): headers[i] is block i's. One launch per codec group for the
+  // whole batch. InvalidArgument when the headers differ in anything but seeds.
+  absl::Status EncodeBlocksOnDevice(absl::Span<const BlockHeader* const> headers,
+                                    absl::Span<const DeviceBlockView> srcs,
+                                    absl::Span<uint8_t* const> dst_blocks, void* stream = nullptr);
+  absl::Status DecodeBlocksOnDevice(absl::Span<const BlockHeader* const> headers,
+                                    absl::Span<const uint8_t* const> src_blocks,
+                                    absl::Span<const DeviceBlockView> dsts, void* stream = nullptr);
+
   // Device time, in seconds, of the kernels of the most recent EncodeBatchOnDevice /
   // DecodeBatchOnDevice / EncodeBlockFromDevice / DecodeBlockToDevice call (from the first
   // launch to the end of the last, CUDA events); 0 before any such call. For metrics and

@@ -434,6 +434,60 @@ TEST_F(GpuCodecTest, BatchOnDeviceMatchesPerBlock) {
   }
 }
 
+// Blocks of different keys (own seeds) in one launch: each equals the CPU's bytes for its
+// seed, and decodes back as the CPU decodes it; headers that differ in more than seeds are
+// refused.
+TEST_F(GpuCodecTest, BlocksWithTheirOwnSeedsInOneBatchMatchCpu) {
+  const BlockLayout layout = Layout(3, 4, 128, 32, DType::kBFloat16);
+  const CodecPolicy policy = Policy("k=int8,v=turbo3,boundary=1:turbo4");
+  constexpr int kBlocks = 4;
+  std::vector<BlockHeader> plans;
+  std::vector<std::unique_ptr<GpuCodec::DeviceBuffer>> raws, encs, outs;
+  std::vector<DeviceBlockView> views, out_views;
+  std::vector<uint8_t*> blocks;
+  std::vector<std::vector<uint8_t>> hosts;
+  for (int b = 0; b < kBlocks; ++b) {
+    absl::StatusOr<BlockHeader> plan = PlanBlock(layout, policy, 1000 + 17 * b);
+    ASSERT_TRUE(plan.ok());
+    plans.push_back(*std::move(plan));
+    hosts.push_back(RandomBlock(layout, 600 + b));
+    raws.push_back(std::move(*codec_->AllocateDevice(layout.RawBytes())));
+    encs.push_back(std::move(*codec_->AllocateDevice(plans.back().total_size)));
+    outs.push_back(std::move(*codec_->AllocateDevice(layout.RawBytes())));
+    ASSERT_TRUE(codec_->CopyToDevice(hosts.back(), raws.back()->data()).ok());
+    views.push_back(DeviceBlockView::Contiguous(raws.back()->data(), layout));
+    out_views.push_back(DeviceBlockView::Contiguous(outs.back()->data(), layout));
+    blocks.push_back(static_cast<uint8_t*>(encs.back()->data()));
+  }
+  std::vector<const BlockHeader*> headers;
+  for (const BlockHeader& plan : plans) headers.push_back(&plan);
+  ASSERT_TRUE(codec_->EncodeBlocksOnDevice(headers, views, blocks).ok());
+  std::vector<const uint8_t*> srcs(blocks.begin(), blocks.end());
+  ASSERT_TRUE(codec_->DecodeBlocksOnDevice(headers, srcs, out_views).ok());
+  for (int b = 0; b < kBlocks; ++b) {
+    std::string got(plans[b].total_size, '\0');
+    auto span = absl::MakeSpan(reinterpret_cast<uint8_t*>(got.data()), got.size());
+    ASSERT_TRUE(codec_->CopyToHost(blocks[b], span).ok());
+    ASSERT_TRUE(WriteBlockHeader(plans[b], span).ok());
+    ASSERT_TRUE(SealBlock(span).ok());
+    absl::StatusOr<std::string> cpu = EncodeBlock(layout, policy, hosts[b], 1000 + 17 * b);
+    ASSERT_TRUE(cpu.ok());
+    EXPECT_EQ(FirstDiff(got, *cpu), -1) << "block " << b;
+    std::string decoded(layout.RawBytes(), '\0');
+    ASSERT_TRUE(codec_->CopyToHost(outs[b]->data(),
+                                   {reinterpret_cast<uint8_t*>(decoded.data()), decoded.size()})
+                    .ok());
+    absl::StatusOr<std::string> ref = DecodeBlock(Bytes(*cpu));
+    ASSERT_TRUE(ref.ok());
+    EXPECT_EQ(FirstDiff(decoded, *ref), -1) << "block " << b;
+  }
+  absl::StatusOr<BlockHeader> other = PlanBlock(layout, Policy("int8"), 5);
+  ASSERT_TRUE(other.ok());
+  headers[1] = &*other;
+  EXPECT_EQ(codec_->EncodeBlocksOnDevice(headers, views, blocks).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(GpuCodecTest, UnimplementedCodecsAreReportedNotMisencoded) {
   const BlockLayout layout = Layout(1, 2, 128, 4, DType::kBFloat16);
   const std::vector<uint8_t> raw = RandomBlock(layout, 1);

@@ -83,6 +83,16 @@ absl::Status GpuCodec::DecodeBatchOnDevice(const BlockHeader&, absl::Span<const 
                                            absl::Span<const DeviceBlockView>, void*) {
   return NoCuda();
 }
+absl::Status GpuCodec::EncodeBlocksOnDevice(absl::Span<const BlockHeader* const>,
+                                            absl::Span<const DeviceBlockView>,
+                                            absl::Span<uint8_t* const>, void*) {
+  return NoCuda();
+}
+absl::Status GpuCodec::DecodeBlocksOnDevice(absl::Span<const BlockHeader* const>,
+                                            absl::Span<const uint8_t* const>,
+                                            absl::Span<const DeviceBlockView>, void*) {
+  return NoCuda();
+}
 double GpuCodec::LastKernelSeconds() const { return 0; }
 absl::StatusOr<std::unique_ptr<GpuCodec::DeviceBuffer>> GpuCodec::AllocateDevice(size_t) {
   return NoCuda();

@@ -33,8 +33,17 @@ struct CheckedBlock {
   uint64_t element = 0;  // bytes per element
 };
 
+// A block of a CUDA IPC request with its segments mapped into this process.
+struct ResolvedBlock {
+  std::string key;
+  BlockLayout layout;
+  gpu::DeviceBlockView view;
+};
+
 }  // namespace device_internal
 namespace {
+
+using device_internal::ResolvedBlock;
 
 // What every channel's endpoint has: where its calls' time went (printed when the channel
 // goes, with --device_stage_log).
@@ -180,12 +189,6 @@ absl::StatusOr<std::vector<CheckedBlock>> CheckBlocks(
 }
 
 // The client's buffers of one call, mapped, and the device view of each block.
-struct ResolvedBlock {
-  std::string key;
-  BlockLayout layout;
-  gpu::DeviceBlockView view;
-};
-
 absl::StatusOr<std::vector<ResolvedBlock>> Resolve(
     gpu::IpcImporter& importer, const google::protobuf::RepeatedPtrField<v1::IpcBuffer>& buffers,
     const google::protobuf::RepeatedPtrField<v1::DeviceBlock>& blocks, uint64_t max_call_bytes,
@@ -261,6 +264,26 @@ absl::StatusOr<std::unique_ptr<KvDeviceService>> KvDeviceService::Create(
   std::unique_ptr<KvDeviceService> service(new KvDeviceService(context, options));
   if (options.device >= 0) {
     ASSIGN_OR_RETURN(service->lanes_, DeviceLanes::Create(options.device, options.codec_instances));
+  }
+  if (options.device >= 0 && options.tier_bytes > 0) {
+    // Free buffers stay cached up to the tier's size, so that a tier in steady use neither
+    // allocates nor frees (cudaFree synchronizes the device).
+    service->tier_memory_ = std::make_unique<gpu::MemoryPool>(
+        gpu::MemoryPool::Kind::kDevice, options.device, options.tier_bytes);
+    // Sealing (downloading) a tier block gets lanes of its own, one per writer and one for the
+    // request threads: a writer holds the key's lock while it seals, and must never wait for a
+    // lane that a call waiting for that lock holds.
+    ASSIGN_OR_RETURN(service->tier_lanes_,
+                     DeviceLanes::Create(options.device, options.tier_writers + 1));
+    DeviceLanes* lanes = service->tier_lanes_.get();
+    service->tier_ = std::make_unique<WriteBehindTier>(
+        options.tier_bytes, context->store,
+        [lanes](const ResidentBlock& block) -> absl::StatusOr<StoredBlock> {
+          DeviceLanes::Lease lane = lanes->Borrow();
+          StageTimer timer(nullptr);
+          return SealResidentOnLane(*lane, static_cast<const DeviceResidentBlock&>(block), timer);
+        },
+        options.tier_writers);
   }
   return service;
 }
@@ -410,17 +433,19 @@ absl::Status KvDeviceService::PutOverIpc(const grpc::CallbackServerContext& call
   timer.Lap(DeviceStage::kMap);
   RETURN_IF_ERROR(endpoint->importer.WaitEvent(request.ready_event()));
   timer.Lap(DeviceStage::kWait);
+  ASSIGN_OR_RETURN(const bool in_tier, PutIntoTier(call, blocks, target, clock));
+  if (in_tier) return absl::OkStatus();
   // The blocks are encoded, downloaded and sealed on the lanes in parallel, and stored here in
   // order, so that on an error exactly the blocks before the failing one are stored.
-  std::vector<absl::StatusOr<StoredBlock>> encoded(blocks.size(),
-                                                   absl::UnknownError("not encoded"));
+  std::vector<absl::StatusOr<EncodedBlock>> encoded(blocks.size(),
+                                                    absl::UnknownError("not encoded"));
   std::atomic<bool> stop{false};
   std::unique_ptr<DeviceLanes::Batch> batch = lanes_->Start(
       blocks.size(),
       [&](DeviceLane& lane, size_t i) {
         if (stop.load(std::memory_order_relaxed)) return;
         encoded[i] = EncodeBlock(lane, call, target, i, blocks[i].key, blocks[i].layout,
-                                 blocks[i].view, clock);
+                                 blocks[i].view, /*resident_ok=*/true, clock);
       },
       clock);
   absl::Status status;
@@ -437,20 +462,92 @@ absl::Status KvDeviceService::PutOverIpc(const grpc::CallbackServerContext& call
   return status;  // `batch` waits for the blocks still in flight
 }
 
-absl::StatusOr<StoredBlock> KvDeviceService::EncodeBlock(DeviceLane& lane,
-                                                         const grpc::CallbackServerContext& call,
-                                                         const PutTarget& target, size_t index,
-                                                         const std::string& key,
-                                                         const BlockLayout& layout,
-                                                         const gpu::DeviceBlockView& view,
-                                                         DeviceStageClock* clock) {
+absl::StatusOr<bool> KvDeviceService::PutIntoTier(const grpc::CallbackServerContext& call,
+                                                   const std::vector<ResolvedBlock>& blocks,
+                                                   const PutTarget& target,
+                                                   DeviceStageClock* clock) {
+  // Anything unusual (another layout in the call, a plan or a codec the GPU refuses, no room,
+  // no memory) goes the per-block way, which says which block and why.
+  if (tier_ == nullptr || target.durable || blocks.empty() ||
+      !context_->store->HasNamespace(target.ns)) {
+    return false;
+  }
+  std::vector<BlockHeader> headers;
+  headers.reserve(blocks.size());
+  uint64_t bytes = 0;
+  for (const ResolvedBlock& block : blocks) {
+    if (block.layout != blocks[0].layout) return false;
+    absl::StatusOr<BlockHeader> header =
+        PlanBlock(block.layout, *target.policy, BlockSeed(target.ns, block.key));
+    if (!header.ok()) return false;
+    bytes += header->total_size;
+    headers.push_back(*std::move(header));
+  }
+  if (!tier_->HasRoomFor(bytes)) return false;
+  RETURN_IF_ERROR(CheckDeadline(call, 0));
+  std::vector<std::shared_ptr<const DeviceResidentBlock>> resident;
+  {
+    DeviceLanes::Lease lane = lanes_->Borrow();
+    if (!lane->codec->Supports(headers[0]).ok()) return false;
+    std::vector<gpu::MemoryBlock> memory;
+    std::vector<uint8_t*> dsts;
+    std::vector<gpu::DeviceBlockView> views;
+    std::vector<const BlockHeader*> plans;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      absl::StatusOr<gpu::MemoryBlock> allocated = tier_memory_->Allocate(headers[i].total_size);
+      if (!allocated.ok()) return false;
+      memory.push_back(*std::move(allocated));
+      dsts.push_back(memory.back().bytes());
+      views.push_back(blocks[i].view);
+      plans.push_back(&headers[i]);
+    }
+    StageTimer timer(clock);
+    const absl::Time start = absl::Now();
+    const absl::Status encoded = lane->codec->EncodeBlocksOnDevice(plans, views, dsts);
+    timer.Lap(DeviceStage::kEncode);
+    const absl::Duration each = (absl::Now() - start) / static_cast<int64_t>(blocks.size());
+    const std::string device = absl::StrCat("cuda:", options_.device);
+    for (size_t i = 0; i < blocks.size(); ++i) context_->metrics->RecordEncode(device, each);
+    if (!encoded.ok()) {
+      return absl::Status(encoded.code(), absl::StrCat("blocks #0-#", blocks.size() - 1, ": ",
+                                                       encoded.message()));
+    }
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      resident.push_back(std::make_shared<const DeviceResidentBlock>(std::move(memory[i]),
+                                                                     std::move(headers[i])));
+    }
+  }
+  // Stored in order: on an error exactly the blocks before the failing one are stored.
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    StageTimer store(clock);
+    RETURN_IF_ERROR(StoreBlock(target, blocks[i].key, blocks[i].layout,
+                               EncodedBlock{std::nullopt, std::move(resident[i])}));
+    store.Lap(DeviceStage::kStore);
+  }
+  return true;
+}
+
+absl::StatusOr<KvDeviceService::EncodedBlock> KvDeviceService::EncodeBlock(
+    DeviceLane& lane, const grpc::CallbackServerContext& call, const PutTarget& target,
+    size_t index, const std::string& key, const BlockLayout& layout,
+    const gpu::DeviceBlockView& view, bool resident_ok, DeviceStageClock* clock) {
   RETURN_IF_ERROR(CheckDeadline(call, index));
   StageTimer timer(clock);
   const absl::Time encode_start = absl::Now();
-  absl::StatusOr<StoredBlock> stored = [&]() -> absl::StatusOr<StoredBlock> {
+  absl::StatusOr<EncodedBlock> stored = [&]() -> absl::StatusOr<EncodedBlock> {
     ASSIGN_OR_RETURN(const BlockHeader header,
                      PlanBlock(layout, *target.policy, BlockSeed(target.ns, key)));
-    return EncodeOnLane(lane, header, view, timer);
+    EncodedBlock out;
+    // A durable put is acknowledged from disk; the first block of a namespace goes to the
+    // store, which registers the namespace that GetBlocks and Lookup check.
+    if (resident_ok && tier_ != nullptr && !target.durable &&
+        tier_->HasRoomFor(header.total_size) && context_->store->HasNamespace(target.ns)) {
+      ASSIGN_OR_RETURN(out.resident,
+                       EncodeResidentOnLane(lane, header, view, *tier_memory_, timer));
+    } else {
+      ASSIGN_OR_RETURN(out.stored, EncodeOnLane(lane, header, view, timer));
+    }
+    return out;
   }();
   context_->metrics->RecordEncode(absl::StrCat("cuda:", options_.device),
                                   absl::Now() - encode_start);
@@ -463,17 +560,32 @@ absl::StatusOr<StoredBlock> KvDeviceService::EncodeBlock(DeviceLane& lane,
 }
 
 absl::Status KvDeviceService::StoreBlock(const PutTarget& target, const std::string& key,
-                                         const BlockLayout& layout, StoredBlock block) {
-  const uint64_t encoded_bytes = block.bytes->size();
-  ASSIGN_OR_RETURN(const StorageTier tier, context_->store->Put(BlockKey(target.ns, key),
-                                                                std::move(block), target.durable));
+                                         const BlockLayout& layout, EncodedBlock block) {
+  const BlockKey block_key(target.ns, key);
+  v1::Tier tier = v1::TIER_UNSPECIFIED;
+  if (block.resident != nullptr && tier_->Admit(block_key, block.resident)) {
+    tier = v1::TIER_DEVICE;
+  } else {
+    if (block.resident != nullptr) {  // the tier is full of blocks not yet written: through
+      DeviceLanes::Lease lane = tier_lanes_->Borrow();
+      StageTimer timer(nullptr);
+      ASSIGN_OR_RETURN(block.stored, SealResidentOnLane(*lane, *block.resident, timer));
+    } else {
+      context_->BeforeStoreWrite(block_key);  // an older device-tier copy must not outlive it
+    }
+    ASSIGN_OR_RETURN(const StorageTier stored,
+                     context_->store->Put(block_key, *block.stored, target.durable));
+    tier = ToProtoTier(stored);
+  }
+  const uint64_t encoded_bytes =
+      block.resident != nullptr ? block.resident->header().total_size : block.stored->bytes->size();
   context_->metrics->RecordBlockIn(layout.RawBytes(), encoded_bytes);
   put_bytes_.fetch_add(layout.RawBytes(), std::memory_order_relaxed);
   v1::PutResult* result = target.response->add_results();
   result->set_key(key);
   result->set_raw_bytes(layout.RawBytes());
   result->set_encoded_bytes(encoded_bytes);
-  result->set_tier(ToProtoTier(tier));
+  result->set_tier(tier);
   return absl::OkStatus();
 }
 
@@ -521,9 +633,11 @@ absl::Status KvDeviceService::ReceiveBlocks(const grpc::CallbackServerContext& c
     StageTimer timer(clock);
     RETURN_IF_ERROR(nccl.Recv(DenseRanges(staging->data(), layout), nullptr, deadline));
     timer.Lap(DeviceStage::kTransfer);
-    ASSIGN_OR_RETURN(StoredBlock stored,
+    // Through the store: the device tier holds blocks of CUDA IPC puts only.
+    ASSIGN_OR_RETURN(EncodedBlock stored,
                      EncodeBlock(*lane, call, target, i, blocks[i].key, layout,
-                                 gpu::DeviceBlockView::Contiguous(staging->data(), layout), clock));
+                                 gpu::DeviceBlockView::Contiguous(staging->data(), layout),
+                                 /*resident_ok=*/false, clock));
     StageTimer store(clock);
     RETURN_IF_ERROR(StoreBlock(target, blocks[i].key, layout, std::move(stored)));
     store.Lap(DeviceStage::kStore);
@@ -561,15 +675,26 @@ absl::StatusOr<KvDeviceService::FetchedBlock> KvDeviceService::Fetch(const std::
                                                                      const BlockLayout& layout,
                                                                      StageTimer& timer) {
   FetchedBlock fetched;
-  absl::StatusOr<StoredBlock> stored = context_->store->Get(BlockKey(ns, key), &fetched.tier);
-  timer.Lap(DeviceStage::kLookup);
-  if (!stored.ok()) return stored.status();
-  fetched.bytes = std::move(stored->bytes);
-  // Storage has just checked these bytes against the hash taken at put (as GetBlocks).
-  ASSIGN_OR_RETURN(fetched.header,
-                   ParseBlock(fetched.bytes->bytes(), context_->store->VerifiesReads()
-                                                          ? ChecksumCheck::kSkip
-                                                          : ChecksumCheck::kVerify));
+  const BlockKey block_key(ns, key);
+  // The tier holds DeviceResidentBlocks only (StoreBlock admits nothing else).
+  if (tier_ != nullptr && (fetched.resident = std::static_pointer_cast<const DeviceResidentBlock>(
+                               tier_->Find(block_key))) != nullptr) {
+    fetched.header = fetched.resident->header();
+    fetched.tier = v1::TIER_DEVICE;
+    timer.Lap(DeviceStage::kLookup);
+  } else {
+    StorageTier tier = StorageTier::kNone;
+    absl::StatusOr<StoredBlock> stored = context_->store->Get(block_key, &tier);
+    timer.Lap(DeviceStage::kLookup);
+    if (!stored.ok()) return stored.status();
+    fetched.bytes = std::move(stored->bytes);
+    fetched.tier = ToProtoTier(tier);
+    // Storage has just checked these bytes against the hash taken at put (as GetBlocks).
+    ASSIGN_OR_RETURN(fetched.header,
+                     ParseBlock(fetched.bytes->bytes(), context_->store->VerifiesReads()
+                                                            ? ChecksumCheck::kSkip
+                                                            : ChecksumCheck::kVerify));
+  }
   if (fetched.header.layout != layout) {
     return absl::InvalidArgumentError(absl::StrCat("the stored block is ",
                                                    fetched.header.layout.DebugString(),
@@ -578,9 +703,15 @@ absl::StatusOr<KvDeviceService::FetchedBlock> KvDeviceService::Fetch(const std::
   return fetched;
 }
 
+absl::Status KvDeviceService::DecodeFetched(DeviceLane& lane, const FetchedBlock& fetched,
+                                           const gpu::DeviceBlockView& view, StageTimer& timer) {
+  if (fetched.resident != nullptr) return DecodeResidentOnLane(lane, *fetched.resident, view, timer);
+  return DecodeOnLane(lane, fetched.header, fetched.bytes->bytes(), view, timer);
+}
+
 // One block's answer: found, or not stored (NotFound), or stored but not served (`status`).
 void KvDeviceService::Answer(const absl::Status& status, const BlockLayout& layout,
-                             StorageTier tier, v1::DeviceGetResult* result,
+                             v1::Tier tier, v1::DeviceGetResult* result,
                              std::atomic<uint64_t>* moved) {
   if (absl::IsNotFound(status)) return;
   if (!status.ok()) {
@@ -589,10 +720,61 @@ void KvDeviceService::Answer(const absl::Status& status, const BlockLayout& layo
     return;
   }
   result->set_found(true);
-  result->set_tier(ToProtoTier(tier));
+  result->set_tier(tier);
   context_->metrics->RecordBlockOut(layout.RawBytes(), false);
   get_bytes_.fetch_add(layout.RawBytes(), std::memory_order_relaxed);
   moved->fetch_add(layout.RawBytes(), std::memory_order_relaxed);
+}
+
+std::vector<bool> KvDeviceService::GetFromTier(const grpc::CallbackServerContext& call,
+                                               const std::string& ns,
+                                               const std::vector<ResolvedBlock>& blocks,
+                                               v1::DeviceGetResponse* response,
+                                               std::atomic<uint64_t>* moved,
+                                               DeviceStageClock* clock) {
+  std::vector<bool> served(blocks.size(), false);
+  if (tier_ == nullptr || !CheckDeadline(call, 0).ok()) return served;
+  StageTimer timer(clock);
+  std::vector<std::shared_ptr<const DeviceResidentBlock>> found;
+  std::vector<size_t> indices;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    // The tier holds DeviceResidentBlocks only (StoreBlock admits nothing else).
+    auto resident =
+        std::static_pointer_cast<const DeviceResidentBlock>(tier_->Find(BlockKey(ns, blocks[i].key)));
+    if (resident == nullptr || resident->header().layout != blocks[i].layout) continue;
+    found.push_back(std::move(resident));
+    indices.push_back(i);
+  }
+  timer.Lap(DeviceStage::kLookup);
+  if (found.empty()) return served;
+  std::vector<const BlockHeader*> headers;
+  std::vector<const uint8_t*> srcs;
+  std::vector<gpu::DeviceBlockView> views;
+  for (size_t k = 0; k < found.size(); ++k) {
+    headers.push_back(&found[k]->header());
+    srcs.push_back(found[k]->data());
+    views.push_back(blocks[indices[k]].view);
+  }
+  const absl::Time start = absl::Now();
+  absl::Status decoded;
+  {
+    DeviceLanes::Lease lane = lanes_->Borrow();
+    // Blocks of other policies in one call make the batch fail its check: they go the
+    // per-block way, as everything does on an error here.
+    decoded = lane->codec->DecodeBlocksOnDevice(headers, srcs, views);
+  }
+  timer.Lap(DeviceStage::kDecode);
+  if (!decoded.ok()) return served;
+  const absl::Duration each = (absl::Now() - start) / static_cast<int64_t>(found.size());
+  const std::string device = absl::StrCat("cuda:", options_.device);
+  for (size_t k = 0; k < found.size(); ++k) {
+    const size_t i = indices[k];
+    context_->metrics->RecordDecode(device, each);
+    Answer(absl::OkStatus(), blocks[i].layout, v1::TIER_DEVICE,
+           response->mutable_results(static_cast<int>(i)), moved);
+    served[i] = true;
+  }
+  return served;
 }
 
 absl::Status KvDeviceService::GetOverIpc(const grpc::CallbackServerContext& call,
@@ -613,11 +795,14 @@ absl::Status KvDeviceService::GetOverIpc(const grpc::CallbackServerContext& call
   // Each block is looked up, uploaded and decoded on a lane; the blocks go in parallel, each
   // writing its own result.
   for (size_t i = 0; i < blocks.size(); ++i) response->add_results()->set_key(blocks[i].key);
+  const std::vector<bool> served =
+      GetFromTier(call, request.namespace_(), blocks, response, moved, clock);
   std::vector<absl::Status> failed(blocks.size());  // the call's errors (deadline, CUDA)
   const std::string device = absl::StrCat("cuda:", options_.device);
   lanes_->Start(
       blocks.size(),
       [&](DeviceLane& lane, size_t i) {
+        if (served[i]) return;
         failed[i] = CheckDeadline(call, i);
         if (!failed[i].ok()) return;
         const ResolvedBlock& block = blocks[i];
@@ -627,11 +812,10 @@ absl::Status KvDeviceService::GetOverIpc(const grpc::CallbackServerContext& call
         absl::Status status = fetched.status();
         if (status.ok()) {
           const absl::Time decode_start = absl::Now();
-          status = DecodeOnLane(lane, fetched->header, fetched->bytes->bytes(), block.view,
-                                block_timer);
+          status = DecodeFetched(lane, *fetched, block.view, block_timer);
           context_->metrics->RecordDecode(device, absl::Now() - decode_start);
         }
-        Answer(status, block.layout, fetched.ok() ? fetched->tier : StorageTier::kNone,
+        Answer(status, block.layout, fetched.ok() ? fetched->tier : v1::TIER_UNSPECIFIED,
                response->mutable_results(static_cast<int>(i)), moved);
       },
       clock);  // the batch's end waits for every block
@@ -686,7 +870,7 @@ absl::Status KvDeviceService::SendBlocks(const grpc::CallbackServerContext& call
     v1::DeviceGetResult* result = response->add_results();
     result->set_key(blocks[i].key);
     if (!fetched[i].ok()) {
-      Answer(fetched[i].status(), blocks[i].layout, StorageTier::kNone, result, moved);
+      Answer(fetched[i].status(), blocks[i].layout, v1::TIER_UNSPECIFIED, result, moved);
       continue;
     }
     RETURN_IF_ERROR(CheckDeadline(call, i));
@@ -694,9 +878,8 @@ absl::Status KvDeviceService::SendBlocks(const grpc::CallbackServerContext& call
     ASSIGN_OR_RETURN(std::unique_ptr<gpu::GpuCodec::DeviceBuffer> staging,
                      lane->codec->AllocateDevice(layout.RawBytes()));
     StageTimer block_timer(clock);
-    absl::Status decoded =
-        DecodeOnLane(*lane, fetched[i]->header, fetched[i]->bytes->bytes(),
-                     gpu::DeviceBlockView::Contiguous(staging->data(), layout), block_timer);
+    absl::Status decoded = DecodeFetched(
+        *lane, *fetched[i], gpu::DeviceBlockView::Contiguous(staging->data(), layout), block_timer);
     RETURN_IF_ERROR(decoded);  // (the client waits for bytes that cannot come: the channel goes)
     std::vector<std::pair<const void*, size_t>> ranges;
     for (const auto& [ptr, bytes] : DenseRanges(staging->data(), layout)) {

@@ -25,6 +25,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,18 +35,21 @@
 #include "codec/block_header.h"
 #include "gpu/device_transfer_nccl.h"
 #include "gpu/gpu_codec.h"
+#include "gpu/memory_pool.h"
 #include "kvpack/v1/device.grpc.pb.h"
 #include "service/device_channel_registry.h"
 #include "service/device_channel_setup.h"
 #include "service/device_lanes.h"
 #include "service/device_stage_clock.h"
 #include "service/service_context.h"
+#include "service/write_behind_tier.h"
 #include "storage/stored_block.h"
 #include "storage/tier.h"
 
 namespace kvpack {
 namespace device_internal {
-struct CheckedBlock;  // a request's block with its layout and strides checked
+struct CheckedBlock;   // a request's block with its layout and strides checked
+struct ResolvedBlock;  // a CUDA IPC request's block with its segments mapped
 }  // namespace device_internal
 
 class KvDeviceService final : public v1::KvDeviceService::CallbackService {
@@ -69,6 +73,8 @@ class KvDeviceService final : public v1::KvDeviceService::CallbackService {
                                       v1::DeviceGetResponse* response) override;
 
   const DeviceChannelRegistry& registry() const { return *registry_; }
+  // The device tier (DeviceChannelOptions::tier_bytes); null without one.
+  WriteBehindTier* tier() const { return tier_.get(); }
   // Raw bytes moved between client GPUs and this server, and the seconds the calls took.
   uint64_t put_bytes() const { return put_bytes_.load(std::memory_order_relaxed); }
   uint64_t get_bytes() const { return get_bytes_.load(std::memory_order_relaxed); }
@@ -76,6 +82,7 @@ class KvDeviceService final : public v1::KvDeviceService::CallbackService {
 
  private:
   using CheckedBlock = device_internal::CheckedBlock;
+  using ResolvedBlock = device_internal::ResolvedBlock;
   KvDeviceService(const ServiceContext* context, const DeviceChannelOptions& options);
 
   absl::Status Open(const Permissions& permissions, const v1::OpenChannelRequest& request,
@@ -101,6 +108,19 @@ class KvDeviceService final : public v1::KvDeviceService::CallbackService {
   absl::Status PutOverIpc(const grpc::CallbackServerContext& call,
                           const v1::DevicePutRequest& request,
                           const DeviceChannelRegistry::Channel& channel, const PutTarget& target);
+  // A CUDA IPC put of blocks of one layout, not durable, into a namespace the store has, when
+  // the device tier has room: all encoded in one batch on one lane into the tier's memory, then
+  // admitted in order (written through where the tier refuses). False when the call does not
+  // qualify (the caller then works block by block); the error of the batch or of a block.
+  absl::StatusOr<bool> PutIntoTier(const grpc::CallbackServerContext& call,
+                                   const std::vector<ResolvedBlock>& blocks,
+                                   const PutTarget& target, DeviceStageClock* clock);
+  // The blocks of a CUDA IPC get that the device tier holds, decoded in one batch on one lane
+  // and answered; true at the indices served (the others are left to the per-block way).
+  std::vector<bool> GetFromTier(const grpc::CallbackServerContext& call, const std::string& ns,
+                                const std::vector<ResolvedBlock>& blocks,
+                                v1::DeviceGetResponse* response, std::atomic<uint64_t>* moved,
+                                DeviceStageClock* clock);
   // Checks an NCCL call's blocks, waits for the channel's join and runs `work` on the joined
   // communicator; on any error closes the channel (aborting the communicator).
   using NcclCall = std::function<absl::Status(const std::vector<CheckedBlock>&,
@@ -115,29 +135,43 @@ class KvDeviceService final : public v1::KvDeviceService::CallbackService {
   absl::Status ReceiveBlocks(const grpc::CallbackServerContext& call,
                              const std::vector<CheckedBlock>& blocks, gpu::NcclChannel& nccl,
                              DeviceStageClock* clock, const PutTarget& target);
-  // Block #index (key, layout, raw in device memory at `view`) encoded on `lane` and sealed
-  // (DeadlineExceeded once the call's deadline has passed); errors name the block.
-  absl::StatusOr<StoredBlock> EncodeBlock(DeviceLane& lane, const grpc::CallbackServerContext& call,
+  // A block encoded on a lane: sealed in host memory for the store, or left in device memory
+  // for the device tier.
+  struct EncodedBlock {
+    std::optional<StoredBlock> stored;
+    std::shared_ptr<const DeviceResidentBlock> resident;
+  };
+  // Block #index (key, layout, raw in device memory at `view`) encoded on `lane`: into the
+  // device tier's memory when `resident_ok`, the tier has room and the namespace exists in the
+  // store, sealed in host memory otherwise (DeadlineExceeded once the call's deadline has
+  // passed); errors name the block.
+  absl::StatusOr<EncodedBlock> EncodeBlock(DeviceLane& lane, const grpc::CallbackServerContext& call,
                                           const PutTarget& target, size_t index,
                                           const std::string& key, const BlockLayout& layout,
-                                          const gpu::DeviceBlockView& view,
+                                          const gpu::DeviceBlockView& view, bool resident_ok,
                                           DeviceStageClock* clock);
-  // Stores an encoded block and appends its result.
+  // Stores an encoded block (a resident one in the device tier, or written through when the
+  // tier refuses it) and appends its result.
   absl::Status StoreBlock(const PutTarget& target, const std::string& key,
-                          const BlockLayout& layout, StoredBlock block);
+                          const BlockLayout& layout, EncodedBlock block);
 
   // A stored block, its header parsed and its layout checked against the request's.
   struct FetchedBlock {
-    BlockBytes bytes;
+    BlockBytes bytes;  // from the store, or
+    std::shared_ptr<const DeviceResidentBlock> resident;  // from the device tier
     BlockHeader header;
-    StorageTier tier = StorageTier::kNone;
+    v1::Tier tier = v1::TIER_UNSPECIFIED;
   };
-  // NotFound when not stored; DataLoss for a corrupt block; InvalidArgument for another layout.
+  // The device tier's copy if it holds one, else the store's. NotFound when not stored;
+  // DataLoss for a corrupt block; InvalidArgument for another layout.
   absl::StatusOr<FetchedBlock> Fetch(const std::string& ns, const std::string& key,
                                      const BlockLayout& layout, StageTimer& timer);
+  // Decodes a fetched block on `lane` into `view`.
+  static absl::Status DecodeFetched(DeviceLane& lane, const FetchedBlock& fetched,
+                                    const gpu::DeviceBlockView& view, StageTimer& timer);
   // Fills one block's result from its status (found, not stored, or an error) and counts it.
   // `moved` counts the raw bytes of the blocks found.
-  void Answer(const absl::Status& status, const BlockLayout& layout, StorageTier tier,
+  void Answer(const absl::Status& status, const BlockLayout& layout, v1::Tier tier,
               v1::DeviceGetResult* result, std::atomic<uint64_t>* moved);
   absl::Status GetOverIpc(const grpc::CallbackServerContext& call,
                           const v1::DeviceGetRequest& request,
@@ -162,6 +196,11 @@ class KvDeviceService final : public v1::KvDeviceService::CallbackService {
   const DeviceChannelOptions options_;
   std::unique_ptr<DeviceChannelRegistry> registry_;
   std::unique_ptr<DeviceLanes> lanes_;  // null without a GPU in use
+  // The device tier and the memory of its blocks (null without one). The tier goes first:
+  // closing it writes its blocks on the lanes, and its blocks go back to the pool.
+  std::unique_ptr<DeviceLanes> tier_lanes_;  // seal (download) the tier's blocks
+  std::unique_ptr<gpu::MemoryPool> tier_memory_;
+  std::unique_ptr<WriteBehindTier> tier_;
   std::atomic<uint64_t> put_bytes_{0};
   std::atomic<uint64_t> get_bytes_{0};
   std::atomic<uint64_t> transfer_nanos_{0};

@@ -14,6 +14,7 @@
 #include "grpcpp/impl/service_type.h"  // grpc::Service, whole (unique_ptr deletes it)
 #include "service/device_channel_registry.h"
 #include "service/service_context.h"
+#include "service/write_behind_tier.h"
 
 namespace kvpack {
 
@@ -30,11 +31,23 @@ struct DeviceChannelOptions {
   size_t max_mappings_per_channel = 256;
   // Print each channel's stage times (service/device_stage_clock.h) to stderr when it closes.
   bool stage_log = false;
+  // The device tier (--device_tier; service/DEVICE_CHANNELS.md "Device tier"): GPU memory
+  // holding blocks put over CUDA IPC channels, written to the store behind; 0 = none.
+  uint64_t tier_bytes = 0;
+  int tier_writers = 2;  // threads writing the device tier's blocks into the store
 };
 
-// The service, ready to register, and its metrics added to context->metrics. Unavailable when
-// options.device names a GPU that cannot be used.
-absl::StatusOr<std::unique_ptr<grpc::Service>> StartDeviceChannels(
+// What the server's wiring gets: the service to register (null in a build without CUDA) and
+// its device tier (null without one), which every other path to the store must respect
+// (ServiceContext::device_tier).
+struct DeviceChannels {
+  std::unique_ptr<grpc::Service> service;
+  WriteBehindTier* tier = nullptr;
+};
+
+// The service, ready to register, and its metrics (and its device tier's) added to
+// context->metrics. Unavailable when options.device names a GPU that cannot be used.
+absl::StatusOr<DeviceChannels> StartDeviceChannels(
     const ServiceContext* context, const DeviceChannelOptions& options);
 
 }  // namespace kvpack

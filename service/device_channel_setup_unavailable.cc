@@ -4,9 +4,9 @@
 
 namespace kvpack {
 
-absl::StatusOr<std::unique_ptr<grpc::Service>> StartDeviceChannels(
-    const ServiceContext* /*context*/, const DeviceChannelOptions& /*options*/) {
-  return std::unique_ptr<grpc::Service>();
+absl::StatusOr<DeviceChannels> StartDeviceChannels(const ServiceContext* /*context*/,
+                                                   const DeviceChannelOptions& /*options*/) {
+  return DeviceChannels{};
 }
 
 }  // namespace kvpack

@@ -8,6 +8,24 @@
 
 namespace kvpack {
 
+namespace {
+
+// Downloads the encoded block at `device_block` (header.total_size bytes, payloads written)
+// into a fresh host buffer, writes its header and seals it.
+absl::StatusOr<StoredBlock> DownloadAndSeal(DeviceLane& lane, const BlockHeader& header,
+                                            const uint8_t* device_block, StageTimer& timer) {
+  // The header bytes are downloaded too (garbage) and overwritten: one copy, no split.
+  std::shared_ptr<BlockBuffer> out = BlockBuffer::Allocate(header.total_size);
+  RETURN_IF_ERROR(lane.staging->Download(device_block, out->bytes()));
+  timer.Lap(DeviceStage::kDownload);
+  RETURN_IF_ERROR(WriteBlockHeader(header, out->bytes()));
+  ASSIGN_OR_RETURN(const uint64_t hash, SealBlock(out->bytes()));
+  timer.Lap(DeviceStage::kSeal);
+  return StoredBlock{std::move(out), hash};
+}
+
+}  // namespace
+
 absl::StatusOr<StoredBlock> EncodeOnLane(DeviceLane& lane, const BlockHeader& header,
                                          const gpu::DeviceBlockView& view, StageTimer& timer) {
   RETURN_IF_ERROR(lane.codec->Supports(header));
@@ -16,14 +34,31 @@ absl::StatusOr<StoredBlock> EncodeOnLane(DeviceLane& lane, const BlockHeader& he
   uint8_t* const block = static_cast<uint8_t*>(device->data());
   RETURN_IF_ERROR(lane.codec->EncodeBatchOnDevice(header, {&view, 1}, {&block, 1}));
   timer.Lap(DeviceStage::kEncode);
-  // The header bytes are downloaded too (garbage) and overwritten: one copy, no split.
-  std::shared_ptr<BlockBuffer> out = BlockBuffer::Allocate(header.total_size);
-  RETURN_IF_ERROR(lane.staging->Download(block, out->bytes()));
-  timer.Lap(DeviceStage::kDownload);
-  RETURN_IF_ERROR(WriteBlockHeader(header, out->bytes()));
-  ASSIGN_OR_RETURN(const uint64_t hash, SealBlock(out->bytes()));
-  timer.Lap(DeviceStage::kSeal);
-  return StoredBlock{std::move(out), hash};
+  return DownloadAndSeal(lane, header, block, timer);
+}
+
+absl::StatusOr<std::shared_ptr<const DeviceResidentBlock>> EncodeResidentOnLane(
+    DeviceLane& lane, const BlockHeader& header, const gpu::DeviceBlockView& view,
+    gpu::MemoryPool& pool, StageTimer& timer) {
+  RETURN_IF_ERROR(lane.codec->Supports(header));
+  ASSIGN_OR_RETURN(gpu::MemoryBlock memory, pool.Allocate(header.total_size));
+  uint8_t* const block = memory.bytes();
+  RETURN_IF_ERROR(lane.codec->EncodeBatchOnDevice(header, {&view, 1}, {&block, 1}));
+  timer.Lap(DeviceStage::kEncode);
+  return std::make_shared<const DeviceResidentBlock>(std::move(memory), header);
+}
+
+absl::StatusOr<StoredBlock> SealResidentOnLane(DeviceLane& lane, const DeviceResidentBlock& block,
+                                               StageTimer& timer) {
+  return DownloadAndSeal(lane, block.header(), block.data(), timer);
+}
+
+absl::Status DecodeResidentOnLane(DeviceLane& lane, const DeviceResidentBlock& block,
+                                  const gpu::DeviceBlockView& view, StageTimer& timer) {
+  const uint8_t* const data = block.data();
+  RETURN_IF_ERROR(lane.codec->DecodeBatchOnDevice(block.header(), {&data, 1}, {&view, 1}));
+  timer.Lap(DeviceStage::kDecode);
+  return absl::OkStatus();
 }
 
 absl::Status DecodeOnLane(DeviceLane& lane, const BlockHeader& header,

@@ -26,9 +26,11 @@
 #include "absl/types/span.h"
 #include "codec/block_header.h"
 #include "gpu/gpu_codec.h"
+#include "gpu/memory_pool.h"
 #include "gpu/pinned_staging.h"
 #include "service/device_stage_clock.h"
 #include "service/thread_pool.h"
+#include "service/write_behind_tier.h"
 #include "storage/stored_block.h"
 
 namespace kvpack {
@@ -44,6 +46,36 @@ struct DeviceLane {
 // the same raw block. The codec's errors (Unimplemented for a codec without a GPU kernel).
 absl::StatusOr<StoredBlock> EncodeOnLane(DeviceLane& lane, const BlockHeader& header,
                                          const gpu::DeviceBlockView& view, StageTimer& timer);
+
+// A block of the device tier (service/write_behind_tier.h): its segment payloads encoded in
+// device memory laid out as `header` says (the header and checksum bytes not yet written).
+class DeviceResidentBlock : public ResidentBlock {
+ public:
+  DeviceResidentBlock(gpu::MemoryBlock memory, BlockHeader header)
+      : memory_(std::move(memory)), header_(std::move(header)) {}
+  uint64_t charge() const override { return memory_.size(); }
+  const uint8_t* data() const { return memory_.bytes(); }
+  const BlockHeader& header() const { return header_; }
+
+ private:
+  gpu::MemoryBlock memory_;
+  BlockHeader header_;
+};
+
+// The block encoded by `lane` from `view` as `header` plans it into memory from `pool` (the
+// device tier's), left there. ResourceExhausted when the pool cannot allocate it.
+absl::StatusOr<std::shared_ptr<const DeviceResidentBlock>> EncodeResidentOnLane(
+    DeviceLane& lane, const BlockHeader& header, const gpu::DeviceBlockView& view,
+    gpu::MemoryPool& pool, StageTimer& timer);
+
+// The bytes and hash the store keeps for a resident block: downloaded by `lane`, header
+// written and sealed (what EncodeOnLane returns for the same block).
+absl::StatusOr<StoredBlock> SealResidentOnLane(DeviceLane& lane, const DeviceResidentBlock& block,
+                                               StageTimer& timer);
+
+// Decodes a resident block into `view`, device to device.
+absl::Status DecodeResidentOnLane(DeviceLane& lane, const DeviceResidentBlock& block,
+                                  const gpu::DeviceBlockView& view, StageTimer& timer);
 
 // Decodes `encoded` (host memory, its header `header` already parsed and checked) into `view`.
 absl::Status DecodeOnLane(DeviceLane& lane, const BlockHeader& header,

@@ -89,6 +89,7 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     offset_ = 0;
 
     StorageTier tier = StorageTier::kNone;
+    context_->BeforeStoreRead(block_key);
     absl::StatusOr<StoredBlock> stored = context_->store->Get(block_key, &tier);
     if (!stored.ok()) {
       if (stored.status().code() == absl::StatusCode::kDataLoss) {

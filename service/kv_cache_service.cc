@@ -83,6 +83,7 @@ grpc::ServerUnaryReactor* KvCacheService::Lookup(grpc::CallbackServerContext* ca
     std::vector<BlockKey> keys;
     keys.reserve(request->keys_size());
     for (const std::string& key : request->keys()) keys.emplace_back(request->namespace_(), key);
+    for (const BlockKey& key : keys) context->BeforeStoreRead(key);
     const std::vector<StorageTier> tiers = context->store->LookupPrefix(keys);
     response->set_prefix_length(static_cast<uint32_t>(tiers.size()));
     for (StorageTier tier : tiers) response->add_tiers(ToProtoTier(tier));
@@ -106,6 +107,12 @@ grpc::ServerUnaryReactor* KvCacheService::DeleteBlocks(grpc::CallbackServerConte
     std::vector<BlockKey> keys;
     keys.reserve(request->keys_size());
     for (const std::string& key : request->keys()) keys.emplace_back(request->namespace_(), key);
+    // A block held only in the device tier is written first, so that the store's count of
+    // what it deleted includes it.
+    for (const BlockKey& key : keys) {
+      context->BeforeStoreRead(key);
+      context->BeforeStoreWrite(key);
+    }
     ASSIGN_OR_RETURN(const uint32_t deleted, context->store->Delete(keys));
     response->set_deleted(deleted);
     return absl::OkStatus();

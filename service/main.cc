@@ -82,6 +82,10 @@ ABSL_FLAG(double, device_channel_idle_seconds, 60,
 ABSL_FLAG(int, device_lanes, 8,
           "Blocks of device-channel calls encoded or decoded at once (each lane: a GPU codec "
           "instance, 2 MiB of page-locked staging and a worker thread)");
+ABSL_FLAG(std::string, device_tier, "0",
+          "GPU memory holding blocks put over CUDA IPC device channels, served from there to "
+          "device-channel gets and written to RAM (and disk) behind the acknowledgement; "
+          "0 = none. Up to twice this is taken from the GPU (freed buffers stay cached)");
 ABSL_FLAG(bool, device_stage_log, false,
           "Print each device channel's time per stage (map, encode, download, seal, store, ...) "
           "to stderr when it closes");
@@ -192,6 +196,7 @@ int main(int argc, char** argv) {
       {"--max_get_inflight_bytes", absl::GetFlag(FLAGS_max_get_inflight_bytes),
        &options.max_get_inflight_bytes},
       {"--grpc_memory_bytes", absl::GetFlag(FLAGS_grpc_memory_bytes), &options.grpc_memory_bytes},
+      {"--device_tier", absl::GetFlag(FLAGS_device_tier), &options.device_tier},
   };
   for (const SizeFlag& flag : sizes) {
     absl::StatusOr<uint64_t> bytes = kvpack::ParseByteSize(flag.text);

@@ -112,6 +112,7 @@ class PutBlocksReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
     context_->metrics->RecordEncode(device, absl::Now() - start);
     if (!hash.ok()) return BlockError(block, hash.status());
     const uint64_t encoded_bytes = encoded->size();
+    context_->BeforeStoreWrite(block_key);
     absl::StatusOr<StorageTier> tier = context_->store->Put(
         block_key, StoredBlock{std::move(encoded), *hash}, stream_.options().durable());
     if (!tier.ok()) {

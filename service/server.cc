@@ -157,6 +157,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     channels.nccl = options.nccl;
     channels.codec_instances = options.device_lanes;
     channels.stage_log = options.device_stage_log;
+    channels.tier_bytes = options.device_tier;
     int index = -1;
     if (server->gpu_codec_ != nullptr &&
         absl::SimpleAtoi(absl::StripPrefix(server->gpu_codec_->device(), "cuda:"), &index)) {
@@ -166,7 +167,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                                    ? absl::StrCat("--device=", options.device)
                                    : server->device_note_;
     }
-    ASSIGN_OR_RETURN(server->device_service_, StartDeviceChannels(&server->context_, channels));
+    ASSIGN_OR_RETURN(DeviceChannels started, StartDeviceChannels(&server->context_, channels));
+    server->device_service_ = std::move(started.service);
+    // Before the server takes its first call: every path to the store respects the tier.
+    context.device_tier = started.tier;
   }
 
   grpc::EnableDefaultHealthCheckService(true);

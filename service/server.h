@@ -81,6 +81,8 @@ struct ServerOptions {
   absl::Duration device_channel_idle = absl::Seconds(60);
   int device_lanes = 8;            // blocks of device calls encoded / decoded at once
   bool device_stage_log = false;   // print each channel's stage times when it closes
+  // The device tier's size in bytes (service/DEVICE_CHANNELS.md "Device tier"); 0 = none.
+  uint64_t device_tier = 0;
 };
 
 class Server {

@@ -22,6 +22,8 @@
 #include "service/metrics.h"
 #include "service/put_rate_limiter.h"
 #include "service/thread_pool.h"
+#include "service/write_behind_tier.h"
+#include "storage/block_key.h"
 #include "storage/tiered_store.h"
 
 namespace kvpack {
@@ -44,6 +46,20 @@ struct ServiceContext {
   PutRateLimiter* put_rate = nullptr;      // per-namespace put rates (--quotas); null = none
   // Checks every call's credentials (--auth_tokens); null = an open server.
   const Authenticator* auth = nullptr;
+  // The device tier (--device_tier), in front of `store`; null = none. Its contract
+  // (service/write_behind_tier.h): every other write of a key to the store calls
+  // BeforeStoreWrite first, every read BeforeStoreRead.
+  WriteBehindTier* device_tier = nullptr;
+
+  // Drops the device tier's copy of `key` before another path writes it to the store.
+  void BeforeStoreWrite(const BlockKey& key) const {
+    if (device_tier != nullptr) device_tier->Discard(key);
+  }
+  // Writes the device tier's copy of `key` into the store (if it is not there yet) before a
+  // read of the store. A block the store refuses is dropped, as an eviction: the read misses.
+  void BeforeStoreRead(const BlockKey& key) const {
+    if (device_tier != nullptr) device_tier->WriteBack(key).IgnoreError();
+  }
 
   // The permissions of `call` (Authenticator::Authenticate): on an open server, everything.
   // Every RPC handler calls this before it does anything else.

@@ -50,8 +50,19 @@ void WriteBehindTier::EraseLocked(absl::flat_hash_map<std::string, Entry>::itera
 
 bool WriteBehindTier::Admit(const BlockKey& key, std::shared_ptr<const ResidentBlock> block) {
   const uint64_t charge = block->charge();
+  {
+    absl::MutexLock lock(&mu_);
+    if (AdmitLocked(key, std::move(block), charge)) return true;
+    ++stats_.refused;
+  }
+  // Refused: the caller writes the block through. A write-behind of an older copy already
+  // past its check commits first (it holds the key's stripe); later ones find no entry.
   absl::MutexLock stripe(&StripeOf(key));
-  absl::MutexLock lock(&mu_);
+  return false;
+}
+
+bool WriteBehindTier::AdmitLocked(const BlockKey& key, std::shared_ptr<const ResidentBlock> block,
+                                  uint64_t charge) {
   const std::string encoded(key.encoded());
   auto old = entries_.find(encoded);
   if (old != entries_.end()) EraseLocked(old);
@@ -65,10 +76,7 @@ bool WriteBehindTier::Admit(const BlockKey& key, std::shared_ptr<const ResidentB
     ++stats_.evictions;
     it = after;
   }
-  if (closing_ || stats_.bytes + charge > capacity_) {
-    ++stats_.refused;
-    return false;
-  }
+  if (closing_ || stats_.bytes + charge > capacity_) return false;
   lru_.push_front(encoded);
   Entry entry{std::move(block), key, next_generation_++, /*dirty=*/true, lru_.begin()};
   queue_.emplace_back(key, entry.generation);

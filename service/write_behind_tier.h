@@ -37,7 +37,10 @@
 // every read of the store (GetBlocks, Lookup) calls WriteBack(key) first. Then a read sees
 // the newest acknowledged block, and a deleted block never comes back: Discard and the commit
 // of a write-behind (the store Put) run under the same per-key lock, so a write-behind that
-// has not committed when Discard returns never will.
+// has not committed when Discard returns never will. Write-behinds of one key commit in the
+// order their blocks were admitted, so the store ends with the newest. An Admit that fits
+// does not wait for a write-behind of the key in progress; a refused one does (its caller
+// is about to write the key itself).
 //
 // Thread-safe.
 #ifndef KVPACK_SERVICE_WRITE_BEHIND_TIER_H_
@@ -139,6 +142,9 @@ class WriteBehindTier {
   static constexpr size_t kStripes = 32;
 
   absl::Mutex& StripeOf(const BlockKey& key) { return stripes_[key.seed() % kStripes]; }
+  // Admit's work under mu_: drops the old copy, makes room, and holds `block` if it fits.
+  bool AdmitLocked(const BlockKey& key, std::shared_ptr<const ResidentBlock> block,
+                   uint64_t charge) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes `it` (mu_ held).
   void EraseLocked(absl::flat_hash_map<std::string, Entry>::iterator it)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

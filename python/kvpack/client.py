@@ -13,7 +13,7 @@ CODE_NAMES = {
     9: "FAILED_PRECONDITION", 10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED",
     13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED",
 }
-TIER_NAMES = {0: "unspecified", 1: "ram", 2: "disk"}
+TIER_NAMES = {0: "unspecified", 1: "ram", 2: "disk", 3: "device"}
 KEY_BYTES = 16
 
 Key = Union[bytes, str]

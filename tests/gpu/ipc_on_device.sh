@@ -9,7 +9,9 @@
 #   tests/gpu/ipc_on_device.sh                 build + bundle here, print the device command
 #   bash tests/gpu/ipc_on_device.sh --device   on the GPU machine, .device-bundle-ipc carried
 # Environment for --device: CODECS (benchmark, default "raw;int8;turbo3"), BATCH (default 8),
-# LANES (the server's --device_lanes, default 4), BENCH=0 skips the benchmark. The server runs
+# LANES (the server's --device_lanes, default 8), TIER (its --device_tier, default 0 = none; the
+# test then also checks the device tier's answers), CALL_MIB (the benchmark's --call_mib),
+# INFLIGHT (the benchmark's --inflight), GRPC=0 (the benchmark skips the gRPC columns), BENCH=0 skips the benchmark. The server runs
 # with --device_stage_log: each benchmark row's channel prints where its time went.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
@@ -37,14 +39,15 @@ data=$(mktemp -d)
 "$bundle/bin/kvpack_server" --device=cuda:0 --listen=127.0.0.1:50151 \
   --metrics_listen=127.0.0.1:9565 --data_dir="$data" --ram_capacity=16GiB \
   --device_channel_idle_seconds=3 --device_channels=8 --nccl=on --device_lanes="${LANES:-8}" \
-  --device_stage_log >"$out/server.log" 2>&1 &
+  --device_tier="${TIER:-0}" --device_stage_log >"$out/server.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT  # the port is free again on return
 for _ in $(seq 100); do
   grep -q "serving on port" "$out/server.log" 2>/dev/null && break
   sleep 0.2
 done
 export KVPACK_TEST_TARGET=127.0.0.1:50151
+if [ "${TIER:-0}" != 0 ]; then export KVPACK_TEST_DEVICE_TIER=1; fi
 status=0
 echo "== ipc_test (client process) against kvpack_server --device=cuda:0"
 timeout 300 "$bundle/bin/ipc_test" --gtest_brief=1 >"$out/ipc_test.log" 2>&1 \
@@ -55,7 +58,9 @@ timeout 60 "$bundle/bin/pinned_staging_test" --gtest_brief=1 2>&1 | tail -3 || s
 if [ "${BENCH:-1}" != 0 ]; then
   echo "== ipc_benchmark"
   timeout 240 "$bundle/bin/ipc_benchmark" --target=127.0.0.1:50151 \
-    --codecs="${CODECS:-raw;int8;turbo3}" --batch="${BATCH:-8}" 2>&1 | tee "$out/ipc_benchmark.log" \
+    --codecs="${CODECS:-raw;int8;turbo3}" --batch="${BATCH:-8}" --call_mib="${CALL_MIB:-0}" \
+    --inflight="${INFLIGHT:-1}" \
+    --grpc="$([ "${GRPC:-1}" = 0 ] && echo false || echo true)" 2>&1 | tee "$out/ipc_benchmark.log" \
     || status=1
 fi
 sleep 4  # past --device_channel_idle_seconds: channels of clients that vanished are closed
