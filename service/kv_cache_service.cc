@@ -107,12 +107,7 @@ grpc::ServerUnaryReactor* KvCacheService::DeleteBlocks(grpc::CallbackServerConte
     std::vector<BlockKey> keys;
     keys.reserve(request->keys_size());
     for (const std::string& key : request->keys()) keys.emplace_back(request->namespace_(), key);
-    // A block held only in the device tier is written first, so that the store's count of
-    // what it deleted includes it.
-    for (const BlockKey& key : keys) {
-      context->BeforeStoreRead(key);
-      context->BeforeStoreWrite(key);
-    }
+    for (const BlockKey& key : keys) context->BeforeStoreWrite(key);
     ASSIGN_OR_RETURN(const uint32_t deleted, context->store->Delete(keys));
     response->set_deleted(deleted);
     return absl::OkStatus();

@@ -51,9 +51,13 @@ struct ServiceContext {
   // BeforeStoreWrite first, every read BeforeStoreRead.
   WriteBehindTier* device_tier = nullptr;
 
-  // Drops the device tier's copy of `key` before another path writes it to the store.
+  // Before another path writes (or deletes) `key` in the store: the device tier's copy is
+  // written into the store if it is not there yet — so that a write that then fails leaves the
+  // key as it was acknowledged, and a delete counts it — and dropped.
   void BeforeStoreWrite(const BlockKey& key) const {
-    if (device_tier != nullptr) device_tier->Discard(key);
+    if (device_tier == nullptr) return;
+    device_tier->WriteBack(key).IgnoreError();
+    device_tier->Discard(key);
   }
   // Writes the device tier's copy of `key` into the store (if it is not there yet) before a
   // read of the store. A block the store refuses is dropped, as an eviction: the read misses.
