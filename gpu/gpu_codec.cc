@@ -743,69 +743,60 @@ absl::Status GpuCodec::DecodeBlockToDevice(absl::Span<const uint8_t> encoded,
   return DecodeBlockToDevice(header, encoded, dst);
 }
 
+namespace {
+
+// The batch entry points' common part: checks, then Impl::RunBatch on `stream` (or the
+// codec's own). `seeds`: as RunBatch's.
+absl::Status RunBatchChecked(GpuCodec::Impl& impl, bool encode, const BlockHeader& plan,
+                             absl::Span<const DeviceBlockView> views,
+                             absl::Span<uint8_t* const> blocks, void* stream,
+                             absl::Span<const BlockHeader* const> seeds) {
+  if (views.size() != blocks.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("a device batch of ", views.size(),
+                                                   " raw views and ", blocks.size(),
+                                                   " encoded blocks"));
+  }
+  for (const DeviceBlockView& v : views) RETURN_IF_ERROR(CheckView(plan.layout, v));
+  RETURN_IF_ERROR(CheckGpuPlan(plan));
+  absl::MutexLock lock(&impl.mu());
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl.device()), "cudaSetDevice");
+  cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : impl.compute_stream();
+  return impl.RunBatch(encode, plan, views, blocks, s, seeds);
+}
+
+// Decoding only reads the encoded blocks; the SegmentIo table has one pointer type.
+std::vector<uint8_t*> Writable(absl::Span<const uint8_t* const> blocks) {
+  std::vector<uint8_t*> out(blocks.size());
+  for (size_t i = 0; i < blocks.size(); ++i) out[i] = const_cast<uint8_t*>(blocks[i]);
+  return out;
+}
+
+}  // namespace
+
 absl::Status GpuCodec::EncodeBatchOnDevice(const BlockHeader& plan,
                                            absl::Span<const DeviceBlockView> srcs,
                                            absl::Span<uint8_t* const> dst_blocks, void* stream) {
-  if (srcs.size() != dst_blocks.size()) {
-    return absl::InvalidArgumentError("EncodeBatchOnDevice: srcs and dst_blocks differ in size");
-  }
-  for (const DeviceBlockView& v : srcs) RETURN_IF_ERROR(CheckView(plan.layout, v));
-  RETURN_IF_ERROR(CheckGpuPlan(plan));
-  absl::MutexLock lock(&impl_->mu());
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
-  cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : impl_->compute_stream();
-  return impl_->RunBatch(true, plan, srcs, dst_blocks, s);
+  return RunBatchChecked(*impl_, true, plan, srcs, dst_blocks, stream, {});
 }
 
 absl::Status GpuCodec::DecodeBatchOnDevice(const BlockHeader& plan,
                                            absl::Span<const uint8_t* const> src_blocks,
                                            absl::Span<const DeviceBlockView> dsts, void* stream) {
-  if (src_blocks.size() != dsts.size()) {
-    return absl::InvalidArgumentError("DecodeBatchOnDevice: src_blocks and dsts differ in size");
-  }
-  for (const DeviceBlockView& v : dsts) RETURN_IF_ERROR(CheckView(plan.layout, v));
-  RETURN_IF_ERROR(CheckGpuPlan(plan));
-  absl::MutexLock lock(&impl_->mu());
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
-  cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : impl_->compute_stream();
-  // Decoding only reads the encoded blocks; the SegmentIo table has one pointer type.
-  std::vector<uint8_t*> blocks(src_blocks.size());
-  for (size_t i = 0; i < src_blocks.size(); ++i) blocks[i] = const_cast<uint8_t*>(src_blocks[i]);
-  return impl_->RunBatch(false, plan, dsts, blocks, s);
+  return RunBatchChecked(*impl_, false, plan, dsts, Writable(src_blocks), stream, {});
 }
 
 absl::Status GpuCodec::EncodeBlocksOnDevice(absl::Span<const BlockHeader* const> headers,
                                             absl::Span<const DeviceBlockView> srcs,
                                             absl::Span<uint8_t* const> dst_blocks, void* stream) {
   RETURN_IF_ERROR(CheckSameTables(headers, srcs.size()));
-  if (srcs.size() != dst_blocks.size()) {
-    return absl::InvalidArgumentError("EncodeBlocksOnDevice: srcs and dst_blocks differ in size");
-  }
-  const BlockHeader& plan = *headers[0];
-  for (const DeviceBlockView& v : srcs) RETURN_IF_ERROR(CheckView(plan.layout, v));
-  RETURN_IF_ERROR(CheckGpuPlan(plan));
-  absl::MutexLock lock(&impl_->mu());
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
-  cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : impl_->compute_stream();
-  return impl_->RunBatch(true, plan, srcs, dst_blocks, s, headers);
+  return RunBatchChecked(*impl_, true, *headers[0], srcs, dst_blocks, stream, headers);
 }
 
 absl::Status GpuCodec::DecodeBlocksOnDevice(absl::Span<const BlockHeader* const> headers,
                                             absl::Span<const uint8_t* const> src_blocks,
                                             absl::Span<const DeviceBlockView> dsts, void* stream) {
   RETURN_IF_ERROR(CheckSameTables(headers, dsts.size()));
-  if (src_blocks.size() != dsts.size()) {
-    return absl::InvalidArgumentError("DecodeBlocksOnDevice: src_blocks and dsts differ in size");
-  }
-  const BlockHeader& plan = *headers[0];
-  for (const DeviceBlockView& v : dsts) RETURN_IF_ERROR(CheckView(plan.layout, v));
-  RETURN_IF_ERROR(CheckGpuPlan(plan));
-  absl::MutexLock lock(&impl_->mu());
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
-  cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : impl_->compute_stream();
-  std::vector<uint8_t*> blocks(src_blocks.size());
-  for (size_t i = 0; i < src_blocks.size(); ++i) blocks[i] = const_cast<uint8_t*>(src_blocks[i]);
-  return impl_->RunBatch(false, plan, dsts, blocks, s, headers);
+  return RunBatchChecked(*impl_, false, *headers[0], dsts, Writable(src_blocks), stream, headers);
 }
 
 double GpuCodec::LastKernelSeconds() const {
