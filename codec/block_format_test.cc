@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -213,6 +214,31 @@ TEST(BlockFormatTest, PlanGivesEachSegmentItsSeedAndPlace) {
     offset += s.length;
   }
   EXPECT_EQ(plan->total_size, offset + 8);
+}
+
+TEST(BlockFormatTest, ReseedGivesWhatPlanningWithTheOtherSeedGives) {
+  const BlockLayout layout = Layout(3, 2, 64, 4, DType::kBFloat16);
+  const CodecPolicy policy = Policy("k=turbo3,v=int8,boundary=1:raw");
+  absl::StatusOr<BlockHeader> first = PlanBlock(layout, policy, 42);
+  absl::StatusOr<BlockHeader> other = PlanBlock(layout, policy, 0xfeedf00d);
+  ASSERT_TRUE(first.ok() && other.ok());
+  const BlockHeader reseeded = ReseedBlock(*first, 0xfeedf00d);
+  EXPECT_EQ(reseeded.seed, other->seed);
+  EXPECT_EQ(reseeded.policy_text, other->policy_text);
+  EXPECT_EQ(reseeded.header_size, other->header_size);
+  EXPECT_EQ(reseeded.total_size, other->total_size);
+  ASSERT_EQ(reseeded.segments.size(), other->segments.size());
+  for (size_t i = 0; i < reseeded.segments.size(); ++i) {
+    EXPECT_EQ(reseeded.segments[i].context.seed, other->segments[i].context.seed) << i;
+    EXPECT_NE(reseeded.segments[i].context.seed, first->segments[i].context.seed) << i;
+    EXPECT_EQ(reseeded.segments[i].offset, other->segments[i].offset) << i;
+    EXPECT_EQ(reseeded.segments[i].codec, other->segments[i].codec) << i;
+  }
+  // The bytes it encodes to are the planned header's.
+  std::vector<uint8_t> a(other->total_size), b(other->total_size);
+  ASSERT_TRUE(WriteBlockHeader(reseeded, absl::MakeSpan(a)).ok());
+  ASSERT_TRUE(WriteBlockHeader(*other, absl::MakeSpan(b)).ok());
+  EXPECT_TRUE(std::equal(a.begin(), a.begin() + other->header_size, b.begin()));
 }
 
 // Another implementation can fill the payloads itself: plan, header, payloads, seal.

@@ -83,6 +83,15 @@ absl::StatusOr<BlockHeader> PlanBlock(const BlockLayout& layout, const CodecPoli
   return header;
 }
 
+BlockHeader ReseedBlock(const BlockHeader& plan, uint64_t seed) {
+  BlockHeader header = plan;
+  header.seed = seed;
+  for (BlockSegment& segment : header.segments) {
+    segment.context.seed = SegmentSeed(seed, segment.layer, segment.is_key ? 0 : 1);
+  }
+  return header;
+}
+
 absl::Status WriteBlockHeader(const BlockHeader& header, absl::Span<uint8_t> block) {
   if (block.size() != header.total_size) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -72,6 +72,11 @@ uint64_t BlockHeaderSize(const BlockLayout& layout, absl::string_view policy_tex
 absl::StatusOr<BlockHeader> PlanBlock(const BlockLayout& layout, const CodecPolicy& policy,
                                       uint64_t seed);
 
+// What PlanBlock(plan.layout, plan.policy, seed) returns, made from `plan` (a header PlanBlock
+// made, with any seed) by changing its seeds alone: for planning the many blocks of one layout
+// and policy that a batch holds without planning each again.
+BlockHeader ReseedBlock(const BlockHeader& plan, uint64_t seed);
+
 enum class ChecksumCheck {
   kVerify,  // hash the block and compare with its checksum
   // The caller already knows these bytes are the ones that were sealed (storage verified

@@ -475,13 +475,13 @@ absl::StatusOr<bool> KvDeviceService::PutIntoTier(const grpc::CallbackServerCont
   std::vector<BlockHeader> headers;
   headers.reserve(blocks.size());
   uint64_t bytes = 0;
+  // Planned once; the other blocks differ in their seeds alone.
+  absl::StatusOr<BlockHeader> plan = PlanBlock(blocks[0].layout, *target.policy, 0);
+  if (!plan.ok()) return false;
   for (const ResolvedBlock& block : blocks) {
     if (block.layout != blocks[0].layout) return false;
-    absl::StatusOr<BlockHeader> header =
-        PlanBlock(block.layout, *target.policy, BlockSeed(target.ns, block.key));
-    if (!header.ok()) return false;
-    bytes += header->total_size;
-    headers.push_back(*std::move(header));
+    headers.push_back(ReseedBlock(*plan, BlockSeed(target.ns, block.key)));
+    bytes += headers.back().total_size;
   }
   if (!tier_->HasRoomFor(bytes)) return false;
   RETURN_IF_ERROR(CheckDeadline(call, 0));
