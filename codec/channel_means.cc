@@ -17,11 +17,12 @@ absl::Status EncodeChannelMeans(absl::string_view codec, const SegmentShape& sha
   const size_t elem = DTypeSize(shape.dtype);
   std::vector<float> x(d);
   std::vector<double> sums(size_t{heads} * d, 0.0);
-  for (uint64_t v = 0; v < n; ++v) {
+  uint32_t h = 0;  // the head of vector v, counted rather than divided out
+  for (uint64_t v = 0; v < n; ++v, h = h + 1 == heads ? 0 : h + 1) {
     LoadElements(shape.dtype, raw.data() + v * d * elem, d, x.data());
     // The finiteness check rides along the sums (d is a multiple of 8 for every caller but
     // the tail loop keeps any d right).
-    double* s = &sums[(v % heads) * d];
+    double* s = &sums[size_t{h} * d];
     const __m256i exp_mask = _mm256_set1_epi32(0x7f800000);
     __m256i bad = _mm256_setzero_si256();
     uint32_t c = 0;
