@@ -50,12 +50,13 @@ struct Avx2Emitted {
 };
 
 // Codes one symbol in each of 8 consecutive lanes of group g (states x, constants e as in
-// Avx2EncTable; with kPartial, lanes outside `valid` keep their state and emit nothing). x / freq comes from the float
-// reciprocal and one correction: the float quotient is within 0.1 of x / freq for x < 2^31, so
-// its truncation is ⌊x/freq⌋ − 1, ⌊x/freq⌋ or ⌊x/freq⌋ + 1, and the remainder's sign and size
-// say which. No data-dependent branch. `words` counts each lane's renormalizations.
+// Avx2EncTable; with kPartial, lanes outside `valid` keep their state and emit nothing).
+// y / freq (y the state after renormalization, below freq · 2^19) comes from the float
+// reciprocal and one correction: y·(1/freq) + 0.5 in float, one fused multiply-add, is within
+// 0.1 of y/freq + 0.5, so its truncation is ⌊y/freq⌋ or ⌊y/freq⌋ + 1, and a negative remainder
+// says the latter. No data-dependent branch. `words` counts each lane's renormalizations.
 template <bool kPartial>
-__attribute__((target("avx2"), always_inline)) inline __m256i EncodeEight(
+__attribute__((target("avx2,fma"), always_inline)) inline __m256i EncodeEight(
     __m256i x, __m256i e, size_t g, __m256i valid, Avx2Emitted* emitted,
     __m256i* words) {
   const __m256i freq = _mm256_and_si256(e, _mm256_set1_epi32(0x1fff));
@@ -75,9 +76,8 @@ __attribute__((target("avx2"), always_inline)) inline __m256i EncodeEight(
   *emitted->Mask(g) = static_cast<uint8_t>(_mm256_movemask_ps(_mm256_castsi256_ps(need)));
   *words = _mm256_sub_epi32(*words, need);
   const __m256i y = _mm256_blendv_epi8(x, _mm256_srli_epi32(x, 16), need);
-  __m256i q = _mm256_cvttps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(y), rcp));
+  __m256i q = _mm256_cvttps_epi32(_mm256_fmadd_ps(_mm256_cvtepi32_ps(y), rcp, _mm256_set1_ps(0.5f)));
   const __m256i r = _mm256_sub_epi32(y, _mm256_mullo_epi32(q, freq));
-  q = _mm256_sub_epi32(q, _mm256_cmpgt_epi32(r, freq_m1));               // r ≥ freq: q + 1
   q = _mm256_add_epi32(q, _mm256_cmpgt_epi32(_mm256_setzero_si256(), r));  // r < 0: q − 1
   const __m256i cmpl = _mm256_sub_epi32(_mm256_set1_epi32(kRansTotal), freq);
   const __m256i coded = _mm256_add_epi32(_mm256_add_epi32(y, start), _mm256_mullo_epi32(q, cmpl));
@@ -159,7 +159,7 @@ __attribute__((target("avx2,bmi2,popcnt"))) void CompactLanes(
 // compacted from the emitted rows. False when they do not fit in `out`.
 }  // namespace
 
-__attribute__((target("avx2"))) bool EncodeAvx2(const RansTable& table,
+__attribute__((target("avx2,fma"))) bool EncodeAvx2(const RansTable& table,
                                                 absl::Span<const uint8_t> symbols,
                                                 absl::Span<uint8_t> out,
                                                 uint32_t lane_bytes[kRansLanes]) {
