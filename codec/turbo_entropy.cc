@@ -248,24 +248,50 @@ void CentreAndRotate(const TurboChunkPlan& plan, float* x, const float* m, float
   }
 }
 
-// e[j] = Σ_c y_j[c]² in double, c ascending (the reference order), for the 8 vectors of d
-// values at y, y + d, …: the vectors' sums run side by side in the lanes of two registers.
-void SumSquaresEight(const float* y, uint32_t d, double e[8]) {
-  __m256d acc[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
-  for (uint32_t c = 0; c < d; c += 4) {
-    for (int half = 0; half < 2; ++half) {
-      const float* base = y + 4 * half * size_t{d} + c;
-      __m128 r0 = _mm_loadu_ps(base), r1 = _mm_loadu_ps(base + d);
-      __m128 r2 = _mm_loadu_ps(base + 2 * d), r3 = _mm_loadu_ps(base + 3 * d);
-      _MM_TRANSPOSE4_PS(r0, r1, r2, r3);  // r_k = element c + k of the four vectors
-      for (__m128 r : {r0, r1, r2, r3}) {
-        const __m256d w = _mm256_cvtps_pd(r);
-        acc[half] = _mm256_add_pd(acc[half], _mm256_mul_pd(w, w));
+// e[j] = Σ_c y_j[c]² in double, c ascending (the reference order), for the 8·kGroups vectors
+// of d values at y, y + d, …: the vectors' sums run side by side in the lanes of 2·kGroups
+// registers (two groups keep enough sums in flight to hide the add latency).
+template <int kGroups>
+void SumSquares(const float* y, uint32_t d, double* e) {
+  __m256d acc[2 * kGroups];
+  for (__m256d& a : acc) a = _mm256_setzero_pd();
+  // w·w is exact in double (w has 24 significant bits), so the fused multiply-add rounds
+  // once, exactly as the add after an exact multiply does.
+  auto add = [](__m256d sum, __m128 r) {
+    const __m256d w = _mm256_cvtps_pd(r);
+    return _mm256_fmadd_pd(w, w, sum);
+  };
+  for (uint32_t c = 0; c < d; c += 8) {
+    for (int g = 0; g < kGroups; ++g) {
+      // Elements c .. c+7 of the group's 8 vectors, transposed.
+      const float* base = y + 8 * g * size_t{d} + c;
+      __m256 t[8], u[8], w[8];
+      for (int j = 0; j < 8; ++j) t[j] = _mm256_loadu_ps(base + j * size_t{d});
+      for (int j = 0; j < 4; ++j) {
+        u[2 * j] = _mm256_unpacklo_ps(t[2 * j], t[2 * j + 1]);
+        u[2 * j + 1] = _mm256_unpackhi_ps(t[2 * j], t[2 * j + 1]);
+      }
+      for (int j = 0; j < 2; ++j) {
+        w[4 * j] = _mm256_shuffle_ps(u[4 * j], u[4 * j + 2], 0x44);
+        w[4 * j + 1] = _mm256_shuffle_ps(u[4 * j], u[4 * j + 2], 0xEE);
+        w[4 * j + 2] = _mm256_shuffle_ps(u[4 * j + 1], u[4 * j + 3], 0x44);
+        w[4 * j + 3] = _mm256_shuffle_ps(u[4 * j + 1], u[4 * j + 3], 0xEE);
+      }
+      // w[k] (k < 4) holds element c + k of vectors 0–3 in its low half and c + 4 + k in
+      // its high half; w[4 + k] the same for vectors 4–7.
+      __m256d& lo = acc[2 * g];
+      __m256d& hi = acc[2 * g + 1];
+      for (int k = 0; k < 4; ++k) {
+        lo = add(lo, _mm256_castps256_ps128(w[k]));
+        hi = add(hi, _mm256_castps256_ps128(w[4 + k]));
+      }
+      for (int k = 0; k < 4; ++k) {
+        lo = add(lo, _mm256_extractf128_ps(w[k], 1));
+        hi = add(hi, _mm256_extractf128_ps(w[4 + k], 1));
       }
     }
   }
-  _mm256_storeu_pd(e, acc[0]);
-  _mm256_storeu_pd(e + 4, acc[1]);
+  for (int a = 0; a < 2 * kGroups; ++a) _mm256_storeu_pd(e + 4 * a, acc[a]);
 }
 
 // Dequantizes and unrotates one chunk of D = 8·R symbols in registers, adding the means.
@@ -446,25 +472,33 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
   float* const y = y_values.get();
   std::vector<float> x(d);
   std::vector<double> energy(heads, 0.0);
-  uint32_t h = 0, h_eight = 0;  // the heads of vector v and of vector v − 7
+  uint32_t h = 0, h_sums = 0;  // the heads of vector v and of the next vector summed
   for (uint64_t v = 0; v < n; ++v) {
     LoadElements(shape.dtype, raw.data() + v * d * elem, d, x.data());
     CentreAndRotate(plan, x.data(), &means[size_t{h} * d], &y[v * d]);
     h = h + 1 == heads ? 0 : h + 1;
-    if (v % 8 == 7) {
-      double e[8];
-      SumSquaresEight(&y[(v - 7) * d], d, e);
-      for (int j = 0; j < 8; ++j) {
-        energy[h_eight] += e[j];
-        h_eight = h_eight + 1 == heads ? 0 : h_eight + 1;
+    if (v % 16 == 15) {
+      double e[16];
+      SumSquares<2>(&y[(v - 15) * d], d, e);
+      for (int j = 0; j < 16; ++j) {
+        energy[h_sums] += e[j];
+        h_sums = h_sums + 1 == heads ? 0 : h_sums + 1;
       }
+    }
+  }
+  if (n % 16 >= 8) {
+    double e[8];
+    SumSquares<1>(&y[n / 16 * 16 * d], d, e);
+    for (int j = 0; j < 8; ++j) {
+      energy[h_sums] += e[j];
+      h_sums = h_sums + 1 == heads ? 0 : h_sums + 1;
     }
   }
   for (uint64_t v = n / 8 * 8; v < n; ++v) {
     double e = 0;
     for (uint32_t c = 0; c < d; ++c) e += double{y[v * d + c]} * y[v * d + c];
-    energy[h_eight] += e;
-    h_eight = h_eight + 1 == heads ? 0 : h_eight + 1;
+    energy[h_sums] += e;
+    h_sums = h_sums + 1 == heads ? 0 : h_sums + 1;
   }
   std::vector<double> sigma(heads);
   for (uint32_t h = 0; h < heads; ++h) {
