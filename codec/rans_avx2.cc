@@ -18,24 +18,57 @@ struct Avx2EncTable {
   uint32_t packed[256];
 };
 
-// The constants of the 8 symbols at `symbols`, lane k from symbols[k]: eight scalar loads
-// inserted into a register. An AVX2 gather, or a separate pass of loads and stores ahead of
-// the coding loop, was slower on the CPUs measured (bench/RESULTS.md).
-__attribute__((target("avx2"), always_inline)) inline __m256i LookUpEight(
-    const Avx2EncTable& t, const uint8_t* symbols) {
-  uint64_t s;
-  std::memcpy(&s, symbols, 8);
-  const auto at = [&](int k) { return static_cast<int>(t.packed[(s >> (8 * k)) & 0xff]); };
-  __m128i lo = _mm_cvtsi32_si128(at(0));
-  lo = _mm_insert_epi32(lo, at(1), 1);
-  lo = _mm_insert_epi32(lo, at(2), 2);
-  lo = _mm_insert_epi32(lo, at(3), 3);
-  __m128i hi = _mm_cvtsi32_si128(at(4));
-  hi = _mm_insert_epi32(hi, at(5), 1);
-  hi = _mm_insert_epi32(hi, at(6), 2);
-  hi = _mm_insert_epi32(hi, at(7), 3);
-  return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
-}
+// Look-ups of the constants of the 8 symbols at `symbols`, lane k from symbols[k], by scalar
+// loads inserted into a register: an AVX2 gather, permutes of the table held in registers, or a
+// separate pass of loads and stores ahead of the coding loop were all slower on the CPUs
+// measured (bench/RESULTS.md), the coding loop being bound by vector operations.
+//
+// Any table: one load and one insert per symbol.
+struct SingleLookUp {
+  const Avx2EncTable* t;
+  __attribute__((target("avx2"), always_inline)) __m256i operator()(const uint8_t* symbols) const {
+    uint64_t s;
+    std::memcpy(&s, symbols, 8);
+    const auto at = [&](int k) { return static_cast<int>(t->packed[(s >> (8 * k)) & 0xff]); };
+    __m128i lo = _mm_cvtsi32_si128(at(0));
+    lo = _mm_insert_epi32(lo, at(1), 1);
+    lo = _mm_insert_epi32(lo, at(2), 2);
+    lo = _mm_insert_epi32(lo, at(3), 3);
+    __m128i hi = _mm_cvtsi32_si128(at(4));
+    hi = _mm_insert_epi32(hi, at(5), 1);
+    hi = _mm_insert_epi32(hi, at(6), 2);
+    hi = _mm_insert_epi32(hi, at(7), 3);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+  }
+};
+
+// Tables whose symbols with a frequency span first .. first + kMaxPairSpan − 1 (a turbo_e
+// segment of Gaussian-like data spans 9–34): the constants of two consecutive symbols as one
+// 64-bit entry, indexed by the pair's two bytes less `first` (low + 256 · high), so that a group
+// takes four loads and four inserts.
+constexpr int kMaxPairSpan = 64;
+struct PairLookUp {
+  std::unique_ptr<uint64_t[]> pairs;  // [span · 256]; entries with a low byte ≥ span unused
+  uint64_t rebase;                    // first in every byte
+  PairLookUp(const Avx2EncTable& t, int first, int span)
+      : pairs(new uint64_t[size_t{256} * span]), rebase(0x0101010101010101ull * first) {
+    for (int hi = 0; hi < span; ++hi) {
+      for (int lo = 0; lo < span; ++lo) {
+        pairs[256 * hi + lo] = t.packed[first + lo] | uint64_t{t.packed[first + hi]} << 32;
+      }
+    }
+  }
+  __attribute__((target("avx2"), always_inline)) __m256i operator()(const uint8_t* symbols) const {
+    uint64_t s;
+    std::memcpy(&s, symbols, 8);
+    s -= rebase;  // every byte is at least `first`: no borrows
+    const uint64_t* p = pairs.get();
+    const auto at = [&](int k) { return static_cast<long long>(p[(s >> (16 * k)) & 0xffff]); };
+    const __m128i lo = _mm_insert_epi64(_mm_cvtsi64_si128(at(0)), at(1), 1);
+    const __m128i hi = _mm_insert_epi64(_mm_cvtsi64_si128(at(2)), at(3), 1);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+  }
+};
 
 // What the AVX2 encoder emits: for group g of 8 lanes (symbols 8g .. 8g+7, register r = g mod 4,
 // row i = g / 4 of that register), the low 16 bits of the 8 states before renormalization
@@ -154,6 +187,29 @@ __attribute__((target("avx2,bmi2,popcnt"))) void CompactLanes(
   }
 }
 
+// Codes whole groups g − 1 down to 0 into the states x[4] and word counts words[4] (register
+// r holds the lanes 8r .. 8r+7), 32 lanes a round with the states in registers.
+template <class LookUp>
+__attribute__((target("avx2,fma"))) void EncodeGroups(const LookUp& look_up, const uint8_t* sym,
+                                                      size_t g, Avx2Emitted* emitted,
+                                                      __m256i x[4], __m256i words[4]) {
+  const __m256i all = _mm256_set1_epi32(-1);
+  for (; g % 4 != 0; --g) {
+    const size_t r = (g - 1) % 4;
+    x[r] = EncodeEight<false>(x[r], look_up(sym + 8 * (g - 1)), g - 1, all, emitted, &words[r]);
+  }
+  __m256i x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+  __m256i w0 = words[0], w1 = words[1], w2 = words[2], w3 = words[3];
+  for (; g != 0; g -= 4) {
+    x3 = EncodeEight<false>(x3, look_up(sym + 8 * (g - 1)), g - 1, all, emitted, &w3);
+    x2 = EncodeEight<false>(x2, look_up(sym + 8 * (g - 2)), g - 2, all, emitted, &w2);
+    x1 = EncodeEight<false>(x1, look_up(sym + 8 * (g - 3)), g - 3, all, emitted, &w1);
+    x0 = EncodeEight<false>(x0, look_up(sym + 8 * (g - 4)), g - 4, all, emitted, &w0);
+  }
+  x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
+  words[0] = w0, words[1] = w1, words[2] = w2, words[3] = w3;
+}
+
 // The AVX2 encoder: every group of 8 lanes (a last partial group with its missing lanes
 // masked), last group first, 32 lanes a round with the states in registers, then the streams
 // compacted from the emitted rows. False when they do not fit in `out`.
@@ -188,21 +244,18 @@ __attribute__((target("avx2,fma"))) bool EncodeAvx2(const RansTable& table,
     xr[g % 4] = EncodeEight<true>(xr[g % 4], _mm256_load_si256(reinterpret_cast<const __m256i*>(packed)),
                                   g, valid, &emitted, &wr[g % 4]);
   }
-  const __m256i all = _mm256_set1_epi32(-1);
-  for (; g % 4 != 0; --g) {
-    const size_t r = (g - 1) % 4;
-    xr[r] = EncodeEight<false>(xr[r], LookUpEight(t, sym + 8 * (g - 1)), g - 1, all, &emitted, &wr[r]);
+  int first = 0, last = -1;  // the symbols with a frequency
+  for (int s = 0; s < 256; ++s) {
+    if (t.packed[s] != 0) {
+      if (last < 0) first = s;
+      last = s;
+    }
   }
-  __m256i x0 = xr[0], x1 = xr[1], x2 = xr[2], x3 = xr[3];
-  __m256i w0 = wr[0], w1 = wr[1], w2 = wr[2], w3 = wr[3];
-  for (; g != 0; g -= 4) {
-    x3 = EncodeEight<false>(x3, LookUpEight(t, sym + 8 * (g - 1)), g - 1, all, &emitted, &w3);
-    x2 = EncodeEight<false>(x2, LookUpEight(t, sym + 8 * (g - 2)), g - 2, all, &emitted, &w2);
-    x1 = EncodeEight<false>(x1, LookUpEight(t, sym + 8 * (g - 3)), g - 3, all, &emitted, &w1);
-    x0 = EncodeEight<false>(x0, LookUpEight(t, sym + 8 * (g - 4)), g - 4, all, &emitted, &w0);
+  if (g != 0 && last - first < kMaxPairSpan) {
+    EncodeGroups(PairLookUp(t, first, last - first + 1), sym, g, &emitted, xr, wr);
+  } else {
+    EncodeGroups(SingleLookUp{&t}, sym, g, &emitted, xr, wr);
   }
-  xr[0] = x0, xr[1] = x1, xr[2] = x2, xr[3] = x3;
-  wr[0] = w0, wr[1] = w1, wr[2] = w2, wr[3] = w3;
   size_t lane_start[kRansLanes + 1];
   lane_start[0] = 0;
   for (int l = 0; l < kRansLanes; ++l) {
