@@ -216,14 +216,17 @@ void CentroidOffsets(const Quantized& q, const float* y, uint64_t n, uint32_t d,
   }
 }
 
-// Centres and rotates one chunk of D = 8·R values held in registers: y = rotation of x − m.
-template <int R>
-void RotateChunk(const HadamardSigns& signs, const float* x, const float* m, float* y) {
+// Centres and rotates one chunk of D = 8·R values held in registers: y = rotation of x − m,
+// x read as kType elements at `x`.
+template <int R, DType kType>
+void RotateChunk(const HadamardSigns& signs, const uint8_t* x, const float* m, float* y) {
   const float* s1 = reinterpret_cast<const float*>(signs.s1_xor.data());
+  constexpr size_t kSize = kType == DType::kFloat32 ? 4 : 2;
   __m256 v[R];
   for (int r = 0; r < R; ++r) {
-    v[r] = _mm256_xor_ps(_mm256_sub_ps(_mm256_loadu_ps(x + 8 * r), _mm256_loadu_ps(m + 8 * r)),
-                         _mm256_loadu_ps(s1 + 8 * r));
+    v[r] = _mm256_xor_ps(
+        _mm256_sub_ps(LoadEightElements<kType>(x + 8 * r * kSize), _mm256_loadu_ps(m + 8 * r)),
+        _mm256_loadu_ps(s1 + 8 * r));
   }
   RegisterWalshHadamard<R>(v);
   // (h · 1/√D) ⊕ S2 == h · (±1/√D) exactly.
@@ -232,18 +235,23 @@ void RotateChunk(const HadamardSigns& signs, const float* x, const float* m, flo
   }
 }
 
-// y = rotation of x − m for one vector, chunk by chunk; x is overwritten.
-void CentreAndRotate(const TurboChunkPlan& plan, float* x, const float* m, float* y) {
+// y = rotation of x − m for one vector of kType elements at x, chunk by chunk; `scratch` holds
+// the floats of the chunks that are not a power of two from 32 to 256.
+template <DType kType>
+void CentreAndRotate(const TurboChunkPlan& plan, const uint8_t* x, const float* m,
+                     float* scratch, float* y) {
+  constexpr size_t kSize = kType == DType::kFloat32 ? 4 : 2;
   for (size_t c = 0; c < plan.sizes.size(); ++c) {
     const uint32_t o = plan.offsets[c];
     switch (plan.sizes[c]) {
-      case 32: RotateChunk<4>(plan.signs[c], x + o, m + o, y + o); break;
-      case 64: RotateChunk<8>(plan.signs[c], x + o, m + o, y + o); break;
-      case 128: RotateChunk<16>(plan.signs[c], x + o, m + o, y + o); break;
-      case 256: RotateChunk<32>(plan.signs[c], x + o, m + o, y + o); break;
+      case 32: RotateChunk<4, kType>(plan.signs[c], x + o * kSize, m + o, y + o); break;
+      case 64: RotateChunk<8, kType>(plan.signs[c], x + o * kSize, m + o, y + o); break;
+      case 128: RotateChunk<16, kType>(plan.signs[c], x + o * kSize, m + o, y + o); break;
+      case 256: RotateChunk<32, kType>(plan.signs[c], x + o * kSize, m + o, y + o); break;
       default:
-        for (uint32_t i = 0; i < plan.sizes[c]; ++i) x[o + i] -= m[o + i];
-        HadamardRotate(plan.signs[c], x + o, y + o);
+        LoadElements(kType, x + o * kSize, plan.sizes[c], scratch);
+        for (uint32_t i = 0; i < plan.sizes[c]; ++i) scratch[i] -= m[o + i];
+        HadamardRotate(plan.signs[c], scratch, y + o);
     }
   }
 }
@@ -292,6 +300,43 @@ void SumSquares(const float* y, uint32_t d, double* e) {
     }
   }
   for (int a = 0; a < 2 * kGroups; ++a) _mm256_storeu_pd(e + 4 * a, acc[a]);
+}
+
+// Pass 2 of Encode: y = rotation of x − m_h for each of the n vectors of kType elements at
+// `raw` (vector v of head v mod heads), and energy[h] += Σ y² of each vector of head h, each
+// vector's sum in double in channel order, added in vector order.
+template <DType kType>
+void CentreAndRotateAll(const TurboChunkPlan& plan, const uint8_t* raw, uint64_t n, uint32_t d,
+                        uint32_t heads, const std::vector<float>& means, float* y,
+                        std::vector<double>* energy) {
+  constexpr size_t kSize = kType == DType::kFloat32 ? 4 : 2;
+  std::vector<float> scratch(d);
+  uint32_t h = 0, h_sums = 0;  // the heads of vector v and of the next vector summed
+  auto add_sums = [&](const double* e, int count) {
+    for (int j = 0; j < count; ++j) {
+      (*energy)[h_sums] += e[j];
+      h_sums = h_sums + 1 == heads ? 0 : h_sums + 1;
+    }
+  };
+  for (uint64_t v = 0; v < n; ++v) {
+    CentreAndRotate<kType>(plan, raw + v * d * kSize, &means[size_t{h} * d], scratch.data(), &y[v * d]);
+    h = h + 1 == heads ? 0 : h + 1;
+    if (v % 16 == 15) {
+      double e[16];
+      SumSquares<2>(&y[(v - 15) * d], d, e);
+      add_sums(e, 16);
+    }
+  }
+  if (n % 16 >= 8) {
+    double e[8];
+    SumSquares<1>(&y[n / 16 * 16 * d], d, e);
+    add_sums(e, 8);
+  }
+  for (uint64_t v = n / 8 * 8; v < n; ++v) {
+    double e = 0;
+    for (uint32_t c = 0; c < d; ++c) e += double{y[v * d + c]} * y[v * d + c];
+    add_sums(&e, 1);
+  }
 }
 
 // Dequantizes and unrotates one chunk of D = 8·R symbols in registers, adding the means.
@@ -454,7 +499,6 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
   if (!status.ok()) return status;
   const uint32_t d = shape.head_dim, heads = shape.kv_heads;
   const uint64_t n = shape.Vectors();
-  const size_t elem = DTypeSize(shape.dtype);
   const Layout layout = LayoutOf(shape, half_bits_);
   TurboChunkPlan plan;
   AppendTurboChunks(d, 2, &plan);
@@ -470,35 +514,17 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
   // sum in channel order, added in vector order.
   std::unique_ptr<float[]> y_values(new float[n * d]);  // every value is written
   float* const y = y_values.get();
-  std::vector<float> x(d);
   std::vector<double> energy(heads, 0.0);
-  uint32_t h = 0, h_sums = 0;  // the heads of vector v and of the next vector summed
-  for (uint64_t v = 0; v < n; ++v) {
-    LoadElements(shape.dtype, raw.data() + v * d * elem, d, x.data());
-    CentreAndRotate(plan, x.data(), &means[size_t{h} * d], &y[v * d]);
-    h = h + 1 == heads ? 0 : h + 1;
-    if (v % 16 == 15) {
-      double e[16];
-      SumSquares<2>(&y[(v - 15) * d], d, e);
-      for (int j = 0; j < 16; ++j) {
-        energy[h_sums] += e[j];
-        h_sums = h_sums + 1 == heads ? 0 : h_sums + 1;
-      }
-    }
-  }
-  if (n % 16 >= 8) {
-    double e[8];
-    SumSquares<1>(&y[n / 16 * 16 * d], d, e);
-    for (int j = 0; j < 8; ++j) {
-      energy[h_sums] += e[j];
-      h_sums = h_sums + 1 == heads ? 0 : h_sums + 1;
-    }
-  }
-  for (uint64_t v = n / 8 * 8; v < n; ++v) {
-    double e = 0;
-    for (uint32_t c = 0; c < d; ++c) e += double{y[v * d + c]} * y[v * d + c];
-    energy[h_sums] += e;
-    h_sums = h_sums + 1 == heads ? 0 : h_sums + 1;
+  switch (shape.dtype) {
+    case DType::kFloat32:
+      CentreAndRotateAll<DType::kFloat32>(plan, raw.data(), n, d, heads, means, y, &energy);
+      break;
+    case DType::kBFloat16:
+      CentreAndRotateAll<DType::kBFloat16>(plan, raw.data(), n, d, heads, means, y, &energy);
+      break;
+    case DType::kFloat16:
+      CentreAndRotateAll<DType::kFloat16>(plan, raw.data(), n, d, heads, means, y, &energy);
+      break;
   }
   std::vector<double> sigma(heads);
   for (uint32_t h = 0; h < heads; ++h) {
