@@ -45,13 +45,22 @@ struct SingleLookUp {
 // Tables whose symbols with a frequency span first .. first + kMaxPairSpan − 1 (a turbo_e
 // segment of Gaussian-like data spans 9–34): the constants of two consecutive symbols as one
 // 64-bit entry, indexed by the pair's two bytes less `first` (low + 256 · high), so that a group
-// takes four loads and four inserts.
+// takes four loads and four inserts. The high byte is masked to the rows allocated (a power of
+// two), so that symbols outside the table, which callers never pass, still read inside it.
 constexpr int kMaxPairSpan = 64;
+constexpr uint64_t RowsFor(int span) {
+  uint64_t rows = 1;
+  while (rows < static_cast<uint64_t>(span)) rows *= 2;
+  return rows;
+}
 struct PairLookUp {
-  std::unique_ptr<uint64_t[]> pairs;  // [span · 256]; entries with a low byte ≥ span unused
+  std::unique_ptr<uint64_t[]> pairs;  // [rows · 256]; entries outside span × span unused
   uint64_t rebase;                    // first in every byte
+  uint64_t mask;                      // 0xff | (rows − 1) << 8 in every 16 bits
   PairLookUp(const Avx2EncTable& t, int first, int span)
-      : pairs(new uint64_t[size_t{256} * span]), rebase(0x0101010101010101ull * first) {
+      : pairs(new uint64_t[size_t{256} * RowsFor(span)]),
+        rebase(0x0101010101010101ull * first),
+        mask(0x0001000100010001ull * (0xff | (RowsFor(span) - 1) << 8)) {
     for (int hi = 0; hi < span; ++hi) {
       for (int lo = 0; lo < span; ++lo) {
         pairs[256 * hi + lo] = t.packed[first + lo] | uint64_t{t.packed[first + hi]} << 32;
@@ -61,7 +70,7 @@ struct PairLookUp {
   __attribute__((target("avx2"), always_inline)) __m256i operator()(const uint8_t* symbols) const {
     uint64_t s;
     std::memcpy(&s, symbols, 8);
-    s -= rebase;  // every byte is at least `first`: no borrows
+    s = (s - rebase) & mask;  // a coded symbol is at least `first`: no borrows
     const uint64_t* p = pairs.get();
     const auto at = [&](int k) { return static_cast<long long>(p[(s >> (16 * k)) & 0xffff]); };
     const __m128i lo = _mm_insert_epi64(_mm_cvtsi64_si128(at(0)), at(1), 1);
