@@ -118,7 +118,8 @@ __attribute__((target("avx2,fma"), always_inline)) inline __m256i EncodeEight(
   *emitted->Mask(g) = static_cast<uint8_t>(_mm256_movemask_ps(_mm256_castsi256_ps(need)));
   *words = _mm256_sub_epi32(*words, need);
   const __m256i y = _mm256_blendv_epi8(x, _mm256_srli_epi32(x, 16), need);
-  __m256i q = _mm256_cvttps_epi32(_mm256_fmadd_ps(_mm256_cvtepi32_ps(y), rcp, _mm256_set1_ps(0.5f)));
+  __m256i q =
+      _mm256_cvttps_epi32(_mm256_fmadd_ps(_mm256_cvtepi32_ps(y), rcp, _mm256_set1_ps(0.5f)));
   const __m256i r = _mm256_sub_epi32(y, _mm256_mullo_epi32(q, freq));
   q = _mm256_add_epi32(q, _mm256_cmpgt_epi32(_mm256_setzero_si256(), r));  // r < 0: q − 1
   const __m256i cmpl = _mm256_sub_epi32(_mm256_set1_epi32(kRansTotal), freq);
@@ -250,8 +251,8 @@ __attribute__((target("avx2,fma"))) bool EncodeAvx2(const RansTable& table,
     for (size_t i = 8 * g; i < n; ++i) packed[i - 8 * g] = t.packed[sym[i]];
     const __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n % 8)),
                                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    xr[g % 4] = EncodeEight<true>(xr[g % 4], _mm256_load_si256(reinterpret_cast<const __m256i*>(packed)),
-                                  g, valid, &emitted, &wr[g % 4]);
+    const __m256i e = _mm256_load_si256(reinterpret_cast<const __m256i*>(packed));
+    xr[g % 4] = EncodeEight<true>(xr[g % 4], e, g, valid, &emitted, &wr[g % 4]);
   }
   int first = 0, last = -1;  // the symbols with a frequency
   for (int s = 0; s < 256; ++s) {

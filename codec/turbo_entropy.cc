@@ -87,9 +87,11 @@ inline __m256i QuantizeEight(const float* y, __m256 inv, __m256i* t_fixed) {
   const __m256 scaled = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), v), inv);
   const __m256i a = _mm256_cvttps_epi32(_mm256_min_ps(
       _mm256_add_ps(scaled, _mm256_set1_ps(0.5f)), _mm256_set1_ps(static_cast<float>(kMaxIndex))));
-  const __m256 t = _mm256_min_ps(_mm256_sub_ps(scaled, _mm256_cvtepi32_ps(a)), _mm256_set1_ps(0.5f));
+  const __m256 t =
+      _mm256_min_ps(_mm256_sub_ps(scaled, _mm256_cvtepi32_ps(a)), _mm256_set1_ps(0.5f));
   *t_fixed = _mm256_cvttps_epi32(_mm256_mul_ps(t, _mm256_set1_ps(0x1.0p25f)));
-  return _mm256_add_epi32(_mm256_set1_epi32(kMaxIndex), _mm256_sign_epi32(a, _mm256_castps_si256(v)));
+  return _mm256_add_epi32(_mm256_set1_epi32(kMaxIndex),
+                          _mm256_sign_epi32(a, _mm256_castps_si256(v)));
 }
 
 // Quantizes every value at the steps 1/inv[h]: symbols, counts and exact t sums in one pass.
@@ -130,7 +132,8 @@ void QuantizeAll(const float* y, uint64_t n, uint32_t d, uint32_t heads,
     const __m256i p = _mm256_packus_epi32(s0, s1);
     const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(p, p),
                                                       _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(&out->symbols[v * d + c]), _mm256_castsi256_si128(bytes));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(&out->symbols[v * d + c]),
+                     _mm256_castsi256_si128(bytes));
   };
   // The same values' slot additions.
   auto add = [&](uint64_t v, uint32_t c) {
@@ -319,7 +322,8 @@ void CentreAndRotateAll(const TurboChunkPlan& plan, const uint8_t* raw, uint64_t
     }
   };
   for (uint64_t v = 0; v < n; ++v) {
-    CentreAndRotate<kType>(plan, raw + v * d * kSize, &means[size_t{h} * d], scratch.data(), &y[v * d]);
+    CentreAndRotate<kType>(plan, raw + v * d * kSize, &means[size_t{h} * d], scratch.data(),
+                           &y[v * d]);
     h = h + 1 == heads ? 0 : h + 1;
     if (v % 16 == 15) {
       double e[16];
@@ -403,7 +407,8 @@ void ScaledHistogram(const float* y, uint64_t n, uint32_t d, uint32_t heads,
           _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(&y[v * d + c + 8 * r])), scale);
       b[r] = _mm256_cvttps_epi32(_mm256_min_ps(scaled, _mm256_set1_ps(kHistBins - 1)));
     }
-    _mm256_store_si256(reinterpret_cast<__m256i*>(&bins[v % 2][c]), _mm256_packus_epi32(b[0], b[1]));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(&bins[v % 2][c]),
+                       _mm256_packus_epi32(b[0], b[1]));
   };
   auto count = [&](uint64_t v, uint32_t c) {
     const uint16_t* b = bins[v % 2];
