@@ -51,6 +51,22 @@ inline void LoadElements(DType dtype, const uint8_t* src, size_t count, float* d
   }
 }
 
+// The 8 elements of type kType at `src` as floats: LoadElements' conversion, for loops that
+// convert in registers instead of through a buffer.
+template <DType kType>
+inline __m256 LoadEightElements(const uint8_t* src) {
+  if constexpr (kType == DType::kFloat32) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(src));
+  } else {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
+    if constexpr (kType == DType::kBFloat16) {
+      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    } else {
+      return _mm256_cvtph_ps(h);
+    }
+  }
+}
+
 // Converts `count` floats at `src` into `dtype` elements at `dst`, rounding to nearest even.
 // Inputs are finite (the decoders only produce finite values). fp16 output saturates at
 // ±65504, as the int8 codec's does: an approximation of an fp16 input may exceed the range.

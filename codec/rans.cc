@@ -104,7 +104,8 @@ double RansCodedBits(const RansTable& table, absl::Span<const uint64_t> counts) 
 namespace {
 
 bool HaveAvx2() {
-  static const bool have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
+  static const bool have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") &&
+                           __builtin_cpu_supports("fma");
   return have;
 }
 

@@ -57,7 +57,7 @@ double RansCodedBits(const RansTable& table, absl::Span<const uint64_t> counts);
 // Which implementation codes the lanes. Both produce and accept exactly the same bytes:
 // kAvx2 keeps 8 lanes in a 256-bit register (table look-ups by loads or gathers, no
 // data-dependent branches; codec/rans_avx2.h), kScalar is the portable reference. kBest is
-// kAvx2 where the CPU has AVX2 and BMI2 (checked at run time), kScalar elsewhere; kAvx2 on a
+// kAvx2 where the CPU has AVX2, BMI2 and FMA (checked at run time), kScalar elsewhere; kAvx2 on a
 // CPU without them means kScalar.
 enum class RansPath { kBest, kScalar, kAvx2 };
 

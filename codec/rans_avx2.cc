@@ -12,32 +12,72 @@ namespace kvpack {
 namespace rans_internal {
 namespace {
 
-// The AVX2 encoder's per-symbol constants: freq | start << 13.
-struct Avx2EncTables {
+// The AVX2 encoder's per-symbol constants: freq | start << 13 for each byte value (0 for the
+// symbols outside the table, which are never coded).
+struct Avx2EncTable {
   uint32_t packed[256];
 };
 
-// The constants of a run of symbols, looked up ahead of the coding loop (plain loads and
-// stores pipeline better than gathers).
-constexpr size_t kEncBatch = 2048;  // symbols, a multiple of 32
-struct Avx2EncBatch {
-  alignas(32) uint32_t packed[kEncBatch];
+// Look-ups of the constants of the 8 symbols at `symbols`, lane k from symbols[k], by scalar
+// loads inserted into a register: an AVX2 gather, permutes of the table held in registers, or a
+// separate pass of loads and stores ahead of the coding loop were all slower on the CPUs
+// measured (bench/RESULTS.md), the coding loop being bound by vector operations.
+//
+// Any table: one load and one insert per symbol.
+struct SingleLookUp {
+  const Avx2EncTable* t;
+  __attribute__((target("avx2"), always_inline)) __m256i operator()(const uint8_t* symbols) const {
+    uint64_t s;
+    std::memcpy(&s, symbols, 8);
+    const auto at = [&](int k) { return static_cast<int>(t->packed[(s >> (8 * k)) & 0xff]); };
+    __m128i lo = _mm_cvtsi32_si128(at(0));
+    lo = _mm_insert_epi32(lo, at(1), 1);
+    lo = _mm_insert_epi32(lo, at(2), 2);
+    lo = _mm_insert_epi32(lo, at(3), 3);
+    __m128i hi = _mm_cvtsi32_si128(at(4));
+    hi = _mm_insert_epi32(hi, at(5), 1);
+    hi = _mm_insert_epi32(hi, at(6), 2);
+    hi = _mm_insert_epi32(hi, at(7), 3);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+  }
 };
 
-// b's constants of symbols[0..n). Scalar loads on purpose: the vectorizer would turn them into
-// gathers, which are slower here.
-#if defined(__clang__)
-void LookUp(const Avx2EncTables& t, const uint8_t* symbols, size_t n, Avx2EncBatch* b) {
-#pragma clang loop vectorize(disable)
-  for (size_t i = 0; i < n; ++i) b->packed[i] = t.packed[symbols[i]];
+// Tables whose symbols with a frequency span first .. first + kMaxPairSpan − 1 (a turbo_e
+// segment of Gaussian-like data spans 9–34): the constants of two consecutive symbols as one
+// 64-bit entry, indexed by the pair's two bytes less `first` (low + 256 · high), so that a group
+// takes four loads and four inserts. The high byte is masked to the rows allocated (a power of
+// two), so that symbols outside the table, which callers never pass, still read inside it.
+constexpr int kMaxPairSpan = 64;
+constexpr uint64_t RowsFor(int span) {
+  uint64_t rows = 1;
+  while (rows < static_cast<uint64_t>(span)) rows *= 2;
+  return rows;
 }
-#else
-__attribute__((optimize("no-tree-vectorize"))) void LookUp(const Avx2EncTables& t,
-                                                            const uint8_t* symbols, size_t n,
-                                                            Avx2EncBatch* b) {
-  for (size_t i = 0; i < n; ++i) b->packed[i] = t.packed[symbols[i]];
-}
-#endif
+struct PairLookUp {
+  std::unique_ptr<uint64_t[]> pairs;  // [rows · 256]; entries outside span × span unused
+  uint64_t rebase;                    // first in every byte
+  uint64_t mask;                      // 0xff | (rows − 1) << 8 in every 16 bits
+  PairLookUp(const Avx2EncTable& t, int first, int span)
+      : pairs(new uint64_t[size_t{256} * RowsFor(span)]),
+        rebase(0x0101010101010101ull * first),
+        mask(0x0001000100010001ull * (0xff | (RowsFor(span) - 1) << 8)) {
+    for (int hi = 0; hi < span; ++hi) {
+      for (int lo = 0; lo < span; ++lo) {
+        pairs[256 * hi + lo] = t.packed[first + lo] | uint64_t{t.packed[first + hi]} << 32;
+      }
+    }
+  }
+  __attribute__((target("avx2"), always_inline)) __m256i operator()(const uint8_t* symbols) const {
+    uint64_t s;
+    std::memcpy(&s, symbols, 8);
+    s = (s - rebase) & mask;  // a coded symbol is at least `first`: no borrows
+    const uint64_t* p = pairs.get();
+    const auto at = [&](int k) { return static_cast<long long>(p[(s >> (16 * k)) & 0xffff]); };
+    const __m128i lo = _mm_insert_epi64(_mm_cvtsi64_si128(at(0)), at(1), 1);
+    const __m128i hi = _mm_insert_epi64(_mm_cvtsi64_si128(at(2)), at(3), 1);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+  }
+};
 
 // What the AVX2 encoder emits: for group g of 8 lanes (symbols 8g .. 8g+7, register r = g mod 4,
 // row i = g / 4 of that register), the low 16 bits of the 8 states before renormalization
@@ -51,37 +91,40 @@ struct Avx2Emitted {
   uint8_t* Mask(size_t g) { return masks.get() + (g % 4) * rows_per_register + g / 4; }
 };
 
-// Codes one symbol in each of 8 consecutive lanes of group g (states x, constants packed;
-// lanes outside `valid` keep their state and emit nothing). x / freq comes from the float
-// reciprocal and one correction: the float quotient is within 0.1 of x / freq for x < 2^31, so
-// its truncation is ⌊x/freq⌋ − 1, ⌊x/freq⌋ or ⌊x/freq⌋ + 1, and the remainder's sign and size
-// say which. No data-dependent branch. `words` counts each lane's renormalizations.
-__attribute__((target("avx2"), always_inline)) inline __m256i EncodeEight(
-    __m256i x, const uint32_t* packed, size_t g, __m256i valid, Avx2Emitted* emitted,
+// Codes one symbol in each of 8 consecutive lanes of group g (states x, constants e as in
+// Avx2EncTable; with kPartial, lanes outside `valid` keep their state and emit nothing).
+// y / freq (y the state after renormalization, below freq · 2^19) comes from the float
+// reciprocal and one correction: y·(1/freq) + 0.5 in float, one fused multiply-add, is within
+// 0.1 of y/freq + 0.5, so its truncation is ⌊y/freq⌋ or ⌊y/freq⌋ + 1, and a negative remainder
+// says the latter. No data-dependent branch. `words` counts each lane's renormalizations.
+template <bool kPartial>
+__attribute__((target("avx2,fma"), always_inline)) inline __m256i EncodeEight(
+    __m256i x, __m256i e, size_t g, __m256i valid, Avx2Emitted* emitted,
     __m256i* words) {
-  const __m256i e = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed));
   const __m256i freq = _mm256_and_si256(e, _mm256_set1_epi32(0x1fff));
   // 1.0f / freq, correctly rounded.
   const __m256 rcp = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_cvtepi32_ps(freq));
   const __m256i start = _mm256_srli_epi32(e, 13);
   const __m256i freq_m1 = _mm256_sub_epi32(freq, _mm256_set1_epi32(1));
-  // x ≥ freq << 19, i.e. x > (freq << 19) − 1; states are below 2^31, so signed compares.
-  const __m256i need = _mm256_and_si256(
-      valid, _mm256_cmpgt_epi32(x, _mm256_or_si256(_mm256_slli_epi32(freq_m1, kFreqShift),
-                                                   _mm256_set1_epi32((1 << kFreqShift) - 1))));
-  const __m256i low = _mm256_and_si256(x, _mm256_set1_epi32(0xffff));
-  const __m256i packed16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(low, low), 0x08);
+  // x ≥ freq << 19, i.e. x >> 19 > freq − 1.
+  __m256i need = _mm256_cmpgt_epi32(_mm256_srli_epi32(x, kFreqShift), freq_m1);
+  if (kPartial) need = _mm256_and_si256(valid, need);
+  // The low 16 bits of each state, lanes in order, as the row.
+  const __m256i low16 = _mm256_shuffle_epi8(
+      x, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1,
+                          0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1));
+  const __m256i packed16 = _mm256_permute4x64_epi64(low16, 0x08);
   _mm_storeu_si128(reinterpret_cast<__m128i*>(emitted->Row(g)), _mm256_castsi256_si128(packed16));
   *emitted->Mask(g) = static_cast<uint8_t>(_mm256_movemask_ps(_mm256_castsi256_ps(need)));
   *words = _mm256_sub_epi32(*words, need);
   const __m256i y = _mm256_blendv_epi8(x, _mm256_srli_epi32(x, 16), need);
-  __m256i q = _mm256_cvttps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(y), rcp));
+  __m256i q =
+      _mm256_cvttps_epi32(_mm256_fmadd_ps(_mm256_cvtepi32_ps(y), rcp, _mm256_set1_ps(0.5f)));
   const __m256i r = _mm256_sub_epi32(y, _mm256_mullo_epi32(q, freq));
-  q = _mm256_sub_epi32(q, _mm256_cmpgt_epi32(r, freq_m1));               // r ≥ freq: q + 1
   q = _mm256_add_epi32(q, _mm256_cmpgt_epi32(_mm256_setzero_si256(), r));  // r < 0: q − 1
   const __m256i cmpl = _mm256_sub_epi32(_mm256_set1_epi32(kRansTotal), freq);
   const __m256i coded = _mm256_add_epi32(_mm256_add_epi32(y, start), _mm256_mullo_epi32(q, cmpl));
-  return _mm256_blendv_epi8(x, coded, valid);
+  return kPartial ? _mm256_blendv_epi8(x, coded, valid) : coded;
 }
 
 // pshufb controls that move the 16-bit elements selected by an 8-bit mask to the front.
@@ -154,16 +197,39 @@ __attribute__((target("avx2,bmi2,popcnt"))) void CompactLanes(
   }
 }
 
+// Codes whole groups g − 1 down to 0 into the states x[4] and word counts words[4] (register
+// r holds the lanes 8r .. 8r+7), 32 lanes a round with the states in registers.
+template <class LookUp>
+__attribute__((target("avx2,fma"))) void EncodeGroups(const LookUp& look_up, const uint8_t* sym,
+                                                      size_t g, Avx2Emitted* emitted,
+                                                      __m256i x[4], __m256i words[4]) {
+  const __m256i all = _mm256_set1_epi32(-1);
+  for (; g % 4 != 0; --g) {
+    const size_t r = (g - 1) % 4;
+    x[r] = EncodeEight<false>(x[r], look_up(sym + 8 * (g - 1)), g - 1, all, emitted, &words[r]);
+  }
+  __m256i x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+  __m256i w0 = words[0], w1 = words[1], w2 = words[2], w3 = words[3];
+  for (; g != 0; g -= 4) {
+    x3 = EncodeEight<false>(x3, look_up(sym + 8 * (g - 1)), g - 1, all, emitted, &w3);
+    x2 = EncodeEight<false>(x2, look_up(sym + 8 * (g - 2)), g - 2, all, emitted, &w2);
+    x1 = EncodeEight<false>(x1, look_up(sym + 8 * (g - 3)), g - 3, all, emitted, &w1);
+    x0 = EncodeEight<false>(x0, look_up(sym + 8 * (g - 4)), g - 4, all, emitted, &w0);
+  }
+  x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
+  words[0] = w0, words[1] = w1, words[2] = w2, words[3] = w3;
+}
+
 // The AVX2 encoder: every group of 8 lanes (a last partial group with its missing lanes
 // masked), last group first, 32 lanes a round with the states in registers, then the streams
 // compacted from the emitted rows. False when they do not fit in `out`.
 }  // namespace
 
-__attribute__((target("avx2"))) bool EncodeAvx2(const RansTable& table,
+__attribute__((target("avx2,fma"))) bool EncodeAvx2(const RansTable& table,
                                                 absl::Span<const uint8_t> symbols,
                                                 absl::Span<uint8_t> out,
                                                 uint32_t lane_bytes[kRansLanes]) {
-  Avx2EncTables t;
+  Avx2EncTable t;
   for (size_t s = 0; s < 256; ++s) {
     const uint32_t f = s < table.freq.size() ? table.freq[s] : 0;
     t.packed[s] = f == 0 ? 0 : f | table.start[s] << 13;
@@ -178,40 +244,28 @@ __attribute__((target("avx2"))) bool EncodeAvx2(const RansTable& table,
   for (uint32_t& s : x) s = kRansLow;
   __m256i* const xr = reinterpret_cast<__m256i*>(x);
   __m256i* const wr = reinterpret_cast<__m256i*>(words);
-  const __m256i all = _mm256_set1_epi32(-1);
-  Avx2EncBatch b;
+  const uint8_t* const sym = symbols.data();
   size_t g = n / 8;  // whole groups left
   if (n % 8 != 0) {
     alignas(32) uint32_t packed[8] = {};
-    for (size_t i = 8 * g; i < n; ++i) packed[i - 8 * g] = t.packed[symbols[i]];
+    for (size_t i = 8 * g; i < n; ++i) packed[i - 8 * g] = t.packed[sym[i]];
     const __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n % 8)),
                                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    xr[g % 4] = EncodeEight(xr[g % 4], packed, g, valid, &emitted, &wr[g % 4]);
+    const __m256i e = _mm256_load_si256(reinterpret_cast<const __m256i*>(packed));
+    xr[g % 4] = EncodeEight<true>(xr[g % 4], e, g, valid, &emitted, &wr[g % 4]);
   }
-  if (g % 4 != 0) {
-    const size_t first = 8 * (g / 4 * 4);
-    LookUp(t, symbols.data() + first, 8 * g - first, &b);
-    for (; g % 4 != 0; --g) {
-      const size_t r = (g - 1) % 4;
-      xr[r] = EncodeEight(xr[r], b.packed + (8 * (g - 1) - first), g - 1, all, &emitted, &wr[r]);
+  int first = 0, last = -1;  // the symbols with a frequency
+  for (int s = 0; s < 256; ++s) {
+    if (t.packed[s] != 0) {
+      if (last < 0) first = s;
+      last = s;
     }
   }
-  __m256i x0 = xr[0], x1 = xr[1], x2 = xr[2], x3 = xr[3];
-  __m256i w0 = wr[0], w1 = wr[1], w2 = wr[2], w3 = wr[3];
-  while (g != 0) {
-    const size_t count = std::min(8 * g, kEncBatch), first = 8 * g - count;
-    LookUp(t, symbols.data() + first, count, &b);
-    for (size_t j = count; j != 0; j -= 32) {
-      const size_t g0 = (first + j) / 8 - 4;
-      x3 = EncodeEight(x3, b.packed + j - 8, g0 + 3, all, &emitted, &w3);
-      x2 = EncodeEight(x2, b.packed + j - 16, g0 + 2, all, &emitted, &w2);
-      x1 = EncodeEight(x1, b.packed + j - 24, g0 + 1, all, &emitted, &w1);
-      x0 = EncodeEight(x0, b.packed + j - 32, g0, all, &emitted, &w0);
-    }
-    g -= count / 8;
+  if (g != 0 && last - first < kMaxPairSpan) {
+    EncodeGroups(PairLookUp(t, first, last - first + 1), sym, g, &emitted, xr, wr);
+  } else {
+    EncodeGroups(SingleLookUp{&t}, sym, g, &emitted, xr, wr);
   }
-  xr[0] = x0, xr[1] = x1, xr[2] = x2, xr[3] = x3;
-  wr[0] = w0, wr[1] = w1, wr[2] = w2, wr[3] = w3;
   size_t lane_start[kRansLanes + 1];
   lane_start[0] = 0;
   for (int l = 0; l < kRansLanes; ++l) {

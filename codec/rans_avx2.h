@@ -19,7 +19,7 @@ namespace rans_internal {
 // frequency f whenever x ≥ f · 2^19, a decoder reads 16 bits whenever x falls below 2^15.
 inline constexpr int kFreqShift = 31 - kRansScaleBits;
 
-// RansEncode's AVX2 path, with its contract. Precondition: the CPU has AVX2 and BMI2.
+// RansEncode's AVX2 path, with its contract. Precondition: the CPU has AVX2, BMI2 and FMA.
 bool EncodeAvx2(const RansTable& table, absl::Span<const uint8_t> symbols,
                 absl::Span<uint8_t> out, uint32_t lane_bytes[kRansLanes]);
 

@@ -224,5 +224,23 @@ TEST(RansTest, Avx2AndScalarPathsAgreeByteForByte) {
   }
 }
 
+// The AVX2 encoder looks constants up per pair of symbols when the coded symbols span at most
+// 64 values and per symbol otherwise: both sides of that bound, at any offset, give the
+// scalar path's streams.
+TEST(RansTest, Avx2EncoderAgreesWithScalarAtEverySymbolSpan) {
+  if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2 on this CPU";
+  uint64_t state = 5;
+  for (int span = 1; span <= 70; ++span) {
+    for (int first : {0, 1, 127 - span}) {
+      std::vector<uint8_t> s(1000 + span);
+      for (uint8_t& x : s) x = static_cast<uint8_t>(first + SplitMix64Next(&state) % span);
+      const Coded scalar = Encode(s, 127, RansPath::kScalar);
+      const Coded avx2 = Encode(s, 127, RansPath::kAvx2);
+      ASSERT_EQ(avx2.bytes, scalar.bytes) << span << " " << first;
+      for (int l = 0; l < kRansLanes; ++l) ASSERT_EQ(avx2.lanes[l], scalar.lanes[l]);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kvpack

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "codec/block_layout.h"
 #include "codec/channel_means.h"
 #include "codec/element_convert_simd.h"
 #include "codec/float_convert.h"
@@ -70,7 +71,7 @@ uint16_t StepFor(double alpha, double sigma) {
 
 // One try at a ladder step: the symbols of every segment value, their counts, and per symbol
 // of |q| = 1 .. kOffsets−1 the exact sum of its values' t = |y|/Δ − |q| (FORMAT.md's centroid
-// offsets), in units of 2^−25.
+// offsets), in units of 2^−25. t_sums of the other symbols are not meaningful.
 struct Quantized {
   std::unique_ptr<uint8_t[]> symbols;  // uninitialized until QuantizeAll
   uint64_t counts[kSymbols];
@@ -78,31 +79,36 @@ struct Quantized {
 };
 
 // The quantizer, 8 values at a time: |q| = min(kMaxIndex, ⌊|y|·inv + 0.5⌋) in float, negative
-// for y < 0, as the symbol q + kMaxIndex; also |q| and t = |y|·inv − |q| in float.
-inline void QuantizeEight(const float* y, __m256 inv, __m256i* a, __m256i* symbol, __m256* t) {
+// for y < 0, as the returned symbol q + kMaxIndex (the sign bit decides, and −0.0 and +0.0 both
+// have q = 0); also t·2^25 for t = min(|y|·inv − |q|, 0.5) in float. t < 0.5 whenever
+// |q| < kMaxIndex, so the min only bounds the t of values clamped to kMaxIndex.
+inline __m256i QuantizeEight(const float* y, __m256 inv, __m256i* t_fixed) {
   const __m256 v = _mm256_loadu_ps(y);
   const __m256 scaled = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), v), inv);
-  *a = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_add_ps(scaled, _mm256_set1_ps(0.5f)),
-                                         _mm256_set1_ps(static_cast<float>(kMaxIndex))));
-  const __m256i negative = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
-  const __m256i mid = _mm256_set1_epi32(kMaxIndex);
-  *symbol = _mm256_blendv_epi8(_mm256_add_epi32(mid, *a), _mm256_sub_epi32(mid, *a), negative);
-  *t = _mm256_sub_ps(scaled, _mm256_cvtepi32_ps(*a));
+  const __m256i a = _mm256_cvttps_epi32(_mm256_min_ps(
+      _mm256_add_ps(scaled, _mm256_set1_ps(0.5f)), _mm256_set1_ps(static_cast<float>(kMaxIndex))));
+  const __m256 t =
+      _mm256_min_ps(_mm256_sub_ps(scaled, _mm256_cvtepi32_ps(a)), _mm256_set1_ps(0.5f));
+  *t_fixed = _mm256_cvttps_epi32(_mm256_mul_ps(t, _mm256_set1_ps(0x1.0p25f)));
+  return _mm256_add_epi32(_mm256_set1_epi32(kMaxIndex),
+                          _mm256_sign_epi32(a, _mm256_castps_si256(v)));
 }
 
 // Quantizes every value at the steps 1/inv[h]: symbols, counts and exact t sums in one pass.
 //
 // Why t·2^25 is an exact integer: for |q| ≥ 1, |y|·inv ≥ 0.5 − 2^−25 is a float multiple of
 // 2^−25, so t (its float difference with |q|) is one too, and |t| ≤ 0.5 + 2^−24 bounds it.
-// Each value adds 2^40 + t·2^25 (t = 0 outside |q| = 1 .. kOffsets−1) to one int64 slot per
-// symbol, which holds the count above bit 40 and the sum below; slots are flushed before 2^14
-// values reach them, so |sum| < 2^39 never touches the count.
+// Each value adds 2^40 + t·2^25 to one int64 slot per symbol, which holds the count above bit
+// 40 and the sum below (for |q| = 0 the truncated t·2^25 lies in [0, 2^24] and is ignored);
+// slots are flushed before 2^14 values reach them, so |sum| < 2^39 never touches the count.
+// Each vector's symbols and t·2^25 are written out first and then added by scalar
+// read-modify-writes into four partial slot rows.
 void QuantizeAll(const float* y, uint64_t n, uint32_t d, uint32_t heads,
                  const std::vector<float>& inv, Quantized* out) {
   if (out->symbols == nullptr) out->symbols.reset(new uint8_t[n * d]);
   std::fill(out->counts, out->counts + kSymbols, 0);
   std::fill(out->t_sums, out->t_sums + kSymbols, 0);
-  int64_t slots[4][kSymbols + 1] = {};  // four partial slots break store-to-load chains
+  int64_t slots[4][kSymbols + 1] = {};  // four partial rows break store-to-load chains
   auto flush = [&] {
     for (int j = 0; j < 4; ++j) {
       for (int s = 0; s < kSymbols; ++s) {
@@ -114,37 +120,53 @@ void QuantizeAll(const float* y, uint64_t n, uint32_t d, uint32_t heads,
     }
   };
   const uint64_t flush_every = std::max<uint64_t>(1, (uint64_t{1} << 16) / d);  // 2^14 a slot row
-  const __m256i one_count = _mm256_set1_epi64x(int64_t{1} << 40);
-  for (uint64_t v = 0; v < n; ++v) {
-    const __m256 k = _mm256_set1_ps(inv[v % heads]);
-    const float* yv = &y[v * d];
-    uint8_t* s = &out->symbols[v * d];
-    for (uint32_t c = 0; c < d; c += 8) {
-      __m256i a, symbol;
-      __m256 t;
-      QuantizeEight(yv + c, k, &a, &symbol, &t);
-      const __m256i summed = _mm256_andnot_si256(
-          _mm256_cmpeq_epi32(a, _mm256_setzero_si256()),
-          _mm256_cmpgt_epi32(_mm256_set1_epi32(kOffsets), a));
-      const __m256i fixed = _mm256_and_si256(
-          summed, _mm256_cvttps_epi32(_mm256_mul_ps(t, _mm256_set1_ps(0x1.0p25f))));
-      // Through memory, not 8 lane extracts (2 µops each): volatile keeps the compiler from
-      // turning the reloads into extracts.
-      alignas(32) int64_t add[8];
-      alignas(32) int32_t sym_lanes[8];
-      const volatile int32_t* const sym = sym_lanes;
-      _mm256_store_si256(reinterpret_cast<__m256i*>(add),
-                         _mm256_add_epi64(one_count, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(fixed))));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(add + 4),
-                         _mm256_add_epi64(one_count, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(fixed, 1))));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(sym_lanes), symbol);
-      const __m128i s16 = _mm_packus_epi32(_mm256_castsi256_si128(symbol),
-                                           _mm256_extracti128_si256(symbol, 1));
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(s + c), _mm_packus_epi16(s16, s16));
-      for (int j = 0; j < 8; ++j) slots[j & 3][sym[j]] += add[j];
+  alignas(32) int32_t t_fixed[2][kMaxHeadDim];  // vector v's in t_fixed[v % 2]
+  // Values c .. c+15 of vector v: symbols to out->symbols, t·2^25 to t_fixed.
+  auto quantize = [&](uint64_t v, __m256 k, uint32_t c) {
+    __m256i t0, t1;
+    const __m256i s0 = QuantizeEight(&y[v * d + c], k, &t0);
+    const __m256i s1 = QuantizeEight(&y[v * d + c + 8], k, &t1);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(&t_fixed[v % 2][c]), t0);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(&t_fixed[v % 2][c + 8]), t1);
+    // Bytes s0[0..3] s1[0..3] | s0[4..7] s1[4..7] in each half, put back in order.
+    const __m256i p = _mm256_packus_epi32(s0, s1);
+    const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(p, p),
+                                                      _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(&out->symbols[v * d + c]),
+                     _mm256_castsi256_si128(bytes));
+  };
+  // The same values' slot additions.
+  auto add = [&](uint64_t v, uint32_t c) {
+    constexpr int64_t kOneCount = int64_t{1} << 40;
+    const uint8_t* s = &out->symbols[v * d];
+    const int32_t* t = t_fixed[v % 2];
+    for (uint32_t i = c; i < c + 16; i += 4) {
+      slots[0][s[i]] += kOneCount + t[i];
+      slots[1][s[i + 1]] += kOneCount + t[i + 1];
+      slots[2][s[i + 2]] += kOneCount + t[i + 2];
+      slots[3][s[i + 3]] += kOneCount + t[i + 3];
     }
-    if ((v + 1) % flush_every == 0) flush();
+  };
+  // Vector v is quantized while vector v − 1 is added, so that the vector work and the
+  // read-modify-writes can overlap (one after the other per vector was 1.2 times slower in a
+  // benchmark of this loop alone). The head and the flush are counted, not divided out.
+  if (n == 0) return;
+  for (uint32_t c = 0; c < d; c += 16) quantize(0, _mm256_set1_ps(inv[0]), c);
+  uint32_t h = 0;
+  uint64_t until_flush = flush_every;
+  for (uint64_t v = 1; v < n; ++v) {
+    h = h + 1 == heads ? 0 : h + 1;
+    const __m256 k = _mm256_set1_ps(inv[h]);
+    for (uint32_t c = 0; c < d; c += 16) {
+      quantize(v, k, c);
+      add(v - 1, c);
+    }
+    if (--until_flush == 0) {
+      flush();
+      until_flush = flush_every;
+    }
   }
+  for (uint32_t c = 0; c < d; c += 16) add(n - 1, c);
   flush();
 }
 
@@ -197,14 +219,17 @@ void CentroidOffsets(const Quantized& q, const float* y, uint64_t n, uint32_t d,
   }
 }
 
-// Centres and rotates one chunk of D = 8·R values held in registers: y = rotation of x − m.
-template <int R>
-void RotateChunk(const HadamardSigns& signs, const float* x, const float* m, float* y) {
+// Centres and rotates one chunk of D = 8·R values held in registers: y = rotation of x − m,
+// x read as kType elements at `x`.
+template <int R, DType kType>
+void RotateChunk(const HadamardSigns& signs, const uint8_t* x, const float* m, float* y) {
   const float* s1 = reinterpret_cast<const float*>(signs.s1_xor.data());
+  constexpr size_t kSize = kType == DType::kFloat32 ? 4 : 2;
   __m256 v[R];
   for (int r = 0; r < R; ++r) {
-    v[r] = _mm256_xor_ps(_mm256_sub_ps(_mm256_loadu_ps(x + 8 * r), _mm256_loadu_ps(m + 8 * r)),
-                         _mm256_loadu_ps(s1 + 8 * r));
+    v[r] = _mm256_xor_ps(
+        _mm256_sub_ps(LoadEightElements<kType>(x + 8 * r * kSize), _mm256_loadu_ps(m + 8 * r)),
+        _mm256_loadu_ps(s1 + 8 * r));
   }
   RegisterWalshHadamard<R>(v);
   // (h · 1/√D) ⊕ S2 == h · (±1/√D) exactly.
@@ -213,40 +238,109 @@ void RotateChunk(const HadamardSigns& signs, const float* x, const float* m, flo
   }
 }
 
-// y = rotation of x − m for one vector, chunk by chunk; x is overwritten.
-void CentreAndRotate(const TurboChunkPlan& plan, float* x, const float* m, float* y) {
+// y = rotation of x − m for one vector of kType elements at x, chunk by chunk; `scratch` holds
+// the floats of the chunks that are not a power of two from 32 to 256.
+template <DType kType>
+void CentreAndRotate(const TurboChunkPlan& plan, const uint8_t* x, const float* m,
+                     float* scratch, float* y) {
+  constexpr size_t kSize = kType == DType::kFloat32 ? 4 : 2;
   for (size_t c = 0; c < plan.sizes.size(); ++c) {
     const uint32_t o = plan.offsets[c];
     switch (plan.sizes[c]) {
-      case 32: RotateChunk<4>(plan.signs[c], x + o, m + o, y + o); break;
-      case 64: RotateChunk<8>(plan.signs[c], x + o, m + o, y + o); break;
-      case 128: RotateChunk<16>(plan.signs[c], x + o, m + o, y + o); break;
-      case 256: RotateChunk<32>(plan.signs[c], x + o, m + o, y + o); break;
+      case 32: RotateChunk<4, kType>(plan.signs[c], x + o * kSize, m + o, y + o); break;
+      case 64: RotateChunk<8, kType>(plan.signs[c], x + o * kSize, m + o, y + o); break;
+      case 128: RotateChunk<16, kType>(plan.signs[c], x + o * kSize, m + o, y + o); break;
+      case 256: RotateChunk<32, kType>(plan.signs[c], x + o * kSize, m + o, y + o); break;
       default:
-        for (uint32_t i = 0; i < plan.sizes[c]; ++i) x[o + i] -= m[o + i];
-        HadamardRotate(plan.signs[c], x + o, y + o);
+        LoadElements(kType, x + o * kSize, plan.sizes[c], scratch);
+        for (uint32_t i = 0; i < plan.sizes[c]; ++i) scratch[i] -= m[o + i];
+        HadamardRotate(plan.signs[c], scratch, y + o);
     }
   }
 }
 
-// e[j] = Σ_c y_j[c]² in double, c ascending (the reference order), for the 8 vectors of d
-// values at y, y + d, …: the vectors' sums run side by side in the lanes of two registers.
-void SumSquaresEight(const float* y, uint32_t d, double e[8]) {
-  __m256d acc[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
-  for (uint32_t c = 0; c < d; c += 4) {
-    for (int half = 0; half < 2; ++half) {
-      const float* base = y + 4 * half * size_t{d} + c;
-      __m128 r0 = _mm_loadu_ps(base), r1 = _mm_loadu_ps(base + d);
-      __m128 r2 = _mm_loadu_ps(base + 2 * d), r3 = _mm_loadu_ps(base + 3 * d);
-      _MM_TRANSPOSE4_PS(r0, r1, r2, r3);  // r_k = element c + k of the four vectors
-      for (__m128 r : {r0, r1, r2, r3}) {
-        const __m256d w = _mm256_cvtps_pd(r);
-        acc[half] = _mm256_add_pd(acc[half], _mm256_mul_pd(w, w));
+// e[j] = Σ_c y_j[c]² in double, c ascending (the reference order), for the 8·kGroups vectors
+// of d values at y, y + d, …: the vectors' sums run side by side in the lanes of 2·kGroups
+// registers (two groups keep enough sums in flight to hide the add latency).
+template <int kGroups>
+void SumSquares(const float* y, uint32_t d, double* e) {
+  __m256d acc[2 * kGroups];
+  for (__m256d& a : acc) a = _mm256_setzero_pd();
+  // w·w is exact in double (w has 24 significant bits), so the fused multiply-add rounds
+  // once, exactly as the add after an exact multiply does.
+  auto add = [](__m256d sum, __m128 r) {
+    const __m256d w = _mm256_cvtps_pd(r);
+    return _mm256_fmadd_pd(w, w, sum);
+  };
+  for (uint32_t c = 0; c < d; c += 8) {
+    for (int g = 0; g < kGroups; ++g) {
+      // Elements c .. c+7 of the group's 8 vectors, transposed.
+      const float* base = y + 8 * g * size_t{d} + c;
+      __m256 t[8], u[8], w[8];
+      for (int j = 0; j < 8; ++j) t[j] = _mm256_loadu_ps(base + j * size_t{d});
+      for (int j = 0; j < 4; ++j) {
+        u[2 * j] = _mm256_unpacklo_ps(t[2 * j], t[2 * j + 1]);
+        u[2 * j + 1] = _mm256_unpackhi_ps(t[2 * j], t[2 * j + 1]);
+      }
+      for (int j = 0; j < 2; ++j) {
+        w[4 * j] = _mm256_shuffle_ps(u[4 * j], u[4 * j + 2], 0x44);
+        w[4 * j + 1] = _mm256_shuffle_ps(u[4 * j], u[4 * j + 2], 0xEE);
+        w[4 * j + 2] = _mm256_shuffle_ps(u[4 * j + 1], u[4 * j + 3], 0x44);
+        w[4 * j + 3] = _mm256_shuffle_ps(u[4 * j + 1], u[4 * j + 3], 0xEE);
+      }
+      // w[k] (k < 4) holds element c + k of vectors 0–3 in its low half and c + 4 + k in
+      // its high half; w[4 + k] the same for vectors 4–7.
+      __m256d& lo = acc[2 * g];
+      __m256d& hi = acc[2 * g + 1];
+      for (int k = 0; k < 4; ++k) {
+        lo = add(lo, _mm256_castps256_ps128(w[k]));
+        hi = add(hi, _mm256_castps256_ps128(w[4 + k]));
+      }
+      for (int k = 0; k < 4; ++k) {
+        lo = add(lo, _mm256_extractf128_ps(w[k], 1));
+        hi = add(hi, _mm256_extractf128_ps(w[4 + k], 1));
       }
     }
   }
-  _mm256_storeu_pd(e, acc[0]);
-  _mm256_storeu_pd(e + 4, acc[1]);
+  for (int a = 0; a < 2 * kGroups; ++a) _mm256_storeu_pd(e + 4 * a, acc[a]);
+}
+
+// Pass 2 of Encode: y = rotation of x − m_h for each of the n vectors of kType elements at
+// `raw` (vector v of head v mod heads), and energy[h] += Σ y² of each vector of head h, each
+// vector's sum in double in channel order, added in vector order.
+template <DType kType>
+void CentreAndRotateAll(const TurboChunkPlan& plan, const uint8_t* raw, uint64_t n, uint32_t d,
+                        uint32_t heads, const std::vector<float>& means, float* y,
+                        std::vector<double>* energy) {
+  constexpr size_t kSize = kType == DType::kFloat32 ? 4 : 2;
+  std::vector<float> scratch(d);
+  uint32_t h = 0, h_sums = 0;  // the heads of vector v and of the next vector summed
+  auto add_sums = [&](const double* e, int count) {
+    for (int j = 0; j < count; ++j) {
+      (*energy)[h_sums] += e[j];
+      h_sums = h_sums + 1 == heads ? 0 : h_sums + 1;
+    }
+  };
+  for (uint64_t v = 0; v < n; ++v) {
+    CentreAndRotate<kType>(plan, raw + v * d * kSize, &means[size_t{h} * d], scratch.data(),
+                           &y[v * d]);
+    h = h + 1 == heads ? 0 : h + 1;
+    if (v % 16 == 15) {
+      double e[16];
+      SumSquares<2>(&y[(v - 15) * d], d, e);
+      add_sums(e, 16);
+    }
+  }
+  if (n % 16 >= 8) {
+    double e[8];
+    SumSquares<1>(&y[n / 16 * 16 * d], d, e);
+    add_sums(e, 8);
+  }
+  for (uint64_t v = n / 8 * 8; v < n; ++v) {
+    double e = 0;
+    for (uint32_t c = 0; c < d; ++c) e += double{y[v * d + c]} * y[v * d + c];
+    add_sums(&e, 1);
+  }
 }
 
 // Dequantizes and unrotates one chunk of D = 8·R symbols in registers, adding the means.
@@ -282,6 +376,68 @@ void DecodeVector(const TurboChunkPlan& plan, const uint8_t* sym, const float* v
         for (uint32_t i = 0; i < plan.sizes[c]; ++i) x[o + i] += m[o + i];
     }
   }
+}
+
+// hist[b] = the number of values whose min(|y|·kHistPerSigma/σ_h, kHistBins − 1), truncated,
+// is b (the scale in float). Each vector's bins are written out as 16-bit values first and
+// then counted by scalar increments into four partial histograms of 32-bit counters: about one
+// increment a cycle. Loading each bin right after the store of its register into 64-bit
+// counters, as before, was 1.4 times slower in the encoder.
+void ScaledHistogram(const float* y, uint64_t n, uint32_t d, uint32_t heads,
+                     const std::vector<double>& sigma, uint64_t hist[kHistBins]) {
+  std::fill(hist, hist + kHistBins, 0);
+  uint32_t part[4][kHistBins] = {};
+  auto flush = [&] {
+    for (int j = 0; j < 4; ++j) {
+      for (int b = 0; b < kHistBins; ++b) hist[b] += part[j][b];
+      std::fill(part[j], part[j] + kHistBins, 0);
+    }
+  };
+  const uint64_t flush_every = uint64_t{1} << 24;  // vectors; a partial bin stays below 2^32
+  std::vector<float> scales(heads);
+  for (uint32_t h = 0; h < heads; ++h) {
+    scales[h] = sigma[h] == 0 ? 0.0f : static_cast<float>(kHistPerSigma / sigma[h]);
+  }
+  alignas(32) uint16_t bins[2][kMaxHeadDim];  // vector v's in bins[v % 2]
+  // Bins c .. c+15 of vector v, packed to 16 bits in an interleaved order (counting ignores it).
+  auto bin = [&](uint64_t v, __m256 scale, uint32_t c) {
+    __m256i b[2];
+    for (int r = 0; r < 2; ++r) {
+      const __m256 scaled = _mm256_mul_ps(
+          _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(&y[v * d + c + 8 * r])), scale);
+      b[r] = _mm256_cvttps_epi32(_mm256_min_ps(scaled, _mm256_set1_ps(kHistBins - 1)));
+    }
+    _mm256_store_si256(reinterpret_cast<__m256i*>(&bins[v % 2][c]),
+                       _mm256_packus_epi32(b[0], b[1]));
+  };
+  auto count = [&](uint64_t v, uint32_t c) {
+    const uint16_t* b = bins[v % 2];
+    for (uint32_t i = c; i < c + 16; i += 4) {
+      ++part[0][b[i]];
+      ++part[1][b[i + 1]];
+      ++part[2][b[i + 2]];
+      ++part[3][b[i + 3]];
+    }
+  };
+  // Vector v is binned while vector v − 1 is counted, as in QuantizeAll.
+  if (n == 0) return;
+  for (uint32_t c = 0; c < d; c += 16) bin(0, _mm256_set1_ps(scales[0]), c);
+  uint32_t h = 0;
+  uint64_t until_flush = flush_every;
+  for (uint64_t v = 1; v < n; ++v) {
+    h = h + 1 == heads ? 0 : h + 1;
+    const __m256 scale = _mm256_set1_ps(scales[h]);
+    for (uint32_t c = 0; c < d; c += 16) {
+      bin(v, scale, c);
+      count(v - 1, c);
+    }
+    if (--until_flush == 0) {
+      flush();
+      until_flush = flush_every;
+    }
+  }
+  for (uint32_t c = 0; c < d; c += 16) count(n - 1, c);
+  flush();
 }
 
 // Symbols [first, first + count) of a table, and the bytes of table plus lane lengths.
@@ -348,7 +504,6 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
   if (!status.ok()) return status;
   const uint32_t d = shape.head_dim, heads = shape.kv_heads;
   const uint64_t n = shape.Vectors();
-  const size_t elem = DTypeSize(shape.dtype);
   const Layout layout = LayoutOf(shape, half_bits_);
   TurboChunkPlan plan;
   AppendTurboChunks(d, 2, &plan);
@@ -364,21 +519,17 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
   // sum in channel order, added in vector order.
   std::unique_ptr<float[]> y_values(new float[n * d]);  // every value is written
   float* const y = y_values.get();
-  std::vector<float> x(d);
   std::vector<double> energy(heads, 0.0);
-  for (uint64_t v = 0; v < n; ++v) {
-    LoadElements(shape.dtype, raw.data() + v * d * elem, d, x.data());
-    CentreAndRotate(plan, x.data(), &means[(v % heads) * d], &y[v * d]);
-    if (v % 8 == 7) {
-      double e[8];
-      SumSquaresEight(&y[(v - 7) * d], d, e);
-      for (int j = 0; j < 8; ++j) energy[(v - 7 + j) % heads] += e[j];
-    }
-  }
-  for (uint64_t v = n / 8 * 8; v < n; ++v) {
-    double e = 0;
-    for (uint32_t c = 0; c < d; ++c) e += double{y[v * d + c]} * y[v * d + c];
-    energy[v % heads] += e;
+  switch (shape.dtype) {
+    case DType::kFloat32:
+      CentreAndRotateAll<DType::kFloat32>(plan, raw.data(), n, d, heads, means, y, &energy);
+      break;
+    case DType::kBFloat16:
+      CentreAndRotateAll<DType::kBFloat16>(plan, raw.data(), n, d, heads, means, y, &energy);
+      break;
+    case DType::kFloat16:
+      CentreAndRotateAll<DType::kFloat16>(plan, raw.data(), n, d, heads, means, y, &energy);
+      break;
   }
   std::vector<double> sigma(heads);
   for (uint32_t h = 0; h < heads; ++h) {
@@ -389,21 +540,8 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
     sigma[h] = std::sqrt(energy[h] / (static_cast<double>(shape.tokens) * d));
   }
   // Pass 3: a histogram of |y|/σ_h to guess the finest ladder step that fits.
-  std::vector<uint64_t> hist(kHistBins, 0);
-  for (uint64_t v = 0; v < n; ++v) {
-    const double s = sigma[v % heads];
-    const __m256 scale = _mm256_set1_ps(s == 0 ? 0.0f : static_cast<float>(kHistPerSigma / s));
-    const float* yv = &y[v * d];
-    for (uint32_t c = 0; c < d; c += 8) {
-      // min(|y|·scale, last bin) truncated: the bin, the last one for everything beyond it.
-      const __m256 b = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(yv + c)), scale);
-      alignas(32) int32_t bin_lanes[8];
-      const volatile int32_t* const bin = bin_lanes;  // through memory, as in QuantizeAll
-      _mm256_store_si256(reinterpret_cast<__m256i*>(bin_lanes),
-                         _mm256_cvttps_epi32(_mm256_min_ps(b, _mm256_set1_ps(kHistBins - 1))));
-      for (int j = 0; j < 8; ++j) ++hist[bin[j]];
-    }
-  }
+  std::vector<uint64_t> hist(kHistBins);
+  ScaledHistogram(y, n, d, heads, sigma, hist.data());
   const double budget_bits = 8.0 * static_cast<double>(layout.total - layout.table);
   auto estimate = [&](int k) {
     // Each bin's count goes to the |q| of its centre, split evenly between ±q.
