@@ -94,6 +94,34 @@ inline __m256i QuantizeEight(const float* y, __m256 inv, __m256i* t_fixed) {
                           _mm256_sign_epi32(a, _mm256_castps_si256(v)));
 }
 
+// The two-stage loop of QuantizeAll and ScaledHistogram: produce(v, factor, c) does the vector
+// work on values c .. c+15 of vector v (factor: its head's per_head[h] in every lane) while
+// consume(v − 1, c) does the scalar read-modify-writes of the vector before, so that the two
+// overlap; flush() runs every `flush_every` vectors and at the end. Head h = v % heads is
+// counted, not divided out.
+template <typename Produce, typename Consume, typename Flush>
+void Overlapped(uint64_t n, uint32_t d, uint32_t heads, const float* per_head,
+                uint64_t flush_every, Produce& produce, Consume& consume, Flush& flush) {
+  if (n == 0) return;
+  for (uint32_t c = 0; c < d; c += 16) produce(0, _mm256_set1_ps(per_head[0]), c);
+  uint32_t h = 0;
+  uint64_t until_flush = flush_every;
+  for (uint64_t v = 1; v < n; ++v) {
+    h = h + 1 == heads ? 0 : h + 1;
+    const __m256 factor = _mm256_set1_ps(per_head[h]);
+    for (uint32_t c = 0; c < d; c += 16) {
+      produce(v, factor, c);
+      consume(v - 1, c);
+    }
+    if (--until_flush == 0) {
+      flush();
+      until_flush = flush_every;
+    }
+  }
+  for (uint32_t c = 0; c < d; c += 16) consume(n - 1, c);
+  flush();
+}
+
 // Quantizes every value at the steps 1/inv[h]: symbols, counts and exact t sums in one pass.
 //
 // Why t·2^25 is an exact integer: for |q| ≥ 1, |y|·inv ≥ 0.5 − 2^−25 is a float multiple of
@@ -149,25 +177,8 @@ void QuantizeAll(const float* y, uint64_t n, uint32_t d, uint32_t heads,
   };
   // Vector v is quantized while vector v − 1 is added, so that the vector work and the
   // read-modify-writes can overlap (one after the other per vector was 1.2 times slower in a
-  // benchmark of this loop alone). The head and the flush are counted, not divided out.
-  if (n == 0) return;
-  for (uint32_t c = 0; c < d; c += 16) quantize(0, _mm256_set1_ps(inv[0]), c);
-  uint32_t h = 0;
-  uint64_t until_flush = flush_every;
-  for (uint64_t v = 1; v < n; ++v) {
-    h = h + 1 == heads ? 0 : h + 1;
-    const __m256 k = _mm256_set1_ps(inv[h]);
-    for (uint32_t c = 0; c < d; c += 16) {
-      quantize(v, k, c);
-      add(v - 1, c);
-    }
-    if (--until_flush == 0) {
-      flush();
-      until_flush = flush_every;
-    }
-  }
-  for (uint32_t c = 0; c < d; c += 16) add(n - 1, c);
-  flush();
+  // benchmark of this loop alone).
+  Overlapped(n, d, heads, inv.data(), flush_every, quantize, add, flush);
 }
 
 // The reference of the offset sums (FORMAT.md): per vector, four float partial sums of t per
@@ -420,24 +431,7 @@ void ScaledHistogram(const float* y, uint64_t n, uint32_t d, uint32_t heads,
     }
   };
   // Vector v is binned while vector v − 1 is counted, as in QuantizeAll.
-  if (n == 0) return;
-  for (uint32_t c = 0; c < d; c += 16) bin(0, _mm256_set1_ps(scales[0]), c);
-  uint32_t h = 0;
-  uint64_t until_flush = flush_every;
-  for (uint64_t v = 1; v < n; ++v) {
-    h = h + 1 == heads ? 0 : h + 1;
-    const __m256 scale = _mm256_set1_ps(scales[h]);
-    for (uint32_t c = 0; c < d; c += 16) {
-      bin(v, scale, c);
-      count(v - 1, c);
-    }
-    if (--until_flush == 0) {
-      flush();
-      until_flush = flush_every;
-    }
-  }
-  for (uint32_t c = 0; c < d; c += 16) count(n - 1, c);
-  flush();
+  Overlapped(n, d, heads, scales.data(), flush_every, bin, count, flush);
 }
 
 // Symbols [first, first + count) of a table, and the bytes of table plus lane lengths.
