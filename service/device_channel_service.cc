@@ -275,13 +275,11 @@ absl::StatusOr<std::unique_ptr<KvDeviceService>> KvDeviceService::Create(
     // lane that a call waiting for that lock holds.
     ASSIGN_OR_RETURN(service->tier_lanes_,
                      DeviceLanes::Create(options.device, options.tier_writers + 1));
-    DeviceLanes* lanes = service->tier_lanes_.get();
+    KvDeviceService* s = service.get();
     service->tier_ = std::make_unique<WriteBehindTier>(
         options.tier_bytes, context->store,
-        [lanes](const ResidentBlock& block) -> absl::StatusOr<StoredBlock> {
-          DeviceLanes::Lease lane = lanes->Borrow();
-          StageTimer timer(nullptr);
-          return SealResidentOnLane(*lane, static_cast<const DeviceResidentBlock&>(block), timer);
+        [s](const ResidentBlock& block) {
+          return s->SealResident(static_cast<const DeviceResidentBlock&>(block));
         },
         options.tier_writers);
   }
@@ -462,16 +460,31 @@ absl::Status KvDeviceService::PutOverIpc(const grpc::CallbackServerContext& call
   return status;  // `batch` waits for the blocks still in flight
 }
 
+bool KvDeviceService::TierTakes(const PutTarget& target) const {
+  // A durable put is acknowledged from disk; the first block of a namespace goes to the store,
+  // which registers the namespace that GetBlocks and Lookup check.
+  return tier_ != nullptr && !target.durable && context_->store->HasNamespace(target.ns);
+}
+
+absl::StatusOr<StoredBlock> KvDeviceService::SealResident(const DeviceResidentBlock& block) {
+  DeviceLanes::Lease lane = tier_lanes_->Borrow();
+  StageTimer timer(nullptr);
+  return SealResidentOnLane(*lane, block, timer);
+}
+
+std::shared_ptr<const DeviceResidentBlock> KvDeviceService::FindResident(const BlockKey& key) {
+  if (tier_ == nullptr) return nullptr;
+  // The tier holds DeviceResidentBlocks only (StoreBlock admits nothing else).
+  return std::static_pointer_cast<const DeviceResidentBlock>(tier_->Find(key));
+}
+
 absl::StatusOr<bool> KvDeviceService::PutIntoTier(const grpc::CallbackServerContext& call,
                                                    const std::vector<ResolvedBlock>& blocks,
                                                    const PutTarget& target,
                                                    DeviceStageClock* clock) {
   // Anything unusual (another layout in the call, a plan or a codec the GPU refuses, no room,
   // no memory) goes the per-block way, which says which block and why.
-  if (tier_ == nullptr || target.durable || blocks.empty() ||
-      !context_->store->HasNamespace(target.ns)) {
-    return false;
-  }
+  if (blocks.empty() || !TierTakes(target)) return false;
   std::vector<BlockHeader> headers;
   headers.reserve(blocks.size());
   uint64_t bytes = 0;
@@ -538,10 +551,7 @@ absl::StatusOr<KvDeviceService::EncodedBlock> KvDeviceService::EncodeBlock(
     ASSIGN_OR_RETURN(const BlockHeader header,
                      PlanBlock(layout, *target.policy, BlockSeed(target.ns, key)));
     EncodedBlock out;
-    // A durable put is acknowledged from disk; the first block of a namespace goes to the
-    // store, which registers the namespace that GetBlocks and Lookup check.
-    if (resident_ok && tier_ != nullptr && !target.durable &&
-        tier_->HasRoomFor(header.total_size) && context_->store->HasNamespace(target.ns)) {
+    if (resident_ok && TierTakes(target) && tier_->HasRoomFor(header.total_size)) {
       ASSIGN_OR_RETURN(out.resident,
                        EncodeResidentOnLane(lane, header, view, *tier_memory_, timer));
     } else {
@@ -567,9 +577,7 @@ absl::Status KvDeviceService::StoreBlock(const PutTarget& target, const std::str
     tier = v1::TIER_DEVICE;
   } else {
     if (block.resident != nullptr) {  // the tier is full of blocks not yet written: through
-      DeviceLanes::Lease lane = tier_lanes_->Borrow();
-      StageTimer timer(nullptr);
-      ASSIGN_OR_RETURN(block.stored, SealResidentOnLane(*lane, *block.resident, timer));
+      ASSIGN_OR_RETURN(block.stored, SealResident(*block.resident));
     } else {
       context_->BeforeStoreWrite(block_key);  // an older device-tier copy must not outlive it
     }
@@ -676,9 +684,7 @@ absl::StatusOr<KvDeviceService::FetchedBlock> KvDeviceService::Fetch(const std::
                                                                      StageTimer& timer) {
   FetchedBlock fetched;
   const BlockKey block_key(ns, key);
-  // The tier holds DeviceResidentBlocks only (StoreBlock admits nothing else).
-  if (tier_ != nullptr && (fetched.resident = std::static_pointer_cast<const DeviceResidentBlock>(
-                               tier_->Find(block_key))) != nullptr) {
+  if ((fetched.resident = FindResident(block_key)) != nullptr) {
     fetched.header = fetched.resident->header();
     fetched.tier = v1::TIER_DEVICE;
     timer.Lap(DeviceStage::kLookup);
@@ -738,9 +744,7 @@ std::vector<bool> KvDeviceService::GetFromTier(const grpc::CallbackServerContext
   std::vector<std::shared_ptr<const DeviceResidentBlock>> found;
   std::vector<size_t> indices;
   for (size_t i = 0; i < blocks.size(); ++i) {
-    // The tier holds DeviceResidentBlocks only (StoreBlock admits nothing else).
-    auto resident =
-        std::static_pointer_cast<const DeviceResidentBlock>(tier_->Find(BlockKey(ns, blocks[i].key)));
+    std::shared_ptr<const DeviceResidentBlock> resident = FindResident(BlockKey(ns, blocks[i].key));
     if (resident == nullptr || resident->header().layout != blocks[i].layout) continue;
     found.push_back(std::move(resident));
     indices.push_back(i);

@@ -43,6 +43,7 @@
 #include "service/device_stage_clock.h"
 #include "service/service_context.h"
 #include "service/write_behind_tier.h"
+#include "storage/block_key.h"
 #include "storage/stored_block.h"
 #include "storage/tier.h"
 
@@ -108,6 +109,13 @@ class KvDeviceService final : public v1::KvDeviceService::CallbackService {
   absl::Status PutOverIpc(const grpc::CallbackServerContext& call,
                           const v1::DevicePutRequest& request,
                           const DeviceChannelRegistry::Channel& channel, const PutTarget& target);
+  // Whether the device tier may hold the blocks of a put to `target` (room aside).
+  bool TierTakes(const PutTarget& target) const;
+  // The bytes the store keeps for a device-tier block, downloaded on a lane of the tier's own
+  // (a writer holds the key's lock while it seals: it must never wait for a call's lane).
+  absl::StatusOr<StoredBlock> SealResident(const DeviceResidentBlock& block);
+  // The device tier's block for `key`; null without a tier or a block.
+  std::shared_ptr<const DeviceResidentBlock> FindResident(const BlockKey& key);
   // A CUDA IPC put of blocks of one layout, not durable, into a namespace the store has, when
   // the device tier has room: all encoded in one batch on one lane into the tier's memory, then
   // admitted in order (written through where the tier refuses). False when the call does not

@@ -36,6 +36,14 @@ StoredBlock Seal(const ResidentBlock& block) {
   return StoredBlock{MakeBlockBytes(bytes), BlockHash(bytes)};
 }
 
+// Seal, after `delay` (a write-behind that takes time, to widen races).
+WriteBehindTier::Sealer SlowSeal(absl::Duration delay) {
+  return [delay](const ResidentBlock& block) -> absl::StatusOr<StoredBlock> {
+    absl::SleepFor(delay);
+    return Seal(block);
+  };
+}
+
 std::unique_ptr<TieredStore> RamStore(uint64_t capacity = uint64_t{64} << 20) {
   TieredStoreOptions options;
   options.ram_capacity_bytes = capacity;
@@ -105,12 +113,7 @@ TEST(WriteBehindTierTest, WriteBackPutsADirtyBlockInTheStoreBeforeReturning) {
 // for good, whatever a write-behind of it was doing meanwhile.
 TEST(WriteBehindTierTest, DiscardThenDeleteNeverResurrectsTheBlock) {
   auto store = RamStore();
-  WriteBehindTier tier(64 << 20, store.get(),
-                       [](const ResidentBlock& block) -> absl::StatusOr<StoredBlock> {
-                         absl::SleepFor(absl::Microseconds(200));  // widen the race
-                         return Seal(block);
-                       },
-                       4);
+  WriteBehindTier tier(64 << 20, store.get(), SlowSeal(absl::Microseconds(200)), 4);
   for (int i = 0; i < 200; ++i) {
     const BlockKey key("ns", absl::StrCat("k", i));
     ASSERT_TRUE(tier.Admit(key, Block(absl::StrCat("value ", i))));
@@ -128,12 +131,7 @@ TEST(WriteBehindTierTest, DiscardThenDeleteNeverResurrectsTheBlock) {
 
 TEST(WriteBehindTierTest, TheNewestAdmittedBlockWins) {
   auto store = RamStore();
-  WriteBehindTier tier(64 << 20, store.get(),
-                       [](const ResidentBlock& block) -> absl::StatusOr<StoredBlock> {
-                         absl::SleepFor(absl::Microseconds(100));
-                         return Seal(block);
-                       },
-                       4);
+  WriteBehindTier tier(64 << 20, store.get(), SlowSeal(absl::Microseconds(100)), 4);
   const BlockKey key("ns", "x");
   for (int i = 0; i < 100; ++i) ASSERT_TRUE(tier.Admit(key, Block(absl::StrCat("v", i))));
   tier.Close();
@@ -197,12 +195,7 @@ TEST(WriteBehindTierTest, ABlockTheStoreRefusesIsDroppedAndCounted) {
 
 TEST(WriteBehindTierTest, CloseWritesEveryBlockAndRefusesAdmits) {
   auto store = RamStore();
-  WriteBehindTier tier(64 << 20, store.get(),
-                       [](const ResidentBlock& block) -> absl::StatusOr<StoredBlock> {
-                         absl::SleepFor(absl::Microseconds(300));
-                         return Seal(block);
-                       },
-                       2);
+  WriteBehindTier tier(64 << 20, store.get(), SlowSeal(absl::Microseconds(300)), 2);
   for (int i = 0; i < 50; ++i) {
     ASSERT_TRUE(tier.Admit(BlockKey("ns", absl::StrCat("k", i)), Block(absl::StrCat("v", i))));
   }
