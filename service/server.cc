@@ -166,6 +166,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       channels.no_gpu_reason = server->device_note_.empty()
                                    ? absl::StrCat("--device=", options.device)
                                    : server->device_note_;
+      if (options.device_tier > 0 && options.device == "cpu") {
+        return absl::InvalidArgumentError(
+            "--device_tier keeps blocks in GPU memory: it needs --device=cuda:N (or auto on a "
+            "machine with a GPU), not --device=cpu");
+      }
+      if (options.device_tier > 0) {
+        server->device_note_ = absl::StrCat(
+            server->device_note_.empty() ? "no GPU in use" : server->device_note_,
+            "; --device_tier has no effect without one");
+      }
     }
     ASSIGN_OR_RETURN(DeviceChannels started, StartDeviceChannels(&server->context_, channels));
     server->device_service_ = std::move(started.service);

@@ -82,6 +82,8 @@ struct ServerOptions {
   int device_lanes = 8;            // blocks of device calls encoded / decoded at once
   bool device_stage_log = false;   // print each channel's stage times when it closes
   // The device tier's size in bytes (service/DEVICE_CHANNELS.md "Device tier"); 0 = none.
+  // InvalidArgument with device = "cpu"; under "auto" without a GPU it has no effect, which
+  // device_note() says.
   uint64_t device_tier = 0;
 };
 
