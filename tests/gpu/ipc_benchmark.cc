@@ -118,7 +118,8 @@ int Main() {
   for (uint32_t tokens : {16u, 256u}) {
     const BlockLayout layout = Layout(tokens);
     const uint64_t block_bytes = layout.RawBytes();
-    const int batch = call_mib > 0 ? std::max<int>(1, (uint64_t{call_mib} << 20) / block_bytes)
+    const uint64_t call_bytes = static_cast<uint64_t>(call_mib) << 20;
+    const int batch = call_mib > 0 ? std::max(1, static_cast<int>(call_bytes / block_bytes))
                                    : absl::GetFlag(FLAGS_batch);
     const uint64_t bytes = block_bytes * batch;
     const std::string raw = RandomBlock(layout, 1);
