@@ -45,6 +45,17 @@ ABSL_FLAG(std::string, mode, "abs", "abs | rel");
 ABSL_FLAG(double, theta, 0.5, "rounding offset θ (0.5 = nearest; < 0.5 widens the dead zone)");
 ABSL_FLAG(std::string, recon, "centroid", "mid | centroid");
 ABSL_FLAG(bool, centre, true, "subtract the per-head channel means first");
+ABSL_FLAG(std::string, basis, "hadamard",
+          "hadamard (the turbo rotation) | channel (none) | pca (a basis per layer, K|V and head "
+          "from the --calib_* tokens, not stored in the block)");
+ABSL_FLAG(bool, qweight, false,
+          "pca only: whiten keys by the calibration queries first (k' = Σq^½ k), so that the "
+          "quantizer's error is the logits' error");
+ABSL_FLAG(uint32_t, calib_first, 0, "first token of the calibration stretch (pca)");
+ABSL_FLAG(uint32_t, calib_count, 384, "tokens of the calibration stretch (pca)");
+ABSL_FLAG(std::string, tables, "one",
+          "one (a table per segment) | class (coordinates grouped by their spread in the block, "
+          "half-octave classes, a table per class and a 4-bit class per head and coordinate)");
 
 namespace kvpack {
 namespace {
@@ -53,14 +64,175 @@ constexpr int kCentroids = 16;
 constexpr double kLanes = 32;
 
 struct Variant {
-  bool abs = true, centre = true, centroid = true;
+  bool abs = true, centre = true, centroid = true, class_tables = false;
   double theta = 0.5;
 };
+
+// A linear transform per head of one segment: y = fwd·z, z = inv·y (d×d, row-major). Empty:
+// the Hadamard rotation (hadamard) or none (channel).
+struct Basis {
+  bool hadamard = true;
+  std::vector<std::vector<double>> fwd, inv;  // per head
+};
+
+void Apply(const std::vector<double>& m, const float* in, uint32_t d, float* out) {
+  for (uint32_t r = 0; r < d; ++r) {
+    double a = 0;
+    for (uint32_t c = 0; c < d; ++c) a += m[size_t{r} * d + c] * in[c];
+    out[r] = static_cast<float>(a);
+  }
+}
+
+// Eigen-decomposition of a symmetric d×d matrix by cyclic Jacobi rotations: a is destroyed;
+// returns the eigenvectors as the columns of v (row-major) and the eigenvalues in w.
+void Eigen(std::vector<double> a, uint32_t d, std::vector<double>* v, std::vector<double>* w) {
+  v->assign(size_t{d} * d, 0.0);
+  for (uint32_t i = 0; i < d; ++i) (*v)[size_t{i} * d + i] = 1;
+  for (int sweep = 0; sweep < 30; ++sweep) {
+    double off = 0;
+    for (uint32_t p = 0; p < d; ++p)
+      for (uint32_t q = p + 1; q < d; ++q) off += a[p * d + q] * a[p * d + q];
+    if (off < 1e-22) break;
+    for (uint32_t p = 0; p < d; ++p)
+      for (uint32_t q = p + 1; q < d; ++q) {
+        const double apq = a[p * d + q];
+        if (std::fabs(apq) < 1e-300) continue;
+        const double theta = (a[q * d + q] - a[p * d + p]) / (2 * apq);
+        const double t = (theta >= 0 ? 1 : -1) / (std::fabs(theta) + std::sqrt(theta * theta + 1));
+        const double c = 1 / std::sqrt(t * t + 1), s = t * c;
+        for (uint32_t k = 0; k < d; ++k) {  // columns p, q
+          const double akp = a[k * d + p], akq = a[k * d + q];
+          a[k * d + p] = c * akp - s * akq;
+          a[k * d + q] = s * akp + c * akq;
+        }
+        for (uint32_t k = 0; k < d; ++k) {  // rows p, q
+          const double apk = a[p * d + k], aqk = a[q * d + k];
+          a[p * d + k] = c * apk - s * aqk;
+          a[q * d + k] = s * apk + c * aqk;
+        }
+        for (uint32_t k = 0; k < d; ++k) {
+          const double vkp = (*v)[k * d + p], vkq = (*v)[k * d + q];
+          (*v)[k * d + p] = c * vkp - s * vkq;
+          (*v)[k * d + q] = s * vkp + c * vkq;
+        }
+      }
+  }
+  w->resize(d);
+  for (uint32_t i = 0; i < d; ++i) (*w)[i] = a[size_t{i} * d + i];
+}
+
+// The covariance of the centred vectors of head h in one segment of a calibration block.
+std::vector<double> Covariance(const float* x, uint32_t tokens, uint32_t heads, uint32_t d,
+                               uint32_t h) {
+  std::vector<double> mean(d, 0.0), cov(size_t{d} * d, 0.0);
+  for (uint32_t t = 0; t < tokens; ++t)
+    for (uint32_t c = 0; c < d; ++c) mean[c] += x[(size_t{t} * heads + h) * d + c] / tokens;
+  std::vector<double> z(d);
+  for (uint32_t t = 0; t < tokens; ++t) {
+    for (uint32_t c = 0; c < d; ++c) z[c] = x[(size_t{t} * heads + h) * d + c] - mean[c];
+    for (uint32_t r = 0; r < d; ++r)
+      for (uint32_t c = 0; c < d; ++c) cov[size_t{r} * d + c] += z[r] * z[c] / tokens;
+  }
+  return cov;
+}
+
+// PCA basis per head of one segment from calibration vectors; with queries (keys only), of
+// the keys whitened by the queries' second moment W = Σq^½: fwd = Pᵀ·W, inv = W⁻¹·P.
+Basis PcaBasis(const float* x, const std::vector<const float*>& queries, uint32_t q_per_kv,
+               uint32_t tokens, uint32_t heads, uint32_t d) {
+  Basis basis;
+  basis.hadamard = false;
+  for (uint32_t h = 0; h < heads; ++h) {
+    std::vector<double> w(size_t{d} * d, 0.0), w_inv(size_t{d} * d, 0.0);
+    for (uint32_t i = 0; i < d; ++i) w[size_t{i} * d + i] = w_inv[size_t{i} * d + i] = 1;
+    if (!queries.empty()) {
+      // Second moment of the queries that read this head (uncentred: logits see q·k whole).
+      std::vector<double> sq(size_t{d} * d, 0.0);
+      double n = 0;
+      for (const float* q : queries)
+        for (uint32_t t = 0; t < tokens; ++t)
+          for (uint32_t j = 0; j < q_per_kv; ++j, ++n) {
+            const float* v = q + (size_t{t} * heads * q_per_kv + h * q_per_kv + j) * d;
+            for (uint32_t r = 0; r < d; ++r)
+              for (uint32_t c = 0; c < d; ++c) sq[size_t{r} * d + c] += double{v[r]} * v[c];
+          }
+      for (double& e : sq) e /= n;
+      std::vector<double> u, lambda;
+      Eigen(sq, d, &u, &lambda);
+      double mean_l = 0;
+      for (double l : lambda) mean_l += std::max(l, 0.0) / d;
+      for (uint32_t r = 0; r < d; ++r)
+        for (uint32_t c = 0; c < d; ++c) {
+          double a = 0, b = 0;
+          for (uint32_t k = 0; k < d; ++k) {
+            // Floor tiny eigenvalues at 1e-3 of the mean so that W stays invertible.
+            const double l = std::sqrt(std::max(lambda[k], 1e-3 * mean_l));
+            a += u[r * d + k] * l * u[c * d + k];
+            b += u[r * d + k] / l * u[c * d + k];
+          }
+          w[size_t{r} * d + c] = a;
+          w_inv[size_t{r} * d + c] = b;
+        }
+    }
+    std::vector<double> cov = Covariance(x, tokens, heads, d, h);
+    // Covariance of W·z: W·cov·Wᵀ.
+    std::vector<double> wc(size_t{d} * d, 0.0), wcw(size_t{d} * d, 0.0);
+    for (uint32_t r = 0; r < d; ++r)
+      for (uint32_t k = 0; k < d; ++k)
+        for (uint32_t c = 0; c < d; ++c) wc[r * d + c] += w[r * d + k] * cov[k * d + c];
+    for (uint32_t r = 0; r < d; ++r)
+      for (uint32_t k = 0; k < d; ++k)
+        for (uint32_t c = 0; c < d; ++c) wcw[r * d + c] += wc[r * d + k] * w[c * d + k];
+    std::vector<double> p, lambda;
+    Eigen(wcw, d, &p, &lambda);
+    std::vector<double> fwd(size_t{d} * d, 0.0), inv(size_t{d} * d, 0.0);
+    for (uint32_t r = 0; r < d; ++r)
+      for (uint32_t k = 0; k < d; ++k)
+        for (uint32_t c = 0; c < d; ++c) {
+          fwd[r * d + c] += p[k * d + r] * w[k * d + c];   // Pᵀ·W
+          inv[r * d + c] += w_inv[r * d + k] * p[k * d + c];  // W⁻¹·P
+        }
+    basis.fwd.push_back(std::move(fwd));
+    basis.inv.push_back(std::move(inv));
+  }
+  return basis;
+}
+
+// Bits to code the indices q (n vectors of d) with one static 12-bit table per group; group
+// of value i: group[i]. Counts the tables.
+double CodedBits(const std::vector<int>& q, const std::vector<int>& group, int groups) {
+  std::vector<std::map<int, uint64_t>> counts(groups);
+  std::vector<uint64_t> totals(groups, 0);
+  for (size_t i = 0; i < q.size(); ++i) {
+    ++counts[group[i]][q[i]];
+    ++totals[group[i]];
+  }
+  double bits = 0;
+  for (int g = 0; g < groups; ++g) {
+    if (totals[g] == 0) continue;
+    const double total = static_cast<double>(totals[g]);
+    uint32_t assigned = 0;
+    std::vector<std::pair<int, uint32_t>> freq;
+    for (const auto& [sym, c] : counts[g]) {
+      const uint32_t f = std::max<uint32_t>(1, static_cast<uint32_t>(std::floor(c / total * 4096)));
+      freq.push_back({sym, f});
+      assigned += f;
+    }
+    // Give the remainder (or take the excess) from the most frequent symbol.
+    auto top = std::max_element(freq.begin(), freq.end(),
+                                [](const auto& a, const auto& b) { return a.second < b.second; });
+    top->second = top->second + 4096 - assigned;
+    for (const auto& [sym, f] : freq) bits += counts[g][sym] * -std::log2(f / 4096.0);
+    bits += 16.0 * (freq.size() + 1);
+  }
+  return bits;
+}
 
 // One segment's reconstruction for step factor alpha; returns the stored bits it would take
 // (everything but the block header).
 double CodeSegment(const Variant& var, double alpha, const float* x, uint32_t tokens,
-                   uint32_t heads, uint32_t d, const HadamardSigns& signs, float* out) {
+                   uint32_t heads, uint32_t d, const HadamardSigns& signs, const Basis& basis,
+                   float* out) {
   const uint64_t n = uint64_t{tokens} * heads;
   std::vector<float> y(n * d), m(size_t{heads} * d, 0.0f);
   double side_bits = 64;  // seed
@@ -74,7 +246,13 @@ double CodeSegment(const Variant& var, double alpha, const float* x, uint32_t to
   std::vector<float> z(d);
   for (uint64_t v = 0; v < n; ++v) {
     for (uint32_t c = 0; c < d; ++c) z[c] = x[v * d + c] - m[(v % heads) * d + c];
-    HadamardRotate(signs, z.data(), &y[v * d]);
+    if (basis.hadamard) {
+      HadamardRotate(signs, z.data(), &y[v * d]);
+    } else if (basis.fwd.empty()) {
+      std::copy(z.begin(), z.end(), &y[v * d]);
+    } else {
+      Apply(basis.fwd[v % heads], z.data(), d, &y[v * d]);
+    }
   }
   // Steps: per head (abs) or per vector (rel).
   std::vector<float> step(var.abs ? heads : n);
@@ -96,7 +274,6 @@ double CodeSegment(const Variant& var, double alpha, const float* x, uint32_t to
     side_bits += 16.0 * n;
   }
   std::vector<int> q(n * d);
-  std::map<int, uint64_t> counts;
   std::vector<double> sum_frac(kCentroids, 0.0);
   std::vector<uint64_t> cnt_frac(kCentroids, 0);
   for (uint64_t v = 0; v < n; ++v) {
@@ -106,7 +283,6 @@ double CodeSegment(const Variant& var, double alpha, const float* x, uint32_t to
       const int a = static_cast<int>(std::floor(std::fabs(t) + var.theta));
       const int qi = t < 0 ? -a : a;
       q[v * d + c] = qi;
-      ++counts[qi];
       if (a > 0 && a < kCentroids) {
         sum_frac[a] += std::fabs(t);
         ++cnt_frac[a];
@@ -131,29 +307,40 @@ double CodeSegment(const Variant& var, double alpha, const float* x, uint32_t to
       const double r = a < kCentroids ? level[a] : a;
       z[c] = static_cast<float>((qi < 0 ? -r : r) * s);
     }
-    HadamardUnrotate(signs, z.data(), &out[v * d]);
+    if (basis.hadamard) {
+      HadamardUnrotate(signs, z.data(), &out[v * d]);
+    } else if (basis.fwd.empty()) {
+      std::copy(z.begin(), z.end(), &out[v * d]);
+    } else {
+      Apply(basis.inv[v % heads], z.data(), d, &out[v * d]);
+    }
     for (uint32_t c = 0; c < d; ++c) {
       out[v * d + c] = BFloat16ToFloat(FloatToBFloat16(out[v * d + c] + m[(v % heads) * d + c]));
     }
   }
-  // 12-bit static frequencies: each present symbol at least 1, the rest by share.
-  const double total = static_cast<double>(n) * d;
-  double coded = 0;
-  uint32_t assigned = 0;
-  std::vector<std::pair<int, uint32_t>> freq;
-  for (const auto& [sym, c] : counts) {
-    const uint32_t f = std::max<uint32_t>(1, static_cast<uint32_t>(std::floor(c / total * 4096)));
-    freq.push_back({sym, f});
-    assigned += f;
+  // Groups: one, or half-octave classes of each (head, coordinate)'s RMS over the step.
+  std::vector<int> group(q.size(), 0);
+  int groups = 1;
+  if (var.class_tables) {
+    constexpr int kClasses = 16;
+    groups = kClasses;
+    for (uint32_t h = 0; h < heads; ++h)
+      for (uint32_t c = 0; c < d; ++c) {
+        double e = 0;
+        for (uint32_t t = 0; t < tokens; ++t) {
+          const double a = y[(size_t{t} * heads + h) * d + c];
+          e += a * a;
+        }
+        const double ratio = std::sqrt(e / tokens) / step[var.abs ? h : 0];
+        const int k = static_cast<int>(std::lround(2 * std::log2(std::max(ratio, 1e-9)))) + 4;
+        const int g = std::max(0, std::min(kClasses - 1, k));
+        for (uint32_t t = 0; t < tokens; ++t) group[(size_t{t} * heads + h) * d + c] = g;
+      }
+    side_bits += 4.0 * heads * d;
   }
-  // Give the remainder (or take the excess) from the most frequent symbol.
-  auto top = std::max_element(freq.begin(), freq.end(),
-                              [](const auto& a, const auto& b) { return a.second < b.second; });
-  top->second = top->second + 4096 - assigned;
-  for (const auto& [sym, f] : freq) coded += counts[sym] * -std::log2(f / 4096.0);
-  const double table_bits = 16.0 * (freq.size() + 1);
+  const double coded = CodedBits(q, group, groups);
   const double lane_bits = kLanes * 32 * 2;  // final state + byte length per lane
-  return side_bits + coded + table_bits + lane_bits;
+  return side_bits + coded + lane_bits;
 }
 
 int Run() {
@@ -188,10 +375,39 @@ int Run() {
   var.centre = absl::GetFlag(FLAGS_centre);
   var.centroid = absl::GetFlag(FLAGS_recon) == "centroid";
   var.theta = absl::GetFlag(FLAGS_theta);
+  var.class_tables = absl::GetFlag(FLAGS_tables) == "class";
   const BlockLayout& l = data->layout;
   const uint32_t d = l.head_dim;
   const HadamardSigns signs = RotationSigns(12345, 0, d);
   const uint64_t seg = uint64_t{l.tokens} * l.kv_heads * d;
+  // bases[layer * 2 + kv]: the same for every block.
+  std::vector<Basis> bases(size_t{l.layers} * 2);
+  const std::string basis_name = absl::GetFlag(FLAGS_basis);
+  if (basis_name == "channel") {
+    for (Basis& b : bases) b.hadamard = false;
+  } else if (basis_name == "pca") {
+    eval::DatasetOptions calib_options = options;
+    calib_options.tokens = absl::GetFlag(FLAGS_calib_count);
+    calib_options.first_token = absl::GetFlag(FLAGS_calib_first);
+    absl::StatusOr<eval::KvDataset> calib = eval::LoadDataset(calib_options);
+    if (!calib.ok()) {
+      std::fprintf(stderr, "ecsq_study: %s\n", calib.status().ToString().c_str());
+      return 1;
+    }
+    const uint32_t ct = calib->layout.tokens;
+    const uint64_t calib_seg = uint64_t{ct} * l.kv_heads * d;
+    const uint32_t q_per_kv = calib->query_heads / l.kv_heads;
+    for (uint32_t layer = 0; layer < l.layers; ++layer)
+      for (int kv = 0; kv < 2; ++kv) {
+        // One calibration window (the first); its queries whiten keys under --qweight.
+        std::vector<const float*> queries;
+        if (kv == 0 && absl::GetFlag(FLAGS_qweight) && !calib->queries.empty()) {
+          queries.push_back(&calib->queries[0][size_t{layer} * ct * calib->query_heads * d]);
+        }
+        bases[layer * 2 + kv] = PcaBasis(&calib->values[0][(size_t{layer} * 2 + kv) * calib_seg],
+                                         queries, q_per_kv, ct, l.kv_heads, d);
+      }
+  }
   // Block header as the real format counts it: fixed fields, a ~20-byte policy, the segment
   // table and the checksum.
   const double header_bits = 8.0 * (34 + 20 + 16.0 * 2 * l.layers + 8);
@@ -217,7 +433,7 @@ int Run() {
         for (uint32_t layer = 0; layer < l.layers; ++layer) {
           const size_t off = (size_t{layer} * 2 + kv) * seg;
           b_total += CodeSegment(var, alpha, &data->values[b][off], l.tokens, l.kv_heads, d, signs,
-                                 &blocks[b][off]);
+                                 bases[layer * 2 + kv], &blocks[b][off]);
         }
       rec[kv].push_back(std::move(blocks));
       bits[kv].push_back(b_total);
