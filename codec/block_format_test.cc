@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "codec/calibration.h"
 #include "codec/codec_registry.h"
 #include "codec/float_convert.h"
 #include "codec/random.h"
@@ -62,6 +64,28 @@ CodecPolicy Policy(absl::string_view text) {
   absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(text);
   EXPECT_TRUE(policy.ok()) << policy.status();
   return *policy;
+}
+
+// The policy of codec `name` alone for blocks of `layout`: a calibrated codec (turbo_p*) gets a
+// calibration of that layout, made from random blocks and registered in this process.
+CodecPolicy PolicyFor(absl::string_view name, const BlockLayout& layout) {
+  if (!NeedsCalibration(FindCodec(name))) return Policy(name);
+  std::vector<uint8_t> raw(layout.RawBytes());
+  std::mt19937_64 rng(layout.layers * 1000003 + layout.head_dim);
+  std::normal_distribution<float> normal;
+  for (size_t i = 0; i + 1 < raw.size(); i += 2) {
+    const uint16_t bf16 = FloatToBFloat16(normal(rng));
+    std::memcpy(&raw[i], &bf16, 2);
+  }
+  BlockLayout bf16_layout = layout;
+  bf16_layout.dtype = DType::kBFloat16;
+  raw.resize(bf16_layout.RawBytes());
+  absl::StatusOr<Calibration> calibration = Calibration::FromBlocks(bf16_layout, {raw});
+  EXPECT_TRUE(calibration.ok()) << calibration.status();
+  auto shared = std::make_shared<const Calibration>(*std::move(calibration));
+  RegisterCalibration(shared);
+  return Policy(absl::StrCat(name, ",calibration=",
+                             absl::Hex(shared->fingerprint(), absl::kZeroPad16)));
 }
 
 const uint32_t kShapes[][4] = {
@@ -401,9 +425,10 @@ std::vector<float> AsFloats(const uint8_t* bytes, size_t size, DType dtype) {
 TEST(BlockFormatTest, EveryRegisteredCodecRoundTripsThroughABlock) {
   for (absl::string_view name : CodecNames()) {
     for (DType dtype : kDTypes) {
-      // turbo_e* needs segments large enough for its means and entropy tables.
-      const BlockLayout layout = Layout(2, 2, 128, absl::StartsWith(name, "turbo_e") ? 64 : 8, dtype);
-      const CodecPolicy policy = Policy(name);
+      // turbo_e* and turbo_p* need segments large enough for their means and entropy tables.
+      const bool entropy = absl::StartsWith(name, "turbo_e") || NeedsCalibration(FindCodec(name));
+      const BlockLayout layout = Layout(2, 2, 128, entropy ? 64 : 8, dtype);
+      const CodecPolicy policy = PolicyFor(name, layout);
       ASSERT_TRUE(policy.Supports(layout).ok()) << name;
       const std::vector<uint8_t> raw = RandomRaw(layout, 17);
       absl::StatusOr<std::string> encoded = EncodeBlock(layout, policy, raw, 3);
@@ -543,9 +568,10 @@ TEST_F(BlockFormatFuzzTest, ResealedMutationsNeverCrash) {
 // error or to some values — never crash or read out of bounds (run under ASan too).
 TEST_F(BlockFormatFuzzTest, ResealedPayloadMutationsOfEveryCodecNeverCrash) {
   for (absl::string_view name : CodecNames()) {
-    const BlockLayout layout =
-        Layout(2, 2, 64, absl::StartsWith(name, "turbo_e") ? 48 : 4, DType::kBFloat16);
-    absl::StatusOr<std::string> encoded = EncodeBlock(layout, Policy(name), RandomRaw(layout, 6), 1);
+    const bool entropy = absl::StartsWith(name, "turbo_e") || NeedsCalibration(FindCodec(name));
+    const BlockLayout layout = Layout(2, 2, 64, entropy ? 48 : 4, DType::kBFloat16);
+    absl::StatusOr<std::string> encoded =
+        EncodeBlock(layout, PolicyFor(name, layout), RandomRaw(layout, 6), 1);
     ASSERT_TRUE(encoded.ok()) << name << ": " << encoded.status();
     const std::vector<uint8_t> good = ToVector(*encoded);
     absl::StatusOr<BlockHeader> info = ParseBlock(good);

@@ -21,14 +21,20 @@ constexpr uint8_t kMagic[4] = {'K', 'V', 'P', 'B'};
 constexpr size_t kMaxPolicyText = std::numeric_limits<uint16_t>::max();
 
 // Segment i of a block of `layout` seeded with `seed`, its payload not yet placed.
-BlockSegment SegmentAt(const BlockLayout& layout, uint64_t seed, uint32_t i,
-                       const SegmentCodec* codec) {
+BlockSegment SegmentAt(const BlockLayout& layout, const CodecPolicy& policy, uint64_t seed,
+                       uint32_t i) {
   BlockSegment segment;
   segment.layer = i / 2;
   segment.is_key = i % 2 == 0;
-  segment.codec = codec;
+  segment.codec = policy.CodecFor(segment.layer, layout.layers, segment.is_key);
+  const SegmentCodec* codec = segment.codec;
   segment.shape = SegmentShape::Of(layout, segment.is_key);
   segment.context.seed = SegmentSeed(seed, segment.layer, segment.is_key ? 0 : 1);
+  if (const Calibration* calibration = policy.calibration().get()) {
+    // Supports(layout) checked that the calibration fits the layout.
+    segment.context.basis = calibration->Basis(segment.layer, segment.is_key);
+    segment.context.basis_id = calibration->BasisId(segment.layer, segment.is_key);
+  }
   segment.raw_offset = uint64_t{i} * layout.SegmentRawBytes();
   segment.length = codec->EncodedSize(segment.shape);
   return segment;
@@ -73,8 +79,7 @@ absl::StatusOr<BlockHeader> PlanBlock(const BlockLayout& layout, const CodecPoli
   uint64_t offset = header.header_size;
   header.segments.reserve(2 * size_t{layout.layers});
   for (uint32_t i = 0; i < 2 * layout.layers; ++i) {
-    BlockSegment segment =
-        SegmentAt(layout, seed, i, policy.CodecFor(i / 2, layout.layers, i % 2 == 0));
+    BlockSegment segment = SegmentAt(layout, policy, seed, i);
     segment.offset = offset;
     offset += segment.length;
     header.segments.push_back(segment);
@@ -182,6 +187,11 @@ absl::StatusOr<BlockHeader> ParseBlock(absl::Span<const uint8_t> encoded, Checks
   header.policy_text.assign(reinterpret_cast<const char*>(p + kBlockFixedHeaderSize),
                             policy_size);
   absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(header.policy_text);
+  if (policy.status().code() == absl::StatusCode::kFailedPrecondition) {
+    // A calibration this process has not loaded: the block may well be intact.
+    return absl::FailedPreconditionError(
+        absl::StrCat("encoded block: ", policy.status().message()));
+  }
   if (!policy.ok()) {
     return absl::DataLossError(
         absl::StrCat("encoded block: recorded policy is invalid: ", policy.status().message()));
@@ -212,7 +222,7 @@ absl::StatusOr<BlockHeader> ParseBlock(absl::Span<const uint8_t> encoded, Checks
                                               header.policy_text, "', which names ",
                                               expected->name()));
     }
-    BlockSegment segment = SegmentAt(layout, header.seed, i, codec);
+    BlockSegment segment = SegmentAt(layout, header.policy, header.seed, i);
     if (!codec->Supports(segment.shape).ok()) {
       return absl::DataLossError(absl::StrCat(SegmentName(i), ": codec ", codec->name(),
                                               " cannot hold this segment shape"));

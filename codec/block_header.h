@@ -87,7 +87,8 @@ enum class ChecksumCheck {
 // Reads and checks an encoded block's header: size, magic, version, layout, policy text
 // (parses, and names the codec each table entry holds), codec ids, every length equal to the
 // codec's EncodedSize, lengths summing to the payload area, and (kVerify) the checksum.
-// DataLoss saying which check failed; never reads outside `encoded`.
+// DataLoss saying which check failed; FailedPrecondition when the policy names a calibration
+// this process has not loaded (codec/calibration.h); never reads outside `encoded`.
 absl::StatusOr<BlockHeader> ParseBlock(absl::Span<const uint8_t> encoded,
                                        ChecksumCheck check = ChecksumCheck::kVerify);
 

@@ -67,7 +67,11 @@ struct PolicyParts {
   bool has_boundary = false;
   uint32_t boundary_layers = 0;
   const SegmentCodec* boundary = nullptr;
+  bool has_calibration = false;
+  uint64_t calibration = 0;  // its fingerprint
 };
+
+
 
 class PolicyParser {
  public:
@@ -101,7 +105,19 @@ class PolicyParser {
       return Assign(key == "k" ? &parts_.key : &parts_.value, key, codec);
     }
     if (key == "boundary") return ParseBoundary(value);
-    return PolicyError(text_, absl::StrCat("unknown key '", key, "' (keys: k, v, boundary)"));
+    if (key == "calibration") return ParseCalibration(value);
+    return PolicyError(text_, absl::StrCat("unknown key '", key,
+                                           "' (keys: k, v, boundary, calibration)"));
+  }
+
+  absl::Status ParseCalibration(absl::string_view value) {
+    if (parts_.has_calibration) return PolicyError(text_, "key 'calibration' given twice");
+    if (value.size() != 16 || !absl::SimpleHexAtoi(value, &parts_.calibration)) {
+      return PolicyError(text_, absl::StrCat("calibration '", value,
+                                             "' is not a fingerprint of 16 hex digits"));
+    }
+    parts_.has_calibration = true;
+    return absl::OkStatus();
   }
 
   // A bare name: a preset, or a codec for both K and V.
@@ -194,6 +210,22 @@ absl::StatusOr<CodecPolicy> CodecPolicy::Parse(absl::string_view text) {
   policy.value_ = parts.value;
   policy.boundary_layers_ = parts.boundary_layers;
   policy.boundary_ = parts.boundary;
+  const bool calibrated = NeedsCalibration(parts.key) || NeedsCalibration(parts.value) ||
+                          NeedsCalibration(parts.boundary);
+  if (calibrated && !parts.has_calibration) {
+    return PolicyError(text, "turbo_p* codecs need a calibration (add calibration=FINGERPRINT)");
+  }
+  if (!calibrated && parts.has_calibration) {
+    return PolicyError(text, "calibration given, but no codec of the policy uses one (turbo_p*)");
+  }
+  if (parts.has_calibration) {
+    policy.calibration_ = FindCalibration(parts.calibration);
+    if (policy.calibration_ == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "codec policy: calibration ", absl::Hex(parts.calibration, absl::kZeroPad16),
+          " is not loaded in this process (kvpack_server --calibration=FILE)"));
+    }
+  }
   return policy;
 }
 
@@ -210,10 +242,20 @@ std::string CodecPolicy::ToString() const {
   if (boundary_layers_ > 0) {
     absl::StrAppend(&text, ",boundary=", boundary_layers_, ":", boundary_->name());
   }
+  if (calibration_ != nullptr) {
+    absl::StrAppend(&text, ",calibration=", absl::Hex(calibration_->fingerprint(), absl::kZeroPad16));
+  }
   return text;
 }
 
 absl::Status CodecPolicy::Supports(const BlockLayout& layout) const {
+  if (calibration_ != nullptr) {
+    absl::Status fits = calibration_->Fits(layout);
+    if (!fits.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("codec policy '", ToString(), "': ", fits.message()));
+    }
+  }
   std::set<std::pair<const SegmentCodec*, bool>> checked;
   for (uint32_t layer = 0; layer < layout.layers; ++layer) {
     for (const bool is_key : {true, false}) {
@@ -230,6 +272,10 @@ absl::Status CodecPolicy::Supports(const BlockLayout& layout) const {
     }
   }
   return absl::OkStatus();
+}
+
+bool NeedsCalibration(const SegmentCodec* codec) {
+  return codec != nullptr && codec->id() >= CodecId::kTurboP2 && codec->id() <= CodecId::kTurboP4;
 }
 
 std::vector<absl::string_view> PolicyPresetNames() {

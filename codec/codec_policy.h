@@ -8,8 +8,11 @@
 //                                   "k=int8,v=turbo4"
 //   "k=int8,v=turbo3,boundary=2:raw" comma-separated items; a codec or preset name may also
 //                                   be an item ("turbo3,boundary=2:int8")
+//   "turbo_p3,calibration=HEX16"    the calibrated codecs turbo_p* need the fingerprint of a
+//                                   calibration loaded in the process (codec/calibration.h)
 // Every policy names a codec for K and for V; boundary is optional. The canonical form
-// (ToString) is always "k=A,v=B" plus ",boundary=N:C" when N > 0; it is what an encoded block
+// (ToString) is always "k=A,v=B" plus ",boundary=N:C" when N > 0 and ",calibration=HEX16"
+// when it has one; it is what an encoded block
 // records, and Parse(ToString()) gives back an equal policy.
 //
 // A value type: cheap to copy, immutable after construction, safe to share between threads.
@@ -19,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "codec/block_layout.h"
+#include "codec/calibration.h"
 #include "codec/segment_codec.h"
 
 namespace kvpack {
@@ -40,8 +45,9 @@ class CodecPolicy {
   // its codecs. InvalidArgument naming the bad token, and listing the valid codec names,
   // for: an unknown codec, preset or key; a key given twice (a name item sets both k and v);
   // a missing k or v; a boundary count that is not an integer in [0, kMaxLayers]; an empty
-  // text or item.
+  // text or item; turbo_p* without a calibration, or a calibration without turbo_p*.
   // InvalidArgument (without quoting the text) for text over kMaxPolicyTextBytes.
+  // FailedPrecondition for a calibration that is not loaded (RegisterCalibration).
   static absl::StatusOr<CodecPolicy> Parse(absl::string_view text);
   static constexpr size_t kMaxPolicyTextBytes = 256;
 
@@ -63,9 +69,13 @@ class CodecPolicy {
   // The boundary codec; null exactly when boundary_layers() == 0.
   const SegmentCodec* boundary_codec() const { return boundary_; }
 
+  // The calibration the policy's turbo_p* codecs code in; null when it has none.
+  const std::shared_ptr<const Calibration>& calibration() const { return calibration_; }
+
   friend bool operator==(const CodecPolicy& a, const CodecPolicy& b) {
     return a.key_ == b.key_ && a.value_ == b.value_ &&
-           a.boundary_layers_ == b.boundary_layers_ && a.boundary_ == b.boundary_;
+           a.boundary_layers_ == b.boundary_layers_ && a.boundary_ == b.boundary_ &&
+           a.calibration_ == b.calibration_;
   }
   friend bool operator!=(const CodecPolicy& a, const CodecPolicy& b) { return !(a == b); }
 
@@ -74,7 +84,11 @@ class CodecPolicy {
   const SegmentCodec* value_;
   uint32_t boundary_layers_ = 0;
   const SegmentCodec* boundary_ = nullptr;
+  std::shared_ptr<const Calibration> calibration_;
 };
+
+// True for the codecs that code in a calibration (turbo_p*): a policy using one must name it.
+bool NeedsCalibration(const SegmentCodec* codec);
 
 // The names Parse accepts as presets, whether or not this build has their codecs.
 std::vector<absl::string_view> PolicyPresetNames();

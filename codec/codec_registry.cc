@@ -23,6 +23,8 @@ namespace {
 // Every codec of this build, one line each. Ids and names must be unique (checked once when
 // the table is built).
 std::vector<const SegmentCodec*> MakeCodecs() {
+  constexpr auto kExactFirst = TurboEntropyCodec::OffsetSums::kExactFirst;
+  constexpr auto kCalibrated = TurboEntropyCodec::Transform::kCalibratedBasis;
   return {
       new RawCodec(),
       new Int8Codec(),
@@ -46,6 +48,11 @@ std::vector<const SegmentCodec*> MakeCodecs() {
       new TurboEntropyCodec(6),
       new TurboEntropyCodec(7),
       new TurboEntropyCodec(8),
+      new TurboEntropyCodec(4, kExactFirst, kCalibrated),
+      new TurboEntropyCodec(5, kExactFirst, kCalibrated),
+      new TurboEntropyCodec(6, kExactFirst, kCalibrated),
+      new TurboEntropyCodec(7, kExactFirst, kCalibrated),
+      new TurboEntropyCodec(8, kExactFirst, kCalibrated),
   };
 }
 

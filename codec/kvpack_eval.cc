@@ -9,8 +9,16 @@
 // "k=int8,v=turbo3,boundary=2:int8"); separate entries with ';' when one contains commas.
 // Each is applied through EncodeBlock/DecodeBlock, i.e. measured as stored. See
 // codec/eval/README.md for the datasets and the metrics.
+//
+// Calibrated codecs (turbo_p*, codec/calibration.h) take their calibration from a file
+// (--calibration=FILE) or make it from other tokens of the same dataset
+// (--calibrate_first/--calibrate_count, e.g. the first half of a window while --first_token
+// scores the second half), optionally written out (--calibration_out=FILE, the file
+// kvpack_server --calibration loads). Entries naming turbo_p* without a calibration= item get
+// it appended.
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,6 +29,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "codec/calibration.h"
+#include "codec/codec_policy.h"
 #include "codec/eval/dataset.h"
 #include "codec/eval/evaluator.h"
 
@@ -45,6 +55,12 @@ ABSL_FLAG(std::string, codecs,
           "turbo_prod4,k8v4,k8v3,k8v2",
           "codecs and policies to run, ',' separated (';' when a policy contains commas)");
 ABSL_FLAG(std::string, format, "table", "table | json");
+ABSL_FLAG(std::string, calibration, "", "a calibration file for turbo_p* codecs");
+ABSL_FLAG(uint32_t, calibrate_first, 0, "first token of the tokens to calibrate on");
+ABSL_FLAG(uint32_t, calibrate_count, 0,
+          "calibrate turbo_p* on this many tokens of the dataset from --calibrate_first "
+          "(0 = no calibration made)");
+ABSL_FLAG(std::string, calibration_out, "", "write the calibration made to this file");
 ABSL_FLAG(uint32_t, timing_repeats, 3,
           "encode/decode passes per block; GB/s uses the fastest (the first pays page faults)");
 ABSL_FLAG(uint32_t, attn_queries, 256,
@@ -72,6 +88,41 @@ std::string Json(const EvalRow& r) {
       ", \"decode_gbps\": ", Num(r.decode_gbps, "%.4f"), "}");
 }
 
+// Loads --calibration or makes one from --calibrate_* tokens (written to --calibration_out);
+// returns its fingerprint in hex, or "" when there is none.
+absl::StatusOr<std::string> LoadOrMakeCalibration(const DatasetOptions& options) {
+  std::shared_ptr<const Calibration> calibration;
+  if (!absl::GetFlag(FLAGS_calibration).empty()) {
+    absl::StatusOr<std::shared_ptr<const Calibration>> loaded =
+        LoadCalibrationFile(absl::GetFlag(FLAGS_calibration));
+    if (!loaded.ok()) return loaded.status();
+    calibration = *loaded;
+  } else if (absl::GetFlag(FLAGS_calibrate_count) > 0) {
+    DatasetOptions calibrate = options;
+    calibrate.first_token = absl::GetFlag(FLAGS_calibrate_first);
+    calibrate.tokens = absl::GetFlag(FLAGS_calibrate_count);
+    absl::StatusOr<KvDataset> data = LoadDataset(calibrate);
+    if (!data.ok()) return data.status();
+    std::vector<absl::Span<const uint8_t>> blocks(data->raw.begin(), data->raw.end());
+    absl::StatusOr<Calibration> made = Calibration::FromBlocks(data->layout, blocks);
+    if (!made.ok()) return made.status();
+    calibration = std::make_shared<const Calibration>(*std::move(made));
+    RegisterCalibration(calibration);
+  } else {
+    return std::string();
+  }
+  const std::string out = absl::GetFlag(FLAGS_calibration_out);
+  if (!out.empty()) {
+    const std::string bytes = calibration->Serialize();
+    FILE* f = std::fopen(out.c_str(), "wb");
+    if (f == nullptr || std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size() ||
+        std::fclose(f) != 0) {
+      return absl::UnavailableError(absl::StrCat("cannot write the calibration to ", out));
+    }
+  }
+  return absl::StrCat(absl::Hex(calibration->fingerprint(), absl::kZeroPad16));
+}
+
 int Run() {
   DatasetOptions options;
   options.dataset = absl::GetFlag(FLAGS_dataset);
@@ -90,13 +141,24 @@ int Run() {
     std::fprintf(stderr, "kvpack_eval: %s\n", data.status().ToString().c_str());
     return 1;
   }
+  absl::StatusOr<std::string> calibration = LoadOrMakeCalibration(options);
+  if (!calibration.ok()) {
+    std::fprintf(stderr, "kvpack_eval: %s\n", calibration.status().ToString().c_str());
+    return 1;
+  }
   const Evaluator evaluator(*data, absl::GetFlag(FLAGS_attn_queries),
                             absl::GetFlag(FLAGS_timing_repeats));
   const std::string list = absl::GetFlag(FLAGS_codecs);
   const char sep = list.find(';') != std::string::npos ? ';' : ',';
   std::vector<EvalRow> rows;
   for (absl::string_view item : absl::StrSplit(list, sep, absl::SkipWhitespace())) {
-    absl::StatusOr<EvalRow> row = evaluator.Evaluate(absl::StripAsciiWhitespace(item), options.seed);
+    std::string policy(absl::StripAsciiWhitespace(item));
+    const std::string calibrated = absl::StrCat(policy, ",calibration=", *calibration);
+    if (!calibration->empty() && !CodecPolicy::Parse(policy).ok() &&
+        CodecPolicy::Parse(calibrated).ok()) {
+      policy = calibrated;  // turbo_p* without its calibration= item
+    }
+    absl::StatusOr<EvalRow> row = evaluator.Evaluate(policy, options.seed);
     if (!row.ok()) {
       std::fprintf(stderr, "kvpack_eval: %.*s: %s\n", static_cast<int>(item.size()), item.data(),
                    row.status().ToString().c_str());

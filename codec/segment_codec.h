@@ -43,6 +43,12 @@ enum class CodecId : uint8_t {
   kTurboE3 = 37,
   kTurboE35 = 38,
   kTurboE4 = 39,
+  // turbo_e2 .. turbo_e4 in a calibrated basis instead of the random rotation.
+  kTurboP2 = 40,
+  kTurboP25 = 41,
+  kTurboP3 = 42,
+  kTurboP35 = 43,
+  kTurboP4 = 44,
 };
 
 // What a codec needs to know about the segment it encodes.
@@ -73,6 +79,11 @@ struct SegmentShape {
 // (a rotation seed, say) it records in its own segment bytes.
 struct SegmentContext {
   uint64_t seed = 0;  // codecs that randomize derive their randomness from this alone
+  // Calibrated codecs (turbo_p*): the bases of this segment's (layer, K|V), kv_heads matrices
+  // of head_dim × head_dim floats, and the id the segment records for them
+  // (codec/calibration.h). Null when the policy has no calibration.
+  const float* basis = nullptr;
+  uint64_t basis_id = 0;
 };
 
 class SegmentCodec {

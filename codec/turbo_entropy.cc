@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "codec/block_layout.h"
+#include "codec/calibration.h"
 #include "codec/channel_means.h"
 #include "codec/element_convert_simd.h"
 #include "codec/float_convert.h"
@@ -389,6 +390,87 @@ void DecodeVector(const TurboChunkPlan& plan, const uint8_t* sym, const float* v
   }
 }
 
+// Pass 2 of Encode in a calibrated basis: y = B_h·(x − m_h) for each vector (head h = v mod
+// heads), and energy[h] += Σ y² of each vector in double, channel order, added in vector order.
+// FORMAT.md fixes the arithmetic: float, y[r] = Σ_c B[r][c]·z[c] summed with c ascending from
+// 0, each product rounded before its add (-ffp-contract=off; the loop runs over r for each c,
+// so it vectorizes without reordering any sum).
+void CentreAndProjectAll(const SegmentShape& shape, const float* bases, const uint8_t* raw,
+                         const std::vector<float>& means, float* y, std::vector<double>* energy) {
+  const uint32_t d = shape.head_dim, heads = shape.kv_heads;
+  const size_t elem = DTypeSize(shape.dtype);
+  // Columns of each head's basis, contiguous: columns[h][c][r] = B_h[r][c].
+  std::vector<float> columns(size_t{heads} * d * d);
+  for (uint32_t h = 0; h < heads; ++h)
+    for (uint32_t r = 0; r < d; ++r)
+      for (uint32_t c = 0; c < d; ++c)
+        columns[(size_t{h} * d + c) * d + r] = bases[(size_t{h} * d + r) * d + c];
+  std::vector<float> z(d);
+  for (uint64_t v = 0; v < shape.Vectors(); ++v) {
+    const uint32_t h = v % heads;
+    LoadElements(shape.dtype, raw + v * d * elem, d, z.data());
+    for (uint32_t c = 0; c < d; ++c) z[c] -= means[size_t{h} * d + c];
+    float* out = y + v * d;
+    std::fill(out, out + d, 0.0f);
+    const float* col = &columns[size_t{h} * d * d];
+    for (uint32_t c = 0; c < d; ++c) {
+      const float zc = z[c];
+      for (uint32_t r = 0; r < d; ++r) out[r] += col[size_t{c} * d + r] * zc;
+    }
+    double e = 0;
+    for (uint32_t r = 0; r < d; ++r) e += double{out[r]} * out[r];
+    (*energy)[h] += e;
+  }
+}
+
+// turbo_p*: the values quantized to ±kMaxIndex continue in an escape list at the segment's end
+// (FORMAT.md): per such value in coding order, u16 e with |q| = kMaxIndex + e, then u32 the
+// number of escapes. In a calibrated basis the leading axes spread several times wider than
+// the head's RMS σ_h, so the fine steps of 4 bits would otherwise clamp them (the rotation
+// spreads every axis alike, so turbo_e* keeps clamping, which it rarely needs).
+constexpr uint64_t kEscapeCountBytes = 4;
+constexpr uint32_t kMaxEscape = 0xffff;
+
+// The escapes of the values quantized to ±kMaxIndex at steps 1/inv[h], in coding order.
+std::vector<uint16_t> Escapes(const float* y, const uint8_t* symbols, uint64_t n, uint32_t d,
+                              uint32_t heads, const std::vector<float>& inv) {
+  std::vector<uint16_t> escapes;
+  for (uint64_t i = 0; i < n * d; ++i) {
+    if (symbols[i] != 0 && symbols[i] != 2 * kMaxIndex) continue;
+    // QuantizeEight's ⌊|y|·inv + 0.5⌋ in float, unclamped.
+    const float t = std::fabs(y[i]) * inv[(i / d) % heads] + 0.5f;
+    const float extra = std::min(t - kMaxIndex, static_cast<float>(kMaxEscape));
+    escapes.push_back(static_cast<uint16_t>(std::max(0.0f, extra)));
+  }
+  return escapes;
+}
+
+// x = B_hᵀ·y + m for one vector: y[r] = value[sym[r]], or for the table's symbols of ±kMaxIndex
+// (lo, hi; −1 when the table has none) ±(kMaxIndex + the next escape)·step; then
+// x[c] = Σ_r B[r][c]·y[r] with r ascending from 0 (terms with y[r] = 0 skipped: adding a zero
+// product changes no sum that starts at +0), plus m[c] last. `basis` is B_h, rows of d floats.
+// False when the escapes run out.
+bool DecodeProjected(const float* basis, uint32_t d, const uint8_t* sym, const float* value,
+                     int lo, int hi, float step, const uint8_t** escape,
+                     const uint8_t* escapes_end, const float* m, float* y, float* x) {
+  std::fill(x, x + d, 0.0f);
+  for (uint32_t r = 0; r < d; ++r) {
+    if (sym[r] == lo || sym[r] == hi) {
+      if (*escape == escapes_end) return false;
+      const float level = static_cast<float>(kMaxIndex + LoadLE16(*escape)) * step;
+      *escape += 2;
+      y[r] = sym[r] == lo ? -level : level;
+    } else {
+      y[r] = value[sym[r]];
+    }
+    if (y[r] == 0.0f) continue;
+    const float* row = basis + size_t{r} * d;
+    for (uint32_t c = 0; c < d; ++c) x[c] += row[c] * y[r];
+  }
+  for (uint32_t c = 0; c < d; ++c) x[c] += m[c];
+  return true;
+}
+
 // hist[b] = the number of values whose min(|y|·kHistPerSigma/σ_h, kHistBins − 1), truncated,
 // is b (the scale in float). Each vector's bins are written out as 16-bit values first and
 // then counted by scalar increments into four partial histograms of 32-bit counters: about one
@@ -456,19 +538,23 @@ double CodedBitsUpperBound(const uint64_t* counts) {
 
 }  // namespace
 
-TurboEntropyCodec::TurboEntropyCodec(int half_bits, OffsetSums offset_sums)
-    : half_bits_(half_bits), offset_sums_(offset_sums) {
+TurboEntropyCodec::TurboEntropyCodec(int half_bits, OffsetSums offset_sums,
+                                     Transform transform)
+    : half_bits_(half_bits), offset_sums_(offset_sums), transform_(transform) {
   if (half_bits < 4 || half_bits > 8) std::abort();
 }
 
 CodecId TurboEntropyCodec::id() const {
-  return static_cast<CodecId>(static_cast<int>(CodecId::kTurboE2) + half_bits_ - 4);
+  const CodecId first =
+      transform_ == Transform::kRotation ? CodecId::kTurboE2 : CodecId::kTurboP2;
+  return static_cast<CodecId>(static_cast<int>(first) + half_bits_ - 4);
 }
 
 absl::string_view TurboEntropyCodec::name() const {
-  static constexpr absl::string_view kNames[] = {"turbo_e2", "turbo_e25", "turbo_e3",
-                                                 "turbo_e35", "turbo_e4"};
-  return kNames[half_bits_ - 4];
+  static constexpr absl::string_view kNames[2][5] = {
+      {"turbo_e2", "turbo_e25", "turbo_e3", "turbo_e35", "turbo_e4"},
+      {"turbo_p2", "turbo_p25", "turbo_p3", "turbo_p35", "turbo_p4"}};
+  return kNames[transform_ == Transform::kRotation ? 0 : 1][half_bits_ - 4];
 }
 
 absl::Status TurboEntropyCodec::Supports(const SegmentShape& shape) const {
@@ -476,7 +562,8 @@ absl::Status TurboEntropyCodec::Supports(const SegmentShape& shape) const {
   if (!status.ok()) return status;
   const Layout l = LayoutOf(shape, half_bits_);
   // Room for the side information and at least a quarter bit per value of indices.
-  if (l.table + kMaxTableAndLanes + shape.Elements() / 32 > l.total) {
+  const uint64_t tail = transform_ == Transform::kCalibratedBasis ? kEscapeCountBytes : 0;
+  if (l.table + kMaxTableAndLanes + tail + shape.Elements() / 32 > l.total) {
     return absl::InvalidArgumentError(absl::StrCat(
         name(), ": a segment of ", shape.tokens, " tokens x ", shape.kv_heads,
         " heads is too small for its means, steps and entropy tables; use turbo* or more "
@@ -499,12 +586,17 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
   const uint32_t d = shape.head_dim, heads = shape.kv_heads;
   const uint64_t n = shape.Vectors();
   const Layout layout = LayoutOf(shape, half_bits_);
+  const bool calibrated = transform_ == Transform::kCalibratedBasis;
+  if (calibrated && context.basis == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name(), " needs a calibration: name one in the policy (calibration=FINGERPRINT)"));
+  }
   TurboChunkPlan plan;
   AppendTurboChunks(d, 2, &plan);
   SeedTurboChunks(context.seed, &plan);
-  // Every byte of `out` is written below (seed, means, steps, offsets, table, lane lengths,
-  // streams and the zero padding after them).
-  StoreLE64(out.data(), context.seed);
+  // Every byte of `out` is written below (seed or basis id, means, steps, offsets, table, lane
+  // lengths, streams and the zero padding after them).
+  StoreLE64(out.data(), calibrated ? context.basis_id : context.seed);
   // Pass 1: the fp16 channel means.
   std::vector<float> means;
   status = EncodeChannelMeans(name(), shape, raw, out.data() + layout.means, &means);
@@ -514,7 +606,9 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
   std::unique_ptr<float[]> y_values(new float[n * d]);  // every value is written
   float* const y = y_values.get();
   std::vector<double> energy(heads, 0.0);
-  switch (shape.dtype) {
+  if (calibrated) {
+    CentreAndProjectAll(shape, context.basis, raw.data(), means, y, &energy);
+  } else switch (shape.dtype) {
     case DType::kFloat32:
       CentreAndRotateAll<DType::kFloat32>(plan, raw.data(), n, d, heads, means, y, &energy);
       break;
@@ -536,7 +630,9 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
   // Pass 3: a histogram of |y|/σ_h to guess the finest ladder step that fits.
   std::vector<uint64_t> hist(kHistBins);
   ScaledHistogram(y, n, d, heads, sigma, hist.data());
-  const double budget_bits = 8.0 * static_cast<double>(layout.total - layout.table);
+  // turbo_p*: the escape count always sits at the end.
+  const uint64_t fixed_tail = calibrated ? kEscapeCountBytes : 0;
+  const double budget_bits = 8.0 * static_cast<double>(layout.total - layout.table - fixed_tail);
   auto estimate = [&](int k) {
     // Each bin's count goes to the |q| of its centre, split evenly between ±q.
     uint64_t counts[kSymbols] = {0};
@@ -551,13 +647,20 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
         counts[kMaxIndex - a] += hist[b] / 2;
       }
     }
-    return CodedBitsUpperBound(counts);
+    double escapes = 0;  // turbo_p*: 16 bits a value past kMaxIndex
+    if (calibrated) {
+      for (int b = 0; b < kHistBins; ++b) {
+        if ((b + 0.5) / kHistPerSigma / alpha + 0.5 >= kMaxIndex) escapes += hist[b];
+      }
+    }
+    return CodedBitsUpperBound(counts) + 16 * escapes;
   };
   int lo = 0, hi = kLadder - 1;  // smallest k whose estimate fits, by bisection
   while (lo < hi) {
     const int mid = (lo + hi) / 2;
     if (estimate(mid) <= budget_bits) hi = mid; else lo = mid + 1;
   }
+
   // Pass 4: quantize at that step; move one rung coarser while the exact counts or the coded
   // streams do not fit.
   Quantized q;
@@ -570,7 +673,13 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
       inv[h] = 1.0f / HalfToFloat(step);
     }
     QuantizeAll(y, n, d, heads, inv, &q);
-    if (CodedBitsUpperBound(q.counts) > budget_bits && k + 1 < kLadder) continue;
+    std::vector<uint16_t> escapes;
+    if (calibrated) escapes = Escapes(y, q.symbols.get(), n, d, heads, inv);
+    const uint64_t tail = fixed_tail + 2 * escapes.size();
+    if (CodedBitsUpperBound(q.counts) + 16.0 * escapes.size() > budget_bits && k + 1 < kLadder) {
+      continue;
+    }
+    if (layout.table + kMaxTableAndLanes + tail > layout.total) continue;
     int8_t offsets[kOffsets];
     CentroidOffsets(q, y, n, d, heads, inv, offset_sums_ == OffsetSums::kReference, offsets);
     const SymbolRange r = RangeOf(q.counts);
@@ -585,12 +694,18 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
     const uint64_t streams_at = lanes_at + 4 * kRansLanes;
     uint32_t lane_bytes[kRansLanes];
     if (!RansEncode(coder_table, absl::MakeConstSpan(q.symbols.get(), n * d),
-                    absl::MakeSpan(table + streams_at, layout.total - layout.table - streams_at),
+                    absl::MakeSpan(table + streams_at,
+                                   layout.total - layout.table - streams_at - tail),
                     lane_bytes)) {
       continue;
     }
+    if (calibrated) {
+      uint8_t* end = out.data() + layout.total;
+      StoreLE32(end - kEscapeCountBytes, static_cast<uint32_t>(escapes.size()));
+      for (size_t e = 0; e < escapes.size(); ++e) StoreLE16(end - tail + 2 * e, escapes[e]);
+    }
     std::fill(table + streams_at + std::accumulate(lane_bytes, lane_bytes + kRansLanes, uint64_t{0}),
-              out.data() + out.size(), 0);
+              out.data() + out.size() - tail, 0);
     table[0] = static_cast<uint8_t>(r.first);
     table[1] = static_cast<uint8_t>(r.count);
     for (int s = 0; s < r.count; ++s) StoreLE16(table + 2 + 2 * s, static_cast<uint16_t>(t.freq[s]));
@@ -616,6 +731,21 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
   TurboChunkPlan plan;
   AppendTurboChunks(d, 2, &plan);
   SeedTurboChunks(LoadLE64(encoded.data()), &plan);
+  CalibratedBasis basis;
+  if (transform_ == Transform::kCalibratedBasis) {
+    const uint64_t id = LoadLE64(encoded.data());
+    basis = FindCalibratedBasis(id);
+    if (basis.rows == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          name(), ": the segment was coded in basis ", absl::Hex(id, absl::kZeroPad16),
+          " of a calibration this process has not loaded"));
+    }
+    if (basis.kv_heads != heads || basis.head_dim != d) {
+      return absl::DataLossError(absl::StrCat(name(), ": basis ", absl::Hex(id, absl::kZeroPad16),
+                                              " is for ", basis.kv_heads, " heads x head_dim ",
+                                              basis.head_dim, ", not this segment's shape"));
+    }
+  }
   std::vector<float> means;
   status = DecodeChannelMeans(name(), shape, encoded.data() + layout.means, &means);
   if (!status.ok()) return status;
@@ -636,10 +766,24 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
   }
   const uint64_t lanes_at = 2 + 2 * uint64_t(count);
   const uint64_t streams_at = lanes_at + 4 * kRansLanes;
+  // turbo_p*: the escapes and their count at the end (Supports leaves room for the count).
+  uint64_t tail = 0;
+  const uint8_t* escape = nullptr;
+  const uint8_t* escapes_end = nullptr;
+  if (basis.rows != nullptr) {
+    const uint64_t escapes = LoadLE32(encoded.data() + layout.total - kEscapeCountBytes);
+    tail = kEscapeCountBytes + 2 * escapes;
+    if (tail > layout.total - layout.table - streams_at) {
+      return absl::DataLossError(absl::StrCat(name(), ": ", escapes,
+                                              " escapes do not fit in the segment"));
+    }
+    escape = encoded.data() + layout.total - tail;
+    escapes_end = encoded.data() + layout.total - kEscapeCountBytes;
+  }
   uint32_t lane_bytes[kRansLanes];
   for (int l = 0; l < kRansLanes; ++l) lane_bytes[l] = LoadLE32(table + lanes_at + 4 * l);
-  const absl::Span<const uint8_t> streams =
-      encoded.subspan(layout.table + streams_at, layout.total - layout.table - streams_at);
+  const absl::Span<const uint8_t> streams = encoded.subspan(
+      layout.table + streams_at, layout.total - layout.table - streams_at - tail);
   status = RansDecoder::Check(streams, lane_bytes);
   if (!status.ok()) return absl::DataLossError(absl::StrCat(name(), ": ", status.message()));
   const uint64_t used = std::accumulate(lane_bytes, lane_bytes + kRansLanes, uint64_t{0});
@@ -647,7 +791,7 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
     if (streams[i] != 0) return absl::DataLossError(absl::StrCat(name(), ": non-zero padding"));
   }
   // Reconstruction values per head and symbol.
-  std::vector<float> value(size_t{heads} * count);
+  std::vector<float> value(size_t{heads} * count), steps(heads);
   for (uint32_t h = 0; h < heads; ++h) {
     const uint16_t step_bits = LoadLE16(encoded.data() + layout.steps + 2 * h);
     if (BadStep(step_bits)) {
@@ -655,6 +799,7 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
                                               absl::Hex(step_bits)));
     }
     const float step = HalfToFloat(step_bits);
+    steps[h] = step;
     for (int s = 0; s < count; ++s) {
       const int q = first + s - kMaxIndex, a = std::abs(q);
       const float level = a < kOffsets
@@ -663,6 +808,9 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
       value[size_t{h} * count + s] = (q < 0 ? -level : level) * step;
     }
   }
+  // The table's symbols of ±kMaxIndex, which escape in turbo_p*.
+  const int escape_lo = first == 0 ? 0 : -1;
+  const int escape_hi = first + count == kSymbols ? count - 1 : -1;
   RansDecoder decoder(t, streams, lane_bytes);
   // Symbols a batch of whole vectors at a time (about 4096), so the coder runs long stretches.
   const uint64_t batch = std::max<uint64_t>(1, 4096 / d);
@@ -674,13 +822,25 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
     if (!status.ok()) return absl::DataLossError(absl::StrCat(name(), ": ", status.message()));
     for (uint64_t v = v0; v < v0 + vectors; ++v) {
       const uint32_t h = v % heads;
-      DecodeVector(plan, &sym[(v - v0) * d], &value[size_t{h} * count], &means[h * d],
-                   y.data(), x.data());
+      if (basis.rows != nullptr) {
+        if (!DecodeProjected(&basis.rows[size_t{h} * d * d], d, &sym[(v - v0) * d],
+                             &value[size_t{h} * count], escape_lo, escape_hi, steps[h], &escape,
+                             escapes_end, &means[h * d], y.data(), x.data())) {
+          return absl::DataLossError(absl::StrCat(name(), ": fewer escapes than values at ±",
+                                                  kMaxIndex));
+        }
+      } else {
+        DecodeVector(plan, &sym[(v - v0) * d], &value[size_t{h} * count], &means[h * d],
+                     y.data(), x.data());
+      }
       StoreElements(shape.dtype, x.data(), d, raw.data() + v * d * elem);
     }
   }
   status = decoder.Finish();
   if (!status.ok()) return absl::DataLossError(absl::StrCat(name(), ": ", status.message()));
+  if (escape != escapes_end) {
+    return absl::DataLossError(absl::StrCat(name(), ": more escapes than values at ±", kMaxIndex));
+  }
   return absl::OkStatus();
 }
 

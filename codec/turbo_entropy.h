@@ -1,5 +1,6 @@
 // Entropy-coded centred TurboQuant codecs turbo_e2/e25/e3/e35/e4 (codec/FORMAT.md, ids
-// 35–39): per segment and head, fp16 channel means are subtracted (as turbo_c* does), each
+// 35–39), and turbo_p2 .. turbo_p4 (ids 40–44), the same with a calibrated basis per head in
+// place of the rotation (codec/calibration.h): per segment and head, fp16 channel means are subtracted (as turbo_c* does), each
 // vector is rotated by turbo's seeded randomized Hadamard transform, and each rotated
 // coordinate is quantized by a *uniform* step Δ_h shared by the head's tokens; the indices are
 // coded with an interleaved static rANS coder (codec/rans.h), and each index decodes to the
@@ -38,8 +39,16 @@ class TurboEntropyCodec final : public SegmentCodec {
   // over the segment). Both give the same bytes; kReference exists to test that.
   enum class OffsetSums { kExactFirst, kReference };
 
-  // half_bits: 4, 5, 6, 7 or 8 for turbo_e2, e25, e3, e35, e4 (aborts otherwise).
-  explicit TurboEntropyCodec(int half_bits, OffsetSums offset_sums = OffsetSums::kExactFirst);
+  // How vectors are turned before quantization. kRotation: turbo's seeded random rotation
+  // (turbo_e*; the segment records the seed). kCalibratedBasis: y = B_h·(x − m) with the head's
+  // basis from a calibration (turbo_p*, codec/calibration.h; the segment records the basis id,
+  // and decoding needs that calibration loaded).
+  enum class Transform { kRotation, kCalibratedBasis };
+
+  // half_bits: 4, 5, 6, 7 or 8 for turbo_e2, e25, e3, e35, e4 (turbo_p* with
+  // kCalibratedBasis); aborts otherwise.
+  explicit TurboEntropyCodec(int half_bits, OffsetSums offset_sums = OffsetSums::kExactFirst,
+                             Transform transform = Transform::kRotation);
 
   CodecId id() const override;
   absl::string_view name() const override;
@@ -52,18 +61,21 @@ class TurboEntropyCodec final : public SegmentCodec {
   // ⌈elements · B / 8⌉ bytes.
   uint64_t EncodedSize(const SegmentShape& shape) const override;
   // InvalidArgument for wrong buffer sizes, non-finite input, a channel mean that overflows
-  // fp16, or a segment whose indices do not fit at any step of the ladder.
+  // fp16, a segment whose indices do not fit at any step of the ladder, or (turbo_p*) a
+  // context without bases.
   absl::Status Encode(const SegmentShape& shape, const SegmentContext& context,
                       absl::Span<const uint8_t> raw, absl::Span<uint8_t> out) const override;
   // DataLoss for a wrong size, a non-finite mean, a step that is not positive and finite, a
   // bad offset or frequency table, lanes that overrun or do not end where their streams do,
-  // or non-zero padding.
+  // or non-zero padding. turbo_p*: FailedPrecondition when the calibration of the recorded
+  // basis id is not loaded in this process, DataLoss when it is for another shape.
   absl::Status Decode(const SegmentShape& shape, absl::Span<const uint8_t> encoded,
                       absl::Span<uint8_t> raw) const override;
 
  private:
   const int half_bits_;
   const OffsetSums offset_sums_;
+  const Transform transform_;
 };
 
 }  // namespace kvpack

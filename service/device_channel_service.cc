@@ -396,7 +396,8 @@ absl::Status KvDeviceService::Put(const Permissions& permissions,
   if (!request.options().codec().empty()) {
     absl::StatusOr<CodecPolicy> parsed = CodecPolicy::Parse(request.options().codec());
     if (!parsed.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("options.codec: ", parsed.status().message()));
+      return absl::Status(parsed.status().code(),
+                          absl::StrCat("options.codec: ", parsed.status().message()));
     }
     policy = *std::move(parsed);
   }

@@ -108,6 +108,11 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     absl::StatusOr<BlockHeader> header = ParseBlock(
         encoded_span,
         context_->store->VerifiesReads() ? ChecksumCheck::kSkip : ChecksumCheck::kVerify);
+    if (absl::IsFailedPrecondition(header.status())) {
+      // The block names a calibration this server has not loaded (--calibrations): it is
+      // kept, and the call says what is missing.
+      return Fail(header.status());
+    }
     if (!header.ok()) {
       return SendUnreadable(block_key, *stored, absl::StrCat("stored block is unreadable: ",
                                                              header.status().message()));

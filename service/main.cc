@@ -16,6 +16,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -23,6 +24,8 @@
 #include "absl/flags/usage.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "codec/calibration.h"
 #include "service/byte_size.h"
 #include "service/config_file.h"
 #include "service/exposure.h"
@@ -82,6 +85,9 @@ ABSL_FLAG(double, device_channel_idle_seconds, 60,
 ABSL_FLAG(int, device_lanes, 8,
           "Blocks of device-channel calls encoded or decoded at once (each lane: a GPU codec "
           "instance, 2 MiB of page-locked staging and a worker thread)");
+ABSL_FLAG(std::string, calibrations, "",
+          "calibration files (',' separated) for the turbo_p* codecs: policies name one by its "
+          "fingerprint (calibration=HEX16); made by kvpack_eval --calibration_out");
 ABSL_FLAG(std::string, device_tier, "0",
           "GPU memory holding blocks put over CUDA IPC device channels, served from there to "
           "device-channel gets and written to RAM (and disk) behind the acknowledgement; "
@@ -218,6 +224,18 @@ int main(int argc, char** argv) {
   }
   for (const std::string& warning : kvpack::ExposureWarnings(options)) {
     std::fprintf(stderr, "kvpack_server: WARNING: %s\n", warning.c_str());
+  }
+
+  // Calibrations first: --codec may name one.
+  for (absl::string_view path :
+       absl::StrSplit(absl::GetFlag(FLAGS_calibrations), ',', absl::SkipWhitespace())) {
+    absl::StatusOr<std::shared_ptr<const kvpack::Calibration>> calibration =
+        kvpack::LoadCalibrationFile(std::string(path));
+    if (!calibration.ok()) return Fail(calibration.status());
+    std::fprintf(stderr, "kvpack_server: calibration %016llx (%u layers x %u KV heads x %u) from %s\n",
+                 static_cast<unsigned long long>((*calibration)->fingerprint()),
+                 (*calibration)->layers(), (*calibration)->kv_heads(), (*calibration)->head_dim(),
+                 std::string(path).c_str());
   }
 
   absl::StatusOr<std::unique_ptr<kvpack::Server>> server = kvpack::Server::Start(options);

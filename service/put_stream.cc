@@ -24,7 +24,9 @@ absl::Status PutStream::ConsumeOptions(const v1::PutOptions& options) {
   } else {
     absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(options.codec());
     if (!policy.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("options.codec: ", policy.status().message()));
+      // InvalidArgument, or FailedPrecondition for a calibration this server has not loaded.
+      return absl::Status(policy.status().code(),
+                          absl::StrCat("options.codec: ", policy.status().message()));
     }
     policy_ = *std::move(policy);
   }

@@ -7,6 +7,8 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   librocksdb-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   libzstd-dev liblz4-dev libxxhash-dev
+  # LAPACK's eigensolver for codec/calibration (turbo_p* codecs).
+  liblapack-dev
   prometheus redis-server redis-tools libhiredis-dev curl python3-numpy
   # ASan/UBSan tests and libFuzzer targets (tests/fuzz): clang, its sanitizer and libFuzzer
   # runtimes, lld, and llvm-symbolizer for readable sanitizer reports.

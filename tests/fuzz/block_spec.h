@@ -2,8 +2,8 @@
 // raw tensor, read from fuzzer bytes. Shared with the corpus generator (make_corpus.cc), which
 // writes one input per codec.
 //
-//   byte 0   layers - 1 (mod 4)                 byte 5   K codec: index into CodecNames()
-//   byte 1   kv_heads - 1 (mod 4)               byte 6   V codec: index into CodecNames()
+//   byte 0   layers - 1 (mod 4)                 byte 5   K codec: index into SpecCodecNames()
+//   byte 1   kv_heads - 1 (mod 4)               byte 6   V codec: index into SpecCodecNames()
 //   byte 2   head_dim: < 128 → 16·(1 + b mod 16) byte 7   boundary layers (mod 4; 0 = none)
 //            (turbo-friendly), else 1 + b mod 128 byte 8   boundary codec: index
 //   byte 3   tokens - 1 (mod 40)                bytes 9–16 block seed, little-endian
@@ -13,6 +13,9 @@
 // 2^e with e = data[0] mod 19 - 10: finite, exactly representable in every dtype, and small
 // enough that every codec must encode it. In kVerbatim mode the data bytes are the raw tensor
 // itself (NaN, Inf and huge values included), cycled to the layout's size.
+//
+// The calibrated codecs (turbo_p*) are left out: their policies name a calibration the
+// fuzzer does not have (codec/turbo_calibrated_test.cc and block_format_test mutate them).
 //
 // Plain functions and values; thread-compatible.
 #ifndef KVPACK_TESTS_FUZZ_BLOCK_SPEC_H_
@@ -28,6 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "codec/block_layout.h"
+#include "codec/codec_policy.h"
 #include "codec/codec_registry.h"
 #include "codec/float_convert.h"
 
@@ -68,10 +72,20 @@ inline float LoadElement(DType dtype, absl::string_view raw, size_t i) {
   return dtype == DType::kFloat16 ? HalfToFloat(h) : BFloat16ToFloat(h);
 }
 
+// The codecs a spec picks from: every registered codec but the calibrated ones, in registry
+// order (those come last, so the indices of the others are as before they existed).
+inline std::vector<absl::string_view> SpecCodecNames() {
+  std::vector<absl::string_view> names;
+  for (absl::string_view name : CodecNames()) {
+    if (!NeedsCalibration(FindCodec(name))) names.push_back(name);
+  }
+  return names;
+}
+
 // False when `size` is shorter than the fixed part.
 inline bool ReadBlockSpec(const uint8_t* data, size_t size, BlockSpec* spec) {
   if (size < kBlockSpecHeaderSize) return false;
-  const std::vector<absl::string_view> names = CodecNames();
+  const std::vector<absl::string_view> names = SpecCodecNames();
   spec->layout.layers = 1 + data[0] % 4;
   spec->layout.kv_heads = 1 + data[1] % 4;
   spec->layout.head_dim = data[2] < 128 ? 16 * (1 + data[2] % 16) : 1 + data[2] % 128;
@@ -107,7 +121,7 @@ inline bool ReadBlockSpec(const uint8_t* data, size_t size, BlockSpec* spec) {
 }
 
 // The input bytes that ReadBlockSpec reads back as this layout, policy (codec indices into
-// CodecNames()), seed and element data.
+// SpecCodecNames()), seed and element data.
 inline std::string WriteBlockSpec(const BlockLayout& layout, size_t k_codec, size_t v_codec,
                                   uint32_t boundary_layers, size_t boundary_codec,
                                   uint64_t seed, DataMode mode, absl::string_view elements) {

@@ -144,7 +144,7 @@ void WriteBlocks(CorpusWriter& corpus) {
   uint64_t seed = 1;
   // Every codec alone, in bf16; the 16-multiple codecs also at a two-chunk head_dim.
   // turbo_e* needs segments large enough for its means and entropy tables.
-  for (const absl::string_view codec : CodecNames()) {
+  for (const absl::string_view codec : fuzz::SpecCodecNames()) {
     const BlockLayout layout = absl::StartsWith(codec, "turbo_e")
                                    ? Layout(1, 2, 32, 64, DType::kBFloat16)
                                    : Layout(2, 1, 32, 3, DType::kBFloat16);
@@ -180,7 +180,7 @@ void WriteBlocks(CorpusWriter& corpus) {
 void WriteRoundTripSpecs(CorpusWriter& corpus) {
   const absl::string_view target = "block_roundtrip_fuzzer";
   corpus.Clear(target);
-  const std::vector<absl::string_view> names = CodecNames();
+  const std::vector<absl::string_view> names = fuzz::SpecCodecNames();
   std::string elements(64, '\0');
   std::mt19937_64 rng(7);
   for (char& c : elements) c = static_cast<char>(rng());
