@@ -29,6 +29,10 @@
 //   PERMISSION_DENIED   the token lacks the right the call needs on its namespace (read for
 //                       Get and Lookup, write for Put, delete for Delete), whether or not
 //                       the namespace exists
+//   FAILED_PRECONDITION a put's policy, or a stored block a get reads, names a calibration
+//                       (turbo_p*) the server has not loaded (kvpack_server --calibrations);
+//                       the stored block is kept. DecodeLocally says the same when this
+//                       process has not loaded it (RegisterCalibration, codec/calibration.h)
 //
 // A Client is thread-safe: share one among threads; concurrent calls run concurrently over
 // ClientOptions::connections connections.
