@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "codec/calibration.h"
 #include "codec/codec_policy.h"
 #include "codec/codec_registry.h"
+#include "codec/random.h"
 #include "codec/segment_io.h"
 #include "codec/turbo_entropy.h"
 #include "codec/turbo_test_util.h"
@@ -202,6 +204,116 @@ TEST(TurboCalibratedTest, AnUnloadedCalibrationIsFailedPreconditionAndCorruptByt
     EXPECT_EQ(segment.codec->Decode(segment.shape, cut, absl::MakeSpan(dec)).code(),
               absl::StatusCode::kDataLoss);
   }
+}
+
+// FNV-1a over bytes: a fingerprint of an encoding or a decoding.
+uint64_t Fnv1a(const std::vector<uint8_t>& bytes) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (uint8_t b : bytes) h = (h ^ b) * 0x100000001b3ull;
+  return h;
+}
+
+// A calibration of 1 layer, `heads` heads and head_dim d from splitmix64 and Gram–Schmidt in
+// double (no LAPACK, no <random>: the same floats on every machine), registered.
+std::shared_ptr<const Calibration> GoldenCalibration(uint32_t heads, uint32_t d) {
+  uint64_t state = 1000 + d;
+  std::string bytes(20 + 4 * size_t{2} * heads * d * d + 8, '\0');
+  uint8_t* p = reinterpret_cast<uint8_t*>(bytes.data());
+  std::memcpy(p, "KVPC", 4);
+  StoreLE16(p + 4, 1);
+  StoreLE32(p + 8, 1);
+  StoreLE32(p + 12, heads);
+  StoreLE32(p + 16, d);
+  for (uint32_t m = 0; m < 2 * heads; ++m) {
+    std::vector<double> b(size_t{d} * d);
+    for (double& v : b) v = static_cast<double>(SplitMix64Next(&state) >> 11) * 0x1.0p-53 - 0.5;
+    for (uint32_t r = 0; r < d; ++r) {
+      for (uint32_t s = 0; s < r; ++s) {
+        double dot = 0;
+        for (uint32_t c = 0; c < d; ++c) dot += b[r * d + c] * b[s * d + c];
+        for (uint32_t c = 0; c < d; ++c) b[r * d + c] -= dot * b[s * d + c];
+      }
+      double norm = 0;
+      for (uint32_t c = 0; c < d; ++c) norm += b[r * d + c] * b[r * d + c];
+      for (uint32_t c = 0; c < d; ++c) {
+        b[r * d + c] /= std::sqrt(norm);
+        const float f = static_cast<float>(b[r * d + c]);
+        std::memcpy(p + 20 + 4 * ((size_t{m} * d + r) * d + c), &f, 4);
+      }
+    }
+  }
+  StoreLE64(p + bytes.size() - 8, XXH3_64bits(p, bytes.size() - 8));
+  absl::StatusOr<Calibration> parsed = Calibration::Parse(bytes);
+  EXPECT_TRUE(parsed.ok()) << parsed.status();
+  auto shared = std::make_shared<const Calibration>(*std::move(parsed));
+  RegisterCalibration(shared);
+  return shared;
+}
+
+// Vectors spread 0.85^r along the basis axes r, a per-head offset, and one value in 64 ten
+// times larger (escapes at fine steps), from splitmix64 alone.
+std::vector<float> GoldenData(const SegmentShape& shape, const float* basis, uint64_t seed) {
+  uint64_t state = seed;
+  auto uniform = [&] {
+    return static_cast<float>(static_cast<int64_t>(SplitMix64Next(&state) >> 40) - (1 << 23)) *
+           (1.0f / (1 << 23));
+  };
+  const uint32_t d = shape.head_dim;
+  std::vector<float> x(shape.Elements());
+  std::vector<float> spread(d);
+  for (uint32_t r = 0; r < d; ++r) spread[r] = std::pow(0.85f, static_cast<float>(r));
+  for (size_t v = 0; v < shape.Vectors(); ++v) {
+    const float* b = basis + (v % shape.kv_heads) * size_t{d} * d;
+    for (uint32_t c = 0; c < d; ++c) x[v * d + c] = 0.5f * static_cast<float>(v % shape.kv_heads);
+    for (uint32_t r = 0; r < d; ++r) {
+      float g = (uniform() + uniform() + uniform()) * spread[r];
+      if ((SplitMix64Next(&state) & 63) == 0) g *= 10.0f;
+      for (uint32_t c = 0; c < d; ++c) x[v * d + c] += g * b[size_t{r} * d + c];
+    }
+  }
+  return x;
+}
+
+// turbo_p* is specified by its bytes (FORMAT.md): these fingerprints were taken from the first
+// implementation, and any speed-up must reproduce them exactly.
+TEST(TurboCalibratedTest, EncodedAndDecodedBytesMatchTheReferenceFingerprints) {
+  struct Case {
+    SegmentShape shape;
+    uint64_t expected[2][2];  // turbo_p2, turbo_p4: encoded, decoded
+  };
+  const Case cases[] = {
+      {testing_util::Shape(64, 2, 128, DType::kBFloat16),
+       {{0x72759daeec9c2c24ull, 0x7044386d45a71a77ull},
+        {0x6a4df0b5fdf3df67ull, 0xcebf8f0c2f6e8006ull}}},
+      {testing_util::Shape(50, 3, 64, DType::kFloat32),
+       {{0xc1cce414497130a7ull, 0x22aa6b251aedb6b0ull},
+        {0x56b62a6ef1d7ce45ull, 0x310b20377c683616ull}}},
+      {testing_util::Shape(40, 2, 96, DType::kFloat16),
+       {{0x308b8fd110a296c8ull, 0xb3790be7186aa90eull},
+        {0x2b70c0b2dab7dfc0ull, 0x6f13e03222fa9e6cull}}},
+  };
+  uint64_t escapes = 0;
+  for (const Case& c : cases) {
+    const std::shared_ptr<const Calibration> calibration =
+        GoldenCalibration(c.shape.kv_heads, c.shape.head_dim);
+    const std::vector<uint8_t> raw = AsBytes(
+        GoldenData(c.shape, calibration->Basis(0, true), c.shape.head_dim), c.shape.dtype);
+    int i = 0;
+    for (const char* name : {"turbo_p2", "turbo_p4"}) {
+      const SegmentCodec* codec = FindCodec(name);
+      SegmentContext context;
+      context.basis = calibration->Basis(0, true);
+      context.basis_id = calibration->BasisId(0, true);
+      std::vector<uint8_t> enc(codec->EncodedSize(c.shape)), dec(c.shape.RawBytes());
+      ASSERT_TRUE(codec->Encode(c.shape, context, raw, absl::MakeSpan(enc)).ok());
+      ASSERT_TRUE(codec->Decode(c.shape, enc, absl::MakeSpan(dec)).ok());
+      escapes += LoadLE32(enc.data() + enc.size() - 4);
+      EXPECT_EQ(Fnv1a(enc), c.expected[i][0]) << name << " encoded 0x" << std::hex << Fnv1a(enc);
+      EXPECT_EQ(Fnv1a(dec), c.expected[i][1]) << name << " decoded 0x" << std::hex << Fnv1a(dec);
+      ++i;
+    }
+  }
+  EXPECT_GT(escapes, 0u) << "the cases must take the escape path";
 }
 
 }  // namespace
