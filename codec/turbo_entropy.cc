@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "codec/basis_projection.h"
 #include "codec/block_layout.h"
 #include "codec/calibration.h"
 #include "codec/channel_means.h"
@@ -391,35 +392,34 @@ void DecodeVector(const TurboChunkPlan& plan, const uint8_t* sym, const float* v
 }
 
 // Pass 2 of Encode in a calibrated basis: y = B_h·(x − m_h) for each vector (head h = v mod
-// heads), and energy[h] += Σ y² of each vector in double, channel order, added in vector order.
-// FORMAT.md fixes the arithmetic: float, y[r] = Σ_c B[r][c]·z[c] summed with c ascending from
-// 0, each product rounded before its add (-ffp-contract=off; the loop runs over r for each c,
-// so it vectorizes without reordering any sum).
+// heads; FORMAT.md's arithmetic, codec/basis_projection.h), four vectors of a head at a time,
+// and energy[h] += Σ y² of each vector in double, channel order, added in vector order.
 void CentreAndProjectAll(const SegmentShape& shape, const float* bases, const uint8_t* raw,
                          const std::vector<float>& means, float* y, std::vector<double>* energy) {
   const uint32_t d = shape.head_dim, heads = shape.kv_heads;
   const size_t elem = DTypeSize(shape.dtype);
-  // Columns of each head's basis, contiguous: columns[h][c][r] = B_h[r][c].
-  std::vector<float> columns(size_t{heads} * d * d);
-  for (uint32_t h = 0; h < heads; ++h)
-    for (uint32_t r = 0; r < d; ++r)
-      for (uint32_t c = 0; c < d; ++c)
-        columns[(size_t{h} * d + c) * d + r] = bases[(size_t{h} * d + r) * d + c];
-  std::vector<float> z(d);
-  for (uint64_t v = 0; v < shape.Vectors(); ++v) {
-    const uint32_t h = v % heads;
-    LoadElements(shape.dtype, raw + v * d * elem, d, z.data());
-    for (uint32_t c = 0; c < d; ++c) z[c] -= means[size_t{h} * d + c];
-    float* out = y + v * d;
-    std::fill(out, out + d, 0.0f);
-    const float* col = &columns[size_t{h} * d * d];
-    for (uint32_t c = 0; c < d; ++c) {
-      const float zc = z[c];
-      for (uint32_t r = 0; r < d; ++r) out[r] += col[size_t{c} * d + r] * zc;
+  std::vector<float> z(4 * size_t{d});
+  for (uint32_t h = 0; h < heads; ++h) {
+    const std::vector<float> columns = BasisColumns(bases + size_t{h} * d * d, d);
+    for (uint32_t t0 = 0; t0 < shape.tokens; t0 += 4) {
+      const int count = static_cast<int>(std::min<uint32_t>(4, shape.tokens - t0));
+      const float* in[4];
+      float* out[4];
+      for (int k = 0; k < count; ++k) {
+        const uint64_t v = uint64_t{t0 + k} * heads + h;
+        float* zk = &z[size_t{k} * d];
+        LoadElements(shape.dtype, raw + v * d * elem, d, zk);
+        for (uint32_t c = 0; c < d; ++c) zk[c] -= means[size_t{h} * d + c];
+        in[k] = zk;
+        out[k] = y + v * d;
+      }
+      ProjectVectors(columns.data(), d, count, in, out);
+      for (int k = 0; k < count; ++k) {
+        double e = 0;
+        for (uint32_t r = 0; r < d; ++r) e += double{out[k][r]} * out[k][r];
+        (*energy)[h] += e;
+      }
     }
-    double e = 0;
-    for (uint32_t r = 0; r < d; ++r) e += double{out[r]} * out[r];
-    (*energy)[h] += e;
   }
 }
 
@@ -445,15 +445,11 @@ std::vector<uint16_t> Escapes(const float* y, const uint8_t* symbols, uint64_t n
   return escapes;
 }
 
-// x = B_hᵀ·y + m for one vector: y[r] = value[sym[r]], or for the table's symbols of ±kMaxIndex
-// (lo, hi; −1 when the table has none) ±(kMaxIndex + the next escape)·step; then
-// x[c] = Σ_r B[r][c]·y[r] with r ascending from 0 (terms with y[r] = 0 skipped: adding a zero
-// product changes no sum that starts at +0), plus m[c] last. `basis` is B_h, rows of d floats.
-// False when the escapes run out.
-bool DecodeProjected(const float* basis, uint32_t d, const uint8_t* sym, const float* value,
-                     int lo, int hi, float step, const uint8_t** escape,
-                     const uint8_t* escapes_end, const float* m, float* y, float* x) {
-  std::fill(x, x + d, 0.0f);
+// The coefficients ŷ of one turbo_p vector: value[sym[r]], or for the table's symbols of
+// ±kMaxIndex (lo, hi; −1 when the table has none) ±(kMaxIndex + the next escape)·step. False
+// when the escapes run out.
+bool Coefficients(const uint8_t* sym, uint32_t d, const float* value, int lo, int hi, float step,
+                  const uint8_t** escape, const uint8_t* escapes_end, float* y) {
   for (uint32_t r = 0; r < d; ++r) {
     if (sym[r] == lo || sym[r] == hi) {
       if (*escape == escapes_end) return false;
@@ -463,11 +459,7 @@ bool DecodeProjected(const float* basis, uint32_t d, const uint8_t* sym, const f
     } else {
       y[r] = value[sym[r]];
     }
-    if (y[r] == 0.0f) continue;
-    const float* row = basis + size_t{r} * d;
-    for (uint32_t c = 0; c < d; ++c) x[c] += row[c] * y[r];
   }
-  for (uint32_t c = 0; c < d; ++c) x[c] += m[c];
   return true;
 }
 
@@ -816,24 +808,47 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
   const uint64_t batch = std::max<uint64_t>(1, 4096 / d);
   std::vector<uint8_t> sym(batch * d);
   std::vector<float> y(d), x(d);
+  // turbo_p*: the batch's coefficients (in coding order, which the escapes follow), then its
+  // vectors four of a head at a time.
+  std::vector<float> coefficients(basis.rows != nullptr ? batch * d : 0);
+  std::vector<float> decoded(basis.rows != nullptr ? 4 * size_t{d} : 0);
   for (uint64_t v0 = 0; v0 < n; v0 += batch) {
     const uint64_t vectors = std::min(batch, n - v0);
     status = decoder.Decode(vectors * d, sym.data());
     if (!status.ok()) return absl::DataLossError(absl::StrCat(name(), ": ", status.message()));
-    for (uint64_t v = v0; v < v0 + vectors; ++v) {
-      const uint32_t h = v % heads;
-      if (basis.rows != nullptr) {
-        if (!DecodeProjected(&basis.rows[size_t{h} * d * d], d, &sym[(v - v0) * d],
-                             &value[size_t{h} * count], escape_lo, escape_hi, steps[h], &escape,
-                             escapes_end, &means[h * d], y.data(), x.data())) {
-          return absl::DataLossError(absl::StrCat(name(), ": fewer escapes than values at ±",
-                                                  kMaxIndex));
-        }
-      } else {
+    if (basis.rows == nullptr) {
+      for (uint64_t v = v0; v < v0 + vectors; ++v) {
+        const uint32_t h = v % heads;
         DecodeVector(plan, &sym[(v - v0) * d], &value[size_t{h} * count], &means[h * d],
                      y.data(), x.data());
+        StoreElements(shape.dtype, x.data(), d, raw.data() + v * d * elem);
       }
-      StoreElements(shape.dtype, x.data(), d, raw.data() + v * d * elem);
+      continue;
+    }
+    for (uint64_t v = v0; v < v0 + vectors; ++v) {
+      const uint32_t h = v % heads;
+      if (!Coefficients(&sym[(v - v0) * d], d, &value[size_t{h} * count], escape_lo, escape_hi,
+                        steps[h], &escape, escapes_end, &coefficients[(v - v0) * d])) {
+        return absl::DataLossError(
+            absl::StrCat(name(), ": fewer escapes than values at ±", kMaxIndex));
+      }
+    }
+    for (uint32_t h = 0; h < heads; ++h) {
+      // The batch's vectors of head h: v0 + first, then every heads-th.
+      const uint64_t first = (h + heads - v0 % heads) % heads;
+      for (uint64_t i = first; i < vectors; i += 4 * uint64_t{heads}) {
+        const float* in[4];
+        float* out[4];
+        int k = 0;
+        for (; k < 4 && i + k * uint64_t{heads} < vectors; ++k) {
+          in[k] = &coefficients[(i + k * uint64_t{heads}) * d];
+          out[k] = &decoded[size_t{k} * d];
+        }
+        UnprojectVectors(&basis.rows[size_t{h} * d * d], d, k, in, &means[size_t{h} * d], out);
+        for (int j = 0; j < k; ++j) {
+          StoreElements(shape.dtype, out[j], d, raw.data() + (v0 + i + j * uint64_t{heads}) * d * elem);
+        }
+      }
     }
   }
   status = decoder.Finish();
