@@ -15,6 +15,7 @@
 #include "client/gpu_decode.h"
 #include "client/key_chain.h"
 #include "client/sharded_client.h"
+#include "codec/calibration.h"
 
 struct kvpack_client {
   std::unique_ptr<kvpack::ShardedClient> client;
@@ -393,6 +394,15 @@ kvpack_code kvpack_blocks_decode(const kvpack_blocks* blocks, size_t i, void* ds
   absl::StatusOr<std::string> raw = kvpack::DecodeLocally(r);
   if (!raw.ok()) return Fail(raw.status());
   std::memcpy(dst, raw->data(), raw->size());
+  return Ok();
+}
+
+kvpack_code kvpack_load_calibration(const char* path, uint64_t* fingerprint) {
+  if (path == nullptr) return InvalidArgument("path is NULL");
+  absl::StatusOr<std::shared_ptr<const kvpack::Calibration>> calibration =
+      kvpack::LoadCalibrationFile(path);
+  if (!calibration.ok()) return Fail(calibration.status());
+  if (fingerprint != nullptr) *fingerprint = (*calibration)->fingerprint();
   return Ok();
 }
 

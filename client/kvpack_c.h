@@ -195,6 +195,14 @@ kvpack_code kvpack_blocks_decode_on_gpu(const kvpack_blocks* blocks, size_t i, i
                                         void* device_dst);
 void kvpack_blocks_free(kvpack_blocks* blocks);
 
+/* Loads a calibration file (codec/calibration.h, made by kvpack_eval --calibration_out) into
+ * this process, so that blocks coded with it (the turbo_p* codecs) decode here
+ * (kvpack_blocks_decode); without it their decode is FAILED_PRECONDITION (9). *fingerprint
+ * (may be NULL) receives the fingerprint policies name it by (calibration=HEX16). NOT_FOUND or
+ * PERMISSION_DENIED for the file, DATA_LOSS for bytes that are not a calibration. Loading the
+ * same file again is harmless; calibrations stay loaded until the process exits. */
+kvpack_code kvpack_load_calibration(const char* path, uint64_t* fingerprint);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "client/kvpack_c.h"
+#include "xxhash.h"
 
 static int failures = 0;
 
@@ -18,6 +19,65 @@ static int failures = 0;
   } while (0)
 
 enum { kBlocks = 8, kTokens = 16 };
+
+/* Calibrations: a missing file, one that is not a calibration, and a valid one (1 layer, 1
+ * head, head_dim 16, identity bases, written here byte by byte as codec/FORMAT.md says),
+ * whose fingerprint comes back; a put naming it goes to servers that have not loaded it. */
+static void CheckCalibrations(kvpack_client* client, const char* dir) {
+  char path[512];
+  uint64_t fingerprint = 0;
+  snprintf(path, sizeof(path), "%s/missing.kvcal", dir);
+  CHECK(kvpack_load_calibration(path, &fingerprint) == 5);
+  CHECK(kvpack_load_calibration(NULL, NULL) == 3);
+  snprintf(path, sizeof(path), "%s/model.kvcal", dir);
+  FILE* f = fopen(path, "wb");
+  CHECK(f != NULL);
+  if (f == NULL) return;
+  CHECK(fputs("not a calibration", f) >= 0);
+  fclose(f);
+  CHECK(kvpack_load_calibration(path, NULL) == 15);
+
+  enum { kDim = 16, kBytes = 20 + 4 * 2 * kDim * kDim + 8 };
+  static uint8_t bytes[kBytes];
+  memset(bytes, 0, sizeof(bytes));
+  memcpy(bytes, "KVPC", 4);
+  bytes[4] = 1;      /* version */
+  bytes[8] = 1;      /* layers */
+  bytes[12] = 1;     /* kv_heads */
+  bytes[16] = kDim;  /* head_dim */
+  for (int m = 0; m < 2; ++m) {
+    for (int r = 0; r < kDim; ++r) {
+      const float one = 1.0f;
+      memcpy(bytes + 20 + 4 * ((m * kDim + r) * kDim + r), &one, 4);
+    }
+  }
+  const uint64_t checksum = XXH3_64bits(bytes, kBytes - 8);
+  memcpy(bytes + kBytes - 8, &checksum, 8); /* little-endian host */
+  f = fopen(path, "wb");
+  CHECK(f != NULL && fwrite(bytes, 1, kBytes, f) == kBytes);
+  if (f != NULL) fclose(f);
+  CHECK(kvpack_load_calibration(path, &fingerprint) == KVPACK_OK);
+  CHECK(fingerprint == checksum);
+
+  char policy[64];
+  snprintf(policy, sizeof(policy), "turbo_p3,calibration=%016llx",
+           (unsigned long long)fingerprint);
+  kvpack_layout layout = {1, 1, kDim, 256, KVPACK_BF16};
+  static uint16_t tensor[2 * 256 * kDim];
+  for (size_t i = 0; i < sizeof(tensor) / sizeof(tensor[0]); ++i) tensor[i] = 0x3f80; /* 1.0 */
+  const uint8_t key[16] = {0xca, 0x11};
+  kvpack_block block;
+  memset(&block, 0, sizeof(block));
+  block.key = (const char*)key;
+  block.key_len = sizeof(key);
+  block.layout = layout;
+  block.data = tensor;
+  block.data_len = sizeof(tensor);
+  kvpack_put_result result;
+  /* The servers run without --calibrations. */
+  CHECK(kvpack_put(client, "c-abi-calibrated", &block, 1, policy, 0, &result) == KVPACK_OK);
+  CHECK(result.code == 9);
+}
 
 int main(int argc, char** argv) {
   if (argc != 2) {
@@ -159,6 +219,8 @@ int main(int argc, char** argv) {
 
   CHECK(kvpack_delete(client, ns, key_ptrs, key_lens, kBlocks, &deleted) == KVPACK_OK);
   CHECK(deleted == kBlocks - 1);
+  const char* tmp = getenv("TEST_TMPDIR");
+  CheckCalibrations(client, tmp != NULL ? tmp : "/tmp");
   kvpack_close(client);
   free(decoded);
   free(data);

@@ -12,7 +12,7 @@ dependency. numpy is used when present; torch tensors (CPU or CUDA) are accepted
 is importable. Errors raise KvpackError, whose `code` is gRPC's status code.
 kvpack.connector has a KV connector for vLLM-style engines.
 """
-from .client import Client, KvpackError, PutResult, key_chain, CODE_NAMES
+from .client import Client, KvpackError, PutResult, key_chain, load_calibration, CODE_NAMES
 
-__all__ = ["Client", "KvpackError", "PutResult", "key_chain", "CODE_NAMES"]
+__all__ = ["Client", "KvpackError", "PutResult", "key_chain", "load_calibration", "CODE_NAMES"]
 __version__ = "0.1.0"

@@ -96,6 +96,7 @@ _SIGNATURES = {
     "kvpack_blocks_decode_on_gpu": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_size_t,
                                                    ctypes.c_int, ctypes.c_void_p]),
     "kvpack_blocks_free": (None, [ctypes.c_void_p]),
+    "kvpack_load_calibration": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint64)]),
 }
 
 _lock = threading.Lock()

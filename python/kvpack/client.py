@@ -1,5 +1,6 @@
 """kvpack's Python client: Client, KvpackError, key_chain. See kvpack/__init__.py."""
 import ctypes
+import os
 import json
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -42,6 +43,17 @@ class PutResult(NamedTuple):
 def _check(code: int):
     if code != 0:
         raise KvpackError(code, _native.lib().kvpack_last_error().decode("utf-8", "replace"))
+
+
+def load_calibration(path: str) -> str:
+    """Loads a calibration file (made by kvpack_eval --calibration_out) into this process, so
+    that blocks coded with it (turbo_p* policies) decode here with get(..., decode="client").
+    Returns its fingerprint in hex, the name policies give it ("turbo_p3,calibration=HEX").
+    Raises KvpackError: NOT_FOUND for a missing file, DATA_LOSS for one that is not a
+    calibration."""
+    fingerprint = ctypes.c_uint64(0)
+    _check(_native.lib().kvpack_load_calibration(os.fsencode(path), ctypes.byref(fingerprint)))
+    return f"{fingerprint.value:016x}"
 
 
 def _key_bytes(key: Key) -> bytes:

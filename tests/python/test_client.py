@@ -103,6 +103,21 @@ def test_errors_carry_grpc_codes(client, ns, targets):
     assert e.value.code == 14
 
 
+def test_calibrations_say_what_is_wrong(client, ns, tmp_path):
+    with pytest.raises(kvpack.KvpackError) as e:
+        kvpack.load_calibration(str(tmp_path / "missing.kvcal"))
+    assert e.value.code_name == "NOT_FOUND"
+    bad = tmp_path / "bad.kvcal"
+    bad.write_bytes(b"not a calibration")
+    with pytest.raises(kvpack.KvpackError) as e:
+        kvpack.load_calibration(str(bad))
+    assert e.value.code_name == "DATA_LOSS" and str(bad) in e.value.message
+    # The test servers run without --calibrations: a put naming one is refused, block by block.
+    with pytest.raises(kvpack.KvpackError) as e:
+        client.put(ns, ["k"], blocks_of(1), codec="turbo_p3,calibration=0123456789abcdef")
+    assert e.value.results[0].error.code_name == "FAILED_PRECONDITION"
+
+
 def test_a_server_that_is_down_costs_only_its_keys(targets, ns):
     # A third "server" that listens nowhere: its keys are misses and per-key put errors.
     dead = "127.0.0.1:1"
