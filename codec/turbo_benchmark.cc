@@ -2,7 +2,10 @@
 // bytes/second of bf16 input (the raw segment size). Segment: 256 tokens × 8 KV heads,
 // N(0,1) values. Args: {codec, is_key}; codec 0–9 = turbo2, turbo3, turbo4, turbo25, turbo35,
 // turbo_prod2/3/4, fp8_e4m3, int4 (int4 also as a K segment: per-channel groups); 10–14 =
-// turbo_c2, turbo_c3, turbo_c4, turbo_c25, turbo_c35; 15–19 = turbo_e2, e25, e3, e35, e4.
+// turbo_c2, turbo_c3, turbo_c4, turbo_c25, turbo_c35; 15–19 = turbo_e2, e25, e3, e35, e4;
+// 20–24 = turbo_p2, p25, p3, p35, p4, calibrated on the benchmark's own input (on N(0,1)
+// values no axis is wider than another, so this is turbo_p's slowest case: no coefficient is
+// zero more often than turbo_e's). BM_Project / BM_Unproject time the basis products alone.
 //
 //   bazel run -c opt //codec:turbo_benchmark -- --benchmark_min_time=0.2 --benchmark_repetitions=5
 //
@@ -13,6 +16,8 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "codec/basis_projection.h"
+#include "codec/calibration.h"
 #include "codec/float_convert.h"
 #include "codec/fp8.h"
 #include "codec/int4.h"
@@ -67,8 +72,44 @@ std::unique_ptr<SegmentCodec> MakeCodec(int which) {
     case 17: return std::make_unique<TurboEntropyCodec>(6);
     case 18: return std::make_unique<TurboEntropyCodec>(7);
     case 19: return std::make_unique<TurboEntropyCodec>(8);
+    case 20:
+    case 21:
+    case 22:
+    case 23:
+    case 24:
+      return std::make_unique<TurboEntropyCodec>(which - 16,
+                                                 TurboEntropyCodec::OffsetSums::kExactFirst,
+                                                 TurboEntropyCodec::Transform::kCalibratedBasis);
     default: return std::make_unique<Int4Codec>();
   }
+}
+
+// A calibration of a one-layer block whose K and V segments are the benchmark input,
+// registered (for turbo_p* decodes).
+const Calibration& BenchCalibration() {
+  static const Calibration* calibration = [] {
+    const SegmentShape shape = BenchShape(true);
+    BlockLayout layout;
+    layout.layers = 1;
+    layout.kv_heads = shape.kv_heads;
+    layout.head_dim = shape.head_dim;
+    layout.tokens = shape.tokens;
+    layout.dtype = shape.dtype;
+    std::vector<uint8_t> block = BenchInput(shape);
+    block.insert(block.end(), block.begin(), block.end());
+    auto made = std::make_shared<const Calibration>(*Calibration::FromBlocks(layout, {block}));
+    RegisterCalibration(made);
+    return made.get();  // the registry keeps it
+  }();
+  return *calibration;
+}
+
+SegmentContext BenchContext(bool is_key) {
+  SegmentContext ctx;
+  ctx.seed = 7;
+  ctx.basis = BenchCalibration().Basis(0, is_key);
+  ctx.basis_id = BenchCalibration().BasisId(0, is_key);
+  return ctx;
 }
 
 void BM_Encode(benchmark::State& state) {
@@ -76,8 +117,7 @@ void BM_Encode(benchmark::State& state) {
   const SegmentShape shape = BenchShape(state.range(1) != 0);
   const std::vector<uint8_t> raw = BenchInput(shape);
   std::vector<uint8_t> out(codec->EncodedSize(shape));
-  SegmentContext ctx;
-  ctx.seed = 7;
+  const SegmentContext ctx = BenchContext(shape.is_key);
   for (auto _ : state) {
     const absl::Status s = codec->Encode(shape, ctx, raw, absl::MakeSpan(out));
     if (!s.ok()) state.SkipWithError(s.ToString().c_str());
@@ -92,8 +132,7 @@ void BM_Decode(benchmark::State& state) {
   const SegmentShape shape = BenchShape(state.range(1) != 0);
   const std::vector<uint8_t> raw = BenchInput(shape);
   std::vector<uint8_t> enc(codec->EncodedSize(shape));
-  SegmentContext ctx;
-  ctx.seed = 7;
+  const SegmentContext ctx = BenchContext(shape.is_key);
   if (!codec->Encode(shape, ctx, raw, absl::MakeSpan(enc)).ok()) {
     state.SkipWithError("encode failed");
     return;
@@ -110,12 +149,40 @@ void BM_Decode(benchmark::State& state) {
 
 // Args: {codec, is_key}. int4 runs twice: keys group per channel, values per token.
 void Codecs(benchmark::internal::Benchmark* b) {
-  for (int c = 0; c <= 19; ++c) b->Args({c, 0});
+  for (int c = 0; c <= 24; ++c) b->Args({c, 0});
   b->Args({9, 1});
 }
 
 BENCHMARK(BM_Encode)->Apply(Codecs);
 BENCHMARK(BM_Decode)->Apply(Codecs);
+
+// The products alone, four vectors of d = 128 at a time; bytes = the bf16 values they code.
+void BM_Project(benchmark::State& state) {
+  constexpr uint32_t d = 128;
+  const std::vector<float> columns = BasisColumns(BenchCalibration().Basis(0, true), d);
+  std::vector<float> z(4 * d, 0.5f), y(4 * d);
+  const float* in[4] = {&z[0], &z[d], &z[2 * d], &z[3 * d]};
+  float* out[4] = {&y[0], &y[d], &y[2 * d], &y[3 * d]};
+  for (auto _ : state) {
+    ProjectVectors(columns.data(), d, 4, in, out);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * 4 * d * 2);
+}
+BENCHMARK(BM_Project);
+
+void BM_Unproject(benchmark::State& state) {
+  constexpr uint32_t d = 128;
+  std::vector<float> y(4 * d, 0.5f), m(d, 0.0f), x(4 * d);
+  const float* in[4] = {&y[0], &y[d], &y[2 * d], &y[3 * d]};
+  float* out[4] = {&x[0], &x[d], &x[2 * d], &x[3 * d]};
+  for (auto _ : state) {
+    UnprojectVectors(BenchCalibration().Basis(0, true), d, 4, in, m.data(), out);
+    benchmark::DoNotOptimize(x.data());
+  }
+  state.SetBytesProcessed(state.iterations() * 4 * d * 2);
+}
+BENCHMARK(BM_Unproject);
 
 }  // namespace
 }  // namespace kvpack
