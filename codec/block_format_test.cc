@@ -12,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "codec/calibrate.h"
 #include "codec/calibration.h"
 #include "codec/codec_registry.h"
 #include "codec/float_convert.h"
@@ -80,7 +81,7 @@ CodecPolicy PolicyFor(absl::string_view name, const BlockLayout& layout) {
   BlockLayout bf16_layout = layout;
   bf16_layout.dtype = DType::kBFloat16;
   raw.resize(bf16_layout.RawBytes());
-  absl::StatusOr<Calibration> calibration = Calibration::FromBlocks(bf16_layout, {raw});
+  absl::StatusOr<Calibration> calibration = Calibrate(bf16_layout, {raw});
   EXPECT_TRUE(calibration.ok()) << calibration.status();
   auto shared = std::make_shared<const Calibration>(*std::move(calibration));
   RegisterCalibration(shared);

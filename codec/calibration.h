@@ -34,13 +34,12 @@ namespace kvpack {
 
 class Calibration {
  public:
-  // The principal axes of the centred vectors of each (layer, K|V, head) over the tokens of
-  // `blocks` (raw blocks of `layout`, kvpack's [layers][2][tokens][kv_heads][head_dim]; each
-  // block's channel means are subtracted, as the codec does), in decreasing order of variance.
-  // InvalidArgument for no blocks, a block of the wrong size, a layout that does not validate,
-  // fewer than 2 tokens in all, or non-finite values.
-  static absl::StatusOr<Calibration> FromBlocks(const BlockLayout& layout,
-                                                const std::vector<absl::Span<const uint8_t>>& blocks);
+  // A calibration of `bases` ([layers][2][kv_heads][head_dim][head_dim] floats, rows the axes;
+  // codec/calibrate.h makes them from KV). InvalidArgument for a shape outside
+  // codec/block_layout.h's limits, the wrong number of floats, or a basis that is not
+  // orthonormal to within 1e-3.
+  static absl::StatusOr<Calibration> FromBases(uint32_t layers, uint32_t kv_heads,
+                                               uint32_t head_dim, std::vector<float> bases);
 
   // Parses a calibration file. DataLoss for a wrong magic, version or size, shapes out of
   // range, a checksum mismatch, or a basis that is not orthonormal to within 1e-3.

@@ -1,3 +1,4 @@
+#include "codec/calibrate.h"
 #include "codec/calibration.h"
 
 #include <xxhash.h>
@@ -53,7 +54,7 @@ TEST(CalibrationTest, FindsThePrincipalAxesInDecreasingOrder) {
   const BlockLayout layout = Layout(2, 2, 16, 512);
   const std::vector<uint32_t> order = Shuffled(16);
   const std::vector<uint8_t> a = SpreadBlock(layout, order, 1), b = SpreadBlock(layout, order, 2);
-  absl::StatusOr<Calibration> calibration = Calibration::FromBlocks(layout, {a, b});
+  absl::StatusOr<Calibration> calibration = Calibrate(layout, {a, b});
   ASSERT_TRUE(calibration.ok()) << calibration.status();
   EXPECT_TRUE(calibration->Fits(layout).ok());
   for (uint32_t layer = 0; layer < 2; ++layer) {
@@ -73,7 +74,7 @@ TEST(CalibrationTest, FindsThePrincipalAxesInDecreasingOrder) {
 TEST(CalibrationTest, FileRoundTripsAndCorruptionIsDataLoss) {
   const BlockLayout layout = Layout(1, 2, 16, 64);
   const std::vector<uint8_t> a = SpreadBlock(layout, Shuffled(16), 4);
-  absl::StatusOr<Calibration> calibration = Calibration::FromBlocks(layout, {a});
+  absl::StatusOr<Calibration> calibration = Calibrate(layout, {a});
   ASSERT_TRUE(calibration.ok()) << calibration.status();
   const std::string bytes = calibration->Serialize();
   absl::StatusOr<Calibration> parsed = Calibration::Parse(bytes);
@@ -105,28 +106,43 @@ TEST(CalibrationTest, FileRoundTripsAndCorruptionIsDataLoss) {
 
 TEST(CalibrationTest, RejectsWhatItCannotCalibrateOn) {
   const BlockLayout layout = Layout(1, 1, 16, 8);
-  EXPECT_EQ(Calibration::FromBlocks(layout, {}).status().code(),
+  EXPECT_EQ(Calibrate(layout, {}).status().code(),
             absl::StatusCode::kInvalidArgument);
   std::vector<uint8_t> short_block(layout.RawBytes() - 4);
-  EXPECT_EQ(Calibration::FromBlocks(layout, {short_block}).status().code(),
+  EXPECT_EQ(Calibrate(layout, {short_block}).status().code(),
             absl::StatusCode::kInvalidArgument);
   std::vector<uint8_t> nan_block = SpreadBlock(layout, Shuffled(16), 1);
   const float nan = std::nanf("");
   std::memcpy(nan_block.data() + 12, &nan, 4);
-  EXPECT_EQ(Calibration::FromBlocks(layout, {nan_block}).status().code(),
+  EXPECT_EQ(Calibrate(layout, {nan_block}).status().code(),
             absl::StatusCode::kInvalidArgument);
   absl::StatusOr<Calibration> calibration =
-      Calibration::FromBlocks(layout, {SpreadBlock(layout, Shuffled(16), 1)});
+      Calibrate(layout, {SpreadBlock(layout, Shuffled(16), 1)});
   ASSERT_TRUE(calibration.ok());
   EXPECT_EQ(calibration->Fits(Layout(2, 1, 16, 8)).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(calibration->Fits(Layout(1, 1, 32, 8)).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(calibration->Fits(Layout(1, 1, 16, 1000)).ok());  // any number of tokens
 }
 
+TEST(CalibrationTest, FromBasesRefusesWhatIsNotABasisSet) {
+  std::vector<float> identity(2 * 16 * 16, 0.0f);
+  for (int m = 0; m < 2; ++m)
+    for (int r = 0; r < 16; ++r) identity[(m * 16 + r) * 16 + r] = 1.0f;
+  EXPECT_TRUE(Calibration::FromBases(1, 1, 16, identity).ok());
+  EXPECT_EQ(Calibration::FromBases(2, 1, 16, identity).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Calibration::FromBases(0, 1, 16, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  std::vector<float> scaled = identity;
+  scaled[0] = 2.0f;
+  EXPECT_EQ(Calibration::FromBases(1, 1, 16, scaled).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(CalibrationTest, TheRegistryFindsCalibrationsAndTheirBases) {
   const BlockLayout layout = Layout(2, 1, 16, 32);
   auto calibration = std::make_shared<const Calibration>(
-      *Calibration::FromBlocks(layout, {SpreadBlock(layout, Shuffled(16), 7)}));
+      *Calibrate(layout, {SpreadBlock(layout, Shuffled(16), 7)}));
   EXPECT_EQ(FindCalibration(calibration->fingerprint()), nullptr);
   EXPECT_EQ(FindCalibratedBasis(calibration->BasisId(1, false)).rows, nullptr);
   RegisterCalibration(calibration);

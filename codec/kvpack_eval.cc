@@ -29,6 +29,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "codec/calibrate.h"
 #include "codec/calibration.h"
 #include "codec/codec_policy.h"
 #include "codec/eval/dataset.h"
@@ -104,7 +105,7 @@ absl::StatusOr<std::string> LoadOrMakeCalibration(const DatasetOptions& options)
     absl::StatusOr<KvDataset> data = LoadDataset(calibrate);
     if (!data.ok()) return data.status();
     std::vector<absl::Span<const uint8_t>> blocks(data->raw.begin(), data->raw.end());
-    absl::StatusOr<Calibration> made = Calibration::FromBlocks(data->layout, blocks);
+    absl::StatusOr<Calibration> made = Calibrate(data->layout, blocks);
     if (!made.ok()) return made.status();
     calibration = std::make_shared<const Calibration>(*std::move(made));
     RegisterCalibration(calibration);

@@ -17,6 +17,7 @@
 
 #include "benchmark/benchmark.h"
 #include "codec/basis_projection.h"
+#include "codec/calibrate.h"
 #include "codec/calibration.h"
 #include "codec/float_convert.h"
 #include "codec/fp8.h"
@@ -97,7 +98,7 @@ const Calibration& BenchCalibration() {
     layout.dtype = shape.dtype;
     std::vector<uint8_t> block = BenchInput(shape);
     block.insert(block.end(), block.begin(), block.end());
-    auto made = std::make_shared<const Calibration>(*Calibration::FromBlocks(layout, {block}));
+    auto made = std::make_shared<const Calibration>(*Calibrate(layout, {block}));
     RegisterCalibration(made);
     return made.get();  // the registry keeps it
   }();

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "codec/block_format.h"
+#include "codec/calibrate.h"
 #include "codec/calibration.h"
 #include "codec/codec_policy.h"
 #include "codec/codec_registry.h"
@@ -69,7 +70,7 @@ std::vector<float> StructuredBlock(const BlockLayout& layout, uint64_t seed) {
 std::shared_ptr<const Calibration> Calibrated() {
   static const std::shared_ptr<const Calibration> calibration = [] {
     const std::vector<uint8_t> raw = AsBytes(StructuredBlock(Layout(), 1), Layout().dtype);
-    auto c = std::make_shared<const Calibration>(*Calibration::FromBlocks(Layout(), {raw}));
+    auto c = std::make_shared<const Calibration>(*Calibrate(Layout(), {raw}));
     RegisterCalibration(c);
     return c;
   }();

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/kvpack_client.h"
+#include "codec/calibrate.h"
 #include "codec/calibration.h"
 #include "gtest/gtest.h"
 #include "tests/crash/server_process.h"
@@ -55,7 +56,7 @@ double Nmse(const std::string& a, const std::string& b) {
 
 TEST(CalibratedCodecTest, PutsNameTheirCalibrationAndTheServerMustHaveIt) {
   const std::string calibration_block = SpreadBlock(1);
-  absl::StatusOr<Calibration> made = Calibration::FromBlocks(
+  absl::StatusOr<Calibration> made = Calibrate(
       Layout(), {absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(calibration_block.data()),
                                      calibration_block.size())});
   ASSERT_TRUE(made.ok()) << made.status();
@@ -113,7 +114,7 @@ TEST(CalibratedCodecTest, AServerWithoutTheCalibrationKeepsTheBlockAndSaysWhatIs
   ASSERT_NE(server_binary, nullptr) << "usage: calibrated_codec_test path/to/kvpack_server";
   const std::string dir = ::testing::TempDir() + "/restart";
   const std::string calibration_block = SpreadBlock(3);
-  absl::StatusOr<Calibration> made = Calibration::FromBlocks(
+  absl::StatusOr<Calibration> made = Calibrate(
       Layout(), {absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(calibration_block.data()),
                                      calibration_block.size())});
   ASSERT_TRUE(made.ok()) << made.status();
