@@ -36,24 +36,31 @@ BlockLayout Layout() {
   return layout;
 }
 
+// d orthonormal rows (row-major) from splitmix64 and Gram–Schmidt in double: the same values
+// on every machine.
+std::vector<double> OrthonormalRows(uint32_t d, uint64_t* state) {
+  std::vector<double> b(size_t{d} * d);
+  for (double& v : b) v = static_cast<double>(SplitMix64Next(state) >> 11) * 0x1.0p-53 - 0.5;
+  for (uint32_t r = 0; r < d; ++r) {
+    for (uint32_t s = 0; s < r; ++s) {
+      double dot = 0;
+      for (uint32_t c = 0; c < d; ++c) dot += b[r * d + c] * b[s * d + c];
+      for (uint32_t c = 0; c < d; ++c) b[r * d + c] -= dot * b[s * d + c];
+    }
+    double norm = 0;
+    for (uint32_t c = 0; c < d; ++c) norm += b[r * d + c] * b[r * d + c];
+    for (uint32_t c = 0; c < d; ++c) b[r * d + c] /= std::sqrt(norm);
+  }
+  return b;
+}
+
 // Vectors of a model-like head: most of their spread in a few directions of a fixed random
 // basis (standard deviation 0.8^i along axis i), plus a per-block channel offset.
 std::vector<float> StructuredBlock(const BlockLayout& layout, uint64_t seed) {
   const uint32_t d = layout.head_dim;
-  std::mt19937_64 fixed(11);  // the same axes for every block
+  uint64_t fixed = 11;  // the same axes for every block
+  const std::vector<double> axes = OrthonormalRows(d, &fixed);
   std::normal_distribution<double> normal;
-  std::vector<double> axes(size_t{d} * d);
-  for (double& a : axes) a = normal(fixed);
-  for (uint32_t r = 0; r < d; ++r) {  // Gram–Schmidt
-    for (uint32_t s = 0; s < r; ++s) {
-      double dot = 0;
-      for (uint32_t c = 0; c < d; ++c) dot += axes[r * d + c] * axes[s * d + c];
-      for (uint32_t c = 0; c < d; ++c) axes[r * d + c] -= dot * axes[s * d + c];
-    }
-    double norm = 0;
-    for (uint32_t c = 0; c < d; ++c) norm += axes[r * d + c] * axes[r * d + c];
-    for (uint32_t c = 0; c < d; ++c) axes[r * d + c] /= std::sqrt(norm);
-  }
   std::mt19937_64 rng(seed);
   std::vector<float> x(layout.RawBytes() / DTypeSize(layout.dtype));
   for (size_t v = 0; v < x.size() / d; ++v) {
@@ -214,8 +221,8 @@ uint64_t Fnv1a(const std::vector<uint8_t>& bytes) {
   return h;
 }
 
-// A calibration of 1 layer, `heads` heads and head_dim d from splitmix64 and Gram–Schmidt in
-// double (no LAPACK, no <random>: the same floats on every machine), registered.
+// A calibration of 1 layer, `heads` heads and head_dim d from OrthonormalRows (no LAPACK, no
+// <random>: the same floats on every machine), registered.
 std::shared_ptr<const Calibration> GoldenCalibration(uint32_t heads, uint32_t d) {
   uint64_t state = 1000 + d;
   std::string bytes(20 + 4 * size_t{2} * heads * d * d + 8, '\0');
@@ -226,21 +233,10 @@ std::shared_ptr<const Calibration> GoldenCalibration(uint32_t heads, uint32_t d)
   StoreLE32(p + 12, heads);
   StoreLE32(p + 16, d);
   for (uint32_t m = 0; m < 2 * heads; ++m) {
-    std::vector<double> b(size_t{d} * d);
-    for (double& v : b) v = static_cast<double>(SplitMix64Next(&state) >> 11) * 0x1.0p-53 - 0.5;
-    for (uint32_t r = 0; r < d; ++r) {
-      for (uint32_t s = 0; s < r; ++s) {
-        double dot = 0;
-        for (uint32_t c = 0; c < d; ++c) dot += b[r * d + c] * b[s * d + c];
-        for (uint32_t c = 0; c < d; ++c) b[r * d + c] -= dot * b[s * d + c];
-      }
-      double norm = 0;
-      for (uint32_t c = 0; c < d; ++c) norm += b[r * d + c] * b[r * d + c];
-      for (uint32_t c = 0; c < d; ++c) {
-        b[r * d + c] /= std::sqrt(norm);
-        const float f = static_cast<float>(b[r * d + c]);
-        std::memcpy(p + 20 + 4 * ((size_t{m} * d + r) * d + c), &f, 4);
-      }
+    const std::vector<double> b = OrthonormalRows(d, &state);
+    for (size_t i = 0; i < b.size(); ++i) {
+      const float f = static_cast<float>(b[i]);
+      std::memcpy(p + 20 + 4 * (size_t{m} * d * d + i), &f, 4);
     }
   }
   StoreLE64(p + bytes.size() - 8, XXH3_64bits(p, bytes.size() - 8));
