@@ -407,7 +407,7 @@ void CentreAndProjectAll(const SegmentShape& shape, const float* bases, const ui
       float* out[4];
       for (int k = 0; k < count; ++k) {
         const uint64_t v = uint64_t{t0 + k} * heads + h;
-        float* zk = &z[size_t{k} * d];
+        float* zk = &z[static_cast<size_t>(k) * d];
         LoadElements(shape.dtype, raw + v * d * elem, d, zk);
         for (uint32_t c = 0; c < d; ++c) zk[c] -= means[size_t{h} * d + c];
         in[k] = zk;
@@ -842,7 +842,7 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
         int k = 0;
         for (; k < 4 && i + k * uint64_t{heads} < vectors; ++k) {
           in[k] = &coefficients[(i + k * uint64_t{heads}) * d];
-          out[k] = &decoded[size_t{k} * d];
+          out[k] = &decoded[static_cast<size_t>(k) * d];
         }
         UnprojectVectors(&basis.rows[size_t{h} * d * d], d, k, in, &means[size_t{h} * d], out);
         for (int j = 0; j < k; ++j) {
