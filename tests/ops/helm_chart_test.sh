@@ -38,6 +38,17 @@ grep -q 'tls_client_ca: /etc/kvpack/tls/ca.crt' production.yaml || fail "no clie
 grep -q 'kind: ServiceMonitor' default.yaml && fail "ServiceMonitor rendered by default"
 grep -q 'kind: Secret$' default.yaml production.yaml && fail "the chart must not create Secrets"
 
+# Calibration files: mounted from the given volume and listed in the config.
+"$helm" template kvpack "$chart" --namespace kv --set-json 'calibrations.files=["m1.kvcal","m2.kvcal"]' \
+  --set-json 'calibrations.volume={"persistentVolumeClaim":{"claimName":"kvpack-calibrations"}}' \
+  >calibrated.yaml || fail "helm template (calibrations)"
+node validate_k8s.mjs calibrated.yaml || fail "invalid objects with calibrations"
+grep -q 'calibrations: /etc/kvpack/calibrations/m1.kvcal,/etc/kvpack/calibrations/m2.kvcal' \
+  calibrated.yaml || fail "calibrations not in the config: $(grep -n calibrations calibrated.yaml)"
+grep -q 'mountPath: /etc/kvpack/calibrations' calibrated.yaml || fail "calibrations not mounted"
+grep -q 'claimName: kvpack-calibrations' calibrated.yaml || fail "calibrations volume missing"
+grep -q 'calibrations' default.yaml && fail "calibrations rendered by default"
+
 # Values the chart must refuse, each with its reason.
 refuse() {
   local why=$1; shift
@@ -53,6 +64,9 @@ refuse "insecure.noAuthOnNetwork" --set insecure.noAuthOnNetwork=false
 refuse "Must not validate" --set config.listen=0.0.0.0:1
 refuse "Additional property" --set config.no_such_key=1
 refuse "device" --set config.device=tpu
+refuse "calibrations.volume" --set-json 'calibrations.files=["m.kvcal"]'
+refuse "Additional property" --set config.calibrations=/x.kvcal
+refuse "does not match pattern" --set-json 'calibrations.files=["../m.kvcal"]'
 
 # The config file in the default ConfigMap runs kvpack_server (loopback ports for the test).
 /usr/bin/python3 - default.yaml >kvpack.yaml <<'PY'

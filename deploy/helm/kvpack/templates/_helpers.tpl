@@ -48,6 +48,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if .Values.auth.enabled -}}
 {{- $_ := set $owned "auth_tokens" (printf "/etc/kvpack/auth/%s" .Values.auth.key) -}}
 {{- end -}}
+{{- with .Values.calibrations.files -}}
+{{- $paths := list -}}
+{{- range . -}}{{- $paths = append $paths (printf "/etc/kvpack/calibrations/%s" .) -}}{{- end -}}
+{{- $_ := set $owned "calibrations" (join "," $paths) -}}
+{{- end -}}
 {{- if and (eq (int .Values.gpu.count) 0) (not (hasKey .Values.config "device")) -}}
 {{- $_ := set $owned "device" "cpu" -}}
 {{- end -}}
