@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,9 @@ ABSL_FLAG(std::string, baselines, "turbo4;turbo35;turbo3;turbo25;tc4;tc3v4;tc3;t
 ABSL_FLAG(std::string, alphas_k, "0.25,0.35,0.5,0.7,1.0", "step / σ values for keys");
 ABSL_FLAG(std::string, alphas_v, "0.25,0.35,0.5,0.7,1.0", "step / σ values for values");
 ABSL_FLAG(std::string, mode, "abs", "abs | rel");
+ABSL_FLAG(bool, shared_step, false,
+          "abs: one step for every head of the segment (α times the segment's RMS) instead of "
+          "one per head");
 ABSL_FLAG(double, theta, 0.5, "rounding offset θ (0.5 = nearest; < 0.5 widens the dead zone)");
 ABSL_FLAG(std::string, recon, "centroid", "mid | centroid");
 ABSL_FLAG(bool, centre, true, "subtract the per-head channel means first");
@@ -64,7 +68,7 @@ constexpr int kCentroids = 16;
 constexpr double kLanes = 32;
 
 struct Variant {
-  bool abs = true, centre = true, centroid = true, class_tables = false;
+  bool abs = true, centre = true, centroid = true, class_tables = false, shared_step = false;
   double theta = 0.5;
 };
 
@@ -260,8 +264,11 @@ double CodeSegment(const Variant& var, double alpha, const float* x, uint32_t to
     std::vector<double> e(heads, 0.0);
     for (uint64_t v = 0; v < n; ++v)
       for (uint32_t c = 0; c < d; ++c) e[v % heads] += double{y[v * d + c]} * y[v * d + c];
+    const double all = std::accumulate(e.begin(), e.end(), 0.0);
     for (uint32_t h = 0; h < heads; ++h) {
-      const double sigma = std::sqrt(e[h] / (static_cast<double>(tokens) * d));
+      const double sigma = var.shared_step
+                               ? std::sqrt(all / (static_cast<double>(tokens) * heads * d))
+                               : std::sqrt(e[h] / (static_cast<double>(tokens) * d));
       step[h] = HalfToFloat(FloatToHalf(static_cast<float>(std::max(alpha * sigma, 1e-6))));
     }
     side_bits += 16.0 * heads;
@@ -376,6 +383,7 @@ int Run() {
   var.centroid = absl::GetFlag(FLAGS_recon) == "centroid";
   var.theta = absl::GetFlag(FLAGS_theta);
   var.class_tables = absl::GetFlag(FLAGS_tables) == "class";
+  var.shared_step = absl::GetFlag(FLAGS_shared_step);
   const BlockLayout& l = data->layout;
   const uint32_t d = l.head_dim;
   const HadamardSigns signs = RotationSigns(12345, 0, d);
