@@ -108,15 +108,14 @@ class GetBlocksReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     absl::StatusOr<BlockHeader> header = ParseBlock(
         encoded_span,
         context_->store->VerifiesReads() ? ChecksumCheck::kSkip : ChecksumCheck::kVerify);
-    if (absl::IsFailedPrecondition(header.status())) {
-      // The block names a calibration this server has not loaded (--calibrations): it is
-      // kept, and the call says what is missing.
-      return Fail(header.status());
-    }
-    if (!header.ok()) {
+    // Only DataLoss means the bytes are bad and the block is dropped; anything else (a
+    // calibration this server has not loaded, FailedPrecondition) fails the call and keeps it,
+    // as for the decode below.
+    if (absl::IsDataLoss(header.status())) {
       return SendUnreadable(block_key, *stored, absl::StrCat("stored block is unreadable: ",
                                                              header.status().message()));
     }
+    if (!header.ok()) return Fail(header.status());
     const bool decoded = request_->want() == v1::WANT_DECODED;
     // The bytes this call holds until the block is written: the block in the form it is sent
     // (the stored copy may be evicted meanwhile, this call keeps it alive), and the message
