@@ -13,11 +13,9 @@ extern "C" void dsyev_(const char* jobz, const char* uplo, const int* n, double*
                        const int* lda, double* w, double* work, const int* lwork, int* info);
 
 namespace kvpack {
-namespace {
 
-// The eigenvectors of the symmetric d×d matrix `a` (row-major; destroyed), as rows, in
-// decreasing order of eigenvalue.
-absl::StatusOr<std::vector<double>> PrincipalAxes(std::vector<double> a, uint32_t d) {
+absl::StatusOr<std::vector<double>> PrincipalAxes(std::vector<double> a, uint32_t d,
+                                                  std::vector<double>* values) {
   const int n = static_cast<int>(d);
   std::vector<double> w(d);
   int info = 0, lwork = -1;
@@ -36,12 +34,12 @@ absl::StatusOr<std::vector<double>> PrincipalAxes(std::vector<double> a, uint32_
     const uint32_t j = d - 1 - r;
     for (uint32_t i = 0; i < d; ++i) rows[size_t{r} * d + i] = a[size_t{j} * d + i];
   }
+  if (values != nullptr) values->assign(w.rbegin(), w.rend());
   return rows;
 }
 
-// The covariance of head h's vectors in segment s of `blocks`, each block centred on its own
-// channel means (upper triangle accumulated, then mirrored).
-absl::StatusOr<std::vector<double>> Covariance(
+// The upper triangle is accumulated, then mirrored.
+absl::StatusOr<std::vector<double>> HeadCovariance(
     const BlockLayout& layout, const std::vector<absl::Span<const uint8_t>>& blocks, uint32_t s,
     uint32_t h) {
   const uint32_t d = layout.head_dim, heads = layout.kv_heads, tokens = layout.tokens;
@@ -80,8 +78,6 @@ absl::StatusOr<std::vector<double>> Covariance(
   return cov;
 }
 
-}  // namespace
-
 absl::StatusOr<Calibration> Calibrate(const BlockLayout& layout,
                                       const std::vector<absl::Span<const uint8_t>>& blocks) {
   absl::Status status = layout.Validate();
@@ -101,7 +97,7 @@ absl::StatusOr<Calibration> Calibrate(const BlockLayout& layout,
   std::vector<float> bases(size_t{layout.layers} * 2 * heads * d * d);
   for (uint32_t s = 0; s < 2 * layout.layers; ++s) {
     for (uint32_t h = 0; h < heads; ++h) {
-      absl::StatusOr<std::vector<double>> cov = Covariance(layout, blocks, s, h);
+      absl::StatusOr<std::vector<double>> cov = HeadCovariance(layout, blocks, s, h);
       if (!cov.ok()) return cov.status();
       absl::StatusOr<std::vector<double>> axes = PrincipalAxes(*std::move(cov), d);
       if (!axes.ok()) return axes.status();

@@ -28,6 +28,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "codec/calibrate.h"
 #include "codec/eval/dataset.h"
 #include "codec/eval/evaluator.h"
 #include "codec/float_convert.h"
@@ -87,63 +88,12 @@ void Apply(const std::vector<double>& m, const float* in, uint32_t d, float* out
   }
 }
 
-// Eigen-decomposition of a symmetric d×d matrix by cyclic Jacobi rotations: a is destroyed;
-// returns the eigenvectors as the columns of v (row-major) and the eigenvalues in w.
-void Eigen(std::vector<double> a, uint32_t d, std::vector<double>* v, std::vector<double>* w) {
-  v->assign(size_t{d} * d, 0.0);
-  for (uint32_t i = 0; i < d; ++i) (*v)[size_t{i} * d + i] = 1;
-  for (int sweep = 0; sweep < 30; ++sweep) {
-    double off = 0;
-    for (uint32_t p = 0; p < d; ++p)
-      for (uint32_t q = p + 1; q < d; ++q) off += a[p * d + q] * a[p * d + q];
-    if (off < 1e-22) break;
-    for (uint32_t p = 0; p < d; ++p)
-      for (uint32_t q = p + 1; q < d; ++q) {
-        const double apq = a[p * d + q];
-        if (std::fabs(apq) < 1e-300) continue;
-        const double theta = (a[q * d + q] - a[p * d + p]) / (2 * apq);
-        const double t = (theta >= 0 ? 1 : -1) / (std::fabs(theta) + std::sqrt(theta * theta + 1));
-        const double c = 1 / std::sqrt(t * t + 1), s = t * c;
-        for (uint32_t k = 0; k < d; ++k) {  // columns p, q
-          const double akp = a[k * d + p], akq = a[k * d + q];
-          a[k * d + p] = c * akp - s * akq;
-          a[k * d + q] = s * akp + c * akq;
-        }
-        for (uint32_t k = 0; k < d; ++k) {  // rows p, q
-          const double apk = a[p * d + k], aqk = a[q * d + k];
-          a[p * d + k] = c * apk - s * aqk;
-          a[q * d + k] = s * apk + c * aqk;
-        }
-        for (uint32_t k = 0; k < d; ++k) {
-          const double vkp = (*v)[k * d + p], vkq = (*v)[k * d + q];
-          (*v)[k * d + p] = c * vkp - s * vkq;
-          (*v)[k * d + q] = s * vkp + c * vkq;
-        }
-      }
-  }
-  w->resize(d);
-  for (uint32_t i = 0; i < d; ++i) (*w)[i] = a[size_t{i} * d + i];
-}
-
-// The covariance of the centred vectors of head h in one segment of a calibration block.
-std::vector<double> Covariance(const float* x, uint32_t tokens, uint32_t heads, uint32_t d,
-                               uint32_t h) {
-  std::vector<double> mean(d, 0.0), cov(size_t{d} * d, 0.0);
-  for (uint32_t t = 0; t < tokens; ++t)
-    for (uint32_t c = 0; c < d; ++c) mean[c] += x[(size_t{t} * heads + h) * d + c] / tokens;
-  std::vector<double> z(d);
-  for (uint32_t t = 0; t < tokens; ++t) {
-    for (uint32_t c = 0; c < d; ++c) z[c] = x[(size_t{t} * heads + h) * d + c] - mean[c];
-    for (uint32_t r = 0; r < d; ++r)
-      for (uint32_t c = 0; c < d; ++c) cov[size_t{r} * d + c] += z[r] * z[c] / tokens;
-  }
-  return cov;
-}
-
-// PCA basis per head of one segment from calibration vectors; with queries (keys only), of
-// the keys whitened by the queries' second moment W = Σq^½: fwd = Pᵀ·W, inv = W⁻¹·P.
-Basis PcaBasis(const float* x, const std::vector<const float*>& queries, uint32_t q_per_kv,
-               uint32_t tokens, uint32_t heads, uint32_t d) {
+// PCA basis per head of segment s (2·layer + (K ? 0 : 1)) from the calibration blocks
+// (codec/calibrate.h's covariance and principal axes); with queries (keys only), of the keys
+// whitened by the queries' second moment W = Σq^½: fwd = Pᵀ·W, inv = W⁻¹·P.
+Basis PcaBasis(const BlockLayout& layout, const std::vector<absl::Span<const uint8_t>>& blocks,
+               uint32_t s, const std::vector<const float*>& queries, uint32_t q_per_kv) {
+  const uint32_t tokens = layout.tokens, heads = layout.kv_heads, d = layout.head_dim;
   Basis basis;
   basis.hadamard = false;
   for (uint32_t h = 0; h < heads; ++h) {
@@ -161,8 +111,8 @@ Basis PcaBasis(const float* x, const std::vector<const float*>& queries, uint32_
               for (uint32_t c = 0; c < d; ++c) sq[size_t{r} * d + c] += double{v[r]} * v[c];
           }
       for (double& e : sq) e /= n;
-      std::vector<double> u, lambda;
-      Eigen(sq, d, &u, &lambda);
+      std::vector<double> lambda;
+      const std::vector<double> u = *PrincipalAxes(sq, d, &lambda);  // rows: axes
       double mean_l = 0;
       for (double l : lambda) mean_l += std::max(l, 0.0) / d;
       for (uint32_t r = 0; r < d; ++r)
@@ -171,14 +121,14 @@ Basis PcaBasis(const float* x, const std::vector<const float*>& queries, uint32_
           for (uint32_t k = 0; k < d; ++k) {
             // Floor tiny eigenvalues at 1e-3 of the mean so that W stays invertible.
             const double l = std::sqrt(std::max(lambda[k], 1e-3 * mean_l));
-            a += u[r * d + k] * l * u[c * d + k];
-            b += u[r * d + k] / l * u[c * d + k];
+            a += u[k * d + r] * l * u[k * d + c];
+            b += u[k * d + r] / l * u[k * d + c];
           }
           w[size_t{r} * d + c] = a;
           w_inv[size_t{r} * d + c] = b;
         }
     }
-    std::vector<double> cov = Covariance(x, tokens, heads, d, h);
+    const std::vector<double> cov = *HeadCovariance(layout, blocks, s, h);
     // Covariance of W·z: W·cov·Wᵀ.
     std::vector<double> wc(size_t{d} * d, 0.0), wcw(size_t{d} * d, 0.0);
     for (uint32_t r = 0; r < d; ++r)
@@ -187,14 +137,13 @@ Basis PcaBasis(const float* x, const std::vector<const float*>& queries, uint32_
     for (uint32_t r = 0; r < d; ++r)
       for (uint32_t k = 0; k < d; ++k)
         for (uint32_t c = 0; c < d; ++c) wcw[r * d + c] += wc[r * d + k] * w[c * d + k];
-    std::vector<double> p, lambda;
-    Eigen(wcw, d, &p, &lambda);
+    const std::vector<double> p = *PrincipalAxes(wcw, d);  // rows: axes
     std::vector<double> fwd(size_t{d} * d, 0.0), inv(size_t{d} * d, 0.0);
     for (uint32_t r = 0; r < d; ++r)
       for (uint32_t k = 0; k < d; ++k)
         for (uint32_t c = 0; c < d; ++c) {
-          fwd[r * d + c] += p[k * d + r] * w[k * d + c];   // Pᵀ·W
-          inv[r * d + c] += w_inv[r * d + k] * p[k * d + c];  // W⁻¹·P
+          fwd[r * d + c] += p[r * d + k] * w[k * d + c];      // Pᵀ·W
+          inv[r * d + c] += w_inv[r * d + k] * p[c * d + k];  // W⁻¹·P
         }
     basis.fwd.push_back(std::move(fwd));
     basis.inv.push_back(std::move(inv));
@@ -403,17 +352,17 @@ int Run() {
       return 1;
     }
     const uint32_t ct = calib->layout.tokens;
-    const uint64_t calib_seg = uint64_t{ct} * l.kv_heads * d;
     const uint32_t q_per_kv = calib->query_heads / l.kv_heads;
+    // One calibration window (the first).
+    const std::vector<absl::Span<const uint8_t>> blocks = {calib->raw[0]};
     for (uint32_t layer = 0; layer < l.layers; ++layer)
       for (int kv = 0; kv < 2; ++kv) {
-        // One calibration window (the first); its queries whiten keys under --qweight.
+        // Its queries whiten keys under --qweight.
         std::vector<const float*> queries;
         if (kv == 0 && absl::GetFlag(FLAGS_qweight) && !calib->queries.empty()) {
           queries.push_back(&calib->queries[0][size_t{layer} * ct * calib->query_heads * d]);
         }
-        bases[layer * 2 + kv] = PcaBasis(&calib->values[0][(size_t{layer} * 2 + kv) * calib_seg],
-                                         queries, q_per_kv, ct, l.kv_heads, d);
+        bases[layer * 2 + kv] = PcaBasis(calib->layout, blocks, layer * 2 + kv, queries, q_per_kv);
       }
   }
   // Block header as the real format counts it: fixed fields, a ~20-byte policy, the segment
