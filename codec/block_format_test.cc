@@ -421,14 +421,21 @@ std::vector<float> AsFloats(const uint8_t* bytes, size_t size, DType dtype) {
   return values;
 }
 
+// Tokens for a test block of codec `name`: `plain`, or `entropy` for the codecs with entropy
+// tables (turbo_e*, turbo_p*), or `classes` for those with sixteen (turbo_pc*).
+uint32_t MinTokens(absl::string_view name, uint32_t plain, uint32_t entropy, uint32_t classes) {
+  if (absl::StartsWith(name, "turbo_pc")) return classes;
+  return absl::StartsWith(name, "turbo_e") || NeedsCalibration(FindCodec(name)) ? entropy : plain;
+}
+
 // Whatever codecs this build registers, each one carries a block through encode and decode
 // with a relative error well below 1 (turbo2, the coarsest, is about 0.12).
 TEST(BlockFormatTest, EveryRegisteredCodecRoundTripsThroughABlock) {
   for (absl::string_view name : CodecNames()) {
     for (DType dtype : kDTypes) {
-      // turbo_e* and turbo_p* need segments large enough for their means and entropy tables.
-      const bool entropy = absl::StartsWith(name, "turbo_e") || NeedsCalibration(FindCodec(name));
-      const BlockLayout layout = Layout(2, 2, 128, entropy ? 64 : 8, dtype);
+      // turbo_e*, turbo_p* and turbo_pc* need segments large enough for their means and
+      // entropy tables.
+      const BlockLayout layout = Layout(2, 2, 128, MinTokens(name, 8, 64, 128), dtype);
       const CodecPolicy policy = PolicyFor(name, layout);
       ASSERT_TRUE(policy.Supports(layout).ok()) << name;
       const std::vector<uint8_t> raw = RandomRaw(layout, 17);
@@ -569,8 +576,7 @@ TEST_F(BlockFormatFuzzTest, ResealedMutationsNeverCrash) {
 // error or to some values — never crash or read out of bounds (run under ASan too).
 TEST_F(BlockFormatFuzzTest, ResealedPayloadMutationsOfEveryCodecNeverCrash) {
   for (absl::string_view name : CodecNames()) {
-    const bool entropy = absl::StartsWith(name, "turbo_e") || NeedsCalibration(FindCodec(name));
-    const BlockLayout layout = Layout(2, 2, 64, entropy ? 48 : 4, DType::kBFloat16);
+    const BlockLayout layout = Layout(2, 2, 64, MinTokens(name, 4, 48, 192), DType::kBFloat16);
     absl::StatusOr<std::string> encoded =
         EncodeBlock(layout, PolicyFor(name, layout), RandomRaw(layout, 6), 1);
     ASSERT_TRUE(encoded.ok()) << name << ": " << encoded.status();

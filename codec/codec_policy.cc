@@ -46,6 +46,10 @@ constexpr Preset kPresets[] = {
     {"te3v35", "k=turbo_e3,v=turbo_e35"},
     {"te25v3", "k=turbo_e25,v=turbo_e3"},
     {"te2v25", "k=turbo_e2,v=turbo_e25"},
+    // Class-table codecs in a calibrated basis (needs ",calibration=FINGERPRINT"): keys half a
+    // bit above values except in the first and last layer, 3.19 bits a value (5.02×), the
+    // allocation that measured best at 5× (bench/RESULTS.md, "Class tables").
+    {"pc35v3", "k=turbo_pc35,v=turbo_pc3,boundary=1:turbo_pc3"},
 };
 
 const Preset* FindPreset(absl::string_view name) {
@@ -275,7 +279,7 @@ absl::Status CodecPolicy::Supports(const BlockLayout& layout) const {
 }
 
 bool NeedsCalibration(const SegmentCodec* codec) {
-  return codec != nullptr && codec->id() >= CodecId::kTurboP2 && codec->id() <= CodecId::kTurboP4;
+  return codec != nullptr && codec->id() >= CodecId::kTurboP2 && codec->id() <= CodecId::kTurboPc4;
 }
 
 std::vector<absl::string_view> PolicyPresetNames() {

@@ -87,7 +87,8 @@ class CodecPolicy {
   std::shared_ptr<const Calibration> calibration_;
 };
 
-// True for the codecs that code in a calibration (turbo_p*): a policy using one must name it.
+// True for the codecs that code in a calibration (turbo_p*, turbo_pc*): a policy using one
+// must name it.
 bool NeedsCalibration(const SegmentCodec* codec);
 
 // The names Parse accepts as presets, whether or not this build has their codecs.

@@ -25,6 +25,7 @@ namespace {
 std::vector<const SegmentCodec*> MakeCodecs() {
   constexpr auto kExactFirst = TurboEntropyCodec::OffsetSums::kExactFirst;
   constexpr auto kCalibrated = TurboEntropyCodec::Transform::kCalibratedBasis;
+  constexpr auto kClassTables = TurboEntropyCodec::Tables::kClassTables;
   return {
       new RawCodec(),
       new Int8Codec(),
@@ -53,6 +54,11 @@ std::vector<const SegmentCodec*> MakeCodecs() {
       new TurboEntropyCodec(6, kExactFirst, kCalibrated),
       new TurboEntropyCodec(7, kExactFirst, kCalibrated),
       new TurboEntropyCodec(8, kExactFirst, kCalibrated),
+      new TurboEntropyCodec(4, kExactFirst, kCalibrated, kClassTables),
+      new TurboEntropyCodec(5, kExactFirst, kCalibrated, kClassTables),
+      new TurboEntropyCodec(6, kExactFirst, kCalibrated, kClassTables),
+      new TurboEntropyCodec(7, kExactFirst, kCalibrated, kClassTables),
+      new TurboEntropyCodec(8, kExactFirst, kCalibrated, kClassTables),
   };
 }
 

@@ -8,42 +8,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "codec/rans_avx2.h"
+#include "codec/rans_internal.h"
 #include "codec/segment_io.h"
 
 namespace kvpack {
-namespace {
-
-using rans_internal::kFreqShift;
-
-// Per-symbol encoder constants: x / freq by a multiply and shifts (Alverson's method as in
-// ryg_rans; exact for x < 2^31), so the encoder needs no division.
-struct EncSymbol {
-  uint32_t x_max = 0;
-  uint32_t rcp_freq = 0;
-  uint32_t rcp_shift = 0;
-  uint32_t bias = 0;
-  uint32_t cmpl_freq = 0;
-};
-
-EncSymbol MakeEncSymbol(uint32_t start, uint32_t freq) {
-  EncSymbol e;
-  e.x_max = freq << kFreqShift;
-  e.cmpl_freq = kRansTotal - freq;
-  if (freq < 2) {
-    e.rcp_freq = ~0u;
-    e.rcp_shift = 0;
-    e.bias = start + kRansTotal - 1;
-  } else {
-    uint32_t shift = 0;
-    while (freq > (1u << shift)) ++shift;
-    e.rcp_freq = static_cast<uint32_t>(((uint64_t{1} << (shift + 31)) + freq - 1) / freq);
-    e.rcp_shift = shift - 1;
-    e.bias = start;
-  }
-  return e;
-}
-
-}  // namespace
+using rans_internal::EncSymbol;
+using rans_internal::MakeEncSymbol;
 
 RansTable NormalizeRansTable(absl::Span<const uint64_t> counts) {
   RansTable t;
@@ -121,15 +91,7 @@ void EncodeScalar(const RansTable& table, const uint8_t* symbols, size_t begin, 
   }
   for (size_t i = end; i-- > begin;) {
     const int l = static_cast<int>(i % kRansLanes);
-    const EncSymbol& e = enc[symbols[i]];
-    uint32_t s = x[l];
-    if (s >= e.x_max) {
-      scratch[--pos[l]] = static_cast<uint16_t>(s & 0xffff);
-      s >>= 16;
-    }
-    const uint32_t q =
-        static_cast<uint32_t>((uint64_t{s} * e.rcp_freq) >> 32) >> e.rcp_shift;
-    x[l] = s + e.bias + q * e.cmpl_freq;
+    rans_internal::EncodeSymbol(enc[symbols[i]], &x[l], scratch, &pos[l]);
   }
 }
 

@@ -11,13 +11,10 @@
 
 #include "absl/types/span.h"
 #include "codec/rans.h"
+#include "codec/rans_internal.h"
 
 namespace kvpack {
 namespace rans_internal {
-
-// States stay in [kRansLow, 2^31): an encoder emits 16 bits before coding a symbol of
-// frequency f whenever x ≥ f · 2^19, a decoder reads 16 bits whenever x falls below 2^15.
-inline constexpr int kFreqShift = 31 - kRansScaleBits;
 
 // RansEncode's AVX2 path, with its contract. Precondition: the CPU has AVX2, BMI2 and FMA.
 bool EncodeAvx2(const RansTable& table, absl::Span<const uint8_t> symbols,

@@ -49,6 +49,12 @@ enum class CodecId : uint8_t {
   kTurboP3 = 42,
   kTurboP35 = 43,
   kTurboP4 = 44,
+  // turbo_p2 .. turbo_p4 with a rANS table per class of coordinates.
+  kTurboPc2 = 45,
+  kTurboPc25 = 46,
+  kTurboPc3 = 47,
+  kTurboPc35 = 48,
+  kTurboPc4 = 49,
 };
 
 // What a codec needs to know about the segment it encodes.

@@ -1,5 +1,6 @@
-// turbo_p2 .. turbo_p4: turbo_e* in a calibrated basis (codec/calibration.h), through the
-// segment codec and through whole blocks and their policy.
+// turbo_p2 .. turbo_p4: turbo_e* in a calibrated basis (codec/calibration.h), and turbo_pc2 ..
+// turbo_pc4, the same with a rANS table per coordinate class, through the segment codec and
+// through whole blocks and their policy.
 #include <xxhash.h>
 
 #include <cmath>
@@ -110,7 +111,20 @@ TEST(TurboCalibratedTest, NamesIdsAndSizesMatchTurboE) {
     ASSERT_NE(codec, nullptr) << names[i];
     EXPECT_EQ(static_cast<int>(codec->id()), 40 + i);
     EXPECT_EQ(codec->EncodedSize(shape), FindCodec(rotated[i])->EncodedSize(shape));
+    const SegmentCodec* classes = FindCodec(std::string(names[i]).replace(0, 7, "turbo_pc"));
+    ASSERT_NE(classes, nullptr) << names[i];
+    EXPECT_EQ(static_cast<int>(classes->id()), 45 + i);
+    EXPECT_EQ(classes->EncodedSize(shape), codec->EncodedSize(shape));
   }
+  EXPECT_EQ(FindCodec("turbo_pc35")->name(), "turbo_pc35");
+}
+
+// Decoded floats of a block.
+std::vector<float> Decoded(const std::string& block) {
+  absl::StatusOr<std::string> raw_out = DecodeBlock(Bytes(block));
+  EXPECT_TRUE(raw_out.ok()) << raw_out.status();
+  if (!raw_out.ok()) return {};
+  return AsFloats(std::vector<uint8_t>(raw_out->begin(), raw_out->end()), Layout().dtype);
 }
 
 TEST(TurboCalibratedTest, BeatsTheRotationAtTheSameSizeOnBlocksItWasNotCalibratedOn) {
@@ -121,21 +135,32 @@ TEST(TurboCalibratedTest, BeatsTheRotationAtTheSameSizeOnBlocksItWasNotCalibrate
     const std::string e = Encode(std::string("turbo_e") + bits, raw);
     // The same payload: the blocks differ only by ",calibration=HEX16" in the policy text.
     EXPECT_EQ(p.size(), e.size() + PolicyText("").size());
-    auto decoded = [&](const std::string& block) {
-      absl::StatusOr<std::string> raw_out = DecodeBlock(Bytes(block));
-      EXPECT_TRUE(raw_out.ok()) << raw_out.status();
-      return AsFloats(std::vector<uint8_t>(raw_out->begin(), raw_out->end()), Layout().dtype);
-    };
-    const double nmse_p = Nmse(x, decoded(p), 64);
-    const double nmse_e = Nmse(x, decoded(e), 64);
+    const double nmse_p = Nmse(x, Decoded(p), 64);
+    const double nmse_e = Nmse(x, Decoded(e), 64);
     EXPECT_LT(nmse_p, 0.5 * nmse_e) << bits << " bits: turbo_p " << nmse_p << ", turbo_e " << nmse_e;
+  }
+}
+
+// The axes of StructuredBlock spread from 1 to 0.8^63 ≈ 10^−6: one table for all of them
+// spends rate that a table per class of spread saves, which the codec turns into a finer step.
+// (From 3.5 bits on, this block's finest step is the one whose escapes still fit, for both.)
+TEST(TurboCalibratedTest, ClassTablesBeatOneTableAtTheSameSize) {
+  const std::vector<float> x = StructuredBlock(Layout(), 2);
+  const std::vector<uint8_t> raw = AsBytes(x, Layout().dtype);
+  for (const char* bits : {"2", "25", "3"}) {
+    const std::string pc = Encode(PolicyText(std::string("turbo_pc") + bits), raw);
+    const std::string p = Encode(PolicyText(std::string("turbo_p") + bits), raw);
+    EXPECT_LE(pc.size(), p.size() + 2);  // the same payload: only the policy text differs
+    const double nmse_pc = Nmse(x, Decoded(pc), 64);
+    const double nmse_p = Nmse(x, Decoded(p), 64);
+    EXPECT_LT(nmse_pc, 0.9 * nmse_p) << bits << " bits: turbo_pc " << nmse_pc << ", turbo_p " << nmse_p;
   }
 }
 
 TEST(TurboCalibratedTest, BytesAreDeterministicAndNameTheBasis) {
   const std::vector<uint8_t> raw = AsBytes(StructuredBlock(Layout(), 3), Layout().dtype);
-  const std::string a = Encode(PolicyText("k=turbo_p3,v=turbo_p35"), raw);
-  EXPECT_EQ(a, Encode(PolicyText("k=turbo_p3,v=turbo_p35"), raw));
+  const std::string a = Encode(PolicyText("k=turbo_p3,v=turbo_pc35"), raw);
+  EXPECT_EQ(a, Encode(PolicyText("k=turbo_p3,v=turbo_pc35"), raw));
   absl::StatusOr<BlockHeader> header = ParseBlock(Bytes(a), ChecksumCheck::kVerify);
   ASSERT_TRUE(header.ok()) << header.status();
   EXPECT_EQ(header->policy.calibration(), Calibrated());
@@ -170,9 +195,11 @@ TEST(TurboCalibratedTest, PoliciesSayWhatIsMissingOrWrong) {
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST(TurboCalibratedTest, AnUnloadedCalibrationIsFailedPreconditionAndCorruptBytesDataLoss) {
+class CorruptionTest : public testing::TestWithParam<const char*> {};
+
+TEST_P(CorruptionTest, AnUnloadedCalibrationIsFailedPreconditionAndCorruptBytesDataLoss) {
   const std::vector<uint8_t> raw = AsBytes(StructuredBlock(Layout(), 4), Layout().dtype);
-  const std::string block = Encode(PolicyText("turbo_p3"), raw);
+  const std::string block = Encode(PolicyText(GetParam()), raw);
   // The block names a calibration nobody loaded (policy text changed, checksum redone).
   std::string renamed = block;
   const std::string hex = absl::StrCat(absl::Hex(Calibrated()->fingerprint(), absl::kZeroPad16));
@@ -212,6 +239,46 @@ TEST(TurboCalibratedTest, AnUnloadedCalibrationIsFailedPreconditionAndCorruptByt
     EXPECT_EQ(segment.codec->Decode(segment.shape, cut, absl::MakeSpan(dec)).code(),
               absl::StatusCode::kDataLoss);
   }
+}
+
+INSTANTIATE_TEST_SUITE_P(OneTableAndClassTables, CorruptionTest,
+                         testing::Values("turbo_p3", "turbo_pc3"));
+
+// turbo_pc*'s class map and tables (FORMAT.md): a coordinate moved to a class without a table,
+// or a table given to a class no coordinate uses, is DataLoss.
+TEST(TurboCalibratedTest, ClassMapAndTablesMustAgree) {
+  const std::vector<uint8_t> raw = AsBytes(StructuredBlock(Layout(), 5), Layout().dtype);
+  const std::string block = Encode(PolicyText("turbo_pc3"), raw);
+  absl::StatusOr<BlockHeader> header = ParseBlock(Bytes(block), ChecksumCheck::kVerify);
+  ASSERT_TRUE(header.ok());
+  const BlockSegment& segment = header->segments[0];
+  const std::vector<uint8_t> enc(block.begin() + segment.offset,
+                                 block.begin() + segment.offset + segment.length);
+  std::vector<uint8_t> dec(segment.shape.RawBytes());
+  ASSERT_TRUE(segment.codec->Decode(segment.shape, enc, absl::MakeSpan(dec)).ok());
+  // The class map follows the basis id, means, steps and offsets (FORMAT.md).
+  const SegmentShape& shape = segment.shape;
+  const size_t map = 8 + 2 * size_t{shape.kv_heads} * shape.head_dim + 2 * shape.kv_heads + 16;
+  const size_t tables = map + shape.kv_heads * shape.head_dim / 2;
+  bool used[16] = {};
+  for (size_t i = 0; i < shape.kv_heads * shape.head_dim; ++i) {
+    used[(enc[map + i / 2] >> (4 * (i % 2))) & 0xf] = true;
+  }
+  int unused = 0;
+  while (unused < 16 && used[unused]) ++unused;
+  ASSERT_LT(unused, 16) << "the block should leave a class unused";
+  std::vector<uint8_t> moved = enc;
+  moved[map] = static_cast<uint8_t>((moved[map] & 0xf0) | unused);
+  const absl::Status s = segment.codec->Decode(shape, moved, absl::MakeSpan(dec));
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  // Class `unused` given a one-symbol table: its count byte says 1 and nothing else fits.
+  size_t at = tables;
+  for (int k = 0; k < unused; ++k) at += 2 + 2 * size_t{enc[at + 1]};
+  ASSERT_EQ(enc[at + 1], 0);
+  std::vector<uint8_t> extra = enc;
+  extra[at + 1] = 1;
+  EXPECT_EQ(segment.codec->Decode(shape, extra, absl::MakeSpan(dec)).code(),
+            absl::StatusCode::kDataLoss);
 }
 
 // FNV-1a over bytes: a fingerprint of an encoding or a decoding.
@@ -276,18 +343,35 @@ std::vector<float> GoldenData(const SegmentShape& shape, const float* basis, uin
 TEST(TurboCalibratedTest, EncodedAndDecodedBytesMatchTheReferenceFingerprints) {
   struct Case {
     SegmentShape shape;
-    uint64_t expected[2][2];  // turbo_p2, turbo_p4: encoded, decoded
+    const char* codec;
+    uint64_t encoded, decoded;
   };
+  // turbo_pc* needs room for 16 tables, so its segments are larger.
   const Case cases[] = {
-      {testing_util::Shape(64, 2, 128, DType::kBFloat16),
-       {{0x72759daeec9c2c24ull, 0x7044386d45a71a77ull},
-        {0x6a4df0b5fdf3df67ull, 0xcebf8f0c2f6e8006ull}}},
-      {testing_util::Shape(50, 3, 64, DType::kFloat32),
-       {{0xc1cce414497130a7ull, 0x22aa6b251aedb6b0ull},
-        {0x56b62a6ef1d7ce45ull, 0x310b20377c683616ull}}},
-      {testing_util::Shape(40, 2, 96, DType::kFloat16),
-       {{0x308b8fd110a296c8ull, 0xb3790be7186aa90eull},
-        {0x2b70c0b2dab7dfc0ull, 0x6f13e03222fa9e6cull}}},
+      {testing_util::Shape(64, 2, 128, DType::kBFloat16), "turbo_p2", 0x72759daeec9c2c24ull,
+       0x7044386d45a71a77ull},
+      {testing_util::Shape(64, 2, 128, DType::kBFloat16), "turbo_p4", 0x6a4df0b5fdf3df67ull,
+       0xcebf8f0c2f6e8006ull},
+      {testing_util::Shape(50, 3, 64, DType::kFloat32), "turbo_p2", 0xc1cce414497130a7ull,
+       0x22aa6b251aedb6b0ull},
+      {testing_util::Shape(50, 3, 64, DType::kFloat32), "turbo_p4", 0x56b62a6ef1d7ce45ull,
+       0x310b20377c683616ull},
+      {testing_util::Shape(40, 2, 96, DType::kFloat16), "turbo_p2", 0x308b8fd110a296c8ull,
+       0xb3790be7186aa90eull},
+      {testing_util::Shape(40, 2, 96, DType::kFloat16), "turbo_p4", 0x2b70c0b2dab7dfc0ull,
+       0x6f13e03222fa9e6cull},
+      {testing_util::Shape(256, 2, 128, DType::kBFloat16), "turbo_pc2", 0x6daee5e7857c6ad2ull,
+       0x526d1c03b232dea5ull},
+      {testing_util::Shape(256, 2, 128, DType::kBFloat16), "turbo_pc4", 0x4bea884857f70fabull,
+       0xb03e0a1089d4d034ull},
+      {testing_util::Shape(200, 3, 64, DType::kFloat32), "turbo_pc2", 0x2020628b70bb3544ull,
+       0xc6a967280f6152e5ull},
+      {testing_util::Shape(200, 3, 64, DType::kFloat32), "turbo_pc4", 0x7e15d39a156974f1ull,
+       0x4fdfefe5b8417c3aull},
+      {testing_util::Shape(160, 2, 96, DType::kFloat16), "turbo_pc2", 0x56653bfae2d08e85ull,
+       0xf943958d602e2a46ull},
+      {testing_util::Shape(160, 2, 96, DType::kFloat16), "turbo_pc4", 0x7196e8441833c04cull,
+       0x36ec50de91840d38ull},
   };
   uint64_t escapes = 0;
   for (const Case& c : cases) {
@@ -295,20 +379,16 @@ TEST(TurboCalibratedTest, EncodedAndDecodedBytesMatchTheReferenceFingerprints) {
         GoldenCalibration(c.shape.kv_heads, c.shape.head_dim);
     const std::vector<uint8_t> raw = AsBytes(
         GoldenData(c.shape, calibration->Basis(0, true), c.shape.head_dim), c.shape.dtype);
-    int i = 0;
-    for (const char* name : {"turbo_p2", "turbo_p4"}) {
-      const SegmentCodec* codec = FindCodec(name);
-      SegmentContext context;
-      context.basis = calibration->Basis(0, true);
-      context.basis_id = calibration->BasisId(0, true);
-      std::vector<uint8_t> enc(codec->EncodedSize(c.shape)), dec(c.shape.RawBytes());
-      ASSERT_TRUE(codec->Encode(c.shape, context, raw, absl::MakeSpan(enc)).ok());
-      ASSERT_TRUE(codec->Decode(c.shape, enc, absl::MakeSpan(dec)).ok());
-      escapes += LoadLE32(enc.data() + enc.size() - 4);
-      EXPECT_EQ(Fnv1a(enc), c.expected[i][0]) << name << " encoded 0x" << std::hex << Fnv1a(enc);
-      EXPECT_EQ(Fnv1a(dec), c.expected[i][1]) << name << " decoded 0x" << std::hex << Fnv1a(dec);
-      ++i;
-    }
+    const SegmentCodec* codec = FindCodec(c.codec);
+    SegmentContext context;
+    context.basis = calibration->Basis(0, true);
+    context.basis_id = calibration->BasisId(0, true);
+    std::vector<uint8_t> enc(codec->EncodedSize(c.shape)), dec(c.shape.RawBytes());
+    ASSERT_TRUE(codec->Encode(c.shape, context, raw, absl::MakeSpan(enc)).ok()) << c.codec;
+    ASSERT_TRUE(codec->Decode(c.shape, enc, absl::MakeSpan(dec)).ok()) << c.codec;
+    escapes += LoadLE32(enc.data() + enc.size() - 4);
+    EXPECT_EQ(Fnv1a(enc), c.encoded) << c.codec << " encoded 0x" << std::hex << Fnv1a(enc);
+    EXPECT_EQ(Fnv1a(dec), c.decoded) << c.codec << " decoded 0x" << std::hex << Fnv1a(dec);
   }
   EXPECT_GT(escapes, 0u) << "the cases must take the escape path";
 }

@@ -14,11 +14,13 @@
 #include "codec/block_layout.h"
 #include "codec/calibration.h"
 #include "codec/channel_means.h"
+#include "codec/coordinate_classes.h"
 #include "codec/element_convert_simd.h"
 #include "codec/float_convert.h"
 #include "codec/hadamard.h"
 #include "codec/hadamard_simd.h"
 #include "codec/rans.h"
+#include "codec/rans_classes.h"
 #include "codec/segment_io.h"
 #include "codec/turbo_kernel.h"
 
@@ -39,8 +41,8 @@ constexpr int kHistBins = kHistPerSigma * kHistSigmas;
 
 double LadderAlpha(int k) { return std::exp2(k / 16.0 - 6.0); }
 
-// Where the fixed parts of a segment lie (FORMAT.md, turbo_e*); the table, lane lengths and
-// streams follow at `table`.
+// Where the fixed parts of a segment lie (FORMAT.md, turbo_e*); the table (turbo_pc*: the
+// class map and the class tables), lane lengths and streams follow at `table`.
 struct Layout {
   uint64_t means = 8;  // fp16 [kv_heads][d]
   uint64_t steps = 0;  // fp16 [kv_heads]
@@ -60,6 +62,13 @@ Layout LayoutOf(const SegmentShape& shape, int half_bits) {
 
 // The largest side information after `table`: a full frequency table and the lane lengths.
 constexpr uint64_t kMaxTableAndLanes = 2 + 2 * kSymbols + 4 * kRansLanes;
+// turbo_pc*: a class code per head and coordinate, then kCoordinateClasses tables.
+uint64_t ClassMapBytes(const SegmentShape& shape) {
+  return (uint64_t{shape.kv_heads} * shape.head_dim + 1) / 2;
+}
+uint64_t MaxClassTablesAndLanes(const SegmentShape& shape) {
+  return ClassMapBytes(shape) + kCoordinateClasses * (2 + 2 * kSymbols) + 4 * kRansLanes;
+}
 
 bool BadStep(uint16_t h) { return (h & 0x7c00u) == 0x7c00u || (h & 0x8000u) != 0 || h == 0; }
 
@@ -508,6 +517,50 @@ void ScaledHistogram(const float* y, uint64_t n, uint32_t d, uint32_t heads,
   Overlapped(n, d, heads, scales.data(), flush_every, bin, count, flush);
 }
 
+// turbo_pc*: Σ y² per head and coordinate over the segment's tokens (double, token order).
+std::vector<double> CoordinateEnergies(const float* y, uint64_t n, uint32_t d, uint32_t heads) {
+  std::vector<double> ss(size_t{heads} * d, 0.0);
+  for (uint64_t v = 0; v < n; ++v) {
+    double* row = &ss[(v % heads) * d];
+    const float* yv = &y[v * d];
+    for (uint32_t c = 0; c < d; ++c) row[c] += double{yv[c]} * yv[c];
+  }
+  return ss;
+}
+
+// ScaledHistogram's bins, one histogram per coordinate class: hist[class · kHistBins + bin].
+// Scalar: the class codecs spend their time in the basis products.
+void ClassHistograms(const float* y, uint64_t n, uint32_t d, uint32_t heads,
+                     const std::vector<double>& sigma, const std::vector<uint8_t>& classes,
+                     uint64_t* hist) {
+  std::fill(hist, hist + size_t{kCoordinateClasses} * kHistBins, 0);
+  std::vector<float> scales(heads);
+  for (uint32_t h = 0; h < heads; ++h) {
+    scales[h] = sigma[h] == 0 ? 0.0f : static_cast<float>(kHistPerSigma / sigma[h]);
+  }
+  for (uint64_t v = 0; v < n; ++v) {
+    const uint32_t h = v % heads;
+    const uint8_t* cls = &classes[size_t{h} * d];
+    const float* yv = &y[v * d];
+    for (uint32_t c = 0; c < d; ++c) {
+      const float scaled = std::min(std::fabs(yv[c]) * scales[h], static_cast<float>(kHistBins - 1));
+      ++hist[size_t{cls[c]} * kHistBins + static_cast<uint32_t>(scaled)];
+    }
+  }
+}
+
+// turbo_pc*: counts[class · kSymbols + symbol] of the quantized symbols.
+std::vector<uint64_t> ClassCounts(const uint8_t* symbols, uint64_t n, uint32_t d, uint32_t heads,
+                                  const std::vector<uint8_t>& classes) {
+  std::vector<uint64_t> counts(size_t{kCoordinateClasses} * kSymbols, 0);
+  for (uint64_t v = 0; v < n; ++v) {
+    const uint8_t* cls = &classes[(v % heads) * d];
+    const uint8_t* sym = &symbols[v * d];
+    for (uint32_t c = 0; c < d; ++c) ++counts[size_t{cls[c]} * kSymbols + sym[c]];
+  }
+  return counts;
+}
+
 // Symbols [first, first + count) of a table, and the bytes of table plus lane lengths.
 struct SymbolRange {
   int first = 0, count = 0;
@@ -519,34 +572,177 @@ SymbolRange RangeOf(const uint64_t* counts) {
   return {lo, hi - lo + 1};
 }
 
-// Bits the entropy-coded part would take for these counts: table, lane lengths, coded symbols,
-// and 48 bits per lane of rANS overhead (an upper bound of the final state and last word).
-double CodedBitsUpperBound(const uint64_t* counts) {
+// Bits of one table and the symbols it codes, for these counts (not all zero).
+double TableAndCodedBits(const uint64_t* counts) {
   const SymbolRange r = RangeOf(counts);
   const RansTable t = NormalizeRansTable(absl::MakeConstSpan(counts + r.first, r.count));
-  return 8.0 * (2 + 2 * r.count + 4 * kRansLanes) +
-         RansCodedBits(t, absl::MakeConstSpan(counts + r.first, r.count)) + 48.0 * kRansLanes;
+  return 8.0 * (2 + 2 * r.count) + RansCodedBits(t, absl::MakeConstSpan(counts + r.first, r.count));
+}
+
+// The lane lengths and 48 bits per lane of rANS overhead (an upper bound of the final state
+// and last word).
+constexpr double kLaneBits = 8.0 * 4 * kRansLanes + 48.0 * kRansLanes;
+
+// Bits the entropy-coded part would take for these counts: table, lane lengths, coded symbols,
+// and the lanes' overhead.
+double CodedBitsUpperBound(const uint64_t* counts) { return TableAndCodedBits(counts) + kLaneBits; }
+
+// The same for turbo_pc*'s class map and class tables: counts[class · kSymbols + symbol].
+double ClassCodedBitsUpperBound(const SegmentShape& shape, const uint64_t* counts) {
+  double bits = 8.0 * (ClassMapBytes(shape) + 2 * kCoordinateClasses) + kLaneBits;
+  for (int k = 0; k < kCoordinateClasses; ++k) {
+    const uint64_t* c = counts + static_cast<size_t>(k) * kSymbols;
+    if (std::any_of(c, c + kSymbols, [](uint64_t x) { return x != 0; })) {
+      bits += TableAndCodedBits(c) - 16.0;  // its first and count are counted above
+    }
+  }
+  return bits;
+}
+
+// The symbol counts a histogram of |y|/σ predicts at ladder step k: each bin's count goes to
+// the |q| of its centre, split evenly between ±q; escapes counts the values past kMaxIndex.
+void PredictedCounts(const uint64_t* hist, int k, uint64_t counts[kSymbols], double* escapes) {
+  std::fill(counts, counts + kSymbols, 0);
+  *escapes = 0;
+  const double alpha = LadderAlpha(k);
+  for (int b = 0; b < kHistBins; ++b) {
+    if (hist[b] == 0) continue;
+    const double centre = (b + 0.5) / kHistPerSigma / alpha + 0.5;
+    const int a = std::min<int>(kMaxIndex, static_cast<int>(centre));
+    if (a == 0) {
+      counts[kMaxIndex] += hist[b];
+    } else {
+      counts[kMaxIndex + a] += hist[b] - hist[b] / 2;
+      counts[kMaxIndex - a] += hist[b] / 2;
+    }
+    if (centre >= kMaxIndex) *escapes += hist[b];
+  }
+}
+
+// A table's frequencies of symbols first .. first + count − 1 at `freq` into *t (relative to
+// first); InvalidArgument (the caller reports DataLoss) when they leave the symbols or do not
+// sum to kRansTotal.
+absl::Status ParseTable(int first, int count, const uint8_t* freq, RansTable* t) {
+  if (count == 0 || first + count > kSymbols) {
+    return absl::InvalidArgumentError(absl::StrCat("entropy table covers symbols ", first, " + ",
+                                                   count, ", beyond ", kSymbols));
+  }
+  t->freq.clear();
+  for (int s = 0; s < count; ++s) t->freq.push_back(LoadLE16(freq + 2 * s));
+  if (!FinishRansTable(t).ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("entropy table frequencies do not sum to ", kRansTotal));
+  }
+  return absl::OkStatus();
+}
+
+// turbo_pc*: the class map and class tables at `table` (tables over absolute symbols, empty for
+// unused classes), and where the lane lengths start. InvalidArgument (the caller reports
+// DataLoss) for a bad table, a class used with no table, or a table of an unused class (no
+// encoder writes one). Supports guarantees the room for the largest tables.
+absl::Status ParseClassTables(const SegmentShape& shape, const uint8_t* table,
+                              std::vector<uint8_t>* classes, std::vector<RansTable>* tables,
+                              uint64_t* lanes_at) {
+  *classes = UnpackClasses(table, uint64_t{shape.kv_heads} * shape.head_dim);
+  bool used[kCoordinateClasses] = {};
+  for (uint8_t c : *classes) used[c] = true;
+  tables->assign(kCoordinateClasses, RansTable());
+  uint64_t at = ClassMapBytes(shape);
+  for (int k = 0; k < kCoordinateClasses; ++k) {
+    const int first = table[at], count = table[at + 1];
+    if (count == 0 || !used[k]) {
+      if (count != 0 || first != 0 || used[k]) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "coordinate class ", k, used[k] ? " is used but has no entropy table"
+                                            : " is used by no coordinate but has a table"));
+      }
+      at += 2;
+      continue;
+    }
+    RansTable t;
+    absl::Status status = ParseTable(first, count, table + at + 2, &t);
+    if (!status.ok()) return absl::InvalidArgumentError(absl::StrCat("class ", k, ": ", status.message()));
+    (*tables)[k].freq.assign(first, 0);
+    (*tables)[k].freq.insert((*tables)[k].freq.end(), t.freq.begin(), t.freq.end());
+    FinishRansTable(&(*tables)[k]).IgnoreError();  // the same frequencies
+    at += 2 + 2 * uint64_t(count);
+  }
+  *lanes_at = at;
+  return absl::OkStatus();
+}
+
+// turbo_p*: the escapes and their count, ending at `end`.
+void WriteEscapes(const std::vector<uint16_t>& escapes, uint8_t* end) {
+  StoreLE32(end - kEscapeCountBytes, static_cast<uint32_t>(escapes.size()));
+  uint8_t* at = end - kEscapeCountBytes - 2 * escapes.size();
+  for (size_t e = 0; e < escapes.size(); ++e) StoreLE16(at + 2 * e, escapes[e]);
+}
+
+// turbo_pc*: writes the class map, the class tables, the lane lengths and the streams of
+// `symbols` into `out` (FORMAT.md), and zeros up to its end. False when the streams do not fit.
+bool WriteClassCoded(const SegmentShape& shape, const std::vector<uint8_t>& classes,
+                     const std::vector<uint64_t>& counts, const uint8_t* symbols,
+                     absl::Span<uint8_t> out) {
+  PackClasses(classes, out.data());
+  uint64_t at = ClassMapBytes(shape);
+  std::vector<RansTable> tables(kCoordinateClasses);
+  for (int k = 0; k < kCoordinateClasses; ++k) {
+    const uint64_t* c = &counts[static_cast<size_t>(k) * kSymbols];
+    if (std::none_of(c, c + kSymbols, [](uint64_t x) { return x != 0; })) {
+      out[at] = out[at + 1] = 0;
+      at += 2;
+      continue;
+    }
+    const SymbolRange r = RangeOf(c);
+    const RansTable t = NormalizeRansTable(absl::MakeConstSpan(c + r.first, r.count));
+    out[at] = static_cast<uint8_t>(r.first);
+    out[at + 1] = static_cast<uint8_t>(r.count);
+    for (int s = 0; s < r.count; ++s) StoreLE16(&out[at + 2 + 2 * s], static_cast<uint16_t>(t.freq[s]));
+    at += 2 + 2 * uint64_t(r.count);
+    // The coder takes absolute symbols: the table with `first` empty symbols in front.
+    tables[k].freq.assign(r.first, 0);
+    tables[k].freq.insert(tables[k].freq.end(), t.freq.begin(), t.freq.end());
+    FinishRansTable(&tables[k]).IgnoreError();  // the same frequencies, summing to 4096
+  }
+  const uint64_t lanes_at = at, streams_at = at + 4 * kRansLanes;
+  uint32_t lane_bytes[kRansLanes];
+  if (streams_at > out.size() ||
+      !RansEncodeClasses(tables, classes, absl::MakeConstSpan(symbols, shape.Elements()),
+                         out.subspan(streams_at), lane_bytes)) {
+    return false;
+  }
+  for (int l = 0; l < kRansLanes; ++l) StoreLE32(&out[lanes_at + 4 * l], lane_bytes[l]);
+  const uint64_t used = std::accumulate(lane_bytes, lane_bytes + kRansLanes, uint64_t{0});
+  std::fill(out.begin() + streams_at + used, out.end(), 0);
+  return true;
 }
 
 }  // namespace
 
 TurboEntropyCodec::TurboEntropyCodec(int half_bits, OffsetSums offset_sums,
-                                     Transform transform)
-    : half_bits_(half_bits), offset_sums_(offset_sums), transform_(transform) {
+                                     Transform transform, Tables tables)
+    : half_bits_(half_bits), offset_sums_(offset_sums), transform_(transform), tables_(tables) {
   if (half_bits < 4 || half_bits > 8) std::abort();
+  if (tables == Tables::kClassTables && transform == Transform::kRotation) std::abort();
+}
+
+// 0: turbo_e*, 1: turbo_p*, 2: turbo_pc*.
+int TurboEntropyCodec::Family() const {
+  if (transform_ == Transform::kRotation) return 0;
+  return tables_ == Tables::kOneTable ? 1 : 2;
 }
 
 CodecId TurboEntropyCodec::id() const {
-  const CodecId first =
-      transform_ == Transform::kRotation ? CodecId::kTurboE2 : CodecId::kTurboP2;
-  return static_cast<CodecId>(static_cast<int>(first) + half_bits_ - 4);
+  static constexpr CodecId kFirst[3] = {CodecId::kTurboE2, CodecId::kTurboP2, CodecId::kTurboPc2};
+  return static_cast<CodecId>(static_cast<int>(kFirst[Family()]) + half_bits_ - 4);
 }
 
 absl::string_view TurboEntropyCodec::name() const {
-  static constexpr absl::string_view kNames[2][5] = {
+  static constexpr absl::string_view kNames[3][5] = {
       {"turbo_e2", "turbo_e25", "turbo_e3", "turbo_e35", "turbo_e4"},
-      {"turbo_p2", "turbo_p25", "turbo_p3", "turbo_p35", "turbo_p4"}};
-  return kNames[transform_ == Transform::kRotation ? 0 : 1][half_bits_ - 4];
+      {"turbo_p2", "turbo_p25", "turbo_p3", "turbo_p35", "turbo_p4"},
+      {"turbo_pc2", "turbo_pc25", "turbo_pc3", "turbo_pc35", "turbo_pc4"}};
+  return kNames[Family()][half_bits_ - 4];
 }
 
 absl::Status TurboEntropyCodec::Supports(const SegmentShape& shape) const {
@@ -555,7 +751,9 @@ absl::Status TurboEntropyCodec::Supports(const SegmentShape& shape) const {
   const Layout l = LayoutOf(shape, half_bits_);
   // Room for the side information and at least a quarter bit per value of indices.
   const uint64_t tail = transform_ == Transform::kCalibratedBasis ? kEscapeCountBytes : 0;
-  if (l.table + kMaxTableAndLanes + tail + shape.Elements() / 32 > l.total) {
+  const uint64_t side =
+      tables_ == Tables::kClassTables ? MaxClassTablesAndLanes(shape) : kMaxTableAndLanes;
+  if (l.table + side + tail + shape.Elements() / 32 > l.total) {
     return absl::InvalidArgumentError(absl::StrCat(
         name(), ": a segment of ", shape.tokens, " tokens x ", shape.kv_heads,
         " heads is too small for its means, steps and entropy tables; use turbo* or more "
@@ -619,38 +817,58 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
     }
     sigma[h] = std::sqrt(energy[h] / (static_cast<double>(shape.tokens) * d));
   }
-  // Pass 3: a histogram of |y|/σ_h to guess the finest ladder step that fits.
-  std::vector<uint64_t> hist(kHistBins);
-  ScaledHistogram(y, n, d, heads, sigma, hist.data());
+  // turbo_pc*: the coordinate classes, from the spread of each coordinate over its head's.
+  const bool classes_on = tables_ == Tables::kClassTables;
+  std::vector<uint8_t> classes;
+  if (classes_on) classes = CoordinateClasses(CoordinateEnergies(y, n, d, heads), energy, d);
+  // Pass 3: a histogram of |y|/σ_h (per coordinate class) to guess the finest ladder step that
+  // fits.
+  const int hist_classes = classes_on ? kCoordinateClasses : 1;
+  std::vector<uint64_t> hist(static_cast<size_t>(hist_classes) * kHistBins);
+  if (classes_on) {
+    ClassHistograms(y, n, d, heads, sigma, classes, hist.data());
+  } else {
+    ScaledHistogram(y, n, d, heads, sigma, hist.data());
+  }
   // turbo_p*: the escape count always sits at the end.
   const uint64_t fixed_tail = calibrated ? kEscapeCountBytes : 0;
   const double budget_bits = 8.0 * static_cast<double>(layout.total - layout.table - fixed_tail);
-  auto estimate = [&](int k) {
-    // Each bin's count goes to the |q| of its centre, split evenly between ±q.
-    uint64_t counts[kSymbols] = {0};
-    const double alpha = LadderAlpha(k);
-    for (int b = 0; b < kHistBins; ++b) {
-      if (hist[b] == 0) continue;
-      const int a = std::min<int>(kMaxIndex, static_cast<int>((b + 0.5) / kHistPerSigma / alpha + 0.5));
-      if (a == 0) {
-        counts[kMaxIndex] += hist[b];
-      } else {
-        counts[kMaxIndex + a] += hist[b] - hist[b] / 2;
-        counts[kMaxIndex - a] += hist[b] / 2;
-      }
-    }
-    double escapes = 0;  // turbo_p*: 16 bits a value past kMaxIndex
-    if (calibrated) {
-      for (int b = 0; b < kHistBins; ++b) {
-        if ((b + 0.5) / kHistPerSigma / alpha + 0.5 >= kMaxIndex) escapes += hist[b];
-      }
-    }
-    return CodedBitsUpperBound(counts) + 16 * escapes;
+  // Coded bits of symbol counts (per class for turbo_pc*: counts[class · kSymbols + symbol]).
+  auto coded_bits = [&](const uint64_t* counts) {
+    return classes_on ? ClassCodedBitsUpperBound(shape, counts) : CodedBitsUpperBound(counts);
   };
-  int lo = 0, hi = kLadder - 1;  // smallest k whose estimate fits, by bisection
-  while (lo < hi) {
-    const int mid = (lo + hi) / 2;
-    if (estimate(mid) <= budget_bits) hi = mid; else lo = mid + 1;
+  // The bits the histograms `h` predict at ladder step k.
+  auto estimate = [&](const std::vector<uint64_t>& h, int k) {
+    std::vector<uint64_t> counts(static_cast<size_t>(hist_classes) * kSymbols);
+    double escapes = 0;  // turbo_p*: 16 bits a value past kMaxIndex
+    for (int c = 0; c < hist_classes; ++c) {
+      double class_escapes;
+      PredictedCounts(&h[static_cast<size_t>(c) * kHistBins], k,
+                      &counts[static_cast<size_t>(c) * kSymbols], &class_escapes);
+      escapes += class_escapes;
+    }
+    return coded_bits(counts.data()) + (calibrated ? 16 * escapes : 0.0);
+  };
+  // The smallest k whose estimate fits, by bisection.
+  auto finest_step = [&](const std::vector<uint64_t>& h) {
+    int lo = 0, hi = kLadder - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi) / 2;
+      if (estimate(h, mid) <= budget_bits) hi = mid; else lo = mid + 1;
+    }
+    return lo;
+  };
+  int lo = finest_step(hist);
+  if (classes_on) {
+    // Every coordinate in class 0 (one table) when that promises a finer step: in small
+    // segments sixteen tables can cost more than they save.
+    std::vector<uint64_t> one(hist.size(), 0);
+    for (size_t i = 0; i < hist.size(); ++i) one[i % kHistBins] += hist[i];
+    const int lo_one = finest_step(one);
+    if (lo_one < lo) {
+      lo = lo_one;
+      std::fill(classes.begin(), classes.end(), 0);
+    }
   }
 
   // Pass 4: quantize at that step; move one rung coarser while the exact counts or the coded
@@ -668,12 +886,23 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
     std::vector<uint16_t> escapes;
     if (calibrated) escapes = Escapes(y, q.symbols.get(), n, d, heads, inv);
     const uint64_t tail = fixed_tail + 2 * escapes.size();
-    if (CodedBitsUpperBound(q.counts) + 16.0 * escapes.size() > budget_bits && k + 1 < kLadder) {
-      continue;
-    }
-    if (layout.table + kMaxTableAndLanes + tail > layout.total) continue;
+    std::vector<uint64_t> class_counts;
+    if (classes_on) class_counts = ClassCounts(q.symbols.get(), n, d, heads, classes);
+    const double bits = coded_bits(classes_on ? class_counts.data() : q.counts);
+    if (bits + 16.0 * escapes.size() > budget_bits && k + 1 < kLadder) continue;
+    const uint64_t side = classes_on ? MaxClassTablesAndLanes(shape) : kMaxTableAndLanes;
+    if (layout.table + side + tail > layout.total) continue;
     int8_t offsets[kOffsets];
     CentroidOffsets(q, y, n, d, heads, inv, offset_sums_ == OffsetSums::kReference, offsets);
+    if (classes_on) {
+      if (!WriteClassCoded(shape, classes, class_counts, q.symbols.get(),
+                           absl::MakeSpan(table, layout.total - layout.table - tail))) {
+        continue;
+      }
+      WriteEscapes(escapes, out.data() + layout.total);
+      for (int a = 0; a < kOffsets; ++a) out[layout.offsets + a] = static_cast<uint8_t>(offsets[a]);
+      return absl::OkStatus();
+    }
     const SymbolRange r = RangeOf(q.counts);
     const RansTable t = NormalizeRansTable(absl::MakeConstSpan(q.counts + r.first, r.count));
     // The coder takes the symbols as they are (not rebased to `first`): the same table with
@@ -691,11 +920,7 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
                     lane_bytes)) {
       continue;
     }
-    if (calibrated) {
-      uint8_t* end = out.data() + layout.total;
-      StoreLE32(end - kEscapeCountBytes, static_cast<uint32_t>(escapes.size()));
-      for (size_t e = 0; e < escapes.size(); ++e) StoreLE16(end - tail + 2 * e, escapes[e]);
-    }
+    if (calibrated) WriteEscapes(escapes, out.data() + layout.total);
     std::fill(table + streams_at + std::accumulate(lane_bytes, lane_bytes + kRansLanes, uint64_t{0}),
               out.data() + out.size() - tail, 0);
     table[0] = static_cast<uint8_t>(r.first);
@@ -745,18 +970,23 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
     return absl::DataLossError(absl::StrCat(name(), ": reconstruction offset 0 is not 0"));
   }
   const uint8_t* table = encoded.data() + layout.table;
-  const int first = table[0], count = table[1];
-  if (count == 0 || first + count > kSymbols) {
-    return absl::DataLossError(absl::StrCat(name(), ": entropy table covers symbols ", first,
-                                            " + ", count, ", beyond ", kSymbols));
-  }
+  // The symbols the decoder hands out are first .. first + count − 1 of the table, counted from
+  // first (turbo_pc*: all kSymbols, counted from 0).
+  int first = 0, count = kSymbols;
+  uint64_t lanes_at = 0;
   RansTable t;
-  for (int s = 0; s < count; ++s) t.freq.push_back(LoadLE16(table + 2 + 2 * s));
-  if (!FinishRansTable(&t).ok()) {
-    return absl::DataLossError(absl::StrCat(name(), ": entropy table frequencies do not sum to ",
-                                            kRansTotal));
+  std::vector<RansTable> class_tables;
+  std::vector<uint8_t> classes;
+  if (tables_ == Tables::kClassTables) {
+    status = ParseClassTables(shape, table, &classes, &class_tables, &lanes_at);
+    if (!status.ok()) return absl::DataLossError(absl::StrCat(name(), ": ", status.message()));
+  } else {
+    first = table[0];
+    count = table[1];
+    status = ParseTable(first, count, table + 2, &t);
+    if (!status.ok()) return absl::DataLossError(absl::StrCat(name(), ": ", status.message()));
+    lanes_at = 2 + 2 * uint64_t(count);
   }
-  const uint64_t lanes_at = 2 + 2 * uint64_t(count);
   const uint64_t streams_at = lanes_at + 4 * kRansLanes;
   // turbo_p*: the escapes and their count at the end (Supports leaves room for the count).
   uint64_t tail = 0;
@@ -803,7 +1033,17 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
   // The table's symbols of ±kMaxIndex, which escape in turbo_p*.
   const int escape_lo = first == 0 ? 0 : -1;
   const int escape_hi = first + count == kSymbols ? count - 1 : -1;
-  RansDecoder decoder(t, streams, lane_bytes);
+  // One of the two decoders, behind one interface.
+  std::unique_ptr<RansDecoder> one;
+  std::unique_ptr<RansClassDecoder> multi;
+  if (tables_ == Tables::kClassTables) {
+    multi.reset(new RansClassDecoder(class_tables, classes, streams, lane_bytes));
+  } else {
+    one.reset(new RansDecoder(t, streams, lane_bytes));
+  }
+  auto decode = [&](size_t symbols, uint8_t* to) {
+    return one != nullptr ? one->Decode(symbols, to) : multi->Decode(symbols, to);
+  };
   // Symbols a batch of whole vectors at a time (about 4096), so the coder runs long stretches.
   const uint64_t batch = std::max<uint64_t>(1, 4096 / d);
   std::vector<uint8_t> sym(batch * d);
@@ -814,7 +1054,7 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
   std::vector<float> decoded(basis.rows != nullptr ? 4 * size_t{d} : 0);
   for (uint64_t v0 = 0; v0 < n; v0 += batch) {
     const uint64_t vectors = std::min(batch, n - v0);
-    status = decoder.Decode(vectors * d, sym.data());
+    status = decode(vectors * d, sym.data());
     if (!status.ok()) return absl::DataLossError(absl::StrCat(name(), ": ", status.message()));
     if (basis.rows == nullptr) {
       for (uint64_t v = v0; v < v0 + vectors; ++v) {
@@ -851,7 +1091,7 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
       }
     }
   }
-  status = decoder.Finish();
+  status = one != nullptr ? one->Finish() : multi->Finish();
   if (!status.ok()) return absl::DataLossError(absl::StrCat(name(), ": ", status.message()));
   if (escape != escapes_end) {
     return absl::DataLossError(absl::StrCat(name(), ": more escapes than values at ±", kMaxIndex));

@@ -1,6 +1,7 @@
 // Entropy-coded centred TurboQuant codecs turbo_e2/e25/e3/e35/e4 (codec/FORMAT.md, ids
-// 35–39), and turbo_p2 .. turbo_p4 (ids 40–44), the same with a calibrated basis per head in
-// place of the rotation (codec/calibration.h): per segment and head, fp16 channel means are subtracted (as turbo_c* does), each
+// 35–39), turbo_p2 .. turbo_p4 (ids 40–44), the same with a calibrated basis per head in
+// place of the rotation (codec/calibration.h), and turbo_pc2 .. turbo_pc4 (ids 45–49),
+// turbo_p* with a rANS table per class of coordinates: per segment and head, fp16 channel means are subtracted (as turbo_c* does), each
 // vector is rotated by turbo's seeded randomized Hadamard transform, and each rotated
 // coordinate is quantized by a *uniform* step Δ_h shared by the head's tokens; the indices are
 // coded with an interleaved static rANS coder (codec/rans.h), and each index decodes to the
@@ -45,10 +46,19 @@ class TurboEntropyCodec final : public SegmentCodec {
   // and decoding needs that calibration loaded).
   enum class Transform { kRotation, kCalibratedBasis };
 
-  // half_bits: 4, 5, 6, 7 or 8 for turbo_e2, e25, e3, e35, e4 (turbo_p* with
-  // kCalibratedBasis); aborts otherwise.
+  // How the indices are coded. kOneTable: one rANS table per segment (turbo_e*, turbo_p*).
+  // kClassTables (turbo_pc*, kCalibratedBasis only): each (head, coordinate) of the segment
+  // gets one of 16 classes by the spread of its coefficients relative to the head's (half an
+  // octave a class, codec/coordinate_classes.h), and each class its own table
+  // (codec/rans_classes.h): a calibrated basis's axes differ in spread by 2^6 and more, and
+  // one table for all of them wastes about 8% of the rate.
+  enum class Tables { kOneTable, kClassTables };
+
+  // half_bits: 4, 5, 6, 7 or 8 for turbo_e2, e25, e3, e35, e4 (turbo_p*, turbo_pc* with
+  // kCalibratedBasis); aborts otherwise, or for kClassTables with kRotation.
   explicit TurboEntropyCodec(int half_bits, OffsetSums offset_sums = OffsetSums::kExactFirst,
-                             Transform transform = Transform::kRotation);
+                             Transform transform = Transform::kRotation,
+                             Tables tables = Tables::kOneTable);
 
   CodecId id() const override;
   absl::string_view name() const override;
@@ -73,9 +83,12 @@ class TurboEntropyCodec final : public SegmentCodec {
                       absl::Span<uint8_t> raw) const override;
 
  private:
+  int Family() const;
+
   const int half_bits_;
   const OffsetSums offset_sums_;
   const Transform transform_;
+  const Tables tables_;
 };
 
 }  // namespace kvpack

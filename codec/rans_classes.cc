@@ -1,0 +1,118 @@
+#include "codec/rans_classes.h"
+
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "codec/rans_internal.h"
+#include "codec/segment_io.h"
+
+namespace kvpack {
+
+bool RansEncodeClasses(absl::Span<const RansTable> tables, absl::Span<const uint8_t> classes,
+                       absl::Span<const uint8_t> symbols, absl::Span<uint8_t> out,
+                       uint32_t lane_bytes[kRansLanes]) {
+  using rans_internal::EncSymbol;
+  std::vector<EncSymbol> enc(tables.size() * 256);
+  for (size_t t = 0; t < tables.size(); ++t) {
+    for (size_t s = 0; s < tables[t].freq.size(); ++s) {
+      if (tables[t].freq[s] != 0) {
+        enc[t * 256 + s] = rans_internal::MakeEncSymbol(tables[t].start[s], tables[t].freq[s]);
+      }
+    }
+  }
+  const size_t n = symbols.size(), period = classes.size();
+  // As RansEncode: each lane's words go backwards into its own region, at most 12 bits a symbol.
+  const size_t cap = (n / kRansLanes + 1) * 3 / 4 + 2;
+  std::unique_ptr<uint16_t[]> scratch(new uint16_t[cap * kRansLanes]);  // uninitialized
+  uint32_t x[kRansLanes], pos[kRansLanes];
+  for (int l = 0; l < kRansLanes; ++l) {
+    pos[l] = static_cast<uint32_t>(cap * (l + 1));
+    x[l] = kRansLow;
+  }
+  // Last symbol first, so that the decoder reads them first to last.
+  size_t at = n % period;
+  for (size_t i = n; i-- > 0;) {
+    at = at == 0 ? period - 1 : at - 1;
+    const int l = static_cast<int>(i % kRansLanes);
+    rans_internal::EncodeSymbol(enc[size_t{classes[at]} * 256 + symbols[i]], &x[l],
+                                scratch.get(), &pos[l]);
+  }
+  size_t out_pos = 0;
+  for (int l = 0; l < kRansLanes; ++l) {
+    const size_t words = cap * (l + 1) - pos[l];
+    const size_t bytes = 4 + 2 * words;
+    if (out_pos + bytes > out.size()) return false;
+    StoreLE32(out.data() + out_pos, x[l]);
+    std::memcpy(out.data() + out_pos + 4, scratch.get() + pos[l], 2 * words);  // little-endian host
+    lane_bytes[l] = static_cast<uint32_t>(bytes);
+    out_pos += bytes;
+  }
+  return true;
+}
+
+RansClassDecoder::RansClassDecoder(absl::Span<const RansTable> tables,
+                                   absl::Span<const uint8_t> classes,
+                                   absl::Span<const uint8_t> streams,
+                                   const uint32_t lane_bytes[kRansLanes])
+    : offset_(new uint32_t[classes.size()]), streams_(streams.data()), period_(classes.size()) {
+  // Slots only for the tables the pattern names.
+  std::vector<int> slot_of(tables.size(), -1);
+  int used = 0;
+  for (uint8_t c : classes) {
+    if (slot_of[c] < 0) slot_of[c] = used++;
+  }
+  slots_.reset(new uint32_t[size_t{kRansTotal} * used]);
+  for (size_t t = 0; t < tables.size(); ++t) {
+    if (slot_of[t] < 0) continue;
+    uint32_t* slots = &slots_[size_t{kRansTotal} * slot_of[t]];
+    for (size_t s = 0; s < tables[t].freq.size(); ++s) {
+      const uint32_t f = tables[t].freq[s];
+      for (uint32_t k = 0; k < f; ++k) {
+        slots[tables[t].start[s] + k] = f | k << 13 | static_cast<uint32_t>(s) << 25;
+      }
+    }
+  }
+  for (size_t i = 0; i < period_; ++i) offset_[i] = kRansTotal * slot_of[classes[i]];
+  int32_t pos = 0;
+  for (int l = 0; l < kRansLanes; ++l) {
+    state_[l] = LoadLE32(streams_ + pos);
+    next_[l] = pos + 4;
+    end_[l] = pos + static_cast<int32_t>(lane_bytes[l]);
+    pos = end_[l];
+  }
+}
+
+absl::Status RansClassDecoder::Decode(size_t count, uint8_t* out) {
+  bool overrun = false;
+  for (size_t i = 0; i < count; ++i) {
+    const int l = lane_;
+    uint32_t x = state_[l];
+    const uint32_t e = slots_[offset_[at_] + (x & (kRansTotal - 1))];
+    x = (e & 0x1fff) * (x >> kRansScaleBits) + ((e >> 13) & 0xfff);
+    // Branch-free renormalization, as RansDecoder's: a lane past its end reads a zero.
+    const bool need = x < kRansLow;
+    const bool have = next_[l] < end_[l];
+    overrun |= need & !have;
+    const uint32_t word = have ? LoadLE16(streams_ + next_[l]) : 0;
+    state_[l] = need ? (x << 16) | word : x;
+    next_[l] += (need & have) ? 2 : 0;
+    lane_ = (l + 1) & (kRansLanes - 1);
+    at_ = at_ + 1 == period_ ? 0 : at_ + 1;
+    out[i] = static_cast<uint8_t>(e >> 25);
+  }
+  if (overrun) return absl::DataLossError("an entropy lane ends early");
+  return absl::OkStatus();
+}
+
+absl::Status RansClassDecoder::Finish() const {
+  for (int l = 0; l < kRansLanes; ++l) {
+    if (state_[l] != kRansLow || next_[l] != end_[l]) {
+      return absl::DataLossError(
+          absl::StrCat("entropy lane ", l, " does not end where its stream does"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kvpack
