@@ -13,11 +13,19 @@ bool RansEncodeClasses(absl::Span<const RansTable> tables, absl::Span<const uint
                        absl::Span<const uint8_t> symbols, absl::Span<uint8_t> out,
                        uint32_t lane_bytes[kRansLanes]) {
   using rans_internal::EncSymbol;
-  std::vector<EncSymbol> enc(tables.size() * 256);
+  // Constants of the tables the pattern uses, 256 symbols a table.
+  std::vector<int> row(tables.size(), -1);
+  int rows = 0;
+  for (uint8_t c : classes) {
+    if (row[c] < 0) row[c] = rows++;
+  }
+  std::unique_ptr<EncSymbol[]> enc(new EncSymbol[size_t{256} * rows]);
   for (size_t t = 0; t < tables.size(); ++t) {
+    if (row[t] < 0) continue;
     for (size_t s = 0; s < tables[t].freq.size(); ++s) {
       if (tables[t].freq[s] != 0) {
-        enc[t * 256 + s] = rans_internal::MakeEncSymbol(tables[t].start[s], tables[t].freq[s]);
+        enc[size_t{256} * row[t] + s] =
+            rans_internal::MakeEncSymbol(tables[t].start[s], tables[t].freq[s]);
       }
     }
   }
@@ -35,7 +43,7 @@ bool RansEncodeClasses(absl::Span<const RansTable> tables, absl::Span<const uint
   for (size_t i = n; i-- > 0;) {
     at = at == 0 ? period - 1 : at - 1;
     const int l = static_cast<int>(i % kRansLanes);
-    rans_internal::EncodeSymbol(enc[size_t{classes[at]} * 256 + symbols[i]], &x[l],
+    rans_internal::EncodeSymbol(enc[size_t{256} * row[classes[at]] + symbols[i]], &x[l],
                                 scratch.get(), &pos[l]);
   }
   size_t out_pos = 0;

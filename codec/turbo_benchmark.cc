@@ -5,7 +5,9 @@
 // turbo_c2, turbo_c3, turbo_c4, turbo_c25, turbo_c35; 15–19 = turbo_e2, e25, e3, e35, e4;
 // 20–24 = turbo_p2, p25, p3, p35, p4, calibrated on the benchmark's own input (on N(0,1)
 // values no axis is wider than another, so this is turbo_p's slowest case: no coefficient is
-// zero more often than turbo_e's). BM_Project / BM_Unproject time the basis products alone.
+// zero more often than turbo_e's); 25–29 = turbo_pc2, pc25, pc3, pc35, pc4 likewise (their
+// coordinates fall in one or two classes here, but every symbol takes the class coder's
+// path). BM_Project / BM_Unproject time the basis products alone.
 //
 //   bazel run -c opt //codec:turbo_benchmark -- --benchmark_min_time=0.2 --benchmark_repetitions=5
 //
@@ -81,6 +83,15 @@ std::unique_ptr<SegmentCodec> MakeCodec(int which) {
       return std::make_unique<TurboEntropyCodec>(which - 16,
                                                  TurboEntropyCodec::OffsetSums::kExactFirst,
                                                  TurboEntropyCodec::Transform::kCalibratedBasis);
+    case 25:
+    case 26:
+    case 27:
+    case 28:
+    case 29:
+      return std::make_unique<TurboEntropyCodec>(which - 21,
+                                                 TurboEntropyCodec::OffsetSums::kExactFirst,
+                                                 TurboEntropyCodec::Transform::kCalibratedBasis,
+                                                 TurboEntropyCodec::Tables::kClassTables);
     default: return std::make_unique<Int4Codec>();
   }
 }
@@ -150,7 +161,7 @@ void BM_Decode(benchmark::State& state) {
 
 // Args: {codec, is_key}. int4 runs twice: keys group per channel, values per token.
 void Codecs(benchmark::internal::Benchmark* b) {
-  for (int c = 0; c <= 24; ++c) b->Args({c, 0});
+  for (int c = 0; c <= 29; ++c) b->Args({c, 0});
   b->Args({9, 1});
 }
 

@@ -837,34 +837,36 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
   auto coded_bits = [&](const uint64_t* counts) {
     return classes_on ? ClassCodedBitsUpperBound(shape, counts) : CodedBitsUpperBound(counts);
   };
-  // The bits the histograms `h` predict at ladder step k.
-  auto estimate = [&](const std::vector<uint64_t>& h, int k) {
-    std::vector<uint64_t> counts(static_cast<size_t>(hist_classes) * kSymbols);
+  // The bits the first `classes_in_h` histograms at `h` (the others empty) predict at ladder
+  // step k.
+  std::vector<uint64_t> counts(static_cast<size_t>(hist_classes) * kSymbols);
+  auto estimate = [&](const uint64_t* h, int classes_in_h, int k) {
+    std::fill(counts.begin(), counts.end(), 0);
     double escapes = 0;  // turbo_p*: 16 bits a value past kMaxIndex
-    for (int c = 0; c < hist_classes; ++c) {
+    for (int c = 0; c < classes_in_h; ++c) {
       double class_escapes;
-      PredictedCounts(&h[static_cast<size_t>(c) * kHistBins], k,
+      PredictedCounts(h + static_cast<size_t>(c) * kHistBins, k,
                       &counts[static_cast<size_t>(c) * kSymbols], &class_escapes);
       escapes += class_escapes;
     }
     return coded_bits(counts.data()) + (calibrated ? 16 * escapes : 0.0);
   };
   // The smallest k whose estimate fits, by bisection.
-  auto finest_step = [&](const std::vector<uint64_t>& h) {
+  auto finest_step = [&](const uint64_t* h, int classes_in_h) {
     int lo = 0, hi = kLadder - 1;
     while (lo < hi) {
       const int mid = (lo + hi) / 2;
-      if (estimate(h, mid) <= budget_bits) hi = mid; else lo = mid + 1;
+      if (estimate(h, classes_in_h, mid) <= budget_bits) hi = mid; else lo = mid + 1;
     }
     return lo;
   };
-  int lo = finest_step(hist);
+  int lo = finest_step(hist.data(), hist_classes);
   if (classes_on) {
     // Every coordinate in class 0 (one table) when that promises a finer step: in small
     // segments sixteen tables can cost more than they save.
-    std::vector<uint64_t> one(hist.size(), 0);
+    std::vector<uint64_t> one(kHistBins, 0);
     for (size_t i = 0; i < hist.size(); ++i) one[i % kHistBins] += hist[i];
-    const int lo_one = finest_step(one);
+    const int lo_one = finest_step(one.data(), 1);
     if (lo_one < lo) {
       lo = lo_one;
       std::fill(classes.begin(), classes.end(), 0);
