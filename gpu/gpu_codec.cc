@@ -171,9 +171,9 @@ absl::Status CheckSameTables(absl::Span<const BlockHeader* const> headers, size_
   return absl::OkStatus();
 }
 
-absl::Status CheckGpuPlan(const BlockHeader& plan) {
+absl::Status CheckGpuPlan(const BlockHeader& plan, GpuWork work = GpuWork::kBoth) {
   for (const BlockSegment& s : plan.segments) {
-    absl::Status st = GpuSupports(s.codec->id(), s.shape);
+    absl::Status st = GpuSupports(s.codec->id(), s.shape, work);
     if (!st.ok()) {
       return absl::UnimplementedError(absl::StrCat(s.codec->name(), " for layer ", s.layer,
                                                    s.is_key ? " K" : " V", ": ", st.message()));
@@ -183,6 +183,31 @@ absl::Status CheckGpuPlan(const BlockHeader& plan) {
 }
 
 }  // namespace
+
+// The calibrated codecs' SegmentIo fields: the basis id the segment records (in `seed`) and
+// the device copy of its bases, uploaded (on the current device) on first use.
+absl::Status SetBasis(const BlockSegment& s, SegmentIo* io) {
+  if (!IsCalibrated(s.codec->id())) return absl::OkStatus();
+  if (s.context.basis == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        s.codec->name(), " for layer ", s.layer, ": the block's calibration is not loaded"));
+  }
+  io->seed = s.context.basis_id;
+  CUDA_RETURN_IF_ERROR(DeviceBasis(s.context.basis_id, s.context.basis,
+                                   size_t{s.shape.kv_heads} * s.shape.head_dim * s.shape.head_dim,
+                                   &io->basis),
+                       "calibration basis upload");
+  return absl::OkStatus();
+}
+
+// Uploads the bases of the plan's calibrated segments, so that Group only finds them.
+absl::Status UploadBases(const BlockHeader& plan) {
+  for (const BlockSegment& s : plan.segments) {
+    SegmentIo io;
+    RETURN_IF_ERROR(SetBasis(s, &io));
+  }
+  return absl::OkStatus();
+}
 
 class GpuCodec::Impl {
  public:
@@ -238,6 +263,7 @@ class GpuCodec::Impl {
                                 : uint64_t{plan.layout.kv_heads} * plan.layout.head_dim;
           io.encoded = blocks[b] + s.offset;
           io.seed = s.context.seed;
+          SetBasis(s, &io).IgnoreError();  // UploadBases ran first: this only finds the copy
           ios->push_back(io);
           ++g.count;
         }
@@ -388,6 +414,7 @@ class GpuCodec::Impl {
     uint8_t* const pin_raw = staging_.pin_raw.bytes();
     uint8_t* const pin_enc = staging_.pin_enc.bytes();
     std::vector<SegmentIo> ios;
+    RETURN_IF_ERROR(UploadBases(plan));
     const std::vector<Piece> pieces =
         MakePieces(plan, LayersPerPiece(plan.layout), {&view, 1}, {&block, 1}, &ios);
     RETURN_IF_ERROR(EnsureEvents(pieces.size()));
@@ -531,6 +558,8 @@ class GpuCodec::Impl {
           out->token_stride = stride;
           out->encoded = blocks[b] + s.offset;
           out->seed = seeds.empty() ? s.context.seed : seeds[b]->segments[j].context.seed;
+          out->basis = nullptr;
+          RETURN_IF_ERROR(SetBasis(s, out));
           ++out;
         }
       }
@@ -676,7 +705,7 @@ absl::StatusOr<uint64_t> GpuCodec::EncodeBlock(const BlockHeader& header, RawPie
                                                    header.layout.RawBytes()));
   }
   RETURN_IF_ERROR(CheckOutput(header, out));
-  RETURN_IF_ERROR(CheckGpuPlan(header));
+  RETURN_IF_ERROR(CheckGpuPlan(header, GpuWork::kEncode));
   absl::MutexLock lock(&impl_->mu());
   CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
   return impl_->EncodeHost(header, host_raw, out);
@@ -700,7 +729,7 @@ absl::Status GpuCodec::DecodeBlock(const BlockHeader& header, absl::Span<const u
                                                    header.layout.RawBytes()));
   }
   RETURN_IF_ERROR(CheckEncoded(header, encoded));
-  RETURN_IF_ERROR(CheckGpuPlan(header));
+  RETURN_IF_ERROR(CheckGpuPlan(header, GpuWork::kDecode));
   absl::MutexLock lock(&impl_->mu());
   CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
   return impl_->DecodeHost(header, encoded, host_raw_out);
@@ -718,7 +747,7 @@ absl::StatusOr<std::string> GpuCodec::EncodeBlockFromDevice(const BlockLayout& l
                                                             uint64_t seed) {
   ASSIGN_OR_RETURN(const BlockHeader header, PlanBlock(layout, policy, seed));
   RETURN_IF_ERROR(CheckView(layout, src));
-  RETURN_IF_ERROR(CheckGpuPlan(header));
+  RETURN_IF_ERROR(CheckGpuPlan(header, GpuWork::kEncode));
   std::string out(header.total_size, '\0');
   absl::MutexLock lock(&impl_->mu());
   CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
@@ -731,7 +760,7 @@ absl::Status GpuCodec::DecodeBlockToDevice(const BlockHeader& header,
                                            const DeviceBlockView& dst) {
   RETURN_IF_ERROR(CheckEncoded(header, encoded));
   RETURN_IF_ERROR(CheckView(header.layout, dst));
-  RETURN_IF_ERROR(CheckGpuPlan(header));
+  RETURN_IF_ERROR(CheckGpuPlan(header, GpuWork::kDecode));
   absl::MutexLock lock(&impl_->mu());
   CUDA_RETURN_IF_ERROR(cudaSetDevice(impl_->device()), "cudaSetDevice");
   return impl_->DecodeDevice(header, encoded, dst);
@@ -757,7 +786,7 @@ absl::Status RunBatchChecked(GpuCodec::Impl& impl, bool encode, const BlockHeade
                                                    " encoded blocks"));
   }
   for (const DeviceBlockView& v : views) RETURN_IF_ERROR(CheckView(plan.layout, v));
-  RETURN_IF_ERROR(CheckGpuPlan(plan));
+  RETURN_IF_ERROR(CheckGpuPlan(plan, encode ? GpuWork::kEncode : GpuWork::kDecode));
   absl::MutexLock lock(&impl.mu());
   CUDA_RETURN_IF_ERROR(cudaSetDevice(impl.device()), "cudaSetDevice");
   cudaStream_t s = stream != nullptr ? static_cast<cudaStream_t>(stream) : impl.compute_stream();

@@ -75,6 +75,18 @@ std::pair<int, int> CentredBits(CodecId codec) {
   }
 }
 
+// half_bits of turbo_p2 .. p4 and turbo_pc2 .. pc4 (4..8), 0 for the others.
+int CalibratedHalfBits(CodecId codec) {
+  const int id = static_cast<int>(codec);
+  if (id >= static_cast<int>(CodecId::kTurboP2) && id <= static_cast<int>(CodecId::kTurboP4)) {
+    return id - static_cast<int>(CodecId::kTurboP2) + 4;
+  }
+  if (id >= static_cast<int>(CodecId::kTurboPc2) && id <= static_cast<int>(CodecId::kTurboPc4)) {
+    return id - static_cast<int>(CodecId::kTurboPc2) + 4;
+  }
+  return 0;
+}
+
 // The exact float matrix the CPU turbo_prod codec multiplies by (codec/qjl.h): built at most
 // once per process, shared with the CPU codec, and never freed.
 const float* QjlMatrixFromCpu(uint32_t chunk_pos, uint32_t size) {
@@ -88,13 +100,29 @@ constexpr float kTurboProdShrinkage = 1.0f;
 
 size_t RawElemBytes(const SegmentShape& shape) { return DTypeSize(shape.dtype); }
 
-absl::Status GpuSupports(CodecId codec, const SegmentShape& shape) {
+bool IsCalibrated(CodecId codec) { return CalibratedHalfBits(codec) != 0; }
+
+absl::Status GpuSupports(CodecId codec, const SegmentShape& shape, GpuWork work) {
   if (DTypeSize(shape.dtype) == 0) {
     return absl::UnimplementedError("GPU codecs: unknown dtype");
   }
   if (shape.head_dim == 0 || shape.head_dim > kMaxHeadDim) {
     return absl::UnimplementedError(absl::StrCat("GPU codecs: head_dim ", shape.head_dim,
                                                  " outside [1, ", kMaxHeadDim, "]"));
+  }
+  if (IsCalibrated(codec)) {
+    if (work != GpuWork::kDecode) {
+      return absl::UnimplementedError(
+          "the GPU decodes turbo_p*/turbo_pc* but does not encode them (the CPU does)");
+    }
+    if (!CalibratedSupported(shape.head_dim) ||
+        uint64_t{shape.kv_heads} * shape.head_dim > kMaxGpuTurboOutlierRow) {
+      return absl::UnimplementedError(absl::StrCat(
+          "GPU turbo_p*/turbo_pc* need head_dim a multiple of 16 up to ",
+          kMaxGpuCalibratedHeadDim, " and kv_heads * head_dim <= ", kMaxGpuTurboOutlierRow,
+          ", got head_dim ", shape.head_dim, " with ", shape.kv_heads, " kv_heads"));
+    }
+    return absl::OkStatus();
   }
   switch (codec) {
     case CodecId::kRaw:
@@ -200,6 +228,13 @@ absl::Status LaunchSegments(bool encode, CodecId codec, const SegmentShape& shap
       err = encode ? LaunchTurboProdEncode(b, mse, kTurboProdShrinkage, QjlMatrixFromCpu, stream)
                    : LaunchTurboProdDecode(b, mse, QjlMatrixFromCpu, stream);
       what = encode ? "turbo_prod encode launch" : "turbo_prod decode launch";
+    } else if (const int half_bits = CalibratedHalfBits(codec); half_bits != 0) {
+      if (encode) {
+        return absl::UnimplementedError("the GPU does not encode turbo_p*/turbo_pc*");
+      }
+      err = LaunchCalibratedDecode(
+          b, half_bits, static_cast<int>(codec) >= static_cast<int>(CodecId::kTurboPc2), stream);
+      what = "turbo_p/turbo_pc decode launch";
     } else if (const int bits = TurboBits(codec); bits != 0) {
       err = encode ? LaunchTurboEncode(b, CodebookFor(bits), stream)
                    : LaunchTurboDecode(b, CodebookFor(bits), stream);

@@ -18,9 +18,16 @@
 namespace kvpack {
 namespace gpu {
 
-// OK when the GPU kernels implement `codec` for `shape`; Unimplemented saying why not
-// (the caller then uses the CPU codec).
-absl::Status GpuSupports(CodecId codec, const SegmentShape& shape);
+// What a caller asks the GPU to do with a codec.
+enum class GpuWork { kEncode, kDecode, kBoth };
+
+// OK when the GPU kernels implement `work` of `codec` for `shape`; Unimplemented saying why
+// not (the caller then uses the CPU codec). The calibrated codecs (turbo_p*, turbo_pc*) have
+// decode kernels only.
+absl::Status GpuSupports(CodecId codec, const SegmentShape& shape, GpuWork work = GpuWork::kBoth);
+
+// True for the calibrated codecs, whose SegmentIo needs the basis id and device bases.
+bool IsCalibrated(CodecId codec);
 
 // Element size of the raw data.
 size_t RawElemBytes(const SegmentShape& shape);

@@ -37,7 +37,10 @@ struct SegmentIo {
   void* raw = nullptr;             // element (0, 0, 0) of the segment's raw data
   uint64_t token_stride = 0;       // elements between consecutive tokens
   uint8_t* encoded = nullptr;      // first byte of the segment's encoded payload
-  uint64_t seed = 0;               // the segment seed (randomized codecs)
+  uint64_t seed = 0;               // the segment seed (randomized codecs); the basis id
+                                   // the segment must record (calibrated codecs)
+  const float* basis = nullptr;    // calibrated codecs: the device copy of the segment's
+                                   // bases, [kv_heads][head_dim][head_dim] floats (DeviceBasis)
 };
 
 // What every launch needs: the segment shape and a device array of `count` SegmentIo.
@@ -143,6 +146,25 @@ cudaError_t LaunchTurboProdEncode(const SegmentBatch& batch, const Codebook& mse
                                   float shrinkage, QjlMatrixSource source, cudaStream_t stream);
 cudaError_t LaunchTurboProdDecode(const SegmentBatch& batch, const Codebook& mse,
                                   QjlMatrixSource source, cudaStream_t stream);
+
+// turbo_p2 .. turbo_p4 (ids 40–44, class_tables false) and turbo_pc2 .. turbo_pc4 (ids 45–49,
+// class_tables true) at `half_bits` (4..8): decode only (the CPU encodes them). Each
+// SegmentIo's `basis` is the device copy of its (layer, K|V)'s bases (DeviceBasis) and `seed`
+// the basis id the segment must record; a segment naming another id, and every other byte
+// the CPU decoder rejects, flags kErrCorrupt. Needs head_dim a multiple of 16 up to
+// kMaxGpuCalibratedHeadDim (the basis of a head in shared memory) and kv_heads · head_dim <=
+// kMaxGpuTurboOutlierRow (CalibratedSupported). Allocates its scratch (a byte per element and
+// a word per vector) stream-ordered on `stream`.
+inline constexpr uint32_t kMaxGpuCalibratedHeadDim = 128;
+bool CalibratedSupported(uint32_t head_dim);
+cudaError_t LaunchCalibratedDecode(const SegmentBatch& batch, int half_bits, bool class_tables,
+                                   cudaStream_t stream);
+
+// The device copy, on the current device, of the `floats` floats at `host_rows` (a
+// calibration's bases of one layer and K|V) known by `basis_id`: uploaded on first use (the
+// call then blocks until it is there) and kept for the life of the process. Thread-safe.
+cudaError_t DeviceBasis(uint64_t basis_id, const float* host_rows, size_t floats,
+                        const float** out);
 
 }  // namespace gpu
 }  // namespace kvpack

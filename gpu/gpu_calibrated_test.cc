@@ -1,0 +1,255 @@
+// The GPU decode of the calibrated codecs turbo_p* and turbo_pc* against the CPU reference:
+// blocks the CPU encoded must decode on the GPU to exactly the bytes the CPU decoder gives, for
+// every such codec, dtype and supported head_dim, through the host and the device entry
+// points; the GPU refuses to encode them (Unimplemented, so callers use the CPU); corrupt
+// payloads behind a valid checksum fail on the GPU exactly when they fail on the CPU. Needs a
+// GPU (tag gpu).
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "codec/block_format.h"
+#include "codec/block_header.h"
+#include "codec/calibration.h"
+#include "codec/codec_policy.h"
+#include "codec/float_convert.h"
+#include "codec/random.h"
+#include "gpu/gpu_codec.h"
+#include "gtest/gtest.h"
+
+namespace kvpack {
+namespace gpu {
+namespace {
+
+class GpuCalibratedTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto codec = GpuCodec::Create(0);
+    ASSERT_TRUE(codec.ok()) << codec.status();
+    codec_ = codec->release();
+    std::printf("device: %s\n", codec_->DeviceDescription().c_str());
+  }
+  static void TearDownTestSuite() {
+    delete codec_;
+    codec_ = nullptr;
+  }
+  static GpuCodec* codec_;
+};
+GpuCodec* GpuCalibratedTest::codec_ = nullptr;
+
+BlockLayout Layout(uint32_t layers, uint32_t kv_heads, uint32_t head_dim, uint32_t tokens,
+                   DType dtype) {
+  BlockLayout l;
+  l.layers = layers;
+  l.kv_heads = kv_heads;
+  l.head_dim = head_dim;
+  l.tokens = tokens;
+  l.dtype = dtype;
+  return l;
+}
+
+absl::Span<const uint8_t> Bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+void StoreElem(DType dtype, float v, uint8_t* p) {
+  uint16_t h = 0;
+  switch (dtype) {
+    case DType::kFloat32:
+      std::memcpy(p, &v, 4);
+      return;
+    case DType::kBFloat16:
+      h = FloatToBFloat16(v);
+      break;
+    case DType::kFloat16:
+      h = FloatToHalf(v);
+      break;
+  }
+  std::memcpy(p, &h, 2);
+}
+
+// Random orthonormal bases (Gram–Schmidt in double) for every (layer, K|V, head) of
+// `layout`, as a registered calibration.
+std::shared_ptr<const Calibration> MakeCalibration(const BlockLayout& layout, uint64_t seed) {
+  const uint32_t d = layout.head_dim;
+  std::vector<float> bases;
+  uint64_t state = seed;
+  for (uint32_t m = 0; m < 2 * layout.layers * layout.kv_heads; ++m) {
+    std::vector<double> b(size_t{d} * d);
+    for (double& v : b) v = static_cast<double>(SplitMix64Next(&state) >> 11) * 0x1.0p-53 - 0.5;
+    for (uint32_t r = 0; r < d; ++r) {
+      for (uint32_t s = 0; s < r; ++s) {
+        double dot = 0;
+        for (uint32_t c = 0; c < d; ++c) dot += b[r * d + c] * b[s * d + c];
+        for (uint32_t c = 0; c < d; ++c) b[r * d + c] -= dot * b[s * d + c];
+      }
+      double norm = 0;
+      for (uint32_t c = 0; c < d; ++c) norm += b[r * d + c] * b[r * d + c];
+      for (uint32_t c = 0; c < d; ++c) bases.push_back(static_cast<float>(b[r * d + c] / std::sqrt(norm)));
+    }
+  }
+  absl::StatusOr<Calibration> c =
+      Calibration::FromBases(layout.layers, layout.kv_heads, d, std::move(bases));
+  EXPECT_TRUE(c.ok()) << c.status();
+  auto shared = std::make_shared<const Calibration>(*std::move(c));
+  RegisterCalibration(shared);
+  return shared;
+}
+
+// Vectors spread 0.9^r along axis r of their head's basis (so the coordinate classes differ),
+// a per-head offset, and one coefficient in 50 twenty times larger (escapes at fine steps).
+std::vector<uint8_t> StructuredBlock(const BlockLayout& layout, const Calibration& cal,
+                                     uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal;
+  const uint32_t d = layout.head_dim, heads = layout.kv_heads;
+  const size_t elem = DTypeSize(layout.dtype);
+  std::vector<uint8_t> raw(layout.RawBytes());
+  std::vector<float> x(d);
+  for (uint32_t layer = 0; layer < layout.layers; ++layer) {
+    for (int kv = 0; kv < 2; ++kv) {
+      const float* basis = cal.Basis(layer, kv == 0);
+      for (uint64_t v = 0; v < uint64_t{layout.tokens} * heads; ++v) {
+        const float* b = basis + (v % heads) * size_t{d} * d;
+        for (uint32_t c = 0; c < d; ++c) x[c] = 0.4f * static_cast<float>(v % heads) - 0.3f;
+        for (uint32_t r = 0; r < d; ++r) {
+          float g = normal(rng) * std::pow(0.9f, static_cast<float>(r));
+          if (rng() % 50 == 0) g *= 20.0f;
+          for (uint32_t c = 0; c < d; ++c) x[c] += g * b[size_t{r} * d + c];
+        }
+        uint8_t* out = raw.data() + layout.SegmentRawBytes() * (2 * layer + kv) + v * d * elem;
+        for (uint32_t c = 0; c < d; ++c) StoreElem(layout.dtype, x[c], out + c * elem);
+      }
+    }
+  }
+  return raw;
+}
+
+std::string PolicyText(const std::string& codecs, const Calibration& cal) {
+  return absl::StrCat(codecs, ",calibration=", absl::Hex(cal.fingerprint(), absl::kZeroPad16));
+}
+
+// CPU-encodes, then checks the GPU decodes (host and device entry points) against the CPU's.
+void ExpectGpuDecodesLikeCpu(GpuCodec* gpu, const BlockLayout& layout, const std::string& text,
+                             uint64_t seed) {
+  const std::shared_ptr<const Calibration> cal = MakeCalibration(layout, seed);
+  absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(PolicyText(text, *cal));
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  const std::vector<uint8_t> raw = StructuredBlock(layout, *cal, seed + 1);
+  absl::StatusOr<std::string> enc = EncodeBlock(layout, *policy, raw, seed);
+  ASSERT_TRUE(enc.ok()) << text << ": " << enc.status();
+  absl::StatusOr<std::string> cpu = DecodeBlock(Bytes(*enc));
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  std::string g(layout.RawBytes(), '\0');
+  const absl::Status st = gpu->DecodeBlock(
+      Bytes(*enc), {reinterpret_cast<uint8_t*>(g.data()), g.size()});
+  ASSERT_TRUE(st.ok()) << text << " d=" << layout.head_dim << ": " << st;
+  size_t diff = 0;
+  for (size_t i = 0; i < g.size(); ++i) diff += g[i] != (*cpu)[i];
+  EXPECT_EQ(diff, 0u) << text << " d=" << layout.head_dim << " dtype "
+                      << static_cast<int>(layout.dtype) << ": " << diff << " bytes differ";
+  // Into device memory.
+  void* dev = nullptr;
+  ASSERT_EQ(cudaMalloc(&dev, layout.RawBytes()), cudaSuccess);
+  ASSERT_TRUE(gpu->DecodeBlockToDevice(Bytes(*enc), DeviceBlockView::Contiguous(dev, layout)).ok());
+  std::string back(layout.RawBytes(), '\0');
+  ASSERT_EQ(cudaMemcpy(back.data(), dev, back.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+  cudaFree(dev);
+  EXPECT_TRUE(back == *cpu) << text << " (to device)";
+}
+
+TEST_F(GpuCalibratedTest, EveryCodecDtypeAndHeadDimDecodesLikeCpu) {
+  const char* codecs[] = {"turbo_p2",  "turbo_p3",  "turbo_p4",  "turbo_pc2",
+                          "turbo_pc25", "turbo_pc3", "turbo_pc35", "turbo_pc4"};
+  for (const char* c : codecs) {
+    for (DType dtype : {DType::kBFloat16, DType::kFloat16, DType::kFloat32}) {
+      for (uint32_t d : {64u, 96u, 128u}) {
+        ExpectGpuDecodesLikeCpu(codec_, Layout(2, 4, d, 256, dtype), c, 100 + d);
+      }
+    }
+  }
+  // Odd token counts (a partial chunk and a partial round), one head, many heads, a mixed
+  // policy with a boundary layer.
+  ExpectGpuDecodesLikeCpu(codec_, Layout(3, 1, 128, 600, DType::kBFloat16), "turbo_pc3", 7);
+  ExpectGpuDecodesLikeCpu(codec_, Layout(2, 8, 128, 333, DType::kBFloat16), "turbo_p35", 8);
+  ExpectGpuDecodesLikeCpu(codec_, Layout(4, 8, 128, 384, DType::kBFloat16), "pc35v3", 9);
+  ExpectGpuDecodesLikeCpu(codec_, Layout(2, 2, 16, 2048, DType::kFloat16), "turbo_pc4", 10);
+}
+
+TEST_F(GpuCalibratedTest, EncodeIsUnimplementedSoCallersUseTheCpu) {
+  const BlockLayout layout = Layout(2, 4, 128, 256, DType::kBFloat16);
+  const std::shared_ptr<const Calibration> cal = MakeCalibration(layout, 3);
+  absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(PolicyText("turbo_pc3", *cal));
+  ASSERT_TRUE(policy.ok());
+  const std::vector<uint8_t> raw = StructuredBlock(layout, *cal, 4);
+  EXPECT_EQ(codec_->EncodeBlock(layout, *policy, raw, 1).status().code(),
+            absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(codec_->SupportsPolicy(layout, *policy).code(), absl::StatusCode::kUnimplemented);
+  // A head_dim the kernels do not take: decode is Unimplemented too.
+  const BlockLayout wide = Layout(1, 2, 256, 256, DType::kBFloat16);
+  const std::shared_ptr<const Calibration> wide_cal = MakeCalibration(wide, 5);
+  absl::StatusOr<CodecPolicy> wide_policy = CodecPolicy::Parse(PolicyText("turbo_p3", *wide_cal));
+  ASSERT_TRUE(wide_policy.ok());
+  absl::StatusOr<std::string> enc =
+      EncodeBlock(wide, *wide_policy, StructuredBlock(wide, *wide_cal, 6), 1);
+  ASSERT_TRUE(enc.ok());
+  std::string out(wide.RawBytes(), '\0');
+  EXPECT_EQ(codec_->DecodeBlock(Bytes(*enc), {reinterpret_cast<uint8_t*>(out.data()), out.size()})
+                .code(),
+            absl::StatusCode::kUnimplemented);
+}
+
+// Payload bytes mutated behind a valid checksum (the segments' basis ids left alone: the CPU
+// looks a changed id up among the loaded calibrations, the GPU takes the block's): the GPU
+// fails exactly when the CPU does, with DataLoss, and otherwise decodes to the CPU's bytes.
+TEST_F(GpuCalibratedTest, CorruptPayloadsFailOnTheGpuExactlyWhenOnTheCpu) {
+  const BlockLayout layout = Layout(2, 2, 128, 256, DType::kBFloat16);
+  const std::shared_ptr<const Calibration> cal = MakeCalibration(layout, 11);
+  std::mt19937_64 rng(12);
+  int failures = 0, trials = 0;
+  for (const char* c : {"turbo_p3", "turbo_pc3"}) {
+    absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(PolicyText(c, *cal));
+    ASSERT_TRUE(policy.ok());
+    absl::StatusOr<std::string> enc =
+        EncodeBlock(layout, *policy, StructuredBlock(layout, *cal, 13), 1);
+    ASSERT_TRUE(enc.ok());
+    absl::StatusOr<BlockHeader> header = ParseBlock(Bytes(*enc));
+    ASSERT_TRUE(header.ok());
+    std::string out(layout.RawBytes(), '\0');
+    for (int iter = 0; iter < 300; ++iter) {
+      std::string bad = *enc;
+      const BlockSegment& s = header->segments[rng() % header->segments.size()];
+      // Mostly the side information (steps, offsets, tables, lanes), sometimes anywhere.
+      const uint64_t span = iter % 3 == 0 ? s.length - 8 : std::min<uint64_t>(s.length - 8, 2600);
+      const int flips = 1 + static_cast<int>(rng() % 3);
+      for (int k = 0; k < flips; ++k) {
+        bad[s.offset + 8 + rng() % span] ^= static_cast<char>(1 + rng() % 255);
+      }
+      ASSERT_TRUE(SealBlock({reinterpret_cast<uint8_t*>(bad.data()), bad.size()}).ok());
+      const absl::StatusOr<std::string> cpu = DecodeBlock(Bytes(bad));
+      const absl::Status g =
+          codec_->DecodeBlock(Bytes(bad), {reinterpret_cast<uint8_t*>(out.data()), out.size()});
+      ++trials;
+      if (!cpu.ok()) {
+        ++failures;
+        EXPECT_EQ(cpu.status().code(), absl::StatusCode::kDataLoss) << cpu.status();
+        EXPECT_EQ(g.code(), absl::StatusCode::kDataLoss) << c << " iter " << iter << ": CPU "
+                                                         << cpu.status() << ", GPU " << g;
+      } else {
+        ASSERT_TRUE(g.ok()) << c << " iter " << iter << ": " << g;
+        EXPECT_TRUE(out == *cpu) << c << " iter " << iter;
+      }
+    }
+  }
+  EXPECT_GT(failures, trials / 4);  // the checks do catch most
+}
+
+}  // namespace
+}  // namespace gpu
+}  // namespace kvpack
