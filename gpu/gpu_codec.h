@@ -13,7 +13,9 @@
 //
 // Codecs with GPU kernels: raw, int8, int4, fp8_e4m3, turbo2/3/4 and turbo_prod2/3/4
 // (head_dim a multiple of 16, <= 512), turbo25/35 (head_dim a multiple of 32, <= 256, and
-// kv_heads · head_dim <= 32768).
+// kv_heads · head_dim <= 32768); decode only: turbo_p2 .. p4 and turbo_pc2 .. pc4 (head_dim a
+// multiple of 16, <= 128; their encode calls answer Unimplemented, and so does
+// SupportsPolicy, which asks for both).
 // Other codecs answer Unimplemented from SupportsPolicy and the encode/decode calls, so the
 // caller uses the CPU codecs for them.
 //
