@@ -102,10 +102,7 @@ bool RansEncode(const RansTable& table, absl::Span<const uint8_t> symbols,
                 absl::Span<uint8_t> out, uint32_t lane_bytes[kRansLanes], RansPath path) {
   if (UseAvx2(path)) return rans_internal::EncodeAvx2(table, symbols, out, lane_bytes);
   const size_t n = symbols.size();
-  // Each lane's words go backwards into its own region of `scratch`: at most 12 bits per
-  // symbol, so ⌈lane symbols · 3/4⌉ + 1 words.
-  const size_t per_lane = n / kRansLanes + 1;
-  const size_t cap = per_lane * 3 / 4 + 2;
+  const size_t cap = rans_internal::LaneCapacity(n);
   std::unique_ptr<uint16_t[]> scratch_words(new uint16_t[cap * kRansLanes]);  // uninitialized
   uint16_t* const scratch = scratch_words.get();
   uint32_t x[kRansLanes];
@@ -116,6 +113,14 @@ bool RansEncode(const RansTable& table, absl::Span<const uint8_t> symbols,
   }
   // Symbols are coded last to first so that the decoder reads them first to last.
   EncodeScalar(table, symbols.data(), 0, n, x, pos, scratch);
+  return rans_internal::WriteLanes(x, pos, cap, scratch, out, lane_bytes);
+}
+
+namespace rans_internal {
+
+bool WriteLanes(const uint32_t x[kRansLanes], const uint32_t pos[kRansLanes], size_t cap,
+                const uint16_t* scratch, absl::Span<uint8_t> out,
+                uint32_t lane_bytes[kRansLanes]) {
   size_t out_pos = 0;
   for (int l = 0; l < kRansLanes; ++l) {
     const size_t words = cap * (l + 1) - pos[l];
@@ -128,6 +133,30 @@ bool RansEncode(const RansTable& table, absl::Span<const uint8_t> symbols,
   }
   return true;
 }
+
+void StartLanes(const uint8_t* streams, const uint32_t lane_bytes[kRansLanes],
+                uint32_t state[kRansLanes], int32_t next[kRansLanes], int32_t end[kRansLanes]) {
+  int32_t pos = 0;
+  for (int l = 0; l < kRansLanes; ++l) {
+    state[l] = LoadLE32(streams + pos);
+    next[l] = pos + 4;
+    end[l] = pos + static_cast<int32_t>(lane_bytes[l]);
+    pos = end[l];
+  }
+}
+
+absl::Status FinishLanes(const uint32_t state[kRansLanes], const int32_t next[kRansLanes],
+                         const int32_t end[kRansLanes]) {
+  for (int l = 0; l < kRansLanes; ++l) {
+    if (state[l] != kRansLow || next[l] != end[l]) {
+      return absl::DataLossError(
+          absl::StrCat("entropy lane ", l, " does not end where its stream does"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace rans_internal
 
 absl::Status RansDecoder::Check(absl::Span<const uint8_t> streams,
                                 const uint32_t lane_bytes[kRansLanes]) {
@@ -160,13 +189,7 @@ RansDecoder::RansDecoder(const RansTable& table, absl::Span<const uint8_t> strea
       slots_[table.start[s] + k] = f | k << 13 | static_cast<uint32_t>(s) << 25;
     }
   }
-  int32_t pos = 0;
-  for (int l = 0; l < kRansLanes; ++l) {
-    state_[l] = LoadLE32(streams_ + pos);
-    next_[l] = pos + 4;
-    end_[l] = pos + static_cast<int32_t>(lane_bytes[l]);
-    pos = end_[l];
-  }
+  rans_internal::StartLanes(streams_, lane_bytes, state_, next_, end_);
 }
 
 // Branch-free renormalization (whether a lane needs a word is data-dependent and would
@@ -203,13 +226,7 @@ absl::Status RansDecoder::Decode(size_t count, uint8_t* out) {
 }
 
 absl::Status RansDecoder::Finish() const {
-  for (int l = 0; l < kRansLanes; ++l) {
-    if (state_[l] != kRansLow || next_[l] != end_[l]) {
-      return absl::DataLossError(
-          absl::StrCat("entropy lane ", l, " does not end where its stream does"));
-    }
-  }
-  return absl::OkStatus();
+  return rans_internal::FinishLanes(state_, next_, end_);
 }
 
 }  // namespace kvpack

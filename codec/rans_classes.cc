@@ -1,6 +1,5 @@
 #include "codec/rans_classes.h"
 
-#include <cstring>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -30,8 +29,7 @@ bool RansEncodeClasses(absl::Span<const RansTable> tables, absl::Span<const uint
     }
   }
   const size_t n = symbols.size(), period = classes.size();
-  // As RansEncode: each lane's words go backwards into its own region, at most 12 bits a symbol.
-  const size_t cap = (n / kRansLanes + 1) * 3 / 4 + 2;
+  const size_t cap = rans_internal::LaneCapacity(n);
   std::unique_ptr<uint16_t[]> scratch(new uint16_t[cap * kRansLanes]);  // uninitialized
   uint32_t x[kRansLanes], pos[kRansLanes];
   for (int l = 0; l < kRansLanes; ++l) {
@@ -46,17 +44,7 @@ bool RansEncodeClasses(absl::Span<const RansTable> tables, absl::Span<const uint
     rans_internal::EncodeSymbol(enc[size_t{256} * row[classes[at]] + symbols[i]], &x[l],
                                 scratch.get(), &pos[l]);
   }
-  size_t out_pos = 0;
-  for (int l = 0; l < kRansLanes; ++l) {
-    const size_t words = cap * (l + 1) - pos[l];
-    const size_t bytes = 4 + 2 * words;
-    if (out_pos + bytes > out.size()) return false;
-    StoreLE32(out.data() + out_pos, x[l]);
-    std::memcpy(out.data() + out_pos + 4, scratch.get() + pos[l], 2 * words);  // little-endian host
-    lane_bytes[l] = static_cast<uint32_t>(bytes);
-    out_pos += bytes;
-  }
-  return true;
+  return rans_internal::WriteLanes(x, pos, cap, scratch.get(), out, lane_bytes);
 }
 
 RansClassDecoder::RansClassDecoder(absl::Span<const RansTable> tables,
@@ -82,13 +70,7 @@ RansClassDecoder::RansClassDecoder(absl::Span<const RansTable> tables,
     }
   }
   for (size_t i = 0; i < period_; ++i) offset_[i] = kRansTotal * slot_of[classes[i]];
-  int32_t pos = 0;
-  for (int l = 0; l < kRansLanes; ++l) {
-    state_[l] = LoadLE32(streams_ + pos);
-    next_[l] = pos + 4;
-    end_[l] = pos + static_cast<int32_t>(lane_bytes[l]);
-    pos = end_[l];
-  }
+  rans_internal::StartLanes(streams_, lane_bytes, state_, next_, end_);
 }
 
 absl::Status RansClassDecoder::Decode(size_t count, uint8_t* out) {
@@ -114,13 +96,7 @@ absl::Status RansClassDecoder::Decode(size_t count, uint8_t* out) {
 }
 
 absl::Status RansClassDecoder::Finish() const {
-  for (int l = 0; l < kRansLanes; ++l) {
-    if (state_[l] != kRansLow || next_[l] != end_[l]) {
-      return absl::DataLossError(
-          absl::StrCat("entropy lane ", l, " does not end where its stream does"));
-    }
-  }
-  return absl::OkStatus();
+  return rans_internal::FinishLanes(state_, next_, end_);
 }
 
 }  // namespace kvpack

@@ -3,8 +3,11 @@
 #ifndef KVPACK_CODEC_RANS_INTERNAL_H_
 #define KVPACK_CODEC_RANS_INTERNAL_H_
 
+#include <cstddef>
 #include <cstdint>
 
+#include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "codec/rans.h"
 
 namespace kvpack {
@@ -52,6 +55,27 @@ inline void EncodeSymbol(const EncSymbol& e, uint32_t* x, uint16_t* words, uint3
   const uint32_t q = static_cast<uint32_t>((uint64_t{s} * e.rcp_freq) >> 32) >> e.rcp_shift;
   *x = s + e.bias + q * e.cmpl_freq;
 }
+
+// The scalar encoders' scratch: each lane's words go backwards into its own region of
+// LaneCapacity(n) words (at most 12 bits a symbol, so ⌈lane symbols · 3/4⌉ + 1 words).
+inline size_t LaneCapacity(size_t symbols) { return (symbols / kRansLanes + 1) * 3 / 4 + 2; }
+
+// Writes the lanes back to back into `out` (each its final state x[l], then its words
+// scratch[pos[l], cap·(l + 1)) in reading order) and their lengths into lane_bytes; false
+// when they do not fit.
+bool WriteLanes(const uint32_t x[kRansLanes], const uint32_t pos[kRansLanes], size_t cap,
+                const uint16_t* scratch, absl::Span<uint8_t> out,
+                uint32_t lane_bytes[kRansLanes]);
+
+// A decoder's lanes over checked streams (RansDecoder::Check): the initial states, and where
+// each lane's next word is and where its stream ends.
+void StartLanes(const uint8_t* streams, const uint32_t lane_bytes[kRansLanes],
+                uint32_t state[kRansLanes], int32_t next[kRansLanes], int32_t end[kRansLanes]);
+
+// After the last symbol: DataLoss unless every lane is back at kRansLow and has read its
+// whole stream.
+absl::Status FinishLanes(const uint32_t state[kRansLanes], const int32_t next[kRansLanes],
+                         const int32_t end[kRansLanes]);
 
 }  // namespace rans_internal
 }  // namespace kvpack

@@ -12,6 +12,7 @@
 #include "codec/block_format.h"
 #include "codec/calibrate.h"
 #include "codec/calibration.h"
+#include "codec/calibration_test_util.h"
 #include "codec/codec_policy.h"
 #include "codec/codec_registry.h"
 #include "codec/random.h"
@@ -26,6 +27,7 @@ namespace {
 using testing_util::AsBytes;
 using testing_util::AsFloats;
 using testing_util::Nmse;
+using testing_util::OrthonormalRows;
 
 BlockLayout Layout() {
   BlockLayout layout;
@@ -35,24 +37,6 @@ BlockLayout Layout() {
   layout.tokens = 256;
   layout.dtype = DType::kBFloat16;
   return layout;
-}
-
-// d orthonormal rows (row-major) from splitmix64 and Gram–Schmidt in double: the same values
-// on every machine.
-std::vector<double> OrthonormalRows(uint32_t d, uint64_t* state) {
-  std::vector<double> b(size_t{d} * d);
-  for (double& v : b) v = static_cast<double>(SplitMix64Next(state) >> 11) * 0x1.0p-53 - 0.5;
-  for (uint32_t r = 0; r < d; ++r) {
-    for (uint32_t s = 0; s < r; ++s) {
-      double dot = 0;
-      for (uint32_t c = 0; c < d; ++c) dot += b[r * d + c] * b[s * d + c];
-      for (uint32_t c = 0; c < d; ++c) b[r * d + c] -= dot * b[s * d + c];
-    }
-    double norm = 0;
-    for (uint32_t c = 0; c < d; ++c) norm += b[r * d + c] * b[r * d + c];
-    for (uint32_t c = 0; c < d; ++c) b[r * d + c] /= std::sqrt(norm);
-  }
-  return b;
 }
 
 // Vectors of a model-like head: most of their spread in a few directions of a fixed random

@@ -31,9 +31,9 @@
 #include "absl/strings/str_split.h"
 #include "codec/block_format.h"
 #include "codec/calibration.h"
+#include "codec/calibration_test_util.h"
 #include "codec/codec_policy.h"
 #include "codec/float_convert.h"
-#include "codec/random.h"
 #include "gpu/gpu_codec.h"
 
 namespace kvpack {
@@ -69,30 +69,6 @@ BlockLayout Layout() {
   l.tokens = 256;
   l.dtype = DType::kBFloat16;
   return l;
-}
-
-std::shared_ptr<const Calibration> RandomCalibration(const BlockLayout& layout) {
-  const uint32_t d = layout.head_dim;
-  std::vector<float> bases;
-  uint64_t state = 99;
-  for (uint32_t m = 0; m < 2 * layout.layers * layout.kv_heads; ++m) {
-    std::vector<double> b(size_t{d} * d);
-    for (double& v : b) v = static_cast<double>(SplitMix64Next(&state) >> 11) * 0x1.0p-53 - 0.5;
-    for (uint32_t r = 0; r < d; ++r) {
-      for (uint32_t s = 0; s < r; ++s) {
-        double dot = 0;
-        for (uint32_t c = 0; c < d; ++c) dot += b[r * d + c] * b[s * d + c];
-        for (uint32_t c = 0; c < d; ++c) b[r * d + c] -= dot * b[s * d + c];
-      }
-      double norm = 0;
-      for (uint32_t c = 0; c < d; ++c) norm += b[r * d + c] * b[r * d + c];
-      for (uint32_t c = 0; c < d; ++c) bases.push_back(static_cast<float>(b[r * d + c] / std::sqrt(norm)));
-    }
-  }
-  auto c = std::make_shared<const Calibration>(
-      *Calibration::FromBases(layout.layers, layout.kv_heads, d, std::move(bases)));
-  RegisterCalibration(c);
-  return c;
 }
 
 std::vector<uint8_t> Block(const BlockLayout& layout, const Calibration& cal) {
@@ -157,7 +133,8 @@ int Run(int argc, char** argv) {
   std::printf("device-to-device copy: %.0f GB/s (read + written)\n", ceiling / 1e9);
 
   const BlockLayout layout = Layout();
-  const std::shared_ptr<const Calibration> cal = RandomCalibration(layout);
+  const std::shared_ptr<const Calibration> cal =
+      testing_util::RandomCalibration(layout.layers, layout.kv_heads, layout.head_dim, 99);
   const std::vector<uint8_t> raw = Block(layout, *cal);
   std::printf("block: %u layers x %u heads x %u tokens x %u, bf16, %.1f MiB raw\n",
               layout.layers, layout.kv_heads, layout.tokens, layout.head_dim,

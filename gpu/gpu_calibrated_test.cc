@@ -17,9 +17,9 @@
 #include "codec/block_format.h"
 #include "codec/block_header.h"
 #include "codec/calibration.h"
+#include "codec/calibration_test_util.h"
 #include "codec/codec_policy.h"
 #include "codec/float_convert.h"
-#include "codec/random.h"
 #include "gpu/gpu_codec.h"
 #include "gtest/gtest.h"
 
@@ -74,32 +74,9 @@ void StoreElem(DType dtype, float v, uint8_t* p) {
   std::memcpy(p, &h, 2);
 }
 
-// Random orthonormal bases (Gram–Schmidt in double) for every (layer, K|V, head) of
-// `layout`, as a registered calibration.
+// A registered calibration of `layout`'s shape with random orthonormal bases.
 std::shared_ptr<const Calibration> MakeCalibration(const BlockLayout& layout, uint64_t seed) {
-  const uint32_t d = layout.head_dim;
-  std::vector<float> bases;
-  uint64_t state = seed;
-  for (uint32_t m = 0; m < 2 * layout.layers * layout.kv_heads; ++m) {
-    std::vector<double> b(size_t{d} * d);
-    for (double& v : b) v = static_cast<double>(SplitMix64Next(&state) >> 11) * 0x1.0p-53 - 0.5;
-    for (uint32_t r = 0; r < d; ++r) {
-      for (uint32_t s = 0; s < r; ++s) {
-        double dot = 0;
-        for (uint32_t c = 0; c < d; ++c) dot += b[r * d + c] * b[s * d + c];
-        for (uint32_t c = 0; c < d; ++c) b[r * d + c] -= dot * b[s * d + c];
-      }
-      double norm = 0;
-      for (uint32_t c = 0; c < d; ++c) norm += b[r * d + c] * b[r * d + c];
-      for (uint32_t c = 0; c < d; ++c) bases.push_back(static_cast<float>(b[r * d + c] / std::sqrt(norm)));
-    }
-  }
-  absl::StatusOr<Calibration> c =
-      Calibration::FromBases(layout.layers, layout.kv_heads, d, std::move(bases));
-  EXPECT_TRUE(c.ok()) << c.status();
-  auto shared = std::make_shared<const Calibration>(*std::move(c));
-  RegisterCalibration(shared);
-  return shared;
+  return testing_util::RandomCalibration(layout.layers, layout.kv_heads, layout.head_dim, seed);
 }
 
 // Vectors spread 0.9^r along axis r of their head's basis (so the coordinate classes differ),
