@@ -105,6 +105,23 @@ TEST(CalibratedCodecTest, PutsNameTheirCalibrationAndTheServerMustHaveIt) {
   absl::StatusOr<std::vector<GetResult>> other = (*client)->Get("ns", {"b"});
   ASSERT_TRUE(other.ok()) << other.status();
   EXPECT_LT(Nmse(raw, (*got)[0].bytes), 0.7 * Nmse(raw, (*other)[0].bytes));
+  // The class-table preset, named as a client names it: stored under its canonical policy and
+  // read back decoded, and encoded for the client to decode, to the same bytes.
+  const std::string hex = absl::StrCat(absl::Hex(calibration->fingerprint(), absl::kZeroPad16));
+  PutOptions preset;
+  preset.codec = "pc35v3,calibration=" + hex;
+  ASSERT_TRUE((*client)->Put("ns", {PutBlock{"c", Layout(), Bytes(raw)}}, preset).ok());
+  absl::StatusOr<std::vector<GetResult>> classes = (*client)->Get("ns", {"c"});
+  ASSERT_TRUE(classes.ok()) << classes.status();
+  EXPECT_EQ((*classes)[0].codec,
+            "k=turbo_pc35,v=turbo_pc3,boundary=1:turbo_pc3,calibration=" + hex);
+  EXPECT_LT(Nmse(raw, (*classes)[0].bytes), 0.01);
+  absl::StatusOr<std::vector<GetResult>> classes_encoded =
+      (*client)->Get("ns", {"c"}, Want::kEncoded);
+  ASSERT_TRUE(classes_encoded.ok()) << classes_encoded.status();
+  absl::StatusOr<std::string> classes_local = DecodeLocally((*classes_encoded)[0]);
+  ASSERT_TRUE(classes_local.ok()) << classes_local.status();
+  EXPECT_EQ(*classes_local, (*classes)[0].bytes);
 }
 
 // kvpack_server --calibrations: a durable turbo_p block outlives a restart without its
