@@ -188,15 +188,8 @@ __global__ void EntropyKernel(SegmentBatch b, int half_bits, bool classes, uint3
   uint8_t* out = symbols + seg * elements;
   uint32_t* before = escapes_before + seg * n;
   uint32_t run = 0;
-  // Element i's position in the class pattern, its coordinate and its vector, kept by
-  // increments (a 64-bit division a step would cost more than the decoding).
-  uint32_t pos = lane, col = lane;
-  uint64_t vec = 0;
+  uint32_t pos = lane;  // position in the class pattern of element i
   while (pos >= period) pos -= period;
-  while (col >= d) {
-    col -= d;
-    ++vec;
-  }
   for (uint64_t base = 0; base < elements; base += kLanes) {
     const uint64_t i = base + lane;
     const bool active = i < elements;
@@ -226,15 +219,12 @@ __global__ void EntropyKernel(SegmentBatch b, int half_bits, bool classes, uint3
     }
     const uint32_t escaped =
         __ballot_sync(0xffffffffu, active && (sym == 0 || sym == kSymbols - 1));
-    if (active && col == 0) before[vec] = run + __popc(escaped & ((1u << lane) - 1));
+    if (active && i % d == 0) {
+      before[i / d] = run + __popc(escaped & ((1u << lane) - 1));
+    }
     run += __popc(escaped);
     pos += kLanes;
     while (pos >= period) pos -= period;
-    col += kLanes;
-    while (col >= d) {
-      col -= d;
-      ++vec;
-    }
   }
   bad |= x != kLow || next != end;
   if (lane == 0) bad |= run != escapes;
@@ -406,32 +396,10 @@ cudaError_t DeviceBasis(uint64_t basis_id, const float* host_rows, size_t floats
   return cudaSuccess;
 }
 
-// Keeps the current device's default memory pool from returning its memory to the system at
-// every synchronization, so that the scratch of one launch is reused by the next instead of
-// being mapped again (hundreds of MB at large batches).
-cudaError_t KeepPoolMemory() {
-  static std::mutex mu;
-  static std::map<int, bool> done;
-  int device = 0;
-  cudaError_t err = cudaGetDevice(&device);
-  if (err != cudaSuccess) return err;
-  std::lock_guard<std::mutex> lock(mu);
-  if (done[device]) return cudaSuccess;
-  cudaMemPool_t pool;
-  err = cudaDeviceGetDefaultMemPool(&pool, device);
-  if (err != cudaSuccess) return err;
-  uint64_t keep = ~uint64_t{0};
-  err = cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
-  if (err == cudaSuccess) done[device] = true;
-  return err;
-}
-
 cudaError_t LaunchCalibratedDecode(const SegmentBatch& batch, int half_bits, bool class_tables,
                                    cudaStream_t stream) {
   cudaError_t err = CheckBatch(batch);
   if (err != cudaSuccess || batch.count == 0) return err;
-  err = KeepPoolMemory();
-  if (err != cudaSuccess) return err;
   if (!CalibratedSupported(batch.head_dim) || half_bits < 4 || half_bits > 8) {
     return cudaErrorInvalidValue;
   }
