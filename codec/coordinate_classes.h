@@ -17,8 +17,8 @@ namespace kvpack {
 
 inline constexpr int kCoordinateClasses = 16;
 
-// classes[h·d + c] for a segment of energy.size() heads of head_dim d: with r² = d · ss[h·d + c]
-// / energy[h] (the coordinate's mean square over the head's, ss the coordinate's Σ y² over the
+// classes[h·d + c] for a segment of energy.size() heads of head_dim d: with
+// r² = d · ss[h·d + c] / energy[h] (the coordinate's mean square over the head's, ss the coordinate's Σ y² over the
 // segment's tokens, energy the head's Σ y² over its tokens and coordinates), the number of
 // j = 1 .. 15 with r² ≥ 2^(j − 8.5): class 8 holds r ≈ 1, class 0 everything below
 // r = 2^−3.75, class 15 everything from r = 2^3.25. Exact comparisons of double products, so

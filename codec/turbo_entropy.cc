@@ -543,7 +543,8 @@ void ClassHistograms(const float* y, uint64_t n, uint32_t d, uint32_t heads,
     const uint8_t* cls = &classes[size_t{h} * d];
     const float* yv = &y[v * d];
     for (uint32_t c = 0; c < d; ++c) {
-      const float scaled = std::min(std::fabs(yv[c]) * scales[h], static_cast<float>(kHistBins - 1));
+      const float scaled =
+          std::min(std::fabs(yv[c]) * scales[h], static_cast<float>(kHistBins - 1));
       ++hist[size_t{cls[c]} * kHistBins + static_cast<uint32_t>(scaled)];
     }
   }
@@ -661,7 +662,9 @@ absl::Status ParseClassTables(const SegmentShape& shape, const uint8_t* table,
     }
     RansTable t;
     absl::Status status = ParseTable(first, count, table + at + 2, &t);
-    if (!status.ok()) return absl::InvalidArgumentError(absl::StrCat("class ", k, ": ", status.message()));
+    if (!status.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("class ", k, ": ", status.message()));
+    }
     (*tables)[k].freq.assign(first, 0);
     (*tables)[k].freq.insert((*tables)[k].freq.end(), t.freq.begin(), t.freq.end());
     FinishRansTable(&(*tables)[k]).IgnoreError();  // the same frequencies
@@ -697,7 +700,9 @@ bool WriteClassCoded(const SegmentShape& shape, const std::vector<uint8_t>& clas
     const RansTable t = NormalizeRansTable(absl::MakeConstSpan(c + r.first, r.count));
     out[at] = static_cast<uint8_t>(r.first);
     out[at + 1] = static_cast<uint8_t>(r.count);
-    for (int s = 0; s < r.count; ++s) StoreLE16(&out[at + 2 + 2 * s], static_cast<uint16_t>(t.freq[s]));
+    for (int s = 0; s < r.count; ++s) {
+      StoreLE16(&out[at + 2 + 2 * s], static_cast<uint16_t>(t.freq[s]));
+    }
     at += 2 + 2 * uint64_t(r.count);
     // The coder takes absolute symbols: the table with `first` empty symbols in front.
     tables[k].freq.assign(r.first, 0);

@@ -1,7 +1,8 @@
 // Entropy-coded centred TurboQuant codecs turbo_e2/e25/e3/e35/e4 (codec/FORMAT.md, ids
 // 35–39), turbo_p2 .. turbo_p4 (ids 40–44), the same with a calibrated basis per head in
 // place of the rotation (codec/calibration.h), and turbo_pc2 .. turbo_pc4 (ids 45–49),
-// turbo_p* with a rANS table per class of coordinates: per segment and head, fp16 channel means are subtracted (as turbo_c* does), each
+// turbo_p* with a rANS table per class of coordinates: per segment and head, fp16 channel
+// means are subtracted (as turbo_c* does), each
 // vector is rotated by turbo's seeded randomized Hadamard transform, and each rotated
 // coordinate is quantized by a *uniform* step Δ_h shared by the head's tokens; the indices are
 // coded with an interleaved static rANS coder (codec/rans.h), and each index decodes to the

@@ -121,7 +121,9 @@ int Run(int argc, char** argv) {
   // The copy ceiling.
   const size_t copy_bytes = size_t{1} << 30;
   void *a = nullptr, *b = nullptr;
-  if (cudaMalloc(&a, copy_bytes) != cudaSuccess || cudaMalloc(&b, copy_bytes) != cudaSuccess) return 1;
+  if (cudaMalloc(&a, copy_bytes) != cudaSuccess || cudaMalloc(&b, copy_bytes) != cudaSuccess) {
+    return 1;
+  }
   absl::Status error;
   const double copy_s = Time(reps, [&] {
     cudaMemcpy(b, a, copy_bytes, cudaMemcpyDeviceToDevice);
@@ -182,7 +184,8 @@ int Run(int argc, char** argv) {
       }, &error);
       gbps[k] = s > 0 ? n * static_cast<double>(layout.RawBytes() + enc->size()) / s : 0;
       if (k == 2 && gpu.LastKernelSeconds() > 0) {
-        kernel_gbps = n * static_cast<double>(layout.RawBytes() + enc->size()) / gpu.LastKernelSeconds();
+        kernel_gbps =
+            n * static_cast<double>(layout.RawBytes() + enc->size()) / gpu.LastKernelSeconds();
       }
       cudaFree(src);
       cudaFree(dst);
