@@ -5,16 +5,22 @@
 // Two kernels per launch:
 // 1. EntropyKernel, one warp per segment, lane l the rANS lane l as FORMAT.md lays them out:
 //    checks every header field the CPU decoder checks, reads the tables into shared memory,
-//    decodes the symbols 32 at a time (a symbol's slot found by binary search in its class's
-//    cumulative frequencies) into a scratch byte per element, and records for each vector how
-//    many escapes precede it in coding order.
-// 2. UnprojectKernel, one block per (segment, head, 64 tokens): the head's d×d basis in shared
-//    memory, 16 vectors' coefficients at a time (value table, escapes), then
-//    x[c] = Σ_r B[r][c]·ŷ[r] + m[c] in float with r ascending and every product rounded before
-//    its add (__fmul_rn / __fadd_rn, the CPU's order and roundings), stored in the raw dtype.
+//    decodes the symbols 32 at a time into a scratch byte per element, and records for each
+//    vector how many escapes precede it in coding order. A slot's symbol is found from a
+//    bucket index (per 64 slots, the last symbol starting at or before the bucket) and a short
+//    forward scan; each lane loads its next 16-bit word before the step that needs it.
+// 2. UnprojectKernel, one block of 2·d threads per (segment, head, run of 64-token tiles): the
+//    head's d×d basis in shared memory; per tile, the coefficients ŷ of its 64 vectors (value
+//    table, escapes) transposed into shared memory with the ascending list of the axes r on
+//    which some vector's ŷ[r] is not zero; then each thread forms 4 columns × 8 vectors of
+//    x[c] = Σ_r B[r][c]·ŷ[r] + m[c] over the listed r, ascending, every product rounded before
+//    its add (__fmul_rn / __fadd_rn: the CPU's order and roundings). Leaving out the axes whose
+//    coefficients are all zero is exact: a zero product changes no sum that starts at +0 (the
+//    CPU leaves them out too, codec/basis_projection.h).
 //
 // The rANS decode is serial within a lane, so a segment decodes on one warp; throughput comes
-// from many segments at once (the format's design: 32 lanes a segment).
+// from many segments at once (the format's design: 32 lanes a segment). The basis products are
+// the bulk of the arithmetic: up to 2·d² unfused float operations per vector.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -39,9 +45,17 @@ constexpr int kClasses = 16;
 constexpr uint32_t kScaleBits = 12;
 constexpr uint32_t kTotal = 1u << kScaleBits;
 constexpr uint32_t kLow = 1u << 15;
-constexpr int kWarpsPerBlock = 4;      // EntropyKernel: segments per block
-constexpr uint32_t kChunkTokens = 64;  // UnprojectKernel: tokens per block
-constexpr int kTileVectors = 16;       // UnprojectKernel: vectors per round
+constexpr uint32_t kBucketBits = 6;                // slots per look-up bucket: 64
+constexpr uint32_t kBuckets = kTotal >> kBucketBits;
+constexpr int kWarpsPerBlock = 4;                  // EntropyKernel: segments per block
+constexpr uint32_t kTile = 64;                     // UnprojectKernel: vectors per tile
+constexpr uint32_t kThreadVectors = 8;             // UnprojectKernel: vectors per thread
+constexpr uint32_t kThreadColumns = 4;             // UnprojectKernel: columns per thread
+constexpr uint32_t kPartRows = 32;                 // UnprojectKernel: coefficients per fill item
+constexpr uint32_t kMaxParts = kMaxGpuCalibratedHeadDim / kPartRows;
+// Scratch (a byte per element, a word per vector) comes from a stream-ordered pool that keeps
+// up to this much reserved between launches, so that a launch does not map fresh memory.
+constexpr uint64_t kScratchKeepBytes = uint64_t{1} << 30;
 
 // Byte offsets of a segment's parts (FORMAT.md, turbo_e* / turbo_p*).
 struct SegmentLayout {
@@ -63,22 +77,23 @@ __device__ inline bool BadStep(uint32_t h) {
   return (h & 0x7c00u) == 0x7c00u || (h & 0x8000u) != 0 || h == 0;
 }
 
-// A warp's tables: per class the symbols first .. first + count − 1 with their frequencies and
-// cumulative starts.
+// A warp's tables: per class the symbols first .. first + count − 1 as entry[j] = start_j |
+// freq_j << 16 (j relative to first; start_j the cumulative frequency), entry[count] = kTotal
+// (the forward scan's sentinel), and bucket[s] = the last j with start_j ≤ s·64.
 struct WarpTables {
-  uint16_t start[kClasses][128];
-  uint16_t freq[kClasses][128];
+  uint32_t entry[kClasses][kSymbols + 1];
+  uint8_t bucket[kClasses][kBuckets];
   uint32_t at[kClasses];  // byte offset of the class's freq[] from the table
   uint8_t first[kClasses];
   uint8_t count[kClasses];
   uint32_t lanes_at;
-  uint32_t bad;
 };
 
 // One warp per segment. Dynamic shared memory: kWarpsPerBlock class maps of `map_stride`
 // bytes each (turbo_pc*).
-__global__ void EntropyKernel(SegmentBatch b, int half_bits, bool classes, uint32_t map_stride,
-                              uint8_t* symbols, uint32_t* escapes_before) {
+__global__ void __launch_bounds__(kWarpsPerBlock * kLanes)
+    EntropyKernel(SegmentBatch b, int half_bits, bool classes, uint32_t map_stride,
+                  uint8_t* symbols, uint32_t* escapes_before) {
   __shared__ WarpTables tables[kWarpsPerBlock];
   extern __shared__ uint8_t class_maps[];
   const int lane = threadIdx.x & 31;
@@ -93,6 +108,7 @@ __global__ void EntropyKernel(SegmentBatch b, int half_bits, bool classes, uint3
   const uint64_t elements = n * d;
   const SegmentLayout L = LayoutOf(b.tokens, heads, d, half_bits);
   const uint8_t* table = e + L.table;
+  const int table_count = classes ? kClasses : 1;
   WarpTables& t = tables[w];
   uint8_t* map = class_maps + size_t{w} * map_stride;
   bool bad = false;
@@ -116,7 +132,7 @@ __global__ void EntropyKernel(SegmentBatch b, int half_bits, bool classes, uint3
   }
   if (lane == 0) {
     uint32_t at = classes ? (period + 1) / 2 : 0;
-    for (int k = 0; k < (classes ? kClasses : 1); ++k) {
+    for (int k = 0; k < table_count; ++k) {
       const uint32_t first = table[at], count = table[at + 1];
       const bool is_used = (used >> k) & 1;
       t.first[k] = static_cast<uint8_t>(first);
@@ -138,20 +154,35 @@ __global__ void EntropyKernel(SegmentBatch b, int half_bits, bool classes, uint3
     t.lanes_at = at;
   }
   __syncwarp();
-  for (int k = 0; k < (classes ? kClasses : 1); ++k) {
+  for (int k = 0; k < table_count; ++k) {
     for (uint32_t s = lane; s < t.count[k]; s += kLanes) {
-      t.freq[k][s] = static_cast<uint16_t>(LoadLE(table + t.at[k] + 2 * s, 2));
+      t.entry[k][s] = static_cast<uint32_t>(LoadLE(table + t.at[k] + 2 * s, 2));
     }
   }
   __syncwarp();
-  if (lane < (classes ? kClasses : 1) && t.count[lane] != 0) {
+  if (lane < table_count && t.count[lane] != 0) {
     uint32_t sum = 0;
     for (uint32_t s = 0; s < t.count[lane]; ++s) {
-      t.start[lane][s] = static_cast<uint16_t>(sum < kTotal ? sum : kTotal);
-      sum += t.freq[lane][s];
+      const uint32_t freq = t.entry[lane][s];
+      t.entry[lane][s] = (sum < kTotal ? sum : kTotal) | freq << 16;
+      sum += freq;
     }
+    t.entry[lane][t.count[lane]] = kTotal;
     bad |= sum != kTotal;
   }
+  __syncwarp();
+  for (int k = 0; k < table_count; ++k) {
+    const uint32_t count = t.count[k];
+    for (uint32_t s = lane; count != 0 && s < kBuckets; s += kLanes) {
+      uint32_t lo = 0, hi = count - 1;
+      while (lo < hi) {
+        const uint32_t mid = (lo + hi + 1) / 2;
+        if ((t.entry[k][mid] & 0xffffu) <= s << kBucketBits) lo = mid; else hi = mid - 1;
+      }
+      t.bucket[k][s] = static_cast<uint8_t>(lo);
+    }
+  }
+  __syncwarp();
   // A corrupt table walk can point past the segment: stop before reading there.
   bad |= L.table + t.lanes_at + 4 * kLanes + 4 > L.total;
   if (__any_sync(0xffffffffu, bad)) {
@@ -184,67 +215,120 @@ __global__ void EntropyKernel(SegmentBatch b, int half_bits, bool classes, uint3
   next += 4;
   bad |= x < kLow || x >= (1u << 31);
   for (uint64_t p = used_bytes + lane; p < region; p += kLanes) bad |= streams[p] != 0;
-  // The symbols, 32 a step.
+  // The word the next renormalization takes, loaded ahead (0 past the lane's end, which
+  // then flags the segment).
+  uint32_t ahead = next + 2 <= end ? static_cast<uint32_t>(LoadLE(streams + next, 2)) : 0;
+  // The symbols, 32 a step. Element i = base + lane is coordinate col of vector vec, at
+  // position pos of the class pattern (period heads·d), all three kept by adding.
   uint8_t* out = symbols + seg * elements;
   uint32_t* before = escapes_before + seg * n;
   uint32_t run = 0;
-  uint32_t pos = lane;  // position in the class pattern of element i
-  while (pos >= period) pos -= period;
+  uint32_t pos = lane % period, col = lane % d, vec = lane / d;
   for (uint64_t base = 0; base < elements; base += kLanes) {
     const uint64_t i = base + lane;
     const bool active = i < elements;
     uint32_t sym = kMaxIndex;
     if (active) {
       const int k = classes ? map[pos] : 0;
-      const uint32_t count = t.count[k];
+      const uint32_t* entry = t.entry[k];
       const uint32_t slot = x & (kTotal - 1);
-      uint32_t lo = 0, hi = count == 0 ? 0 : count - 1;
-      while (lo < hi) {
-        const uint32_t mid = (lo + hi + 1) / 2;
-        if (t.start[k][mid] <= slot) lo = mid; else hi = mid - 1;
-      }
-      x = uint32_t{t.freq[k][lo]} * (x >> kScaleBits) + slot - t.start[k][lo];
+      uint32_t j = t.bucket[k][slot >> kBucketBits];
+      while ((entry[j + 1] & 0xffffu) <= slot) ++j;
+      const uint32_t en = entry[j];
+      x = (en >> 16) * (x >> kScaleBits) + slot - (en & 0xffffu);
       if (x < kLow) {
-        uint32_t word = 0;
-        if (next + 2 <= end) {
-          word = static_cast<uint32_t>(LoadLE(streams + next, 2));
-          next += 2;
-        } else {
-          bad = true;  // the lane ends early
-        }
-        x = (x << 16) | word;
+        bad |= next + 2 > end;  // the lane ends early
+        x = x << 16 | ahead;
+        next += 2;
+        ahead = next + 2 <= end ? static_cast<uint32_t>(LoadLE(streams + next, 2)) : 0;
       }
-      sym = t.first[k] + lo;
+      sym = t.first[k] + j;
       out[i] = static_cast<uint8_t>(sym);
     }
     const uint32_t escaped =
         __ballot_sync(0xffffffffu, active && (sym == 0 || sym == kSymbols - 1));
-    if (active && i % d == 0) {
-      before[i / d] = run + __popc(escaped & ((1u << lane) - 1));
-    }
+    if (active && col == 0) before[vec] = run + __popc(escaped & ((1u << lane) - 1));
     run += __popc(escaped);
     pos += kLanes;
     while (pos >= period) pos -= period;
+    col += kLanes;
+    while (col >= d) {
+      col -= d;
+      ++vec;
+    }
   }
   bad |= x != kLow || next != end;
   if (lane == 0) bad |= run != escapes;
   if (__any_sync(0xffffffffu, bad) && lane == 0) atomicOr(b.error_flags, kErrCorrupt);
 }
 
-// One block per (segment, head, kChunkTokens tokens); kThreads threads in `groups` groups of
-// kThreads / groups, group g computing vectors g·kVg .. g·kVg + kVg − 1 of each round, thread
-// c of a group column c. Dynamic shared memory: the basis (d² floats), the round's
-// coefficients transposed (d × kTileVectors floats), the value table and the means.
-template <typename T, int kVg>
-__global__ void UnprojectKernel(SegmentBatch b, int half_bits, const uint8_t* symbols,
-                                const uint32_t* escapes_before) {
+// Where UnprojectKernel's dynamic shared memory parts start, in 4-byte words.
+struct UnprojectSmem {
+  uint32_t coef;     // [d][kTile] floats: coef[r·kTile + v] = ŷ_v[r] (the basis comes first)
+  uint32_t value;    // [kSymbols] floats: the dequantized value of each symbol
+  uint32_t mean;     // [d] floats
+  uint32_t rows;     // [1 + d] words: the number of listed axes, then the axes
+  uint32_t counts;   // [kMaxParts][kTile] words: escapes per (fill part, vector)
+  uint32_t nonzero;  // [d] words: some vector's ŷ[r] is not zero
+  uint32_t total;
+};
+
+__host__ __device__ inline UnprojectSmem UnprojectLayout(uint32_t d) {
+  UnprojectSmem s;
+  s.coef = d * d;
+  s.value = s.coef + d * kTile;
+  s.mean = s.value + kSymbols + 1;
+  s.rows = s.mean + d;
+  s.counts = s.rows + 1 + d;
+  s.nonzero = s.counts + kMaxParts * kTile;
+  s.total = s.nonzero + d;
+  return s;
+}
+
+// The number of bytes equal to 0 or kSymbols − 1 (escaped symbols) among 16.
+__device__ __forceinline__ uint32_t Escaped16(const uint4 w) {
+  constexpr uint32_t kHigh = 0x01010101u * (kSymbols - 1);
+  const uint32_t m0 = __vcmpeq4(w.x, 0) | __vcmpeq4(w.x, kHigh);
+  const uint32_t m1 = __vcmpeq4(w.y, 0) | __vcmpeq4(w.y, kHigh);
+  const uint32_t m2 = __vcmpeq4(w.z, 0) | __vcmpeq4(w.z, kHigh);
+  const uint32_t m3 = __vcmpeq4(w.w, 0) | __vcmpeq4(w.w, kHigh);
+  return (__popc(m0) + __popc(m1) + __popc(m2) + __popc(m3)) / 8;
+}
+
+// Four consecutive elements at p (8-byte aligned for 16-bit types, 16 for float when
+// `aligned`).
+template <typename T>
+__device__ __forceinline__ void StoreFour(T* p, bool aligned, const float* x) {
+  if (!aligned) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) StoreOne<T>(p, i, x[i]);
+  } else if constexpr (sizeof(T) == 4) {
+    *reinterpret_cast<float4*>(p) = make_float4(x[0], x[1], x[2], x[3]);
+  } else {
+    const uint32_t lo = uint32_t{Elem<T>::FromFloat(x[0])} | uint32_t{Elem<T>::FromFloat(x[1])} << 16;
+    const uint32_t hi = uint32_t{Elem<T>::FromFloat(x[2])} | uint32_t{Elem<T>::FromFloat(x[3])} << 16;
+    *reinterpret_cast<uint2*>(p) = make_uint2(lo, hi);
+  }
+}
+
+// One block of 2·d threads per (segment, head, run of tiles_per_block tiles of kTile tokens).
+// Thread t computes columns 4·(t mod d/4) .. +3 of vectors 8·(t div d/4) .. +7 of each tile.
+template <typename T>
+__global__ void __launch_bounds__(2 * kMaxGpuCalibratedHeadDim)
+    UnprojectKernel(SegmentBatch b, int half_bits, const uint8_t* symbols,
+                    const uint32_t* escapes_before, uint32_t tiles_per_block) {
   extern __shared__ float4 smem4[];
-  float* basis = reinterpret_cast<float*>(smem4);
+  float* const smem = reinterpret_cast<float*>(smem4);
   const uint32_t d = b.head_dim, heads = b.kv_heads;
-  float* coef = basis + d * d;                  // [d][kTileVectors]
-  float* value = coef + d * kTileVectors;       // [kSymbols]
-  float* mean = value + kSymbols + 1;           // [d]
-  const uint32_t chunks = (b.tokens + kChunkTokens - 1) / kChunkTokens;
+  const UnprojectSmem S = UnprojectLayout(d);
+  float* const coef = smem + S.coef;
+  float* const value = smem + S.value;
+  float* const mean = smem + S.mean;
+  uint32_t* const rows = reinterpret_cast<uint32_t*>(smem + S.rows);
+  uint32_t* const counts = reinterpret_cast<uint32_t*>(smem + S.counts);
+  uint32_t* const nonzero = reinterpret_cast<uint32_t*>(smem + S.nonzero);
+  const uint32_t tiles = (b.tokens + kTile - 1) / kTile;
+  const uint32_t chunks = (tiles + tiles_per_block - 1) / tiles_per_block;
   uint32_t idx = blockIdx.x;
   const uint32_t chunk = idx % chunks;
   idx /= chunks;
@@ -255,8 +339,10 @@ __global__ void UnprojectKernel(SegmentBatch b, int half_bits, const uint8_t* sy
   const uint8_t* e = io.encoded;
   const SegmentLayout L = LayoutOf(b.tokens, heads, d, half_bits);
   const uint64_t n = uint64_t{b.tokens} * heads;
-  const float4* rows = reinterpret_cast<const float4*>(io.basis + size_t{h} * d * d);
-  for (uint32_t i = threadIdx.x; i < d * d / 4; i += blockDim.x) smem4[i] = __ldg(rows + i);
+  const float4* basis_rows = reinterpret_cast<const float4*>(io.basis + size_t{h} * d * d);
+  for (uint32_t i = threadIdx.x; i < d * d / 4; i += blockDim.x) {
+    smem4[i] = __ldg(basis_rows + i);
+  }
   const float step = __half2float(__ushort_as_half(
       static_cast<uint16_t>(LoadLE(e + L.steps + 2 * h, 2))));
   for (uint32_t s = threadIdx.x; s < kSymbols; s += blockDim.x) {
@@ -272,65 +358,122 @@ __global__ void UnprojectKernel(SegmentBatch b, int half_bits, const uint8_t* sy
   for (uint32_t c = threadIdx.x; c < d; c += blockDim.x) {
     mean[c] = __half2float(__ushort_as_half(
         static_cast<uint16_t>(LoadLE(e + L.means + 2 * (uint64_t{h} * d + c), 2))));
+    nonzero[c] = 0;
   }
   const uint64_t escapes = LoadLE(e + L.total - 4, 4);
   const bool escapes_fit = 4 + 2 * escapes <= L.total;
   const uint8_t* escape_at = e + L.total - 4 - (escapes_fit ? 2 * escapes : 0);
   const uint8_t* sym_base = symbols + seg * n * d;
   const uint32_t* before = escapes_before + seg * n;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  constexpr int kGroups = kTileVectors / kVg;
-  const int group = threadIdx.x / (kThreads / kGroups);
-  const uint32_t c = threadIdx.x % (kThreads / kGroups);
-  const uint32_t t_end = min(b.tokens, (chunk + 1) * kChunkTokens);
+  const uint32_t parts = (d + kPartRows - 1) / kPartRows;
+  const uint32_t groups = d / kThreadColumns;
+  const uint32_t cg = threadIdx.x % groups, vg = threadIdx.x / groups;
+  const uint32_t lane = threadIdx.x & 31;
+  const uint32_t t_first = chunk * tiles_per_block * kTile;
+  const uint32_t t_last = min(b.tokens, t_first + tiles_per_block * kTile);
   __syncthreads();
-  for (uint32_t t0 = chunk * kChunkTokens; t0 < t_end; t0 += kTileVectors) {
-    // Coefficients of the round's vectors: warp w fills vectors 2w and 2w + 1.
-    for (int k = 2 * warp; k < 2 * warp + 2; ++k) {
-      const uint32_t tok = t0 + k;
-      const uint64_t v = uint64_t{tok} * heads + h;
-      uint32_t run = tok < t_end ? before[v] : 0;
-      for (uint32_t r0 = 0; r0 < d; r0 += kLanes) {
-        const uint32_t r = r0 + lane;
-        const bool act = tok < t_end && r < d;
-        uint32_t sym = act ? sym_base[v * d + r] : kMaxIndex;
-        sym = sym < kSymbols ? sym : kSymbols - 1;  // a corrupt segment's scratch (flagged)
-        const bool esc = act && (sym == 0 || sym == kSymbols - 1);
-        const uint32_t mask = __ballot_sync(0xffffffffu, esc);
-        float y = value[sym];
-        if (esc) {
-          const uint32_t at = run + __popc(mask & ((1u << lane) - 1));
-          uint32_t extra = 0;
-          if (escapes_fit && at < escapes) {
-            extra = static_cast<uint32_t>(LoadLE(escape_at + 2ull * at, 2));
-          } else {
-            atomicOr(b.error_flags, kErrCorrupt);
-          }
-          const float level = __fmul_rn(static_cast<float>(kMaxIndex + extra), step);
-          y = sym == 0 ? -level : level;
+  for (uint32_t t0 = t_first; t0 < t_last; t0 += kTile) {
+    const uint32_t t_end = min(t_last, t0 + kTile);
+    // 1. The escapes of each (part of kPartRows coefficients, vector).
+    for (uint32_t item = threadIdx.x; item < parts * kTile; item += blockDim.x) {
+      const uint32_t v = item % kTile, p = item / kTile;
+      uint32_t count = 0;
+      if (t0 + v < t_end) {
+        const uint8_t* s = sym_base + (uint64_t{t0 + v} * heads + h) * d;
+        for (uint32_t r = p * kPartRows; r < min(d, (p + 1) * kPartRows); r += 16) {
+          count += Escaped16(__ldg(reinterpret_cast<const uint4*>(s + r)));
         }
-        if (r < d) coef[r * kTileVectors + k] = act ? y : 0.0f;
-        run += __popc(mask);
+      }
+      counts[p * kTile + v] = count;
+    }
+    __syncthreads();
+    // 2. The coefficients, transposed; vectors past the tile's end get zeros.
+    for (uint32_t item = threadIdx.x; item < parts * kTile; item += blockDim.x) {
+      const uint32_t v = item % kTile, p = item / kTile;
+      const uint32_t r_end = min(d, (p + 1) * kPartRows);
+      if (t0 + v >= t_end) {
+        for (uint32_t r = p * kPartRows; r < r_end; ++r) coef[r * kTile + v] = 0.0f;
+        continue;
+      }
+      const uint64_t vector = uint64_t{t0 + v} * heads + h;
+      uint32_t run = before[vector];
+      for (uint32_t q = 0; q < p; ++q) run += counts[q * kTile + v];
+      for (uint32_t r = p * kPartRows; r < r_end; r += 16) {
+        const uint4 w = __ldg(reinterpret_cast<const uint4*>(sym_base + vector * d + r));
+        const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+        for (int k = 0; k < 16; ++k) {
+          uint32_t sym = (words[k / 4] >> (8 * (k % 4))) & 0xffu;
+          sym = sym < kSymbols ? sym : kSymbols - 1;  // a corrupt segment's scratch (flagged)
+          float y = value[sym];
+          if (sym == 0 || sym == kSymbols - 1) {
+            uint32_t extra = 0;
+            if (escapes_fit && run < escapes) {
+              extra = static_cast<uint32_t>(LoadLE(escape_at + 2ull * run, 2));
+            } else {
+              atomicOr(b.error_flags, kErrCorrupt);
+            }
+            ++run;
+            const float level = __fmul_rn(static_cast<float>(kMaxIndex + extra), step);
+            y = sym == 0 ? -level : level;
+          }
+          coef[(r + k) * kTile + v] = y;
+          if (y != 0.0f) nonzero[r + k] = 1;
+        }
       }
     }
     __syncthreads();
-    if (c < d) {
-      float acc[kVg];
-#pragma unroll
-      for (int k = 0; k < kVg; ++k) acc[k] = 0.0f;
-      for (uint32_t r = 0; r < d; ++r) {
-        const float m = basis[r * d + c];
-        const float* yr = coef + r * kTileVectors + group * kVg;
-#pragma unroll
-        for (int k = 0; k < kVg; ++k) acc[k] = __fadd_rn(acc[k], __fmul_rn(m, yr[k]));
+    // 3. The axes with a non-zero coefficient, ascending (warp 0; it clears the flags).
+    if (threadIdx.x < 32) {
+      uint32_t listed = 0;
+      for (uint32_t r0 = 0; r0 < d; r0 += 32) {
+        const uint32_t r = r0 + lane;
+        const bool nz = r < d && nonzero[r] != 0;
+        const uint32_t mask = __ballot_sync(0xffffffffu, nz);
+        if (nz) {
+          rows[1 + listed + __popc(mask & ((1u << lane) - 1))] = r;
+          nonzero[r] = 0;
+        }
+        listed += __popc(mask);
       }
+      if (lane == 0) rows[0] = listed;
+    }
+    __syncthreads();
+    // 4. The products, over the listed axes in ascending order.
+    float acc[kThreadVectors][kThreadColumns];
 #pragma unroll
-      for (int k = 0; k < kVg; ++k) {
-        const uint32_t tok = t0 + group * kVg + k;
-        if (tok < t_end) {
-          StoreOne<T>(VectorPtr<T>(io, tok * heads + h, heads, d), c, __fadd_rn(acc[k], mean[c]));
+    for (int k = 0; k < kThreadVectors; ++k) {
+#pragma unroll
+      for (int i = 0; i < kThreadColumns; ++i) acc[k][i] = 0.0f;
+    }
+    const uint32_t listed = rows[0];
+    const float4* coef4 = reinterpret_cast<const float4*>(coef);
+    for (uint32_t a = 0; a < listed; ++a) {
+      const uint32_t r = rows[1 + a];
+      const float4 m4 = smem4[r * groups + cg];
+      const float4 y0 = coef4[(r * kTile + vg * kThreadVectors) / 4];
+      const float4 y1 = coef4[(r * kTile + vg * kThreadVectors) / 4 + 1];
+      const float m[kThreadColumns] = {m4.x, m4.y, m4.z, m4.w};
+      const float y[kThreadVectors] = {y0.x, y0.y, y0.z, y0.w, y1.x, y1.y, y1.z, y1.w};
+#pragma unroll
+      for (int k = 0; k < kThreadVectors; ++k) {
+#pragma unroll
+        for (int i = 0; i < kThreadColumns; ++i) {
+          acc[k][i] = __fadd_rn(acc[k][i], __fmul_rn(m[i], y[k]));
         }
       }
+    }
+#pragma unroll
+    for (int k = 0; k < kThreadVectors; ++k) {
+      const uint32_t tok = t0 + vg * kThreadVectors + k;
+      if (tok >= t_end) continue;
+      float out[kThreadColumns];
+#pragma unroll
+      for (int i = 0; i < kThreadColumns; ++i) {
+        out[i] = __fadd_rn(acc[k][i], mean[cg * kThreadColumns + i]);
+      }
+      StoreFour<T>(VectorPtr<T>(io, tok * heads + h, heads, d) + cg * kThreadColumns,
+                   b.raw_aligned, out);
     }
     __syncthreads();
   }
@@ -340,19 +483,52 @@ template <typename T>
 cudaError_t LaunchUnproject(const SegmentBatch& b, int half_bits, const uint8_t* symbols,
                             const uint32_t* before, cudaStream_t stream) {
   const uint32_t d = b.head_dim;
-  const uint32_t smem = 4 * (d * d + d * kTileVectors + kSymbols + 1 + d);
-  const uint32_t chunks = (b.tokens + kChunkTokens - 1) / kChunkTokens;
+  const uint32_t threads = 2 * d;
+  const uint32_t smem = 4 * UnprojectLayout(d).total;
+  cudaError_t err = PrepareSmem(UnprojectKernel<T>, smem);
+  if (err != cudaSuccess) return err;
+  // Runs of tiles per block: one tile each when that leaves under four waves of resident
+  // blocks, more (up to a segment's head) when there are many, so each block loads its
+  // head's basis once for several tiles.
+  const uint32_t tiles = (b.tokens + kTile - 1) / kTile;
+  const uint64_t units = uint64_t{b.count} * b.kv_heads * tiles;
+  const uint64_t target = 4ull * std::max<uint32_t>(
+                                     1, ResidentBlocks(UnprojectKernel<T>, smem, threads));
+  const uint32_t per_block =
+      static_cast<uint32_t>(std::min<uint64_t>(tiles, std::max<uint64_t>(1, units / target)));
+  const uint32_t chunks = (tiles + per_block - 1) / per_block;
   const dim3 grid(b.count * b.kv_heads * chunks);
-  if (d <= 64) {
-    cudaError_t err = PrepareSmem(UnprojectKernel<T, 4>, smem);
-    if (err != cudaSuccess) return err;
-    UnprojectKernel<T, 4><<<grid, kThreads, smem, stream>>>(b, half_bits, symbols, before);
-  } else {
-    cudaError_t err = PrepareSmem(UnprojectKernel<T, 8>, smem);
-    if (err != cudaSuccess) return err;
-    UnprojectKernel<T, 8><<<grid, kThreads, smem, stream>>>(b, half_bits, symbols, before);
-  }
+  UnprojectKernel<T><<<grid, threads, smem, stream>>>(b, half_bits, symbols, before, per_block);
   return cudaGetLastError();
+}
+
+// The stream-ordered pool the scratch comes from, one per device, created on first use.
+cudaError_t ScratchPool(cudaMemPool_t* out) {
+  static std::mutex* const mu = new std::mutex;
+  static std::map<int, cudaMemPool_t>* const pools = new std::map<int, cudaMemPool_t>;
+  int device = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err != cudaSuccess) return err;
+  std::lock_guard<std::mutex> lock(*mu);
+  auto it = pools->find(device);
+  if (it == pools->end()) {
+    cudaMemPoolProps props = {};
+    props.allocType = cudaMemAllocationTypePinned;
+    props.location.type = cudaMemLocationTypeDevice;
+    props.location.id = device;
+    cudaMemPool_t pool;
+    err = cudaMemPoolCreate(&pool, &props);
+    if (err != cudaSuccess) return err;
+    uint64_t keep = kScratchKeepBytes;
+    err = cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    if (err != cudaSuccess) {
+      cudaMemPoolDestroy(pool);
+      return err;
+    }
+    it = pools->emplace(device, pool).first;
+  }
+  *out = it->second;
+  return cudaSuccess;
 }
 
 // Device copies of calibration bases, one per (device, basis id), kept for the life of the
@@ -403,14 +579,18 @@ cudaError_t LaunchCalibratedDecode(const SegmentBatch& batch, int half_bits, boo
   if (!CalibratedSupported(batch.head_dim) || half_bits < 4 || half_bits > 8) {
     return cudaErrorInvalidValue;
   }
+  cudaMemPool_t pool;
+  err = ScratchPool(&pool);
+  if (err != cudaSuccess) return err;
   const uint64_t n = Vectors(batch);
   const uint64_t elements = n * batch.head_dim;
   uint8_t* symbols = nullptr;
   uint32_t* before = nullptr;
-  err = cudaMallocAsync(reinterpret_cast<void**>(&symbols), batch.count * elements, stream);
+  err = cudaMallocFromPoolAsync(reinterpret_cast<void**>(&symbols), batch.count * elements, pool,
+                                stream);
   if (err != cudaSuccess) return err;
-  err = cudaMallocAsync(reinterpret_cast<void**>(&before), batch.count * n * sizeof(uint32_t),
-                        stream);
+  err = cudaMallocFromPoolAsync(reinterpret_cast<void**>(&before),
+                                batch.count * n * sizeof(uint32_t), pool, stream);
   if (err != cudaSuccess) {
     cudaFreeAsync(symbols, stream);
     return err;
