@@ -2,6 +2,8 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
+
 namespace kvpack {
 namespace {
 
@@ -59,8 +61,18 @@ void Unproject(const float* rows, uint32_t d, const float* const y[], const floa
 
 std::vector<float> BasisColumns(const float* rows, uint32_t d) {
   std::vector<float> columns(size_t{d} * d);
-  for (uint32_t r = 0; r < d; ++r)
-    for (uint32_t c = 0; c < d; ++c) columns[size_t{c} * d + r] = rows[size_t{r} * d + c];
+  // In 16×16 tiles: a row-by-row transpose writes every column with a stride of d floats,
+  // which for d = 128 (512 bytes) kept each store on a different cache line and made the
+  // transpose a ninth of a turbo_pc encode.
+  constexpr uint32_t kTile = 16;
+  for (uint32_t r0 = 0; r0 < d; r0 += kTile) {
+    for (uint32_t c0 = 0; c0 < d; c0 += kTile) {
+      const uint32_t r1 = std::min(d, r0 + kTile), c1 = std::min(d, c0 + kTile);
+      for (uint32_t c = c0; c < c1; ++c) {
+        for (uint32_t r = r0; r < r1; ++r) columns[size_t{c} * d + r] = rows[size_t{r} * d + c];
+      }
+    }
+  }
   return columns;
 }
 

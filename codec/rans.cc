@@ -71,15 +71,19 @@ double RansCodedBits(const RansTable& table, absl::Span<const uint64_t> counts) 
   return bits;
 }
 
-namespace {
+namespace rans_internal {
 
-bool HaveAvx2() {
+bool UseAvx2(RansPath path) {
   static const bool have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") &&
                            __builtin_cpu_supports("fma");
-  return have;
+  return path != RansPath::kScalar && have;
 }
 
-bool UseAvx2(RansPath path) { return path != RansPath::kScalar && HaveAvx2(); }
+}  // namespace rans_internal
+
+namespace {
+
+using rans_internal::UseAvx2;
 
 // The reference encoder: one symbol at a time, lanes round robin, last symbol first.
 // Codes symbols [begin, end), symbol i in lane i mod kRansLanes.

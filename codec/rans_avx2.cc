@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <vector>
 
+#include "codec/rans_classes.h"
 #include "codec/segment_io.h"
 
 namespace kvpack {
@@ -23,22 +25,44 @@ struct Avx2EncTable {
 // separate pass of loads and stores ahead of the coding loop were all slower on the CPUs
 // measured (bench/RESULTS.md), the coding loop being bound by vector operations.
 //
+// The 32-bit values at(0) .. at(7) as the lanes of a register, by scalar inserts.
+template <class At>
+__attribute__((target("avx2"), always_inline)) inline __m256i Insert8(const At& at) {
+  __m128i lo = _mm_cvtsi32_si128(at(0));
+  lo = _mm_insert_epi32(lo, at(1), 1);
+  lo = _mm_insert_epi32(lo, at(2), 2);
+  lo = _mm_insert_epi32(lo, at(3), 3);
+  __m128i hi = _mm_cvtsi32_si128(at(4));
+  hi = _mm_insert_epi32(hi, at(5), 1);
+  hi = _mm_insert_epi32(hi, at(6), 2);
+  hi = _mm_insert_epi32(hi, at(7), 3);
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
 // Any table: one load and one insert per symbol.
 struct SingleLookUp {
   const Avx2EncTable* t;
   __attribute__((target("avx2"), always_inline)) __m256i operator()(const uint8_t* symbols) const {
     uint64_t s;
     std::memcpy(&s, symbols, 8);
-    const auto at = [&](int k) { return static_cast<int>(t->packed[(s >> (8 * k)) & 0xff]); };
-    __m128i lo = _mm_cvtsi32_si128(at(0));
-    lo = _mm_insert_epi32(lo, at(1), 1);
-    lo = _mm_insert_epi32(lo, at(2), 2);
-    lo = _mm_insert_epi32(lo, at(3), 3);
-    __m128i hi = _mm_cvtsi32_si128(at(4));
-    hi = _mm_insert_epi32(hi, at(5), 1);
-    hi = _mm_insert_epi32(hi, at(6), 2);
-    hi = _mm_insert_epi32(hi, at(7), 3);
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+    return Insert8([&](int k) { return static_cast<int>(t->packed[(s >> (8 * k)) & 0xff]); });
+  }
+};
+
+// Class tables (codec/rans_classes.h): symbol s of table row r at packed[256·r + s], and per
+// position of the class pattern 256 times its table's row. A group starts at a multiple of 8
+// and the pattern's length is one, so its 8 positions are consecutive.
+struct ClassLookUp {
+  const uint32_t* packed;
+  const uint32_t* row_base;
+  const uint8_t* first_symbol;
+  size_t period;
+  __attribute__((target("avx2"), always_inline)) __m256i operator()(const uint8_t* symbols) const {
+    const uint32_t* rows = row_base + static_cast<size_t>(symbols - first_symbol) % period;
+    uint64_t s;
+    std::memcpy(&s, symbols, 8);
+    return Insert8(
+        [&](int k) { return static_cast<int>(packed[rows[k] + ((s >> (8 * k)) & 0xff)]); });
   }
 };
 
@@ -222,19 +246,14 @@ __attribute__((target("avx2,fma"))) void EncodeGroups(const LookUp& look_up, con
 
 // The AVX2 encoder: every group of 8 lanes (a last partial group with its missing lanes
 // masked), last group first, 32 lanes a round with the states in registers, then the streams
-// compacted from the emitted rows. False when they do not fit in `out`.
-}  // namespace
-
-__attribute__((target("avx2,fma"))) bool EncodeAvx2(const RansTable& table,
-                                                absl::Span<const uint8_t> symbols,
-                                                absl::Span<uint8_t> out,
-                                                uint32_t lane_bytes[kRansLanes]) {
-  Avx2EncTable t;
-  for (size_t s = 0; s < 256; ++s) {
-    const uint32_t f = s < table.freq.size() ? table.freq[s] : 0;
-    t.packed[s] = f == 0 ? 0 : f | table.start[s] << 13;
-  }
-  const size_t n = symbols.size(), groups = (n + 7) / 8;
+// compacted from the emitted rows. look_up(symbols + 8g) gives the constants of whole group g,
+// one(i) those of symbol i. False when the streams do not fit in `out`.
+template <class LookUp, class One>
+__attribute__((target("avx2,fma"))) bool EncodeAllGroups(const LookUp& look_up, const One& one,
+                                                         const uint8_t* sym, size_t n,
+                                                         absl::Span<uint8_t> out,
+                                                         uint32_t lane_bytes[kRansLanes]) {
+  const size_t groups = (n + 7) / 8;
   Avx2Emitted emitted;
   emitted.rows_per_register = ((groups + 3) / 4 + 7) / 8 * 8;
   emitted.rows.reset(new uint16_t[4 * emitted.rows_per_register * 8]);
@@ -244,28 +263,16 @@ __attribute__((target("avx2,fma"))) bool EncodeAvx2(const RansTable& table,
   for (uint32_t& s : x) s = kRansLow;
   __m256i* const xr = reinterpret_cast<__m256i*>(x);
   __m256i* const wr = reinterpret_cast<__m256i*>(words);
-  const uint8_t* const sym = symbols.data();
-  size_t g = n / 8;  // whole groups left
+  const size_t g = n / 8;  // whole groups
   if (n % 8 != 0) {
     alignas(32) uint32_t packed[8] = {};
-    for (size_t i = 8 * g; i < n; ++i) packed[i - 8 * g] = t.packed[sym[i]];
+    for (size_t i = 8 * g; i < n; ++i) packed[i - 8 * g] = one(i);
     const __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n % 8)),
                                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     const __m256i e = _mm256_load_si256(reinterpret_cast<const __m256i*>(packed));
     xr[g % 4] = EncodeEight<true>(xr[g % 4], e, g, valid, &emitted, &wr[g % 4]);
   }
-  int first = 0, last = -1;  // the symbols with a frequency
-  for (int s = 0; s < 256; ++s) {
-    if (t.packed[s] != 0) {
-      if (last < 0) first = s;
-      last = s;
-    }
-  }
-  if (g != 0 && last - first < kMaxPairSpan) {
-    EncodeGroups(PairLookUp(t, first, last - first + 1), sym, g, &emitted, xr, wr);
-  } else {
-    EncodeGroups(SingleLookUp{&t}, sym, g, &emitted, xr, wr);
-  }
+  EncodeGroups(look_up, sym, g, &emitted, xr, wr);
   size_t lane_start[kRansLanes + 1];
   lane_start[0] = 0;
   for (int l = 0; l < kRansLanes; ++l) {
@@ -277,6 +284,62 @@ __attribute__((target("avx2,fma"))) bool EncodeAvx2(const RansTable& table,
   return true;
 }
 
+// The constants of a table's symbols: freq | start << 13, 0 for those without a frequency.
+void PackTable(const RansTable& table, uint32_t packed[256]) {
+  for (size_t s = 0; s < 256; ++s) {
+    const uint32_t f = s < table.freq.size() ? table.freq[s] : 0;
+    packed[s] = f == 0 ? 0 : f | table.start[s] << 13;
+  }
+}
+
+}  // namespace
+
+__attribute__((target("avx2,fma"))) bool EncodeAvx2(const RansTable& table,
+                                                absl::Span<const uint8_t> symbols,
+                                                absl::Span<uint8_t> out,
+                                                uint32_t lane_bytes[kRansLanes]) {
+  Avx2EncTable t;
+  PackTable(table, t.packed);
+  const uint8_t* const sym = symbols.data();
+  const size_t n = symbols.size();
+  const auto one = [&](size_t i) { return t.packed[sym[i]]; };
+  int first = 0, last = -1;  // the symbols with a frequency
+  for (int s = 0; s < 256; ++s) {
+    if (t.packed[s] != 0) {
+      if (last < 0) first = s;
+      last = s;
+    }
+  }
+  if (n >= 8 && last - first < kMaxPairSpan) {
+    return EncodeAllGroups(PairLookUp(t, first, last - first + 1), one, sym, n, out, lane_bytes);
+  }
+  return EncodeAllGroups(SingleLookUp{&t}, one, sym, n, out, lane_bytes);
+}
+
+__attribute__((target("avx2,fma"))) bool EncodeClassesAvx2(absl::Span<const RansTable> tables,
+                                                       absl::Span<const uint8_t> classes,
+                                                       absl::Span<const uint8_t> symbols,
+                                                       absl::Span<uint8_t> out,
+                                                       uint32_t lane_bytes[kRansLanes]) {
+  // Constants of the tables the pattern uses, 256 symbols a table, as RansEncodeClasses.
+  std::vector<int> row(tables.size(), -1);
+  int rows = 0;
+  for (uint8_t c : classes) {
+    if (row[c] < 0) row[c] = rows++;
+  }
+  std::unique_ptr<uint32_t[]> packed(new uint32_t[size_t{256} * rows]);
+  for (size_t t = 0; t < tables.size(); ++t) {
+    if (row[t] >= 0) PackTable(tables[t], &packed[size_t{256} * row[t]]);
+  }
+  const size_t period = classes.size();
+  std::unique_ptr<uint32_t[]> row_base(new uint32_t[period]);
+  for (size_t i = 0; i < period; ++i) row_base[i] = 256u * static_cast<uint32_t>(row[classes[i]]);
+  const uint8_t* const sym = symbols.data();
+  const auto one = [&](size_t i) { return packed[row_base[i % period] + sym[i]]; };
+  return EncodeAllGroups(ClassLookUp{packed.get(), row_base.get(), sym, period}, one, sym,
+                         symbols.size(), out, lane_bytes);
+}
+
 }  // namespace rans_internal
 
 namespace {
@@ -284,11 +347,13 @@ namespace {
 // One step of 8 consecutive lanes: states x, stream offsets next (in and out), ends end.
 // Symbols to out[0..8). The lanes that renormalize and have a word left gather it (32 bits
 // ending at the word, so no byte past it is read); the others read nothing.
+// Lane k's slot table starts at slots + base[k].
 __attribute__((target("avx2"), always_inline)) inline __m256i DecodeEight(
     __m256i x, __m256i* next, __m256i end, __m256i* overrun, const uint32_t* slots,
-    const uint8_t* streams, uint8_t* out) {
+    __m256i base, const uint8_t* streams, uint8_t* out) {
   const __m256i e = _mm256_i32gather_epi32(
-      reinterpret_cast<const int*>(slots), _mm256_and_si256(x, _mm256_set1_epi32(kRansTotal - 1)), 4);
+      reinterpret_cast<const int*>(slots),
+      _mm256_add_epi32(base, _mm256_and_si256(x, _mm256_set1_epi32(kRansTotal - 1))), 4);
   const __m256i freq = _mm256_and_si256(e, _mm256_set1_epi32(0x1fff));
   const __m256i bias = _mm256_and_si256(_mm256_srli_epi32(e, 13), _mm256_set1_epi32(0xfff));
   x = _mm256_add_epi32(_mm256_mullo_epi32(freq, _mm256_srli_epi32(x, kRansScaleBits)), bias);
@@ -311,6 +376,7 @@ __attribute__((target("avx2"), always_inline)) inline __m256i DecodeEight(
 }  // namespace
 
 __attribute__((target("avx2"))) bool RansDecoder::DecodeAvx2(size_t count, uint8_t* out) {
+  const __m256i zero = _mm256_setzero_si256();
   __m256i* const x = reinterpret_cast<__m256i*>(state_);
   __m256i* const next = reinterpret_cast<__m256i*>(next_);
   const __m256i* const end = reinterpret_cast<const __m256i*>(end_);
@@ -319,7 +385,7 @@ __attribute__((target("avx2"))) bool RansDecoder::DecodeAvx2(size_t count, uint8
   // Single groups up to lane 0, then 32 lanes a round with the states in registers.
   for (; i < count && lane_ != 0; i += 8) {
     const int r = lane_ / 8;
-    x[r] = DecodeEight(x[r], &next[r], end[r], &overrun, slots_, streams_, out + i);
+    x[r] = DecodeEight(x[r], &next[r], end[r], &overrun, slots_, zero, streams_, out + i);
     lane_ = (lane_ + 8) & (kRansLanes - 1);
   }
   if (count - i >= 32) {
@@ -327,18 +393,62 @@ __attribute__((target("avx2"))) bool RansDecoder::DecodeAvx2(size_t count, uint8
     __m256i n0 = next[0], n1 = next[1], n2 = next[2], n3 = next[3];
     const __m256i e0 = end[0], e1 = end[1], e2 = end[2], e3 = end[3];
     for (; count - i >= 32; i += 32) {
-      x0 = DecodeEight(x0, &n0, e0, &overrun, slots_, streams_, out + i);
-      x1 = DecodeEight(x1, &n1, e1, &overrun, slots_, streams_, out + i + 8);
-      x2 = DecodeEight(x2, &n2, e2, &overrun, slots_, streams_, out + i + 16);
-      x3 = DecodeEight(x3, &n3, e3, &overrun, slots_, streams_, out + i + 24);
+      x0 = DecodeEight(x0, &n0, e0, &overrun, slots_, zero, streams_, out + i);
+      x1 = DecodeEight(x1, &n1, e1, &overrun, slots_, zero, streams_, out + i + 8);
+      x2 = DecodeEight(x2, &n2, e2, &overrun, slots_, zero, streams_, out + i + 16);
+      x3 = DecodeEight(x3, &n3, e3, &overrun, slots_, zero, streams_, out + i + 24);
     }
     x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
     next[0] = n0, next[1] = n1, next[2] = n2, next[3] = n3;
   }
   for (; i < count; i += 8) {
     const int r = lane_ / 8;
-    x[r] = DecodeEight(x[r], &next[r], end[r], &overrun, slots_, streams_, out + i);
+    x[r] = DecodeEight(x[r], &next[r], end[r], &overrun, slots_, zero, streams_, out + i);
     lane_ = (lane_ + 8) & (kRansLanes - 1);
+  }
+  return !_mm256_testz_si256(overrun, overrun);
+}
+
+// As RansDecoder::DecodeAvx2, each lane's slot table at its pattern position's offset: the
+// pattern's length is a multiple of 8 and lane_ is one, so a group's 8 positions are at_ ..
+// at_ + 7.
+__attribute__((target("avx2"))) bool RansClassDecoder::DecodeAvx2(size_t count, uint8_t* out) {
+  __m256i* const x = reinterpret_cast<__m256i*>(state_);
+  __m256i* const next = reinterpret_cast<__m256i*>(next_);
+  const __m256i* const end = reinterpret_cast<const __m256i*>(end_);
+  const uint32_t* const slots = slots_.get();
+  const auto base = [&](size_t at) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offset_.get() + at));
+  };
+  const auto advance = [&](size_t at) { return at + 8 == period_ ? 0 : at + 8; };
+  __m256i overrun = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i < count && lane_ != 0; i += 8) {
+    const int r = lane_ / 8;
+    x[r] = DecodeEight(x[r], &next[r], end[r], &overrun, slots, base(at_), streams_, out + i);
+    lane_ = (lane_ + 8) & (kRansLanes - 1);
+    at_ = advance(at_);
+  }
+  if (count - i >= 32) {
+    __m256i x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+    __m256i n0 = next[0], n1 = next[1], n2 = next[2], n3 = next[3];
+    const __m256i e0 = end[0], e1 = end[1], e2 = end[2], e3 = end[3];
+    for (; count - i >= 32; i += 32) {
+      const size_t a1 = advance(at_), a2 = advance(a1), a3 = advance(a2);
+      x0 = DecodeEight(x0, &n0, e0, &overrun, slots, base(at_), streams_, out + i);
+      x1 = DecodeEight(x1, &n1, e1, &overrun, slots, base(a1), streams_, out + i + 8);
+      x2 = DecodeEight(x2, &n2, e2, &overrun, slots, base(a2), streams_, out + i + 16);
+      x3 = DecodeEight(x3, &n3, e3, &overrun, slots, base(a3), streams_, out + i + 24);
+      at_ = advance(a3);
+    }
+    x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
+    next[0] = n0, next[1] = n1, next[2] = n2, next[3] = n3;
+  }
+  for (; i < count; i += 8) {
+    const int r = lane_ / 8;
+    x[r] = DecodeEight(x[r], &next[r], end[r], &overrun, slots, base(at_), streams_, out + i);
+    lane_ = (lane_ + 8) & (kRansLanes - 1);
+    at_ = advance(at_);
   }
   return !_mm256_testz_si256(overrun, overrun);
 }

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "codec/rans_avx2.h"
 #include "codec/rans_internal.h"
 #include "codec/segment_io.h"
 
@@ -10,7 +11,10 @@ namespace kvpack {
 
 bool RansEncodeClasses(absl::Span<const RansTable> tables, absl::Span<const uint8_t> classes,
                        absl::Span<const uint8_t> symbols, absl::Span<uint8_t> out,
-                       uint32_t lane_bytes[kRansLanes]) {
+                       uint32_t lane_bytes[kRansLanes], RansPath path) {
+  if (rans_internal::UseAvx2(path) && classes.size() % 8 == 0) {
+    return rans_internal::EncodeClassesAvx2(tables, classes, symbols, out, lane_bytes);
+  }
   using rans_internal::EncSymbol;
   // Constants of the tables the pattern uses, 256 symbols a table.
   std::vector<int> row(tables.size(), -1);
@@ -50,8 +54,11 @@ bool RansEncodeClasses(absl::Span<const RansTable> tables, absl::Span<const uint
 RansClassDecoder::RansClassDecoder(absl::Span<const RansTable> tables,
                                    absl::Span<const uint8_t> classes,
                                    absl::Span<const uint8_t> streams,
-                                   const uint32_t lane_bytes[kRansLanes])
-    : offset_(new uint32_t[classes.size()]), streams_(streams.data()), period_(classes.size()) {
+                                   const uint32_t lane_bytes[kRansLanes], RansPath path)
+    : offset_(new uint32_t[classes.size()]),
+      streams_(streams.data()),
+      period_(classes.size()),
+      avx2_(rans_internal::UseAvx2(path) && classes.size() % 8 == 0) {
   // Slots only for the tables the pattern names.
   std::vector<int> slot_of(tables.size(), -1);
   int used = 0;
@@ -73,24 +80,34 @@ RansClassDecoder::RansClassDecoder(absl::Span<const RansTable> tables,
   rans_internal::StartLanes(streams_, lane_bytes, state_, next_, end_);
 }
 
+// Branch-free renormalization, as RansDecoder's: a lane past its end reads a zero.
+uint8_t RansClassDecoder::DecodeOne(bool* overrun) {
+  const int l = lane_;
+  uint32_t x = state_[l];
+  const uint32_t e = slots_[offset_[at_] + (x & (kRansTotal - 1))];
+  x = (e & 0x1fff) * (x >> kRansScaleBits) + ((e >> 13) & 0xfff);
+  const bool need = x < kRansLow;
+  const bool have = next_[l] < end_[l];
+  *overrun |= need & !have;
+  const uint32_t word = have ? LoadLE16(streams_ + next_[l]) : 0;
+  state_[l] = need ? (x << 16) | word : x;
+  next_[l] += (need & have) ? 2 : 0;
+  lane_ = (l + 1) & (kRansLanes - 1);
+  at_ = at_ + 1 == period_ ? 0 : at_ + 1;
+  return static_cast<uint8_t>(e >> 25);
+}
+
 absl::Status RansClassDecoder::Decode(size_t count, uint8_t* out) {
   bool overrun = false;
-  for (size_t i = 0; i < count; ++i) {
-    const int l = lane_;
-    uint32_t x = state_[l];
-    const uint32_t e = slots_[offset_[at_] + (x & (kRansTotal - 1))];
-    x = (e & 0x1fff) * (x >> kRansScaleBits) + ((e >> 13) & 0xfff);
-    // Branch-free renormalization, as RansDecoder's: a lane past its end reads a zero.
-    const bool need = x < kRansLow;
-    const bool have = next_[l] < end_[l];
-    overrun |= need & !have;
-    const uint32_t word = have ? LoadLE16(streams_ + next_[l]) : 0;
-    state_[l] = need ? (x << 16) | word : x;
-    next_[l] += (need & have) ? 2 : 0;
-    lane_ = (l + 1) & (kRansLanes - 1);
-    at_ = at_ + 1 == period_ ? 0 : at_ + 1;
-    out[i] = static_cast<uint8_t>(e >> 25);
+  size_t i = 0;
+  if (avx2_) {
+    // Scalar up to a group boundary (lane_ a multiple of 8, and with it at_), then groups.
+    for (; i < count && lane_ % 8 != 0; ++i) out[i] = DecodeOne(&overrun);
+    const size_t whole = (count - i) / 8 * 8;
+    if (whole != 0) overrun |= DecodeAvx2(whole, out + i);
+    i += whole;
   }
+  for (; i < count; ++i) out[i] = DecodeOne(&overrun);
   if (overrun) return absl::DataLossError("an entropy lane ends early");
   return absl::OkStatus();
 }

@@ -43,10 +43,10 @@ struct Coded {
 };
 
 Coded Encode(const std::vector<RansTable>& tables, const std::vector<uint8_t>& classes,
-             const std::vector<uint8_t>& s) {
+             const std::vector<uint8_t>& s, RansPath path = RansPath::kBest) {
   Coded c;
   c.bytes.assign(s.size() * 2 + 8 * kRansLanes, 0);
-  EXPECT_TRUE(RansEncodeClasses(tables, classes, s, absl::MakeSpan(c.bytes), c.lanes));
+  EXPECT_TRUE(RansEncodeClasses(tables, classes, s, absl::MakeSpan(c.bytes), c.lanes, path));
   size_t used = 0;
   for (uint32_t b : c.lanes) used += b;
   c.bytes.resize(used);
@@ -54,10 +54,11 @@ Coded Encode(const std::vector<RansTable>& tables, const std::vector<uint8_t>& c
 }
 
 absl::Status DecodeAll(const std::vector<RansTable>& tables, const std::vector<uint8_t>& classes,
-                       const Coded& c, size_t n, std::vector<uint8_t>* out) {
+                       const Coded& c, size_t n, std::vector<uint8_t>* out,
+                       RansPath path = RansPath::kBest) {
   absl::Status s = RansDecoder::Check(c.bytes, c.lanes);
   if (!s.ok()) return s;
-  RansClassDecoder dec(tables, classes, c.bytes, c.lanes);
+  RansClassDecoder dec(tables, classes, c.bytes, c.lanes, path);
   out->assign(n, 0);
   size_t done = 0;
   for (size_t piece = 1; done < n; piece = piece * 3 + 1) {  // the pattern carries over calls
@@ -128,6 +129,52 @@ TEST(RansClassesTest, TruncatedOrWrongStreamsAreDataLoss) {
   std::vector<uint8_t> swapped = {1, 0, 0, 1, 0};
   const absl::Status wrong = DecodeAll(tables, swapped, c, n, &back);
   EXPECT_TRUE(!wrong.ok() || back != s);
+}
+
+// The AVX2 coders (patterns of a multiple of 8 positions) write and read exactly the scalar
+// coders' bytes, at every length and wherever a decode call starts or stops.
+TEST(RansClassesTest, Avx2AndScalarPathsAgreeByteForByte) {
+  if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2 on this CPU";
+  for (size_t period : {size_t{8}, size_t{24}, size_t{1024}, size_t{5}}) {
+    std::vector<uint8_t> classes(period);
+    for (size_t i = 0; i < period; ++i) classes[i] = static_cast<uint8_t>((i * 7 / 3) % 4);
+    const std::vector<double> spread = {0.05, 1.0, 4.0, 30.0};
+    for (size_t n : {size_t{1}, size_t{7}, size_t{8}, size_t{33}, size_t{5000}, size_t{70001}}) {
+      const std::vector<uint8_t> s = ClassSymbols(n, classes, spread, n + period);
+      const std::vector<RansTable> tables = TablesOf(s, classes, 4);
+      const Coded scalar = Encode(tables, classes, s, RansPath::kScalar);
+      const Coded avx2 = Encode(tables, classes, s, RansPath::kAvx2);
+      ASSERT_EQ(avx2.bytes, scalar.bytes) << period << " " << n;
+      for (int l = 0; l < kRansLanes; ++l) ASSERT_EQ(avx2.lanes[l], scalar.lanes[l]);
+      std::vector<uint8_t> a, b;
+      ASSERT_TRUE(DecodeAll(tables, classes, scalar, n, &a, RansPath::kScalar).ok());
+      ASSERT_TRUE(DecodeAll(tables, classes, scalar, n, &b, RansPath::kAvx2).ok());
+      EXPECT_EQ(a, s);
+      EXPECT_EQ(b, s) << period << " " << n;
+    }
+  }
+}
+
+// Corrupt streams fail, or decode to the same symbols, on both paths alike.
+TEST(RansClassesTest, Avx2AndScalarPathsAgreeOnCorruptStreams) {
+  if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::vector<uint8_t> classes(64);
+  for (size_t i = 0; i < classes.size(); ++i) classes[i] = i < 16 ? 0 : (i < 40 ? 1 : 2);
+  const size_t n = 64 * 300;
+  const std::vector<uint8_t> s = ClassSymbols(n, classes, {8.0, 1.0, 0.1}, 17);
+  const std::vector<RansTable> tables = TablesOf(s, classes, 3);
+  const Coded good = Encode(tables, classes, s, RansPath::kScalar);
+  uint64_t state = 3;
+  for (int trial = 0; trial < 200; ++trial) {
+    Coded c = good;
+    const size_t at = SplitMix64Next(&state) % c.bytes.size();
+    c.bytes[at] ^= static_cast<uint8_t>(1 + SplitMix64Next(&state) % 255);
+    std::vector<uint8_t> a, b;
+    const absl::Status sa = DecodeAll(tables, classes, c, n, &a, RansPath::kScalar);
+    const absl::Status sb = DecodeAll(tables, classes, c, n, &b, RansPath::kAvx2);
+    ASSERT_EQ(sa.code(), sb.code()) << trial;
+    if (sa.ok()) ASSERT_EQ(a, b) << trial;
+  }
 }
 
 }  // namespace

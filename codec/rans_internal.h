@@ -17,6 +17,9 @@ namespace rans_internal {
 // frequency f whenever x ≥ f · 2^19, a decoder reads 16 bits whenever x falls below 2^15.
 inline constexpr int kFreqShift = 31 - kRansScaleBits;
 
+// Whether `path` runs the AVX2 code: kBest or kAvx2 on a CPU with AVX2, BMI2 and FMA.
+bool UseAvx2(RansPath path);
+
 // Per-symbol encoder constants: x / freq by a multiply and shifts (Alverson's method as in
 // ryg_rans; exact for x < 2^31), so the encoder needs no division.
 struct EncSymbol {

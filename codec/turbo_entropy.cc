@@ -423,11 +423,13 @@ void CentreAndProjectAll(const SegmentShape& shape, const float* bases, const ui
         out[k] = y + v * d;
       }
       ProjectVectors(columns.data(), d, count, in, out);
-      for (int k = 0; k < count; ++k) {
-        double e = 0;
-        for (uint32_t r = 0; r < d; ++r) e += double{out[k][r]} * out[k][r];
-        (*energy)[h] += e;
+      // The vectors' sums side by side (each still in channel order): one vector's alone is
+      // a chain of dependent adds.
+      double e[4] = {0, 0, 0, 0};
+      for (uint32_t r = 0; r < d; ++r) {
+        for (int k = 0; k < count; ++k) e[k] += double{out[k][r]} * out[k][r];
       }
+      for (int k = 0; k < count; ++k) (*energy)[h] += e[k];
     }
   }
 }
@@ -444,12 +446,24 @@ constexpr uint32_t kMaxEscape = 0xffff;
 std::vector<uint16_t> Escapes(const float* y, const uint8_t* symbols, uint64_t n, uint32_t d,
                               uint32_t heads, const std::vector<float>& inv) {
   std::vector<uint16_t> escapes;
-  for (uint64_t i = 0; i < n * d; ++i) {
-    if (symbols[i] != 0 && symbols[i] != 2 * kMaxIndex) continue;
+  const auto add = [&](uint64_t i) {
     // QuantizeEight's ⌊|y|·inv + 0.5⌋ in float, unclamped.
     const float t = std::fabs(y[i]) * inv[(i / d) % heads] + 0.5f;
     const float extra = std::min(t - kMaxIndex, static_cast<float>(kMaxEscape));
     escapes.push_back(static_cast<uint16_t>(std::max(0.0f, extra)));
+  };
+  // 32 symbols a test (escapes are rare), then the escaped ones in order.
+  const uint64_t total = n * d;
+  uint64_t i = 0;
+  for (; i + 32 <= total; i += 32) {
+    const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(symbols + i));
+    uint32_t mask = static_cast<uint32_t>(_mm256_movemask_epi8(
+        _mm256_or_si256(_mm256_cmpeq_epi8(s, _mm256_setzero_si256()),
+                        _mm256_cmpeq_epi8(s, _mm256_set1_epi8(2 * kMaxIndex)))));
+    for (; mask != 0; mask &= mask - 1) add(i + __builtin_ctz(mask));
+  }
+  for (; i < total; ++i) {
+    if (symbols[i] == 0 || symbols[i] == 2 * kMaxIndex) add(i);
   }
   return escapes;
 }
@@ -528,38 +542,82 @@ std::vector<double> CoordinateEnergies(const float* y, uint64_t n, uint32_t d, u
   return ss;
 }
 
+// `parts` partial tables of 32-bit counters, added into 64-bit totals every 2^21 vectors and
+// at the end (a vector adds at most kMaxHeadDim = 2^10 to a counter: it stays below 2^31). With several parts, coordinate c counted in part c mod parts: consecutive
+// coordinates often share a class and a symbol, and one table would chain their increments.
+class PartialCounts {
+ public:
+  PartialCounts(size_t slots, int parts)
+      : slots_(slots), part_(parts * slots, 0), total_(slots, 0) {}
+  uint32_t* part(int j) { return &part_[j * slots_]; }
+  // After each vector.
+  void VectorDone() {
+    if (++vectors_ == kFlushEvery) Flush();
+  }
+  std::vector<uint64_t> Finish() {
+    Flush();
+    return std::move(total_);
+  }
+
+ private:
+  static constexpr uint64_t kFlushEvery = uint64_t{1} << 21;
+  static_assert(kMaxHeadDim <= 1024, "a vector adds at most 2^10 to a counter");
+  void Flush() {
+    for (size_t i = 0; i < part_.size(); ++i) total_[i % slots_] += part_[i];
+    std::fill(part_.begin(), part_.end(), 0);
+    vectors_ = 0;
+  }
+  size_t slots_;
+  std::vector<uint32_t> part_;
+  std::vector<uint64_t> total_;
+  uint64_t vectors_ = 0;
+};
+
 // ScaledHistogram's bins, one histogram per coordinate class: hist[class · kHistBins + bin].
-// Scalar: the class codecs spend their time in the basis products.
 void ClassHistograms(const float* y, uint64_t n, uint32_t d, uint32_t heads,
                      const std::vector<double>& sigma, const std::vector<uint8_t>& classes,
                      uint64_t* hist) {
-  std::fill(hist, hist + size_t{kCoordinateClasses} * kHistBins, 0);
   std::vector<float> scales(heads);
   for (uint32_t h = 0; h < heads; ++h) {
     scales[h] = sigma[h] == 0 ? 0.0f : static_cast<float>(kHistPerSigma / sigma[h]);
   }
+  // One table (16 classes × 2048 bins: 128 KiB; four would crowd the cache).
+  PartialCounts counts(size_t{kCoordinateClasses} * kHistBins, 1);
+  uint32_t* const p = counts.part(0);
+  alignas(32) int32_t bins[kMaxHeadDim];
   for (uint64_t v = 0; v < n; ++v) {
     const uint32_t h = v % heads;
     const uint8_t* cls = &classes[size_t{h} * d];
     const float* yv = &y[v * d];
-    for (uint32_t c = 0; c < d; ++c) {
-      const float scaled =
-          std::min(std::fabs(yv[c]) * scales[h], static_cast<float>(kHistBins - 1));
-      ++hist[size_t{cls[c]} * kHistBins + static_cast<uint32_t>(scaled)];
+    // The bins 8 at a time, exactly as the scalar min(|y|·scale, kHistBins − 1) truncated.
+    const __m256 scale = _mm256_set1_ps(scales[h]);
+    for (uint32_t c = 0; c < d; c += 8) {
+      const __m256 scaled =
+          _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(yv + c)), scale);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(bins + c),
+                         _mm256_cvttps_epi32(_mm256_min_ps(scaled, _mm256_set1_ps(kHistBins - 1))));
     }
+    for (uint32_t c = 0; c < d; ++c) ++p[cls[c] * kHistBins + bins[c]];
+    counts.VectorDone();
   }
+  const std::vector<uint64_t> total = counts.Finish();
+  std::copy(total.begin(), total.end(), hist);
 }
 
 // turbo_pc*: counts[class · kSymbols + symbol] of the quantized symbols.
 std::vector<uint64_t> ClassCounts(const uint8_t* symbols, uint64_t n, uint32_t d, uint32_t heads,
                                   const std::vector<uint8_t>& classes) {
-  std::vector<uint64_t> counts(size_t{kCoordinateClasses} * kSymbols, 0);
+  PartialCounts counts(size_t{kCoordinateClasses} * kSymbols, 4);
+  uint32_t* const p[4] = {counts.part(0), counts.part(1), counts.part(2), counts.part(3)};
   for (uint64_t v = 0; v < n; ++v) {
     const uint8_t* cls = &classes[(v % heads) * d];
     const uint8_t* sym = &symbols[v * d];
-    for (uint32_t c = 0; c < d; ++c) ++counts[size_t{cls[c]} * kSymbols + sym[c]];
+    for (uint32_t c = 0; c < d; c += 4) {
+      for (int j = 0; j < 4; ++j) ++p[j][cls[c + j] * kSymbols + sym[c + j]];
+    }
+    counts.VectorDone();
   }
-  return counts;
+  return counts.Finish();
 }
 
 // Symbols [first, first + count) of a table, and the bytes of table plus lane lengths.
