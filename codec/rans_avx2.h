@@ -1,9 +1,8 @@
 // The AVX2 paths of the interleaved rANS coders (codec/rans.h, codec/rans_classes.h): 8 lanes a
 // 256-bit register, table look-ups by plain loads or gathers, no data-dependent branches. They
 // produce and accept exactly the bytes of the scalar references in rans.cc and rans_classes.cc.
-// Internal to //codec:rans:
-// callers use RansEncode, RansDecoder and their class-table versions, which pick a path at run
-// time.
+// Internal to //codec:rans: callers use RansEncode, RansDecoder and their class-table versions,
+// which pick a path at run time.
 //
 // Pure functions; safe from any thread.
 #ifndef KVPACK_CODEC_RANS_AVX2_H_
