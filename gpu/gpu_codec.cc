@@ -62,13 +62,21 @@ struct LaunchGroup {
   uint32_t count;
 };
 
-// The segments of a plan that one batched launch covers: same codec and K|V, plan indices
-// ascending.
+// The segments of a plan that one batched launch covers (SameLaunch), plan indices ascending.
 struct PlanGroup {
   CodecId codec;
   SegmentShape shape;
   std::vector<uint32_t> segments;
 };
+
+// Whether segments a and b share a launch: the same codec, and for codecs that treat keys and
+// values differently the same K|V. The calibrated codecs' kernels take each segment's basis
+// from its SegmentIo, so their keys and values share one launch: their rANS decode is bound by
+// the length of one segment's lanes, whatever the number of segments, so each launch less
+// saves its whole time.
+bool SameLaunch(const BlockSegment& a, const BlockSegment& b) {
+  return a.codec == b.codec && (a.is_key == b.is_key || IsCalibrated(a.codec->id()));
+}
 
 std::vector<PlanGroup> GroupPlan(const BlockHeader& plan) {
   std::vector<PlanGroup> groups;
@@ -77,7 +85,7 @@ std::vector<PlanGroup> GroupPlan(const BlockHeader& plan) {
     PlanGroup* g = nullptr;
     for (PlanGroup& c : groups) {
       const BlockSegment& lead = plan.segments[c.segments.front()];
-      if (lead.codec == s.codec && lead.is_key == s.is_key) g = &c;
+      if (SameLaunch(lead, s)) g = &c;
     }
     if (g == nullptr) {
       groups.push_back(PlanGroup{s.codec->id(), s.shape, {}});
@@ -240,7 +248,7 @@ class GpuCodec::Impl {
   absl::Mutex& mu() { return mu_; }
 
   // Builds the SegmentIo table of segments [begin, end) of `plan` over every block, grouped
-  // into launches (same codec and K|V), appending to *ios and returning the groups.
+  // into launches (SameLaunch), appending to *ios and returning the groups.
   static std::vector<LaunchGroup> Group(const BlockHeader& plan, uint32_t begin, uint32_t end,
                                         absl::Span<const DeviceBlockView> views,
                                         absl::Span<uint8_t* const> blocks,
@@ -253,7 +261,7 @@ class GpuCodec::Impl {
       LaunchGroup g{lead.codec->id(), lead.shape, static_cast<uint32_t>(ios->size()), 0};
       for (uint32_t j = i; j < end; ++j) {
         const BlockSegment& s = plan.segments[j];
-        if (done[j - begin] || s.codec != lead.codec || s.is_key != lead.is_key) continue;
+        if (done[j - begin] || !SameLaunch(s, lead)) continue;
         done[j - begin] = true;
         for (size_t b = 0; b < views.size(); ++b) {
           SegmentIo io;

@@ -8,7 +8,8 @@
 //    decodes the symbols 32 at a time into a scratch byte per element, and records for each
 //    vector how many escapes precede it in coding order. A slot's symbol is found from a
 //    bucket index (per 64 slots, the last symbol starting at or before the bucket) and a short
-//    forward scan; each lane loads its next 16-bit word before the step that needs it.
+//    forward scan; each lane loads its next 16-bit word, and the class of its next symbol,
+//    before the step that needs them.
 // 2. UnprojectKernel, one block of 2·d threads per (segment, head, run of 64-token tiles): the
 //    head's d×d basis in shared memory; per tile, the coefficients ŷ of its 64 vectors (value
 //    table, escapes) transposed into shared memory with the ascending list of the axes r on
@@ -219,44 +220,51 @@ __global__ void __launch_bounds__(kWarpsPerBlock * kLanes)
   // then flags the segment).
   uint32_t ahead = next + 2 <= end ? static_cast<uint32_t>(LoadLE(streams + next, 2)) : 0;
   // The symbols, 32 a step. Element i = base + lane is coordinate col of vector vec, at
-  // position pos of the class pattern (period heads·d), all three kept by adding.
+  // position pos of the class pattern (period heads·d), all three kept by adding; k is its
+  // class, read a step ahead (it does not depend on the state).
   uint8_t* out = symbols + seg * elements;
   uint32_t* before = escapes_before + seg * n;
   uint32_t run = 0;
   uint32_t pos = lane % period, col = lane % d, vec = lane / d;
-  for (uint64_t base = 0; base < elements; base += kLanes) {
-    const uint64_t i = base + lane;
-    const bool active = i < elements;
+  int k = classes ? map[pos] : 0;
+  const auto step = [&](uint64_t i, bool active) {
     uint32_t sym = kMaxIndex;
     if (active) {
-      const int k = classes ? map[pos] : 0;
       const uint32_t* entry = t.entry[k];
       const uint32_t slot = x & (kTotal - 1);
       uint32_t j = t.bucket[k][slot >> kBucketBits];
-      while ((entry[j + 1] & 0xffffu) <= slot) ++j;
-      const uint32_t en = entry[j];
+      uint32_t en = entry[j], up = entry[j + 1];
+      while ((up & 0xffffu) <= slot) {
+        en = up;
+        up = entry[++j + 1];
+      }
       x = (en >> 16) * (x >> kScaleBits) + slot - (en & 0xffffu);
-      if (x < kLow) {
-        bad |= next + 2 > end;  // the lane ends early
-        x = x << 16 | ahead;
+      const bool need = x < kLow;
+      bad |= need && next + 2 > end;  // the lane ends early
+      x = need ? x << 16 | ahead : x;
+      if (need) {
         next += 2;
         ahead = next + 2 <= end ? static_cast<uint32_t>(LoadLE(streams + next, 2)) : 0;
       }
       sym = t.first[k] + j;
       out[i] = static_cast<uint8_t>(sym);
     }
+    pos += kLanes;
+    while (pos >= period) pos -= period;
+    if (classes) k = map[pos];
     const uint32_t escaped =
         __ballot_sync(0xffffffffu, active && (sym == 0 || sym == kSymbols - 1));
     if (active && col == 0) before[vec] = run + __popc(escaped & ((1u << lane) - 1));
     run += __popc(escaped);
-    pos += kLanes;
-    while (pos >= period) pos -= period;
     col += kLanes;
     while (col >= d) {
       col -= d;
       ++vec;
     }
-  }
+  };
+  uint64_t base = 0;
+  for (; base + kLanes <= elements; base += kLanes) step(base + lane, true);
+  if (base < elements) step(base + lane, base + lane < elements);
   bad |= x != kLow || next != end;
   if (lane == 0) bad |= run != escapes;
   if (__any_sync(0xffffffffu, bad) && lane == 0) atomicOr(b.error_flags, kErrCorrupt);
