@@ -122,6 +122,12 @@ absl::Status GpuSupports(CodecId codec, const SegmentShape& shape, GpuWork work)
           kMaxGpuCalibratedHeadDim, " and kv_heads * head_dim <= ", kMaxGpuTurboOutlierRow,
           ", got head_dim ", shape.head_dim, " with ", shape.kv_heads, " kv_heads"));
     }
+    if (static_cast<int>(codec) >= static_cast<int>(CodecId::kTurboPc2) &&
+        uint64_t{shape.kv_heads} * shape.head_dim > kMaxGpuClassMapRow) {
+      return absl::UnimplementedError(absl::StrCat(
+          "GPU turbo_pc* need kv_heads * head_dim <= ", kMaxGpuClassMapRow, ", got ",
+          shape.kv_heads, " kv_heads of ", shape.head_dim));
+    }
     return absl::OkStatus();
   }
   switch (codec) {

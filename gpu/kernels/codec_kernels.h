@@ -156,6 +156,11 @@ cudaError_t LaunchTurboProdDecode(const SegmentBatch& batch, const Codebook& mse
 // kMaxGpuTurboOutlierRow (CalibratedSupported). Allocates its scratch (a byte per element and
 // a word per vector) stream-ordered on `stream`.
 inline constexpr uint32_t kMaxGpuCalibratedHeadDim = 128;
+// turbo_pc* on the GPU also need kv_heads · head_dim <= kMaxGpuClassMapRow: the entropy
+// kernel holds four segments' class maps (a byte per head and coordinate) beside its tables
+// (37,264 bytes) in the 48 KiB of shared memory a block gets without an opt-in. Larger class
+// maps decode on the CPU (GpuSupports says Unimplemented).
+inline constexpr uint32_t kMaxGpuClassMapRow = 2048;
 bool CalibratedSupported(uint32_t head_dim);
 cudaError_t LaunchCalibratedDecode(const SegmentBatch& batch, int half_bits, bool class_tables,
                                    cudaStream_t stream);
