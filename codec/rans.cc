@@ -196,37 +196,17 @@ RansDecoder::RansDecoder(const RansTable& table, absl::Span<const uint8_t> strea
   rans_internal::StartLanes(streams_, lane_bytes, state_, next_, end_);
 }
 
-// Branch-free renormalization (whether a lane needs a word is data-dependent and would
-// mispredict often); a lane that needs a word past its end reads a zero instead and sets
-// `overrun`, which Decode reports.
 uint8_t RansDecoder::DecodeOne(bool* overrun) {
   const int l = lane_;
-  uint32_t x = state_[l];
-  const uint32_t e = slots_[x & (kRansTotal - 1)];
-  x = (e & 0x1fff) * (x >> kRansScaleBits) + ((e >> 13) & 0xfff);
-  const bool need = x < kRansLow;
-  const bool have = next_[l] < end_[l];
-  *overrun |= need & !have;
-  const uint32_t word = have ? LoadLE16(streams_ + next_[l]) : 0;
-  state_[l] = need ? (x << 16) | word : x;
-  next_[l] += (need & have) ? 2 : 0;
   lane_ = (l + 1) & (kRansLanes - 1);
-  return static_cast<uint8_t>(e >> 25);
+  return rans_internal::DecodeStep(slots_[state_[l] & (kRansTotal - 1)], l, streams_, state_,
+                                   next_, end_, overrun);
 }
 
-
 absl::Status RansDecoder::Decode(size_t count, uint8_t* out) {
-  bool overrun = false;
-  size_t i = 0;
-  if (avx2_) {
-    for (; i < count && lane_ % 8 != 0; ++i) out[i] = DecodeOne(&overrun);
-    const size_t whole = (count - i) / 8 * 8;
-    if (whole != 0) overrun |= DecodeAvx2(whole, out + i);
-    i += whole;
-  }
-  for (; i < count; ++i) out[i] = DecodeOne(&overrun);
-  if (overrun) return absl::DataLossError("an entropy lane ends early");
-  return absl::OkStatus();
+  return rans_internal::DecodeInGroups(
+      avx2_, lane_, count, out, [this](bool* overrun) { return DecodeOne(overrun); },
+      [this](size_t n, uint8_t* to) { return DecodeAvx2(n, to); });
 }
 
 absl::Status RansDecoder::Finish() const {

@@ -322,11 +322,8 @@ __attribute__((target("avx2,fma"))) bool EncodeClassesAvx2(absl::Span<const Rans
                                                        absl::Span<uint8_t> out,
                                                        uint32_t lane_bytes[kRansLanes]) {
   // Constants of the tables the pattern uses, 256 symbols a table, as RansEncodeClasses.
-  std::vector<int> row(tables.size(), -1);
   int rows = 0;
-  for (uint8_t c : classes) {
-    if (row[c] < 0) row[c] = rows++;
-  }
+  const std::vector<int> row = rans_internal::TableRows(tables.size(), classes, &rows);
   std::unique_ptr<uint32_t[]> packed(new uint32_t[size_t{256} * rows]);
   for (size_t t = 0; t < tables.size(); ++t) {
     if (row[t] >= 0) PackTable(tables[t], &packed[size_t{256} * row[t]]);

@@ -17,11 +17,8 @@ bool RansEncodeClasses(absl::Span<const RansTable> tables, absl::Span<const uint
   }
   using rans_internal::EncSymbol;
   // Constants of the tables the pattern uses, 256 symbols a table.
-  std::vector<int> row(tables.size(), -1);
   int rows = 0;
-  for (uint8_t c : classes) {
-    if (row[c] < 0) row[c] = rows++;
-  }
+  const std::vector<int> row = rans_internal::TableRows(tables.size(), classes, &rows);
   std::unique_ptr<EncSymbol[]> enc(new EncSymbol[size_t{256} * rows]);
   for (size_t t = 0; t < tables.size(); ++t) {
     if (row[t] < 0) continue;
@@ -80,36 +77,19 @@ RansClassDecoder::RansClassDecoder(absl::Span<const RansTable> tables,
   rans_internal::StartLanes(streams_, lane_bytes, state_, next_, end_);
 }
 
-// Branch-free renormalization, as RansDecoder's: a lane past its end reads a zero.
 uint8_t RansClassDecoder::DecodeOne(bool* overrun) {
   const int l = lane_;
-  uint32_t x = state_[l];
-  const uint32_t e = slots_[offset_[at_] + (x & (kRansTotal - 1))];
-  x = (e & 0x1fff) * (x >> kRansScaleBits) + ((e >> 13) & 0xfff);
-  const bool need = x < kRansLow;
-  const bool have = next_[l] < end_[l];
-  *overrun |= need & !have;
-  const uint32_t word = have ? LoadLE16(streams_ + next_[l]) : 0;
-  state_[l] = need ? (x << 16) | word : x;
-  next_[l] += (need & have) ? 2 : 0;
+  const uint32_t e = slots_[offset_[at_] + (state_[l] & (kRansTotal - 1))];
   lane_ = (l + 1) & (kRansLanes - 1);
   at_ = at_ + 1 == period_ ? 0 : at_ + 1;
-  return static_cast<uint8_t>(e >> 25);
+  return rans_internal::DecodeStep(e, l, streams_, state_, next_, end_, overrun);
 }
 
+// Groups start where lane_ is a multiple of 8, and with it at_ (the pattern's length is one).
 absl::Status RansClassDecoder::Decode(size_t count, uint8_t* out) {
-  bool overrun = false;
-  size_t i = 0;
-  if (avx2_) {
-    // Scalar up to a group boundary (lane_ a multiple of 8, and with it at_), then groups.
-    for (; i < count && lane_ % 8 != 0; ++i) out[i] = DecodeOne(&overrun);
-    const size_t whole = (count - i) / 8 * 8;
-    if (whole != 0) overrun |= DecodeAvx2(whole, out + i);
-    i += whole;
-  }
-  for (; i < count; ++i) out[i] = DecodeOne(&overrun);
-  if (overrun) return absl::DataLossError("an entropy lane ends early");
-  return absl::OkStatus();
+  return rans_internal::DecodeInGroups(
+      avx2_, lane_, count, out, [this](bool* overrun) { return DecodeOne(overrun); },
+      [this](size_t n, uint8_t* to) { return DecodeAvx2(n, to); });
 }
 
 absl::Status RansClassDecoder::Finish() const {

@@ -5,10 +5,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "codec/rans.h"
+#include "codec/segment_io.h"
 
 namespace kvpack {
 namespace rans_internal {
@@ -79,6 +81,53 @@ void StartLanes(const uint8_t* streams, const uint32_t lane_bytes[kRansLanes],
 // whole stream.
 absl::Status FinishLanes(const uint32_t state[kRansLanes], const int32_t next[kRansLanes],
                          const int32_t end[kRansLanes]);
+
+// The class encoders' table rows: per table, its row among the tables the class pattern names
+// (in order of first use), −1 for the others; *rows the number named.
+inline std::vector<int> TableRows(size_t tables, absl::Span<const uint8_t> classes, int* rows) {
+  std::vector<int> row(tables, -1);
+  *rows = 0;
+  for (uint8_t c : classes) {
+    if (row[c] < 0) row[c] = (*rows)++;
+  }
+  return row;
+}
+
+// One scalar decoding step of lane l whose slot entry is e (freq | (slot − start) << 13 |
+// symbol << 25); returns the symbol. Branch-free renormalization (whether a lane needs a word
+// is data-dependent and would mispredict often): a lane that needs a word past its end reads
+// a zero instead and sets *overrun, which the decoders report.
+inline uint8_t DecodeStep(uint32_t e, int l, const uint8_t* streams, uint32_t state[kRansLanes],
+                          int32_t next[kRansLanes], const int32_t end[kRansLanes],
+                          bool* overrun) {
+  const uint32_t x = (e & 0x1fff) * (state[l] >> kRansScaleBits) + ((e >> 13) & 0xfff);
+  const bool need = x < kRansLow;
+  const bool have = next[l] < end[l];
+  *overrun |= need & !have;
+  const uint32_t word = have ? LoadLE16(streams + next[l]) : 0;
+  state[l] = need ? (x << 16) | word : x;
+  next[l] += (need & have) ? 2 : 0;
+  return static_cast<uint8_t>(e >> 25);
+}
+
+// The decoders' Decode: one(&overrun) decodes a symbol on the scalar path (advancing `lane`);
+// with avx2, scalar steps up to a group of 8 lanes, then groups(count, out) decodes whole
+// groups (true on overrun), then scalar steps again. DataLoss when a lane ran out of words.
+template <class One, class Groups>
+absl::Status DecodeInGroups(bool avx2, const int& lane, size_t count, uint8_t* out,
+                            const One& one, const Groups& groups) {
+  bool overrun = false;
+  size_t i = 0;
+  if (avx2) {
+    for (; i < count && lane % 8 != 0; ++i) out[i] = one(&overrun);
+    const size_t whole = (count - i) / 8 * 8;
+    if (whole != 0) overrun |= groups(whole, out + i);
+    i += whole;
+  }
+  for (; i < count; ++i) out[i] = one(&overrun);
+  if (overrun) return absl::DataLossError("an entropy lane ends early");
+  return absl::OkStatus();
+}
 
 }  // namespace rans_internal
 }  // namespace kvpack
