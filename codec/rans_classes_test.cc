@@ -173,7 +173,9 @@ TEST(RansClassesTest, Avx2AndScalarPathsAgreeOnCorruptStreams) {
     const absl::Status sa = DecodeAll(tables, classes, c, n, &a, RansPath::kScalar);
     const absl::Status sb = DecodeAll(tables, classes, c, n, &b, RansPath::kAvx2);
     ASSERT_EQ(sa.code(), sb.code()) << trial;
-    if (sa.ok()) ASSERT_EQ(a, b) << trial;
+    if (sa.ok()) {
+      ASSERT_EQ(a, b) << trial;
+    }
   }
 }
 

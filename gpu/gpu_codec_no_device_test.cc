@@ -5,7 +5,6 @@
 
 #include "absl/strings/match.h"
 #include "gpu/gpu_codec.h"
-#include "gpu/segment_launcher.h"
 #include "gtest/gtest.h"
 
 namespace kvpack {
@@ -50,26 +49,6 @@ TEST(GpuCodecNoDeviceTest, ContiguousViewSplitsSegments) {
               static_cast<ptrdiff_t>(i * layout.SegmentRawBytes()));
   }
   EXPECT_EQ(v.token_stride, 0u);
-}
-
-// Which calibrated-codec shapes the GPU takes is decided on the host, so callers know to
-// use the CPU before any launch: turbo_pc* class maps beyond the entropy kernel's shared
-// memory (an MHA model's 32 heads of 128) decode on the CPU; turbo_p* has no class map.
-TEST(GpuCodecNoDeviceTest, ClassMapsTooLargeForTheGpuDecodeOnTheCpu) {
-  SegmentShape gqa;
-  gqa.tokens = 256;
-  gqa.kv_heads = 8;
-  gqa.head_dim = 128;
-  gqa.dtype = DType::kBFloat16;
-  SegmentShape mha = gqa;
-  mha.kv_heads = 32;
-  EXPECT_TRUE(GpuSupports(CodecId::kTurboPc3, gqa, GpuWork::kDecode).ok());
-  EXPECT_TRUE(GpuSupports(CodecId::kTurboP3, mha, GpuWork::kDecode).ok());
-  const absl::Status refused = GpuSupports(CodecId::kTurboPc3, mha, GpuWork::kDecode);
-  EXPECT_EQ(refused.code(), absl::StatusCode::kUnimplemented) << refused;
-  EXPECT_TRUE(absl::StrContains(refused.message(), "kv_heads * head_dim")) << refused;
-  EXPECT_EQ(GpuSupports(CodecId::kTurboPc3, gqa, GpuWork::kEncode).code(),
-            absl::StatusCode::kUnimplemented);
 }
 
 }  // namespace

@@ -1,0 +1,34 @@
+// GpuSupports: which (codec, shape, work) the GPU kernels take, decided on the host so that
+// callers know to use the CPU before any launch. Needs the CUDA toolkit to build, not a GPU
+// to run.
+#include "gpu/segment_launcher.h"
+
+#include "absl/strings/match.h"
+#include "gtest/gtest.h"
+
+namespace kvpack {
+namespace gpu {
+namespace {
+
+// turbo_pc* class maps beyond the entropy kernel's shared memory (an MHA model's 32 heads of
+// 128) decode on the CPU; turbo_p* has no class map; the GPU encodes neither.
+TEST(SegmentLauncherTest, ClassMapsTooLargeForTheGpuDecodeOnTheCpu) {
+  SegmentShape gqa;
+  gqa.tokens = 256;
+  gqa.kv_heads = 8;
+  gqa.head_dim = 128;
+  gqa.dtype = DType::kBFloat16;
+  SegmentShape mha = gqa;
+  mha.kv_heads = 32;
+  EXPECT_TRUE(GpuSupports(CodecId::kTurboPc3, gqa, GpuWork::kDecode).ok());
+  EXPECT_TRUE(GpuSupports(CodecId::kTurboP3, mha, GpuWork::kDecode).ok());
+  const absl::Status refused = GpuSupports(CodecId::kTurboPc3, mha, GpuWork::kDecode);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnimplemented) << refused;
+  EXPECT_TRUE(absl::StrContains(refused.message(), "kv_heads * head_dim")) << refused;
+  EXPECT_EQ(GpuSupports(CodecId::kTurboPc3, gqa, GpuWork::kEncode).code(),
+            absl::StatusCode::kUnimplemented);
+}
+
+}  // namespace
+}  // namespace gpu
+}  // namespace kvpack
