@@ -543,8 +543,9 @@ std::vector<double> CoordinateEnergies(const float* y, uint64_t n, uint32_t d, u
 }
 
 // `parts` partial tables of 32-bit counters, added into 64-bit totals every 2^21 vectors and
-// at the end (a vector adds at most kMaxHeadDim = 2^10 to a counter: it stays below 2^31). With several parts, coordinate c counted in part c mod parts: consecutive
-// coordinates often share a class and a symbol, and one table would chain their increments.
+// at the end (a vector adds at most kMaxHeadDim = 2^10 to a counter: it stays below 2^31).
+// With several parts, coordinate c is counted in part c mod parts: consecutive coordinates
+// often share a class and a symbol, and one table would chain their increments.
 class PartialCounts {
  public:
   PartialCounts(size_t slots, int parts)
