@@ -370,84 +370,75 @@ __attribute__((target("avx2"), always_inline)) inline __m256i DecodeEight(
   return x;
 }
 
-}  // namespace
-
-__attribute__((target("avx2"))) bool RansDecoder::DecodeAvx2(size_t count, uint8_t* out) {
-  const __m256i zero = _mm256_setzero_si256();
-  __m256i* const x = reinterpret_cast<__m256i*>(state_);
-  __m256i* const next = reinterpret_cast<__m256i*>(next_);
-  const __m256i* const end = reinterpret_cast<const __m256i*>(end_);
+// The AVX2 decoders' loop over whole groups of 8 lanes from *lane (a multiple of 8): single
+// groups up to lane 0, then 32 lanes a round with the states in registers, then single groups.
+// bases() gives the slot-table offsets of the next group's 8 lanes, once per group in order.
+// True on overrun.
+template <class Bases>
+__attribute__((target("avx2"), always_inline)) inline bool DecodeGroups(
+    size_t count, uint8_t* out, const uint32_t* slots, const uint8_t* streams,
+    uint32_t state[kRansLanes], int32_t next_lanes[kRansLanes], const int32_t end_lanes[kRansLanes],
+    int* lane, const Bases& bases) {
+  __m256i* const x = reinterpret_cast<__m256i*>(state);
+  __m256i* const next = reinterpret_cast<__m256i*>(next_lanes);
+  const __m256i* const end = reinterpret_cast<const __m256i*>(end_lanes);
   __m256i overrun = _mm256_setzero_si256();
+  const auto single = [&](size_t i) {
+    const int r = *lane / 8;
+    const __m256i base = bases();
+    x[r] = DecodeEight(x[r], &next[r], end[r], &overrun, slots, base, streams, out + i);
+    *lane = (*lane + 8) & (kRansLanes - 1);
+  };
   size_t i = 0;
-  // Single groups up to lane 0, then 32 lanes a round with the states in registers.
-  for (; i < count && lane_ != 0; i += 8) {
-    const int r = lane_ / 8;
-    x[r] = DecodeEight(x[r], &next[r], end[r], &overrun, slots_, zero, streams_, out + i);
-    lane_ = (lane_ + 8) & (kRansLanes - 1);
-  }
+  for (; i < count && *lane != 0; i += 8) single(i);
   if (count - i >= 32) {
     __m256i x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
     __m256i n0 = next[0], n1 = next[1], n2 = next[2], n3 = next[3];
     const __m256i e0 = end[0], e1 = end[1], e2 = end[2], e3 = end[3];
     for (; count - i >= 32; i += 32) {
-      x0 = DecodeEight(x0, &n0, e0, &overrun, slots_, zero, streams_, out + i);
-      x1 = DecodeEight(x1, &n1, e1, &overrun, slots_, zero, streams_, out + i + 8);
-      x2 = DecodeEight(x2, &n2, e2, &overrun, slots_, zero, streams_, out + i + 16);
-      x3 = DecodeEight(x3, &n3, e3, &overrun, slots_, zero, streams_, out + i + 24);
+      const __m256i b0 = bases(), b1 = bases(), b2 = bases(), b3 = bases();
+      x0 = DecodeEight(x0, &n0, e0, &overrun, slots, b0, streams, out + i);
+      x1 = DecodeEight(x1, &n1, e1, &overrun, slots, b1, streams, out + i + 8);
+      x2 = DecodeEight(x2, &n2, e2, &overrun, slots, b2, streams, out + i + 16);
+      x3 = DecodeEight(x3, &n3, e3, &overrun, slots, b3, streams, out + i + 24);
     }
     x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
     next[0] = n0, next[1] = n1, next[2] = n2, next[3] = n3;
   }
-  for (; i < count; i += 8) {
-    const int r = lane_ / 8;
-    x[r] = DecodeEight(x[r], &next[r], end[r], &overrun, slots_, zero, streams_, out + i);
-    lane_ = (lane_ + 8) & (kRansLanes - 1);
-  }
+  for (; i < count; i += 8) single(i);
   return !_mm256_testz_si256(overrun, overrun);
 }
 
-// As RansDecoder::DecodeAvx2, each lane's slot table at its pattern position's offset: the
-// pattern's length is a multiple of 8 and lane_ is one, so a group's 8 positions are at_ ..
-// at_ + 7.
+// One table: every lane's slots start at 0.
+struct OneTable {
+  __attribute__((target("avx2"), always_inline)) __m256i operator()() const {
+    return _mm256_setzero_si256();
+  }
+};
+
+// Class tables: the offsets of pattern positions *at .. *at + 7, then *at moves a group on (the
+// pattern's length is a multiple of 8).
+struct PatternTables {
+  const uint32_t* offsets;
+  size_t period;
+  size_t* at;
+  __attribute__((target("avx2"), always_inline)) __m256i operator()() const {
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offsets + *at));
+    *at = *at + 8 == period ? 0 : *at + 8;
+    return b;
+  }
+};
+
+}  // namespace
+
+__attribute__((target("avx2"))) bool RansDecoder::DecodeAvx2(size_t count, uint8_t* out) {
+  return DecodeGroups(count, out, slots_, streams_, state_, next_, end_, &lane_, OneTable{});
+}
+
+// Groups start where lane_ is a multiple of 8, and with it at_.
 __attribute__((target("avx2"))) bool RansClassDecoder::DecodeAvx2(size_t count, uint8_t* out) {
-  __m256i* const x = reinterpret_cast<__m256i*>(state_);
-  __m256i* const next = reinterpret_cast<__m256i*>(next_);
-  const __m256i* const end = reinterpret_cast<const __m256i*>(end_);
-  const uint32_t* const slots = slots_.get();
-  const auto base = [&](size_t at) {
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offset_.get() + at));
-  };
-  const auto advance = [&](size_t at) { return at + 8 == period_ ? 0 : at + 8; };
-  __m256i overrun = _mm256_setzero_si256();
-  size_t i = 0;
-  for (; i < count && lane_ != 0; i += 8) {
-    const int r = lane_ / 8;
-    x[r] = DecodeEight(x[r], &next[r], end[r], &overrun, slots, base(at_), streams_, out + i);
-    lane_ = (lane_ + 8) & (kRansLanes - 1);
-    at_ = advance(at_);
-  }
-  if (count - i >= 32) {
-    __m256i x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
-    __m256i n0 = next[0], n1 = next[1], n2 = next[2], n3 = next[3];
-    const __m256i e0 = end[0], e1 = end[1], e2 = end[2], e3 = end[3];
-    for (; count - i >= 32; i += 32) {
-      const size_t a1 = advance(at_), a2 = advance(a1), a3 = advance(a2);
-      x0 = DecodeEight(x0, &n0, e0, &overrun, slots, base(at_), streams_, out + i);
-      x1 = DecodeEight(x1, &n1, e1, &overrun, slots, base(a1), streams_, out + i + 8);
-      x2 = DecodeEight(x2, &n2, e2, &overrun, slots, base(a2), streams_, out + i + 16);
-      x3 = DecodeEight(x3, &n3, e3, &overrun, slots, base(a3), streams_, out + i + 24);
-      at_ = advance(a3);
-    }
-    x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
-    next[0] = n0, next[1] = n1, next[2] = n2, next[3] = n3;
-  }
-  for (; i < count; i += 8) {
-    const int r = lane_ / 8;
-    x[r] = DecodeEight(x[r], &next[r], end[r], &overrun, slots, base(at_), streams_, out + i);
-    lane_ = (lane_ + 8) & (kRansLanes - 1);
-    at_ = advance(at_);
-  }
-  return !_mm256_testz_si256(overrun, overrun);
+  return DecodeGroups(count, out, slots_.get(), streams_, state_, next_, end_, &lane_,
+                      PatternTables{offset_.get(), period_, &at_});
 }
 
 }  // namespace kvpack

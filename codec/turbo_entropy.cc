@@ -542,38 +542,6 @@ std::vector<double> CoordinateEnergies(const float* y, uint64_t n, uint32_t d, u
   return ss;
 }
 
-// `parts` partial tables of 32-bit counters, added into 64-bit totals every 2^21 vectors and
-// at the end (a vector adds at most kMaxHeadDim = 2^10 to a counter: it stays below 2^31).
-// With several parts, coordinate c is counted in part c mod parts: consecutive coordinates
-// often share a class and a symbol, and one table would chain their increments.
-class PartialCounts {
- public:
-  PartialCounts(size_t slots, int parts)
-      : slots_(slots), part_(parts * slots, 0), total_(slots, 0) {}
-  uint32_t* part(int j) { return &part_[j * slots_]; }
-  // After each vector.
-  void VectorDone() {
-    if (++vectors_ == kFlushEvery) Flush();
-  }
-  std::vector<uint64_t> Finish() {
-    Flush();
-    return std::move(total_);
-  }
-
- private:
-  static constexpr uint64_t kFlushEvery = uint64_t{1} << 21;
-  static_assert(kMaxHeadDim <= 1024, "a vector adds at most 2^10 to a counter");
-  void Flush() {
-    for (size_t i = 0; i < part_.size(); ++i) total_[i % slots_] += part_[i];
-    std::fill(part_.begin(), part_.end(), 0);
-    vectors_ = 0;
-  }
-  size_t slots_;
-  std::vector<uint32_t> part_;
-  std::vector<uint64_t> total_;
-  uint64_t vectors_ = 0;
-};
-
 // ScaledHistogram's bins, one histogram per coordinate class: hist[class · kHistBins + bin].
 void ClassHistograms(const float* y, uint64_t n, uint32_t d, uint32_t heads,
                      const std::vector<double>& sigma, const std::vector<uint8_t>& classes,
@@ -582,9 +550,7 @@ void ClassHistograms(const float* y, uint64_t n, uint32_t d, uint32_t heads,
   for (uint32_t h = 0; h < heads; ++h) {
     scales[h] = sigma[h] == 0 ? 0.0f : static_cast<float>(kHistPerSigma / sigma[h]);
   }
-  // One table (16 classes × 2048 bins: 128 KiB; four would crowd the cache).
-  PartialCounts counts(size_t{kCoordinateClasses} * kHistBins, 1);
-  uint32_t* const p = counts.part(0);
+  std::fill(hist, hist + size_t{kCoordinateClasses} * kHistBins, 0);
   alignas(32) int32_t bins[kMaxHeadDim];
   for (uint64_t v = 0; v < n; ++v) {
     const uint32_t h = v % heads;
@@ -598,17 +564,45 @@ void ClassHistograms(const float* y, uint64_t n, uint32_t d, uint32_t heads,
       _mm256_store_si256(reinterpret_cast<__m256i*>(bins + c),
                          _mm256_cvttps_epi32(_mm256_min_ps(scaled, _mm256_set1_ps(kHistBins - 1))));
     }
-    for (uint32_t c = 0; c < d; ++c) ++p[cls[c] * kHistBins + bins[c]];
-    counts.VectorDone();
+    for (uint32_t c = 0; c < d; ++c) ++hist[size_t{cls[c]} * kHistBins + bins[c]];
   }
-  const std::vector<uint64_t> total = counts.Finish();
-  std::copy(total.begin(), total.end(), hist);
 }
+
+// Four partial tables of 32-bit counters, coordinate c counted in part c mod 4 (consecutive
+// coordinates often share a class and a symbol, and one table would chain their increments),
+// added into 64-bit totals every 2^21 vectors and at the end (a vector adds at most
+// kMaxHeadDim / 4 ≤ 2^8 to a counter: it stays below 2^31).
+class PartialCounts {
+ public:
+  explicit PartialCounts(size_t slots) : slots_(slots), part_(4 * slots, 0), total_(slots, 0) {}
+  uint32_t* part(int j) { return &part_[j * slots_]; }
+  // After each vector.
+  void VectorDone() {
+    if (++vectors_ == kFlushEvery) Flush();
+  }
+  std::vector<uint64_t> Finish() {
+    Flush();
+    return std::move(total_);
+  }
+
+ private:
+  static constexpr uint64_t kFlushEvery = uint64_t{1} << 21;
+  static_assert(kMaxHeadDim <= 1024, "a vector adds at most 2^8 to a counter");
+  void Flush() {
+    for (size_t i = 0; i < part_.size(); ++i) total_[i % slots_] += part_[i];
+    std::fill(part_.begin(), part_.end(), 0);
+    vectors_ = 0;
+  }
+  size_t slots_;
+  std::vector<uint32_t> part_;
+  std::vector<uint64_t> total_;
+  uint64_t vectors_ = 0;
+};
 
 // turbo_pc*: counts[class · kSymbols + symbol] of the quantized symbols.
 std::vector<uint64_t> ClassCounts(const uint8_t* symbols, uint64_t n, uint32_t d, uint32_t heads,
                                   const std::vector<uint8_t>& classes) {
-  PartialCounts counts(size_t{kCoordinateClasses} * kSymbols, 4);
+  PartialCounts counts(size_t{kCoordinateClasses} * kSymbols);
   uint32_t* const p[4] = {counts.part(0), counts.part(1), counts.part(2), counts.part(3)};
   for (uint64_t v = 0; v < n; ++v) {
     const uint8_t* cls = &classes[(v % heads) * d];
