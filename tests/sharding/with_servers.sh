@@ -16,18 +16,22 @@ cleanup() {
 trap cleanup EXIT
 targets=()
 for i in $(seq 1 "$count"); do
+  # The log exists before the server starts: the background child opens its redirection
+  # only after the fork, and reading a log not yet created would end this script early.
+  log="$work/server$i.log"
+  : >"$log"
   "$server_bin" --listen=127.0.0.1:0 --metrics_listen= --data_dir="$work/data$i" \
-    --device=cpu --worker_threads=2 --shutdown_announce_seconds=0 2>"$work/server$i.log" &
+    --device=cpu --worker_threads=2 --shutdown_announce_seconds=0 2>>"$log" &
   pids+=($!)
   port=""
   for _ in $(seq 1 200); do
-    port=$(sed -n 's/.*serving on port \([0-9]*\).*/\1/p' "$work/server$i.log")
+    port=$(sed -n 's/.*serving on port \([0-9]*\).*/\1/p' "$log")
     [ -n "$port" ] && break
     sleep 0.05
   done
   if [ -z "$port" ]; then
     echo "with_servers: server $i did not start:" >&2
-    cat "$work/server$i.log" >&2
+    cat "$log" >&2
     exit 1
   fi
   targets+=("127.0.0.1:$port")
