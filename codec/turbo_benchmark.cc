@@ -168,33 +168,51 @@ void Codecs(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_Encode)->Apply(Codecs);
 BENCHMARK(BM_Decode)->Apply(Codecs);
 
-// The products alone, four vectors of d = 128 at a time; bytes = the bf16 values they code.
+// The products alone, d = 128. Args: {vectors per call, path (0 best, 1 AVX2)}; bytes = the
+// bf16 values they code.
+struct ProductBuffers {
+  explicit ProductBuffers(size_t count, uint32_t d)
+      : a(count * d, 0.5f), x(count * d), in(count), out(count) {
+    for (size_t k = 0; k < count; ++k) {
+      in[k] = &a[k * d];
+      out[k] = &x[k * d];
+    }
+  }
+  std::vector<float> a, x;
+  std::vector<const float*> in;
+  std::vector<float*> out;
+};
+
+ProjectionPath PathArg(const benchmark::State& state) {
+  return state.range(1) == 0 ? ProjectionPath::kBest : ProjectionPath::kAvx2;
+}
+
 void BM_Project(benchmark::State& state) {
   constexpr uint32_t d = 128;
+  const size_t count = state.range(0);
   const std::vector<float> columns = BasisColumns(BenchCalibration().Basis(0, true), d);
-  std::vector<float> z(4 * d, 0.5f), y(4 * d);
-  const float* in[4] = {&z[0], &z[d], &z[2 * d], &z[3 * d]};
-  float* out[4] = {&y[0], &y[d], &y[2 * d], &y[3 * d]};
+  ProductBuffers b(count, d);
   for (auto _ : state) {
-    ProjectVectors(columns.data(), d, 4, in, out);
-    benchmark::DoNotOptimize(y.data());
+    ProjectVectors(columns.data(), d, count, b.in.data(), b.out.data(), PathArg(state));
+    benchmark::DoNotOptimize(b.x.data());
   }
-  state.SetBytesProcessed(state.iterations() * 4 * d * 2);
+  state.SetBytesProcessed(state.iterations() * count * d * 2);
 }
-BENCHMARK(BM_Project);
+BENCHMARK(BM_Project)->ArgsProduct({{4, 64}, {0, 1}});
 
 void BM_Unproject(benchmark::State& state) {
   constexpr uint32_t d = 128;
-  std::vector<float> y(4 * d, 0.5f), m(d, 0.0f), x(4 * d);
-  const float* in[4] = {&y[0], &y[d], &y[2 * d], &y[3 * d]};
-  float* out[4] = {&x[0], &x[d], &x[2 * d], &x[3 * d]};
+  const size_t count = state.range(0);
+  const std::vector<float> m(d, 0.0f);
+  ProductBuffers b(count, d);
   for (auto _ : state) {
-    UnprojectVectors(BenchCalibration().Basis(0, true), d, 4, in, m.data(), out);
-    benchmark::DoNotOptimize(x.data());
+    UnprojectVectors(BenchCalibration().Basis(0, true), d, count, b.in.data(), m.data(),
+                     b.out.data(), PathArg(state));
+    benchmark::DoNotOptimize(b.x.data());
   }
-  state.SetBytesProcessed(state.iterations() * 4 * d * 2);
+  state.SetBytesProcessed(state.iterations() * count * d * 2);
 }
-BENCHMARK(BM_Unproject);
+BENCHMARK(BM_Unproject)->ArgsProduct({{4, 64}, {0, 1}});
 
 }  // namespace
 }  // namespace kvpack

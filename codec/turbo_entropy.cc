@@ -407,29 +407,35 @@ void CentreAndProjectAll(const SegmentShape& shape, const float* bases, const ui
                          const std::vector<float>& means, float* y, std::vector<double>* energy) {
   const uint32_t d = shape.head_dim, heads = shape.kv_heads;
   const size_t elem = DTypeSize(shape.dtype);
-  std::vector<float> z(4 * size_t{d});
+  // Chunks of tokens per head: the projection serves a chunk's vectors from one pass over
+  // the basis.
+  constexpr uint32_t kChunk = 64;
+  std::vector<float> z(kChunk * size_t{d});
+  const float* in[kChunk];
+  float* out[kChunk];
   for (uint32_t h = 0; h < heads; ++h) {
     const std::vector<float> columns = BasisColumns(bases + size_t{h} * d * d, d);
-    for (uint32_t t0 = 0; t0 < shape.tokens; t0 += 4) {
-      const int count = static_cast<int>(std::min<uint32_t>(4, shape.tokens - t0));
-      const float* in[4];
-      float* out[4];
-      for (int k = 0; k < count; ++k) {
+    for (uint32_t t0 = 0; t0 < shape.tokens; t0 += kChunk) {
+      const uint32_t count = std::min(kChunk, shape.tokens - t0);
+      for (uint32_t k = 0; k < count; ++k) {
         const uint64_t v = uint64_t{t0 + k} * heads + h;
-        float* zk = &z[static_cast<size_t>(k) * d];
+        float* zk = &z[size_t{k} * d];
         LoadElements(shape.dtype, raw + v * d * elem, d, zk);
         for (uint32_t c = 0; c < d; ++c) zk[c] -= means[size_t{h} * d + c];
         in[k] = zk;
         out[k] = y + v * d;
       }
       ProjectVectors(columns.data(), d, count, in, out);
-      // The vectors' sums side by side (each still in channel order): one vector's alone is
-      // a chain of dependent adds.
-      double e[4] = {0, 0, 0, 0};
-      for (uint32_t r = 0; r < d; ++r) {
-        for (int k = 0; k < count; ++k) e[k] += double{out[k][r]} * out[k][r];
+      // Four vectors' sums side by side (each still in channel order, added in vector
+      // order): one vector's alone is a chain of dependent adds.
+      for (uint32_t k0 = 0; k0 < count; k0 += 4) {
+        const uint32_t group = std::min<uint32_t>(4, count - k0);
+        double e[4] = {0, 0, 0, 0};
+        for (uint32_t r = 0; r < d; ++r) {
+          for (uint32_t k = 0; k < group; ++k) e[k] += double{out[k0 + k][r]} * out[k0 + k][r];
+        }
+        for (uint32_t k = 0; k < group; ++k) (*energy)[h] += e[k];
       }
-      for (int k = 0; k < count; ++k) (*energy)[h] += e[k];
     }
   }
 }
@@ -1104,14 +1110,20 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
   auto decode = [&](size_t symbols, uint8_t* to) {
     return one != nullptr ? one->Decode(symbols, to) : multi->Decode(symbols, to);
   };
-  // Symbols a batch of whole vectors at a time (about 4096), so the coder runs long stretches.
-  const uint64_t batch = std::max<uint64_t>(1, 4096 / d);
+  // Symbols a batch of whole vectors at a time (about 4096, so the coder runs long stretches;
+  // turbo_p*: 32 vectors a head, so each head's product serves many vectors per pass over its
+  // basis).
+  const uint64_t batch = basis.rows != nullptr ? std::max<uint64_t>(4096 / d, 32 * uint64_t{heads})
+                                               : std::max<uint64_t>(1, 4096 / d);
   std::vector<uint8_t> sym(batch * d);
   std::vector<float> y(d), x(d);
   // turbo_p*: the batch's coefficients (in coding order, which the escapes follow), then its
-  // vectors four of a head at a time.
+  // vectors a head at a time.
   std::vector<float> coefficients(basis.rows != nullptr ? batch * d : 0);
-  std::vector<float> decoded(basis.rows != nullptr ? 4 * size_t{d} : 0);
+  const uint64_t per_head = (batch + heads - 1) / heads;
+  std::vector<float> decoded(basis.rows != nullptr ? per_head * d : 0);
+  std::vector<const float*> in(per_head);
+  std::vector<float*> out(per_head);
   for (uint64_t v0 = 0; v0 < n; v0 += batch) {
     const uint64_t vectors = std::min(batch, n - v0);
     status = decode(vectors * d, sym.data());
@@ -1136,18 +1148,17 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
     for (uint32_t h = 0; h < heads; ++h) {
       // The batch's vectors of head h: v0 + first, then every heads-th.
       const uint64_t first = (h + heads - v0 % heads) % heads;
-      for (uint64_t i = first; i < vectors; i += 4 * uint64_t{heads}) {
-        const float* in[4];
-        float* out[4];
-        int k = 0;
-        for (; k < 4 && i + k * uint64_t{heads} < vectors; ++k) {
-          in[k] = &coefficients[(i + k * uint64_t{heads}) * d];
-          out[k] = &decoded[static_cast<size_t>(k) * d];
-        }
-        UnprojectVectors(&basis.rows[size_t{h} * d * d], d, k, in, &means[size_t{h} * d], out);
-        for (int j = 0; j < k; ++j) {
-          StoreElements(shape.dtype, out[j], d, raw.data() + (v0 + i + j * uint64_t{heads}) * d * elem);
-        }
+      size_t k = 0;
+      for (uint64_t i = first; i < vectors; i += heads, ++k) {
+        in[k] = &coefficients[i * d];
+        out[k] = &decoded[k * d];
+      }
+      if (k == 0) continue;
+      UnprojectVectors(&basis.rows[size_t{h} * d * d], d, k, in.data(), &means[size_t{h} * d],
+                       out.data());
+      k = 0;
+      for (uint64_t i = first; i < vectors; i += heads, ++k) {
+        StoreElements(shape.dtype, out[k], d, raw.data() + (v0 + i) * d * elem);
       }
     }
   }
