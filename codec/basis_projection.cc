@@ -9,24 +9,31 @@
 namespace kvpack {
 namespace {
 
-// Which terms i of group g's products are summed: every i < d for a projection; for an
-// unprojection those where some vector of the group has a[k][i] ≠ 0. Lists are built once
-// per call and read by every output tile.
+// Which terms i of group g's products are summed: every i < d for a projection (no list is
+// kept); for an unprojection those where some vector of the group has a[k][i] ≠ 0 (±0 both
+// count as zero). Lists are built once per call, 8 terms at a time, and read by every tile.
 struct TermLists {
-  std::vector<uint32_t> terms;  // group g's list at g·d
+  std::vector<uint32_t> terms;  // group g's list at g·d, when count[g] < d
   std::vector<uint32_t> count;  // its length
 
   TermLists(size_t vectors, int group, uint32_t d, const float* const a[], bool skip_zeros)
-      : terms((vectors + group - 1) / group * size_t{d}), count((vectors + group - 1) / group) {
+      : count((vectors + group - 1) / group, d) {
+    if (!skip_zeros) return;
+    terms.resize(count.size() * size_t{d});
+    const __m256i magnitude = _mm256_set1_epi32(0x7fffffff);
     for (size_t g = 0; g < count.size(); ++g) {
       const size_t first = g * group, last = std::min(vectors, first + group);
       uint32_t* list = &terms[g * d];
       uint32_t n = 0;
-      for (uint32_t i = 0; i < d; ++i) {
-        bool zero = skip_zeros;
-        for (size_t k = first; k < last && zero; ++k) zero = a[k][i] == 0.0f;
-        list[n] = i;
-        n += zero ? 0 : 1;
+      for (uint32_t i = 0; i < d; i += 8) {
+        __m256i any = _mm256_setzero_si256();
+        for (size_t k = first; k < last; ++k) {
+          const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[k] + i));
+          any = _mm256_or_si256(any, _mm256_and_si256(bits, magnitude));
+        }
+        const __m256i zero = _mm256_cmpeq_epi32(any, _mm256_setzero_si256());
+        uint32_t present = ~_mm256_movemask_ps(_mm256_castsi256_ps(zero)) & 0xffu;
+        for (; present != 0; present &= present - 1) list[n++] = i + __builtin_ctz(present);
       }
       count[g] = n;
     }
@@ -152,7 +159,8 @@ void Product(ProjectionPath path, const float* mat, uint32_t d, size_t count,
       const int k = static_cast<int>(std::min<size_t>(group, count - first));
       const bool all = lists.count[g] == d;
       const TileFn tile = wide ? kAvx512[all][k - 1] : kAvx2[all][k - 1];
-      tile(mat, d, &lists.terms[g * d], lists.count[g], o, a + first, m, x + first);
+      const uint32_t* terms = all ? nullptr : &lists.terms[g * d];
+      tile(mat, d, terms, lists.count[g], o, a + first, m, x + first);
     }
   }
 }
