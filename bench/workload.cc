@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "codec/float_convert.h"
 #include "codec/random.h"
+#include "common/malloc_tuning.h"
 
 namespace kvpack {
 namespace bench {
@@ -192,8 +193,7 @@ std::string FormatPhase(absl::string_view name, const PhaseStats& stats) {
 }
 
 void KeepLargeBuffersOnHeap() {
-  mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  TuneMallocForBlocks();
   mallopt(M_TOP_PAD, 64 << 20);
 }
 

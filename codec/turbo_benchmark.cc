@@ -7,7 +7,8 @@
 // values no axis is wider than another, so this is turbo_p's slowest case: no coefficient is
 // zero more often than turbo_e's); 25–29 = turbo_pc2, pc25, pc3, pc35, pc4 likewise (their
 // coordinates fall in one or two classes here, but every symbol takes the class coder's
-// path). BM_Project / BM_Unproject time the basis products alone.
+// path). BM_Project / BM_Unproject time the basis products alone: args {vectors per call,
+// path (0: AVX-512 where the CPU has it, 1: AVX2)}. malloc is set up as in the server.
 //
 //   bazel run -c opt //codec:turbo_benchmark -- --benchmark_min_time=0.2 --benchmark_repetitions=5
 //
@@ -29,9 +30,13 @@
 #include "codec/turbo_entropy.h"
 #include "codec/turbo_outlier.h"
 #include "codec/turbo_prod.h"
+#include "common/malloc_tuning.h"
 
 namespace kvpack {
 namespace {
+
+// The codecs measured as the server runs them (common/malloc_tuning.h), before any benchmark.
+const bool kMallocTuned = TuneMallocForBlocks();
 
 SegmentShape BenchShape(bool is_key) {
   SegmentShape s;

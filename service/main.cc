@@ -12,7 +12,6 @@
 // Off loopback it serves only TLS (--tls_cert, --tls_key) with authentication
 // (--auth_tokens), unless --insecure_plaintext_on_network and --insecure_no_auth_on_network
 // say otherwise (service/exposure.h).
-#include <malloc.h>
 
 #include <csignal>
 #include <cstdio>
@@ -26,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "codec/calibration.h"
+#include "common/malloc_tuning.h"
 #include "service/byte_size.h"
 #include "service/config_file.h"
 #include "service/exposure.h"
@@ -141,15 +141,11 @@ int main(int argc, char** argv) {
   // Lock-order cycle detection costs a graph update on every Mutex acquisition.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
-  // Blocks are buffers of megabytes. With glibc's defaults each one is a fresh mmap whose
-  // pages are faulted in and zeroed on every request; keep them on the heap instead.
-  mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  // Each malloc arena keeps the block buffers freed into it, and glibc makes up to 8 arenas per
-  // core, so what a storm leaves resident grows with the core count (on 16 cores a put/get
-  // storm left 1.2 GB resident though the in-flight budgets held 32 MiB). A few arenas keep
-  // that retention bounded whatever the core count.
-  mallopt(M_ARENA_MAX, 4);
+  // Blocks are buffers of megabytes: keep them on the heap (common/malloc_tuning.h).
+  if (!kvpack::TuneMallocForBlocks()) {
+    std::fprintf(stderr, "kvpack_server: warning: the C library refused the malloc settings; "
+                         "large blocks are mapped afresh per request\n");
+  }
 
   // Block the stop signals and SIGHUP (reload the token and quota files) in every thread; main waits for
   // them with sigwait.
