@@ -79,6 +79,14 @@ bool UseAvx2(RansPath path) {
   return path != RansPath::kScalar && have;
 }
 
+int DecodeGroupLanes(RansPath path) {
+  static const bool avx512 = __builtin_cpu_supports("avx512f") &&
+                             __builtin_cpu_supports("avx512bw") &&
+                             __builtin_cpu_supports("avx512vl");
+  if (!UseAvx2(path)) return 0;
+  return path != RansPath::kAvx2 && avx512 ? 16 : 8;
+}
+
 }  // namespace rans_internal
 
 namespace {
@@ -185,7 +193,7 @@ absl::Status RansDecoder::Check(absl::Span<const uint8_t> streams,
 
 RansDecoder::RansDecoder(const RansTable& table, absl::Span<const uint8_t> streams,
                          const uint32_t lane_bytes[kRansLanes], RansPath path)
-    : streams_(streams.data()), avx2_(UseAvx2(path)) {
+    : streams_(streams.data()), group_(rans_internal::DecodeGroupLanes(path)) {
   if (table.freq.size() > 128) std::abort();  // the slot's symbol field has 7 bits
   for (size_t s = 0; s < table.freq.size(); ++s) {
     const uint32_t f = table.freq[s];
@@ -205,8 +213,10 @@ uint8_t RansDecoder::DecodeOne(bool* overrun) {
 
 absl::Status RansDecoder::Decode(size_t count, uint8_t* out) {
   return rans_internal::DecodeInGroups(
-      avx2_, lane_, count, out, [this](bool* overrun) { return DecodeOne(overrun); },
-      [this](size_t n, uint8_t* to) { return DecodeAvx2(n, to); });
+      group_, lane_, count, out, [this](bool* overrun) { return DecodeOne(overrun); },
+      [this](size_t n, uint8_t* to) {
+        return group_ == 16 ? DecodeAvx512(n, to) : DecodeAvx2(n, to);
+      });
 }
 
 absl::Status RansDecoder::Finish() const {

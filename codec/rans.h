@@ -54,12 +54,14 @@ absl::Status FinishRansTable(RansTable* table);
 // overheads. Precondition: freq[s] > 0 wherever counts[s] > 0.
 double RansCodedBits(const RansTable& table, absl::Span<const uint64_t> counts);
 
-// Which implementation codes the lanes. Both produce and accept exactly the same bytes:
+// Which implementation codes the lanes. All produce and accept exactly the same bytes:
 // kAvx2 keeps 8 lanes in a 256-bit register (table look-ups by loads or gathers, no
-// data-dependent branches; codec/rans_avx2.h), kScalar is the portable reference. kBest is
-// kAvx2 where the CPU has AVX2, BMI2 and FMA (checked at run time), kScalar elsewhere; kAvx2 on a
-// CPU without them means kScalar.
-enum class RansPath { kBest, kScalar, kAvx2 };
+// data-dependent branches; codec/rans_avx2.h), kScalar is the portable reference, kAvx512
+// decodes 16 lanes a 512-bit register (rans_avx512.cc) and encodes as kAvx2. kBest is kAvx512
+// where the CPU has AVX-512 F, BW and VL as well as AVX2, BMI2 and FMA, kAvx2 where it has only
+// the latter (checked at run time), kScalar elsewhere; a path the CPU lacks falls back the same
+// way.
+enum class RansPath { kBest, kScalar, kAvx2, kAvx512 };
 
 // Encodes `symbols` (every symbol coded with a non-zero frequency in `table`) into kRansLanes
 // streams written back to back into `out`, lane 0 first; lane_bytes[l] receives the length
@@ -99,7 +101,8 @@ class RansDecoder {
  private:
   // One step of the scalar decoder on lane lane_; returns the symbol.
   uint8_t DecodeOne(bool* overrun);
-  bool DecodeAvx2(size_t count, uint8_t* out);  // whole groups of 8 lanes; true on overrun
+  bool DecodeAvx2(size_t count, uint8_t* out);    // whole groups of 8 lanes; true on overrun
+  bool DecodeAvx512(size_t count, uint8_t* out);  // whole groups of 16 lanes; likewise
 
   // Slot s of the 4096: freq (bits 0–12) | (s − start[symbol]) << 13 | symbol << 25.
   alignas(32) uint32_t slots_[kRansTotal];
@@ -108,7 +111,7 @@ class RansDecoder {
   alignas(32) int32_t end_[kRansLanes];   // offset in streams_ where the lane's stream ends
   const uint8_t* streams_;
   int lane_ = 0;  // the lane of the next symbol
-  bool avx2_;
+  int group_;     // lanes a vector step decodes: 16, 8, or 0 (scalar)
 };
 
 }  // namespace kvpack

@@ -55,7 +55,7 @@ RansClassDecoder::RansClassDecoder(absl::Span<const RansTable> tables,
     : offset_(new uint32_t[classes.size()]),
       streams_(streams.data()),
       period_(classes.size()),
-      avx2_(rans_internal::UseAvx2(path) && classes.size() % 8 == 0) {
+      group_(classes.size() % 8 == 0 ? rans_internal::DecodeGroupLanes(path) : 0) {
   // Slots only for the tables the pattern names.
   std::vector<int> slot_of(tables.size(), -1);
   int used = 0;
@@ -88,8 +88,10 @@ uint8_t RansClassDecoder::DecodeOne(bool* overrun) {
 // Groups start where lane_ is a multiple of 8, and with it at_ (the pattern's length is one).
 absl::Status RansClassDecoder::Decode(size_t count, uint8_t* out) {
   return rans_internal::DecodeInGroups(
-      avx2_, lane_, count, out, [this](bool* overrun) { return DecodeOne(overrun); },
-      [this](size_t n, uint8_t* to) { return DecodeAvx2(n, to); });
+      group_, lane_, count, out, [this](bool* overrun) { return DecodeOne(overrun); },
+      [this](size_t n, uint8_t* to) {
+        return group_ == 16 ? DecodeAvx512(n, to) : DecodeAvx2(n, to);
+      });
 }
 
 absl::Status RansClassDecoder::Finish() const {

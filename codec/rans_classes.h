@@ -55,8 +55,9 @@ class RansClassDecoder {
  private:
   // One step of the scalar decoder (lane lane_, pattern position at_); returns the symbol.
   uint8_t DecodeOne(bool* overrun);
-  // Whole groups of 8 lanes from lane_ (a multiple of 8); true on overrun.
+  // Whole groups of 8 (16) lanes from lane_, a multiple of 8 (16); true on overrun.
   bool DecodeAvx2(size_t count, uint8_t* out);
+  bool DecodeAvx512(size_t count, uint8_t* out);
 
   // Slot s of table t at slots_[offset_[t] + s]: freq | (s − start) << 13 | symbol << 25.
   std::unique_ptr<uint32_t[]> slots_;
@@ -68,7 +69,7 @@ class RansClassDecoder {
   alignas(32) int32_t next_[kRansLanes];
   alignas(32) int32_t end_[kRansLanes];
   int lane_ = 0;
-  bool avx2_;
+  int group_;  // lanes a vector step decodes: 16, 8, or 0 (scalar)
 };
 
 }  // namespace kvpack

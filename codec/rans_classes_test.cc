@@ -132,7 +132,8 @@ TEST(RansClassesTest, TruncatedOrWrongStreamsAreDataLoss) {
 }
 
 // The AVX2 coders (patterns of a multiple of 8 positions) write and read exactly the scalar
-// coders' bytes, at every length and wherever a decode call starts or stops.
+// coders' bytes, at every length and wherever a decode call starts or stops; the AVX-512
+// decoder (16 lanes a step, patterns of 8 and 24 positions among them) reads them alike.
 TEST(RansClassesTest, Avx2AndScalarPathsAgreeByteForByte) {
   if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2 on this CPU";
   for (size_t period : {size_t{8}, size_t{24}, size_t{1024}, size_t{5}}) {
@@ -146,16 +147,18 @@ TEST(RansClassesTest, Avx2AndScalarPathsAgreeByteForByte) {
       const Coded avx2 = Encode(tables, classes, s, RansPath::kAvx2);
       ASSERT_EQ(avx2.bytes, scalar.bytes) << period << " " << n;
       for (int l = 0; l < kRansLanes; ++l) ASSERT_EQ(avx2.lanes[l], scalar.lanes[l]);
-      std::vector<uint8_t> a, b;
+      std::vector<uint8_t> a, b, c;
       ASSERT_TRUE(DecodeAll(tables, classes, scalar, n, &a, RansPath::kScalar).ok());
       ASSERT_TRUE(DecodeAll(tables, classes, scalar, n, &b, RansPath::kAvx2).ok());
+      ASSERT_TRUE(DecodeAll(tables, classes, scalar, n, &c, RansPath::kAvx512).ok());
       EXPECT_EQ(a, s);
       EXPECT_EQ(b, s) << period << " " << n;
+      EXPECT_EQ(c, s) << period << " " << n;
     }
   }
 }
 
-// Corrupt streams fail, or decode to the same symbols, on both paths alike.
+// Corrupt streams fail, or decode to the same symbols, on every path alike.
 TEST(RansClassesTest, Avx2AndScalarPathsAgreeOnCorruptStreams) {
   if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2 on this CPU";
   std::vector<uint8_t> classes(64);
@@ -169,12 +172,15 @@ TEST(RansClassesTest, Avx2AndScalarPathsAgreeOnCorruptStreams) {
     Coded c = good;
     const size_t at = SplitMix64Next(&state) % c.bytes.size();
     c.bytes[at] ^= static_cast<uint8_t>(1 + SplitMix64Next(&state) % 255);
-    std::vector<uint8_t> a, b;
+    std::vector<uint8_t> a, b, w;
     const absl::Status sa = DecodeAll(tables, classes, c, n, &a, RansPath::kScalar);
     const absl::Status sb = DecodeAll(tables, classes, c, n, &b, RansPath::kAvx2);
+    const absl::Status sw = DecodeAll(tables, classes, c, n, &w, RansPath::kAvx512);
     ASSERT_EQ(sa.code(), sb.code()) << trial;
+    ASSERT_EQ(sa.code(), sw.code()) << trial;
     if (sa.ok()) {
       ASSERT_EQ(a, b) << trial;
+      ASSERT_EQ(a, w) << trial;
     }
   }
 }

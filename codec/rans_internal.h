@@ -19,8 +19,11 @@ namespace rans_internal {
 // frequency f whenever x ≥ f · 2^19, a decoder reads 16 bits whenever x falls below 2^15.
 inline constexpr int kFreqShift = 31 - kRansScaleBits;
 
-// Whether `path` runs the AVX2 code: kBest or kAvx2 on a CPU with AVX2, BMI2 and FMA.
+// Whether `path` runs the AVX2 code: any but kScalar on a CPU with AVX2, BMI2 and FMA.
 bool UseAvx2(RansPath path);
+
+// The lanes a decoder's vector step takes on `path`: 16 (AVX-512), 8 (AVX2) or 0 (scalar).
+int DecodeGroupLanes(RansPath path);
 
 // Per-symbol encoder constants: x / freq by a multiply and shifts (Alverson's method as in
 // ryg_rans; exact for x < 2^31), so the encoder needs no division.
@@ -111,16 +114,17 @@ inline uint8_t DecodeStep(uint32_t e, int l, const uint8_t* streams, uint32_t st
 }
 
 // The decoders' Decode: one(&overrun) decodes a symbol on the scalar path (advancing `lane`);
-// with avx2, scalar steps up to a group of 8 lanes, then groups(count, out) decodes whole
-// groups (true on overrun), then scalar steps again. DataLoss when a lane ran out of words.
+// with group lanes (DecodeGroupLanes, not 0), scalar steps up to a multiple of `group`, then
+// groups(count, out) decodes whole groups (true on overrun), then scalar steps again. DataLoss
+// when a lane ran out of words.
 template <class One, class Groups>
-absl::Status DecodeInGroups(bool avx2, const int& lane, size_t count, uint8_t* out,
+absl::Status DecodeInGroups(int group, const int& lane, size_t count, uint8_t* out,
                             const One& one, const Groups& groups) {
   bool overrun = false;
   size_t i = 0;
-  if (avx2) {
-    for (; i < count && lane % 8 != 0; ++i) out[i] = one(&overrun);
-    const size_t whole = (count - i) / 8 * 8;
+  if (group != 0) {
+    for (; i < count && lane % group != 0; ++i) out[i] = one(&overrun);
+    const size_t whole = (count - i) / group * group;
     if (whole != 0) overrun |= groups(whole, out + i);
     i += whole;
   }

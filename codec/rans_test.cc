@@ -190,7 +190,8 @@ TEST(RansTest, BadTablesAndLanesAreDataLoss) {
 // The AVX2 coder is an optimization of the scalar one: the same streams from the same
 // symbols, the same symbols and statuses from the same (also corrupt) streams, for lengths
 // that leave partial groups of 8 and 32 lanes at either end and for decode calls that start
-// mid-group.
+// mid-group. So is the AVX-512 decoder (16 lanes a step; where the CPU lacks AVX-512, kAvx512
+// runs the AVX2 one).
 TEST(RansTest, Avx2AndScalarPathsAgreeByteForByte) {
   if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2 on this CPU";
   for (size_t n : {size_t{1}, size_t{7}, size_t{8}, size_t{31}, size_t{33}, size_t{100},
@@ -201,11 +202,13 @@ TEST(RansTest, Avx2AndScalarPathsAgreeByteForByte) {
       const Coded avx2 = Encode(s, 127, RansPath::kAvx2);
       ASSERT_EQ(avx2.bytes, scalar.bytes) << n << " " << spread;
       for (int l = 0; l < kRansLanes; ++l) ASSERT_EQ(avx2.lanes[l], scalar.lanes[l]);
-      std::vector<uint8_t> a, b;
+      std::vector<uint8_t> a, b, c;
       ASSERT_TRUE(DecodeAll(scalar, n, &a, RansPath::kScalar).ok());
       ASSERT_TRUE(DecodeAll(scalar, n, &b, RansPath::kAvx2).ok());
+      ASSERT_TRUE(DecodeAll(scalar, n, &c, RansPath::kAvx512).ok());
       EXPECT_EQ(a, s);
       EXPECT_EQ(b, s);
+      EXPECT_EQ(c, s);
     }
   }
   const std::vector<uint8_t> s = Symbols(3000, 127, 3.0, 13);
@@ -214,12 +217,15 @@ TEST(RansTest, Avx2AndScalarPathsAgreeByteForByte) {
   for (int iter = 0; iter < 300; ++iter) {
     Coded c = good;
     c.bytes[SplitMix64Next(&state) % c.bytes.size()] ^= 1 + SplitMix64Next(&state) % 255;
-    std::vector<uint8_t> a, b;
+    std::vector<uint8_t> a, b, w;
     const absl::Status sa = DecodeAll(c, s.size(), &a, RansPath::kScalar);
     const absl::Status sb = DecodeAll(c, s.size(), &b, RansPath::kAvx2);
+    const absl::Status sw = DecodeAll(c, s.size(), &w, RansPath::kAvx512);
     EXPECT_EQ(sa, sb);
+    EXPECT_EQ(sa, sw);
     if (sa.ok()) {
       EXPECT_EQ(a, b);
+      EXPECT_EQ(a, w);
     }
   }
 }
