@@ -1,15 +1,16 @@
-// GPU decode throughput of the calibrated codecs (turbo_p*, turbo_pc*) against the device's
-// copy bandwidth and one CPU core.
+// GPU encode and decode throughput of the calibrated codecs (turbo_p*, turbo_pc*) against the
+// device's copy bandwidth and one CPU core.
 //
 // 1. Ceiling: device-to-device cudaMemcpy of 1 GiB, bytes read + written per second.
 // 2. Per codec: one block of 8 layers × 8 KV heads × 256 tokens × head_dim 128, bf16 (8 MiB
-//    raw, 16 segments of 256 tokens: an LMCache-sized chunk), coded on the CPU with a
-//    calibration of random orthonormal bases, its values spread 0.9^r along axis r (so the
-//    coordinate classes differ) with one coefficient in 50 twenty times larger (escapes).
-//    Decoded device to device in batches of 1, 8 and --blocks copies of it (one launch per
-//    codec group across the batch, DecodeBatchOnDevice); effective bandwidth = (raw +
-//    encoded payload bytes) / time, as gpu_codec_benchmark counts it, and the share of the
-//    copy ceiling. The same block decoded on one CPU core (DecodeBlock) for comparison.
+//    raw, 16 segments of 256 tokens: an LMCache-sized chunk), with a calibration of random
+//    orthonormal bases, its values spread 0.9^r along axis r (so the coordinate classes
+//    differ) with one coefficient in 50 twenty times larger (escapes). Encoded and decoded
+//    device to device in batches of 1, 8 and --blocks copies of it (one launch per codec
+//    group across the batch, EncodeBatchOnDevice / DecodeBatchOnDevice); effective bandwidth
+//    = (raw + encoded payload bytes) / time, as gpu_codec_benchmark counts it, and the share
+//    of the copy ceiling. The GPU's encoded payloads are checked against the CPU encoder's
+//    bytes. The same block encoded and decoded on one CPU core for comparison.
 // Every figure is the median of --reps timed calls after two warm-up calls.
 //
 // usage: gpu_calibrated_benchmark [--reps=N] [--blocks=N] [--codecs=turbo_p3,turbo_pc3,...]
@@ -142,8 +143,8 @@ int Run(int argc, char** argv) {
   std::printf("block: %u layers x %u heads x %u tokens x %u, bf16, %.1f MiB raw\n",
               layout.layers, layout.kv_heads, layout.tokens, layout.head_dim,
               layout.RawBytes() / 1048576.0);
-  std::printf("%-12s %6s | %9s %9s %9s %11s | %9s | %10s\n", "codec", "ratio", "GB/s x1",
-              "GB/s x8", "GB/s xN", "kernels xN", "% copy xN", "CPU 1 core");
+  std::printf("%-12s %-6s %6s | %9s %9s %9s %11s | %9s | %10s\n", "codec", "work", "ratio",
+              "GB/s x1", "GB/s x8", "GB/s xN", "kernels xN", "% copy xN", "CPU 1 core");
   for (const std::string& name : codecs) {
     absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(
         absl::StrCat(name, ",calibration=", absl::Hex(cal->fingerprint(), absl::kZeroPad16)));
@@ -159,46 +160,65 @@ int Run(int argc, char** argv) {
     absl::StatusOr<BlockHeader> header = ParseBlock(
         {reinterpret_cast<const uint8_t*>(enc->data()), enc->size()});
     if (!header.ok()) return 1;
-    const double cpu_s = Time(std::max(1, reps / 3), [&] {
+    const double cpu_decode_s = Time(std::max(1, reps / 3), [&] {
       return DecodeBlock({reinterpret_cast<const uint8_t*>(enc->data()), enc->size()}).status();
     }, &error);
-    double gbps[3] = {0, 0, 0}, kernel_gbps = 0;
-    const int batches[3] = {1, 8, max_blocks};
-    for (int k = 0; k < 3 && error.ok(); ++k) {
-      const int n = batches[k];
-      uint8_t* src = nullptr;
-      uint8_t* dst = nullptr;
-      if (cudaMalloc(reinterpret_cast<void**>(&src), enc->size() * n) != cudaSuccess ||
-          cudaMalloc(reinterpret_cast<void**>(&dst), layout.RawBytes() * n) != cudaSuccess) {
-        return 1;
+    const double cpu_encode_s = Time(std::max(1, reps / 3), [&] {
+      return EncodeBlock(layout, *policy, raw, 1).status();
+    }, &error);
+    const double bytes = static_cast<double>(layout.RawBytes() + enc->size());
+    for (const bool encode : {true, false}) {
+      double gbps[3] = {0, 0, 0}, kernel_gbps = 0;
+      bool same_bytes = true;
+      const int batches[3] = {1, 8, max_blocks};
+      for (int k = 0; k < 3 && error.ok(); ++k) {
+        const int n = batches[k];
+        uint8_t* coded = nullptr;
+        uint8_t* plain = nullptr;
+        if (cudaMalloc(reinterpret_cast<void**>(&coded), enc->size() * n) != cudaSuccess ||
+            cudaMalloc(reinterpret_cast<void**>(&plain), layout.RawBytes() * n) != cudaSuccess) {
+          return 1;
+        }
+        std::vector<const uint8_t*> srcs;
+        std::vector<uint8_t*> dsts;
+        std::vector<DeviceBlockView> views;
+        for (int i = 0; i < n; ++i) {
+          cudaMemcpy(coded + enc->size() * i, enc->data(), enc->size(), cudaMemcpyHostToDevice);
+          cudaMemcpy(plain + layout.RawBytes() * i, raw.data(), raw.size(),
+                     cudaMemcpyHostToDevice);
+          srcs.push_back(coded + enc->size() * i);
+          dsts.push_back(coded + enc->size() * i);
+          views.push_back(DeviceBlockView::Contiguous(plain + layout.RawBytes() * i, layout));
+        }
+        const double s = Time(reps, [&] {
+          return encode ? gpu.EncodeBatchOnDevice(*header, views, dsts)
+                        : gpu.DecodeBatchOnDevice(*header, srcs, views);
+        }, &error);
+        gbps[k] = s > 0 ? n * bytes / s : 0;
+        if (k == 2 && gpu.LastKernelSeconds() > 0) kernel_gbps = n * bytes / gpu.LastKernelSeconds();
+        if (encode) {
+          // The payloads (the header and checksum bytes are the CPU's, left in place) of the
+          // last block must be the CPU encoder's.
+          std::string back(enc->size(), '\0');
+          cudaMemcpy(back.data(), coded + enc->size() * (n - 1), back.size(),
+                     cudaMemcpyDeviceToHost);
+          same_bytes = same_bytes && back == *enc;
+        }
+        cudaFree(coded);
+        cudaFree(plain);
       }
-      std::vector<const uint8_t*> srcs;
-      std::vector<DeviceBlockView> views;
-      for (int i = 0; i < n; ++i) {
-        cudaMemcpy(src + enc->size() * i, enc->data(), enc->size(), cudaMemcpyHostToDevice);
-        srcs.push_back(src + enc->size() * i);
-        views.push_back(DeviceBlockView::Contiguous(dst + layout.RawBytes() * i, layout));
+      if (!error.ok()) {
+        std::printf("%-12s %s\n", name.c_str(), error.ToString().c_str());
+        error = absl::OkStatus();
+        break;
       }
-      const double s = Time(reps, [&] {
-        return gpu.DecodeBatchOnDevice(*header, srcs, views);
-      }, &error);
-      gbps[k] = s > 0 ? n * static_cast<double>(layout.RawBytes() + enc->size()) / s : 0;
-      if (k == 2 && gpu.LastKernelSeconds() > 0) {
-        kernel_gbps =
-            n * static_cast<double>(layout.RawBytes() + enc->size()) / gpu.LastKernelSeconds();
-      }
-      cudaFree(src);
-      cudaFree(dst);
+      std::printf("%-12s %-6s %6.2f | %9.1f %9.1f %9.1f %11.1f | %8.1f%% | %7.2f GB/s%s\n",
+                  name.c_str(), encode ? "encode" : "decode",
+                  static_cast<double>(layout.RawBytes()) / enc->size(), gbps[0] / 1e9,
+                  gbps[1] / 1e9, gbps[2] / 1e9, kernel_gbps / 1e9, 100.0 * gbps[2] / ceiling,
+                  bytes / (encode ? cpu_encode_s : cpu_decode_s) / 1e9,
+                  same_bytes ? "" : "  (GPU bytes differ from the CPU's!)");
     }
-    if (!error.ok()) {
-      std::printf("%-12s %s\n", name.c_str(), error.ToString().c_str());
-      error = absl::OkStatus();
-      continue;
-    }
-    std::printf("%-12s %6.2f | %9.1f %9.1f %9.1f %11.1f | %8.1f%% | %7.2f GB/s\n", name.c_str(),
-                static_cast<double>(layout.RawBytes()) / enc->size(), gbps[0] / 1e9,
-                gbps[1] / 1e9, gbps[2] / 1e9, kernel_gbps / 1e9, 100.0 * gbps[2] / ceiling,
-                (layout.RawBytes() + enc->size()) / cpu_s / 1e9);
   }
   return 0;
 }

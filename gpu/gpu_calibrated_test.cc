@@ -1,11 +1,13 @@
-// The GPU decode of the calibrated codecs turbo_p* and turbo_pc* against the CPU reference:
-// blocks the CPU encoded must decode on the GPU to exactly the bytes the CPU decoder gives, for
-// every such codec, dtype and supported head_dim, through the host and the device entry
-// points; the GPU refuses to encode them (Unimplemented, so callers use the CPU); corrupt
-// payloads behind a valid checksum fail on the GPU exactly when they fail on the CPU. Needs a
-// GPU (tag gpu).
+// The GPU codecs turbo_p* and turbo_pc* against the CPU reference: the GPU encodes every such
+// codec, dtype and supported head_dim to exactly the CPU encoder's bytes (escapes, coordinate
+// classes and the one-table fallback included), and rejects what the CPU rejects; blocks the
+// CPU encoded decode on the GPU to exactly the bytes the CPU decoder gives, through the host
+// and the device entry points; shapes the kernels do not take are Unimplemented (callers use
+// the CPU); corrupt payloads behind a valid checksum fail on the GPU exactly when they fail on
+// the CPU. Needs a GPU (tag gpu).
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -159,27 +161,190 @@ TEST_F(GpuCalibratedTest, EveryCodecDtypeAndHeadDimDecodesLikeCpu) {
   ExpectGpuDecodesLikeCpu(codec_, Layout(2, 2, 16, 2048, DType::kFloat16), "turbo_pc4", 10);
 }
 
-TEST_F(GpuCalibratedTest, EncodeIsUnimplementedSoCallersUseTheCpu) {
+// What a block's calibrated segments exercised in the encoder.
+struct EncodeCoverage {
+  int segments = 0;
+  int with_escapes = 0;       // escape count > 0
+  int one_table = 0;          // turbo_pc* segments whose class map is all class 0
+  int class_tables = 0;       // turbo_pc* segments with several classes
+};
+
+void AddCoverage(const std::string& block, EncodeCoverage* cov) {
+  absl::StatusOr<BlockHeader> header = ParseBlock(Bytes(block));
+  ASSERT_TRUE(header.ok()) << header.status();
+  for (const BlockSegment& s : header->segments) {
+    const int id = static_cast<int>(s.codec->id());
+    if (id < static_cast<int>(CodecId::kTurboP2) || id > static_cast<int>(CodecId::kTurboPc4)) {
+      continue;
+    }
+    const uint8_t* seg = reinterpret_cast<const uint8_t*>(block.data()) + s.offset;
+    ++cov->segments;
+    uint32_t escapes = 0;
+    std::memcpy(&escapes, seg + s.length - 4, 4);
+    cov->with_escapes += escapes > 0;
+    if (id >= static_cast<int>(CodecId::kTurboPc2)) {
+      const uint64_t period = uint64_t{s.shape.kv_heads} * s.shape.head_dim;
+      const uint8_t* map = seg + 8 + 2 * period + 2 * s.shape.kv_heads + 16;
+      bool all_zero = true;
+      for (uint64_t i = 0; i < (period + 1) / 2; ++i) all_zero = all_zero && map[i] == 0;
+      ++(all_zero ? cov->one_table : cov->class_tables);
+    }
+  }
+}
+
+// Where byte `at` of a block lies: the segment and its part (FORMAT.md, turbo_p*), for a failure
+// message.
+std::string DescribeOffset(const std::string& block, size_t at) {
+  absl::StatusOr<BlockHeader> header = ParseBlock(Bytes(block));
+  if (!header.ok()) return "unparsable block";
+  for (size_t j = 0; j < header->segments.size(); ++j) {
+    const BlockSegment& s = header->segments[j];
+    if (at < s.offset || at >= s.offset + s.length) continue;
+    const uint64_t o = at - s.offset, hd = uint64_t{s.shape.kv_heads} * s.shape.head_dim;
+    const uint64_t steps = 8 + 2 * hd, offsets = steps + 2 * s.shape.kv_heads, table = offsets + 16;
+    const char* part = o < 8 ? "basis id" : o < steps ? "means" : o < offsets ? "steps"
+                     : o < table ? "centroid offsets" : o + 4 >= s.length ? "escape count"
+                     : "tables, lanes, streams, padding or escapes";
+    return absl::StrCat("segment ", j, " (", s.codec->name(), ") byte ", o, " of ", s.length,
+                        ": ", part, " (table at ", table, ")");
+  }
+  return "the block header";
+}
+
+// CPU-encodes, then checks the GPU's encodes (host and device entry points) are the same bytes.
+void ExpectGpuEncodesLikeCpu(GpuCodec* gpu, const BlockLayout& layout, const std::string& text,
+                             uint64_t seed, EncodeCoverage* cov) {
+  const std::shared_ptr<const Calibration> cal = MakeCalibration(layout, seed);
+  absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(PolicyText(text, *cal));
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  const std::vector<uint8_t> raw = StructuredBlock(layout, *cal, seed + 1);
+  absl::StatusOr<std::string> cpu = EncodeBlock(layout, *policy, raw, seed);
+  ASSERT_TRUE(cpu.ok()) << text << ": " << cpu.status();
+  const std::string where = absl::StrCat(text, " d=", layout.head_dim, " heads=", layout.kv_heads,
+                                         " tokens=", layout.tokens, " dtype ",
+                                         static_cast<int>(layout.dtype));
+  absl::StatusOr<std::string> g = gpu->EncodeBlock(layout, *policy, raw, seed);
+  ASSERT_TRUE(g.ok()) << where << ": " << g.status();
+  ASSERT_EQ(g->size(), cpu->size()) << where;
+  size_t diff = 0, first = g->size();
+  for (size_t i = 0; i < g->size(); ++i) {
+    if ((*g)[i] != (*cpu)[i]) {
+      ++diff;
+      first = std::min(first, i);
+    }
+  }
+  EXPECT_EQ(diff, 0u) << where << ": " << diff << " bytes differ, the first at " << first << ", "
+                      << (diff ? DescribeOffset(*cpu, first) : "");
+  if (diff != 0) {
+    // The GPU's bytes must still decode on the CPU (to something).
+    const absl::StatusOr<std::string> back = DecodeBlock(Bytes(*g));
+    std::printf("%s: the GPU's bytes decode on the CPU: %s\n", where.c_str(),
+                back.ok() ? "yes" : back.status().ToString().c_str());
+  }
+  // From device memory.
+  void* dev = nullptr;
+  ASSERT_EQ(cudaMalloc(&dev, raw.size()), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(dev, raw.data(), raw.size(), cudaMemcpyHostToDevice), cudaSuccess);
+  absl::StatusOr<std::string> from_dev =
+      gpu->EncodeBlockFromDevice(layout, *policy, DeviceBlockView::Contiguous(dev, layout), seed);
+  cudaFree(dev);
+  ASSERT_TRUE(from_dev.ok()) << where << ": " << from_dev.status();
+  EXPECT_TRUE(*from_dev == *cpu) << where << " (from device)";
+  AddCoverage(*cpu, cov);
+}
+
+TEST_F(GpuCalibratedTest, EveryCodecDtypeAndHeadDimEncodesLikeCpu) {
+  EncodeCoverage cov;
+  const char* codecs[] = {"turbo_p2",  "turbo_p25",  "turbo_p3",  "turbo_p35", "turbo_p4",
+                          "turbo_pc2", "turbo_pc25", "turbo_pc3", "turbo_pc35", "turbo_pc4"};
+  for (const char* c : codecs) {
+    for (DType dtype : {DType::kBFloat16, DType::kFloat16, DType::kFloat32}) {
+      for (uint32_t d : {64u, 96u, 128u}) {
+        ExpectGpuEncodesLikeCpu(codec_, Layout(2, 4, d, 256, dtype), c, 200 + d, &cov);
+      }
+    }
+  }
+  // Odd token counts (a partial tile and a partial lane round), one head, many heads, d = 16,
+  // mixed policies, and small segments where one table beats sixteen.
+  ExpectGpuEncodesLikeCpu(codec_, Layout(3, 1, 128, 600, DType::kBFloat16), "turbo_pc3", 7, &cov);
+  ExpectGpuEncodesLikeCpu(codec_, Layout(2, 8, 128, 333, DType::kBFloat16), "turbo_p35", 8, &cov);
+  ExpectGpuEncodesLikeCpu(codec_, Layout(4, 8, 128, 384, DType::kBFloat16), "pc35v3", 9, &cov);
+  ExpectGpuEncodesLikeCpu(codec_, Layout(2, 2, 16, 2048, DType::kFloat16), "turbo_pc4", 10, &cov);
+  ExpectGpuEncodesLikeCpu(codec_, Layout(2, 1, 16, 1001, DType::kFloat32), "turbo_p2", 11, &cov);
+  ExpectGpuEncodesLikeCpu(codec_, Layout(2, 8, 128, 4096, DType::kBFloat16), "turbo_pc3", 12, &cov);
+  for (uint32_t tokens : {64u, 128u, 200u}) {
+    for (const char* c : {"turbo_pc2", "turbo_pc3", "turbo_pc4"}) {
+      if (tokens == 64 && std::string(c) == "turbo_pc2") continue;  // too small for its tables
+      ExpectGpuEncodesLikeCpu(codec_, Layout(1, 2, 128, tokens, DType::kBFloat16), c, tokens, &cov);
+    }
+  }
+  // The cases above do reach each path of the encoder.
+  EXPECT_GT(cov.with_escapes, 0);
+  EXPECT_LT(cov.with_escapes, cov.segments);
+  EXPECT_GT(cov.one_table, 0);
+  EXPECT_GT(cov.class_tables, 0);
+  std::printf("%d segments: %d with escapes, turbo_pc* %d with one table, %d with classes\n",
+              cov.segments, cov.with_escapes, cov.one_table, cov.class_tables);
+}
+
+TEST_F(GpuCalibratedTest, EncodeRejectsWhatTheCpuRejects) {
   const BlockLayout layout = Layout(2, 4, 128, 256, DType::kBFloat16);
   const std::shared_ptr<const Calibration> cal = MakeCalibration(layout, 3);
-  absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(PolicyText("turbo_pc3", *cal));
-  ASSERT_TRUE(policy.ok());
-  const std::vector<uint8_t> raw = StructuredBlock(layout, *cal, 4);
-  EXPECT_EQ(codec_->EncodeBlock(layout, *policy, raw, 1).status().code(),
-            absl::StatusCode::kUnimplemented);
-  EXPECT_EQ(codec_->SupportsPolicy(layout, *policy).code(), absl::StatusCode::kUnimplemented);
-  // A head_dim the kernels do not take: decode is Unimplemented too.
+  for (const char* c : {"turbo_p3", "turbo_pc3"}) {
+    absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(PolicyText(c, *cal));
+    ASSERT_TRUE(policy.ok());
+    std::vector<uint8_t> raw = StructuredBlock(layout, *cal, 4);
+    StoreElem(layout.dtype, std::nanf(""), raw.data() + raw.size() / 2);
+    EXPECT_EQ(EncodeBlock(layout, *policy, raw, 1).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(codec_->EncodeBlock(layout, *policy, raw, 1).status().code(),
+              absl::StatusCode::kInvalidArgument) << c;
+    // A mean past fp16's range.
+    raw = StructuredBlock(layout, *cal, 4);
+    for (uint32_t t = 0; t < layout.tokens; ++t) {
+      StoreElem(layout.dtype, 1e6f, raw.data() + t * layout.kv_heads * layout.head_dim * 2);
+    }
+    EXPECT_EQ(EncodeBlock(layout, *policy, raw, 1).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(codec_->EncodeBlock(layout, *policy, raw, 1).status().code(),
+              absl::StatusCode::kInvalidArgument) << c;
+    // The same codec still encodes good blocks afterwards.
+    raw = StructuredBlock(layout, *cal, 5);
+    absl::StatusOr<std::string> g = codec_->EncodeBlock(layout, *policy, raw, 1);
+    ASSERT_TRUE(g.ok()) << g.status();
+    EXPECT_TRUE(*g == *EncodeBlock(layout, *policy, raw, 1)) << c;
+  }
+}
+
+TEST_F(GpuCalibratedTest, ShapesTheKernelsDoNotTakeAreUnimplemented) {
+  // A head_dim the kernels do not take: encode and decode are Unimplemented.
   const BlockLayout wide = Layout(1, 2, 256, 256, DType::kBFloat16);
   const std::shared_ptr<const Calibration> wide_cal = MakeCalibration(wide, 5);
   absl::StatusOr<CodecPolicy> wide_policy = CodecPolicy::Parse(PolicyText("turbo_p3", *wide_cal));
   ASSERT_TRUE(wide_policy.ok());
-  absl::StatusOr<std::string> enc =
-      EncodeBlock(wide, *wide_policy, StructuredBlock(wide, *wide_cal, 6), 1);
+  const std::vector<uint8_t> raw = StructuredBlock(wide, *wide_cal, 6);
+  EXPECT_EQ(codec_->EncodeBlock(wide, *wide_policy, raw, 1).status().code(),
+            absl::StatusCode::kUnimplemented);
+  absl::StatusOr<std::string> enc = EncodeBlock(wide, *wide_policy, raw, 1);
   ASSERT_TRUE(enc.ok());
   std::string out(wide.RawBytes(), '\0');
   EXPECT_EQ(codec_->DecodeBlock(Bytes(*enc), {reinterpret_cast<uint8_t*>(out.data()), out.size()})
                 .code(),
             absl::StatusCode::kUnimplemented);
+  // turbo_pc* class maps past kMaxGpuClassMapRow: the GPU encodes them, the CPU decodes them.
+  const BlockLayout mha = Layout(1, 32, 128, 64, DType::kBFloat16);
+  const std::shared_ptr<const Calibration> mha_cal = MakeCalibration(mha, 7);
+  absl::StatusOr<CodecPolicy> mha_policy = CodecPolicy::Parse(PolicyText("turbo_pc3", *mha_cal));
+  ASSERT_TRUE(mha_policy.ok());
+  const std::vector<uint8_t> mha_raw = StructuredBlock(mha, *mha_cal, 8);
+  absl::StatusOr<std::string> g = codec_->EncodeBlock(mha, *mha_policy, mha_raw, 1);
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_TRUE(*g == *EncodeBlock(mha, *mha_policy, mha_raw, 1));
+  std::string mha_out(mha.RawBytes(), '\0');
+  EXPECT_EQ(codec_->DecodeBlock(Bytes(*g), {reinterpret_cast<uint8_t*>(mha_out.data()),
+                                            mha_out.size()}).code(),
+            absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(codec_->SupportsPolicy(mha, *mha_policy).code(), absl::StatusCode::kUnimplemented);
 }
 
 // Payload bytes mutated behind a valid checksum (the segments' basis ids left alone: the CPU

@@ -111,9 +111,11 @@ absl::Status GpuSupports(CodecId codec, const SegmentShape& shape, GpuWork work)
                                                  " outside [1, ", kMaxHeadDim, "]"));
   }
   if (IsCalibrated(codec)) {
-    if (work != GpuWork::kDecode) {
-      return absl::UnimplementedError(
-          "the GPU decodes turbo_p*/turbo_pc* but does not encode them (the CPU does)");
+    if (work != GpuWork::kDecode && uint64_t{shape.tokens} * shape.kv_heads * shape.head_dim >
+                                        kMaxGpuCalibratedEncodeElements) {
+      return absl::UnimplementedError(absl::StrCat(
+          "GPU turbo_p*/turbo_pc* encode segments of at most ", kMaxGpuCalibratedEncodeElements,
+          " elements, got ", shape.tokens, " tokens x ", shape.kv_heads, " x ", shape.head_dim));
     }
     if (!CalibratedSupported(shape.head_dim) ||
         uint64_t{shape.kv_heads} * shape.head_dim > kMaxGpuTurboOutlierRow) {
@@ -122,7 +124,8 @@ absl::Status GpuSupports(CodecId codec, const SegmentShape& shape, GpuWork work)
           kMaxGpuCalibratedHeadDim, " and kv_heads * head_dim <= ", kMaxGpuTurboOutlierRow,
           ", got head_dim ", shape.head_dim, " with ", shape.kv_heads, " kv_heads"));
     }
-    if (static_cast<int>(codec) >= static_cast<int>(CodecId::kTurboPc2) &&
+    if (work != GpuWork::kEncode &&
+        static_cast<int>(codec) >= static_cast<int>(CodecId::kTurboPc2) &&
         uint64_t{shape.kv_heads} * shape.head_dim > kMaxGpuClassMapRow) {
       return absl::UnimplementedError(absl::StrCat(
           "GPU turbo_pc* need kv_heads * head_dim <= ", kMaxGpuClassMapRow, ", got ",
@@ -235,12 +238,10 @@ absl::Status LaunchSegments(bool encode, CodecId codec, const SegmentShape& shap
                    : LaunchTurboProdDecode(b, mse, QjlMatrixFromCpu, stream);
       what = encode ? "turbo_prod encode launch" : "turbo_prod decode launch";
     } else if (const int half_bits = CalibratedHalfBits(codec); half_bits != 0) {
-      if (encode) {
-        return absl::UnimplementedError("the GPU does not encode turbo_p*/turbo_pc*");
-      }
-      err = LaunchCalibratedDecode(
-          b, half_bits, static_cast<int>(codec) >= static_cast<int>(CodecId::kTurboPc2), stream);
-      what = "turbo_p/turbo_pc decode launch";
+      const bool class_tables = static_cast<int>(codec) >= static_cast<int>(CodecId::kTurboPc2);
+      err = encode ? LaunchCalibratedEncode(b, half_bits, class_tables, stream)
+                   : LaunchCalibratedDecode(b, half_bits, class_tables, stream);
+      what = encode ? "turbo_p/turbo_pc encode launch" : "turbo_p/turbo_pc decode launch";
     } else if (const int bits = TurboBits(codec); bits != 0) {
       err = encode ? LaunchTurboEncode(b, CodebookFor(bits), stream)
                    : LaunchTurboDecode(b, CodebookFor(bits), stream);
@@ -264,6 +265,10 @@ absl::Status KernelFlagsToStatus(uint32_t flags, bool encode) {
     if (flags & kErrScaleOverflow) {
       return absl::InvalidArgumentError(
           "GPU encode: a group or vector scale overflows fp16 (values too large for the codec)");
+    }
+    if (flags & kErrNoFit) {
+      return absl::InvalidArgumentError(
+          "GPU encode: a segment's indices do not fit its size at any step of the ladder");
     }
   } else if (flags & kErrCorrupt) {
     return absl::DataLossError(

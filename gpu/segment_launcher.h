@@ -23,7 +23,7 @@ enum class GpuWork { kEncode, kDecode, kBoth };
 
 // OK when the GPU kernels implement `work` of `codec` for `shape`; Unimplemented saying why
 // not (the caller then uses the CPU codec). The calibrated codecs (turbo_p*, turbo_pc*) have
-// decode kernels only.
+// shape limits of their own for each direction (codec_kernels.h).
 absl::Status GpuSupports(CodecId codec, const SegmentShape& shape, GpuWork work = GpuWork::kBoth);
 
 // True for the calibrated codecs, whose SegmentIo needs the basis id and device bases.

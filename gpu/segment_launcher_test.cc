@@ -11,7 +11,8 @@ namespace gpu {
 namespace {
 
 // turbo_pc* class maps beyond the entropy kernel's shared memory (an MHA model's 32 heads of
-// 128) decode on the CPU; turbo_p* has no class map; the GPU encodes neither.
+// 128) decode on the CPU; turbo_p* has no class map; the GPU encodes both, up to
+// kMaxGpuCalibratedEncodeElements a segment.
 TEST(SegmentLauncherTest, ClassMapsTooLargeForTheGpuDecodeOnTheCpu) {
   SegmentShape gqa;
   gqa.tokens = 256;
@@ -25,8 +26,17 @@ TEST(SegmentLauncherTest, ClassMapsTooLargeForTheGpuDecodeOnTheCpu) {
   const absl::Status refused = GpuSupports(CodecId::kTurboPc3, mha, GpuWork::kDecode);
   EXPECT_EQ(refused.code(), absl::StatusCode::kUnimplemented) << refused;
   EXPECT_TRUE(absl::StrContains(refused.message(), "kv_heads * head_dim")) << refused;
-  EXPECT_EQ(GpuSupports(CodecId::kTurboPc3, gqa, GpuWork::kEncode).code(),
+  EXPECT_TRUE(GpuSupports(CodecId::kTurboPc3, gqa, GpuWork::kEncode).ok());
+  EXPECT_TRUE(GpuSupports(CodecId::kTurboPc3, mha, GpuWork::kEncode).ok());
+  EXPECT_EQ(GpuSupports(CodecId::kTurboPc3, mha, GpuWork::kBoth).code(),
             absl::StatusCode::kUnimplemented);
+  SegmentShape huge = gqa;
+  huge.tokens = 1u << 18;  // 2^28 elements: the largest segment the GPU encodes
+  EXPECT_TRUE(GpuSupports(CodecId::kTurboP3, huge, GpuWork::kEncode).ok());
+  huge.tokens += 1;
+  const absl::Status too_big = GpuSupports(CodecId::kTurboP3, huge, GpuWork::kEncode);
+  EXPECT_EQ(too_big.code(), absl::StatusCode::kUnimplemented) << too_big;
+  EXPECT_TRUE(GpuSupports(CodecId::kTurboP3, huge, GpuWork::kDecode).ok());
 }
 
 }  // namespace

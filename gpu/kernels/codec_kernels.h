@@ -27,6 +27,7 @@ enum KernelError : uint32_t {
   kErrNonFinite = 1u << 0,     // encode: a NaN or infinite input element
   kErrScaleOverflow = 1u << 1, // encode: a scale that does not fit fp16
   kErrCorrupt = 1u << 2,       // decode: bytes no encoder produces (bad scale, code -128, ...)
+  kErrNoFit = 1u << 3,         // encode: an entropy-coded segment fits at no step of its ladder
 };
 
 // One segment's device buffers. Vector v = (token t, head h) of the segment's raw data
@@ -148,7 +149,7 @@ cudaError_t LaunchTurboProdDecode(const SegmentBatch& batch, const Codebook& mse
                                   QjlMatrixSource source, cudaStream_t stream);
 
 // turbo_p2 .. turbo_p4 (ids 40–44, class_tables false) and turbo_pc2 .. turbo_pc4 (ids 45–49,
-// class_tables true) at `half_bits` (4..8): decode only (the CPU encodes them). Each
+// class_tables true) at `half_bits` (4..8). Decode: each
 // SegmentIo's `basis` is the device copy of its (layer, K|V)'s bases (DeviceBasis) and `seed`
 // the basis id the segment must record; a segment naming another id, and every other byte
 // the CPU decoder rejects, flags kErrCorrupt. Needs head_dim a multiple of 16 up to
@@ -163,6 +164,19 @@ inline constexpr uint32_t kMaxGpuCalibratedHeadDim = 128;
 inline constexpr uint32_t kMaxGpuClassMapRow = 2048;
 bool CalibratedSupported(uint32_t head_dim);
 cudaError_t LaunchCalibratedDecode(const SegmentBatch& batch, int half_bits, bool class_tables,
+                                   cudaStream_t stream);
+// Encode (turbo_calibrated_encode.cu): the bytes codec/turbo_entropy.cc writes for the same
+// segment and basis (SegmentIo::seed is the basis id to record, `basis` its device copy), the
+// same rung search included. Flags kErrNonFinite for a NaN or infinite element,
+// kErrScaleOverflow for a mean past fp16 or centred values too large to quantize, and
+// kErrNoFit for a segment that fits at no rung (the CPU's InvalidArgument cases). Needs
+// CalibratedSupported(head_dim), kv_heads · head_dim <= kMaxGpuTurboOutlierRow and at most
+// kMaxGpuCalibratedEncodeElements elements a segment (CalibratedEncodeSupported); takes
+// about 7.5 bytes of scratch per element (at most 1 GiB per group of segments, stream-ordered
+// on `stream`) and 3 launches.
+inline constexpr uint64_t kMaxGpuCalibratedEncodeElements = uint64_t{1} << 28;
+bool CalibratedEncodeSupported(uint32_t tokens, uint32_t kv_heads, uint32_t head_dim);
+cudaError_t LaunchCalibratedEncode(const SegmentBatch& batch, int half_bits, bool class_tables,
                                    cudaStream_t stream);
 
 // The device copy, on the current device, of the `floats` floats at `host_rows` (a

@@ -30,6 +30,7 @@
 #include <utility>
 
 #include "gpu/kernels/byte_io.cuh"
+#include "gpu/kernels/calibrated_common.cuh"
 #include "gpu/kernels/codec_kernels.h"
 #include "gpu/kernels/kernel_common.cuh"
 #include "gpu/kernels/launch_util.cuh"
@@ -38,14 +39,18 @@ namespace kvpack {
 namespace gpu {
 namespace {
 
-constexpr int kMaxIndex = 63;
-constexpr int kSymbols = 2 * kMaxIndex + 1;
-constexpr int kOffsets = 16;
-constexpr int kLanes = 32;
-constexpr int kClasses = 16;
-constexpr uint32_t kScaleBits = 12;
-constexpr uint32_t kTotal = 1u << kScaleBits;
-constexpr uint32_t kLow = 1u << 15;
+using calibrated::kMaxIndex;
+using calibrated::kSymbols;
+using calibrated::kOffsets;
+using calibrated::kLanes;
+using calibrated::kClasses;
+using calibrated::kScaleBits;
+using calibrated::kTotal;
+using calibrated::kLow;
+using calibrated::SegmentLayout;
+using calibrated::LayoutOf;
+using calibrated::ScratchPool;
+
 constexpr uint32_t kBucketBits = 6;                // slots per look-up bucket: 64
 constexpr uint32_t kBuckets = kTotal >> kBucketBits;
 constexpr int kWarpsPerBlock = 4;                  // EntropyKernel: segments per block
@@ -54,25 +59,6 @@ constexpr uint32_t kThreadVectors = 8;             // UnprojectKernel: vectors p
 constexpr uint32_t kThreadColumns = 4;             // UnprojectKernel: columns per thread
 constexpr uint32_t kPartRows = 32;                 // UnprojectKernel: coefficients per fill item
 constexpr uint32_t kMaxParts = kMaxGpuCalibratedHeadDim / kPartRows;
-// Scratch (a byte per element, a word per vector) comes from a stream-ordered pool that keeps
-// up to this much reserved between launches, so that a launch does not map fresh memory.
-constexpr uint64_t kScratchKeepBytes = uint64_t{1} << 30;
-
-// Byte offsets of a segment's parts (FORMAT.md, turbo_e* / turbo_p*).
-struct SegmentLayout {
-  uint64_t means, steps, offsets, table, total;
-};
-
-__host__ __device__ inline SegmentLayout LayoutOf(uint32_t tokens, uint32_t heads, uint32_t d,
-                                                  int half_bits) {
-  SegmentLayout l;
-  l.means = 8;
-  l.steps = l.means + 2ull * heads * d;
-  l.offsets = l.steps + 2ull * heads;
-  l.table = l.offsets + kOffsets;
-  l.total = (uint64_t{tokens} * heads * d * static_cast<uint64_t>(half_bits) + 15) / 16;
-  return l;
-}
 
 __device__ inline bool BadStep(uint32_t h) {
   return (h & 0x7c00u) == 0x7c00u || (h & 0x8000u) != 0 || h == 0;
@@ -510,8 +496,21 @@ cudaError_t LaunchUnproject(const SegmentBatch& b, int half_bits, const uint8_t*
   return cudaGetLastError();
 }
 
-// The stream-ordered pool the scratch comes from, one per device, created on first use.
-cudaError_t ScratchPool(cudaMemPool_t* out) {
+// Device copies of calibration bases, one per (device, basis id), kept for the life of the
+// process (a calibration's bases are a few MB and a process loads few calibrations).
+struct BasisCache {
+  std::mutex mu;
+  std::map<std::pair<int, uint64_t>, float*> bases;  // guarded by mu; never freed
+};
+
+BasisCache& Bases() {
+  static BasisCache* const cache = new BasisCache;
+  return *cache;
+}
+
+}  // namespace
+
+cudaError_t calibrated::ScratchPool(cudaMemPool_t* out) {
   static std::mutex* const mu = new std::mutex;
   static std::map<int, cudaMemPool_t>* const pools = new std::map<int, cudaMemPool_t>;
   int device = 0;
@@ -527,7 +526,7 @@ cudaError_t ScratchPool(cudaMemPool_t* out) {
     cudaMemPool_t pool;
     err = cudaMemPoolCreate(&pool, &props);
     if (err != cudaSuccess) return err;
-    uint64_t keep = kScratchKeepBytes;
+    uint64_t keep = uint64_t{1} << 30;
     err = cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
     if (err != cudaSuccess) {
       cudaMemPoolDestroy(pool);
@@ -538,20 +537,6 @@ cudaError_t ScratchPool(cudaMemPool_t* out) {
   *out = it->second;
   return cudaSuccess;
 }
-
-// Device copies of calibration bases, one per (device, basis id), kept for the life of the
-// process (a calibration's bases are a few MB and a process loads few calibrations).
-struct BasisCache {
-  std::mutex mu;
-  std::map<std::pair<int, uint64_t>, float*> bases;  // guarded by mu; never freed
-};
-
-BasisCache& Bases() {
-  static BasisCache* const cache = new BasisCache;
-  return *cache;
-}
-
-}  // namespace
 
 bool CalibratedSupported(uint32_t head_dim) {
   return head_dim % 16 == 0 && head_dim >= 16 && head_dim <= kMaxGpuCalibratedHeadDim;
