@@ -195,7 +195,9 @@ int Run(int argc, char** argv) {
                         : gpu.DecodeBatchOnDevice(*header, srcs, views);
         }, &error);
         gbps[k] = s > 0 ? n * bytes / s : 0;
-        if (k == 2 && gpu.LastKernelSeconds() > 0) kernel_gbps = n * bytes / gpu.LastKernelSeconds();
+        if (k == 2 && gpu.LastKernelSeconds() > 0) {
+          kernel_gbps = n * bytes / gpu.LastKernelSeconds();
+        }
         if (encode) {
           // The payloads (the header and checksum bytes are the CPU's, left in place) of the
           // last block must be the CPU encoder's.

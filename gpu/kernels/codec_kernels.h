@@ -171,9 +171,9 @@ cudaError_t LaunchCalibratedDecode(const SegmentBatch& batch, int half_bits, boo
 // kErrScaleOverflow for a mean past fp16 or centred values too large to quantize, and
 // kErrNoFit for a segment that fits at no rung (the CPU's InvalidArgument cases). Needs
 // CalibratedSupported(head_dim), kv_heads · head_dim <= kMaxGpuTurboOutlierRow and at most
-// kMaxGpuCalibratedEncodeElements elements a segment (CalibratedEncodeSupported); takes
-// about 7.5 bytes of scratch per element (at most 1 GiB per group of segments, stream-ordered
-// on `stream`) and 3 launches.
+// kMaxGpuCalibratedEncodeElements elements a segment (CalibratedEncodeSupported); takes about
+// 8 bytes of scratch per element at head_dim 128 (15 at 16), allocated stream-ordered on
+// `stream` for groups of segments of at most 1 GiB, and 3 launches per group.
 inline constexpr uint64_t kMaxGpuCalibratedEncodeElements = uint64_t{1} << 28;
 bool CalibratedEncodeSupported(uint32_t tokens, uint32_t kv_heads, uint32_t head_dim);
 cudaError_t LaunchCalibratedEncode(const SegmentBatch& batch, int half_bits, bool class_tables,

@@ -285,9 +285,11 @@ __device__ double TableBits(const uint32_t* counts, uint16_t* freq, const double
   for (int s = lo; s <= hi; ++s) {
     if (counts[s] == 0) continue;
     // ⌊count·4096/total⌋ by a double division and an exact correction (a 64-bit integer
-    // division costs about ten times more here, and this runs for every table of every try).
+    // division is a long software routine on the GPU, and this runs for every table of every
+    // try).
     const uint64_t num = uint64_t{counts[s]} * kTotal;
-    uint64_t f = static_cast<uint64_t>(__ddiv_rn(static_cast<double>(num), static_cast<double>(total)));
+    uint64_t f = static_cast<uint64_t>(
+        __ddiv_rn(static_cast<double>(num), static_cast<double>(total)));
     if (f * total > num) {
       --f;
     } else if ((f + 1) * total <= num) {
@@ -325,8 +327,8 @@ __device__ double TableBits(const uint32_t* counts, uint16_t* freq, const double
 // CodedBitsUpperBound (one table) or ClassCodedBitsUpperBound (class tables, map_bytes of
 // class map). Block-wide; ends synchronized.
 template <int kRows>
-__device__ double CodedBits(SegmentShared<kRows>& sh, int rows, bool class_tables, uint64_t map_bytes,
-                            const double* log2f) {
+__device__ double CodedBits(SegmentShared<kRows>& sh, int rows, bool class_tables,
+                            uint64_t map_bytes, const double* log2f) {
   if (threadIdx.x < rows) {
     const uint32_t* c = sh.counts[threadIdx.x];
     bool any = false;
