@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Builds kvpack's GPU test and benchmark on this machine (nvcc, no GPU needed), bundles them
+# Builds kvpack's GPU tests and benchmarks on this machine (nvcc, no GPU needed): the codec
+# cross-check test and benchmark, and those of the calibrated codecs (turbo_p*/turbo_pc*
+# encoded and decoded on the GPU against the CPU's bytes). Bundles them
 # with the shared libraries the GPU machine lacks into .device-bundle/, and prints the exact
 # command to run there (through the workplace's device tool, carrying .device-bundle).
 #
 # usage: tests/gpu/run_on_device.sh            build + bundle + print the device command
 # On the GPU machine (repository root, .device-bundle carried):
-#   bash tests/gpu/run_on_device.sh --device    runs the tests, then the benchmark
+#   bash tests/gpu/run_on_device.sh --device    runs the tests, then the benchmarks
 #   bash tests/gpu/run_on_device.sh --profile   Nsight Compute summaries of the int8/turbo
 #                                              kernels (one launch each; KERNELS=, TURBO=
 #                                              choose) into $OUT/ncu.txt, their SASS into
@@ -21,7 +23,13 @@ if [ "${1:-}" = "--device" ]; then
   status=0
   .device-bundle/bin/memory_pool_test --gtest_brief=1 2>&1 | tee "$out/memory_pool_test.log" || status=1
   .device-bundle/bin/gpu_codec_test --gtest_brief=1 2>&1 | tee "$out/gpu_codec_test.log" || status=1
+  .device-bundle/bin/gpu_calibrated_test --gtest_brief=1 2>&1 |
+    tee "$out/gpu_calibrated_test.log" || status=1
   .device-bundle/bin/gpu_codec_benchmark "${@:2}" 2>&1 | tee "$out/gpu_codec_benchmark.log" || status=1
+  # CALIBRATED_ARGS: gpu_calibrated_benchmark's (--reps=N --blocks=N --codecs=...).
+  # shellcheck disable=SC2086
+  .device-bundle/bin/gpu_calibrated_benchmark ${CALIBRATED_ARGS:-} 2>&1 |
+    tee "$out/gpu_calibrated_benchmark.log" || status=1
   exit $status
 fi
 
@@ -52,16 +60,18 @@ fi
 
 # Optimized build; the output folder is asked of Bazel (the bazel-bin link follows whichever
 # configuration was built last, possibly by someone else).
-bazel build -c opt --jobs=2 //gpu:memory_pool_test //gpu:gpu_codec_test //gpu:gpu_codec_benchmark
+binaries=(memory_pool_test gpu_codec_test gpu_codec_benchmark gpu_calibrated_test
+          gpu_calibrated_benchmark)
+bazel build -c opt --jobs=2 "${binaries[@]/#/\/\/gpu:}"
 bin=$(bazel info -c opt bazel-bin 2>/dev/null)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for b in memory_pool_test gpu_codec_test gpu_codec_benchmark; do
+for b in "${binaries[@]}"; do
   cp "$bin/gpu/$b" "$tmp/$b"
   chmod u+w "$tmp/$b"
   strip -g "$tmp/$b"
 done
-/work/shared/tools/device-bundle "$tmp/memory_pool_test" "$tmp/gpu_codec_test" "$tmp/gpu_codec_benchmark"
+/work/shared/tools/device-bundle "${binaries[@]/#/$tmp/}"
 echo
 echo "device command (carry [\".device-bundle\"], kind nvidia-h100-x1):"
 echo "  bash tests/gpu/run_on_device.sh --device"
