@@ -14,9 +14,11 @@
 // 3. SegmentKernel, one block per segment, the rest of turbo_entropy.cc's Encode in its
 //    order: per-head energies and steps, turbo_pc*'s coordinate classes, the histograms of
 //    |y|/σ, the bisection for the finest ladder rung the histograms predict to fit, then per
-//    rung from there: quantize, count, escape, test the fit, and on success the centroid
-//    offsets, the tables and the 32 rANS lanes (warp 0, lane l coding elements l, l + 32, …
-//    last to first), written out with the escapes and the zero padding.
+//    rung from there: quantize, count and escape, test the counts' bits, code the 32 rANS
+//    lanes (warp 0, lane l coding elements l, l + 32, … last to first) and test that they
+//    fit; on success the centroid offsets (always from FORMAT.md's reference sums, which the
+//    CPU's exact-sum shortcut provably matches), written out with the tables, the lanes, the
+//    escapes and the zero padding.
 //
 // Every quantity a decision reads is computed with the CPU's operations in the CPU's order:
 // double sums stay serial in the reference order (one thread per head, per coordinate or per
