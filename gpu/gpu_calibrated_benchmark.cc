@@ -1,5 +1,5 @@
-// GPU encode and decode throughput of the calibrated codecs (turbo_p*, turbo_pc*) against the
-// device's copy bandwidth and one CPU core.
+// GPU encode and decode throughput of the entropy-coded codecs (turbo_e*, and the calibrated
+// turbo_p*, turbo_pc*) against the device's copy bandwidth and one CPU core.
 //
 // 1. Ceiling: device-to-device cudaMemcpy of 1 GiB, bytes read + written per second.
 // 2. Per codec: one block of 8 layers × 8 KV heads × 256 tokens × head_dim 128, bf16 (8 MiB
@@ -13,7 +13,7 @@
 //    bytes. The same block encoded and decoded on one CPU core for comparison.
 // Every figure is the median of --reps timed calls after two warm-up calls.
 //
-// usage: gpu_calibrated_benchmark [--reps=N] [--blocks=N] [--codecs=turbo_p3,turbo_pc3,...]
+// usage: gpu_calibrated_benchmark [--reps=N] [--blocks=N] [--codecs=turbo_e3,turbo_pc3,...]
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -100,8 +100,9 @@ std::vector<uint8_t> Block(const BlockLayout& layout, const Calibration& cal) {
 
 int Run(int argc, char** argv) {
   int reps = 10, max_blocks = 64;
-  std::vector<std::string> codecs = {"turbo_p2", "turbo_p3", "turbo_p4", "turbo_pc2",
-                                     "turbo_pc3", "turbo_pc4", "pc35v3"};
+  std::vector<std::string> codecs = {"turbo_e2", "turbo_e3", "turbo_e4", "turbo_p2",
+                                     "turbo_p3", "turbo_p4", "turbo_pc2", "turbo_pc3",
+                                     "turbo_pc4", "pc35v3"};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a.rfind("--reps=", 0) == 0) {
@@ -146,8 +147,12 @@ int Run(int argc, char** argv) {
   std::printf("%-12s %-6s %6s | %9s %9s %9s %11s | %9s | %10s\n", "codec", "work", "ratio",
               "GB/s x1", "GB/s x8", "GB/s xN", "kernels xN", "% copy xN", "CPU 1 core");
   for (const std::string& name : codecs) {
-    absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(
-        absl::StrCat(name, ",calibration=", absl::Hex(cal->fingerprint(), absl::kZeroPad16)));
+    // Calibrated policies name the calibration; turbo_e* and its presets stand alone.
+    absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(name);
+    if (!policy.ok()) {
+      policy = CodecPolicy::Parse(
+          absl::StrCat(name, ",calibration=", absl::Hex(cal->fingerprint(), absl::kZeroPad16)));
+    }
     if (!policy.ok()) {
       std::printf("%-12s %s\n", name.c_str(), policy.status().ToString().c_str());
       continue;

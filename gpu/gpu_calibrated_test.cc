@@ -1,6 +1,7 @@
-// The GPU codecs turbo_p* and turbo_pc* against the CPU reference: the GPU encodes every such
-// codec, dtype and supported head_dim to exactly the CPU encoder's bytes (escapes, coordinate
-// classes and the one-table fallback included), and rejects what the CPU rejects; blocks the
+// The GPU's entropy-coded codecs turbo_p*, turbo_pc* and turbo_e* against the CPU reference:
+// the GPU encodes every such codec, dtype and supported head_dim to exactly the CPU encoder's
+// bytes (escapes, coordinate classes, the one-table fallback and turbo_e*'s rotation chunks
+// included), and rejects what the CPU rejects; blocks the
 // CPU encoded decode on the GPU to exactly the bytes the CPU decoder gives, through the host
 // and the device entry points; shapes the kernels do not take are Unimplemented (callers use
 // the CPU); corrupt payloads behind a valid checksum fail on the GPU exactly when they fail on
@@ -114,11 +115,19 @@ std::string PolicyText(const std::string& codecs, const Calibration& cal) {
   return absl::StrCat(codecs, ",calibration=", absl::Hex(cal.fingerprint(), absl::kZeroPad16));
 }
 
+// `codecs` as a policy: with `cal` when it has calibrated codecs, alone when it has none
+// (turbo_e*).
+absl::StatusOr<CodecPolicy> ParsePolicy(const std::string& codecs, const Calibration& cal) {
+  absl::StatusOr<CodecPolicy> alone = CodecPolicy::Parse(codecs);
+  if (alone.ok()) return alone;
+  return CodecPolicy::Parse(PolicyText(codecs, cal));
+}
+
 // CPU-encodes, then checks the GPU decodes (host and device entry points) against the CPU's.
 void ExpectGpuDecodesLikeCpu(GpuCodec* gpu, const BlockLayout& layout, const std::string& text,
                              uint64_t seed) {
   const std::shared_ptr<const Calibration> cal = MakeCalibration(layout, seed);
-  absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(PolicyText(text, *cal));
+  absl::StatusOr<CodecPolicy> policy = ParsePolicy(text, *cal);
   ASSERT_TRUE(policy.ok()) << policy.status();
   const std::vector<uint8_t> raw = StructuredBlock(layout, *cal, seed + 1);
   absl::StatusOr<std::string> enc = EncodeBlock(layout, *policy, raw, seed);
@@ -215,7 +224,7 @@ std::string DescribeOffset(const std::string& block, size_t at) {
 void ExpectGpuEncodesLikeCpu(GpuCodec* gpu, const BlockLayout& layout, const std::string& text,
                              uint64_t seed, EncodeCoverage* cov) {
   const std::shared_ptr<const Calibration> cal = MakeCalibration(layout, seed);
-  absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(PolicyText(text, *cal));
+  absl::StatusOr<CodecPolicy> policy = ParsePolicy(text, *cal);
   ASSERT_TRUE(policy.ok()) << policy.status();
   const std::vector<uint8_t> raw = StructuredBlock(layout, *cal, seed + 1);
   absl::StatusOr<std::string> cpu = EncodeBlock(layout, *policy, raw, seed);
@@ -287,11 +296,43 @@ TEST_F(GpuCalibratedTest, EveryCodecDtypeAndHeadDimEncodesLikeCpu) {
               cov.segments, cov.with_escapes, cov.one_table, cov.class_tables);
 }
 
+// turbo_e* both ways: every rate, dtype and head_dim of one chunk or several (64 + 16, 64 +
+// 32, 128 + 64 + 32 + 16), chunks of 16 and of 256, odd token counts, one and many heads, the te* presets
+// (keys and values at different rates), a 64-token block and an MHA model's 32 heads.
+TEST_F(GpuCalibratedTest, TurboEntropyEncodesAndDecodesLikeCpu) {
+  EncodeCoverage cov;
+  for (const char* c : {"turbo_e2", "turbo_e25", "turbo_e3", "turbo_e35", "turbo_e4"}) {
+    for (DType dtype : {DType::kBFloat16, DType::kFloat16, DType::kFloat32}) {
+      for (uint32_t d : {64u, 80u, 96u, 128u}) {
+        ExpectGpuEncodesLikeCpu(codec_, Layout(2, 4, d, 256, dtype), c, 300 + d, &cov);
+        ExpectGpuDecodesLikeCpu(codec_, Layout(2, 4, d, 256, dtype), c, 400 + d);
+      }
+    }
+  }
+  struct Case {
+    uint32_t layers, heads, d, tokens;
+    DType dtype;
+    const char* policy;
+  };
+  const Case cases[] = {
+      {2, 2, 16, 2048, DType::kFloat16, "turbo_e3"},   {2, 1, 256, 600, DType::kBFloat16, "turbo_e4"},
+      {1, 2, 240, 300, DType::kFloat32, "turbo_e25"},  {2, 8, 128, 333, DType::kBFloat16, "turbo_e35"},
+      {3, 1, 128, 768, DType::kBFloat16, "te3v35"},    {4, 8, 128, 384, DType::kBFloat16, "te35v4"},
+      {2, 8, 128, 4096, DType::kBFloat16, "te25v3"},   {1, 2, 128, 64, DType::kBFloat16, "turbo_e4"},
+      {2, 32, 128, 128, DType::kBFloat16, "turbo_e3"},
+  };
+  for (const Case& k : cases) {
+    const BlockLayout layout = Layout(k.layers, k.heads, k.d, k.tokens, k.dtype);
+    ExpectGpuEncodesLikeCpu(codec_, layout, k.policy, 500 + k.d + k.tokens, &cov);
+    ExpectGpuDecodesLikeCpu(codec_, layout, k.policy, 600 + k.d + k.tokens);
+  }
+}
+
 TEST_F(GpuCalibratedTest, EncodeRejectsWhatTheCpuRejects) {
   const BlockLayout layout = Layout(2, 4, 128, 256, DType::kBFloat16);
   const std::shared_ptr<const Calibration> cal = MakeCalibration(layout, 3);
-  for (const char* c : {"turbo_p3", "turbo_pc3"}) {
-    absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(PolicyText(c, *cal));
+  for (const char* c : {"turbo_p3", "turbo_pc3", "turbo_e3"}) {
+    absl::StatusOr<CodecPolicy> policy = ParsePolicy(c, *cal);
     ASSERT_TRUE(policy.ok());
     std::vector<uint8_t> raw = StructuredBlock(layout, *cal, 4);
     StoreElem(layout.dtype, std::nanf(""), raw.data() + raw.size() / 2);
@@ -345,6 +386,19 @@ TEST_F(GpuCalibratedTest, ShapesTheKernelsDoNotTakeAreUnimplemented) {
                                             mha_out.size()}).code(),
             absl::StatusCode::kUnimplemented);
   EXPECT_EQ(codec_->SupportsPolicy(mha, *mha_policy).code(), absl::StatusCode::kUnimplemented);
+  // turbo_e* past head_dim 256: Unimplemented both ways.
+  const BlockLayout e_wide = Layout(1, 2, 512, 64, DType::kBFloat16);
+  absl::StatusOr<CodecPolicy> e_policy = CodecPolicy::Parse("turbo_e3");
+  ASSERT_TRUE(e_policy.ok());
+  const std::vector<uint8_t> e_raw(e_wide.RawBytes(), 0);
+  EXPECT_EQ(codec_->EncodeBlock(e_wide, *e_policy, e_raw, 1).status().code(),
+            absl::StatusCode::kUnimplemented);
+  absl::StatusOr<std::string> e_enc = EncodeBlock(e_wide, *e_policy, e_raw, 1);
+  ASSERT_TRUE(e_enc.ok()) << e_enc.status();
+  std::string e_out(e_wide.RawBytes(), '\0');
+  EXPECT_EQ(codec_->DecodeBlock(Bytes(*e_enc), {reinterpret_cast<uint8_t*>(e_out.data()),
+                                                e_out.size()}).code(),
+            absl::StatusCode::kUnimplemented);
 }
 
 // Payload bytes mutated behind a valid checksum (the segments' basis ids left alone: the CPU
@@ -355,8 +409,8 @@ TEST_F(GpuCalibratedTest, CorruptPayloadsFailOnTheGpuExactlyWhenOnTheCpu) {
   const std::shared_ptr<const Calibration> cal = MakeCalibration(layout, 11);
   std::mt19937_64 rng(12);
   int failures = 0, trials = 0;
-  for (const char* c : {"turbo_p3", "turbo_pc3"}) {
-    absl::StatusOr<CodecPolicy> policy = CodecPolicy::Parse(PolicyText(c, *cal));
+  for (const char* c : {"turbo_p3", "turbo_pc3", "turbo_e3"}) {
+    absl::StatusOr<CodecPolicy> policy = ParsePolicy(c, *cal);
     ASSERT_TRUE(policy.ok());
     absl::StatusOr<std::string> enc =
         EncodeBlock(layout, *policy, StructuredBlock(layout, *cal, 13), 1);

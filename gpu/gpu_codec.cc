@@ -70,12 +70,13 @@ struct PlanGroup {
 };
 
 // Whether segments a and b share a launch: the same codec, and for codecs that treat keys and
-// values differently the same K|V. The calibrated codecs' kernels take each segment's basis
-// from its SegmentIo, so their keys and values share one launch: their rANS decode is bound by
-// the length of one segment's lanes, whatever the number of segments, so each launch less
-// saves its whole time.
+// values differently the same K|V. The entropy-coded codecs' kernels take each segment's
+// basis or seed from its SegmentIo, so their keys and values share one launch: their rANS
+// decode is bound by the length of one segment's lanes, whatever the number of segments, so
+// each launch less saves its whole time.
 bool SameLaunch(const BlockSegment& a, const BlockSegment& b) {
-  return a.codec == b.codec && (a.is_key == b.is_key || IsCalibrated(a.codec->id()));
+  return a.codec == b.codec &&
+         (a.is_key == b.is_key || KeysAndValuesShareLaunch(a.codec->id()));
 }
 
 std::vector<PlanGroup> GroupPlan(const BlockHeader& plan) {

@@ -87,6 +87,15 @@ int CalibratedHalfBits(CodecId codec) {
   return 0;
 }
 
+// half_bits of turbo_e2 .. turbo_e4 (4..8), 0 for the others.
+int TurboEntropyHalfBits(CodecId codec) {
+  const int id = static_cast<int>(codec);
+  if (id >= static_cast<int>(CodecId::kTurboE2) && id <= static_cast<int>(CodecId::kTurboE4)) {
+    return id - static_cast<int>(CodecId::kTurboE2) + 4;
+  }
+  return 0;
+}
+
 // The exact float matrix the CPU turbo_prod codec multiplies by (codec/qjl.h): built at most
 // once per process, shared with the CPU codec, and never freed.
 const float* QjlMatrixFromCpu(uint32_t chunk_pos, uint32_t size) {
@@ -101,6 +110,10 @@ constexpr float kTurboProdShrinkage = 1.0f;
 size_t RawElemBytes(const SegmentShape& shape) { return DTypeSize(shape.dtype); }
 
 bool IsCalibrated(CodecId codec) { return CalibratedHalfBits(codec) != 0; }
+
+bool KeysAndValuesShareLaunch(CodecId codec) {
+  return IsCalibrated(codec) || TurboEntropyHalfBits(codec) != 0;
+}
 
 absl::Status GpuSupports(CodecId codec, const SegmentShape& shape, GpuWork work) {
   if (DTypeSize(shape.dtype) == 0) {
@@ -130,6 +143,21 @@ absl::Status GpuSupports(CodecId codec, const SegmentShape& shape, GpuWork work)
       return absl::UnimplementedError(absl::StrCat(
           "GPU turbo_pc* need kv_heads * head_dim <= ", kMaxGpuClassMapRow, ", got ",
           shape.kv_heads, " kv_heads of ", shape.head_dim));
+    }
+    return absl::OkStatus();
+  }
+  if (TurboEntropyHalfBits(codec) != 0) {
+    if (work != GpuWork::kDecode && uint64_t{shape.tokens} * shape.kv_heads * shape.head_dim >
+                                        kMaxGpuCalibratedEncodeElements) {
+      return absl::UnimplementedError(absl::StrCat(
+          "GPU turbo_e* encode segments of at most ", kMaxGpuCalibratedEncodeElements,
+          " elements, got ", shape.tokens, " tokens x ", shape.kv_heads, " x ", shape.head_dim));
+    }
+    if (!TurboEntropySupported(shape.kv_heads, shape.head_dim)) {
+      return absl::UnimplementedError(absl::StrCat(
+          "GPU turbo_e* need head_dim a multiple of 16 up to ", kMaxGpuTurboEntropyHeadDim,
+          " and kv_heads * head_dim <= ", kMaxGpuTurboOutlierRow, ", got head_dim ",
+          shape.head_dim, " with ", shape.kv_heads, " kv_heads"));
     }
     return absl::OkStatus();
   }
@@ -242,6 +270,10 @@ absl::Status LaunchSegments(bool encode, CodecId codec, const SegmentShape& shap
       err = encode ? LaunchCalibratedEncode(b, half_bits, class_tables, stream)
                    : LaunchCalibratedDecode(b, half_bits, class_tables, stream);
       what = encode ? "turbo_p/turbo_pc encode launch" : "turbo_p/turbo_pc decode launch";
+    } else if (const int e_bits = TurboEntropyHalfBits(codec); e_bits != 0) {
+      err = encode ? LaunchTurboEntropyEncode(b, e_bits, stream)
+                   : LaunchTurboEntropyDecode(b, e_bits, stream);
+      what = encode ? "turbo_e encode launch" : "turbo_e decode launch";
     } else if (const int bits = TurboBits(codec); bits != 0) {
       err = encode ? LaunchTurboEncode(b, CodebookFor(bits), stream)
                    : LaunchTurboDecode(b, CodebookFor(bits), stream);

@@ -22,12 +22,16 @@ namespace gpu {
 enum class GpuWork { kEncode, kDecode, kBoth };
 
 // OK when the GPU kernels implement `work` of `codec` for `shape`; Unimplemented saying why
-// not (the caller then uses the CPU codec). The calibrated codecs (turbo_p*, turbo_pc*) have
-// shape limits of their own for each direction (codec_kernels.h).
+// not (the caller then uses the CPU codec). The entropy-coded codecs (turbo_e*, turbo_p*,
+// turbo_pc*) have shape limits of their own for each direction (codec_kernels.h).
 absl::Status GpuSupports(CodecId codec, const SegmentShape& shape, GpuWork work = GpuWork::kBoth);
 
 // True for the calibrated codecs, whose SegmentIo needs the basis id and device bases.
 bool IsCalibrated(CodecId codec);
+
+// True for the codecs whose kernels treat keys and values alike, so that a block's K and V
+// segments of one codec share a launch: the entropy-coded turbo_e*, turbo_p* and turbo_pc*.
+bool KeysAndValuesShareLaunch(CodecId codec);
 
 // Element size of the raw data.
 size_t RawElemBytes(const SegmentShape& shape);

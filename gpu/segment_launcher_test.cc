@@ -39,6 +39,40 @@ TEST(SegmentLauncherTest, ClassMapsTooLargeForTheGpuDecodeOnTheCpu) {
   EXPECT_TRUE(GpuSupports(CodecId::kTurboP3, huge, GpuWork::kDecode).ok());
 }
 
+// turbo_e* run on the GPU for head_dims that are multiples of 16 up to 256, in both
+// directions, and their keys and values share a launch; other shapes and
+// oversized encodes are Unimplemented, so callers use the CPU.
+TEST(SegmentLauncherTest, TurboEntropyShapes) {
+  SegmentShape s;
+  s.tokens = 256;
+  s.kv_heads = 8;
+  s.head_dim = 128;
+  s.dtype = DType::kBFloat16;
+  for (CodecId c : {CodecId::kTurboE2, CodecId::kTurboE25, CodecId::kTurboE3,
+                    CodecId::kTurboE35, CodecId::kTurboE4}) {
+    EXPECT_TRUE(GpuSupports(c, s).ok()) << static_cast<int>(c);
+    EXPECT_TRUE(KeysAndValuesShareLaunch(c));
+  }
+  for (uint32_t d : {16u, 80u, 96u, 240u, 256u}) {
+    s.head_dim = d;
+    EXPECT_TRUE(GpuSupports(CodecId::kTurboE3, s).ok()) << d;
+  }
+  for (uint32_t d : {24u, 272u, 512u}) {
+    s.head_dim = d;
+    const absl::Status st = GpuSupports(CodecId::kTurboE3, s);
+    EXPECT_EQ(st.code(), absl::StatusCode::kUnimplemented) << d;
+    EXPECT_TRUE(absl::StrContains(st.message(), "turbo_e*")) << st;
+  }
+  s.head_dim = 128;
+  s.tokens = 1u << 18;  // 2^28 elements
+  EXPECT_TRUE(GpuSupports(CodecId::kTurboE3, s, GpuWork::kEncode).ok());
+  s.tokens += 1;
+  EXPECT_EQ(GpuSupports(CodecId::kTurboE3, s, GpuWork::kEncode).code(),
+            absl::StatusCode::kUnimplemented);
+  EXPECT_TRUE(GpuSupports(CodecId::kTurboE3, s, GpuWork::kDecode).ok());
+  EXPECT_FALSE(KeysAndValuesShareLaunch(CodecId::kTurbo3));
+}
+
 }  // namespace
 }  // namespace gpu
 }  // namespace kvpack

@@ -1,13 +1,16 @@
 // What the calibrated codecs' GPU kernels share (codec/FORMAT.md, turbo_p* and turbo_pc*,
 // ids 40–49): the format's constants, where a segment's parts lie, and the stream-ordered
-// scratch pool their launches allocate from. Included by turbo_calibrated_kernels.cu
-// (decode) and turbo_calibrated_encode.cu (encode) only.
+// scratch pool their launches allocate from, and turbo_e*'s rotation kernels. Included by
+// turbo_calibrated_kernels.cu (decode), turbo_calibrated_encode.cu (encode) and
+// turbo_entropy_rotation.cu only.
 #ifndef KVPACK_GPU_KERNELS_CALIBRATED_COMMON_CUH_
 #define KVPACK_GPU_KERNELS_CALIBRATED_COMMON_CUH_
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
+
+#include "gpu/kernels/codec_kernels.h"
 
 namespace kvpack {
 namespace gpu {
@@ -42,6 +45,18 @@ __host__ __device__ inline SegmentLayout LayoutOf(uint32_t tokens, uint32_t head
 // use; it keeps up to 1 GiB reserved between launches, so that a launch does not map fresh
 // memory.
 cudaError_t ScratchPool(cudaMemPool_t* out);
+
+// turbo_e*'s rotation (turbo_entropy_rotation.cu), for segments with
+// TurboEntropySupported shapes.
+// Encode: y = rotation of x − m̂ of every vector of segment s (the means already in its
+// bytes) as float [n][d] at scratch + s·stride + y_at, and each vector's Σ y² (double,
+// coordinates ascending) as double [n] at + ev_at.
+cudaError_t LaunchRotate(const SegmentBatch& b, uint8_t* scratch, uint64_t stride, uint64_t y_at,
+                         uint64_t ev_at, cudaStream_t stream);
+// Decode: the raw vectors of segment s from its symbols (a byte per element at symbols +
+// s·n·d, as the entropy kernel writes them), its steps, offsets, seed and means.
+cudaError_t LaunchUnrotate(const SegmentBatch& b, int half_bits, const uint8_t* symbols,
+                           cudaStream_t stream);
 
 }  // namespace calibrated
 }  // namespace gpu

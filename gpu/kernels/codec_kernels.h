@@ -173,11 +173,27 @@ cudaError_t LaunchCalibratedDecode(const SegmentBatch& batch, int half_bits, boo
 // CalibratedSupported(head_dim), kv_heads · head_dim <= kMaxGpuTurboOutlierRow and at most
 // kMaxGpuCalibratedEncodeElements elements a segment (CalibratedEncodeSupported); takes about
 // 8 bytes of scratch per element at head_dim 128 (15 at 16), allocated stream-ordered on
-// `stream` for groups of segments of at most 1 GiB, and 3 launches per group.
+// `stream` for groups of segments of at most a quarter of the free device memory (at least
+// 1 GiB), and 3 launches per group.
 inline constexpr uint64_t kMaxGpuCalibratedEncodeElements = uint64_t{1} << 28;
 bool CalibratedEncodeSupported(uint32_t tokens, uint32_t kv_heads, uint32_t head_dim);
 cudaError_t LaunchCalibratedEncode(const SegmentBatch& batch, int half_bits, bool class_tables,
                                    cudaStream_t stream);
+
+// turbo_e2 .. turbo_e4 (ids 35–39) at `half_bits` (4..8): turbo_p*'s kernels with the
+// rotation of turbo step 2 (signs from SegmentIo::seed) in place of a basis and no escapes
+// (turbo_entropy_rotation.cu). Encode writes codec/turbo_entropy.cc's bytes, rung search
+// included, with LaunchCalibratedEncode's flags and scratch, for at most
+// kMaxGpuCalibratedEncodeElements elements a segment; decode flags kErrCorrupt for every byte
+// the CPU decoder rejects. Needs head_dim a multiple of 16 up to kMaxGpuTurboEntropyHeadDim
+// (that of turbo_c*'s means kernel) and kv_heads · head_dim <= kMaxGpuTurboOutlierRow
+// (TurboEntropySupported).
+inline constexpr uint32_t kMaxGpuTurboEntropyHeadDim = kMaxGpuTurboOutlierHeadDim;
+bool TurboEntropySupported(uint32_t kv_heads, uint32_t head_dim);
+cudaError_t LaunchTurboEntropyEncode(const SegmentBatch& batch, int half_bits,
+                                     cudaStream_t stream);
+cudaError_t LaunchTurboEntropyDecode(const SegmentBatch& batch, int half_bits,
+                                     cudaStream_t stream);
 
 // The device copy, on the current device, of the `floats` floats at `host_rows` (a
 // calibration's bases of one layer and K|V) known by `basis_id`: uploaded on first use (the

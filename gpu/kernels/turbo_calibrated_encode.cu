@@ -1,6 +1,7 @@
 // GPU encode of the calibrated codecs turbo_p2 .. turbo_p4 and turbo_pc2 .. turbo_pc4
-// (codec/FORMAT.md, ids 40–49): byte for byte what codec/turbo_entropy.cc writes for the same
-// segment, basis and rung search.
+// (codec/FORMAT.md, ids 40–49), and of turbo_e2 .. turbo_e4 (ids 35–39) with the rotation of
+// turbo_entropy_rotation.cu in place of the projection and no escapes: byte for byte what
+// codec/turbo_entropy.cc writes for the same segment, basis or seed, and rung search.
 //
 // Three launches per batch, on one stream:
 // 1. The channel means (LaunchTurboCentredMeans, turbo_c*'s kernel: one thread per channel,
@@ -74,8 +75,10 @@ constexpr uint32_t kTile = 64;          // ProjectKernel: vectors per tile
 constexpr uint32_t kThreadVectors = 8;  // ProjectKernel: vectors per thread
 constexpr uint32_t kThreadRows = 4;     // ProjectKernel: coefficients per thread
 constexpr int kSegmentThreads = 128;    // SegmentKernel: small blocks, several segments an SM
-// Segments per launch are grouped so that one group's scratch stays below this.
-constexpr uint64_t kMaxScratchBytes = uint64_t{1} << 30;
+// Segments per launch are grouped so that one group's scratch stays below a quarter of the
+// device memory free at the launch, and at least this: a group of segments runs its segment
+// kernels side by side, so larger groups keep more of the GPU busy.
+constexpr uint64_t kMinGroupScratchBytes = uint64_t{1} << 30;
 
 // Where a segment's scratch parts lie, in bytes from its scratch start; `stride` apart.
 struct Scratch {
@@ -360,10 +363,11 @@ __device__ double CodedBits(SegmentShared<kRows>& sh, int rows, bool class_table
 }
 
 // turbo_entropy.cc's estimate: the bits the first `rows` histograms at `hist` predict at rung
-// k (PredictedCounts, then coded_bits, plus 16 a predicted escape). Block-wide.
+// k (PredictedCounts, then coded_bits, plus 16 a predicted escape where values escape).
+// Block-wide.
 template <int kRows>
 __device__ double Estimate(SegmentShared<kRows>& sh, const uint2* list, uint32_t entries, int rows,
-                           int k, bool class_tables, uint64_t map_bytes,
+                           int k, bool class_tables, bool escapes_on, uint64_t map_bytes,
                            const HostTables* tables) {
   for (uint32_t i = threadIdx.x; i < kRows * kRow; i += blockDim.x) {
     sh.counts[i / kRow][i % kRow] = 0;
@@ -385,7 +389,7 @@ __device__ double Estimate(SegmentShared<kRows>& sh, const uint2* list, uint32_t
       atomicAdd(&row[kMaxIndex + a], count - count / 2);
       atomicAdd(&row[kMaxIndex - a], count / 2);
     }
-    if (centre >= kMaxIndex) escapes += count;
+    if (escapes_on && centre >= kMaxIndex) escapes += count;
   }
   if (escapes != 0) atomicAdd(&sh.predicted_escapes, escapes);
   __syncthreads();
@@ -398,12 +402,13 @@ __device__ double Estimate(SegmentShared<kRows>& sh, const uint2* list, uint32_t
 // The smallest rung whose estimate fits `budget`, by turbo_entropy.cc's bisection. Block-wide.
 template <int kRows>
 __device__ int FinestStep(SegmentShared<kRows>& sh, const uint2* list, uint32_t entries, int rows,
-                          bool class_tables, uint64_t map_bytes, double budget,
+                          bool class_tables, bool escapes_on, uint64_t map_bytes, double budget,
                           const HostTables* tables) {
   int lo = 0, hi = kLadder - 1;
   while (lo < hi) {
     const int mid = (lo + hi) / 2;
-    if (Estimate(sh, list, entries, rows, mid, class_tables, map_bytes, tables) <= budget) {
+    if (Estimate(sh, list, entries, rows, mid, class_tables, escapes_on, map_bytes, tables) <=
+        budget) {
       hi = mid;
     } else {
       lo = mid + 1;
@@ -441,10 +446,12 @@ __device__ uint16_t StepFor(double alpha, double sigma) {
   return h;
 }
 
-// One block per segment. Scratch y and ev come from ProjectKernel.
+// One block per segment. Scratch y and ev come from ProjectKernel (turbo_p*, turbo_pc*) or
+// the rotation kernel (turbo_e*). `escapes_on`: values past ±kMaxIndex continue in an escape
+// list (turbo_p*, turbo_pc*); turbo_e* clamps them and ends the segment with its padding.
 template <bool kClassTables>
 __global__ void __launch_bounds__(kSegmentThreads)
-    SegmentKernel(SegmentBatch b, int half_bits, uint8_t* scratch, Scratch sl,
+    SegmentKernel(SegmentBatch b, int half_bits, bool escapes_on, uint8_t* scratch, Scratch sl,
                   const HostTables* tables) {
   constexpr int kRows = kClassTables ? kClasses : 1;
   __shared__ SegmentShared<kRows> sh;
@@ -560,13 +567,16 @@ __global__ void __launch_bounds__(kSegmentThreads)
     }
   }
   __syncthreads();
-  const double budget = 8.0 * static_cast<double>(L.total - L.table - kEscapeCountBytes);
+  const uint64_t fixed_tail = escapes_on ? kEscapeCountBytes : 0;
+  const double budget = 8.0 * static_cast<double>(L.total - L.table - fixed_tail);
   const uint32_t listed = sh.list_entries[0], listed_all = sh.list_entries[1];
-  int lo = FinestStep(sh, list, listed, rows, kClassTables, map_bytes, budget, tables);
+  int lo =
+      FinestStep(sh, list, listed, rows, kClassTables, escapes_on, map_bytes, budget, tables);
   if (kClassTables) {
     // Every coordinate in class 0 when one table promises a finer rung.
     const int lo_one =
-        FinestStep(sh, list + kRows * kHistBins, listed_all, 1, true, map_bytes, budget, tables);
+        FinestStep(sh, list + kRows * kHistBins, listed_all, 1, true, true, map_bytes, budget,
+                   tables);
     if (lo_one < lo) {
       lo = lo_one;
       for (uint32_t i = threadIdx.x; i < period; i += blockDim.x) classes[i] = 0;
@@ -609,10 +619,10 @@ __global__ void __launch_bounds__(kSegmentThreads)
     }
     if (escapes != 0) atomicAdd(&sh.escapes, escapes);
     __syncthreads();
-    const uint64_t escaped = sh.escapes;
+    const uint64_t escaped = escapes_on ? sh.escapes : 0;
     const double bits = CodedBits(sh, rows, kClassTables, map_bytes, log2f);
     if (__dadd_rn(bits, 16.0 * static_cast<double>(escaped)) > budget && k + 1 < kLadder) continue;
-    const uint64_t tail = kEscapeCountBytes + 2 * escaped;
+    const uint64_t tail = fixed_tail + 2 * escaped;
     if (L.table + side + tail > L.total) continue;
     // The tables' offsets, the encoder constants and where the lanes go.
     if (threadIdx.x == 0) {
@@ -802,7 +812,7 @@ __global__ void __launch_bounds__(kSegmentThreads)
     for (uint64_t i = pad_begin + threadIdx.x; i < pad_end; i += blockDim.x) out[i] = 0;
     // The escapes in coding order: each thread takes a run of elements, a block scan places
     // the runs' escapes.
-    if (threadIdx.x == 0) StoreLE(out + L.total - kEscapeCountBytes, escaped, 4);
+    if (escapes_on && threadIdx.x == 0) StoreLE(out + L.total - kEscapeCountBytes, escaped, 4);
     if (escaped != 0) {
       // 16 consecutive elements a thread per round (one 16-byte load), a block scan of the
       // rounds' escape counts placing each thread's.
@@ -901,26 +911,28 @@ bool CalibratedEncodeSupported(uint32_t tokens, uint32_t kv_heads, uint32_t head
          uint64_t{tokens} * kv_heads * head_dim <= kMaxGpuCalibratedEncodeElements;
 }
 
-cudaError_t LaunchCalibratedEncode(const SegmentBatch& batch, int half_bits, bool class_tables,
-                                   cudaStream_t stream) {
-  cudaError_t err = CheckBatch(batch);
-  if (err != cudaSuccess || batch.count == 0) return err;
-  if (!CalibratedEncodeSupported(batch.tokens, batch.kv_heads, batch.head_dim) ||
-      half_bits < 4 || half_bits > 8) {
-    return cudaErrorInvalidValue;
-  }
+namespace {
+
+// The encode of turbo_e* (rotation), turbo_p* and turbo_pc* (a basis; class_tables for
+// turbo_pc*): means, then per group of segments the coefficients and the segment kernel.
+cudaError_t EncodeEntropyCoded(const SegmentBatch& batch, int half_bits, bool rotation,
+                               bool class_tables, cudaStream_t stream) {
   const HostTables* tables = nullptr;
-  err = DeviceTables(&tables);
+  cudaError_t err = DeviceTables(&tables);
   if (err != cudaSuccess) return err;
   cudaMemPool_t pool;
   err = calibrated::ScratchPool(&pool);
   if (err != cudaSuccess) return err;
-  // 1. Basis ids and means.
+  // 1. Seeds or basis ids, and means.
   err = LaunchTurboCentredMeans(batch, stream);
   if (err != cudaSuccess) return err;
   const Scratch sl = ScratchFor(batch.tokens, batch.kv_heads, batch.head_dim);
-  const uint32_t per_group =
-      static_cast<uint32_t>(std::max<uint64_t>(1, kMaxScratchBytes / sl.stride));
+  size_t free_bytes = 0, total_bytes = 0;
+  err = cudaMemGetInfo(&free_bytes, &total_bytes);
+  if (err != cudaSuccess) return err;
+  const uint64_t group_bytes = std::max<uint64_t>(kMinGroupScratchBytes, free_bytes / 4);
+  const uint32_t per_group = static_cast<uint32_t>(
+      std::min<uint64_t>(batch.count, std::max<uint64_t>(1, group_bytes / sl.stride)));
   for (uint32_t first = 0; first < batch.count; first += per_group) {
     SegmentBatch b = batch;
     b.ios = batch.ios + first;
@@ -930,16 +942,21 @@ cudaError_t LaunchCalibratedEncode(const SegmentBatch& batch, int half_bits, boo
                                   stream);
     if (err != cudaSuccess) return err;
     // 2. The coefficients; 3. the rest, a block per segment.
-    err = DispatchElem(b.elem, [&](auto tag) {
-      return LaunchProject<decltype(tag)>(b, scratch, sl, stream);
-    });
+    if (rotation) {
+      err = calibrated::LaunchRotate(b, scratch, sl.stride, sl.y, sl.ev, stream);
+    } else {
+      err = DispatchElem(b.elem, [&](auto tag) {
+        return LaunchProject<decltype(tag)>(b, scratch, sl, stream);
+      });
+    }
     if (err == cudaSuccess) {
+      const bool escapes = !rotation;
       if (class_tables) {
-        SegmentKernel<true><<<b.count, kSegmentThreads, 0, stream>>>(b, half_bits, scratch, sl,
-                                                                      tables);
+        SegmentKernel<true><<<b.count, kSegmentThreads, 0, stream>>>(b, half_bits, escapes,
+                                                                      scratch, sl, tables);
       } else {
-        SegmentKernel<false><<<b.count, kSegmentThreads, 0, stream>>>(b, half_bits, scratch, sl,
-                                                                       tables);
+        SegmentKernel<false><<<b.count, kSegmentThreads, 0, stream>>>(b, half_bits, escapes,
+                                                                       scratch, sl, tables);
       }
       err = cudaGetLastError();
     }
@@ -947,6 +964,32 @@ cudaError_t LaunchCalibratedEncode(const SegmentBatch& batch, int half_bits, boo
     if (err != cudaSuccess) return err;
   }
   return cudaSuccess;
+}
+
+}  // namespace
+
+cudaError_t LaunchCalibratedEncode(const SegmentBatch& batch, int half_bits, bool class_tables,
+                                   cudaStream_t stream) {
+  cudaError_t err = CheckBatch(batch);
+  if (err != cudaSuccess || batch.count == 0) return err;
+  if (!CalibratedEncodeSupported(batch.tokens, batch.kv_heads, batch.head_dim) ||
+      half_bits < 4 || half_bits > 8) {
+    return cudaErrorInvalidValue;
+  }
+  return EncodeEntropyCoded(batch, half_bits, /*rotation=*/false, class_tables, stream);
+}
+
+cudaError_t LaunchTurboEntropyEncode(const SegmentBatch& batch, int half_bits,
+                                     cudaStream_t stream) {
+  cudaError_t err = CheckBatch(batch);
+  if (err != cudaSuccess || batch.count == 0) return err;
+  if (!TurboEntropySupported(batch.kv_heads, batch.head_dim) ||
+      uint64_t{batch.tokens} * batch.kv_heads * batch.head_dim >
+          kMaxGpuCalibratedEncodeElements ||
+      half_bits < 4 || half_bits > 8) {
+    return cudaErrorInvalidValue;
+  }
+  return EncodeEntropyCoded(batch, half_bits, /*rotation=*/true, /*class_tables=*/false, stream);
 }
 
 }  // namespace gpu

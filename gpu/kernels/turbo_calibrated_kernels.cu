@@ -1,6 +1,7 @@
 // GPU decode of the calibrated codecs turbo_p2 .. turbo_p4 and turbo_pc2 .. turbo_pc4
 // (codec/FORMAT.md, ids 40–49): the bytes the CPU encoders write, decoded to exactly the CPU
-// decoder's values.
+// decoder's values. turbo_e2 .. turbo_e4 (ids 35–39) share the entropy kernel (no escapes, the
+// seed in place of a basis id) and unrotate in turbo_entropy_rotation.cu.
 //
 // Two kernels per launch:
 // 1. EntropyKernel, one warp per segment, lane l the rANS lane l as FORMAT.md lays them out:
@@ -64,25 +65,48 @@ __device__ inline bool BadStep(uint32_t h) {
   return (h & 0x7c00u) == 0x7c00u || (h & 0x8000u) != 0 || h == 0;
 }
 
+// The number of bytes equal to 0 or kSymbols − 1 (escaped symbols) among 16.
+__device__ __forceinline__ uint32_t Escaped16(const uint4 w) {
+  constexpr uint32_t kHigh = 0x01010101u * (kSymbols - 1);
+  const uint32_t m0 = __vcmpeq4(w.x, 0) | __vcmpeq4(w.x, kHigh);
+  const uint32_t m1 = __vcmpeq4(w.y, 0) | __vcmpeq4(w.y, kHigh);
+  const uint32_t m2 = __vcmpeq4(w.z, 0) | __vcmpeq4(w.z, kHigh);
+  const uint32_t m3 = __vcmpeq4(w.w, 0) | __vcmpeq4(w.w, kHigh);
+  return (__popc(m0) + __popc(m1) + __popc(m2) + __popc(m3)) / 8;
+}
+
 // A warp's tables: per class the symbols first .. first + count − 1 as entry[j] = start_j |
 // freq_j << 16 (j relative to first; start_j the cumulative frequency), entry[count] = kTotal
-// (the forward scan's sentinel), and bucket[s] = the last j with start_j ≤ s·64.
+// (the forward scan's sentinel), and bucket[s] = the last j with start_j ≤ s·64. kRows = 1
+// (one table) or kClasses.
+template <int kRows>
 struct WarpTables {
-  uint32_t entry[kClasses][kSymbols + 1];
-  uint8_t bucket[kClasses][kBuckets];
-  uint32_t at[kClasses];  // byte offset of the class's freq[] from the table
-  uint8_t first[kClasses];
-  uint8_t count[kClasses];
+  uint32_t entry[kRows][kSymbols + 1];
+  uint8_t bucket[kRows][kBuckets];
+  uint32_t at[kRows];  // byte offset of the class's freq[] from the table
+  uint8_t first[kRows];
+  uint8_t count[kRows];
   uint32_t lanes_at;
 };
 
-// One warp per segment. Dynamic shared memory: kWarpsPerBlock class maps of `map_stride`
-// bytes each (turbo_pc*).
+// One warp per segment. kClassTables (turbo_pc*): dynamic shared memory holds kWarpsPerBlock
+// class maps of `map_stride` bytes each, and a symbol's slot is found from its class's bucket
+// and a short forward scan. One table (turbo_e*, turbo_p*): dynamic shared memory holds
+// kWarpsPerBlock slot → symbol tables of kTotal bytes, one look-up a symbol. kCalibrated: the
+// segment records the basis id io.seed, and escapes and their count end it (turbo_p*,
+// turbo_pc*; escapes_before gets each vector's escapes before it); otherwise (turbo_e*) the
+// padding runs to the end.
+//
+// A step decodes one symbol a lane: the chain from the state to the next state is a few
+// shared-memory loads and integer operations. A lane's next two 16-bit words are kept loaded
+// ahead (w0, w1), so that a renormalization takes a word loaded two renormalizations before.
+template <bool kClassTables, bool kCalibrated>
 __global__ void __launch_bounds__(kWarpsPerBlock * kLanes)
-    EntropyKernel(SegmentBatch b, int half_bits, bool classes, uint32_t map_stride,
-                  uint8_t* symbols, uint32_t* escapes_before) {
-  __shared__ WarpTables tables[kWarpsPerBlock];
-  extern __shared__ uint8_t class_maps[];
+    EntropyKernel(SegmentBatch b, int half_bits, uint32_t map_stride, uint8_t* symbols,
+                  uint32_t* escapes_before) {
+  constexpr int kRows = kClassTables ? kClasses : 1;
+  __shared__ WarpTables<kRows> tables[kWarpsPerBlock];
+  extern __shared__ uint8_t dynamic_smem[];
   const int lane = threadIdx.x & 31;
   const int w = threadIdx.x >> 5;
   const uint32_t seg = blockIdx.x * kWarpsPerBlock + w;
@@ -95,11 +119,11 @@ __global__ void __launch_bounds__(kWarpsPerBlock * kLanes)
   const uint64_t elements = n * d;
   const SegmentLayout L = LayoutOf(b.tokens, heads, d, half_bits);
   const uint8_t* table = e + L.table;
-  const int table_count = classes ? kClasses : 1;
-  WarpTables& t = tables[w];
-  uint8_t* map = class_maps + size_t{w} * map_stride;
+  WarpTables<kRows>& t = tables[w];
+  uint8_t* map = dynamic_smem + static_cast<size_t>(w) * map_stride;   // kClassTables
+  uint8_t* lut = dynamic_smem + static_cast<size_t>(w) * kTotal;       // one table
   bool bad = false;
-  if (lane == 0) bad |= LoadLE(e, 8) != io.seed || io.basis == nullptr;
+  if (kCalibrated && lane == 0) bad |= LoadLE(e, 8) != io.seed || io.basis == nullptr;
   for (uint32_t h = lane; h < heads; h += kLanes) {
     bad |= BadStep(static_cast<uint32_t>(LoadLE(e + L.steps + 2 * h, 2)));
   }
@@ -108,8 +132,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * kLanes)
   }
   if (lane == 0) bad |= e[L.offsets] != 0;
   // Tables: class headers walked by lane 0, frequencies read by all lanes.
-  uint32_t used = 1;  // turbo_p*: every element has class 0
-  if (classes) {
+  uint32_t used = 1;  // one table: every element has class 0
+  if constexpr (kClassTables) {
     used = 0;
     for (uint32_t i = lane; i < period; i += kLanes) {
       map[i] = (table[i / 2] >> (4 * (i & 1))) & 0xf;
@@ -118,16 +142,16 @@ __global__ void __launch_bounds__(kWarpsPerBlock * kLanes)
     used = __reduce_or_sync(0xffffffffu, used);
   }
   if (lane == 0) {
-    uint32_t at = classes ? (period + 1) / 2 : 0;
-    for (int k = 0; k < table_count; ++k) {
+    uint32_t at = kClassTables ? (period + 1) / 2 : 0;
+    for (int k = 0; k < kRows; ++k) {
       const uint32_t first = table[at], count = table[at + 1];
       const bool is_used = (used >> k) & 1;
       t.first[k] = static_cast<uint8_t>(first);
       t.count[k] = 0;
       t.at[k] = at + 2;
       if (count == 0 || !is_used) {
-        bad |= count != 0 || (classes && first != 0) || is_used;
-        at += 2 + (classes ? 0 : 2 * count);
+        bad |= count != 0 || (kClassTables && first != 0) || is_used;
+        at += 2 + (kClassTables ? 0 : 2 * count);
         continue;
       }
       if (first + count > kSymbols) {
@@ -141,13 +165,13 @@ __global__ void __launch_bounds__(kWarpsPerBlock * kLanes)
     t.lanes_at = at;
   }
   __syncwarp();
-  for (int k = 0; k < table_count; ++k) {
+  for (int k = 0; k < kRows; ++k) {
     for (uint32_t s = lane; s < t.count[k]; s += kLanes) {
       t.entry[k][s] = static_cast<uint32_t>(LoadLE(table + t.at[k] + 2 * s, 2));
     }
   }
   __syncwarp();
-  if (lane < table_count && t.count[lane] != 0) {
+  if (lane < kRows && t.count[lane] != 0) {
     uint32_t sum = 0;
     for (uint32_t s = 0; s < t.count[lane]; ++s) {
       const uint32_t freq = t.entry[lane][s];
@@ -158,7 +182,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * kLanes)
     bad |= sum != kTotal;
   }
   __syncwarp();
-  for (int k = 0; k < table_count; ++k) {
+  for (int k = 0; k < kRows; ++k) {
     const uint32_t count = t.count[k];
     for (uint32_t s = lane; count != 0 && s < kBuckets; s += kLanes) {
       uint32_t lo = 0, hi = count - 1;
@@ -176,10 +200,25 @@ __global__ void __launch_bounds__(kWarpsPerBlock * kLanes)
     if (lane == 0) atomicOr(b.error_flags, kErrCorrupt);
     return;
   }
+  // The symbol (j) of a slot of class k: the bucket, then a forward scan.
+  const auto find = [&](int k, uint32_t slot) {
+    const uint32_t* entry = t.entry[k];
+    uint32_t j = t.bucket[k][slot >> kBucketBits];
+    while ((entry[j + 1] & 0xffffu) <= slot) ++j;
+    return j;
+  };
+  if constexpr (!kClassTables) {
+    // One table: every slot's symbol, looked up once per step below. (A count of 0 here
+    // means the segment's one table is empty, which the checks above flagged.)
+    for (uint32_t slot = lane; slot < kTotal; slot += kLanes) {
+      lut[slot] = static_cast<uint8_t>(find(0, slot));
+    }
+    __syncwarp();
+  }
   // Lanes: lengths, the escapes at the end, and the region the streams may fill.
   const uint64_t streams_at = L.table + t.lanes_at + 4 * kLanes;
-  const uint64_t escapes = LoadLE(e + L.total - 4, 4);
-  const uint64_t tail = 4 + 2 * escapes;
+  const uint64_t escapes = kCalibrated ? LoadLE(e + L.total - 4, 4) : 0;
+  const uint64_t tail = kCalibrated ? 4 + 2 * escapes : 0;
   bad |= streams_at + tail > L.total;
   const uint64_t region = bad ? 0 : L.total - streams_at - tail;
   const uint32_t my_bytes = static_cast<uint32_t>(LoadLE(e + L.table + t.lanes_at + 4 * lane, 4));
@@ -202,57 +241,72 @@ __global__ void __launch_bounds__(kWarpsPerBlock * kLanes)
   next += 4;
   bad |= x < kLow || x >= (1u << 31);
   for (uint64_t p = used_bytes + lane; p < region; p += kLanes) bad |= streams[p] != 0;
-  // The word the next renormalization takes, loaded ahead (0 past the lane's end, which
-  // then flags the segment).
-  uint32_t ahead = next + 2 <= end ? static_cast<uint32_t>(LoadLE(streams + next, 2)) : 0;
-  // The symbols, 32 a step. Element i = base + lane is coordinate col of vector vec, at
-  // position pos of the class pattern (period heads·d), all three kept by adding; k is its
-  // class, read a step ahead (it does not depend on the state).
-  uint8_t* out = symbols + seg * elements;
-  uint32_t* before = escapes_before + seg * n;
-  uint32_t run = 0;
-  uint32_t pos = lane % period, col = lane % d, vec = lane / d;
-  int k = classes ? map[pos] : 0;
-  const auto step = [&](uint64_t i, bool active) {
-    uint32_t sym = kMaxIndex;
+  // The words at next and next + 2 (0 past the lane's end, which then flags the segment).
+  const auto word_at = [&](uint64_t at) {
+    return at + 2 <= end ? static_cast<uint32_t>(LoadLE(streams + at, 2)) : 0u;
+  };
+  uint32_t w0 = word_at(next), w1 = word_at(next + 2);
+  // The symbols, 32 a step: lane l decodes elements l, l + 32, …; pos is element i's
+  // position in the class pattern (period heads·d) and k its class, read a step ahead.
+  uint8_t* out = symbols + seg * elements + lane;
+  uint32_t pos = lane % period;
+  int k = kClassTables ? map[pos] : 0;
+  const auto step = [&](bool active) {
     if (active) {
-      const uint32_t* entry = t.entry[k];
       const uint32_t slot = x & (kTotal - 1);
-      uint32_t j = t.bucket[k][slot >> kBucketBits];
-      uint32_t en = entry[j], up = entry[j + 1];
-      while ((up & 0xffffu) <= slot) {
-        en = up;
-        up = entry[++j + 1];
+      uint32_t j, en;
+      if constexpr (kClassTables) {
+        j = find(k, slot);
+        en = t.entry[k][j];
+      } else {
+        j = lut[slot];
+        en = t.entry[0][j];
       }
       x = (en >> 16) * (x >> kScaleBits) + slot - (en & 0xffffu);
-      const bool need = x < kLow;
-      bad |= need && next + 2 > end;  // the lane ends early
-      x = need ? x << 16 | ahead : x;
-      if (need) {
+      if (x < kLow) {
+        bad |= next + 2 > end;  // the lane ends early
+        x = x << 16 | w0;
         next += 2;
-        ahead = next + 2 <= end ? static_cast<uint32_t>(LoadLE(streams + next, 2)) : 0;
+        w0 = w1;
+        w1 = word_at(next + 2);
       }
-      sym = t.first[k] + j;
-      out[i] = static_cast<uint8_t>(sym);
+      *out = static_cast<uint8_t>(t.first[kClassTables ? k : 0] + j);
     }
-    pos += kLanes;
-    while (pos >= period) pos -= period;
-    if (classes) k = map[pos];
-    const uint32_t escaped =
-        __ballot_sync(0xffffffffu, active && (sym == 0 || sym == kSymbols - 1));
-    if (active && col == 0) before[vec] = run + __popc(escaped & ((1u << lane) - 1));
-    run += __popc(escaped);
-    col += kLanes;
-    while (col >= d) {
-      col -= d;
-      ++vec;
+    out += kLanes;
+    if constexpr (kClassTables) {
+      pos += kLanes;
+      while (pos >= period) pos -= period;
+      k = map[pos];
     }
   };
   uint64_t base = 0;
-  for (; base + kLanes <= elements; base += kLanes) step(base + lane, true);
-  if (base < elements) step(base + lane, base + lane < elements);
+  for (; base + kLanes <= elements; base += kLanes) step(true);
+  if (base < elements) step(base + lane < elements);
   bad |= x != kLow || next != end;
-  if (lane == 0) bad |= run != escapes;
+  if constexpr (kCalibrated) {
+    // Escapes before each vector, in coding order: a pass over the symbols just written
+    // (kept out of the decode loop, whose steps are serial).
+    __syncwarp();
+    const uint8_t* sym = symbols + seg * elements;
+    uint32_t* before = escapes_before + seg * n;
+    uint32_t run = 0;
+    for (uint64_t v0 = 0; v0 < n; v0 += kLanes) {
+      const uint64_t v = v0 + lane;
+      uint32_t count = 0;
+      if (v < n) {  // d is a multiple of 16 and the scratch 256-byte aligned
+        const uint4* s = reinterpret_cast<const uint4*>(sym + v * d);
+        for (uint32_t c = 0; c < d / 16; ++c) count += Escaped16(s[c]);
+      }
+      uint32_t inclusive = count;
+      for (int o = 1; o < kLanes; o *= 2) {
+        const uint32_t u = __shfl_up_sync(0xffffffffu, inclusive, o);
+        if (lane >= o) inclusive += u;
+      }
+      if (v < n) before[v] = run + inclusive - count;
+      run += __shfl_sync(0xffffffffu, inclusive, kLanes - 1);
+    }
+    if (lane == 0) bad |= run != escapes;
+  }
   if (__any_sync(0xffffffffu, bad) && lane == 0) atomicOr(b.error_flags, kErrCorrupt);
 }
 
@@ -277,16 +331,6 @@ __host__ __device__ inline UnprojectSmem UnprojectLayout(uint32_t d) {
   s.nonzero = s.counts + kMaxParts * kTile;
   s.total = s.nonzero + d;
   return s;
-}
-
-// The number of bytes equal to 0 or kSymbols − 1 (escaped symbols) among 16.
-__device__ __forceinline__ uint32_t Escaped16(const uint4 w) {
-  constexpr uint32_t kHigh = 0x01010101u * (kSymbols - 1);
-  const uint32_t m0 = __vcmpeq4(w.x, 0) | __vcmpeq4(w.x, kHigh);
-  const uint32_t m1 = __vcmpeq4(w.y, 0) | __vcmpeq4(w.y, kHigh);
-  const uint32_t m2 = __vcmpeq4(w.z, 0) | __vcmpeq4(w.z, kHigh);
-  const uint32_t m3 = __vcmpeq4(w.w, 0) | __vcmpeq4(w.w, kHigh);
-  return (__popc(m0) + __popc(m1) + __popc(m2) + __popc(m3)) / 8;
 }
 
 // Four consecutive elements at p (8-byte aligned for 16-bit types, 16 for float when
@@ -565,15 +609,14 @@ cudaError_t DeviceBasis(uint64_t basis_id, const float* host_rows, size_t floats
   return cudaSuccess;
 }
 
-cudaError_t LaunchCalibratedDecode(const SegmentBatch& batch, int half_bits, bool class_tables,
-                                   cudaStream_t stream) {
-  cudaError_t err = CheckBatch(batch);
-  if (err != cudaSuccess || batch.count == 0) return err;
-  if (!CalibratedSupported(batch.head_dim) || half_bits < 4 || half_bits > 8) {
-    return cudaErrorInvalidValue;
-  }
+namespace {
+
+// The decode of turbo_e* (rotation), turbo_p* and turbo_pc* (a basis; class_tables for
+// turbo_pc*): the entropy kernel, then the unrotation or the basis products.
+cudaError_t DecodeEntropyCoded(const SegmentBatch& batch, int half_bits, bool rotation,
+                               bool class_tables, cudaStream_t stream) {
   cudaMemPool_t pool;
-  err = ScratchPool(&pool);
+  cudaError_t err = ScratchPool(&pool);
   if (err != cudaSuccess) return err;
   const uint64_t n = Vectors(batch);
   const uint64_t elements = n * batch.head_dim;
@@ -582,30 +625,65 @@ cudaError_t LaunchCalibratedDecode(const SegmentBatch& batch, int half_bits, boo
   err = cudaMallocFromPoolAsync(reinterpret_cast<void**>(&symbols), batch.count * elements, pool,
                                 stream);
   if (err != cudaSuccess) return err;
-  err = cudaMallocFromPoolAsync(reinterpret_cast<void**>(&before),
-                                batch.count * n * sizeof(uint32_t), pool, stream);
-  if (err != cudaSuccess) {
-    cudaFreeAsync(symbols, stream);
-    return err;
+  if (!rotation) {
+    err = cudaMallocFromPoolAsync(reinterpret_cast<void**>(&before),
+                                  batch.count * n * sizeof(uint32_t), pool, stream);
+    if (err != cudaSuccess) {
+      cudaFreeAsync(symbols, stream);
+      return err;
+    }
   }
   const uint32_t period = batch.kv_heads * batch.head_dim;
   const uint32_t map_stride = class_tables ? (period + 15) / 16 * 16 : 0;
-  const uint32_t smem = kWarpsPerBlock * map_stride;
-  err = PrepareSmem(EntropyKernel, smem);
-  if (err == cudaSuccess) {
-    const uint32_t blocks = (batch.count + kWarpsPerBlock - 1) / kWarpsPerBlock;
-    EntropyKernel<<<blocks, kWarpsPerBlock * kLanes, smem, stream>>>(
-        batch, half_bits, class_tables, map_stride, symbols, before);
-    err = cudaGetLastError();
+  const uint32_t blocks = (batch.count + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  const auto launch = [&](auto kernel, uint32_t smem) {
+    cudaError_t e = PrepareSmem(kernel, smem);
+    if (e != cudaSuccess) return e;
+    kernel<<<blocks, kWarpsPerBlock * kLanes, smem, stream>>>(batch, half_bits, map_stride,
+                                                               symbols, before);
+    return cudaGetLastError();
+  };
+  if (class_tables) {
+    err = launch(EntropyKernel<true, true>, kWarpsPerBlock * map_stride);
+  } else if (rotation) {
+    err = launch(EntropyKernel<false, false>, kWarpsPerBlock * kTotal);
+  } else {
+    err = launch(EntropyKernel<false, true>, kWarpsPerBlock * kTotal);
   }
   if (err == cudaSuccess) {
-    err = DispatchElem(batch.elem, [&](auto tag) {
-      return LaunchUnproject<decltype(tag)>(batch, half_bits, symbols, before, stream);
-    });
+    if (rotation) {
+      err = calibrated::LaunchUnrotate(batch, half_bits, symbols, stream);
+    } else {
+      err = DispatchElem(batch.elem, [&](auto tag) {
+        return LaunchUnproject<decltype(tag)>(batch, half_bits, symbols, before, stream);
+      });
+    }
   }
-  cudaFreeAsync(before, stream);
+  if (before != nullptr) cudaFreeAsync(before, stream);
   cudaFreeAsync(symbols, stream);
   return err;
+}
+
+}  // namespace
+
+cudaError_t LaunchCalibratedDecode(const SegmentBatch& batch, int half_bits, bool class_tables,
+                                   cudaStream_t stream) {
+  cudaError_t err = CheckBatch(batch);
+  if (err != cudaSuccess || batch.count == 0) return err;
+  if (!CalibratedSupported(batch.head_dim) || half_bits < 4 || half_bits > 8) {
+    return cudaErrorInvalidValue;
+  }
+  return DecodeEntropyCoded(batch, half_bits, /*rotation=*/false, class_tables, stream);
+}
+
+cudaError_t LaunchTurboEntropyDecode(const SegmentBatch& batch, int half_bits,
+                                     cudaStream_t stream) {
+  cudaError_t err = CheckBatch(batch);
+  if (err != cudaSuccess || batch.count == 0) return err;
+  if (!TurboEntropySupported(batch.kv_heads, batch.head_dim) || half_bits < 4 || half_bits > 8) {
+    return cudaErrorInvalidValue;
+  }
+  return DecodeEntropyCoded(batch, half_bits, /*rotation=*/true, /*class_tables=*/false, stream);
 }
 
 }  // namespace gpu
