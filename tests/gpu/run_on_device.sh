@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds kvpack's GPU tests and benchmarks on this machine (nvcc, no GPU needed): the codec
-# cross-check test and benchmark, and those of the calibrated codecs (turbo_p*/turbo_pc*
+# cross-check test and benchmark, and those of the entropy-coded codecs (turbo_e*/turbo_p*/turbo_pc*
 # encoded and decoded on the GPU against the CPU's bytes). Bundles them
 # with the shared libraries the GPU machine lacks into .device-bundle/, and prints the exact
 # command to run there (through the workplace's device tool, carrying .device-bundle).
