@@ -25,6 +25,20 @@ constexpr uint32_t kScaleBits = 12;
 constexpr uint32_t kTotal = 1u << kScaleBits;  // rANS frequencies sum to this
 constexpr uint32_t kLow = 1u << 15;            // lower bound of a rANS state
 
+// The signed level of symbol s (FORMAT.md, turbo_e* decode): ±(a + r_a/256) for a = |s − 63|
+// below kOffsets (float: (float)a + r_a·(1.0f/256)), ±a above; `offsets` the segment's r.
+// The value is the level times float(Δ_h) (a sign flip commutes with the rounded multiply).
+__device__ __forceinline__ float SymbolLevel(const uint8_t* offsets, uint32_t s) {
+  const int q = static_cast<int>(s) - kMaxIndex;
+  const int a = q < 0 ? -q : q;
+  float level = static_cast<float>(a);
+  if (a < kOffsets) {
+    const float off = static_cast<float>(static_cast<int8_t>(offsets[a]));
+    level = __fadd_rn(level, __fmul_rn(off, 1.0f / 256));
+  }
+  return q < 0 ? -level : level;
+}
+
 // Byte offsets of a segment's parts (FORMAT.md, turbo_e* / turbo_p*).
 struct SegmentLayout {
   uint64_t means, steps, offsets, table, total;
@@ -45,6 +59,10 @@ __host__ __device__ inline SegmentLayout LayoutOf(uint32_t tokens, uint32_t head
 // use; it keeps up to 1 GiB reserved between launches, so that a launch does not map fresh
 // memory.
 cudaError_t ScratchPool(cudaMemPool_t* out);
+
+// Raises `pool`'s reserve to at least `bytes` (never lowers it): a launcher whose scratch
+// exceeds 1 GiB keeps it for the next launch instead of unmapping and mapping it again.
+cudaError_t KeepReserved(cudaMemPool_t pool, uint64_t bytes);
 
 // turbo_e*'s rotation (turbo_entropy_rotation.cu), for segments with
 // TurboEntropySupported shapes.

@@ -174,7 +174,7 @@ cudaError_t LaunchCalibratedDecode(const SegmentBatch& batch, int half_bits, boo
 // kMaxGpuCalibratedEncodeElements elements a segment (CalibratedEncodeSupported); takes about
 // 8 bytes of scratch per element at head_dim 128 (15 at 16), allocated stream-ordered on
 // `stream` for groups of segments of at most a quarter of the free device memory (at least
-// 1 GiB), and 3 launches per group.
+// 1 GiB), which the scratch pool then keeps reserved, and 3 launches per group.
 inline constexpr uint64_t kMaxGpuCalibratedEncodeElements = uint64_t{1} << 28;
 bool CalibratedEncodeSupported(uint32_t tokens, uint32_t kv_heads, uint32_t head_dim);
 cudaError_t LaunchCalibratedEncode(const SegmentBatch& batch, int half_bits, bool class_tables,

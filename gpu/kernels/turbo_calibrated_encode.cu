@@ -75,6 +75,7 @@ constexpr uint32_t kTile = 64;          // ProjectKernel: vectors per tile
 constexpr uint32_t kThreadVectors = 8;  // ProjectKernel: vectors per thread
 constexpr uint32_t kThreadRows = 4;     // ProjectKernel: coefficients per thread
 constexpr int kSegmentThreads = 128;    // SegmentKernel: small blocks, several segments an SM
+constexpr uint32_t kAhead = 8;          // SegmentKernel: values a thread loads at once
 // Segments per launch are grouped so that one group's scratch stays below a quarter of the
 // device memory free at the launch, and at least this: a group of segments runs its segment
 // kernels side by side, so larger groups keep more of the GPU busy.
@@ -436,6 +437,20 @@ __device__ double OrderedSum(uint32_t count, Value value) {
   return sum;
 }
 
+// Elements i0 + u·blockDim.x + threadIdx.x (u < kAhead) of y, and their coordinate classes
+// (turbo_pc*; 0 otherwise), all loaded before any is used (0 past the end).
+template <bool kClassTables>
+__device__ __forceinline__ void LoadAhead(const float* y, const uint8_t* classes, uint32_t i0,
+                                          uint32_t elements, uint32_t period,
+                                          float (&v)[kAhead], uint32_t (&row)[kAhead]) {
+#pragma unroll
+  for (uint32_t u = 0; u < kAhead; ++u) {
+    const uint32_t i = i0 + u * blockDim.x + threadIdx.x;
+    v[u] = i < elements ? y[i] : 0.0f;
+    row[u] = kClassTables && i < elements ? classes[i % period] : 0;
+  }
+}
+
 // turbo_entropy.cc's StepFor: Δ = fp16(α·σ), 1.0 for σ = 0, kept finite and non-zero.
 __device__ uint16_t StepFor(double alpha, double sigma) {
   if (sigma == 0) return 0x3c00;
@@ -528,23 +543,30 @@ __global__ void __launch_bounds__(kSegmentThreads)
   }
   if (threadIdx.x == 0) sh.list_entries[0] = sh.list_entries[1] = 0;
   __syncthreads();
-  for (uint32_t i0 = 0; i0 < elements; i0 += blockDim.x) {  // whole warps every round
-    const uint32_t i = i0 + threadIdx.x;
-    uint32_t key = ~0u;
-    if (i < elements) {
-      const uint32_t h = (i / d) % heads;
-      const uint32_t bin = static_cast<uint32_t>(
-          fminf(__fmul_rn(fabsf(y[i]), scale[h]), static_cast<float>(kHistBins - 1)));
-      const uint32_t row = kClassTables ? classes[i % period] : 0;
-      if (bin < kSharedBins) {
-        key = row * kSharedBins + bin;
-      } else {
-        atomicAdd(&hist[row * kHistBins + bin], 1u);
+  // kAhead values a thread per round, all loaded before the first is used: each round's
+  // loads are then in flight together instead of one after another.
+  for (uint32_t i0 = 0; i0 < elements; i0 += kAhead * blockDim.x) {  // whole warps every round
+    float ahead[kAhead];
+    uint32_t row[kAhead];
+    LoadAhead<kClassTables>(y, classes, i0, elements, period, ahead, row);
+#pragma unroll
+    for (uint32_t u = 0; u < kAhead; ++u) {
+      const uint32_t i = i0 + u * blockDim.x + threadIdx.x;
+      uint32_t key = ~0u;
+      if (i < elements) {
+        const uint32_t h = (i / d) % heads;
+        const uint32_t bin = static_cast<uint32_t>(
+            fminf(__fmul_rn(fabsf(ahead[u]), scale[h]), static_cast<float>(kHistBins - 1)));
+        if (bin < kSharedBins) {
+          key = row[u] * kSharedBins + bin;
+        } else {
+          atomicAdd(&hist[row[u] * kHistBins + bin], 1u);
+        }
       }
-    }
-    const uint32_t peers = __match_any_sync(~0u, key);
-    if (key != ~0u && lane == static_cast<uint32_t>(__ffs(peers) - 1)) {
-      atomicAdd(&sh.hist[0][0] + key, static_cast<uint32_t>(__popc(peers)));
+      const uint32_t peers = __match_any_sync(~0u, key);
+      if (key != ~0u && lane == static_cast<uint32_t>(__ffs(peers) - 1)) {
+        atomicAdd(&sh.hist[0][0] + key, static_cast<uint32_t>(__popc(peers)));
+      }
     }
   }
   __syncthreads();
@@ -598,23 +620,29 @@ __global__ void __launch_bounds__(kSegmentThreads)
     if (threadIdx.x == 0) sh.escapes = 0;
     __syncthreads();
     uint32_t escapes = 0;
-    for (uint32_t i0 = 0; i0 < elements; i0 += blockDim.x) {  // whole warps every round
-      const uint32_t i = i0 + threadIdx.x;
-      uint32_t key = ~0u;
-      if (i < elements) {
-        const float v = y[i];
-        const float scaled = __fmul_rn(fabsf(v), inv[(i / d) % heads]);
-        const int a =
-            static_cast<int>(fminf(__fadd_rn(scaled, 0.5f), static_cast<float>(kMaxIndex)));
-        const uint32_t sym = static_cast<uint32_t>(kMaxIndex + (signbit(v) ? -a : a));
-        symbols[i] = static_cast<uint8_t>(sym);
-        key = (kClassTables ? classes[i % period] : 0) * kRow + sym;
-        escapes += (sym == 0 || sym == kSymbols - 1) ? 1 : 0;
-      }
-      // One add per distinct (table, symbol) of the warp: most values share a few symbols.
-      const uint32_t peers = __match_any_sync(~0u, key);
-      if (key != ~0u && lane == static_cast<uint32_t>(__ffs(peers) - 1)) {
-        atomicAdd(&sh.counts[0][0] + key, static_cast<uint32_t>(__popc(peers)));
+    for (uint32_t i0 = 0; i0 < elements; i0 += kAhead * blockDim.x) {  // as the histograms
+      float ahead[kAhead];
+      uint32_t row[kAhead];
+      LoadAhead<kClassTables>(y, classes, i0, elements, period, ahead, row);
+#pragma unroll
+      for (uint32_t u = 0; u < kAhead; ++u) {
+        const uint32_t i = i0 + u * blockDim.x + threadIdx.x;
+        uint32_t key = ~0u;
+        if (i < elements) {
+          const float v = ahead[u];
+          const float scaled = __fmul_rn(fabsf(v), inv[(i / d) % heads]);
+          const int a =
+              static_cast<int>(fminf(__fadd_rn(scaled, 0.5f), static_cast<float>(kMaxIndex)));
+          const uint32_t sym = static_cast<uint32_t>(kMaxIndex + (signbit(v) ? -a : a));
+          symbols[i] = static_cast<uint8_t>(sym);
+          key = row[u] * kRow + sym;
+          escapes += (sym == 0 || sym == kSymbols - 1) ? 1 : 0;
+        }
+        // One add per distinct (table, symbol) of the warp: most values share a few symbols.
+        const uint32_t peers = __match_any_sync(~0u, key);
+        if (key != ~0u && lane == static_cast<uint32_t>(__ffs(peers) - 1)) {
+          atomicAdd(&sh.counts[0][0] + key, static_cast<uint32_t>(__popc(peers)));
+        }
       }
     }
     if (escapes != 0) atomicAdd(&sh.escapes, escapes);
@@ -732,9 +760,12 @@ __global__ void __launch_bounds__(kSegmentThreads)
         const uint8_t* sv = symbols + v * d;
         for (uint32_t c = j; c < d; c += 4) {
           const int a = abs(static_cast<int>(sv[c]) - kMaxIndex);
-          if (a < kOffsets) {
-            part[a] = __fadd_rn(part[a],
-                                __fsub_rn(__fmul_rn(fabsf(yv[c]), k_inv), static_cast<float>(a)));
+          const float t = __fsub_rn(__fmul_rn(fabsf(yv[c]), k_inv), static_cast<float>(a));
+          // A constant index per add keeps part[] in registers (part[a] with a run-time a
+          // would put it in local memory).
+#pragma unroll
+          for (int m = 1; m < kOffsets; ++m) {
+            if (a == m) part[m] = __fadd_rn(part[m], t);
           }
         }
       }
@@ -933,6 +964,8 @@ cudaError_t EncodeEntropyCoded(const SegmentBatch& batch, int half_bits, bool ro
   const uint64_t group_bytes = std::max<uint64_t>(kMinGroupScratchBytes, free_bytes / 4);
   const uint32_t per_group = static_cast<uint32_t>(
       std::min<uint64_t>(batch.count, std::max<uint64_t>(1, group_bytes / sl.stride)));
+  err = calibrated::KeepReserved(pool, uint64_t{per_group} * sl.stride);
+  if (err != cudaSuccess) return err;
   for (uint32_t first = 0; first < batch.count; first += per_group) {
     SegmentBatch b = batch;
     b.ios = batch.ios + first;

@@ -384,14 +384,7 @@ __global__ void __launch_bounds__(2 * kMaxGpuCalibratedHeadDim)
   const float step = __half2float(__ushort_as_half(
       static_cast<uint16_t>(LoadLE(e + L.steps + 2 * h, 2))));
   for (uint32_t s = threadIdx.x; s < kSymbols; s += blockDim.x) {
-    const int q = static_cast<int>(s) - kMaxIndex;
-    const int a = q < 0 ? -q : q;
-    float level = static_cast<float>(a);
-    if (a < kOffsets) {
-      const float off = static_cast<float>(static_cast<int8_t>(e[L.offsets + a]));
-      level = __fadd_rn(level, __fmul_rn(off, 1.0f / 256));
-    }
-    value[s] = __fmul_rn(q < 0 ? -level : level, step);
+    value[s] = __fmul_rn(calibrated::SymbolLevel(e + L.offsets, s), step);
   }
   for (uint32_t c = threadIdx.x; c < d; c += blockDim.x) {
     mean[c] = __half2float(__ushort_as_half(
@@ -580,6 +573,13 @@ cudaError_t calibrated::ScratchPool(cudaMemPool_t* out) {
   }
   *out = it->second;
   return cudaSuccess;
+}
+
+cudaError_t calibrated::KeepReserved(cudaMemPool_t pool, uint64_t bytes) {
+  uint64_t keep = 0;
+  cudaError_t err = cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+  if (err != cudaSuccess || keep >= bytes) return err;
+  return cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &bytes);
 }
 
 bool CalibratedSupported(uint32_t head_dim) {
