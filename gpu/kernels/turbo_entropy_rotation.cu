@@ -29,8 +29,6 @@ namespace kvpack {
 namespace gpu {
 namespace {
 
-using calibrated::kMaxIndex;
-using calibrated::kOffsets;
 using calibrated::kSymbols;
 using calibrated::LayoutOf;
 using calibrated::SegmentLayout;
@@ -171,14 +169,7 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t vecs = min(per_run, n - v0), count = vecs * d;
   const SegmentLayout L = LayoutOf(b.tokens, heads, d, half_bits);
   for (uint32_t s = threadIdx.x; s < kSymbols; s += blockDim.x) {
-    const int q = static_cast<int>(s) - kMaxIndex;
-    const int a = q < 0 ? -q : q;
-    float lv = static_cast<float>(a);
-    if (a < kOffsets) {
-      const float off = static_cast<float>(static_cast<int8_t>(e[L.offsets + a]));
-      lv = __fadd_rn(lv, __fmul_rn(off, 1.0f / 256));
-    }
-    level[s] = q < 0 ? -lv : lv;
+    level[s] = calibrated::SymbolLevel(e + L.offsets, s);
   }
   FillRotation(LoadLE(e, 8), d, r);  // ends synchronized: `level` is ready too
   const uint8_t* sym = symbols + (uint64_t{seg} * n + v0) * d;
@@ -198,12 +189,18 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Blocks for `b`: a run of kTileElems / d vectors each; 0 when the grid would be too large.
-uint32_t Runs(const SegmentBatch& b, uint64_t* blocks) {
+// Launches `b` a block per run of kTileElems / d vectors: launch(element tag, blocks, dynamic
+// shared bytes, runs per segment) enqueues the kernel.
+template <typename Launch>
+cudaError_t LaunchRuns(const SegmentBatch& b, cudaStream_t stream, Launch launch) {
   const uint64_t per_run = kTileElems / b.head_dim;
   const uint64_t runs = (Vectors(b) + per_run - 1) / per_run;
-  *blocks = runs * b.count;
-  return static_cast<uint32_t>(runs);
+  if (runs * b.count > INT_MAX) return cudaErrorInvalidValue;
+  const uint32_t smem = static_cast<uint32_t>(4 * per_run * b.head_dim);
+  return DispatchElem(b.elem, [&](auto tag) {
+    launch(tag, static_cast<uint32_t>(runs * b.count), smem, static_cast<uint32_t>(runs));
+    return cudaGetLastError();
+  });
 }
 
 }  // namespace
@@ -217,29 +214,17 @@ namespace calibrated {
 
 cudaError_t LaunchRotate(const SegmentBatch& b, uint8_t* scratch, uint64_t stride, uint64_t y_at,
                          uint64_t ev_at, cudaStream_t stream) {
-  uint64_t blocks = 0;
-  const uint32_t runs = Runs(b, &blocks);
-  if (blocks > INT_MAX) return cudaErrorInvalidValue;
-  const uint32_t smem = 4 * (kTileElems / b.head_dim) * b.head_dim;
-  return DispatchElem(b.elem, [&](auto tag) {
-    using T = decltype(tag);
-    RotateKernel<T><<<static_cast<uint32_t>(blocks), kThreads, smem, stream>>>(
-        b, scratch, stride, y_at, ev_at, runs);
-    return cudaGetLastError();
+  return LaunchRuns(b, stream, [&](auto tag, uint32_t blocks, uint32_t smem, uint32_t runs) {
+    RotateKernel<decltype(tag)><<<blocks, kThreads, smem, stream>>>(b, scratch, stride, y_at,
+                                                                    ev_at, runs);
   });
 }
 
 cudaError_t LaunchUnrotate(const SegmentBatch& b, int half_bits, const uint8_t* symbols,
                            cudaStream_t stream) {
-  uint64_t blocks = 0;
-  const uint32_t runs = Runs(b, &blocks);
-  if (blocks > INT_MAX) return cudaErrorInvalidValue;
-  const uint32_t smem = 4 * (kTileElems / b.head_dim) * b.head_dim;
-  return DispatchElem(b.elem, [&](auto tag) {
-    using T = decltype(tag);
-    UnrotateKernel<T><<<static_cast<uint32_t>(blocks), kThreads, smem, stream>>>(
-        b, half_bits, symbols, runs);
-    return cudaGetLastError();
+  return LaunchRuns(b, stream, [&](auto tag, uint32_t blocks, uint32_t smem, uint32_t runs) {
+    UnrotateKernel<decltype(tag)><<<blocks, kThreads, smem, stream>>>(b, half_bits, symbols,
+                                                                      runs);
   });
 }
 
