@@ -123,13 +123,18 @@ absl::Status GpuSupports(CodecId codec, const SegmentShape& shape, GpuWork work)
     return absl::UnimplementedError(absl::StrCat("GPU codecs: head_dim ", shape.head_dim,
                                                  " outside [1, ", kMaxHeadDim, "]"));
   }
-  if (IsCalibrated(codec)) {
-    if (work != GpuWork::kDecode && uint64_t{shape.tokens} * shape.kv_heads * shape.head_dim >
+  // The entropy-coded encoders index a segment's elements in 32 bits.
+  const auto encode_fits = [&](const char* codecs) {
+    if (work == GpuWork::kDecode || uint64_t{shape.tokens} * shape.kv_heads * shape.head_dim <=
                                         kMaxGpuCalibratedEncodeElements) {
-      return absl::UnimplementedError(absl::StrCat(
-          "GPU turbo_p*/turbo_pc* encode segments of at most ", kMaxGpuCalibratedEncodeElements,
-          " elements, got ", shape.tokens, " tokens x ", shape.kv_heads, " x ", shape.head_dim));
+      return absl::OkStatus();
     }
+    return absl::UnimplementedError(absl::StrCat(
+        "GPU ", codecs, " encode segments of at most ", kMaxGpuCalibratedEncodeElements,
+        " elements, got ", shape.tokens, " tokens x ", shape.kv_heads, " x ", shape.head_dim));
+  };
+  if (IsCalibrated(codec)) {
+    if (absl::Status st = encode_fits("turbo_p*/turbo_pc*"); !st.ok()) return st;
     if (!CalibratedSupported(shape.head_dim) ||
         uint64_t{shape.kv_heads} * shape.head_dim > kMaxGpuTurboOutlierRow) {
       return absl::UnimplementedError(absl::StrCat(
@@ -147,12 +152,7 @@ absl::Status GpuSupports(CodecId codec, const SegmentShape& shape, GpuWork work)
     return absl::OkStatus();
   }
   if (TurboEntropyHalfBits(codec) != 0) {
-    if (work != GpuWork::kDecode && uint64_t{shape.tokens} * shape.kv_heads * shape.head_dim >
-                                        kMaxGpuCalibratedEncodeElements) {
-      return absl::UnimplementedError(absl::StrCat(
-          "GPU turbo_e* encode segments of at most ", kMaxGpuCalibratedEncodeElements,
-          " elements, got ", shape.tokens, " tokens x ", shape.kv_heads, " x ", shape.head_dim));
-    }
+    if (absl::Status st = encode_fits("turbo_e*"); !st.ok()) return st;
     if (!TurboEntropySupported(shape.kv_heads, shape.head_dim)) {
       return absl::UnimplementedError(absl::StrCat(
           "GPU turbo_e* need head_dim a multiple of 16 up to ", kMaxGpuTurboEntropyHeadDim,
