@@ -87,6 +87,8 @@ struct Quantized {
   std::unique_ptr<uint8_t[]> symbols;  // uninitialized until QuantizeAll
   uint64_t counts[kSymbols];
   int64_t t_sums[kSymbols];
+  // turbo_pc*: class_counts[class · kSymbols + symbol], the counts per coordinate class.
+  std::vector<uint64_t> class_counts;
 };
 
 // The quantizer, 8 values at a time: |q| = min(kMaxIndex, ⌊|y|·inv + 0.5⌋) in float, negative
@@ -107,9 +109,9 @@ inline __m256i QuantizeEight(const float* y, __m256 inv, __m256i* t_fixed) {
 
 // The two-stage loop of QuantizeAll and ScaledHistogram: produce(v, factor, c) does the vector
 // work on values c .. c+15 of vector v (factor: its head's per_head[h] in every lane) while
-// consume(v − 1, c) does the scalar read-modify-writes of the vector before, so that the two
-// overlap; flush() runs every `flush_every` vectors and at the end. Head h = v % heads is
-// counted, not divided out.
+// consume(v − 1, h − 1, c) does the scalar read-modify-writes of the vector before (of head
+// h − 1), so that the two overlap; flush() runs every `flush_every` vectors and at the end.
+// Head h = v % heads is counted, not divided out.
 template <typename Produce, typename Consume, typename Flush>
 void Overlapped(uint64_t n, uint32_t d, uint32_t heads, const float* per_head,
                 uint64_t flush_every, Produce& produce, Consume& consume, Flush& flush) {
@@ -118,47 +120,67 @@ void Overlapped(uint64_t n, uint32_t d, uint32_t heads, const float* per_head,
   uint32_t h = 0;
   uint64_t until_flush = flush_every;
   for (uint64_t v = 1; v < n; ++v) {
+    const uint32_t previous = h;
     h = h + 1 == heads ? 0 : h + 1;
     const __m256 factor = _mm256_set1_ps(per_head[h]);
     for (uint32_t c = 0; c < d; c += 16) {
       produce(v, factor, c);
-      consume(v - 1, c);
+      consume(v - 1, previous, c);
     }
     if (--until_flush == 0) {
       flush();
       until_flush = flush_every;
     }
   }
-  for (uint32_t c = 0; c < d; c += 16) consume(n - 1, c);
+  for (uint32_t c = 0; c < d; c += 16) consume(n - 1, h, c);
   flush();
 }
 
-// Quantizes every value at the steps 1/inv[h]: symbols, counts and exact t sums in one pass.
+// Quantizes every value at the steps 1/inv[h]: symbols, counts and exact t sums in one pass;
+// with `classes` (turbo_pc*: a class per head and coordinate) also the counts per class.
 //
 // Why t·2^25 is an exact integer: for |q| ≥ 1, |y|·inv ≥ 0.5 − 2^−25 is a float multiple of
 // 2^−25, so t (its float difference with |q|) is one too, and |t| ≤ 0.5 + 2^−24 bounds it.
-// Each value adds 2^40 + t·2^25 to one int64 slot per symbol, which holds the count above bit
-// 40 and the sum below (for |q| = 0 the truncated t·2^25 lies in [0, 2^24] and is ignored);
-// slots are flushed before 2^14 values reach them, so |sum| < 2^39 never touches the count.
-// Each vector's symbols and t·2^25 are written out first and then added by scalar
-// read-modify-writes into four partial slot rows.
+// Each value adds 2^40 + t·2^25 to one int64 slot per (class and) symbol, which holds the count
+// above bit 40 and the sum below (for |q| = 0 the truncated t·2^25 lies in [0, 2^24] and is
+// ignored); slots are flushed before 2^14 values reach them, so |sum| < 2^39 never touches the
+// count. Each vector's symbols and t·2^25 are written out first and then added by scalar
+// read-modify-writes into four partial slot tables, coordinate c into table c mod 4. The
+// integer totals do not depend on how they were split, so the classes' slots also give the
+// symbols' counts and sums.
 void QuantizeAll(const float* y, uint64_t n, uint32_t d, uint32_t heads,
-                 const std::vector<float>& inv, Quantized* out) {
+                 const std::vector<float>& inv, const std::vector<uint8_t>* classes,
+                 Quantized* out) {
   if (out->symbols == nullptr) out->symbols.reset(new uint8_t[n * d]);
   std::fill(out->counts, out->counts + kSymbols, 0);
   std::fill(out->t_sums, out->t_sums + kSymbols, 0);
-  int64_t slots[4][kSymbols + 1] = {};  // four partial rows break store-to-load chains
+  const int tables = classes != nullptr ? kCoordinateClasses : 1;
+  constexpr size_t kRow = kSymbols + 1;  // a (class's) row of slots
+  const size_t part = tables * kRow;     // one of the four partial tables
+  std::vector<int64_t> slots(4 * part, 0);
+  // turbo_pc*: per head and coordinate, where its row starts: its partial table, then its
+  // class. Without classes, coordinate c's row is the first of partial table c mod 4.
+  std::vector<int32_t> row(classes != nullptr ? size_t{heads} * d : 0);
+  for (size_t i = 0; i < row.size(); ++i) {
+    row[i] = static_cast<int32_t>((i % d) % 4 * part + (*classes)[i] * kRow);
+  }
+  if (classes != nullptr) out->class_counts.assign(size_t{kCoordinateClasses} * kSymbols, 0);
   auto flush = [&] {
     for (int j = 0; j < 4; ++j) {
-      for (int s = 0; s < kSymbols; ++s) {
-        const int64_t count = (slots[j][s] + (int64_t{1} << 39)) >> 40;
-        out->counts[s] += static_cast<uint64_t>(count);
-        out->t_sums[s] += slots[j][s] - count * (int64_t{1} << 40);
-        slots[j][s] = 0;
+      for (int k = 0; k < tables; ++k) {
+        int64_t* r = &slots[j * part + k * kRow];
+        for (int s = 0; s < kSymbols; ++s) {
+          if (r[s] == 0) continue;
+          const int64_t count = (r[s] + (int64_t{1} << 39)) >> 40;
+          out->counts[s] += static_cast<uint64_t>(count);
+          out->t_sums[s] += r[s] - count * (int64_t{1} << 40);
+          if (classes != nullptr) out->class_counts[k * kSymbols + s] += count;
+          r[s] = 0;
+        }
       }
     }
   };
-  const uint64_t flush_every = std::max<uint64_t>(1, (uint64_t{1} << 16) / d);  // 2^14 a slot row
+  const uint64_t flush_every = std::max<uint64_t>(1, (uint64_t{1} << 16) / d);  // 2^14 a slot
   alignas(32) int32_t t_fixed[2][kMaxHeadDim];  // vector v's in t_fixed[v % 2]
   // Values c .. c+15 of vector v: symbols to out->symbols, t·2^25 to t_fixed.
   auto quantize = [&](uint64_t v, __m256 k, uint32_t c) {
@@ -175,16 +197,22 @@ void QuantizeAll(const float* y, uint64_t n, uint32_t d, uint32_t heads,
                      _mm256_castsi256_si128(bytes));
   };
   // The same values' slot additions.
-  auto add = [&](uint64_t v, uint32_t c) {
+  auto add = [&](uint64_t v, uint32_t h, uint32_t c) {
     constexpr int64_t kOneCount = int64_t{1} << 40;
     const uint8_t* s = &out->symbols[v * d];
     const int32_t* t = t_fixed[v % 2];
-    for (uint32_t i = c; i < c + 16; i += 4) {
-      slots[0][s[i]] += kOneCount + t[i];
-      slots[1][s[i + 1]] += kOneCount + t[i + 1];
-      slots[2][s[i + 2]] += kOneCount + t[i + 2];
-      slots[3][s[i + 3]] += kOneCount + t[i + 3];
+    int64_t* const slot = slots.data();
+    if (classes == nullptr) {  // one row per partial table, and one load less a value
+      for (uint32_t i = c; i < c + 16; i += 4) {
+        slot[s[i]] += kOneCount + t[i];
+        slot[kRow + s[i + 1]] += kOneCount + t[i + 1];
+        slot[2 * kRow + s[i + 2]] += kOneCount + t[i + 2];
+        slot[3 * kRow + s[i + 3]] += kOneCount + t[i + 3];
+      }
+      return;
     }
+    const int32_t* r = &row[size_t{h} * d];
+    for (uint32_t i = c; i < c + 16; ++i) slot[r[i] + s[i]] += kOneCount + t[i];
   };
   // Vector v is quantized while vector v − 1 is added, so that the vector work and the
   // read-modify-writes can overlap (one after the other per vector was 1.2 times slower in a
@@ -524,7 +552,7 @@ void ScaledHistogram(const float* y, uint64_t n, uint32_t d, uint32_t heads,
     _mm256_store_si256(reinterpret_cast<__m256i*>(&bins[v % 2][c]),
                        _mm256_packus_epi32(b[0], b[1]));
   };
-  auto count = [&](uint64_t v, uint32_t c) {
+  auto count = [&](uint64_t v, uint32_t, uint32_t c) {
     const uint16_t* b = bins[v % 2];
     for (uint32_t i = c; i < c + 16; i += 4) {
       ++part[0][b[i]];
@@ -549,6 +577,8 @@ std::vector<double> CoordinateEnergies(const float* y, uint64_t n, uint32_t d, u
 }
 
 // ScaledHistogram's bins, one histogram per coordinate class: hist[class · kHistBins + bin].
+// Each value's whole index (its class's offset plus its bin) is made 8 at a time, so the
+// scalar loop only increments.
 void ClassHistograms(const float* y, uint64_t n, uint32_t d, uint32_t heads,
                      const std::vector<double>& sigma, const std::vector<uint8_t>& classes,
                      uint64_t* hist) {
@@ -556,69 +586,26 @@ void ClassHistograms(const float* y, uint64_t n, uint32_t d, uint32_t heads,
   for (uint32_t h = 0; h < heads; ++h) {
     scales[h] = sigma[h] == 0 ? 0.0f : static_cast<float>(kHistPerSigma / sigma[h]);
   }
+  std::vector<int32_t> offsets(classes.size());
+  for (size_t i = 0; i < classes.size(); ++i) offsets[i] = int32_t{classes[i]} * kHistBins;
   std::fill(hist, hist + size_t{kCoordinateClasses} * kHistBins, 0);
-  alignas(32) int32_t bins[kMaxHeadDim];
+  alignas(32) int32_t index[kMaxHeadDim];
   for (uint64_t v = 0; v < n; ++v) {
-    const uint32_t h = v % heads;
-    const uint8_t* cls = &classes[size_t{h} * d];
+    const int32_t* offset = &offsets[(v % heads) * d];
     const float* yv = &y[v * d];
     // The bins 8 at a time, exactly as the scalar min(|y|·scale, kHistBins − 1) truncated.
-    const __m256 scale = _mm256_set1_ps(scales[h]);
+    const __m256 scale = _mm256_set1_ps(scales[v % heads]);
     for (uint32_t c = 0; c < d; c += 8) {
       const __m256 scaled =
           _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(yv + c)), scale);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(bins + c),
-                         _mm256_cvttps_epi32(_mm256_min_ps(scaled, _mm256_set1_ps(kHistBins - 1))));
+      const __m256i bin =
+          _mm256_cvttps_epi32(_mm256_min_ps(scaled, _mm256_set1_ps(kHistBins - 1)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(index + c),
+                         _mm256_add_epi32(bin, _mm256_loadu_si256(
+                                                   reinterpret_cast<const __m256i*>(offset + c))));
     }
-    for (uint32_t c = 0; c < d; ++c) ++hist[size_t{cls[c]} * kHistBins + bins[c]];
+    for (uint32_t c = 0; c < d; ++c) ++hist[index[c]];
   }
-}
-
-// Four partial tables of 32-bit counters, coordinate c counted in part c mod 4 (consecutive
-// coordinates often share a class and a symbol, and one table would chain their increments),
-// added into 64-bit totals every 2^21 vectors and at the end (a vector adds at most
-// kMaxHeadDim / 4 ≤ 2^8 to a counter: it stays below 2^31).
-class PartialCounts {
- public:
-  explicit PartialCounts(size_t slots) : slots_(slots), part_(4 * slots, 0), total_(slots, 0) {}
-  uint32_t* part(int j) { return &part_[j * slots_]; }
-  // After each vector.
-  void VectorDone() {
-    if (++vectors_ == kFlushEvery) Flush();
-  }
-  std::vector<uint64_t> Finish() {
-    Flush();
-    return std::move(total_);
-  }
-
- private:
-  static constexpr uint64_t kFlushEvery = uint64_t{1} << 21;
-  static_assert(kMaxHeadDim <= 1024, "a vector adds at most 2^8 to a counter");
-  void Flush() {
-    for (size_t i = 0; i < part_.size(); ++i) total_[i % slots_] += part_[i];
-    std::fill(part_.begin(), part_.end(), 0);
-    vectors_ = 0;
-  }
-  size_t slots_;
-  std::vector<uint32_t> part_;
-  std::vector<uint64_t> total_;
-  uint64_t vectors_ = 0;
-};
-
-// turbo_pc*: counts[class · kSymbols + symbol] of the quantized symbols.
-std::vector<uint64_t> ClassCounts(const uint8_t* symbols, uint64_t n, uint32_t d, uint32_t heads,
-                                  const std::vector<uint8_t>& classes) {
-  PartialCounts counts(size_t{kCoordinateClasses} * kSymbols);
-  uint32_t* const p[4] = {counts.part(0), counts.part(1), counts.part(2), counts.part(3)};
-  for (uint64_t v = 0; v < n; ++v) {
-    const uint8_t* cls = &classes[(v % heads) * d];
-    const uint8_t* sym = &symbols[v * d];
-    for (uint32_t c = 0; c < d; c += 4) {
-      for (int j = 0; j < 4; ++j) ++p[j][cls[c + j] * kSymbols + sym[c + j]];
-    }
-    counts.VectorDone();
-  }
-  return counts.Finish();
 }
 
 // Symbols [first, first + count) of a table, and the bytes of table plus lane lengths.
@@ -659,23 +646,39 @@ double ClassCodedBitsUpperBound(const SegmentShape& shape, const uint64_t* count
   return bits;
 }
 
-// The symbol counts a histogram of |y|/σ predicts at ladder step k: each bin's count goes to
-// the |q| of its centre, split evenly between ±q; escapes counts the values past kMaxIndex.
-void PredictedCounts(const uint64_t* hist, int k, uint64_t counts[kSymbols], double* escapes) {
+// A histogram's non-empty bins in bin order: what PredictedCounts reads. A segment's values
+// fill a few hundred of the kHistBins, and the step search reads every histogram about ten
+// times, so walking all bins each time took a fifth of a turbo_pc encode.
+struct BinCount {
+  int bin;
+  uint64_t count;
+};
+std::vector<BinCount> NonEmptyBins(const uint64_t* hist) {
+  std::vector<BinCount> bins;
+  for (int b = 0; b < kHistBins; ++b) {
+    if (hist[b] != 0) bins.push_back({b, hist[b]});
+  }
+  return bins;
+}
+
+// The symbol counts a histogram (its non-empty bins) predicts at ladder step k: each bin's
+// count goes to the |q| of its centre, split evenly between ±q; escapes counts the values past
+// kMaxIndex.
+void PredictedCounts(const std::vector<BinCount>& bins, int k, uint64_t counts[kSymbols],
+                     double* escapes) {
   std::fill(counts, counts + kSymbols, 0);
   *escapes = 0;
   const double alpha = LadderAlpha(k);
-  for (int b = 0; b < kHistBins; ++b) {
-    if (hist[b] == 0) continue;
-    const double centre = (b + 0.5) / kHistPerSigma / alpha + 0.5;
+  for (const BinCount& bc : bins) {
+    const double centre = (bc.bin + 0.5) / kHistPerSigma / alpha + 0.5;
     const int a = std::min<int>(kMaxIndex, static_cast<int>(centre));
     if (a == 0) {
-      counts[kMaxIndex] += hist[b];
+      counts[kMaxIndex] += bc.count;
     } else {
-      counts[kMaxIndex + a] += hist[b] - hist[b] / 2;
-      counts[kMaxIndex - a] += hist[b] / 2;
+      counts[kMaxIndex + a] += bc.count - bc.count / 2;
+      counts[kMaxIndex - a] += bc.count / 2;
     }
-    if (centre >= kMaxIndex) *escapes += hist[b];
+    if (centre >= kMaxIndex) *escapes += bc.count;
   }
 }
 
@@ -901,36 +904,38 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
   auto coded_bits = [&](const uint64_t* counts) {
     return classes_on ? ClassCodedBitsUpperBound(shape, counts) : CodedBitsUpperBound(counts);
   };
-  // The bits the first `classes_in_h` histograms at `h` (the others empty) predict at ladder
-  // step k.
+  // The bits the histograms `h` (one per class, or one) predict at ladder step k.
   std::vector<uint64_t> counts(static_cast<size_t>(hist_classes) * kSymbols);
-  auto estimate = [&](const uint64_t* h, int classes_in_h, int k) {
+  auto estimate = [&](const std::vector<std::vector<BinCount>>& h, int k) {
     std::fill(counts.begin(), counts.end(), 0);
     double escapes = 0;  // turbo_p*: 16 bits a value past kMaxIndex
-    for (int c = 0; c < classes_in_h; ++c) {
+    for (size_t c = 0; c < h.size(); ++c) {
       double class_escapes;
-      PredictedCounts(h + static_cast<size_t>(c) * kHistBins, k,
-                      &counts[static_cast<size_t>(c) * kSymbols], &class_escapes);
+      PredictedCounts(h[c], k, &counts[c * kSymbols], &class_escapes);
       escapes += class_escapes;
     }
     return coded_bits(counts.data()) + (calibrated ? 16 * escapes : 0.0);
   };
   // The smallest k whose estimate fits, by bisection.
-  auto finest_step = [&](const uint64_t* h, int classes_in_h) {
+  auto finest_step = [&](const std::vector<std::vector<BinCount>>& h) {
     int lo = 0, hi = kLadder - 1;
     while (lo < hi) {
       const int mid = (lo + hi) / 2;
-      if (estimate(h, classes_in_h, mid) <= budget_bits) hi = mid; else lo = mid + 1;
+      if (estimate(h, mid) <= budget_bits) hi = mid; else lo = mid + 1;
     }
     return lo;
   };
-  int lo = finest_step(hist.data(), hist_classes);
+  std::vector<std::vector<BinCount>> bins(hist_classes);
+  for (int c = 0; c < hist_classes; ++c) {
+    bins[c] = NonEmptyBins(&hist[static_cast<size_t>(c) * kHistBins]);
+  }
+  int lo = finest_step(bins);
   if (classes_on) {
     // Every coordinate in class 0 (one table) when that promises a finer step: in small
     // segments sixteen tables can cost more than they save.
     std::vector<uint64_t> one(kHistBins, 0);
     for (size_t i = 0; i < hist.size(); ++i) one[i % kHistBins] += hist[i];
-    const int lo_one = finest_step(one.data(), 1);
+    const int lo_one = finest_step({NonEmptyBins(one.data())});
     if (lo_one < lo) {
       lo = lo_one;
       std::fill(classes.begin(), classes.end(), 0);
@@ -948,20 +953,18 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
       StoreLE16(out.data() + layout.steps + 2 * h, step);
       inv[h] = 1.0f / HalfToFloat(step);
     }
-    QuantizeAll(y, n, d, heads, inv, &q);
+    QuantizeAll(y, n, d, heads, inv, classes_on ? &classes : nullptr, &q);
     std::vector<uint16_t> escapes;
     if (calibrated) escapes = Escapes(y, q.symbols.get(), n, d, heads, inv);
     const uint64_t tail = fixed_tail + 2 * escapes.size();
-    std::vector<uint64_t> class_counts;
-    if (classes_on) class_counts = ClassCounts(q.symbols.get(), n, d, heads, classes);
-    const double bits = coded_bits(classes_on ? class_counts.data() : q.counts);
+    const double bits = coded_bits(classes_on ? q.class_counts.data() : q.counts);
     if (bits + 16.0 * escapes.size() > budget_bits && k + 1 < kLadder) continue;
     const uint64_t side = classes_on ? MaxClassTablesAndLanes(shape) : kMaxTableAndLanes;
     if (layout.table + side + tail > layout.total) continue;
     int8_t offsets[kOffsets];
     CentroidOffsets(q, y, n, d, heads, inv, offset_sums_ == OffsetSums::kReference, offsets);
     if (classes_on) {
-      if (!WriteClassCoded(shape, classes, class_counts, q.symbols.get(),
+      if (!WriteClassCoded(shape, classes, q.class_counts, q.symbols.get(),
                            absl::MakeSpan(table, layout.total - layout.table - tail))) {
         continue;
       }
