@@ -310,10 +310,10 @@ void CentreAndRotate(const TurboChunkPlan& plan, const uint8_t* x, const float* 
 }
 
 // e[j] = Σ_c y_j[c]² in double, c ascending (the reference order), for the 8·kGroups vectors
-// of d values at y, y + d, …: the vectors' sums run side by side in the lanes of 2·kGroups
-// registers (two groups keep enough sums in flight to hide the add latency).
+// of d values at y, y + stride, …: the vectors' sums run side by side in the lanes of
+// 2·kGroups registers (two groups keep enough sums in flight to hide the add latency).
 template <int kGroups>
-void SumSquares(const float* y, uint32_t d, double* e) {
+void SumSquares(const float* y, size_t stride, uint32_t d, double* e) {
   __m256d acc[2 * kGroups];
   for (__m256d& a : acc) a = _mm256_setzero_pd();
   // w·w is exact in double (w has 24 significant bits), so the fused multiply-add rounds
@@ -325,9 +325,9 @@ void SumSquares(const float* y, uint32_t d, double* e) {
   for (uint32_t c = 0; c < d; c += 8) {
     for (int g = 0; g < kGroups; ++g) {
       // Elements c .. c+7 of the group's 8 vectors, transposed.
-      const float* base = y + 8 * g * size_t{d} + c;
+      const float* base = y + 8 * g * stride + c;
       __m256 t[8], u[8], w[8];
-      for (int j = 0; j < 8; ++j) t[j] = _mm256_loadu_ps(base + j * size_t{d});
+      for (int j = 0; j < 8; ++j) t[j] = _mm256_loadu_ps(base + j * stride);
       for (int j = 0; j < 4; ++j) {
         u[2 * j] = _mm256_unpacklo_ps(t[2 * j], t[2 * j + 1]);
         u[2 * j + 1] = _mm256_unpackhi_ps(t[2 * j], t[2 * j + 1]);
@@ -377,13 +377,13 @@ void CentreAndRotateAll(const TurboChunkPlan& plan, const uint8_t* raw, uint64_t
     h = h + 1 == heads ? 0 : h + 1;
     if (v % 16 == 15) {
       double e[16];
-      SumSquares<2>(&y[(v - 15) * d], d, e);
+      SumSquares<2>(&y[(v - 15) * d], d, d, e);
       add_sums(e, 16);
     }
   }
   if (n % 16 >= 8) {
     double e[8];
-    SumSquares<1>(&y[n / 16 * 16 * d], d, e);
+    SumSquares<1>(&y[n / 16 * 16 * d], d, d, e);
     add_sums(e, 8);
   }
   for (uint64_t v = n / 8 * 8; v < n; ++v) {
@@ -429,18 +429,24 @@ void DecodeVector(const TurboChunkPlan& plan, const uint8_t* sym, const float* v
 }
 
 // Pass 2 of Encode in a calibrated basis: y = B_h·(x − m_h) for each vector (head h = v mod
-// heads; FORMAT.md's arithmetic, codec/basis_projection.h), four vectors of a head at a time,
-// and energy[h] += Σ y² of each vector in double, channel order, added in vector order.
+// heads; FORMAT.md's arithmetic, codec/basis_projection.h), a chunk of a head's vectors at a
+// time; energy[h] += Σ y² of each vector in double, channel order, added in vector order; and
+// with coordinate_energy (turbo_pc*) also coordinate_energy[h · d + c] += y[c]² in double, in
+// token order (CoordinateClasses' input).
 void CentreAndProjectAll(const SegmentShape& shape, const float* bases, const uint8_t* raw,
-                         const std::vector<float>& means, float* y, std::vector<double>* energy) {
+                         const std::vector<float>& means, float* y, std::vector<double>* energy,
+                         std::vector<double>* coordinate_energy) {
   const uint32_t d = shape.head_dim, heads = shape.kv_heads;
   const size_t elem = DTypeSize(shape.dtype);
+  const size_t stride = size_t{heads} * d;  // from a head's vector to its next
+  if (coordinate_energy != nullptr) coordinate_energy->assign(stride, 0.0);
   // Chunks of tokens per head: the projection serves a chunk's vectors from one pass over
   // the basis.
   constexpr uint32_t kChunk = 64;
   std::vector<float> z(kChunk * size_t{d});
   const float* in[kChunk];
   float* out[kChunk];
+  double e[kChunk];
   for (uint32_t h = 0; h < heads; ++h) {
     const std::vector<float> columns = BasisColumns(bases + size_t{h} * d * d, d);
     for (uint32_t t0 = 0; t0 < shape.tokens; t0 += kChunk) {
@@ -454,15 +460,23 @@ void CentreAndProjectAll(const SegmentShape& shape, const float* bases, const ui
         out[k] = y + v * d;
       }
       ProjectVectors(columns.data(), d, count, in, out);
-      // Four vectors' sums side by side (each still in channel order, added in vector
-      // order): one vector's alone is a chain of dependent adds.
-      for (uint32_t k0 = 0; k0 < count; k0 += 4) {
-        const uint32_t group = std::min<uint32_t>(4, count - k0);
-        double e[4] = {0, 0, 0, 0};
-        for (uint32_t r = 0; r < d; ++r) {
-          for (uint32_t k = 0; k < group; ++k) e[k] += double{out[k0 + k][r]} * out[k0 + k][r];
-        }
-        for (uint32_t k = 0; k < group; ++k) (*energy)[h] += e[k];
+      // The chunk's vectors are `stride` apart: 16 or 8 of them side by side, the rest one by
+      // one.
+      uint32_t k = 0;
+      for (; count - k >= 16; k += 16) SumSquares<2>(out[k], stride, d, e + k);
+      if (count - k >= 8) {
+        SumSquares<1>(out[k], stride, d, e + k);
+        k += 8;
+      }
+      for (; k < count; ++k) {
+        e[k] = 0;
+        for (uint32_t r = 0; r < d; ++r) e[k] += double{out[k][r]} * out[k][r];
+      }
+      for (k = 0; k < count; ++k) (*energy)[h] += e[k];
+      if (coordinate_energy == nullptr) continue;
+      double* row = &(*coordinate_energy)[size_t{h} * d];
+      for (k = 0; k < count; ++k) {
+        for (uint32_t r = 0; r < d; ++r) row[r] += double{out[k][r]} * out[k][r];
       }
     }
   }
@@ -563,17 +577,6 @@ void ScaledHistogram(const float* y, uint64_t n, uint32_t d, uint32_t heads,
   };
   // Vector v is binned while vector v − 1 is counted, as in QuantizeAll.
   Overlapped(n, d, heads, scales.data(), flush_every, bin, count, flush);
-}
-
-// turbo_pc*: Σ y² per head and coordinate over the segment's tokens (double, token order).
-std::vector<double> CoordinateEnergies(const float* y, uint64_t n, uint32_t d, uint32_t heads) {
-  std::vector<double> ss(size_t{heads} * d, 0.0);
-  for (uint64_t v = 0; v < n; ++v) {
-    double* row = &ss[(v % heads) * d];
-    const float* yv = &y[v * d];
-    for (uint32_t c = 0; c < d; ++c) row[c] += double{yv[c]} * yv[c];
-  }
-  return ss;
 }
 
 // ScaledHistogram's bins, one histogram per coordinate class: hist[class · kHistBins + bin].
@@ -863,8 +866,12 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
   std::unique_ptr<float[]> y_values(new float[n * d]);  // every value is written
   float* const y = y_values.get();
   std::vector<double> energy(heads, 0.0);
+  // turbo_pc*: Σ y² per head and coordinate (double, token order), for the coordinate classes.
+  const bool classes_on = tables_ == Tables::kClassTables;
+  std::vector<double> coordinate_energy;
   if (calibrated) {
-    CentreAndProjectAll(shape, context.basis, raw.data(), means, y, &energy);
+    CentreAndProjectAll(shape, context.basis, raw.data(), means, y, &energy,
+                        classes_on ? &coordinate_energy : nullptr);
   } else switch (shape.dtype) {
     case DType::kFloat32:
       CentreAndRotateAll<DType::kFloat32>(plan, raw.data(), n, d, heads, means, y, &energy);
@@ -885,9 +892,8 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
     sigma[h] = std::sqrt(energy[h] / (static_cast<double>(shape.tokens) * d));
   }
   // turbo_pc*: the coordinate classes, from the spread of each coordinate over its head's.
-  const bool classes_on = tables_ == Tables::kClassTables;
   std::vector<uint8_t> classes;
-  if (classes_on) classes = CoordinateClasses(CoordinateEnergies(y, n, d, heads), energy, d);
+  if (classes_on) classes = CoordinateClasses(coordinate_energy, energy, d);
   // Pass 3: a histogram of |y|/σ_h (per coordinate class) to guess the finest ladder step that
   // fits.
   const int hist_classes = classes_on ? kCoordinateClasses : 1;
