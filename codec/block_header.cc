@@ -34,6 +34,7 @@ BlockSegment SegmentAt(const BlockLayout& layout, const CodecPolicy& policy, uin
     // Supports(layout) checked that the calibration fits the layout.
     segment.context.basis = calibration->Basis(segment.layer, segment.is_key);
     segment.context.basis_id = calibration->BasisId(segment.layer, segment.is_key);
+    segment.context.basis_columns = calibration->Columns(segment.layer, segment.is_key);
   }
   segment.raw_offset = uint64_t{i} * layout.SegmentRawBytes();
   segment.length = codec->EncodedSize(segment.shape);

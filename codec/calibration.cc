@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "codec/basis_projection.h"
 #include "codec/segment_io.h"
 #include "common/file_contents.h"
 
@@ -83,6 +84,12 @@ Calibration::Calibration(uint32_t layers, uint32_t kv_heads, uint32_t head_dim,
     : layers_(layers), kv_heads_(kv_heads), head_dim_(head_dim), bases_(std::move(bases)) {
   const std::string bytes = Serialize();  // the checksum at its end is the fingerprint
   fingerprint_ = LoadLE64(reinterpret_cast<const uint8_t*>(bytes.data()) + bytes.size() - 8);
+  const size_t square = size_t{head_dim} * head_dim;
+  columns_.reserve(bases_.size());
+  for (size_t at = 0; at < bases_.size(); at += square) {
+    const std::vector<float> columns = BasisColumns(&bases_[at], head_dim);
+    columns_.insert(columns_.end(), columns.begin(), columns.end());
+  }
 }
 
 absl::StatusOr<Calibration> Calibration::FromBases(uint32_t layers, uint32_t kv_heads,
@@ -146,6 +153,10 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view bytes) {
 
 const float* Calibration::Basis(uint32_t layer, bool is_key) const {
   return &bases_[(size_t{layer} * 2 + (is_key ? 0 : 1)) * kv_heads_ * head_dim_ * head_dim_];
+}
+
+const float* Calibration::Columns(uint32_t layer, bool is_key) const {
+  return &columns_[(size_t{layer} * 2 + (is_key ? 0 : 1)) * kv_heads_ * head_dim_ * head_dim_];
 }
 
 uint64_t Calibration::BasisId(uint32_t layer, bool is_key) const {

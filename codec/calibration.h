@@ -57,6 +57,10 @@ class Calibration {
   // The bases of (layer, K|V): kv_heads() matrices of head_dim() rows of head_dim() floats,
   // row r the r-th axis (so y = B·z codes and z = Bᵀ·y decodes). Precondition: layer < layers().
   const float* Basis(uint32_t layer, bool is_key) const;
+  // The same bases, each transposed (columns[c·head_dim + r] = B[r][c], codec/basis_projection.h's
+  // BasisColumns): what the encoders' products read, made once here rather than per segment.
+  // Precondition: layer < layers().
+  const float* Columns(uint32_t layer, bool is_key) const;
   // The id a turbo_p segment of (layer, K|V) records: XXH3-64 of the fingerprint, the layer and
   // K|V. Precondition: layer < layers().
   uint64_t BasisId(uint32_t layer, bool is_key) const;
@@ -69,7 +73,8 @@ class Calibration {
   Calibration(uint32_t layers, uint32_t kv_heads, uint32_t head_dim, std::vector<float> bases);
 
   uint32_t layers_ = 0, kv_heads_ = 0, head_dim_ = 0;
-  std::vector<float> bases_;  // [layers][2][kv_heads][head_dim][head_dim]
+  std::vector<float> bases_;    // [layers][2][kv_heads][head_dim][head_dim]
+  std::vector<float> columns_;  // the same, each basis transposed
   uint64_t fingerprint_ = 0;
 };
 

@@ -61,7 +61,11 @@ TEST(CalibrationTest, FindsThePrincipalAxesInDecreasingOrder) {
     for (bool is_key : {true, false}) {
       for (uint32_t h = 0; h < 2; ++h) {
         const float* basis = calibration->Basis(layer, is_key) + h * 16 * 16;
+        const float* columns = calibration->Columns(layer, is_key) + h * 16 * 16;
         for (uint32_t r = 0; r < 16; ++r) {
+          for (uint32_t c = 0; c < 16; ++c) {
+            ASSERT_EQ(columns[c * 16 + r], basis[r * 16 + c]) << "column " << c << " row " << r;
+          }
           // Axis r is the channel with the r-th largest spread (order[c] = 15 − r).
           const uint32_t channel = std::find(order.begin(), order.end(), 15 - r) - order.begin();
           EXPECT_GT(std::fabs(basis[r * 16 + channel]), 0.95f) << "axis " << r;

@@ -90,6 +90,9 @@ struct SegmentContext {
   // (codec/calibration.h). Null when the policy has no calibration.
   const float* basis = nullptr;
   uint64_t basis_id = 0;
+  // The same bases transposed (Calibration::Columns), or null: the encoders then transpose
+  // `basis` themselves, a few percent of a turbo_p encode.
+  const float* basis_columns = nullptr;
 };
 
 class SegmentCodec {

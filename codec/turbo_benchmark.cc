@@ -126,6 +126,7 @@ SegmentContext BenchContext(bool is_key) {
   ctx.seed = 7;
   ctx.basis = BenchCalibration().Basis(0, is_key);
   ctx.basis_id = BenchCalibration().BasisId(0, is_key);
+  ctx.basis_columns = BenchCalibration().Columns(0, is_key);  // as the block codec passes them
   return ctx;
 }
 

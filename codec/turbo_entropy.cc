@@ -429,13 +429,13 @@ void DecodeVector(const TurboChunkPlan& plan, const uint8_t* sym, const float* v
 }
 
 // Pass 2 of Encode in a calibrated basis: y = B_h·(x − m_h) for each vector (head h = v mod
-// heads; FORMAT.md's arithmetic, codec/basis_projection.h), a chunk of a head's vectors at a
+// heads, B_h the context's; FORMAT.md's arithmetic, codec/basis_projection.h), a chunk of a head's vectors at a
 // time; energy[h] += Σ y² of each vector in double, channel order, added in vector order; and
 // with coordinate_energy (turbo_pc*) also coordinate_energy[h · d + c] += y[c]² in double, in
 // token order (CoordinateClasses' input).
-void CentreAndProjectAll(const SegmentShape& shape, const float* bases, const uint8_t* raw,
-                         const std::vector<float>& means, float* y, std::vector<double>* energy,
-                         std::vector<double>* coordinate_energy) {
+void CentreAndProjectAll(const SegmentShape& shape, const SegmentContext& context,
+                         const uint8_t* raw, const std::vector<float>& means, float* y,
+                         std::vector<double>* energy, std::vector<double>* coordinate_energy) {
   const uint32_t d = shape.head_dim, heads = shape.kv_heads;
   const size_t elem = DTypeSize(shape.dtype);
   const size_t stride = size_t{heads} * d;  // from a head's vector to its next
@@ -448,7 +448,13 @@ void CentreAndProjectAll(const SegmentShape& shape, const float* bases, const ui
   float* out[kChunk];
   double e[kChunk];
   for (uint32_t h = 0; h < heads; ++h) {
-    const std::vector<float> columns = BasisColumns(bases + size_t{h} * d * d, d);
+    std::vector<float> transposed;  // when the context has no columns
+    if (context.basis_columns == nullptr) {
+      transposed = BasisColumns(context.basis + size_t{h} * d * d, d);
+    }
+    const float* columns = context.basis_columns != nullptr
+                               ? context.basis_columns + size_t{h} * d * d
+                               : transposed.data();
     for (uint32_t t0 = 0; t0 < shape.tokens; t0 += kChunk) {
       const uint32_t count = std::min(kChunk, shape.tokens - t0);
       for (uint32_t k = 0; k < count; ++k) {
@@ -459,7 +465,7 @@ void CentreAndProjectAll(const SegmentShape& shape, const float* bases, const ui
         in[k] = zk;
         out[k] = y + v * d;
       }
-      ProjectVectors(columns.data(), d, count, in, out);
+      ProjectVectors(columns, d, count, in, out);
       // The chunk's vectors are `stride` apart: 16 or 8 of them side by side, the rest one by
       // one.
       uint32_t k = 0;
@@ -870,7 +876,7 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
   const bool classes_on = tables_ == Tables::kClassTables;
   std::vector<double> coordinate_energy;
   if (calibrated) {
-    CentreAndProjectAll(shape, context.basis, raw.data(), means, y, &energy,
+    CentreAndProjectAll(shape, context, raw.data(), means, y, &energy,
                         classes_on ? &coordinate_energy : nullptr);
   } else switch (shape.dtype) {
     case DType::kFloat32:
