@@ -22,6 +22,7 @@
 #include "codec/rans.h"
 #include "codec/rans_classes.h"
 #include "codec/segment_io.h"
+#include "codec/symbol_values.h"
 #include "codec/turbo_kernel.h"
 
 namespace kvpack {
@@ -522,19 +523,26 @@ std::vector<uint16_t> Escapes(const float* y, const uint8_t* symbols, uint64_t n
   return escapes;
 }
 
-// The coefficients ŷ of one turbo_p vector: value[sym[r]], or for the table's symbols of
-// ±kMaxIndex (lo, hi; −1 when the table has none) ±(kMaxIndex + the next escape)·step. False
-// when the escapes run out.
-bool Coefficients(const uint8_t* sym, uint32_t d, const float* value, int lo, int hi, float step,
+// The coefficients ŷ of one turbo_p vector: table[sym[r]] (its head's value per symbol), but
+// for the table's symbols of ±kMaxIndex (lo, hi; −1 when the table has none) ±(kMaxIndex + the
+// next escape)·step. False when the escapes run out. d is a multiple of 16.
+bool Coefficients(const uint8_t* sym, uint32_t d, const float* table, int lo, int hi, float step,
                   const uint8_t** escape, const uint8_t* escapes_end, float* y) {
-  for (uint32_t r = 0; r < d; ++r) {
-    if (sym[r] == lo || sym[r] == hi) {
+  SymbolValues(sym, d, table, y);
+  if (lo < 0 && hi < 0) return true;
+  // 16 symbols a test (escapes are rare), then the escaped ones in order.
+  const __m128i lo16 = _mm_set1_epi8(static_cast<char>(lo));
+  const __m128i hi16 = _mm_set1_epi8(static_cast<char>(hi));
+  for (uint32_t c = 0; c < d; c += 16) {
+    const __m128i s = _mm_loadu_si128(reinterpret_cast<const __m128i*>(sym + c));
+    uint32_t hits = static_cast<uint32_t>(
+        _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(s, lo16), _mm_cmpeq_epi8(s, hi16))));
+    for (; hits != 0; hits &= hits - 1) {
+      const uint32_t r = c + static_cast<uint32_t>(__builtin_ctz(hits));
       if (*escape == escapes_end) return false;
       const float level = static_cast<float>(kMaxIndex + LoadLE16(*escape)) * step;
       *escape += 2;
       y[r] = sym[r] == lo ? -level : level;
-    } else {
-      y[r] = value[sym[r]];
     }
   }
   return true;
@@ -1093,8 +1101,9 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
   for (uint64_t i = used; i < streams.size(); ++i) {
     if (streams[i] != 0) return absl::DataLossError(absl::StrCat(name(), ": non-zero padding"));
   }
-  // Reconstruction values per head and symbol.
-  std::vector<float> value(size_t{heads} * count), steps(heads);
+  // Reconstruction values per head and symbol (kSymbolTableSize a head, unused ones zero).
+  static_assert(kSymbols <= kSymbolTableSize, "symbols index the value tables");
+  std::vector<float> value(size_t{heads} * kSymbolTableSize, 0.0f), steps(heads);
   for (uint32_t h = 0; h < heads; ++h) {
     const uint16_t step_bits = LoadLE16(encoded.data() + layout.steps + 2 * h);
     if (BadStep(step_bits)) {
@@ -1108,7 +1117,7 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
       const float level = a < kOffsets
           ? static_cast<float>(a) + static_cast<int8_t>(encoded[layout.offsets + a]) * (1.0f / 256)
           : static_cast<float>(a);
-      value[size_t{h} * count + s] = (q < 0 ? -level : level) * step;
+      value[size_t{h} * kSymbolTableSize + s] = (q < 0 ? -level : level) * step;
     }
   }
   // The table's symbols of ±kMaxIndex, which escape in turbo_p*.
@@ -1146,16 +1155,16 @@ absl::Status TurboEntropyCodec::Decode(const SegmentShape& shape,
     if (basis.rows == nullptr) {
       for (uint64_t v = v0; v < v0 + vectors; ++v) {
         const uint32_t h = v % heads;
-        DecodeVector(plan, &sym[(v - v0) * d], &value[size_t{h} * count], &means[h * d],
-                     y.data(), x.data());
+        DecodeVector(plan, &sym[(v - v0) * d], &value[size_t{h} * kSymbolTableSize],
+                     &means[h * d], y.data(), x.data());
         StoreElements(shape.dtype, x.data(), d, raw.data() + v * d * elem);
       }
       continue;
     }
     for (uint64_t v = v0; v < v0 + vectors; ++v) {
       const uint32_t h = v % heads;
-      if (!Coefficients(&sym[(v - v0) * d], d, &value[size_t{h} * count], escape_lo, escape_hi,
-                        steps[h], &escape, escapes_end, &coefficients[(v - v0) * d])) {
+      if (!Coefficients(&sym[(v - v0) * d], d, &value[size_t{h} * kSymbolTableSize], escape_lo,
+                        escape_hi, steps[h], &escape, escapes_end, &coefficients[(v - v0) * d])) {
         return absl::DataLossError(
             absl::StrCat(name(), ": fewer escapes than values at ±", kMaxIndex));
       }
