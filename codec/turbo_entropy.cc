@@ -223,19 +223,30 @@ void QuantizeAll(const float* y, uint64_t n, uint32_t d, uint32_t heads,
 
 // The reference of the offset sums (FORMAT.md): per vector, four float partial sums of t per
 // |q| (value c into partial c mod 4, c ascending), added into a double per |q| in vector order.
+// Two vectors' partial sums are made side by side: one vector's alone is a chain of loads and
+// stores of the same few sums.
 void ReferenceOffsetSums(const float* y, const uint8_t* symbols, uint64_t n, uint32_t d,
                          uint32_t heads, const std::vector<float>& inv, double sum[kOffsets]) {
   std::fill(sum, sum + kOffsets, 0.0);
-  for (uint64_t v = 0; v < n; ++v) {
-    const float k = inv[v % heads];
-    const float* yv = &y[v * d];
-    const uint8_t* s = &symbols[v * d];
-    float part[4][kOffsets] = {};
+  uint32_t h = 0;  // the head of vector v
+  for (uint64_t v = 0; v < n; v += 2) {
+    const int pair = n - v >= 2 ? 2 : 1;
+    float part[2][4][kOffsets] = {};
     for (uint32_t c = 0; c < d; ++c) {
-      const int a = std::abs(static_cast<int>(s[c]) - kMaxIndex);
-      if (a < kOffsets) part[c & 3][a] += std::fabs(yv[c]) * k - static_cast<float>(a);
+      for (int i = 0; i < pair; ++i) {
+        const uint8_t s = symbols[(v + i) * d + c];
+        const int a = std::abs(static_cast<int>(s) - kMaxIndex);
+        if (a >= kOffsets) continue;
+        const float k = inv[h + i < heads ? h + i : h + i - heads];
+        part[i][c & 3][a] += std::fabs(y[(v + i) * d + c]) * k - static_cast<float>(a);
+      }
     }
-    for (int a = 0; a < kOffsets; ++a) sum[a] += double{part[0][a]} + part[1][a] + part[2][a] + part[3][a];
+    for (int i = 0; i < pair; ++i) {
+      for (int a = 0; a < kOffsets; ++a) {
+        sum[a] += double{part[i][0][a]} + part[i][1][a] + part[i][2][a] + part[i][3][a];
+      }
+    }
+    h = (h + 2) % heads;
   }
 }
 
