@@ -965,7 +965,10 @@ absl::Status TurboEntropyCodec::Encode(const SegmentShape& shape, const SegmentC
     // Every coordinate in class 0 (one table) when that promises a finer step: in small
     // segments sixteen tables can cost more than they save.
     std::vector<uint64_t> one(kHistBins, 0);
-    for (size_t i = 0; i < hist.size(); ++i) one[i % kHistBins] += hist[i];
+    for (int c = 0; c < kCoordinateClasses; ++c) {
+      const uint64_t* h = &hist[static_cast<size_t>(c) * kHistBins];
+      for (int b = 0; b < kHistBins; ++b) one[b] += h[b];
+    }
     const int lo_one = finest_step({NonEmptyBins(one.data())});
     if (lo_one < lo) {
       lo = lo_one;
