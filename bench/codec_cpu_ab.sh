@@ -24,7 +24,8 @@ for r in $(seq "$REPEAT"); do
     "$dir/kvpack_eval" --dataset="$DATA/tinylm-dev-kv.safetensors" \
       --queries="$DATA/tinylm-dev-q.safetensors" --head_dim=128 --first_token=384 --count=384 \
       --calibrate_first=0 --calibrate_count=384 --timing_repeats=5 --codecs="$CODECS" 2>&1 |
-      awk -v s=$side '!/^#/ && $1 != "codec" { split($1, n, ","); print "eval", s, n[1], $(NF-1), $NF }' >>"$OUT"
+      awk -v s=$side '!/^#/ && $1 != "codec" {
+          split($1, n, ","); print "eval", s, n[1], $(NF-1), $NF }' >>"$OUT"
   done
 done
 for r in $(seq "$REPEAT"); do

@@ -67,7 +67,8 @@ int main() {
     return 1;
   }
   constexpr long kRounds = 20000000;
-  std::printf("G multiply-accumulates/s, one core: float mul+add | int16 vpdpwssd | int8 vpdpbusd\n");
+  std::printf("G multiply-accumulates/s, one core: "
+              "float mul+add | int16 vpdpwssd | int8 vpdpbusd\n");
   for (int r = 0; r < 3; ++r) {
     std::printf("%.0f | %.0f | %.0f\n", 192.0 * kRounds / Seconds(FloatMulAdd, kRounds) / 1e9,
                 384.0 * kRounds / Seconds(Int16Dot, kRounds) / 1e9,

@@ -441,10 +441,10 @@ void DecodeVector(const TurboChunkPlan& plan, const uint8_t* sym, const float* v
 }
 
 // Pass 2 of Encode in a calibrated basis: y = B_h·(x − m_h) for each vector (head h = v mod
-// heads, B_h the context's; FORMAT.md's arithmetic, codec/basis_projection.h), a chunk of a head's vectors at a
-// time; energy[h] += Σ y² of each vector in double, channel order, added in vector order; and
-// with coordinate_energy (turbo_pc*) also coordinate_energy[h · d + c] += y[c]² in double, in
-// token order (CoordinateClasses' input).
+// heads, B_h the context's; FORMAT.md's arithmetic, codec/basis_projection.h), a chunk of a
+// head's vectors at a time; energy[h] += Σ y² of each vector in double, channel order, added
+// in vector order; and with coordinate_energy (turbo_pc*) also coordinate_energy[h · d + c] +=
+// y[c]² in double, in token order (CoordinateClasses' input).
 void CentreAndProjectAll(const SegmentShape& shape, const SegmentContext& context,
                          const uint8_t* raw, const std::vector<float>& means, float* y,
                          std::vector<double>* energy, std::vector<double>* coordinate_energy) {
